@@ -1,0 +1,140 @@
+//! The build environment: `.s2i/environment`, `-e NAME=VALUE` and `-E FILE`, merged with the
+//! reference's precedence (`-E` over `-e` over `.s2i/environment`) and de-duplicated, last wins.
+
+use std::path::Path;
+
+use tracing::{debug, warn};
+
+use crate::error::{BuildError, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+impl EnvVar {
+    pub fn to_kv(&self) -> String {
+        format!("{}={}", self.name, self.value)
+    }
+}
+
+/// Parse one `-e` value: split at the first `=`, trim both sides; the name must not be empty.
+pub fn parse_env_flag(text: &str) -> Result<EnvVar> {
+    let invalid = || BuildError::InvalidValue {
+        what: "environment variable",
+        value: text.to_string(),
+        reason: "must be NAME=VALUE".into(),
+    };
+    let (name, value) = text.split_once('=').ok_or_else(invalid)?;
+    let (name, value) = (name.trim(), value.trim());
+    if name.is_empty() {
+        return Err(invalid());
+    }
+    if value.contains(',') && value.contains('=') {
+        warn!("DEPRECATED: Use multiple -e flags to specify multiple environment variables instead of comma ({text:?} is kept whole)");
+    }
+    Ok(EnvVar { name: name.to_string(), value: value.to_string() })
+}
+
+/// Parse the application's `.s2i/environment`. Like the reference, lines starting with `#` are
+/// comments and quotes are kept; unlike it, a line that is dropped gets a warning naming the file and line.
+pub fn parse_s2i_environment(text: &str, file: &Path) -> Vec<EnvVar> {
+    parse_lines(text, file, |line| line.starts_with('#') || line.trim().is_empty())
+}
+
+/// Parse an `-E/--environment-file`: lines are trimmed; `#` and `//` start comments.
+pub fn parse_environment_file(text: &str, file: &Path) -> Vec<EnvVar> {
+    parse_lines(text, file, |line| {
+        let t = line.trim();
+        t.is_empty() || t.starts_with('#') || t.starts_with("//")
+    })
+}
+
+fn parse_lines(text: &str, file: &Path, is_comment: impl Fn(&str) -> bool) -> Vec<EnvVar> {
+    let mut vars = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if is_comment(line) {
+            continue;
+        }
+        match line.split_once('=') {
+            Some((name, value)) if !name.trim().is_empty() => {
+                vars.push(EnvVar { name: name.trim().to_string(), value: value.trim().to_string() })
+            }
+            _ => warn!("{}:{}: skipping {:?}: not NAME=VALUE", file.display(), i + 1, line.trim()),
+        }
+    }
+    vars
+}
+
+/// Read an environment file; a missing `.s2i/environment` is nothing, an unreadable `-E` file is a
+/// warning (as in the reference: the build goes on).
+pub fn read_environment_file(path: &Path) -> Vec<EnvVar> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_environment_file(&text, path),
+        Err(e) => {
+            warn!("Unable to read environment file {:?}: {e}", path.display());
+            Vec::new()
+        }
+    }
+}
+
+/// Merge in precedence order (later lists win); a name keeps the position of its first appearance.
+pub fn merge(lists: &[&[EnvVar]]) -> Vec<EnvVar> {
+    let mut merged: Vec<EnvVar> = Vec::new();
+    for var in lists.iter().flat_map(|l| l.iter()) {
+        match merged.iter_mut().find(|v| v.name == var.name) {
+            Some(existing) => existing.value = var.value.clone(),
+            None => merged.push(var.clone()),
+        }
+    }
+    debug!("build environment has {} variables", merged.len());
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn var(n: &str, v: &str) -> EnvVar {
+        EnvVar { name: n.into(), value: v.into() }
+    }
+
+    #[test]
+    fn env_flag_splits_at_first_equals_and_trims() {
+        assert_eq!(parse_env_flag(" A = b=c ").unwrap(), var("A", "b=c"));
+        assert_eq!(parse_env_flag("EMPTY=").unwrap(), var("EMPTY", ""));
+        assert!(parse_env_flag("NOEQUALS").is_err());
+        assert!(parse_env_flag("=value").is_err());
+        assert!(parse_env_flag("  =value").is_err());
+    }
+
+    #[test]
+    fn s2i_environment_keeps_quotes_and_skips_comments_and_bad_lines() {
+        let text = "# comment\nA=\"quoted\"\n\nnot a pair\n=novalue\n  B = spaced \nC=x=y\n";
+        let vars = parse_s2i_environment(text, Path::new(".s2i/environment"));
+        assert_eq!(vars, vec![var("A", "\"quoted\""), var("B", "spaced"), var("C", "x=y")]);
+    }
+
+    #[test]
+    fn s2i_environment_comment_must_start_the_line() {
+        // The reference does not trim before the comment test: " #X=1" is a variable named "#X".
+        let vars = parse_s2i_environment(" #X=1", Path::new("env"));
+        assert_eq!(vars, vec![var("#X", "1")]);
+    }
+
+    #[test]
+    fn environment_file_trims_and_knows_slash_comments() {
+        let vars = parse_environment_file("  // c\n  # c\n  K=V  \nbad\n", Path::new("f"));
+        assert_eq!(vars, vec![var("K", "V")]);
+    }
+
+    #[test]
+    fn merge_is_last_wins_in_first_position() {
+        let file = [var("A", "file"), var("B", "file")];
+        let flags = [var("B", "flag"), var("C", "flag"), var("B", "flag2")];
+        let envfile = [var("A", "envfile")];
+        let merged = merge(&[&file, &flags, &envfile]);
+        assert_eq!(merged, vec![var("A", "envfile"), var("B", "flag2"), var("C", "flag")]);
+    }
+}

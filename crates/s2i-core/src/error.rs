@@ -1,0 +1,142 @@
+//! Typed errors of the build pipeline. Each carries what a user needs to act (which file, image or
+//! script) and knows its exit code and a one-line hint; the binary renders them once.
+
+use std::path::PathBuf;
+
+use s2i_engine::EngineError;
+use thiserror::Error;
+
+pub type Result<T, E = BuildError> = std::result::Result<T, E>;
+
+#[derive(Debug, Error)]
+pub enum BuildError {
+    #[error("invalid {what} {value:?}: {reason}")]
+    InvalidValue { what: &'static str, value: String, reason: String },
+
+    #[error("{0}")]
+    Conflict(String),
+
+    #[error("{0}: not supported yet")]
+    NotSupported(String),
+
+    #[error("source {path:?} does not exist")]
+    SourceNotFound { path: PathBuf },
+
+    #[error("source {path:?} is not a directory")]
+    SourceNotDirectory { path: PathBuf },
+
+    #[error("context directory {dir:?} does not exist in the source {source_root:?}")]
+    ContextDirNotFound { dir: String, source_root: PathBuf },
+
+    #[error("cannot connect to the container engine at {endpoint}: {reason}")]
+    EngineUnreachable { endpoint: String, reason: String },
+
+    #[error("unable to get metadata for {image}: the image is not present locally and the pull policy is {policy}")]
+    ImageNotLocal { image: String, policy: &'static str },
+
+    #[error("unable to get {image}: {message}")]
+    PullFailed { image: String, message: String },
+
+    #[error("failed to install [{}]: not found in {}", missing.join(" "), looked_in.join(", "))]
+    ScriptsMissing { missing: Vec<String>, looked_in: Vec<String> },
+
+    #[error("could not download any scripts from URL {url}: {details}")]
+    ScriptsUrlUnusable { url: String, details: String },
+
+    #[error("the scripts location {url:?} is not supported: use image://, file:// or http(s)://")]
+    ScriptsUrlScheme { url: String },
+
+    #[error("{script} exited with status {code} in {image}{}", format_tail(.stderr_tail))]
+    ScriptFailed { script: String, image: String, code: i64, stderr_tail: String },
+
+    #[error("the builder image {image} has no {what}, which s2i needs to stream the source in")]
+    BuilderLacks { image: String, what: &'static str },
+
+    #[error("{what} is not allowed: {reason}")]
+    UserNotAllowed { what: String, reason: String },
+
+    #[error("label validation failed for {image:?}: label size {size} exceeds the maximum limit 10240")]
+    LabelsTooBig { image: String, size: usize },
+
+    #[error("invalid /tmp/.s2i/image_metadata.json written by assemble: {reason}")]
+    ImageMetadata { reason: String },
+
+    #[error("streaming the source into the container failed: {0}")]
+    SourceStream(std::io::Error),
+
+    #[error("building {tag} failed when committing the image: {source}")]
+    Commit { tag: String, source: EngineError },
+
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+
+    #[error("interrupted")]
+    Interrupted,
+}
+
+fn format_tail(tail: &str) -> String {
+    if tail.trim().is_empty() {
+        String::new()
+    } else {
+        format!("; its last error output:\n{}", tail.trim_end())
+    }
+}
+
+impl BuildError {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        BuildError::Io { context: context.into(), source }
+    }
+
+    /// The process exit code, following the reference's table where it has one.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            BuildError::ImageNotLocal { .. } => 1,
+            BuildError::PullFailed { .. } => 2,
+            BuildError::Commit { .. } => 6,
+            BuildError::ScriptsMissing { .. } => 11,
+            BuildError::UserNotAllowed { .. } => 15,
+            BuildError::Interrupted => 2,
+            _ => 1,
+        }
+    }
+
+    /// What the user can do about it, when there is something to say.
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            BuildError::SourceNotFound { .. } | BuildError::SourceNotDirectory { .. } => {
+                "give the path of the application's source directory".into()
+            }
+            BuildError::ContextDirNotFound { .. } => "--context-dir is relative to the source root".into(),
+            BuildError::EngineUnreachable { .. } | BuildError::Engine(EngineError::Connect { .. }) => {
+                "is the Docker daemon running? Point -U/--url or DOCKER_HOST at it (unix:///var/run/docker.sock, tcp://host:2375)".into()
+            }
+            BuildError::ImageNotLocal { .. } => {
+                "build or load the image locally, or use --pull-policy if-not-present to pull it".into()
+            }
+            BuildError::PullFailed { .. } => {
+                "check the image name; for an image that exists only locally use --pull-policy never".into()
+            }
+            BuildError::ScriptsMissing { .. } => {
+                "give the scripts with --scripts-url, in the source's .s2i/bin, or set the builder's io.openshift.s2i.scripts-url label".into()
+            }
+            BuildError::ScriptsUrlUnusable { .. } => "check --scripts-url: the scripts must be at <url>/<name>".into(),
+            BuildError::ScriptFailed { script, .. } if script == "assemble" => {
+                "the builder's assemble script failed; its output above says why".into()
+            }
+            BuildError::UserNotAllowed { .. } => {
+                "use a numeric user inside the --allowed-uids ranges (--assemble-user, the image's USER or its io.openshift.s2i.assemble-user label)".into()
+            }
+            BuildError::BuilderLacks { what, .. } => {
+                format!("install {what} in the builder image, or build FROM an image that has it")
+            }
+            BuildError::LabelsTooBig { .. } => "write fewer or shorter labels in image_metadata.json".into(),
+            BuildError::ImageMetadata { .. } => {
+                "the file must look like {\"labels\":[{\"key\":\"value\"}]}".into()
+            }
+            _ => return None,
+        })
+    }
+}

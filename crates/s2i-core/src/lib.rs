@@ -1,0 +1,57 @@
+//! The s2i build pipeline: config → source → scripts → engine → strategy → result.
+//!
+//! The binary turns flags into a [`BuildConfig`], connects an [`s2i_engine::Engine`] and calls
+//! [`build`]. Nothing here prints: log lines go through `tracing`, container output through the
+//! [`s2i_engine::OutputSink`] the caller hands in.
+
+pub mod config;
+mod container_log;
+pub mod env;
+pub mod error;
+pub mod ignore;
+pub mod image_ref;
+mod images;
+pub mod labels;
+pub mod scripts;
+pub mod source;
+mod strategy;
+pub mod tar_stream;
+pub mod users;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+pub use config::{BuildConfig, PullPolicy};
+pub use error::{BuildError, Result};
+use s2i_engine::{Engine, OutputSink};
+pub use source::WalkStats;
+
+/// What a finished build produced.
+#[derive(Debug, Clone)]
+pub struct BuildResult {
+    pub image_id: String,
+    pub tag: Option<String>,
+    pub builder_image: String,
+    pub labels: BTreeMap<String, String>,
+    pub timings: Timings,
+    pub source_stats: WalkStats,
+}
+
+/// Wall time per phase, in the order the phases ran.
+#[derive(Debug, Clone, Default)]
+pub struct Timings {
+    pub phases: Vec<(&'static str, Duration)>,
+}
+
+impl Timings {
+    pub(crate) fn record(&mut self, phase: &'static str, since: Instant) {
+        let took = since.elapsed();
+        tracing::debug!("phase {phase} took {:.3}s", took.as_secs_f64());
+        self.phases.push((phase, took));
+    }
+}
+
+/// Run one build. Every container it creates is removed before it returns, whatever happens.
+pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: &mut dyn OutputSink) -> Result<BuildResult> {
+    strategy::standard::build(cfg, engine, output).await
+}

@@ -1,0 +1,347 @@
+//! Finding the builder scripts: `--scripts-url`, then the source's `.s2i/bin` (or the deprecated
+//! `.sti/bin`), then the builder image's scripts-url label; the first place that has a script wins.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use s2i_engine::ImageInfo;
+use tracing::{debug, info, warn};
+
+use crate::error::{BuildError, Result};
+use crate::labels;
+
+pub const ASSEMBLE: &str = "assemble";
+pub const RUN: &str = "run";
+pub const SAVE_ARTIFACTS: &str = "save-artifacts";
+pub const USAGE: &str = "usage";
+
+/// Scripts bigger than this are refused: they are read into memory.
+const MAX_SCRIPT_SIZE: u64 = 16 * 1024 * 1024;
+
+/// A parsed scripts location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScriptsUrl {
+    /// `image:///dir`: the scripts are already in the image; nothing is fetched.
+    Image(String),
+    /// `file://path`: a host directory (`file://rel` is relative to the working directory).
+    File(PathBuf),
+    /// `http(s)://…`: fetched with GET from `<url>/<name>`.
+    Http(String),
+}
+
+impl ScriptsUrl {
+    pub fn parse(url: &str) -> Result<ScriptsUrl> {
+        if let Some(dir) = url.strip_prefix("image://") {
+            // Trailing slashes are dropped so that commands read `/dir/run`, not `/dir//run`.
+            let dir = dir.trim_end_matches('/');
+            return Ok(ScriptsUrl::Image(if dir.is_empty() { "/".into() } else { dir.into() }));
+        }
+        if let Some(path) = url.strip_prefix("file://") {
+            return Ok(ScriptsUrl::File(PathBuf::from(path)));
+        }
+        if url.starts_with("http://") || url.starts_with("https://") {
+            return Ok(ScriptsUrl::Http(url.trim_end_matches('/').to_string()));
+        }
+        Err(BuildError::ScriptsUrlScheme { url: url.to_string() })
+    }
+}
+
+/// Where one script will come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Script {
+    /// Inside the image, run as `<dir>/<name>`.
+    InImage { dir: String },
+    /// Shipped in the input stream as `scripts/<name>`; `origin` says where it came from.
+    External { data: Vec<u8>, origin: String },
+}
+
+/// The outcome of resolving a set of scripts.
+#[derive(Debug, Default)]
+pub struct Scripts {
+    pub found: BTreeMap<String, Script>,
+    /// Source files moved into `scripts/` (left out of `src/`), relative to the application root.
+    pub moved_from_source: Vec<PathBuf>,
+}
+
+impl Scripts {
+    pub fn get(&self, name: &str) -> Option<&Script> {
+        self.found.get(name)
+    }
+
+    /// The command path of a script: `<dest>/scripts/<name>` when shipped, `<dir>/<name>` when in the image.
+    pub fn command_path(&self, name: &str, destination: &str) -> Option<String> {
+        Some(match self.found.get(name)? {
+            Script::External { .. } => format!("{}/scripts/{name}", destination.trim_end_matches('/')),
+            Script::InImage { dir } => format!("{}/{name}", dir.trim_end_matches('/')),
+        })
+    }
+
+    /// The scripts that travel in the input stream.
+    pub fn external(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.found.iter().filter_map(|(n, s)| match s {
+            Script::External { data, .. } => Some((n.as_str(), data.as_slice())),
+            Script::InImage { .. } => None,
+        })
+    }
+}
+
+/// The scripts location an image declares: its label, or the deprecated label or environment variable.
+pub fn image_scripts_url(image: &ImageInfo, name: &str) -> Option<String> {
+    if let Some(url) = image.label(labels::SCRIPTS_URL) {
+        return Some(url.to_string());
+    }
+    if let Some(url) = image.label(labels::SCRIPTS_URL_DEPRECATED) {
+        warn!("Image {name} uses deprecated label '{}', please migrate it to {} instead!", labels::SCRIPTS_URL_DEPRECATED, labels::SCRIPTS_URL);
+        return Some(url.to_string());
+    }
+    if let Some(url) = image.env_var(labels::ENV_SCRIPTS_URL).filter(|v| !v.is_empty()) {
+        warn!("Image {name} uses deprecated environment variable {}, please migrate it to the {} label instead!", labels::ENV_SCRIPTS_URL, labels::SCRIPTS_URL);
+        return Some(url.to_string());
+    }
+    None
+}
+
+/// The places scripts may come from, in the order they are tried.
+pub struct Resolver<'a> {
+    pub scripts_url: Option<&'a str>,
+    pub source_root: Option<&'a Path>,
+    pub image_url: Option<String>,
+    pub image_name: &'a str,
+}
+
+enum Outcome {
+    Found(Script),
+    Missing(String),
+}
+
+impl Resolver<'_> {
+    /// Resolve `required` (all must be found) and `optional` scripts.
+    pub async fn resolve(&self, required: &[&str], optional: &[&str]) -> Result<Scripts> {
+        let user_url = self.scripts_url.map(ScriptsUrl::parse).transpose()?;
+        let image_url = match self.image_url.as_deref() {
+            Some(u) => match ScriptsUrl::parse(u) {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    warn!("Image {} declares an unsupported scripts location {u:?}; ignoring it", self.image_name);
+                    None
+                }
+            },
+            None => {
+                if user_url.is_none() {
+                    warn!("Image {} does not contain a value for the {} label", self.image_name, labels::SCRIPTS_URL);
+                }
+                None
+            }
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| BuildError::io("setting up the HTTP client", std::io::Error::other(e)))?;
+
+        let mut scripts = Scripts::default();
+        let mut user_url_failures = Vec::new();
+        let mut missing = Vec::new();
+        for (name, is_required) in required.iter().map(|n| (n, true)).chain(optional.iter().map(|n| (n, false))) {
+            let mut reasons = Vec::new();
+            let mut found = None;
+            if let (Some(url), Some(raw)) = (&user_url, self.scripts_url) {
+                match fetch(&http, url, name).await? {
+                    Outcome::Found(s) => found = Some(s),
+                    Outcome::Missing(why) => {
+                        user_url_failures.push(format!("{name}: {why}"));
+                        reasons.push(format!("{raw}: {why}"));
+                    }
+                }
+            }
+            if found.is_none() {
+                if let Some(root) = self.source_root {
+                    if let Some((s, rel)) = from_source(root, name)? {
+                        scripts.moved_from_source.push(rel);
+                        found = Some(s);
+                    } else {
+                        reasons.push("the source's .s2i/bin".into());
+                    }
+                }
+            }
+            if found.is_none() {
+                if let Some(url) = &image_url {
+                    match fetch(&http, url, name).await? {
+                        Outcome::Found(s) => found = Some(s),
+                        Outcome::Missing(why) => reasons.push(format!("the image's {}: {why}", labels::SCRIPTS_URL)),
+                    }
+                }
+            }
+            match found {
+                Some(s) => {
+                    debug!("{name}: {}", describe(&s));
+                    scripts.found.insert(name.to_string(), s);
+                }
+                None if is_required => missing.push((name.to_string(), reasons)),
+                None => warn!("Error getting {name}: script {name:?} not installed ({})", reasons.join("; ")),
+            }
+        }
+        let considered = required.len() + optional.len();
+        if let Some(raw) = self.scripts_url {
+            if considered > 0 && user_url_failures.len() == considered {
+                return Err(BuildError::ScriptsUrlUnusable { url: raw.to_string(), details: user_url_failures.join("; ") });
+            }
+        }
+        if !missing.is_empty() {
+            let mut looked_in: Vec<String> = Vec::new();
+            if let Some(u) = self.scripts_url {
+                looked_in.push(format!("--scripts-url {u}"));
+            }
+            if self.source_root.is_some() {
+                looked_in.push("the source's .s2i/bin".into());
+            }
+            match &self.image_url {
+                Some(u) => looked_in.push(format!("{} ({u})", self.image_name)),
+                None => looked_in.push(format!("{} (no {} label)", self.image_name, labels::SCRIPTS_URL)),
+            }
+            return Err(BuildError::ScriptsMissing { missing: missing.into_iter().map(|(n, _)| n).collect(), looked_in });
+        }
+        Ok(scripts)
+    }
+}
+
+fn describe(s: &Script) -> String {
+    match s {
+        Script::InImage { dir } => format!("in the image at {dir}"),
+        Script::External { origin, data } => format!("from {origin} ({} bytes)", data.len()),
+    }
+}
+
+/// `.s2i/bin/<name>`, or the deprecated `.sti/bin/<name>`, below the application root.
+fn from_source(root: &Path, name: &str) -> Result<Option<(Script, PathBuf)>> {
+    for dir in [".s2i/bin", ".sti/bin"] {
+        let rel = Path::new(dir).join(name);
+        let path = root.join(&rel);
+        if path.is_file() {
+            if dir == ".sti/bin" {
+                warn!("DEPRECATED: Use .s2i/bin instead of .sti/bin");
+            }
+            let data = read_limited(&path)?;
+            info!("Using {name} from the source's {dir}");
+            return Ok(Some((Script::External { data, origin: path.display().to_string() }, rel)));
+        }
+    }
+    Ok(None)
+}
+
+fn read_limited(path: &Path) -> Result<Vec<u8>> {
+    let len = std::fs::metadata(path).map_err(|e| BuildError::io(format!("reading {}", path.display()), e))?.len();
+    if len > MAX_SCRIPT_SIZE {
+        return Err(BuildError::io(
+            format!("reading {}", path.display()),
+            std::io::Error::other(format!("a script of {len} bytes is too big")),
+        ));
+    }
+    std::fs::read(path).map_err(|e| BuildError::io(format!("reading {}", path.display()), e))
+}
+
+async fn fetch(http: &reqwest::Client, url: &ScriptsUrl, name: &str) -> Result<Outcome> {
+    match url {
+        ScriptsUrl::Image(dir) => Ok(Outcome::Found(Script::InImage { dir: dir.clone() })),
+        ScriptsUrl::File(dir) => {
+            let path = dir.join(name);
+            if !path.is_file() {
+                return Ok(Outcome::Missing(format!("{} does not exist", path.display())));
+            }
+            let data = read_limited(&path)?;
+            Ok(Outcome::Found(Script::External { data, origin: format!("file://{}", path.display()) }))
+        }
+        ScriptsUrl::Http(base) => {
+            let url = format!("{base}/{name}");
+            let resp = match http.get(&url).send().await {
+                Ok(r) => r,
+                Err(e) => return Ok(Outcome::Missing(format!("GET {url}: {}", error_chain(&e)))),
+            };
+            let status = resp.status().as_u16();
+            if status != 200 && status != 201 {
+                return Ok(Outcome::Missing(format!("failed to retrieve {url}, response code {status}")));
+            }
+            if resp.content_length().is_some_and(|n| n > MAX_SCRIPT_SIZE) {
+                return Ok(Outcome::Missing(format!("{url} is too big for a script")));
+            }
+            match resp.bytes().await {
+                Ok(b) => Ok(Outcome::Found(Script::External { data: b.to_vec(), origin: url })),
+                Err(e) => Ok(Outcome::Missing(format!("GET {url}: {}", error_chain(&e)))),
+            }
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripts_urls_parse() {
+        assert_eq!(ScriptsUrl::parse("image:///usr/libexec/s2i").unwrap(), ScriptsUrl::Image("/usr/libexec/s2i".into()));
+        assert_eq!(ScriptsUrl::parse("image:///tmp/scripts/").unwrap(), ScriptsUrl::Image("/tmp/scripts".into()));
+        assert_eq!(ScriptsUrl::parse("file:///abs/dir").unwrap(), ScriptsUrl::File("/abs/dir".into()));
+        assert_eq!(ScriptsUrl::parse("file://rel/dir").unwrap(), ScriptsUrl::File("rel/dir".into()));
+        assert_eq!(ScriptsUrl::parse("http://h:1/s/").unwrap(), ScriptsUrl::Http("http://h:1/s".into()));
+        assert!(ScriptsUrl::parse("ftp://h/s").is_err());
+        assert!(ScriptsUrl::parse("/plain/path").is_err());
+    }
+
+    #[test]
+    fn command_paths_depend_on_where_scripts_live() {
+        let mut s = Scripts::default();
+        s.found.insert("assemble".into(), Script::External { data: vec![], origin: "x".into() });
+        s.found.insert("run".into(), Script::InImage { dir: "/usr/libexec/s2i".into() });
+        assert_eq!(s.command_path("assemble", "/tmp/").unwrap(), "/tmp/scripts/assemble");
+        assert_eq!(s.command_path("run", "/tmp").unwrap(), "/usr/libexec/s2i/run");
+        assert_eq!(s.command_path("usage", "/tmp"), None);
+    }
+
+    #[tokio::test]
+    async fn source_scripts_win_over_the_image_and_missing_ones_are_named() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join(".s2i/bin")).unwrap();
+        std::fs::write(d.path().join(".s2i/bin/assemble"), "#!/bin/sh\n").unwrap();
+        let r = Resolver {
+            scripts_url: None,
+            source_root: Some(d.path()),
+            image_url: Some("image:///usr/libexec/s2i".into()),
+            image_name: "builder",
+        };
+        let s = r.resolve(&["assemble", "run"], &[]).await.unwrap();
+        assert!(matches!(s.get("assemble"), Some(Script::External { .. })));
+        assert_eq!(s.get("run"), Some(&Script::InImage { dir: "/usr/libexec/s2i".into() }));
+        assert_eq!(s.moved_from_source, vec![PathBuf::from(".s2i/bin/assemble")]);
+
+        let none = Resolver { scripts_url: None, source_root: Some(d.path()), image_url: None, image_name: "builder" };
+        let err = none.resolve(&["assemble", "run"], &[]).await.unwrap_err();
+        assert_eq!(err.exit_code(), 11);
+        let msg = err.to_string();
+        assert!(msg.contains("[run]") && msg.contains("no io.openshift.s2i.scripts-url label"), "{msg}");
+    }
+
+    #[tokio::test]
+    async fn a_scripts_url_that_has_nothing_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", d.path().display());
+        let r = Resolver {
+            scripts_url: Some(&url),
+            source_root: None,
+            image_url: Some("image:///usr/libexec/s2i".into()),
+            image_name: "b",
+        };
+        let err = r.resolve(&["assemble", "run"], &[]).await.unwrap_err();
+        assert!(matches!(err, BuildError::ScriptsUrlUnusable { .. }), "{err}");
+    }
+}

@@ -1,0 +1,439 @@
+//! The Docker Engine API backend (also Podman's Docker-compatible API), on bollard.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use bollard::auth::DockerCredentials;
+use bollard::container::LogOutput;
+use bollard::models::{ContainerConfig, ContainerCreateBody, HostConfig, HostConfigLogConfig};
+use bollard::query_parameters::{
+    AttachContainerOptions, CommitContainerOptions, CreateContainerOptions, CreateImageOptions,
+    DownloadFromContainerOptions, KillContainerOptions, RemoveContainerOptions, RemoveImageOptions,
+    WaitContainerOptions,
+};
+use bollard::{ClientVersion, Docker};
+use futures_util::{StreamExt, TryStreamExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tracing::{debug, warn};
+
+use crate::connect::{existing, parse_endpoint, ConnectOptions, Transport};
+use crate::error::{EngineError, Result};
+use crate::{
+    ByteStream, CommitSpec, ContainerInput, ContainerSpec, Engine, EngineVersion, ImageInfo, OutputSink,
+    OutputStream, RegistryAuth,
+};
+
+/// The newest API version we speak. Negotiation picks the lower of this and the engine's.
+const MAX_API_VERSION: (usize, usize) = (1, 47);
+/// The oldest API version with everything we use (wait conditions, attach semantics, commit config).
+const MIN_API_VERSION: (usize, usize) = (1, 25);
+/// Long enough for a commit of a big container or a slow pull; our own steps set tighter limits.
+const REQUEST_TIMEOUT_SECS: u64 = 3600;
+
+pub struct DockerEngine {
+    docker: Docker,
+    endpoint: String,
+    version: EngineVersion,
+    /// Containers created and not yet removed, for clean-up after an interruption.
+    created: Mutex<HashSet<String>>,
+}
+
+impl DockerEngine {
+    /// Connect, ask the engine for its version and settle on an API version both sides speak.
+    pub async fn connect(opts: &ConnectOptions) -> Result<Self> {
+        let endpoint = opts.endpoint.clone();
+        let connect_err = |reason: String| EngineError::Connect { endpoint: endpoint.clone(), reason };
+        // Paths are versioned by the request modifier below, so bollard's own version is irrelevant.
+        let client_version = ClientVersion { major_version: MAX_API_VERSION.0, minor_version: MAX_API_VERSION.1 };
+        let docker = match parse_endpoint(&opts.endpoint)? {
+            Transport::Unix(path) => {
+                if !std::path::Path::new(path).exists() {
+                    return Err(connect_err(format!("socket {path} does not exist")));
+                }
+                Docker::connect_with_unix(path, REQUEST_TIMEOUT_SECS, &client_version)
+            }
+            Transport::Tcp(addr) if opts.tls.enabled() => {
+                if !opts.tls.verify {
+                    return Err(EngineError::Tls(
+                        "--tls without --tlsverify (TLS without verifying the server) is not supported yet; \
+                         use --tlsverify with --ca"
+                            .into(),
+                    ));
+                }
+                let ca = existing(&opts.tls.ca).ok_or_else(|| {
+                    EngineError::Tls(format!("--tlsverify needs a CA file, and {} does not exist", opts.tls.ca.display()))
+                })?;
+                let (cert, key) = (existing(&opts.tls.cert), existing(&opts.tls.key));
+                if cert.is_some() != key.is_some() {
+                    return Err(EngineError::Tls(format!(
+                        "a client certificate needs its key and the other way round (cert {}, key {})",
+                        opts.tls.cert.display(),
+                        opts.tls.key.display()
+                    )));
+                }
+                Docker::connect_with_ssl(
+                    addr,
+                    key.unwrap_or(&opts.tls.key),
+                    cert.unwrap_or(&opts.tls.cert),
+                    ca,
+                    REQUEST_TIMEOUT_SECS,
+                    &client_version,
+                )
+            }
+            Transport::Tcp(addr) => Docker::connect_with_http(addr, REQUEST_TIMEOUT_SECS, &client_version),
+        }
+        .map_err(|e| connect_err(e.to_string()))?;
+
+        let server = docker.version().await.map_err(|e| connect_err(e.to_string()))?;
+        let server_api = server
+            .api_version
+            .as_deref()
+            .and_then(|v| crate::connect::parse_api_version(v).ok())
+            .unwrap_or(MIN_API_VERSION);
+        let api = match opts.api_version {
+            Some(pinned) => pinned,
+            None => std::cmp::min(server_api, MAX_API_VERSION),
+        };
+        if opts.api_version.is_none() && api < MIN_API_VERSION {
+            return Err(connect_err(format!(
+                "the engine speaks API {}.{}, and s2i needs {}.{} or newer",
+                api.0, api.1, MIN_API_VERSION.0, MIN_API_VERSION.1
+            )));
+        }
+        let is_podman = server
+            .components
+            .as_ref()
+            .is_some_and(|cs| cs.iter().any(|c| c.name.to_ascii_lowercase().contains("podman")));
+        let version = EngineVersion {
+            version: server.version.unwrap_or_default(),
+            api_version: format!("{}.{}", api.0, api.1),
+            is_podman,
+        };
+        debug!(engine = %version.version, api = %version.api_version, podman = is_podman, "connected to {endpoint}");
+        let prefix = format!("/v{}.{}", api.0, api.1);
+        let docker = docker.with_request_modifier(move |mut req| {
+            let uri = req.uri().clone();
+            let mut parts = uri.into_parts();
+            if let Some(pq) = parts.path_and_query.as_ref() {
+                if let Ok(versioned) = format!("{prefix}{pq}").parse() {
+                    parts.path_and_query = Some(versioned);
+                    if let Ok(new_uri) = http::Uri::from_parts(parts) {
+                        *req.uri_mut() = new_uri;
+                    }
+                }
+            }
+            req
+        });
+        Ok(DockerEngine { docker, endpoint: opts.endpoint.clone(), version, created: Mutex::new(HashSet::new()) })
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn forget(&self, id: &str) {
+        self.created.lock().unwrap().remove(id);
+    }
+
+    async fn wait_exit_code(&self, id: &str) -> Result<i64> {
+        let opts = WaitContainerOptions { condition: "not-running".into() };
+        let mut waits = self.docker.wait_container(id, Some(opts));
+        match waits.next().await {
+            Some(Ok(resp)) => Ok(resp.status_code),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(EngineError::api("waiting for the container", e)),
+            None => Err(EngineError::Api {
+                op: "waiting for the container".into(),
+                message: "the engine closed the wait without an exit code".into(),
+                status: None,
+            }),
+        }
+    }
+}
+
+/// Copy `input` into the container's stdin, then close it. Returns an error only when reading
+/// `input` failed; a container that stops reading early just ends the copy.
+async fn pump_stdin(mut input: ContainerInput, stdin: &mut (dyn AsyncWrite + Send + Unpin)) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 128 * 1024];
+    let result = loop {
+        let n = match input.read(&mut buf).await {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) => break Err(e),
+        };
+        if let Err(e) = stdin.write_all(&buf[..n]).await {
+            debug!("container stopped reading its input: {e}");
+            break Ok(());
+        }
+    };
+    let _ = stdin.shutdown().await;
+    result
+}
+
+/// The `changes` lines that make Podman (which ignores a commit's JSON config) record the same
+/// configuration. Values are JSON strings, which the Dockerfile parser accepts as quoted words.
+fn commit_changes(spec: &CommitSpec) -> String {
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let mut lines = vec![
+        format!("CMD {}", serde_json::to_string(&spec.cmd).unwrap_or_default()),
+        format!("ENTRYPOINT {}", serde_json::to_string(&spec.entrypoint).unwrap_or_default()),
+    ];
+    if !spec.user.is_empty() {
+        lines.push(format!("USER {}", spec.user));
+    }
+    for kv in &spec.env {
+        if let Some((k, v)) = kv.split_once('=') {
+            lines.push(format!("ENV {}={}", k, q(v)));
+        }
+    }
+    let mut labels: Vec<_> = spec.labels.iter().collect();
+    labels.sort();
+    for (k, v) in labels {
+        lines.push(format!("LABEL {}={}", q(k), q(v)));
+    }
+    lines.join("\n")
+}
+
+#[async_trait]
+impl Engine for DockerEngine {
+    async fn version(&self) -> Result<EngineVersion> {
+        Ok(self.version.clone())
+    }
+
+    async fn inspect_image(&self, name: &str) -> Result<Option<ImageInfo>> {
+        let inspect = match self.docker.inspect_image(name).await {
+            Ok(i) => i,
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => return Ok(None),
+            Err(e) => return Err(EngineError::api(format!("inspecting image {name:?}"), e)),
+        };
+        let config = inspect.config.unwrap_or_default();
+        Ok(Some(ImageInfo {
+            id: inspect.id.unwrap_or_default(),
+            user: config.user.unwrap_or_default(),
+            env: config.env.unwrap_or_default(),
+            entrypoint: config.entrypoint.filter(|e| !e.is_empty()),
+            cmd: config.cmd,
+            working_dir: config.working_dir.unwrap_or_default(),
+            labels: config.labels.unwrap_or_default(),
+            on_build: config.on_build.unwrap_or_default(),
+        }))
+    }
+
+    async fn pull_image(
+        &self,
+        name: &str,
+        auth: Option<RegistryAuth>,
+        progress: &mut (dyn for<'a> FnMut(&'a str) + Send),
+    ) -> Result<()> {
+        let opts = CreateImageOptions { from_image: Some(name.to_string()), ..Default::default() };
+        let creds = auth.map(|a| DockerCredentials {
+            username: Some(a.username),
+            password: Some(a.password),
+            serveraddress: Some(a.server),
+            ..Default::default()
+        });
+        let mut stream = self.docker.create_image(Some(opts), None, creds);
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(status) = info.status {
+                        match info.id {
+                            Some(id) => progress(&format!("{id}: {status}")),
+                            None => progress(&status),
+                        }
+                    }
+                }
+                Err(e) => {
+                    let message = match e {
+                        bollard::errors::Error::DockerStreamError { error } => error,
+                        bollard::errors::Error::DockerResponseServerError { message, .. } => message,
+                        other => other.to_string(),
+                    };
+                    return Err(EngineError::Pull { image: name.to_string(), message });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
+        let non_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+        let host_config = HostConfig {
+            binds: non_empty(&spec.binds),
+            cap_drop: non_empty(&spec.cap_drop),
+            extra_hosts: non_empty(&spec.extra_hosts),
+            network_mode: spec.network_mode.clone(),
+            publish_all_ports: spec.publish_all_ports.then_some(true),
+            shm_size: spec.shm_size,
+            log_config: spec
+                .no_log
+                .then(|| HostConfigLogConfig { typ: Some("none".into()), config: None }),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: Some(spec.cmd.clone()),
+            entrypoint: spec.entrypoint.clone(),
+            user: spec.user.clone().filter(|u| !u.is_empty()),
+            env: non_empty(&spec.env),
+            working_dir: spec.working_dir.clone(),
+            open_stdin: Some(spec.open_stdin),
+            stdin_once: Some(spec.open_stdin),
+            attach_stdin: Some(spec.open_stdin),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptions { name: spec.name.clone(), ..Default::default() };
+        let created = self
+            .docker
+            .create_container(Some(opts), body)
+            .await
+            .map_err(|e| EngineError::api(format!("creating a container from {:?}", spec.image), e))?;
+        for w in created.warnings.iter().filter(|w| !w.is_empty()) {
+            warn!("{w}");
+        }
+        self.created.lock().unwrap().insert(created.id.clone());
+        Ok(created.id)
+    }
+
+    async fn run_container(&self, id: &str, input: Option<ContainerInput>, output: &mut dyn OutputSink) -> Result<i64> {
+        let opts = AttachContainerOptions {
+            stdin: input.is_some(),
+            stdout: true,
+            stderr: true,
+            stream: true,
+            ..Default::default()
+        };
+        let attached = self
+            .docker
+            .attach_container(id, Some(opts))
+            .await
+            .map_err(|e| EngineError::api("attaching to the container", e))?;
+        let (mut out, mut stdin) = (attached.output, attached.input);
+        self.docker
+            .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+            .await
+            .map_err(|e| EngineError::api("starting the container", e))?;
+
+        let pump = async {
+            let Some(input) = input else { return Ok(()) };
+            let result = pump_stdin(input, &mut stdin).await;
+            if result.is_err() {
+                // The container got a truncated stream; don't let it carry on with half its input.
+                let kill = KillContainerOptions { signal: "KILL".into() };
+                let _ = self.docker.kill_container(id, Some(kill)).await;
+            }
+            result
+        };
+        let relay = async {
+            while let Some(item) = out.next().await {
+                match item {
+                    Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                        output.output(OutputStream::Stdout, &message)
+                    }
+                    Ok(LogOutput::StdErr { message }) => output.output(OutputStream::Stderr, &message),
+                    Ok(LogOutput::StdIn { .. }) => {}
+                    Err(e) => return Err(EngineError::api("reading the container's output", e)),
+                }
+            }
+            Ok(())
+        };
+        let (pumped, relayed) = tokio::join!(pump, relay);
+        let code = self.wait_exit_code(id).await?;
+        pumped.map_err(EngineError::Input)?;
+        relayed?;
+        Ok(code)
+    }
+
+    async fn commit_container(&self, id: &str, spec: &CommitSpec) -> Result<String> {
+        let opts = CommitContainerOptions {
+            container: Some(id.to_string()),
+            repo: spec.repo.clone(),
+            tag: spec.tag.clone(),
+            pause: false,
+            changes: self.version.is_podman.then(|| commit_changes(spec)),
+            ..Default::default()
+        };
+        let config = ContainerConfig {
+            cmd: Some(spec.cmd.clone()),
+            entrypoint: Some(spec.entrypoint.clone()),
+            user: Some(spec.user.clone()),
+            env: Some(spec.env.clone()),
+            labels: Some(spec.labels.clone()),
+            ..Default::default()
+        };
+        let res = self
+            .docker
+            .commit_container(opts, config)
+            .await
+            .map_err(|e| EngineError::api("committing the container", e))?;
+        Ok(res.id)
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        let opts = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+        match self.docker.remove_container(id, Some(opts)).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                self.forget(id);
+                Ok(())
+            }
+            Err(e) => Err(EngineError::api(format!("removing container {id}"), e)),
+        }
+    }
+
+    async fn remove_image(&self, name: &str) -> Result<()> {
+        let opts = RemoveImageOptions { force: false, noprune: false, ..Default::default() };
+        self.docker
+            .remove_image(name, Some(opts), None)
+            .await
+            .map(|_| ())
+            .map_err(|e| EngineError::api(format!("removing image {name}"), e))
+    }
+
+    async fn download_archive(&self, id: &str, path: &str) -> Result<Option<ByteStream>> {
+        let opts = DownloadFromContainerOptions { path: path.to_string() };
+        let mut stream = self.docker.download_from_container(id, Some(opts)).boxed();
+        let first = match stream.next().await {
+            None => return Ok(Some(Box::pin(futures_util::stream::empty()))),
+            Some(Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })) => return Ok(None),
+            Some(Err(e)) => return Err(EngineError::api(format!("copying {path} out of the container"), e)),
+            Some(Ok(bytes)) => bytes,
+        };
+        let rest = stream.map_err(|e| std::io::Error::other(e.to_string()));
+        Ok(Some(Box::pin(futures_util::stream::once(async { Ok(first) }).chain(rest))))
+    }
+
+    async fn remove_leftovers(&self) {
+        let ids: Vec<String> = self.created.lock().unwrap().iter().cloned().collect();
+        for id in ids {
+            if let Err(e) = self.remove_container(&id).await {
+                warn!("could not remove container {id}: {e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_changes_quote_every_value() {
+        let spec = CommitSpec {
+            cmd: vec!["/tmp/scripts/run".into()],
+            entrypoint: vec![],
+            user: "1001".into(),
+            env: vec!["A=x y\"z".into()],
+            labels: [("k".to_string(), "v\nLABEL evil=1".to_string())].into(),
+            ..Default::default()
+        };
+        let changes = commit_changes(&spec);
+        assert_eq!(
+            changes,
+            "CMD [\"/tmp/scripts/run\"]\nENTRYPOINT []\nUSER 1001\nENV A=\"x y\\\"z\"\nLABEL \"k\"=\"v\\nLABEL evil=1\""
+        );
+    }
+}

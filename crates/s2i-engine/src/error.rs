@@ -1,0 +1,45 @@
+use thiserror::Error;
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error("cannot connect to the container engine at {endpoint}: {reason}")]
+    Connect { endpoint: String, reason: String },
+
+    #[error("unsupported engine endpoint {endpoint:?}: {reason}")]
+    Endpoint { endpoint: String, reason: String },
+
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+
+    #[error("image {0:?} not found")]
+    ImageNotFound(String),
+
+    #[error("pulling {image:?} failed: {message}")]
+    Pull { image: String, message: String },
+
+    /// A call to the engine failed; `op` names what we were doing.
+    #[error("{op} failed: {message}")]
+    Api { op: String, message: String, status: Option<u16> },
+
+    /// Reading the stream we were feeding into a container failed (our side, not the container's).
+    #[error("{0}")]
+    Input(std::io::Error),
+}
+
+impl EngineError {
+    pub(crate) fn api(op: impl Into<String>, err: bollard::errors::Error) -> Self {
+        use bollard::errors::Error as B;
+        let (message, status) = match &err {
+            B::DockerResponseServerError { status_code, message } => (message.clone(), Some(*status_code)),
+            other => (other.to_string(), None),
+        };
+        EngineError::Api { op: op.into(), message, status }
+    }
+
+    /// True when the engine answered "404 not found".
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, EngineError::Api { status: Some(404), .. } | EngineError::ImageNotFound(_))
+    }
+}

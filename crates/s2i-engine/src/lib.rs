@@ -1,0 +1,176 @@
+//! The container engine behind s2i.
+//!
+//! Strategies talk to an [`Engine`]; this crate ships the Docker backend ([`DockerEngine`], which also
+//! serves Podman's compatible API). A second backend (a daemonless one, say) fits behind the same trait
+//! without touching the strategies.
+
+mod connect;
+mod docker;
+mod error;
+
+use std::collections::HashMap;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::Stream;
+use tokio::io::AsyncRead;
+
+pub use connect::{ConnectOptions, TlsOptions};
+pub use docker::DockerEngine;
+pub use error::{EngineError, Result};
+
+/// What the engine knows of an image, reduced to what s2i reads.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImageInfo {
+    /// Full image id (`sha256:…`).
+    pub id: String,
+    pub user: String,
+    pub env: Vec<String>,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub working_dir: String,
+    pub labels: HashMap<String, String>,
+    pub on_build: Vec<String>,
+}
+
+impl ImageInfo {
+    /// The value of an environment variable baked into the image, if any.
+    pub fn env_var(&self, name: &str) -> Option<&str> {
+        self.env.iter().find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            (k == name).then_some(v)
+        })
+    }
+
+    /// A non-empty label value.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+}
+
+/// Who and what answers at the other end of the connection.
+#[derive(Debug, Clone, Default)]
+pub struct EngineVersion {
+    pub version: String,
+    pub api_version: String,
+    pub is_podman: bool,
+}
+
+/// Everything needed to create one container.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSpec {
+    /// Container name; the engine picks one when `None`.
+    pub name: Option<String>,
+    pub image: String,
+    pub cmd: Vec<String>,
+    /// `Some` replaces the image's entrypoint (an empty list clears it); `None` keeps it.
+    pub entrypoint: Option<Vec<String>>,
+    pub user: Option<String>,
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    /// Keep stdin open for one attach; the container sees EOF when the writer is done.
+    pub open_stdin: bool,
+    /// Don't keep a copy of the output in the engine's log driver (faster for big streams).
+    pub no_log: bool,
+    pub binds: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub network_mode: Option<String>,
+    pub extra_hosts: Vec<String>,
+    pub publish_all_ports: bool,
+    pub shm_size: Option<i64>,
+}
+
+/// The configuration recorded in a committed image.
+#[derive(Debug, Clone, Default)]
+pub struct CommitSpec {
+    /// `repo[:tag]` to tag the result with; untagged when `None`.
+    pub repo: Option<String>,
+    pub tag: Option<String>,
+    pub cmd: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub user: String,
+    pub env: Vec<String>,
+    pub labels: HashMap<String, String>,
+}
+
+/// Which of a container's output streams a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// Receives a running container's output as it arrives.
+pub trait OutputSink: Send {
+    fn output(&mut self, stream: OutputStream, data: &[u8]);
+}
+
+impl<F: FnMut(OutputStream, &[u8]) + Send> OutputSink for F {
+    fn output(&mut self, stream: OutputStream, data: &[u8]) {
+        self(stream, data)
+    }
+}
+
+/// A byte stream fed to a container's stdin.
+pub type ContainerInput = Box<dyn AsyncRead + Send + Unpin>;
+
+/// A byte stream read from the engine (an archive, say).
+pub type ByteStream = Pin<Box<dyn Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send>>;
+
+/// Registry credentials for a pull.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryAuth {
+    pub username: String,
+    pub password: String,
+    pub server: String,
+}
+
+#[async_trait]
+pub trait Engine: Send + Sync {
+    /// The engine's version; also proves it answers.
+    async fn version(&self) -> Result<EngineVersion>;
+
+    /// `Ok(None)` when the image is not present locally.
+    async fn inspect_image(&self, name: &str) -> Result<Option<ImageInfo>>;
+
+    /// Pull `name` from its registry, reporting progress lines.
+    async fn pull_image(
+        &self,
+        name: &str,
+        auth: Option<RegistryAuth>,
+        progress: &mut (dyn for<'a> FnMut(&'a str) + Send),
+    ) -> Result<()>;
+
+    /// Create a container and return its id. The engine remembers it until it is removed, so that
+    /// [`Engine::remove_leftovers`] can clean up after an interruption.
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<String>;
+
+    /// Start a created container, feed it `input` on stdin (then close stdin), relay its output to
+    /// `output` while it runs, and return its exit code once it has stopped.
+    ///
+    /// A container that exits before reading all its input is not an error: its exit code says what
+    /// happened. An error reading `input` itself is ([`EngineError::Input`]).
+    async fn run_container(
+        &self,
+        id: &str,
+        input: Option<ContainerInput>,
+        output: &mut dyn OutputSink,
+    ) -> Result<i64>;
+
+    /// Commit a (stopped) container to an image; returns the image id.
+    async fn commit_container(&self, id: &str, spec: &CommitSpec) -> Result<String>;
+
+    /// Kill and remove a container with its anonymous volumes. Removing a missing one is fine.
+    async fn remove_container(&self, id: &str) -> Result<()>;
+
+    /// Remove an image by id or name.
+    async fn remove_image(&self, name: &str) -> Result<()>;
+
+    /// A tar of `path` inside a container, or `None` when the path does not exist.
+    async fn download_archive(&self, id: &str, path: &str) -> Result<Option<ByteStream>>;
+
+    /// Remove every container this engine created and has not removed yet. Used on interruption
+    /// and as a last line of defence; never fails, only logs.
+    async fn remove_leftovers(&self);
+}
