@@ -110,7 +110,7 @@ impl DockerEngine {
             api_version: format!("{}.{}", api.0, api.1),
             is_podman,
         };
-        debug!(engine = %version.version, api = %version.api_version, podman = is_podman, "connected to {endpoint}");
+        debug!("connected to {endpoint}: engine {}, API {}{}", version.version, version.api_version, if is_podman { " (podman)" } else { "" });
         let prefix = format!("/v{}.{}", api.0, api.1);
         let docker = docker.with_request_modifier(move |mut req| {
             let uri = req.uri().clone();

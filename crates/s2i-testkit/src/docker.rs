@@ -1,0 +1,605 @@
+//! The `docker` CLI wrappers and the locally made base and builder images.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
+
+/// Name of the base image made by [`base_image`].
+pub const BASE_IMAGE: &str = "s2i-test/busybox:latest";
+
+/// The import message (the image's `Comment`, which, unlike a label, images
+/// built from it do not inherit). Bump the version when the base image's
+/// layout changes, so that an image left in the daemon by an older testkit is
+/// replaced rather than reused.
+const BASE_COMMENT: &str = "s2i-testkit base image v1";
+const BUSYBOX: &str = "/bin/busybox";
+const PATH_ENV: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn docker_cmd(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the docker CLI ({e}); is docker installed?"))
+}
+
+/// Runs `docker ARGS…` and returns its stdout with trailing whitespace
+/// trimmed. Panics with docker's stderr if it exits non-zero.
+pub fn docker_output(args: &[&str]) -> String {
+    let out = docker_cmd(args);
+    if !out.status.success() {
+        panic!(
+            "docker {:?} failed ({}):\n{}",
+            args,
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
+/// Runs `docker run --rm IMAGE CMD…` and returns (exit code, stdout, stderr),
+/// untrimmed. The exit code is the command's, or docker's own (125-127) when
+/// the container could not be run; -1 if killed by a signal.
+pub fn docker_run(image: &str, cmd: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["run", "--rm", image];
+    args.extend_from_slice(cmd);
+    let out = docker_cmd(&args);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The first element of `docker image inspect IMAGE` as JSON (so
+/// `["Config"]["Labels"]`, `["Config"]["User"]`, `["Id"]`…). Panics if the
+/// image does not exist.
+pub fn image_inspect(image: &str) -> serde_json::Value {
+    let text = docker_output(&["image", "inspect", image]);
+    let mut v: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("docker image inspect {image}: bad JSON ({e}): {text}"));
+    match v.get_mut(0) {
+        Some(first) => first.take(),
+        None => panic!("docker image inspect {image}: empty answer"),
+    }
+}
+
+/// Whether the daemon has an image by this name or id.
+pub fn image_exists(image: &str) -> bool {
+    docker_cmd(&["image", "inspect", "--format", "{{.Id}}", image])
+        .status
+        .success()
+}
+
+fn image_id(image: &str) -> Option<String> {
+    let out = docker_cmd(&["image", "inspect", "--format", "{{.Id}}", image]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// A daemon-wide lock (an `flock` on a fixed file in /tmp) held while images
+/// are checked and made, so that test processes running at the same time do
+/// not import or build the same image twice.
+struct DaemonLock(#[allow(dead_code)] File);
+
+fn daemon_lock() -> DaemonLock {
+    use std::os::raw::c_int;
+    use std::os::unix::io::AsRawFd;
+    extern "C" {
+        fn flock(fd: c_int, operation: c_int) -> c_int;
+    }
+    const LOCK_EX: c_int = 2;
+    let path = "/tmp/s2i-testkit-images.lock";
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("opening lock file {path}: {e}"));
+    let _ = file.set_permissions(fs::Permissions::from_mode(0o666));
+    loop {
+        // SAFETY: flock on a file descriptor we own; it is released when the
+        // file is closed (when DaemonLock is dropped).
+        if unsafe { flock(file.as_raw_fd(), LOCK_EX) } == 0 {
+            return DaemonLock(file);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            panic!("locking {path}: {err}");
+        }
+    }
+}
+
+/// Ensures the image `s2i-test/busybox:latest` exists and returns its name.
+///
+/// It is imported once from a root filesystem holding the host's static
+/// busybox (`/bin/busybox`, from Debian's `busybox-static`) with a symlink per
+/// applet, `/tmp` (1777), `/etc/passwd` and `/etc/group` with `root` (0) and
+/// `default` (1001, group 0, home `/home/default`), and `/home/default`,
+/// `/opt/app-root/src` owned by 1001:0. `PATH` is set, `CMD` is `/bin/sh`,
+/// there are no labels. An image of that name already in the daemon (from an
+/// earlier run) is reused. Panics if busybox-static is not installed.
+///
+/// Beware: Debian's static busybox runs its applets directly from `sh` (and
+/// `env`), without looking at `PATH`: deleting `/bin/tar` or putting a fake
+/// `tar` first in `PATH` changes nothing for `sh -c 'tar …'`. Use
+/// [`no_tar_image`] for an image without tar, and full paths for fakes.
+pub fn base_image() -> String {
+    static BASE: OnceLock<String> = OnceLock::new();
+    BASE.get_or_init(|| ensure_imported(BASE_IMAGE, BASE_COMMENT, false))
+        .clone()
+}
+
+/// Name of the image made by [`no_tar_image`].
+pub const NO_TAR_IMAGE: &str = "s2i-test/busybox-no-tar:latest";
+const NO_TAR_COMMENT: &str = "s2i-testkit base image without tar v1";
+
+/// Ensures `s2i-test/busybox-no-tar:latest` exists and returns its name: the
+/// base image's layout, but no `/bin/tar` and a busybox whose `tar` applet is
+/// renamed (`tas`), so that `sh -c 'tar …'` fails with status 127 (`tar:
+/// applet not found` / `sh: tar: not found`). For testing images without tar.
+pub fn no_tar_image() -> String {
+    static NO_TAR: OnceLock<String> = OnceLock::new();
+    NO_TAR
+        .get_or_init(|| ensure_imported(NO_TAR_IMAGE, NO_TAR_COMMENT, true))
+        .clone()
+}
+
+/// Imports `image` unless the daemon already has it with this `comment`.
+fn ensure_imported(image: &str, comment: &str, without_tar: bool) -> String {
+    let _lock = daemon_lock();
+    let current = image_exists(image) && image_inspect(image)["Comment"].as_str() == Some(comment);
+    if !current {
+        import_base(image, comment, without_tar);
+    }
+    image.to_string()
+}
+
+fn import_base(image: &str, comment: &str, without_tar: bool) {
+    let mut busybox = fs::read(BUSYBOX).unwrap_or_else(|e| {
+        panic!("{BUSYBOX} not readable ({e}): the test images need a static busybox; run `apt-get install busybox-static`")
+    });
+    if elf_is_dynamic(&busybox) {
+        panic!("{BUSYBOX} is dynamically linked (Debian's `busybox` package?): run `apt-get install busybox-static`");
+    }
+    let list = Command::new(BUSYBOX)
+        .arg("--list-full")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("running {BUSYBOX} --list-full: {e}; run `apt-get install busybox-static`")
+        });
+    let list = String::from_utf8_lossy(&list.stdout).into_owned();
+    // `bin/busybox` is the binary itself; `linuxrc` (at /) is only for initrds.
+    let applets: Vec<&str> = list
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.contains('/') && *l != "bin/busybox")
+        .filter(|l| !(without_tar && *l == "bin/tar"))
+        .collect();
+    assert!(
+        applets.len() > 100,
+        "{BUSYBOX} --list-full listed only {} applets",
+        applets.len()
+    );
+    if without_tar {
+        rename_tar_applet(&mut busybox);
+    }
+
+    let mut tarball = tempfile::NamedTempFile::new().expect("temp file for the base rootfs");
+    write_base_tar(tarball.as_file_mut(), &busybox, &applets)
+        .unwrap_or_else(|e| panic!("writing the base rootfs tar: {e}"));
+    let old_id = image_id(image);
+    let path = tarball
+        .path()
+        .to_str()
+        .expect("utf-8 temp path")
+        .to_string();
+    let env_change = format!("ENV PATH={PATH_ENV}");
+    docker_output(&[
+        "import",
+        "--change",
+        &env_change,
+        "--change",
+        "CMD [\"/bin/sh\"]",
+        "--message",
+        comment,
+        &path,
+        image,
+    ]);
+    if let Some(old) = old_id {
+        // An outdated image from an older testkit: drop it unless images use it.
+        let _ = docker_cmd(&["rmi", &old]);
+    }
+}
+
+/// Renames the `tar` applet to `tas` in busybox's sorted, NUL-separated table
+/// of applet names (`…\0tail\0tar\0taskset\0…`; `tas` keeps it sorted for the
+/// binary search), so that no `tar` command exists at all.
+fn rename_tar_applet(busybox: &mut [u8]) {
+    let needle = b"\0tail\0tar\0taskset\0";
+    let at = busybox
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("busybox's applet table does not have tail, tar, taskset in a row");
+    busybox[at + b"\0tail\0ta".len()] = b's';
+}
+
+/// Whether an ELF file has a PT_INTERP program header (needs a dynamic loader).
+fn elf_is_dynamic(elf: &[u8]) -> bool {
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap());
+    let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap()) as usize;
+    // Only 64-bit little-endian ELF is inspected; anything else is assumed fine.
+    if elf.len() < 64 || &elf[..4] != b"\x7fELF" || elf[4] != 2 || elf[5] != 1 {
+        return false;
+    }
+    let (phoff, phentsize, phnum) = (u64_at(0x20), u16_at(0x36), u16_at(0x38));
+    (0..phnum).any(|i| {
+        let o = phoff + i * phentsize;
+        o + 4 <= elf.len() && u32_at(o) == 3 // PT_INTERP
+    })
+}
+
+fn write_base_tar(out: &mut File, busybox: &[u8], applets: &[&str]) -> std::io::Result<()> {
+    // Fixed mtime: the same busybox gives the same layer digest on every import.
+    const MTIME: u64 = 1_600_000_000;
+    let mut b = tar::Builder::new(out);
+    let mut dirs_done: Vec<String> = Vec::new();
+    let mut dir = |b: &mut tar::Builder<&mut File>, path: &str, mode: u32, uid: u64| {
+        dirs_done.push(path.to_string());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(mode);
+        h.set_uid(uid);
+        h.set_gid(0);
+        h.set_mtime(MTIME);
+        h.set_size(0);
+        b.append_data(&mut h, format!("{path}/"), std::io::empty())
+    };
+    for d in [
+        "bin",
+        "sbin",
+        "usr",
+        "usr/bin",
+        "usr/sbin",
+        "usr/local",
+        "usr/local/bin",
+        "etc",
+        "dev",
+        "proc",
+        "sys",
+        "var",
+        "home",
+        "opt",
+    ] {
+        dir(&mut b, d, 0o755, 0)?;
+    }
+    dir(&mut b, "tmp", 0o1777, 0)?;
+    dir(&mut b, "var/tmp", 0o1777, 0)?;
+    dir(&mut b, "root", 0o700, 0)?;
+    dir(&mut b, "home/default", 0o775, 1001)?;
+    dir(&mut b, "opt/app-root", 0o775, 1001)?;
+    dir(&mut b, "opt/app-root/src", 0o775, 1001)?;
+
+    let file = |b: &mut tar::Builder<&mut File>, path: &str, mode: u32, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(MTIME);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, path, data)
+    };
+    file(&mut b, "bin/busybox", 0o755, busybox)?;
+    file(
+        &mut b,
+        "etc/passwd",
+        0o644,
+        b"root:x:0:0:root:/root:/bin/sh\n\
+          default:x:1001:0::/home/default:/bin/sh\n\
+          nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )?;
+    file(&mut b, "etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n")?;
+
+    for applet in applets {
+        if let Some((parent, _)) = applet.rsplit_once('/') {
+            assert!(
+                dirs_done.iter().any(|d| d == parent),
+                "busybox applet {applet} is in an unexpected directory"
+            );
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_mode(0o777);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(MTIME);
+        h.set_size(0);
+        b.append_link(&mut h, applet, BUSYBOX)?;
+    }
+    b.into_inner()?.flush()
+}
+
+/// Builds (or reuses) a builder image from `fixture_dir`, a directory holding a
+/// `Dockerfile` that starts `FROM s2i-test/busybox` and the files it COPYs,
+/// and returns its tag: `s2i-test/<dir name>:<12 hex>`, the hex being a hash of
+/// every file's path, mode and content (and of the base image's id). An image
+/// with that tag already in the daemon is reused, so an unchanged fixture is
+/// built once per daemon, not once per run. Panics with docker's stderr if the
+/// build fails.
+pub fn builder_image(fixture_dir: &Path) -> String {
+    static BUILT: OnceLock<Mutex<HashMap<PathBuf, String>>> = OnceLock::new();
+    let dir = fixture_dir
+        .canonicalize()
+        .unwrap_or_else(|e| panic!("builder fixture {}: {e}", fixture_dir.display()));
+    assert!(
+        dir.join("Dockerfile").is_file(),
+        "builder fixture {} has no Dockerfile",
+        dir.display()
+    );
+    // Held during the build: one build per fixture per process; tests asking
+    // for the same fixture wait for it.
+    let mut built = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(tag) = built.get(&dir) {
+        return tag.clone();
+    }
+    let base_id = image_id(&base_image()).expect("base image vanished");
+    let mut hash = Fnv64::new();
+    hash.write(base_id.as_bytes());
+    hash_tree(&dir, &dir, &mut hash);
+    let name = dir
+        .file_name()
+        .map(|n| crate::docker_component(&n.to_string_lossy()))
+        .unwrap_or_else(|| "builder".to_string());
+    let tag = format!("s2i-test/{name}:{:012x}", hash.finish() >> 16);
+    {
+        let _lock = daemon_lock();
+        if !image_exists(&tag) {
+            let out = Command::new("docker")
+                .args(["build", "-q", "-t", &tag])
+                .arg(&dir)
+                // The classic builder: it uses local images for FROM without
+                // asking a registry, and needs no buildx plugin.
+                .env("DOCKER_BUILDKIT", "0")
+                .stdin(Stdio::null())
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run docker build: {e}"));
+            if !out.status.success() {
+                panic!(
+                    "docker build of {} failed ({}):\n{}{}",
+                    dir.display(),
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+    built.insert(dir, tag.clone());
+    tag
+}
+
+/// Hashes every entry under `dir` (sorted): relative path, kind, mode, and the
+/// content of files or the target of symlinks.
+fn hash_tree(root: &Path, dir: &Path, hash: &mut Fnv64) {
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        let meta = fs::symlink_metadata(&path).expect("fixture file metadata");
+        let rel = path.strip_prefix(root).unwrap();
+        hash.write(rel.to_string_lossy().as_bytes());
+        hash.write(&[0]);
+        hash.write(&(meta.mode() & 0o177777).to_le_bytes());
+        if meta.file_type().is_symlink() {
+            let target = fs::read_link(&path).expect("readlink");
+            hash.write(target.to_string_lossy().as_bytes());
+        } else if meta.is_dir() {
+            hash_tree(root, &path, hash);
+        } else {
+            let data =
+                fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+            hash.write(&(data.len() as u64).to_le_bytes());
+            hash.write(&data);
+        }
+        hash.write(&[0xff]);
+    }
+}
+
+/// FNV-1a, 64 bits: stable across Rust versions, unlike std's hashers.
+struct Fnv64(u64);
+
+impl Fnv64 {
+    fn new() -> Self {
+        Fnv64(0xcbf2_9ce4_8422_2325)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= b as u64;
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn base_image_runs_busybox() {
+        let t = Instant::now();
+        let image = base_image();
+        eprintln!("base_image() took {:?}", t.elapsed());
+        assert_eq!(image, BASE_IMAGE);
+        assert!(image_exists(&image));
+        let (code, out, err) =
+            docker_run(&image, &["sh", "-c", "tar --help >/dev/null 2>&1; echo ok"]);
+        assert_eq!((code, out.as_str()), (0, "ok\n"), "stderr: {err}");
+        let (code, out, err) = docker_run(
+            &image,
+            &[
+                "sh",
+                "-c",
+                "echo $PATH; id -u default; stat -c '%a %u' /tmp /opt/app-root/src; which env tar",
+            ],
+        );
+        assert_eq!(code, 0, "stderr: {err}");
+        assert_eq!(
+            out,
+            format!("{PATH_ENV}\n1001\n1777 0\n775 1001\n/usr/bin/env\n/bin/tar\n")
+        );
+        let inspect = image_inspect(&image);
+        assert_eq!(inspect["Config"]["Cmd"][0], "/bin/sh");
+        assert_eq!(inspect["Comment"], BASE_COMMENT);
+        // No labels of its own: builder and output images inherit labels.
+        assert!(
+            inspect["Config"]["Labels"]
+                .as_object()
+                .filter(|m| !m.is_empty())
+                .is_none(),
+            "{inspect}"
+        );
+    }
+
+    #[test]
+    fn builder_image_is_built_once_and_cached() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A fixed directory name and content: the tag (and so the cached image)
+        // is the same on every run.
+        let dir = tmp.path().join("testkit-fixture");
+        crate::write_file(
+            &dir.join("Dockerfile"),
+            "FROM s2i-test/busybox\n\
+             LABEL io.openshift.s2i.scripts-url=image:///usr/libexec/s2i\n\
+             COPY s2i/ /usr/libexec/s2i/\n\
+             USER 1001\n",
+            0o644,
+        );
+        crate::write_file(
+            &dir.join("s2i/assemble"),
+            "#!/bin/sh\necho assembling\n",
+            0o755,
+        );
+        let t = Instant::now();
+        let tag = builder_image(&dir);
+        eprintln!("builder_image() took {:?}", t.elapsed());
+        assert!(tag.starts_with("s2i-test/testkit-fixture:"), "{tag}");
+        assert_eq!(tag.len(), "s2i-test/testkit-fixture:".len() + 12);
+        assert_eq!(builder_image(&dir), tag);
+        let (code, out, err) = docker_run(&tag, &["sh", "-c", "id -u; /usr/libexec/s2i/assemble"]);
+        assert_eq!(
+            (code, out.as_str()),
+            (0, "1001\nassembling\n"),
+            "stderr: {err}"
+        );
+        assert_eq!(
+            image_inspect(&tag)["Config"]["Labels"]["io.openshift.s2i.scripts-url"],
+            "image:///usr/libexec/s2i"
+        );
+
+        // Another mode or content gives another tag.
+        let dir2 = tmp.path().join("other").join("testkit-fixture");
+        crate::write_file(
+            &dir2.join("Dockerfile"),
+            &fs::read_to_string(dir.join("Dockerfile")).unwrap(),
+            0o644,
+        );
+        crate::write_file(
+            &dir2.join("s2i/assemble"),
+            "#!/bin/sh\necho assembling\n",
+            0o700,
+        );
+        let mut h1 = Fnv64::new();
+        hash_tree(&dir, &dir, &mut h1);
+        let mut h2 = Fnv64::new();
+        hash_tree(&dir2, &dir2, &mut h2);
+        assert_ne!(h1.finish(), h2.finish());
+    }
+
+    /// Does by hand what s2i does with the shared sti-fake builder: stream a
+    /// tar of `src/…` into `tar -C /tmp -xf -` as the image's user, then run
+    /// assemble (and run).
+    #[test]
+    fn sti_fake_builder_assembles_a_streamed_source_tar() {
+        let builder = builder_image(&crate::support_dir("builders/sti-fake"));
+        assert!(builder.starts_with("s2i-test/sti-fake:"), "{builder}");
+        let mut tarball = tar::Builder::new(Vec::new());
+        for (path, data, mode) in [
+            ("src/app.txt", "app\n", 0o644),
+            ("src/bin/start", "#!/bin/sh\n", 0o755),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(mode);
+            h.set_mtime(1_600_000_000);
+            tarball.append_data(&mut h, path, data.as_bytes()).unwrap();
+        }
+        let tarball = tarball.into_inner().unwrap();
+        let mut child = Command::new("docker")
+            .args(["run", "-i", "--rm", &builder, "/bin/sh", "-c"])
+            .arg("tar -C /tmp -xf - && /usr/libexec/s2i/assemble && /usr/libexec/s2i/run && stat -c '%a %u %n' bin/start")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&tarball).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("sti-fake assemble (uid 1001, in /opt/app-root/src)"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("sti-fake run: .sti-fake-assemble-env .sti-fake-assembled app.txt bin"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("755 1001 bin/start"), "{stdout}");
+        let (code, usage, _) = docker_run(&builder, &[]);
+        assert_eq!(
+            (code, usage.as_str()),
+            (0, "sti-fake: a fake s2i builder image for tests\n")
+        );
+    }
+
+    #[test]
+    fn no_tar_image_has_no_tar() {
+        let image = no_tar_image();
+        assert_eq!(image, NO_TAR_IMAGE);
+        let (code, out, _) = docker_run(&image, &["sh", "-c", "tar -xf - </dev/null"]);
+        assert_eq!(code, 127, "{out}");
+        let (code, out, err) = docker_run(
+            &image,
+            &["sh", "-c", "test ! -e /bin/tar && wc -l </etc/passwd"],
+        );
+        assert_eq!((code, out.trim()), (0, "3"), "{err}");
+    }
+
+    #[test]
+    fn docker_run_reports_exit_codes() {
+        let (code, _, _) = docker_run(&base_image(), &["sh", "-c", "echo err >&2; exit 3"]);
+        assert_eq!(code, 3);
+        assert!(!image_exists("s2i-test/no-such-image:nope"));
+    }
+}

@@ -1,0 +1,295 @@
+//! The command line, named exactly as the reference names it so existing scripts keep working.
+//! Boolean flags accept Go's forms: `--incremental`, `--incremental=true`, `--incremental=false`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const ABOUT: &str = "Source-to-Image (s2i): build ready-to-run container images from application source";
+
+const BUILD_EXAMPLES: &str = "Examples:
+  # Build an application image from a local directory
+  s2i build ./myapp registry.example.com/builders/python:3.12 myapp:latest
+
+  # Use scripts from another place and pass environment variables
+  s2i build . my-builder myapp -s file://./s2i/bin -e DEBUG=1 -E .env";
+
+#[derive(Debug, Parser)]
+#[command(name = "s2i", version = crate::VERSION, about = ABOUT, disable_version_flag = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Flags valid on every subcommand.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// Daemon endpoint (unix:///path or tcp://host:port); default $DOCKER_HOST, else unix:///var/run/docker.sock
+    #[arg(short = 'U', long = "url", global = true, value_name = "URL")]
+    pub url: Option<String>,
+    /// TLS client certificate (default <certdir>/cert.pem)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// TLS client key (default <certdir>/key.pem)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// TLS certificate authority (default <certdir>/ca.pem)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Use TLS (default: true if $DOCKER_TLS is set)
+    #[arg(long, global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, value_name = "BOOL")]
+    pub tls: Option<bool>,
+    /// Use TLS and verify the daemon against --ca (default: true if $DOCKER_TLS_VERIFY is set)
+    #[arg(long, global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, value_name = "BOOL")]
+    pub tlsverify: Option<bool>,
+    /// Verbosity: 0 errors, warnings and script output; 1 progress; 2 details and timings; 3-5 debugging
+    #[arg(long, global = true, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=5), value_name = "N")]
+    pub loglevel: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build a new image from source
+    Build(BuildArgs),
+    /// Rebuild an image made by s2i, from the source and builder recorded in its labels
+    Rebuild(RebuildArgs),
+    /// Print the usage of a builder image
+    Usage(UsageArgs),
+    /// Create the skeleton of a new builder image
+    Create(CreateArgs),
+    /// Generate a Dockerfile that builds the application with a builder image
+    Generate(GenerateArgs),
+    /// Print the version of s2i
+    Version,
+    /// Print a shell completion script (bash, zsh or fish)
+    Completion(CompletionArgs),
+}
+
+/// Flags shared by build, rebuild and usage.
+#[derive(Debug, Args, Clone)]
+pub struct CommonArgs {
+    /// Don't relay the assemble script's standard output (its errors are still shown)
+    #[arg(short = 'q', long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
+    pub quiet: bool,
+    /// Reuse artifacts of the previous image (the tag) through its save-artifacts script
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
+    pub incremental: bool,
+    /// Remove the previous image after a successful incremental build
+    #[arg(long = "rm", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
+    pub remove_previous: bool,
+    /// POST the build result to this URL when the build ends
+    #[arg(long, value_name = "URL")]
+    pub callback_url: Option<String>,
+    /// When to pull the builder image: always, never or if-not-present
+    #[arg(short = 'p', long, default_value = "if-not-present", value_parser = pull_policy, value_name = "POLICY")]
+    pub pull_policy: String,
+    /// When to pull the previous image of an incremental build
+    #[arg(long, default_value = "if-not-present", value_parser = pull_policy, value_name = "POLICY")]
+    pub incremental_pull_policy: String,
+    /// When to pull the runtime image
+    #[arg(long, default_value = "if-not-present", value_parser = pull_policy, value_name = "POLICY")]
+    pub runtime_pull_policy: String,
+    /// Keep the temporary directory (it holds a copy of what assemble was fed)
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
+    pub save_temp_dir: bool,
+    /// Registry credentials file (default $HOME/.docker/config.json)
+    #[arg(long, value_name = "PATH")]
+    pub dockercfg_path: Option<PathBuf>,
+    /// Where scripts, source and artifacts are placed in the container (default: the builder's io.openshift.s2i.destination label, else /tmp)
+    #[arg(short = 'd', long, value_name = "DIR")]
+    pub destination: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = BUILD_EXAMPLES)]
+pub struct BuildArgs {
+    /// The application source: a local directory
+    #[arg(value_name = "SOURCE")]
+    pub source: Option<String>,
+    /// The builder image
+    #[arg(value_name = "BUILDER_IMAGE")]
+    pub builder: Option<String>,
+    /// The tag of the image to create (untagged if omitted)
+    #[arg(value_name = "TAG")]
+    pub tag: Option<String>,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Run the image once it is built
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
+    pub run: bool,
+    /// Don't initialise the git submodules of a git source
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
+    pub ignore_submodules: bool,
+    /// Environment variable for assemble and the image, NAME=VALUE (repeatable)
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// Git ref (branch, tag or commit) to build
+    #[arg(short = 'r', long = "ref", value_name = "REF")]
+    pub git_ref: Option<String>,
+    /// User that runs assemble (default: the builder's io.openshift.s2i.assemble-user label, else its USER)
+    #[arg(long, value_name = "USER")]
+    pub assemble_user: Option<String>,
+    /// User that runs assemble-runtime
+    #[arg(long, value_name = "USER")]
+    pub assemble_runtime_user: Option<String>,
+    /// Subdirectory of the source that holds the application
+    #[arg(long, value_name = "DIR")]
+    pub context_dir: Option<String>,
+    /// Regular expression of source paths to leave out ("" leaves out nothing)
+    #[arg(long, default_value = r"(^|/)\.git(/|$)", value_name = "REGEX")]
+    pub exclude: String,
+    /// Scripts location used by --as-dockerfile when the builder does not say
+    #[arg(long, default_value = "image:///usr/libexec/s2i", value_name = "URL")]
+    pub image_scripts_url: String,
+    /// Where to take the builder scripts from first (image://, file:// or http(s)://)
+    #[arg(short = 's', long, value_name = "URL")]
+    pub scripts_url: Option<String>,
+    /// DEPRECATED: use --scripts-url
+    #[arg(long, hide = true, value_name = "URL")]
+    pub scripts: Option<String>,
+    /// DEPRECATED: use --destination
+    #[arg(short = 'l', long, hide = true, value_name = "DIR")]
+    pub location: Option<String>,
+    /// Read arguments from ./.s2ifile and save them there
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
+    pub use_config: bool,
+    /// File of NAME=VALUE lines, applied after -e
+    #[arg(short = 'E', long, value_name = "FILE")]
+    pub environment_file: Option<PathBuf>,
+    /// Value of the io.k8s.display-name label (default: the tag)
+    #[arg(short = 'n', long, value_name = "NAME")]
+    pub application_name: Option<String>,
+    /// Value of the io.k8s.description label
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
+    /// Uid ranges the assemble user must fall in: N, N-, -N, N-M, comma-separated
+    #[arg(short = 'u', long, value_name = "RANGES")]
+    pub allowed_uids: Vec<String>,
+    /// Make src[:dest] readable during assemble and empty it afterwards (repeatable)
+    #[arg(short = 'i', long, value_name = "SRC[:DEST]")]
+    pub inject: Vec<String>,
+    /// Bind mount host:container[:options] into the build containers (repeatable)
+    #[arg(short = 'v', long, value_name = "HOST:CONTAINER[:OPTS]")]
+    pub volume: Vec<String>,
+    /// Capabilities to drop from the build containers (comma-separated, repeatable)
+    #[arg(long, value_delimiter = ',', value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Build a local directory as it is, even when it is a git repository
+    #[arg(short = 'c', long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
+    pub copy: bool,
+    /// Image to run the application in, with artifacts copied from the builder
+    #[arg(long, value_name = "IMAGE")]
+    pub runtime_image: Option<String>,
+    /// src[:dest] to copy from the builder to the runtime image (repeatable)
+    #[arg(short = 'a', long, value_name = "SRC[:DEST]")]
+    pub runtime_artifact: Vec<String>,
+    /// Network mode of the build containers (bridge, host, none, container:<id> or a network name)
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
+    /// Write a Dockerfile and its context to this path instead of building
+    #[arg(long, value_name = "PATH")]
+    pub as_dockerfile: Option<PathBuf>,
+    /// Copy symlinks of a local source as symlinks instead of following them
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
+    pub keep_symlinks: bool,
+    /// Extra /etc/hosts entry host:ip for the build containers (repeatable)
+    #[arg(long, value_name = "HOST:IP")]
+    pub add_host: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    #[arg(value_name = "IMAGE")]
+    pub image: Option<String>,
+    #[arg(value_name = "NEW_TAG")]
+    pub new_tag: Option<String>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    #[arg(value_name = "IMAGE")]
+    pub image: Option<String>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// DEPRECATED and ignored
+    #[arg(short = 'l', long, hide = true)]
+    pub location: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[arg(value_name = "IMAGE_NAME")]
+    pub image_name: Option<String>,
+    #[arg(value_name = "DESTINATION")]
+    pub destination: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[arg(value_name = "BUILDER_IMAGE")]
+    pub builder: Option<String>,
+    #[arg(value_name = "OUTPUT_FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    #[arg(value_name = "SHELL")]
+    pub shell: Vec<String>,
+}
+
+/// Go's strconv.ParseBool, which pflag uses for boolean flags.
+pub fn go_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        other => Err(format!("invalid boolean {other:?}: use true or false")),
+    }
+}
+
+fn pull_policy(s: &str) -> Result<String, String> {
+    s2i_core::PullPolicy::parse(s).map(|p| p.as_str().to_string()).map_err(|_| {
+        format!("invalid value {s:?}, valid values are: always, never or if-not-present")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn go_style_booleans_and_short_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "s2i", "build", "src", "img", "tag", "--incremental=true", "-q", "--rm=false", "-e", "A=1", "-e", "B=2",
+            "-p", "never", "--loglevel=2", "--cap-drop", "CHOWN,KILL", "--cap-drop=NET_RAW",
+        ])
+        .unwrap();
+        let Some(Command::Build(b)) = cli.command else { panic!("not build") };
+        assert!(b.common.incremental && b.common.quiet && !b.common.remove_previous);
+        assert_eq!(b.env, ["A=1", "B=2"]);
+        assert_eq!(b.common.pull_policy, "never");
+        assert_eq!(b.cap_drop, ["CHOWN", "KILL", "NET_RAW"]);
+        assert_eq!(cli.global.loglevel, 2);
+        assert_eq!(b.exclude, r"(^|/)\.git(/|$)");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let err = Cli::try_parse_from(["s2i", "build", "s", "i", "--pull-policy", "sometimes"]).unwrap_err();
+        assert!(err.to_string().contains("valid values are: always, never or if-not-present"), "{err}");
+        assert!(Cli::try_parse_from(["s2i", "build", "--incremental=maybe"]).is_err());
+        assert!(Cli::try_parse_from(["s2i", "--loglevel", "9", "version"]).is_err());
+    }
+}

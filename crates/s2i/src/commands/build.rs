@@ -1,0 +1,235 @@
+//! `s2i build SOURCE BUILDER_IMAGE [TAG]`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use regex::Regex;
+use s2i_core::{env, users, BuildConfig, BuildError, BuildResult, PullPolicy};
+use s2i_engine::OutputStream;
+use tracing::{info, warn};
+
+use crate::cli::{BuildArgs, GlobalArgs};
+
+pub async fn run(global: &GlobalArgs, args: BuildArgs) -> Result<(), BuildError> {
+    let cfg = config_from_args(args)?;
+    let engine = super::connect(global).await?;
+    let mut relay = |stream: OutputStream, line: &[u8]| relay_line(stream, line);
+    let result = super::interruptible(&engine, s2i_core::build(&cfg, &engine, &mut relay)).await?;
+    print_result(&result);
+    Ok(())
+}
+
+/// Container output goes to stderr, line by line, untouched: stdout is kept for machine output.
+fn relay_line(_stream: OutputStream, line: &[u8]) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(line);
+    let _ = err.write_all(b"\n");
+}
+
+fn print_result(result: &BuildResult) {
+    for (phase, took) in &result.timings.phases {
+        info!("{phase}: {:.2}s", took.as_secs_f64());
+    }
+    match &result.tag {
+        Some(tag) => info!("Image {tag} ({}) built", short_id(&result.image_id)),
+        None => info!("Image {} built (untagged)", short_id(&result.image_id)),
+    }
+    eprintln!("Build completed successfully");
+}
+
+fn short_id(id: &str) -> &str {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    &id[..id.len().min(12)]
+}
+
+/// Turn flags into a validated config. Flags whose feature is not built yet are refused by name
+/// rather than ignored.
+pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
+    refuse_unsupported(&args)?;
+    let (Some(source), Some(builder)) = (args.source.clone(), args.builder.clone()) else {
+        return Err(BuildError::InvalidValue {
+            what: "arguments",
+            value: String::new(),
+            reason: "s2i build needs SOURCE and BUILDER_IMAGE (and optionally TAG); see s2i build --help".into(),
+        });
+    };
+    if builder.trim().is_empty() {
+        return Err(BuildError::InvalidValue { what: "builder image", value: builder, reason: "cannot be empty".into() });
+    }
+    if looks_remote(&source) {
+        return Err(BuildError::NotSupported(format!("building from {source:?} (git and remote sources)")));
+    }
+
+    let mut env_vars = Vec::new();
+    for e in &args.env {
+        env_vars.push(env::parse_env_flag(e)?);
+    }
+    // Repeating --allowed-uids replaces the list, as in the reference.
+    let allowed_uids = match args.allowed_uids.last() {
+        Some(text) => users::parse_ranges(text)?,
+        None => Vec::new(),
+    };
+    let exclude = if args.exclude.is_empty() {
+        None
+    } else {
+        Some(Regex::new(&args.exclude).map_err(|e| BuildError::InvalidValue {
+            what: "--exclude",
+            value: args.exclude.clone(),
+            reason: e.to_string(),
+        })?)
+    };
+    let scripts_url = match (args.scripts_url, args.scripts) {
+        (Some(u), _) => Some(u),
+        (None, Some(u)) => {
+            warn!("DEPRECATED: Flag --scripts is deprecated, use --scripts-url instead");
+            Some(u)
+        }
+        (None, None) => None,
+    }
+    .filter(|u| !u.is_empty());
+    let destination = match (args.common.destination, args.location) {
+        (Some(d), _) => Some(d),
+        (None, Some(d)) => {
+            warn!("DEPRECATED: Flag --location is deprecated, use --destination instead");
+            Some(d)
+        }
+        (None, None) => None,
+    }
+    .filter(|d| !d.is_empty());
+    if let Some(d) = &destination {
+        if !d.starts_with('/') {
+            return Err(BuildError::InvalidValue { what: "--destination", value: d.clone(), reason: "must be an absolute path".into() });
+        }
+    }
+    for (flag, values) in [("--add-host", &args.add_host), ("--volume", &args.volume)] {
+        if let Some(bad) = values.iter().find(|v| !v.contains(':')) {
+            let reason = if flag == "--add-host" { "must be host:ip" } else { "must be host-path:container-path[:options]" };
+            return Err(BuildError::InvalidValue { what: flag, value: bad.clone(), reason: reason.into() });
+        }
+    }
+    let tag = args.tag.filter(|t| !t.is_empty());
+    if let Some(t) = &tag {
+        s2i_core::image_ref::parse_output_tag(t)
+            .map_err(|reason| BuildError::InvalidValue { what: "tag", value: t.clone(), reason })?;
+    }
+    if let Some(ctx) = args.context_dir.as_deref().filter(|c| !c.is_empty()) {
+        s2i_core::config::validate_context_dir(ctx)?;
+    }
+    info!("Copying sources from {source:?} to the build container as a stream");
+
+    Ok(BuildConfig {
+        source: PathBuf::from(&source),
+        source_location: source,
+        builder_image: builder,
+        tag,
+        context_dir: args.context_dir.filter(|c| !c.is_empty()),
+        scripts_url,
+        destination,
+        env: env_vars,
+        environment_file: args.environment_file,
+        pull_policy: PullPolicy::parse(&args.common.pull_policy)?,
+        quiet: args.common.quiet,
+        assemble_user: args.assemble_user.filter(|u| !u.is_empty()),
+        allowed_uids,
+        application_name: args.application_name.filter(|n| !n.is_empty()),
+        description: args.description.filter(|d| !d.is_empty()),
+        exclude,
+        keep_symlinks: args.keep_symlinks,
+        save_temp_dir: args.common.save_temp_dir,
+        volumes: args.volume,
+        cap_drop: args.cap_drop.into_iter().filter(|c| !c.is_empty()).collect(),
+        network: args.network.filter(|n| !n.is_empty()),
+        add_hosts: args.add_host,
+        labels: Vec::new(),
+    })
+}
+
+/// Git URLs (`scheme://…`, `git@host:path`) are for the sources issue; refuse them clearly for now.
+fn looks_remote(source: &str) -> bool {
+    let has_scheme = source
+        .split_once("://")
+        .is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)));
+    let scp_like = !std::path::Path::new(source).exists()
+        && source.split_once(':').is_some_and(|(host, _)| !host.contains('/') && host.contains('@'));
+    has_scheme || scp_like
+}
+
+fn refuse_unsupported(args: &BuildArgs) -> Result<(), BuildError> {
+    let mut used: Vec<&str> = Vec::new();
+    let c = &args.common;
+    let checks: [(&str, bool); 13] = [
+        ("--incremental", c.incremental),
+        ("--rm", c.remove_previous),
+        ("--callback-url", c.callback_url.is_some()),
+        ("--dockercfg-path", c.dockercfg_path.is_some()),
+        ("--run", args.run),
+        ("--ref", args.git_ref.as_deref().is_some_and(|r| !r.is_empty())),
+        ("--use-config", args.use_config),
+        ("--inject", !args.inject.is_empty()),
+        ("--runtime-image", args.runtime_image.as_deref().is_some_and(|r| !r.is_empty())),
+        ("--runtime-artifact", !args.runtime_artifact.is_empty()),
+        ("--assemble-runtime-user", args.assemble_runtime_user.is_some()),
+        ("--as-dockerfile", args.as_dockerfile.is_some()),
+        ("--ignore-submodules", args.ignore_submodules),
+    ];
+    for (flag, set) in checks {
+        if set {
+            used.push(flag);
+        }
+    }
+    match used.as_slice() {
+        [] => Ok(()),
+        flags => Err(BuildError::NotSupported(flags.join(", "))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> BuildArgs {
+        let mut argv = vec!["s2i", "build"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Some(Command::Build(b)) => b,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn flags_become_config() {
+        let cfg = config_from_args(args(&[
+            "./app", "builder", "out:v1", "-e", "A=1", "--scripts", "image:///s", "-l", "/opt", "-u", "0-10",
+            "-u", "1001", "--exclude", "",
+        ]))
+        .unwrap();
+        assert_eq!(cfg.source, PathBuf::from("./app"));
+        assert_eq!(cfg.tag.as_deref(), Some("out:v1"));
+        assert_eq!(cfg.scripts_url.as_deref(), Some("image:///s"));
+        assert_eq!(cfg.destination.as_deref(), Some("/opt"));
+        assert_eq!(cfg.allowed_uids.len(), 1);
+        assert!(cfg.exclude.is_none());
+    }
+
+    #[test]
+    fn unbuilt_features_are_refused_by_name() {
+        let err = config_from_args(args(&["a", "b", "--incremental", "--run"])).unwrap_err();
+        assert_eq!(err.to_string(), "--incremental, --run: not supported yet");
+        assert!(config_from_args(args(&["https://example.com/x.git", "b"])).is_err());
+        assert!(config_from_args(args(&["git@github.com:org/repo.git", "b"])).is_err());
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(config_from_args(args(&["a", "b", "-e", "NOEQUALS"])).is_err());
+        assert!(config_from_args(args(&["a", "b", "Bad:Tag"])).is_err());
+        assert!(config_from_args(args(&["a", "b", "--exclude", "("])).is_err());
+        assert!(config_from_args(args(&["a", "b", "-u", "x"])).is_err());
+        assert!(config_from_args(args(&["a", "b", "--add-host", "nohost"])).is_err());
+        assert!(config_from_args(args(&["a", "b", "--context-dir", "../up"])).is_err());
+        assert!(config_from_args(args(&["a"])).is_err());
+        assert!(config_from_args(args(&["a", "b", "-d", "relative"])).is_err());
+    }
+}

@@ -1,0 +1,96 @@
+//! One module per subcommand; this one dispatches and holds what they share: connecting to the
+//! engine and running a future so that Ctrl-C (or SIGTERM, SIGHUP, SIGQUIT) removes what it made.
+
+mod build;
+
+use std::future::Future;
+
+use s2i_core::BuildError;
+use s2i_engine::{ConnectOptions, DockerEngine, Engine, EngineError};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::warn;
+
+use crate::cli::{Cli, Command, GlobalArgs};
+
+pub async fn run(cli: Cli) -> Result<(), BuildError> {
+    match cli.command {
+        None => {
+            use clap::CommandFactory;
+            let _ = Cli::command().print_help();
+            Ok(())
+        }
+        Some(Command::Build(args)) => build::run(&cli.global, args).await,
+        Some(Command::Version) => {
+            println!("s2i v{}", crate::VERSION);
+            Ok(())
+        }
+        Some(Command::Rebuild(_)) => Err(BuildError::NotSupported("s2i rebuild".into())),
+        Some(Command::Usage(_)) => Err(BuildError::NotSupported("s2i usage".into())),
+        Some(Command::Create(_)) => Err(BuildError::NotSupported("s2i create".into())),
+        Some(Command::Generate(_)) => Err(BuildError::NotSupported("s2i generate".into())),
+        Some(Command::Completion(_)) => Err(BuildError::NotSupported("s2i completion".into())),
+    }
+}
+
+/// Connection settings: the environment's, overridden by the global flags.
+fn connect_options(global: &GlobalArgs) -> Result<ConnectOptions, BuildError> {
+    let mut opts = ConnectOptions::from_env()?;
+    if let Some(url) = global.url.as_deref().filter(|u| !u.is_empty()) {
+        opts.endpoint = url.to_string();
+    }
+    if let Some(tls) = global.tls {
+        opts.tls.tls = tls;
+    }
+    if let Some(verify) = global.tlsverify {
+        opts.tls.verify = verify;
+    }
+    if let Some(ca) = &global.ca {
+        opts.tls.ca = ca.clone();
+    }
+    if let Some(cert) = &global.cert {
+        opts.tls.cert = cert.clone();
+    }
+    if let Some(key) = &global.key {
+        opts.tls.key = key.clone();
+    }
+    Ok(opts)
+}
+
+pub async fn connect(global: &GlobalArgs) -> Result<DockerEngine, BuildError> {
+    let opts = connect_options(global)?;
+    DockerEngine::connect(&opts).await.map_err(|e| match e {
+        EngineError::Connect { endpoint, reason } => BuildError::EngineUnreachable { endpoint, reason },
+        other => other.into(),
+    })
+}
+
+/// Run `work`; on a terminating signal drop it, remove every container the engine created, and
+/// fail with [`BuildError::Interrupted`].
+pub async fn interruptible<T>(
+    engine: &dyn Engine,
+    work: impl Future<Output = Result<T, BuildError>>,
+) -> Result<T, BuildError> {
+    let mut signals = Vec::new();
+    for kind in [SignalKind::interrupt(), SignalKind::terminate(), SignalKind::hangup(), SignalKind::quit()] {
+        signals.push(signal(kind).map_err(|e| BuildError::io("installing signal handlers", e))?);
+    }
+    let any_signal = async {
+        let waits = signals.iter_mut().map(|s| Box::pin(s.recv()));
+        futures_select_all(waits).await;
+    };
+    let outcome = tokio::select! {
+        r = work => r,
+        _ = any_signal => {
+            warn!("Interrupted: removing the build's containers");
+            Err(BuildError::Interrupted)
+        }
+    };
+    // On every path: nothing this run created may outlive it.
+    engine.remove_leftovers().await;
+    outcome
+}
+
+async fn futures_select_all<F: Future + Unpin>(futs: impl Iterator<Item = F>) {
+    let all: Vec<F> = futs.collect();
+    let _ = futures_util::future::select_all(all).await;
+}
