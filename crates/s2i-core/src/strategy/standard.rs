@@ -297,7 +297,8 @@ fn classify_start_error(e: EngineError, image: &str) -> BuildError {
 /// What the builder lacks, judging by the shell's complaint.
 fn missing_requirement(stderr: &str) -> Option<&'static str> {
     let lower = stderr.to_ascii_lowercase();
-    if lower.lines().any(|l| l.contains("tar") && (l.contains("not found") || l.contains("no such file"))) {
+    // Only the shell's "command not found" for tar itself; tar's own complaints are not this.
+    if lower.lines().any(|l| l.contains("tar: not found") || l.contains("tar: command not found")) {
         return Some("tar");
     }
     if lower.contains("/bin/sh") && lower.contains("no such file") {
@@ -350,5 +351,6 @@ mod tests {
         assert_eq!(missing_requirement("/bin/sh: tar: not found"), Some("tar"));
         assert_eq!(missing_requirement("sh: 1: tar: command not found"), Some("tar"));
         assert_eq!(missing_requirement("assemble: pip failed"), None);
+        assert_eq!(missing_requirement("tar: can't change directory to '/opt/x': No such file or directory"), None);
     }
 }
