@@ -524,3 +524,22 @@ fn the_daemon_can_be_reached_through_docker_host() {
     assert!(stderr.contains("cannot connect to the container engine at tcp://127.0.0.1:1") && stderr.contains("hint:"), "{stderr}");
     env.assert_clean();
 }
+
+#[test]
+fn the_readme_example_builds_and_serves_its_page() {
+    let env = TestEnv::new("readme");
+    let base = s2i_testkit::base_image();
+    let builder = env.tag("static-web-builder");
+    let root = support_dir("..");
+    let context = root.join("builders/static-web");
+    s2i_testkit::docker_output(&["build", "-q", "-t", &builder, "--build-arg", &format!("BASE_IMAGE={base}"), context.to_str().unwrap()]);
+    let out = env.tag("hello-web");
+    let example = root.join("examples/hello-web");
+    let (code, _, stderr) = s2i(&env, &["build", example.to_str().unwrap(), &builder, &out]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("---> Running .s2i/build-hook"), "{stderr}");
+    let (code, page, err) = docker_run(&out, &["sh", "-c", "/usr/libexec/s2i/run & sleep 1; wget -qO- http://127.0.0.1:8080/"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(page.contains("<h1>Hello from s2i</h1>") && page.contains("GREETING=hello"), "{page}");
+    env.assert_clean();
+}
