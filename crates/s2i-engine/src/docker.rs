@@ -17,7 +17,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, warn};
 
-use crate::connect::{existing, parse_endpoint, ConnectOptions, Transport};
+use crate::connect::{parse_endpoint, ConnectOptions, Transport};
 use crate::error::{EngineError, Result};
 use crate::{
     ByteStream, CommitSpec, ContainerInput, ContainerSpec, Engine, EngineVersion, ImageInfo, OutputSink,
@@ -51,41 +51,17 @@ impl DockerEngine {
                 if !std::path::Path::new(path).exists() {
                     return Err(connect_err(format!("socket {path} does not exist")));
                 }
-                Docker::connect_with_unix(path, REQUEST_TIMEOUT_SECS, &client_version)
+                Docker::connect_with_unix(path, REQUEST_TIMEOUT_SECS, &client_version).map_err(|e| connect_err(e.to_string()))
             }
             Transport::Tcp(addr) if opts.tls.enabled() => {
-                if !opts.tls.verify {
-                    return Err(EngineError::Tls(
-                        "--tls without --tlsverify (TLS without verifying the server) is not supported yet; \
-                         use --tlsverify with --ca"
-                            .into(),
-                    ));
-                }
-                let ca = existing(&opts.tls.ca).ok_or_else(|| {
-                    EngineError::Tls(format!("--tlsverify needs a CA file, and {} does not exist", opts.tls.ca.display()))
-                })?;
-                let (cert, key) = (existing(&opts.tls.cert), existing(&opts.tls.key));
-                if cert.is_some() != key.is_some() {
-                    return Err(EngineError::Tls(format!(
-                        "a client certificate needs its key and the other way round (cert {}, key {})",
-                        opts.tls.cert.display(),
-                        opts.tls.key.display()
-                    )));
-                }
-                Docker::connect_with_ssl(
-                    addr,
-                    key.unwrap_or(&opts.tls.key),
-                    cert.unwrap_or(&opts.tls.cert),
-                    ca,
-                    REQUEST_TIMEOUT_SECS,
-                    &client_version,
-                )
+                crate::tls::connect(addr, &opts.tls, REQUEST_TIMEOUT_SECS, &client_version)
             }
-            Transport::Tcp(addr) => Docker::connect_with_http(addr, REQUEST_TIMEOUT_SECS, &client_version),
-        }
-        .map_err(|e| connect_err(e.to_string()))?;
+            Transport::Tcp(addr) => {
+                Docker::connect_with_http(addr, REQUEST_TIMEOUT_SECS, &client_version).map_err(|e| connect_err(e.to_string()))
+            }
+        }?;
 
-        let server = docker.version().await.map_err(|e| connect_err(e.to_string()))?;
+        let server = docker.version().await.map_err(|e| connect_err(crate::error::error_chain(&e)))?;
         let server_api = server
             .api_version
             .as_deref()

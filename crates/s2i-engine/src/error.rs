@@ -33,7 +33,7 @@ impl EngineError {
         use bollard::errors::Error as B;
         let (message, status) = match &err {
             B::DockerResponseServerError { status_code, message } => (message.clone(), Some(*status_code)),
-            other => (other.to_string(), None),
+            other => (error_chain(other), None),
         };
         EngineError::Api { op: op.into(), message, status }
     }
@@ -42,4 +42,19 @@ impl EngineError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, EngineError::Api { status: Some(404), .. } | EngineError::ImageNotFound(_))
     }
+}
+
+/// An error and its causes, `: `-separated (transport errors hide the useful part in their sources).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }

@@ -7,6 +7,7 @@
 mod connect;
 mod docker;
 mod error;
+mod tls;
 
 use std::collections::HashMap;
 use std::pin::Pin;

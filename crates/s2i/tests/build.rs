@@ -543,3 +543,120 @@ fn the_readme_example_builds_and_serves_its_page() {
     assert!(page.contains("<h1>Hello from s2i</h1>") && page.contains("GREETING=hello"), "{page}");
     env.assert_clean();
 }
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
+fn make_certs(dir: &std::path::Path, ca_name: &str) {
+    let sh = |script: &str| {
+        let out = std::process::Command::new("sh").arg("-c").arg(script).current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    sh(&format!("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca-key.pem -out ca.pem -days 2 -subj /CN={ca_name} 2>/dev/null"));
+    for (who, ext) in [("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"), ("client", "extendedKeyUsage=clientAuth")] {
+        std::fs::write(dir.join(format!("{who}.ext")), ext).unwrap();
+        sh(&format!(
+            "openssl req -newkey rsa:2048 -nodes -keyout {who}-key.pem -out {who}.csr -subj /CN={who} 2>/dev/null && \
+             openssl x509 -req -in {who}.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out {who}.pem -days 2 -extfile {who}.ext 2>/dev/null"
+        ));
+    }
+    // Docker's names for the client side, as found in DOCKER_CERT_PATH.
+    std::fs::copy(dir.join("client.pem"), dir.join("cert.pem")).unwrap();
+    std::fs::copy(dir.join("client-key.pem"), dir.join("key.pem")).unwrap();
+}
+
+/// socat terminating TLS (client certificate required) in front of the daemon's socket.
+struct TlsProxy {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl TlsProxy {
+    fn start(certs: &std::path::Path) -> TlsProxy {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let listen = format!(
+            "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={0}/server.pem,key={0}/server-key.pem,cafile={0}/ca.pem,verify=1",
+            certs.display()
+        );
+        let child = std::process::Command::new("socat")
+            .args([&listen, "UNIX-CONNECT:/var/run/docker.sock"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("socat is installed (apt-get install socat)");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        TlsProxy { child, port }
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn builds_through_a_tls_daemon_endpoint() {
+    let env = TestEnv::new("tls");
+    let builder = env.alias(&fixture("sti-fake"));
+    let src = app(&env);
+    let certs = env.work().join("certs");
+    make_certs(&certs, "s2i-test-ca");
+    let other = env.work().join("other");
+    make_certs(&other, "another-ca");
+    let proxy = TlsProxy::start(&certs);
+    let url = format!("tcp://127.0.0.1:{}", proxy.port);
+    let c = |f: &str| certs.join(f).display().to_string();
+
+    // --tlsverify with the right CA and a client certificate: a whole build goes through TLS.
+    let out = env.tag("verified");
+    let (code, _, stderr) =
+        s2i(&env, &["build", &src, &builder, &out, "-U", &url, "--tlsverify", "--ca", &c("ca.pem"), "--cert", &c("cert.pem"), "--key", &c("key.pem")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("sti-fake assemble"), "output is relayed over TLS too: {stderr}");
+    assert!(image_exists(&out));
+
+    // The same from the environment, as the docker CLI reads it.
+    let out_env = env.tag("fromenv");
+    let output = env
+        .s2i()
+        .args(["build", &src, &builder, &out_env])
+        .env("DOCKER_HOST", &url)
+        .env("DOCKER_TLS_VERIFY", "1")
+        .env("DOCKER_CERT_PATH", &certs)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    // --tls alone encrypts without checking the daemon: a CA we don't have is fine.
+    let out_tls = env.tag("unverified");
+    let (code, _, stderr) = s2i(
+        &env,
+        &["build", &src, &builder, &out_tls, "-U", &url, "--tls", "--ca", "/nonexistent/ca.pem", "--cert", &c("cert.pem"), "--key", &c("key.pem")],
+    );
+    assert_eq!(code, 0, "{stderr}");
+
+    // A daemon signed by another CA is refused under --tlsverify.
+    let wrong_ca = other.join("ca.pem").display().to_string();
+    let (code, _, stderr) =
+        s2i(&env, &["build", &src, &builder, "x", "-U", &url, "--tlsverify", "--ca", &wrong_ca, "--cert", &c("cert.pem"), "--key", &c("key.pem")]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("cannot connect to the container engine"), "{stderr}");
+    // No client certificate: the daemon side hangs up.
+    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, "x", "-U", &url, "--tlsverify", "--ca", &c("ca.pem"), "--cert", "/none", "--key", "/none"]);
+    assert_eq!(code, 1, "{stderr}");
+    // A certificate without its key is a configuration error.
+    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, "x", "-U", &url, "--tls", "--cert", &c("cert.pem"), "--key", "/none"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("a client certificate needs its key"), "{stderr}");
+    // Plain HTTP to a TLS port fails clearly.
+    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, "x", "-U", &url]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("cannot connect to the container engine"), "{stderr}");
+    drop(proxy);
+    env.assert_clean();
+}
