@@ -52,7 +52,7 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build a new image from source
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Rebuild an image made by s2i, from the source and builder recorded in its labels
     Rebuild(RebuildArgs),
     /// Print the usage of a builder image

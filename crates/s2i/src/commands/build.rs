@@ -193,7 +193,7 @@ mod tests {
         let mut argv = vec!["s2i", "build"];
         argv.extend_from_slice(extra);
         match Cli::try_parse_from(argv).unwrap().command {
-            Some(Command::Build(b)) => b,
+            Some(Command::Build(b)) => *b,
             _ => unreachable!(),
         }
     }

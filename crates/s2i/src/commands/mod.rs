@@ -19,7 +19,7 @@ pub async fn run(cli: Cli) -> Result<(), BuildError> {
             let _ = Cli::command().print_help();
             Ok(())
         }
-        Some(Command::Build(args)) => build::run(&cli.global, args).await,
+        Some(Command::Build(args)) => build::run(&cli.global, *args).await,
         Some(Command::Version) => {
             println!("s2i v{}", crate::VERSION);
             Ok(())
