@@ -65,6 +65,11 @@ pub struct BuildConfig {
     pub env: Vec<EnvVar>,
     pub environment_file: Option<PathBuf>,
     pub pull_policy: PullPolicy,
+    /// Reuse the previous image's artifacts (the tag's image, through its save-artifacts script).
+    pub incremental: bool,
+    pub incremental_pull_policy: PullPolicy,
+    /// After a successful incremental build, remove the previous image.
+    pub remove_previous: bool,
     pub quiet: bool,
     pub assemble_user: Option<String>,
     pub allowed_uids: Vec<UidRange>,

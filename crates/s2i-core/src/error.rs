@@ -52,6 +52,10 @@ pub enum BuildError {
     #[error("the builder image {image} has no {what}, which s2i needs to stream the source in")]
     BuilderLacks { image: String, what: &'static str },
 
+    /// The previous image's artifacts could not be used; the build goes on clean.
+    #[error("saving the previous build's artifacts failed: {reason}")]
+    ArtifactsUnusable { reason: String },
+
     #[error("{what} is not allowed: {reason}")]
     UserNotAllowed { what: String, reason: String },
 

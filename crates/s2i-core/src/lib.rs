@@ -2,10 +2,12 @@
 //!
 //! The binary turns flags into a [`BuildConfig`], connects an [`s2i_engine::Engine`] and calls
 //! [`build`]. Nothing here prints: log lines go through `tracing`, container output through the
-//! [`s2i_engine::OutputSink`] the caller hands in.
+//! [`OutputFn`] the caller hands in.
 
+pub mod archive_check;
 pub mod config;
 mod container_log;
+pub use container_log::OutputFn;
 pub mod env;
 pub mod error;
 pub mod ignore;
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant};
 
 pub use config::{BuildConfig, PullPolicy};
 pub use error::{BuildError, Result};
-use s2i_engine::{Engine, OutputSink};
+use s2i_engine::Engine;
 pub use source::WalkStats;
 
 /// What a finished build produced.
@@ -52,6 +54,8 @@ impl Timings {
 }
 
 /// Run one build. Every container it creates is removed before it returns, whatever happens.
-pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: &mut dyn OutputSink) -> Result<BuildResult> {
+///
+/// Container output goes to `output` line by line.
+pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: OutputFn) -> Result<BuildResult> {
     strategy::standard::build(cfg, engine, output).await
 }

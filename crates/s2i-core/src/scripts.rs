@@ -178,7 +178,8 @@ impl Resolver<'_> {
                     scripts.found.insert(name.to_string(), s);
                 }
                 None if is_required => missing.push((name.to_string(), reasons)),
-                None => warn!("Error getting {name}: script {name:?} not installed ({})", reasons.join("; ")),
+                // The caller says what a missing optional script means (incremental builds do).
+                None => debug!("optional script {name} not found ({})", reasons.join("; ")),
             }
         }
         let considered = required.len() + optional.len();

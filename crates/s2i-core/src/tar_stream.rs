@@ -12,6 +12,8 @@ use tokio::io::{AsyncRead, DuplexStream, ReadBuf};
 use tokio::task::JoinHandle;
 use tokio_util::io::SyncIoBridge;
 
+use s2i_engine::RunningOutput;
+
 use crate::source::{SourceTree, WalkStats};
 
 /// How much of the stream may sit in memory between the walk and the engine.
@@ -24,7 +26,20 @@ pub enum Part {
     /// A small file held in memory (a downloaded or moved script).
     File { path: String, data: Vec<u8>, mode: u32 },
     /// A source tree walked into the stream under `prefix`.
-    Tree { prefix: String, tree: SourceTree },
+    Tree { prefix: String, tree: Arc<SourceTree> },
+    /// Another tar stream (a previous image's save-artifacts output), its entries checked and
+    /// re-prefixed; `exit` must then report 0 or the stream fails with [`ArtifactsFailed`].
+    Checked { prefix: String, run: RunningOutput },
+}
+
+/// The save-artifacts side of a stream failed: its script exited non-zero or its tar was unusable.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ArtifactsFailed(pub String);
+
+/// The [`ArtifactsFailed`] inside an I/O error, if that is what it is.
+pub fn as_artifacts_failure(e: &io::Error) -> Option<&ArtifactsFailed> {
+    e.get_ref().and_then(|inner| inner.downcast_ref::<ArtifactsFailed>())
 }
 
 /// The running producer: read `reader`, then await `done` for its outcome.
@@ -67,6 +82,20 @@ fn write_parts(bridge: &mut SyncIoBridge<DuplexStream>, parts: Vec<Part>, tee: O
             Part::File { path, data, mode } => {
                 let mut h = synthetic_header(tar::EntryType::Regular, mode, data.len() as u64, now);
                 tar.append_data(&mut h, &path, &data[..])?;
+            }
+            Part::Checked { prefix, run } => {
+                let reader = SyncIoBridge::new(run.stdout);
+                let copied = crate::archive_check::copy_checked(reader, &mut tar, Path::new(&prefix));
+                let fail = |why: String| io::Error::other(ArtifactsFailed(why));
+                let exit = tokio::runtime::Handle::current().block_on(run.exit);
+                // The script's status says more than a tar it left half-written.
+                let code = exit.map_err(|e| fail(e.to_string()))?;
+                if code != 0 {
+                    return Err(fail(format!("save-artifacts exited with status {code}")));
+                }
+                let c = copied.map_err(|e| fail(format!("its output is not a usable tar: {e}")))?;
+                stats.files += c.entries;
+                stats.bytes += c.bytes;
             }
             Part::Tree { prefix, tree } => {
                 let s = tree.append_to(&mut tar, Path::new(&prefix))?;
@@ -167,10 +196,49 @@ mod tests {
             keep_symlinks: false,
             skip: Default::default(),
         };
-        let mut s = spawn(vec![Part::Tree { prefix: "src".into(), tree }], None);
+        let mut s = spawn(vec![Part::Tree { prefix: "src".into(), tree: Arc::new(tree) }], None);
         let mut bytes = Vec::new();
         let read = s.reader.read_to_end(&mut bytes).await;
         assert!(read.is_err(), "the reader must see the failure");
         assert!(s.done.await.unwrap().is_err());
+    }
+}
+
+#[cfg(test)]
+mod checked_tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    fn running(tar: Vec<u8>, code: i64) -> RunningOutput {
+        RunningOutput { stdout: Box::new(std::io::Cursor::new(tar)), exit: Box::pin(async move { Ok(code) }) }
+    }
+
+    fn one_file_tar() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(3);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "cache/x", &b"abc"[..]).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    #[tokio::test]
+    async fn artifacts_are_streamed_under_their_prefix() {
+        let mut s = spawn(vec![Part::Checked { prefix: "artifacts".into(), run: running(one_file_tar(), 0) }], None);
+        let mut bytes = Vec::new();
+        s.reader.read_to_end(&mut bytes).await.unwrap();
+        s.done.await.unwrap().unwrap();
+        let mut a = tar::Archive::new(&bytes[..]);
+        let names: Vec<String> = a.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
+        assert_eq!(names, ["artifacts/cache/x"]);
+    }
+
+    #[tokio::test]
+    async fn a_failing_save_artifacts_fails_the_stream() {
+        let mut s = spawn(vec![Part::Checked { prefix: "artifacts".into(), run: running(one_file_tar(), 3) }], None);
+        let mut bytes = Vec::new();
+        assert!(s.reader.read_to_end(&mut bytes).await.is_err());
+        let err = s.done.await.unwrap().unwrap_err();
+        assert_eq!(as_artifacts_failure(&err).unwrap().0, "save-artifacts exited with status 3");
     }
 }

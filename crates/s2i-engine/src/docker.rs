@@ -10,7 +10,7 @@ use bollard::models::{ContainerConfig, ContainerCreateBody, HostConfig, HostConf
 use bollard::query_parameters::{
     AttachContainerOptions, CommitContainerOptions, CreateContainerOptions, CreateImageOptions,
     DownloadFromContainerOptions, KillContainerOptions, RemoveContainerOptions, RemoveImageOptions,
-    WaitContainerOptions,
+    UploadToContainerOptions, WaitContainerOptions,
 };
 use bollard::{ClientVersion, Docker};
 use futures_util::{StreamExt, TryStreamExt};
@@ -21,7 +21,7 @@ use crate::connect::{parse_endpoint, ConnectOptions, Transport};
 use crate::error::{EngineError, Result};
 use crate::{
     ByteStream, CommitSpec, ContainerInput, ContainerSpec, Engine, EngineVersion, ImageInfo, OutputSink,
-    OutputStream, RegistryAuth,
+    OutputStream, RegistryAuth, RunningOutput,
 };
 
 /// The newest API version we speak. Negotiation picks the lower of this and the engine's.
@@ -112,19 +112,21 @@ impl DockerEngine {
         self.created.lock().unwrap().remove(id);
     }
 
-    async fn wait_exit_code(&self, id: &str) -> Result<i64> {
-        let opts = WaitContainerOptions { condition: "not-running".into() };
-        let mut waits = self.docker.wait_container(id, Some(opts));
-        match waits.next().await {
-            Some(Ok(resp)) => Ok(resp.status_code),
-            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
-            Some(Err(e)) => Err(EngineError::api("waiting for the container", e)),
-            None => Err(EngineError::Api {
-                op: "waiting for the container".into(),
-                message: "the engine closed the wait without an exit code".into(),
-                status: None,
-            }),
-        }
+}
+
+/// The exit code of a container that has stopped (or will): a non-zero exit is a result, not an error.
+async fn wait_exit_code(docker: &Docker, id: &str) -> Result<i64> {
+    let opts = WaitContainerOptions { condition: "not-running".into() };
+    let mut waits = docker.wait_container(id, Some(opts));
+    match waits.next().await {
+        Some(Ok(resp)) => Ok(resp.status_code),
+        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+        Some(Err(e)) => Err(EngineError::api("waiting for the container", e)),
+        None => Err(EngineError::Api {
+            op: "waiting for the container".into(),
+            message: "the engine closed the wait without an exit code".into(),
+            status: None,
+        }),
     }
 }
 
@@ -318,10 +320,60 @@ impl Engine for DockerEngine {
             Ok(())
         };
         let (pumped, relayed) = tokio::join!(pump, relay);
-        let code = self.wait_exit_code(id).await?;
+        let code = wait_exit_code(&self.docker, id).await?;
         pumped.map_err(EngineError::Input)?;
         relayed?;
         Ok(code)
+    }
+
+    async fn run_with_stdout(&self, id: &str, mut stderr: Box<dyn OutputSink>) -> Result<RunningOutput> {
+        let opts = AttachContainerOptions { stdout: true, stderr: true, stream: true, ..Default::default() };
+        let attached = self
+            .docker
+            .attach_container(id, Some(opts))
+            .await
+            .map_err(|e| EngineError::api("attaching to the container", e))?;
+        self.docker
+            .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+            .await
+            .map_err(|e| EngineError::api("starting the container", e))?;
+        let (writer, reader) = tokio::io::duplex(256 * 1024);
+        let (docker, id) = (self.docker.clone(), id.to_string());
+        let mut output = attached.output;
+        let pump = tokio::spawn(async move {
+            let mut writer = Some(writer);
+            while let Some(item) = output.next().await {
+                match item {
+                    Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                        if let Some(w) = writer.as_mut() {
+                            if w.write_all(&message).await.is_err() {
+                                // The reader is gone; keep draining so the container can finish.
+                                writer = None;
+                            }
+                        }
+                    }
+                    Ok(LogOutput::StdErr { message }) => stderr.output(OutputStream::Stderr, &message),
+                    Ok(LogOutput::StdIn { .. }) => {}
+                    Err(e) => return Err(EngineError::api("reading the container's output", e)),
+                }
+            }
+            drop(writer);
+            drop(stderr);
+            wait_exit_code(&docker, &id).await
+        });
+        let exit = async move {
+            pump.await.map_err(|e| EngineError::Api { op: "reading the container's output".into(), message: e.to_string(), status: None })?
+        };
+        Ok(RunningOutput { stdout: Box::new(reader), exit: Box::pin(exit) })
+    }
+
+    async fn upload_archive(&self, id: &str, path: &str, tar: ContainerInput) -> Result<()> {
+        let opts = UploadToContainerOptions { path: path.to_string(), ..Default::default() };
+        let body = bollard::body_try_stream(tokio_util::io::ReaderStream::new(tar));
+        self.docker
+            .upload_to_container(id, Some(opts), body)
+            .await
+            .map_err(|e| EngineError::api(format!("copying files to {path} in the container"), e))
     }
 
     async fn commit_container(&self, id: &str, spec: &CommitSpec) -> Result<String> {

@@ -116,6 +116,14 @@ impl<F: FnMut(OutputStream, &[u8]) + Send> OutputSink for F {
 /// A byte stream fed to a container's stdin.
 pub type ContainerInput = Box<dyn AsyncRead + Send + Unpin>;
 
+/// A container started for its output: `stdout` streams what it writes (bounded in memory: the
+/// container waits while nobody reads), `exit` resolves to its exit code once it has stopped and
+/// its output was drained.
+pub struct RunningOutput {
+    pub stdout: ContainerInput,
+    pub exit: Pin<Box<dyn std::future::Future<Output = Result<i64>> + Send>>,
+}
+
 /// A byte stream read from the engine (an archive, say).
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send>>;
 
@@ -158,6 +166,14 @@ pub trait Engine: Send + Sync {
         input: Option<ContainerInput>,
         output: &mut dyn OutputSink,
     ) -> Result<i64>;
+
+    /// Start a created container without input and hand back its stdout as a stream; its stderr
+    /// goes to `stderr`. Read `stdout` to the end, then await `exit`.
+    async fn run_with_stdout(&self, id: &str, stderr: Box<dyn OutputSink>) -> Result<RunningOutput>;
+
+    /// Have the engine unpack a tar stream into `path` of a created or stopped container. The
+    /// engine extracts it itself, so the image needs no tar; `path` must exist.
+    async fn upload_archive(&self, id: &str, path: &str, tar: ContainerInput) -> Result<()>;
 
     /// Commit a (stopped) container to an image; returns the image id.
     async fn commit_container(&self, id: &str, spec: &CommitSpec) -> Result<String>;

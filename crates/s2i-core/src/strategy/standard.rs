@@ -1,25 +1,27 @@
-//! The standard ("sti") flow: stream scripts and source into a container of the builder image,
-//! run assemble, commit the stopped container with the run script as its command.
+//! The standard ("sti") flow: stream scripts, the previous build's artifacts and the source into a
+//! container of the builder image, run assemble, commit the stopped container with the run script
+//! as its command.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::StreamExt;
 use rand::Rng;
-use s2i_engine::{CommitSpec, ContainerSpec, Engine, EngineError, ImageInfo, OutputSink};
+use s2i_engine::{CommitSpec, ContainerSpec, Engine, EngineError, ImageInfo};
 use tracing::{debug, info, warn};
 
 use crate::config::BuildConfig;
-use crate::container_log::ContainerLog;
+use crate::container_log::{ContainerLog, OutputFn};
 use crate::env::{self, EnvVar};
 use crate::error::{BuildError, Result};
 use crate::ignore::IgnoreRules;
-use crate::image_ref::{parse_output_tag, with_default_tag};
+use crate::image_ref::{parse_output_tag, with_default_tag, ImageRef};
 use crate::labels::{self, BuildFacts};
 use crate::scripts::{self, Resolver, Scripts};
-use crate::source::SourceTree;
+use crate::source::{SourceTree, WalkStats};
 use crate::tar_stream::{self, Part};
 use crate::users;
 use crate::{BuildResult, Timings};
@@ -29,8 +31,67 @@ const SHM_SIZE: i64 = 64 * 1024 * 1024;
 /// image_metadata.json is small; refuse to read more than this of it.
 const MAX_METADATA_SIZE: u64 = 1024 * 1024;
 
-pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: &mut dyn OutputSink) -> Result<BuildResult> {
+/// Everything decided before the first container starts.
+pub(crate) struct Plan<'a> {
+    pub cfg: &'a BuildConfig,
+    pub builder: ImageInfo,
+    pub scripts: Scripts,
+    pub destination: String,
+    pub assemble_user: Option<String>,
+    pub env: Vec<EnvVar>,
+    pub tree: Arc<SourceTree>,
+    pub tag: Option<ImageRef>,
+    pub kept_dir: Option<PathBuf>,
+}
+
+/// The previous image of an incremental build, and how to run its save-artifacts.
+pub(crate) struct Previous {
+    image: ImageInfo,
+    command: String,
+}
+
+pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: OutputFn) -> Result<BuildResult> {
     let mut timings = Timings::default();
+    // save-artifacts ships with every build, as in the reference: the next incremental build
+    // runs it from this build's image.
+    let plan = prepare(cfg, engine, &[scripts::SAVE_ARTIFACTS], &mut timings).await?;
+    let previous = if cfg.incremental { find_previous(&plan, engine).await } else { None };
+
+    let mut attempt = assemble(&plan, engine, &output, previous.as_ref(), &mut timings).await;
+    if let Err(BuildError::ArtifactsUnusable { reason }) = &attempt {
+        warn!("Clean build will be performed because of error saving previous build artifacts: {reason}");
+        attempt = assemble(&plan, engine, &output, None, &mut timings).await;
+    }
+    let assembled = attempt?;
+    let committed = commit(&plan, engine, &assembled.container, &plan.builder, &mut timings).await;
+    remove_container(engine, &assembled.container).await;
+    let (image_id, labels) = committed?;
+
+    if let (true, Some(prev)) = (cfg.remove_previous, &previous) {
+        if prev.image.id != image_id {
+            match engine.remove_image(&prev.image.id).await {
+                Ok(()) => info!("Removed previous image {}", prev.image.id),
+                Err(e) => warn!("Could not remove the previous image {}: {e}", prev.image.id),
+            }
+        }
+    }
+    Ok(BuildResult {
+        image_id,
+        tag: cfg.tag.clone(),
+        builder_image: cfg.builder_image.clone(),
+        labels,
+        timings,
+        source_stats: assembled.stats,
+    })
+}
+
+/// Check the request, get the builder image, resolve scripts, environment and the source tree.
+pub(crate) async fn prepare<'a>(
+    cfg: &'a BuildConfig,
+    engine: &dyn Engine,
+    optional_scripts: &[&str],
+    timings: &mut Timings,
+) -> Result<Plan<'a>> {
     let tag = cfg
         .tag
         .as_deref()
@@ -65,40 +126,20 @@ pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: &mut dyn Outp
         image_url: scripts::image_scripts_url(&builder, &cfg.builder_image),
         image_name: &cfg.builder_image,
     }
-    .resolve(&[scripts::ASSEMBLE, scripts::RUN], &[])
+    .resolve(&[scripts::ASSEMBLE, scripts::RUN], optional_scripts)
     .await?;
     timings.record("scripts", t);
 
     let ignore = IgnoreRules::load(&app_root)
         .map_err(|e| BuildError::io(format!("reading {}", app_root.join(crate::ignore::IGNORE_FILE).display()), e))?;
-    let build_env = build_environment(cfg, &app_root, &ignore);
-    let tree = SourceTree {
-        root: app_root.clone(),
+    let env = build_environment(cfg, &app_root, &ignore);
+    let tree = Arc::new(SourceTree {
+        root: app_root,
         ignore,
         exclude: cfg.exclude.clone(),
         keep_symlinks: cfg.keep_symlinks,
         skip: scripts.moved_from_source.iter().cloned().collect::<HashSet<PathBuf>>(),
-    };
-
-    let assemble = scripts.command_path(scripts::ASSEMBLE, &destination).expect("assemble was resolved");
-    let spec = ContainerSpec {
-        name: Some(container_name(&cfg.builder_image)),
-        image: with_default_tag(&cfg.builder_image),
-        cmd: vec!["/bin/sh".into(), "-c".into(), format!("tar -C {destination} -xf - && {assemble}")],
-        entrypoint: None,
-        user: assemble_user,
-        env: build_env.iter().map(EnvVar::to_kv).collect(),
-        working_dir: None,
-        open_stdin: true,
-        no_log: true,
-        binds: cfg.volumes.clone(),
-        cap_drop: cfg.cap_drop.clone(),
-        network_mode: cfg.network.clone(),
-        extra_hosts: cfg.add_hosts.clone(),
-        publish_all_ports: false,
-        shm_size: Some(SHM_SIZE),
-    };
-    debug!("assemble container: image {}, user {:?}, command {:?}", spec.image, spec.user, spec.cmd);
+    });
 
     // Only --save-temp-dir needs a host directory: it keeps a copy of what assemble was fed.
     let kept_dir = if cfg.save_temp_dir {
@@ -112,22 +153,231 @@ pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: &mut dyn Outp
     } else {
         None
     };
+    Ok(Plan { cfg, builder, scripts, destination, assemble_user, env, tree, tag, kept_dir })
+}
 
-    let parts = input_parts(&scripts, tree);
-    let id = engine.create_container(&spec).await?;
-    let outcome = assemble_and_commit(cfg, engine, output, &id, parts, kept_dir, &builder, &scripts, &destination, &build_env, tag.as_ref(), &mut timings).await;
-    if let Err(e) = engine.remove_container(&id).await {
+/// The previous image of an incremental build, when there is one with a save-artifacts script;
+/// otherwise one line says why the build is clean.
+async fn find_previous(plan: &Plan<'_>, engine: &dyn Engine) -> Option<Previous> {
+    let cfg = plan.cfg;
+    let Some(tag) = cfg.tag.as_deref() else {
+        info!("Clean build will be performed: an incremental build needs a tag to find the previous image");
+        return None;
+    };
+    let Some(command) = plan.scripts.command_path(scripts::SAVE_ARTIFACTS, &plan.destination) else {
+        info!("Clean build will be performed: there is no save-artifacts script");
+        return None;
+    };
+    match crate::images::obtain(engine, tag, cfg.incremental_pull_policy).await {
+        Ok(image) => {
+            info!("Existing image for tag {tag} detected for incremental build");
+            Some(Previous { image, command })
+        }
+        Err(e) => {
+            info!("Clean build will be performed: no previous image {tag} ({e})");
+            None
+        }
+    }
+}
+
+/// A finished assemble: its stopped container (the caller commits and removes it).
+pub(crate) struct Assembled {
+    pub container: String,
+    pub stats: WalkStats,
+}
+
+/// Run assemble in a new container fed scripts, artifacts of `previous` and the source.
+pub(crate) async fn assemble(
+    plan: &Plan<'_>,
+    engine: &dyn Engine,
+    output: &OutputFn,
+    previous: Option<&Previous>,
+    timings: &mut Timings,
+) -> Result<Assembled> {
+    let cfg = plan.cfg;
+    let t = Instant::now();
+    let mut parts = vec![Part::Dir("scripts".into())];
+    for (name, data) in plan.scripts.external() {
+        parts.push(Part::File { path: format!("scripts/{name}"), data: data.to_vec(), mode: 0o755 });
+    }
+    let mut save_container = None;
+    if let Some(prev) = previous {
+        match start_save_artifacts(plan, engine, output, prev).await {
+            Ok((id, run)) => {
+                save_container = Some(id);
+                parts.push(Part::Dir("artifacts".into()));
+                parts.push(Part::Checked { prefix: "artifacts".into(), run });
+            }
+            Err((id, e)) => {
+                if let Some(id) = id {
+                    remove_container(engine, &id).await;
+                }
+                return Err(BuildError::ArtifactsUnusable { reason: e.to_string() });
+            }
+        }
+    }
+    parts.push(Part::Dir("src".into()));
+    parts.push(Part::Tree { prefix: "src".into(), tree: plan.tree.clone() });
+
+    let assemble = plan.scripts.command_path(scripts::ASSEMBLE, &plan.destination).expect("assemble was resolved");
+    let spec = ContainerSpec {
+        cmd: vec!["/bin/sh".into(), "-c".into(), format!("tar -C {} -xf - && {assemble}", plan.destination)],
+        user: plan.assemble_user.clone(),
+        env: plan.env.iter().map(EnvVar::to_kv).collect(),
+        open_stdin: true,
+        ..container_spec(cfg, with_default_tag(&cfg.builder_image))
+    };
+    debug!("assemble container: image {}, user {:?}, command {:?}", spec.image, spec.user, spec.cmd);
+    let created = engine.create_container(&spec).await;
+    let ran = match created {
+        Ok(id) => run_assemble(plan, engine, output, &id, parts).await.map(|stats| (id.clone(), stats)).map_err(|e| (Some(id), e)),
+        Err(e) => Err((None, e.into())),
+    };
+    if let Some(id) = save_container {
+        remove_container(engine, &id).await;
+    }
+    match ran {
+        Ok((container, stats)) => {
+            timings.record("assemble", t);
+            Ok(Assembled { container, stats })
+        }
+        Err((id, e)) => {
+            if let Some(id) = id {
+                remove_container(engine, &id).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Start save-artifacts in a container of the previous image; its stdout becomes the artifacts stream.
+async fn start_save_artifacts(
+    plan: &Plan<'_>,
+    engine: &dyn Engine,
+    output: &OutputFn,
+    prev: &Previous,
+) -> std::result::Result<(String, s2i_engine::RunningOutput), (Option<String>, EngineError)> {
+    let cfg = plan.cfg;
+    let user = cfg
+        .assemble_user
+        .clone()
+        .or_else(|| plan.builder.label(labels::ASSEMBLE_USER).map(str::to_string))
+        .or_else(|| Some(prev.image.user.clone()))
+        .filter(|u| !u.is_empty());
+    let spec = ContainerSpec { cmd: vec![prev.command.clone()], user, ..container_spec(cfg, prev.image.id.clone()) };
+    debug!("save-artifacts container: image {}, command {:?}", spec.image, spec.cmd);
+    let id = engine.create_container(&spec).await.map_err(|e| (None, e))?;
+    let stderr = Box::new(ContainerLog::new(output.clone(), false));
+    match engine.run_with_stdout(&id, stderr).await {
+        Ok(run) => Ok((id, run)),
+        Err(e) => Err((Some(id), e)),
+    }
+}
+
+/// What every build container of `cfg` shares: name, image, volumes, network, capabilities.
+pub(crate) fn container_spec(cfg: &BuildConfig, image: String) -> ContainerSpec {
+    ContainerSpec {
+        name: Some(container_name(&cfg.builder_image)),
+        image,
+        no_log: true,
+        binds: cfg.volumes.clone(),
+        cap_drop: cfg.cap_drop.clone(),
+        network_mode: cfg.network.clone(),
+        extra_hosts: cfg.add_hosts.clone(),
+        shm_size: Some(SHM_SIZE),
+        ..Default::default()
+    }
+}
+
+async fn run_assemble(plan: &Plan<'_>, engine: &dyn Engine, output: &OutputFn, id: &str, parts: Vec<Part>) -> Result<WalkStats> {
+    let cfg = plan.cfg;
+    let input = tar_stream::spawn(parts, plan.kept_dir.as_ref().map(|d| d.join("upload.tar")));
+    let mut log = ContainerLog::new(output.clone(), cfg.quiet);
+    let ran = engine.run_container(id, Some(Box::new(input.reader)), &mut log).await;
+    let tail = log.finish();
+    let produced = input.done.await.map_err(|e| BuildError::SourceStream(std::io::Error::other(e)))?;
+    let code = match ran {
+        Ok(code) => code,
+        Err(EngineError::Input(e)) => {
+            // The producer's own error says more than the pipe's copy of it.
+            let e = produced.err().unwrap_or(e);
+            if let Some(failed) = tar_stream::as_artifacts_failure(&e) {
+                return Err(BuildError::ArtifactsUnusable { reason: failed.0.clone() });
+            }
+            return Err(BuildError::SourceStream(e));
+        }
+        Err(e) => return Err(classify_start_error(e, &cfg.builder_image)),
+    };
+    if code != 0 {
+        if let Some(what) = missing_requirement(&tail) {
+            return Err(BuildError::BuilderLacks { image: cfg.builder_image.clone(), what });
+        }
+        return Err(BuildError::ScriptFailed {
+            script: scripts::ASSEMBLE.into(),
+            image: cfg.builder_image.clone(),
+            code,
+            stderr_tail: tail,
+        });
+    }
+    // The container read all it needed; a producer that then hit a closed pipe is no failure.
+    let stats = produced.unwrap_or_else(|e| {
+        debug!("input stream ended early after a successful assemble: {e}");
+        WalkStats::default()
+    });
+    info!(
+        "Streamed {} files, {} directories, {} bytes ({} entries left out)",
+        stats.files, stats.dirs, stats.bytes, stats.left_out
+    );
+    Ok(stats)
+}
+
+/// Commit the stopped container `id` with the labels, env and run command of this build;
+/// `base` is the image whose USER, ENTRYPOINT and labels the result inherits.
+pub(crate) async fn commit(
+    plan: &Plan<'_>,
+    engine: &dyn Engine,
+    id: &str,
+    base: &ImageInfo,
+    timings: &mut Timings,
+) -> Result<(String, BTreeMap<String, String>)> {
+    let cfg = plan.cfg;
+    let t = Instant::now();
+    let mut labels: HashMap<String, String> = base.labels.clone();
+    labels.extend(labels::generated(&BuildFacts {
+        builder_image: &cfg.builder_image,
+        tag: cfg.tag.as_deref(),
+        application_name: cfg.application_name.as_deref(),
+        description: cfg.description.as_deref(),
+        source_location: Some(&cfg.source_location),
+        context_dir: cfg.context_dir.as_deref(),
+    }));
+    labels.extend(cfg.labels.iter().cloned());
+    labels.extend(read_image_metadata(engine, id).await?);
+    labels::check_size(&labels, cfg.tag.as_deref().unwrap_or(&cfg.builder_image))?;
+
+    let run = plan.scripts.command_path(scripts::RUN, &plan.destination).expect("run was resolved");
+    let tag = plan.tag.as_ref();
+    let spec = CommitSpec {
+        repo: tag.map(|r| r.repository()),
+        tag: tag.map(|r| r.tag.clone().unwrap_or_else(|| "latest".into())),
+        cmd: vec![run],
+        entrypoint: base.entrypoint.clone().unwrap_or_default(),
+        user: base.user.clone(),
+        env: plan.env.iter().map(EnvVar::to_kv).collect(),
+        labels: labels.clone(),
+    };
+    let image_id = engine.commit_container(id, &spec).await.map_err(|source| BuildError::Commit {
+        tag: cfg.tag.clone().unwrap_or_else(|| "the image".into()),
+        source,
+    })?;
+    timings.record("commit", t);
+    Ok((image_id, labels.into_iter().collect()))
+}
+
+pub(crate) async fn remove_container(engine: &dyn Engine, id: &str) {
+    if let Err(e) = engine.remove_container(id).await {
         warn!("could not remove the build container {id}: {e}");
     }
-    let (image_id, labels, stats) = outcome?;
-    Ok(BuildResult {
-        image_id,
-        tag: cfg.tag.clone(),
-        builder_image: cfg.builder_image.clone(),
-        labels,
-        timings,
-        source_stats: stats,
-    })
 }
 
 /// The source directory, or its `--context-dir`, absolute.
@@ -185,103 +435,10 @@ fn build_environment(cfg: &BuildConfig, app_root: &Path, ignore: &IgnoreRules) -
     env::merge(&[&from_source, &cfg.env, &from_file])
 }
 
-fn input_parts(scripts: &Scripts, tree: SourceTree) -> Vec<Part> {
-    let mut parts = vec![Part::Dir("scripts".into())];
-    for (name, data) in scripts.external() {
-        parts.push(Part::File { path: format!("scripts/{name}"), data: data.to_vec(), mode: 0o755 });
-    }
-    parts.push(Part::Dir("src".into()));
-    parts.push(Part::Tree { prefix: "src".into(), tree });
-    parts
-}
-
 /// `s2i_<image with every non-alphanumeric character replaced by _>_<8 hex digits>`.
 pub(crate) fn container_name(image: &str) -> String {
     let clean: String = image.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
     format!("s2i_{clean}_{:08x}", rand::rng().random::<u32>())
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn assemble_and_commit(
-    cfg: &BuildConfig,
-    engine: &dyn Engine,
-    output: &mut dyn OutputSink,
-    id: &str,
-    parts: Vec<Part>,
-    kept_dir: Option<PathBuf>,
-    builder: &ImageInfo,
-    scripts: &Scripts,
-    destination: &str,
-    build_env: &[EnvVar],
-    tag: Option<&crate::image_ref::ImageRef>,
-    timings: &mut Timings,
-) -> Result<(String, BTreeMap<String, String>, crate::source::WalkStats)> {
-    let t = Instant::now();
-    let input = tar_stream::spawn(parts, kept_dir.map(|d| d.join("upload.tar")));
-    let mut log = ContainerLog::new(output, cfg.quiet);
-    let ran = engine.run_container(id, Some(Box::new(input.reader)), &mut log).await;
-    let tail = log.finish();
-    let produced = input.done.await.map_err(|e| BuildError::SourceStream(std::io::Error::other(e)))?;
-    let code = match ran {
-        Ok(code) => code,
-        Err(EngineError::Input(e)) => return Err(BuildError::SourceStream(e)),
-        Err(e) => return Err(classify_start_error(e, &cfg.builder_image)),
-    };
-    timings.record("assemble", t);
-    if code != 0 {
-        if let Some(what) = missing_requirement(&tail) {
-            return Err(BuildError::BuilderLacks { image: cfg.builder_image.clone(), what });
-        }
-        return Err(BuildError::ScriptFailed {
-            script: scripts::ASSEMBLE.into(),
-            image: cfg.builder_image.clone(),
-            code,
-            stderr_tail: tail,
-        });
-    }
-    // The container read all it needed; a producer that then hit a closed pipe is no failure.
-    let stats = match produced {
-        Ok(s) => s,
-        Err(e) => {
-            debug!("input stream ended early after a successful assemble: {e}");
-            Default::default()
-        }
-    };
-    info!(
-        "Streamed {} files, {} directories, {} bytes of source ({} entries left out)",
-        stats.files, stats.dirs, stats.bytes, stats.left_out
-    );
-
-    let t = Instant::now();
-    let mut labels: HashMap<String, String> = builder.labels.clone();
-    labels.extend(labels::generated(&BuildFacts {
-        builder_image: &cfg.builder_image,
-        tag: cfg.tag.as_deref(),
-        application_name: cfg.application_name.as_deref(),
-        description: cfg.description.as_deref(),
-        source_location: Some(&cfg.source_location),
-        context_dir: cfg.context_dir.as_deref(),
-    }));
-    labels.extend(cfg.labels.iter().cloned());
-    labels.extend(read_image_metadata(engine, id).await?);
-    labels::check_size(&labels, cfg.tag.as_deref().unwrap_or(&cfg.builder_image))?;
-
-    let run = scripts.command_path(scripts::RUN, destination).expect("run was resolved");
-    let commit = CommitSpec {
-        repo: tag.map(|r| r.repository()),
-        tag: tag.map(|r| r.tag.clone().unwrap_or_else(|| "latest".into())),
-        cmd: vec![run],
-        entrypoint: builder.entrypoint.clone().unwrap_or_default(),
-        user: builder.user.clone(),
-        env: build_env.iter().map(EnvVar::to_kv).collect(),
-        labels: labels.clone(),
-    };
-    let image_id = engine.commit_container(id, &commit).await.map_err(|source| BuildError::Commit {
-        tag: cfg.tag.clone().unwrap_or_else(|| "the image".into()),
-        source,
-    })?;
-    timings.record("commit", t);
-    Ok((image_id, labels.into_iter().collect(), stats))
 }
 
 /// A start failure because the image lacks `/bin/sh` is the builder's problem, said plainly.

@@ -13,8 +13,8 @@ use crate::cli::{BuildArgs, GlobalArgs};
 pub async fn run(global: &GlobalArgs, args: BuildArgs) -> Result<(), BuildError> {
     let cfg = config_from_args(args)?;
     let engine = super::connect(global).await?;
-    let mut relay = |stream: OutputStream, line: &[u8]| relay_line(stream, line);
-    let result = super::interruptible(&engine, s2i_core::build(&cfg, &engine, &mut relay)).await?;
+    let relay: s2i_core::OutputFn = std::sync::Arc::new(relay_line);
+    let result = super::interruptible(&engine, s2i_core::build(&cfg, &engine, relay)).await?;
     print_result(&result);
     Ok(())
 }
@@ -128,6 +128,9 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
         env: env_vars,
         environment_file: args.environment_file,
         pull_policy: PullPolicy::parse(&args.common.pull_policy)?,
+        incremental: args.common.incremental,
+        incremental_pull_policy: PullPolicy::parse(&args.common.incremental_pull_policy)?,
+        remove_previous: args.common.remove_previous,
         quiet: args.common.quiet,
         assemble_user: args.assemble_user.filter(|u| !u.is_empty()),
         allowed_uids,
@@ -157,9 +160,7 @@ fn looks_remote(source: &str) -> bool {
 fn refuse_unsupported(args: &BuildArgs) -> Result<(), BuildError> {
     let mut used: Vec<&str> = Vec::new();
     let c = &args.common;
-    let checks: [(&str, bool); 13] = [
-        ("--incremental", c.incremental),
-        ("--rm", c.remove_previous),
+    let checks: [(&str, bool); 11] = [
         ("--callback-url", c.callback_url.is_some()),
         ("--dockercfg-path", c.dockercfg_path.is_some()),
         ("--run", args.run),
@@ -215,8 +216,8 @@ mod tests {
 
     #[test]
     fn unbuilt_features_are_refused_by_name() {
-        let err = config_from_args(args(&["a", "b", "--incremental", "--run"])).unwrap_err();
-        assert_eq!(err.to_string(), "--incremental, --run: not supported yet");
+        let err = config_from_args(args(&["a", "b", "--inject", "x:y", "--run"])).unwrap_err();
+        assert_eq!(err.to_string(), "--run, --inject: not supported yet");
         assert!(config_from_args(args(&["https://example.com/x.git", "b"])).is_err());
         assert!(config_from_args(args(&["git@github.com:org/repo.git", "b"])).is_err());
     }
