@@ -60,8 +60,14 @@ pub struct CopyStats {
 
 /// Copy every entry of the tar read from `input` into `out` under `prefix`, checked as above.
 /// Files are streamed entry by entry; nothing is unpacked. The input is drained to its end
-/// (tar writers pad their output, and the writer must not block on a full pipe).
-pub fn copy_checked<R: Read, W: Write>(input: R, out: &mut tar::Builder<W>, prefix: &Path) -> io::Result<CopyStats> {
+/// (tar writers pad their output, and the writer must not block on a full pipe). With
+/// `normalize_modes`, directories become 0755 and files 0755 or 0644 (by their owner's x bit).
+pub fn copy_checked<R: Read, W: Write>(
+    input: R,
+    out: &mut tar::Builder<W>,
+    prefix: &Path,
+    normalize_modes: bool,
+) -> io::Result<CopyStats> {
     let mut archive = tar::Archive::new(input);
     let mut stats = CopyStats::default();
     let refuse = |entry: &Path, reason| io::Error::other(UnsafeEntry { entry: entry.display().to_string(), reason });
@@ -74,6 +80,10 @@ pub fn copy_checked<R: Read, W: Write>(input: R, out: &mut tar::Builder<W>, pref
         }
         let kind = entry.header().entry_type();
         let mut header = entry.header().clone();
+        if normalize_modes && kind != tar::EntryType::Symlink {
+            let mode = header.mode()?;
+            header.set_mode(if kind.is_dir() || mode & 0o100 != 0 { 0o755 } else { 0o644 });
+        }
         let name = prefix.join(&rel);
         match kind {
             tar::EntryType::Symlink => {
@@ -149,7 +159,7 @@ mod tests {
 
     fn copy(input: &[u8]) -> io::Result<Vec<(String, String)>> {
         let mut out = tar::Builder::new(Vec::new());
-        copy_checked(input, &mut out, Path::new("artifacts"))?;
+        copy_checked(input, &mut out, Path::new("artifacts"), false)?;
         let bytes = out.into_inner().unwrap();
         let mut a = tar::Archive::new(&bytes[..]);
         Ok(a.entries()

@@ -83,6 +83,12 @@ pub struct BuildConfig {
     pub cap_drop: Vec<String>,
     pub network: Option<String>,
     pub add_hosts: Vec<String>,
+    /// Build on the builder, ship on this image (`--runtime-image`).
+    pub runtime_image: Option<String>,
+    pub runtime_pull_policy: PullPolicy,
+    /// `src[:dest]` specs as given (`-a`); empty means the runtime image's label decides.
+    pub runtime_artifacts: Vec<String>,
+    pub assemble_runtime_user: Option<String>,
     /// Extra labels from a library caller; generated labels are overridden by these.
     pub labels: Vec<(String, String)>,
 }

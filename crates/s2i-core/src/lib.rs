@@ -13,6 +13,7 @@ pub mod error;
 pub mod ignore;
 pub mod image_ref;
 mod images;
+pub mod mapping;
 pub mod labels;
 pub mod scripts;
 pub mod source;
@@ -57,5 +58,9 @@ impl Timings {
 ///
 /// Container output goes to `output` line by line.
 pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: OutputFn) -> Result<BuildResult> {
-    strategy::standard::build(cfg, engine, output).await
+    if cfg.runtime_image.is_some() {
+        strategy::runtime::build(cfg, engine, output).await
+    } else {
+        strategy::standard::build(cfg, engine, output).await
+    }
 }

@@ -30,6 +30,8 @@ pub enum Part {
     /// Another tar stream (a previous image's save-artifacts output), its entries checked and
     /// re-prefixed; `exit` must then report 0 or the stream fails with [`ArtifactsFailed`].
     Checked { prefix: String, run: RunningOutput },
+    /// A tar copied out of a container, checked and re-prefixed, modes normalised.
+    Copied { prefix: String, tar: s2i_engine::ContainerInput },
 }
 
 /// The save-artifacts side of a stream failed: its script exited non-zero or its tar was unusable.
@@ -85,7 +87,7 @@ fn write_parts(bridge: &mut SyncIoBridge<DuplexStream>, parts: Vec<Part>, tee: O
             }
             Part::Checked { prefix, run } => {
                 let reader = SyncIoBridge::new(run.stdout);
-                let copied = crate::archive_check::copy_checked(reader, &mut tar, Path::new(&prefix));
+                let copied = crate::archive_check::copy_checked(reader, &mut tar, Path::new(&prefix), false);
                 let fail = |why: String| io::Error::other(ArtifactsFailed(why));
                 let exit = tokio::runtime::Handle::current().block_on(run.exit);
                 // The script's status says more than a tar it left half-written.
@@ -94,6 +96,11 @@ fn write_parts(bridge: &mut SyncIoBridge<DuplexStream>, parts: Vec<Part>, tee: O
                     return Err(fail(format!("save-artifacts exited with status {code}")));
                 }
                 let c = copied.map_err(|e| fail(format!("its output is not a usable tar: {e}")))?;
+                stats.files += c.entries;
+                stats.bytes += c.bytes;
+            }
+            Part::Copied { prefix, tar: input } => {
+                let c = crate::archive_check::copy_checked(SyncIoBridge::new(input), &mut tar, Path::new(&prefix), true)?;
                 stats.files += c.entries;
                 stats.bytes += c.bytes;
             }

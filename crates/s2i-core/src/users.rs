@@ -116,6 +116,27 @@ pub fn check_builder(ranges: &[UidRange], image: &ImageInfo, image_name: &str, f
     Ok(())
 }
 
+/// Check the runtime image's assemble-runtime user: the flag, else the image's
+/// assemble-runtime-user label, else its USER. (The reference computes this and ignores it.)
+pub fn check_runtime(ranges: &[UidRange], image: &ImageInfo, image_name: &str, flag_user: Option<&str>) -> Result<()> {
+    if ranges.is_empty() {
+        return Ok(());
+    }
+    let (what, user) = match (flag_user.filter(|u| !u.is_empty()), image.label(labels::ASSEMBLE_RUNTIME_USER)) {
+        (Some(u), _) => ("--assemble-runtime-user".to_string(), u),
+        (None, Some(u)) => (format!("the {} label of runtime image {image_name}", labels::ASSEMBLE_RUNTIME_USER), u),
+        (None, None) => (format!("the USER of runtime image {image_name}"), image.user.as_str()),
+    };
+    if !allowed(ranges, user_part(user)) {
+        let shown = if user.is_empty() { "(none, so root)" } else { user };
+        return Err(BuildError::UserNotAllowed {
+            what,
+            reason: format!("{shown:?} must be a numeric uid within the allowed ranges {}", describe(ranges)),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +179,17 @@ mod tests {
         assert_eq!(err.exit_code(), 15);
         assert!(err.to_string().contains("1-"), "{err}");
         assert!(check_builder(&[], &image("root", None), "b", None).is_ok());
+    }
+
+    #[test]
+    fn runtime_users_are_checked_too() {
+        let r = parse_ranges("1000-").unwrap();
+        assert!(check_runtime(&r, &image("1001", None), "rt", None).is_ok());
+        assert!(check_runtime(&r, &image("", None), "rt", None).is_err());
+        assert!(check_runtime(&r, &image("1001", None), "rt", Some("0")).is_err());
+        let mut labelled = image("0", None);
+        labelled.labels.insert(labels::ASSEMBLE_RUNTIME_USER.into(), "1002".into());
+        assert!(check_runtime(&r, &labelled, "rt", None).is_ok());
     }
 
     #[test]

@@ -146,3 +146,124 @@ fn incremental_without_a_save_artifacts_script_is_a_clean_build_that_says_why() 
     assert!(stderr.contains("Clean build will be performed: there is no save-artifacts script"), "{stderr}");
     env.assert_clean();
 }
+
+/// An app whose build output is dist/ (the runtime image's label takes it) next to build-only files.
+fn runtime_app(env: &TestEnv) -> String {
+    let root = env.work().join("rt");
+    write_file(&root.join("dist/app.bin"), "binary\n", 0o755);
+    write_file(&root.join("dist/conf/app.conf"), "conf\n", 0o600);
+    write_file(&root.join("build-only.txt"), "not shipped\n", 0o644);
+    "rt".into()
+}
+
+fn config(image: &str) -> serde_json::Value {
+    image_inspect(image)["Config"].clone()
+}
+
+#[test]
+fn a_runtime_image_gets_only_the_artifacts_and_runs_assemble_runtime() {
+    let env = TestEnv::new("runtime");
+    let builder = env.alias(&fixture("sti-fake"));
+    let runtime = env.alias(&fixture("sti-fake-runtime"));
+    let out = env.tag("app");
+    let src = runtime_app(&env);
+    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "--runtime-image", &runtime, "-e", "MODE=prod"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("---> sti-fake assemble"), "{stderr}");
+    assert!(stderr.contains("---> runtime assemble as 1001 in /opt/app-root/src: ./app/dist/app.bin ./app/dist/conf/app.conf"), "{stderr}");
+    assert_eq!(docker_run(&out, &[]).1, "runtime run: runtime-assembled with MODE=prod\n");
+    let listing = docker_run(&out, &["find", "."]).1;
+    assert!(!listing.contains("build-only.txt") && !listing.contains(".sti-fake"), "only the artifacts ship: {listing}");
+    let modes = docker_run(&out, &["stat", "-c", "%a %n", "app/dist/app.bin", "app/dist/conf/app.conf", "app/dist"]).1;
+    assert_eq!(modes, "755 app/dist/app.bin\n644 app/dist/conf/app.conf\n755 app/dist\n", "modes are normalised");
+    let cfg = config(&out);
+    assert_eq!(cfg["Cmd"], serde_json::json!(["/usr/libexec/s2i/run"]));
+    assert_eq!(cfg["User"], "1001");
+    assert_eq!(cfg["Labels"]["runtime.flavour"], "slim", "labels of the runtime image");
+    assert_eq!(cfg["Labels"]["io.openshift.s2i.build.image"], format!("docker.io/{builder}"));
+    assert!(config(&out)["Env"].as_array().unwrap().iter().any(|e| e == "MODE=prod"));
+    env.assert_clean();
+}
+
+#[test]
+fn runtime_artifact_flags_and_shipped_scripts() {
+    let env = TestEnv::new("runtimeflags");
+    let builder = env.alias(&fixture("sti-fake"));
+    let runtime = env.alias(&fixture("sti-fake-runtime"));
+    let out = env.tag("app");
+    let src = runtime_app(&env);
+    let root = env.work().join("rt");
+    write_file(&root.join(".s2i/bin/run"), "#!/bin/sh\necho \"custom run sees $(ls)\"\n", 0o755);
+    write_file(&root.join(".s2i/bin/assemble-runtime"), "#!/bin/sh\necho \"custom assemble-runtime\"\n", 0o755);
+    let (code, _, stderr) = s2i(
+        &env,
+        &["build", &src, &builder, &out, "--runtime-image", &runtime, "-a", "/opt/app-root/src/dist/app.bin:.", "-a", "/opt/app-root/src/build-only.txt:extra"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("custom assemble-runtime"), "{stderr}");
+    assert_eq!(config(&out)["Cmd"], serde_json::json!(["/opt/app-root/src/scripts/run"]));
+    assert_eq!(docker_run(&out, &[]).1, "custom run sees app.bin\nextra\nscripts\n");
+    env.assert_clean();
+}
+
+#[test]
+fn runtime_build_failures_are_clear() {
+    let env = TestEnv::new("runtimefail");
+    let builder = env.alias(&fixture("sti-fake"));
+    let runtime = env.alias(&fixture("sti-fake-runtime"));
+    let src = runtime_app(&env);
+    let out = env.tag("app");
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (vec!["-e", "RUNTIME_FAIL=1"], 1, "assemble-runtime exited with status 5"),
+        (vec!["-a", "/opt/nothing/here"], 1, "\"/opt/nothing/here\": it does not exist in the builder container"),
+        (vec!["-a", "relative/path"], 1, "the source must be an absolute path"),
+        (vec!["-a", "/x:../up"], 1, "the destination cannot start with '..'"),
+        (vec!["-a", "/a/*.jar"], 1, "invalid characters in filename"),
+        (vec!["-u", "1000-", "--assemble-runtime-user", "0"], 15, "--assemble-runtime-user is not allowed"),
+    ];
+    for (extra, want_code, want) in cases {
+        let mut args = vec!["build", &src, &builder, &out, "--runtime-image", &runtime];
+        args.extend(extra.iter().copied());
+        let (code, _, stderr) = s2i(&env, &args);
+        assert_eq!(code, want_code, "{extra:?}: {stderr}");
+        assert!(stderr.contains(want), "{extra:?}: {stderr}");
+        assert!(!image_exists(&out), "{extra:?}");
+    }
+    // A runtime image that says nothing about its inputs needs -a.
+    let plain = env.alias(&fixture("sti-fake"));
+    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "--runtime-image", &plain]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("no runtime artifacts to copy were specified"), "{stderr}");
+    env.assert_clean();
+}
+
+#[test]
+fn incremental_builds_with_a_runtime_image_keep_the_builder_stage() {
+    let env = TestEnv::new("runtimeinc");
+    let builder = env.alias(&fixture("sti-fake"));
+    let runtime = env.alias(&fixture("sti-fake-runtime"));
+    let out = env.tag("app");
+    let src = incremental_app(&env);
+    let stage = format!("{}-build", out);
+    let args = |n: &str| -> Vec<String> {
+        ["build", &src, &builder, &out, "--runtime-image", &runtime, "-a", "/opt/app-root/src/deps:.", "--incremental", "-e", n]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let run = |n: &str| {
+        let a = args(n);
+        s2i(&env, &a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let (code, _, stderr) = run("BUILD_NO=1");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(image_exists(&stage), "the builder stage is kept as {stage}");
+    let (code, _, stderr) = run("BUILD_NO=2");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("---> reusing deps from build-1"), "{stderr}");
+    assert_eq!(docker_run(&out, &["cat", "deps/installed"]).1, "build-1\n");
+    let stage_id = image_id(&stage);
+    s2i_testkit::docker_output(&["rmi", &stage]);
+    let _ = std::process::Command::new("docker").args(["rmi", &stage_id]).output();
+    env.assert_clean();
+}

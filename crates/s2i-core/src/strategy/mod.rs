@@ -1,1 +1,2 @@
+pub mod runtime;
 pub mod standard;

@@ -55,25 +55,17 @@ pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: OutputFn) -> 
     // save-artifacts ships with every build, as in the reference: the next incremental build
     // runs it from this build's image.
     let plan = prepare(cfg, engine, &[scripts::SAVE_ARTIFACTS], &mut timings).await?;
-    let previous = if cfg.incremental { find_previous(&plan, engine).await } else { None };
-
-    let mut attempt = assemble(&plan, engine, &output, previous.as_ref(), &mut timings).await;
-    if let Err(BuildError::ArtifactsUnusable { reason }) = &attempt {
-        warn!("Clean build will be performed because of error saving previous build artifacts: {reason}");
-        attempt = assemble(&plan, engine, &output, None, &mut timings).await;
-    }
-    let assembled = attempt?;
-    let committed = commit(&plan, engine, &assembled.container, &plan.builder, &mut timings).await;
+    let previous = match (cfg.incremental, cfg.tag.as_deref()) {
+        (true, tag) => find_previous(&plan, engine, tag).await,
+        (false, _) => None,
+    };
+    let assembled = assemble_with_fallback(&plan, engine, &output, previous.as_ref(), &mut timings).await?;
+    let run = plan.scripts.command_path(scripts::RUN, &plan.destination).expect("run was resolved");
+    let committed = commit(&plan, engine, &assembled.container, &plan.builder, run, plan.tag.as_ref(), &mut timings).await;
     remove_container(engine, &assembled.container).await;
     let (image_id, labels) = committed?;
-
-    if let (true, Some(prev)) = (cfg.remove_previous, &previous) {
-        if prev.image.id != image_id {
-            match engine.remove_image(&prev.image.id).await {
-                Ok(()) => info!("Removed previous image {}", prev.image.id),
-                Err(e) => warn!("Could not remove the previous image {}: {e}", prev.image.id),
-            }
-        }
+    if cfg.remove_previous {
+        remove_previous(engine, previous.as_ref(), &image_id).await;
     }
     Ok(BuildResult {
         image_id,
@@ -83,6 +75,32 @@ pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: OutputFn) -> 
         timings,
         source_stats: assembled.stats,
     })
+}
+
+/// Assemble with the previous image's artifacts; when they cannot be used, assemble again clean.
+pub(crate) async fn assemble_with_fallback(
+    plan: &Plan<'_>,
+    engine: &dyn Engine,
+    output: &OutputFn,
+    previous: Option<&Previous>,
+    timings: &mut Timings,
+) -> Result<Assembled> {
+    match assemble(plan, engine, output, previous, timings).await {
+        Err(BuildError::ArtifactsUnusable { reason }) => {
+            warn!("Clean build will be performed because of error saving previous build artifacts: {reason}");
+            assemble(plan, engine, output, None, timings).await
+        }
+        other => other,
+    }
+}
+
+/// `--rm`: the previous image goes once the new one is committed (a failure is only logged).
+pub(crate) async fn remove_previous(engine: &dyn Engine, previous: Option<&Previous>, new_id: &str) {
+    let Some(prev) = previous.filter(|p| p.image.id != new_id) else { return };
+    match engine.remove_image(&prev.image.id).await {
+        Ok(()) => info!("Removed previous image {}", prev.image.id),
+        Err(e) => warn!("Could not remove the previous image {}: {e}", prev.image.id),
+    }
 }
 
 /// Check the request, get the builder image, resolve scripts, environment and the source tree.
@@ -158,9 +176,9 @@ pub(crate) async fn prepare<'a>(
 
 /// The previous image of an incremental build, when there is one with a save-artifacts script;
 /// otherwise one line says why the build is clean.
-async fn find_previous(plan: &Plan<'_>, engine: &dyn Engine) -> Option<Previous> {
+pub(crate) async fn find_previous(plan: &Plan<'_>, engine: &dyn Engine, tag: Option<&str>) -> Option<Previous> {
     let cfg = plan.cfg;
-    let Some(tag) = cfg.tag.as_deref() else {
+    let Some(tag) = tag else {
         info!("Clean build will be performed: an incremental build needs a tag to find the previous image");
         return None;
     };
@@ -331,13 +349,16 @@ async fn run_assemble(plan: &Plan<'_>, engine: &dyn Engine, output: &OutputFn, i
     Ok(stats)
 }
 
-/// Commit the stopped container `id` with the labels, env and run command of this build;
-/// `base` is the image whose USER, ENTRYPOINT and labels the result inherits.
+/// Commit the stopped container `id` as `tag` with the labels and env of this build and `run` as
+/// its command; `base` is the image whose USER, ENTRYPOINT and labels the result inherits.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn commit(
     plan: &Plan<'_>,
     engine: &dyn Engine,
     id: &str,
     base: &ImageInfo,
+    run: String,
+    tag: Option<&ImageRef>,
     timings: &mut Timings,
 ) -> Result<(String, BTreeMap<String, String>)> {
     let cfg = plan.cfg;
@@ -354,20 +375,19 @@ pub(crate) async fn commit(
     labels.extend(cfg.labels.iter().cloned());
     labels.extend(read_image_metadata(engine, id).await?);
     labels::check_size(&labels, cfg.tag.as_deref().unwrap_or(&cfg.builder_image))?;
+    let cmd = vec![run];
 
-    let run = plan.scripts.command_path(scripts::RUN, &plan.destination).expect("run was resolved");
-    let tag = plan.tag.as_ref();
     let spec = CommitSpec {
         repo: tag.map(|r| r.repository()),
         tag: tag.map(|r| r.tag.clone().unwrap_or_else(|| "latest".into())),
-        cmd: vec![run],
+        cmd,
         entrypoint: base.entrypoint.clone().unwrap_or_default(),
         user: base.user.clone(),
         env: plan.env.iter().map(EnvVar::to_kv).collect(),
         labels: labels.clone(),
     };
     let image_id = engine.commit_container(id, &spec).await.map_err(|source| BuildError::Commit {
-        tag: cfg.tag.clone().unwrap_or_else(|| "the image".into()),
+        tag: tag.map(|t| t.normalized()).unwrap_or_else(|| "the image".into()),
         source,
     })?;
     timings.record("commit", t);

@@ -143,6 +143,10 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
         cap_drop: args.cap_drop.into_iter().filter(|c| !c.is_empty()).collect(),
         network: args.network.filter(|n| !n.is_empty()),
         add_hosts: args.add_host,
+        runtime_image: args.runtime_image.filter(|r| !r.is_empty()),
+        runtime_pull_policy: PullPolicy::parse(&args.common.runtime_pull_policy)?,
+        runtime_artifacts: args.runtime_artifact,
+        assemble_runtime_user: args.assemble_runtime_user.filter(|u| !u.is_empty()),
         labels: Vec::new(),
     })
 }
@@ -160,16 +164,13 @@ fn looks_remote(source: &str) -> bool {
 fn refuse_unsupported(args: &BuildArgs) -> Result<(), BuildError> {
     let mut used: Vec<&str> = Vec::new();
     let c = &args.common;
-    let checks: [(&str, bool); 11] = [
+    let checks: [(&str, bool); 8] = [
         ("--callback-url", c.callback_url.is_some()),
         ("--dockercfg-path", c.dockercfg_path.is_some()),
         ("--run", args.run),
         ("--ref", args.git_ref.as_deref().is_some_and(|r| !r.is_empty())),
         ("--use-config", args.use_config),
         ("--inject", !args.inject.is_empty()),
-        ("--runtime-image", args.runtime_image.as_deref().is_some_and(|r| !r.is_empty())),
-        ("--runtime-artifact", !args.runtime_artifact.is_empty()),
-        ("--assemble-runtime-user", args.assemble_runtime_user.is_some()),
         ("--as-dockerfile", args.as_dockerfile.is_some()),
         ("--ignore-submodules", args.ignore_submodules),
     ];
