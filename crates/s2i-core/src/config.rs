@@ -83,6 +83,8 @@ pub struct BuildConfig {
     pub cap_drop: Vec<String>,
     pub network: Option<String>,
     pub add_hosts: Vec<String>,
+    /// `--inject` values as given.
+    pub injections: Vec<String>,
     /// Build on the builder, ship on this image (`--runtime-image`).
     pub runtime_image: Option<String>,
     pub runtime_pull_policy: PullPolicy,

@@ -13,6 +13,7 @@ pub mod error;
 pub mod ignore;
 pub mod image_ref;
 mod images;
+pub mod inject;
 pub mod mapping;
 pub mod labels;
 pub mod scripts;

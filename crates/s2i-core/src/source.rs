@@ -26,6 +26,9 @@ pub struct SourceTree {
     pub keep_symlinks: bool,
     /// Paths relative to the root that are left out (scripts moved to `scripts/`).
     pub skip: HashSet<PathBuf>,
+    /// Files 0666 and directories 0777 whatever their host modes (injections: any user may
+    /// empty them after assemble).
+    pub world_writable: bool,
 }
 
 /// Counts from one walk, for the log and the result.
@@ -113,6 +116,9 @@ impl SourceTree {
         }
         if ft.is_dir() {
             let mut header = header_for(&meta, tar::EntryType::Directory);
+            if self.world_writable {
+                header.set_mode(0o777);
+            }
             tar.append_data(&mut header, &name, io::empty()).map_err(|e| annotate(e, abs))?;
             stats.dirs += 1;
             ancestors.push((meta.dev(), meta.ino()));
@@ -131,6 +137,9 @@ impl SourceTree {
             };
             let mut header = header_for(&meta, tar::EntryType::Regular);
             header.set_size(meta.len());
+            if self.world_writable {
+                header.set_mode(0o666);
+            }
             let reader = ExactReader { inner: file.take(meta.len()), remaining: meta.len(), path: abs };
             tar.append_data(&mut header, &name, reader).map_err(|e| annotate(e, abs))?;
             trace!("F {}", name.display());
@@ -201,6 +210,7 @@ mod tests {
             exclude: Some(Regex::new(DEFAULT_EXCLUDE).unwrap()),
             keep_symlinks: false,
             skip: HashSet::new(),
+            world_writable: false,
         }
     }
 

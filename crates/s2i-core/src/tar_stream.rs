@@ -21,8 +21,8 @@ const PIPE_CAPACITY: usize = 256 * 1024;
 
 /// One piece of the input tar.
 pub enum Part {
-    /// A directory entry (`scripts`, `src`), mode 0755.
-    Dir(String),
+    /// A directory entry (`scripts`, `src`).
+    Dir { path: String, mode: u32 },
     /// A small file held in memory (a downloaded or moved script).
     File { path: String, data: Vec<u8>, mode: u32 },
     /// A source tree walked into the stream under `prefix`.
@@ -77,8 +77,8 @@ fn write_parts(bridge: &mut SyncIoBridge<DuplexStream>, parts: Vec<Part>, tee: O
     let mut stats = WalkStats::default();
     for part in parts {
         match part {
-            Part::Dir(path) => {
-                let mut h = synthetic_header(tar::EntryType::Directory, 0o755, 0, now);
+            Part::Dir { path, mode } => {
+                let mut h = synthetic_header(tar::EntryType::Directory, mode, 0, now);
                 tar.append_data(&mut h, &path, io::empty())?;
             }
             Part::File { path, data, mode } => {
@@ -175,7 +175,7 @@ mod tests {
     #[tokio::test]
     async fn parts_become_one_tar() {
         let parts = vec![
-            Part::Dir("scripts".into()),
+            Part::Dir { path: "scripts".into(), mode: 0o755 },
             Part::File { path: "scripts/assemble".into(), data: b"#!/bin/sh\necho hi\n".to_vec(), mode: 0o755 },
         ];
         let mut s = spawn(parts, None);
@@ -202,6 +202,7 @@ mod tests {
             exclude: None,
             keep_symlinks: false,
             skip: Default::default(),
+            world_writable: false,
         };
         let mut s = spawn(vec![Part::Tree { prefix: "src".into(), tree: Arc::new(tree) }], None);
         let mut bytes = Vec::new();

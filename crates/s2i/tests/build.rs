@@ -393,17 +393,64 @@ fn allowed_uids_refuse_a_root_builder_and_accept_a_numeric_one() {
 }
 
 #[test]
-fn builders_without_tar_or_shell_are_named_as_such() {
-    let env = TestEnv::new("lacks");
+fn a_builder_without_tar_gets_its_input_from_the_engine() {
+    let env = TestEnv::new("notar");
     let src = app(&env);
     let no_tar = env.alias(&fixture("sti-fake-no-tar"));
-    let (code, _, stderr) = s2i(&env, &["build", &src, &no_tar, &env.tag("a")]);
-    assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("has no tar"), "{stderr}");
+    let out = env.tag("a");
+    let (code, _, stderr) = s2i(&env, &["build", &src, &no_tar, &out, "--loglevel", "1"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("has no tar: the engine will copy the input into the container instead"), "{stderr}");
+    assert!(stderr.contains("no-tar assemble sees: index.html lib"), "{stderr}");
+    assert_eq!(docker_run(&out, &[]).1, "hello from the app\n");
+    assert_eq!(config(&out)["Cmd"], serde_json::json!(["/usr/libexec/s2i/run"]));
+    env.assert_clean();
+}
+
+#[test]
+fn a_builder_without_a_shell_is_named_as_such() {
+    let env = TestEnv::new("noshell");
+    let src = app(&env);
     let no_shell = env.alias(&fixture("sti-fake-no-shell"));
     let (code, _, stderr) = s2i(&env, &["build", &src, &no_shell, &env.tag("b")]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("has no /bin/sh"), "{stderr}");
+    env.assert_clean();
+}
+
+#[test]
+fn injections_are_readable_during_assemble_and_empty_afterwards() {
+    let env = TestEnv::new("inject");
+    let builder = env.alias(&fixture("sti-fake"));
+    let out = env.tag("app");
+    let src = app(&env);
+    let secrets = env.work().join("secrets");
+    write_file(&secrets.join("token"), "s3cr3t\n", 0o600);
+    write_file(&secrets.join("nested/key"), "k3y\n", 0o600);
+    write_file(&env.work().join("single.txt"), "single\n", 0o600);
+    write_file(
+        &env.work().join("app/.s2i/bin/assemble"),
+        "#!/bin/sh\nset -e\ncat /tmp/secret/token /tmp/secret/nested/key secret.txt > /tmp/seen\n\"${STI_SCRIPTS_PATH}/assemble\"\ncp /tmp/seen ./seen\n",
+        0o755,
+    );
+    let dir_spec = format!("{}:/tmp/secret", secrets.display());
+    let file_spec = format!("{}:secret.txt", env.work().join("single.txt").display());
+    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "--inject", &dir_spec, "-i", &file_spec]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(docker_run(&out, &["cat", "seen"]).1, "s3cr3t\nk3y\nsingle\n", "assemble read them");
+    let sizes = docker_run(&out, &["sh", "-c", "wc -c < /tmp/secret/token; wc -c < /tmp/secret/nested/key; wc -c < secret.txt; wc -c < /tmp/rm-injections"]).1;
+    assert_eq!(sizes.split_whitespace().collect::<Vec<_>>(), ["0", "0", "0", "0"], "emptied afterwards");
+
+    let bad = format!("{}:/no/such/dir/secret", secrets.display());
+    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &env.tag("bad"), "--inject", &bad]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("must exist in the container (/no/such/dir/secret)"), "{stderr}");
+    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &env.tag("bad2"), "--inject", "/nonexistent/secret:/tmp/x"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("reading the injection source /nonexistent/secret"), "{stderr}");
+    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &env.tag("bad3"), "--inject", "/a/b*:/tmp"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("invalid characters in filename"), "{stderr}");
     env.assert_clean();
 }
 

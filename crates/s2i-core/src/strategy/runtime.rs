@@ -171,7 +171,7 @@ async fn ship(
         .chain(plan.scripts.external().filter(|(name, _)| *name == scripts::RUN))
         .collect();
     if !shipped.is_empty() {
-        parts.push(Part::Dir("scripts".into()));
+        parts.push(Part::Dir { path: "scripts".into(), mode: 0o755 });
         for (name, data) in shipped {
             parts.push(Part::File { path: format!("scripts/{name}"), data: data.to_vec(), mode: 0o755 });
         }

@@ -42,6 +42,7 @@ pub(crate) struct Plan<'a> {
     pub tree: Arc<SourceTree>,
     pub tag: Option<ImageRef>,
     pub kept_dir: Option<PathBuf>,
+    pub injections: Vec<crate::inject::Injection>,
 }
 
 /// The previous image of an incremental build, and how to run its save-artifacts.
@@ -85,13 +86,30 @@ pub(crate) async fn assemble_with_fallback(
     previous: Option<&Previous>,
     timings: &mut Timings,
 ) -> Result<Assembled> {
-    match assemble(plan, engine, output, previous, timings).await {
-        Err(BuildError::ArtifactsUnusable { reason }) => {
-            warn!("Clean build will be performed because of error saving previous build artifacts: {reason}");
-            assemble(plan, engine, output, None, timings).await
+    let (mut previous, mut feed) = (previous, Feed::Stdin);
+    // Each fallback happens at most once, so this loop runs at most three times.
+    loop {
+        match assemble(plan, engine, output, previous, feed, timings).await {
+            Err(BuildError::ArtifactsUnusable { reason }) if previous.is_some() => {
+                warn!("Clean build will be performed because of error saving previous build artifacts: {reason}");
+                previous = None;
+            }
+            Err(BuildError::BuilderLacks { what: "tar", .. }) if feed == Feed::Stdin => {
+                info!("Image {} has no tar: the engine will copy the input into the container instead", plan.cfg.builder_image);
+                feed = Feed::Upload;
+            }
+            other => return other,
         }
-        other => other,
     }
+}
+
+/// How the input reaches the assemble container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Feed {
+    /// Streamed on stdin to `tar -xf -` in the container, as the reference does.
+    Stdin,
+    /// Unpacked by the engine into the created container (builders without tar).
+    Upload,
 }
 
 /// `--rm`: the previous image goes once the new one is committed (a failure is only logged).
@@ -157,8 +175,10 @@ pub(crate) async fn prepare<'a>(
         exclude: cfg.exclude.clone(),
         keep_symlinks: cfg.keep_symlinks,
         skip: scripts.moved_from_source.iter().cloned().collect::<HashSet<PathBuf>>(),
+        world_writable: false,
     });
 
+    let injections = crate::inject::resolve(&cfg.injections, &builder.working_dir)?;
     // Only --save-temp-dir needs a host directory: it keeps a copy of what assemble was fed.
     let kept_dir = if cfg.save_temp_dir {
         let dir = tempfile::Builder::new()
@@ -171,7 +191,7 @@ pub(crate) async fn prepare<'a>(
     } else {
         None
     };
-    Ok(Plan { cfg, builder, scripts, destination, assemble_user, env, tree, tag, kept_dir })
+    Ok(Plan { cfg, builder, scripts, destination, assemble_user, env, tree, tag, kept_dir, injections })
 }
 
 /// The previous image of an incremental build, when there is one with a save-artifacts script;
@@ -210,11 +230,12 @@ pub(crate) async fn assemble(
     engine: &dyn Engine,
     output: &OutputFn,
     previous: Option<&Previous>,
+    feed: Feed,
     timings: &mut Timings,
 ) -> Result<Assembled> {
     let cfg = plan.cfg;
     let t = Instant::now();
-    let mut parts = vec![Part::Dir("scripts".into())];
+    let mut parts = vec![Part::Dir { path: "scripts".into(), mode: 0o755 }];
     for (name, data) in plan.scripts.external() {
         parts.push(Part::File { path: format!("scripts/{name}"), data: data.to_vec(), mode: 0o755 });
     }
@@ -223,7 +244,7 @@ pub(crate) async fn assemble(
         match start_save_artifacts(plan, engine, output, prev).await {
             Ok((id, run)) => {
                 save_container = Some(id);
-                parts.push(Part::Dir("artifacts".into()));
+                parts.push(Part::Dir { path: "artifacts".into(), mode: 0o755 });
                 parts.push(Part::Checked { prefix: "artifacts".into(), run });
             }
             Err((id, e)) => {
@@ -234,21 +255,26 @@ pub(crate) async fn assemble(
             }
         }
     }
-    parts.push(Part::Dir("src".into()));
+    parts.push(Part::Dir { path: "src".into(), mode: 0o755 });
     parts.push(Part::Tree { prefix: "src".into(), tree: plan.tree.clone() });
 
-    let assemble = plan.scripts.command_path(scripts::ASSEMBLE, &plan.destination).expect("assemble was resolved");
     let spec = ContainerSpec {
-        cmd: vec!["/bin/sh".into(), "-c".into(), format!("tar -C {} -xf - && {assemble}", plan.destination)],
+        cmd: assemble_command(plan, feed),
         user: plan.assemble_user.clone(),
         env: plan.env.iter().map(EnvVar::to_kv).collect(),
-        open_stdin: true,
+        open_stdin: feed == Feed::Stdin,
         ..container_spec(cfg, with_default_tag(&cfg.builder_image))
     };
     debug!("assemble container: image {}, user {:?}, command {:?}", spec.image, spec.user, spec.cmd);
     let created = engine.create_container(&spec).await;
     let ran = match created {
-        Ok(id) => run_assemble(plan, engine, output, &id, parts).await.map(|stats| (id.clone(), stats)).map_err(|e| (Some(id), e)),
+        Ok(id) => {
+            let ran = async {
+                crate::inject::upload(engine, &id, &plan.injections).await?;
+                run_assemble(plan, engine, output, &id, parts, feed).await
+            };
+            ran.await.map(|stats| (id.clone(), stats)).map_err(|e| (Some(id), e))
+        }
         Err(e) => Err((None, e.into())),
     };
     if let Some(id) = save_container {
@@ -307,13 +333,43 @@ pub(crate) fn container_spec(cfg: &BuildConfig, image: String) -> ContainerSpec 
     }
 }
 
-async fn run_assemble(plan: &Plan<'_>, engine: &dyn Engine, output: &OutputFn, id: &str, parts: Vec<Part>) -> Result<WalkStats> {
+/// The assemble container's command: unpack stdin then assemble (or just assemble when the engine
+/// unpacked the input), then empty the injected files whatever assemble's outcome.
+fn assemble_command(plan: &Plan<'_>, feed: Feed) -> Vec<String> {
+    let assemble = plan.scripts.command_path(scripts::ASSEMBLE, &plan.destination).expect("assemble was resolved");
+    let mut line = match feed {
+        Feed::Stdin => format!("tar -C {} -xf - && {assemble}", plan.destination),
+        Feed::Upload if plan.injections.is_empty() => return vec![assemble],
+        Feed::Upload => assemble,
+    };
+    if !plan.injections.is_empty() {
+        line = format!("{line}; result=$?; . {}; exit $result", crate::inject::RM_SCRIPT);
+    }
+    vec!["/bin/sh".into(), "-c".into(), line]
+}
+
+async fn run_assemble(plan: &Plan<'_>, engine: &dyn Engine, output: &OutputFn, id: &str, parts: Vec<Part>, feed: Feed) -> Result<WalkStats> {
     let cfg = plan.cfg;
     let input = tar_stream::spawn(parts, plan.kept_dir.as_ref().map(|d| d.join("upload.tar")));
     let mut log = ContainerLog::new(output.clone(), cfg.quiet);
-    let ran = engine.run_container(id, Some(Box::new(input.reader)), &mut log).await;
+    let ran = match feed {
+        Feed::Stdin => engine.run_container(id, Some(Box::new(input.reader)), &mut log).await,
+        Feed::Upload => match engine.upload_archive(id, &plan.destination, Box::new(input.reader)).await {
+            Ok(()) => engine.run_container(id, None, &mut log).await,
+            Err(e) => Err(e),
+        },
+    };
     let tail = log.finish();
     let produced = input.done.await.map_err(|e| BuildError::SourceStream(std::io::Error::other(e)))?;
+    if feed == Feed::Upload {
+        // The engine read the whole stream before the container started: a failure here is real.
+        if let Err(e) = produced {
+            return Err(match tar_stream::as_artifacts_failure(&e) {
+                Some(failed) => BuildError::ArtifactsUnusable { reason: failed.0.clone() },
+                None => BuildError::SourceStream(e),
+            });
+        }
+    }
     let code = match ran {
         Ok(code) => code,
         Err(EngineError::Input(e)) => {

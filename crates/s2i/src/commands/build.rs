@@ -112,6 +112,13 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
         s2i_core::image_ref::parse_output_tag(t)
             .map_err(|reason| BuildError::InvalidValue { what: "tag", value: t.clone(), reason })?;
     }
+    // Malformed mappings are flag errors, found before anything runs.
+    for spec in &args.inject {
+        s2i_core::mapping::parse_specs(spec, "--inject")?;
+    }
+    for spec in &args.runtime_artifact {
+        s2i_core::mapping::parse_specs(spec, "--runtime-artifact")?;
+    }
     if let Some(ctx) = args.context_dir.as_deref().filter(|c| !c.is_empty()) {
         s2i_core::config::validate_context_dir(ctx)?;
     }
@@ -143,6 +150,7 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
         cap_drop: args.cap_drop.into_iter().filter(|c| !c.is_empty()).collect(),
         network: args.network.filter(|n| !n.is_empty()),
         add_hosts: args.add_host,
+        injections: args.inject,
         runtime_image: args.runtime_image.filter(|r| !r.is_empty()),
         runtime_pull_policy: PullPolicy::parse(&args.common.runtime_pull_policy)?,
         runtime_artifacts: args.runtime_artifact,
@@ -164,13 +172,12 @@ fn looks_remote(source: &str) -> bool {
 fn refuse_unsupported(args: &BuildArgs) -> Result<(), BuildError> {
     let mut used: Vec<&str> = Vec::new();
     let c = &args.common;
-    let checks: [(&str, bool); 8] = [
+    let checks: [(&str, bool); 7] = [
         ("--callback-url", c.callback_url.is_some()),
         ("--dockercfg-path", c.dockercfg_path.is_some()),
         ("--run", args.run),
         ("--ref", args.git_ref.as_deref().is_some_and(|r| !r.is_empty())),
         ("--use-config", args.use_config),
-        ("--inject", !args.inject.is_empty()),
         ("--as-dockerfile", args.as_dockerfile.is_some()),
         ("--ignore-submodules", args.ignore_submodules),
     ];
@@ -217,8 +224,8 @@ mod tests {
 
     #[test]
     fn unbuilt_features_are_refused_by_name() {
-        let err = config_from_args(args(&["a", "b", "--inject", "x:y", "--run"])).unwrap_err();
-        assert_eq!(err.to_string(), "--run, --inject: not supported yet");
+        let err = config_from_args(args(&["a", "b", "--use-config", "--run"])).unwrap_err();
+        assert_eq!(err.to_string(), "--run, --use-config: not supported yet");
         assert!(config_from_args(args(&["https://example.com/x.git", "b"])).is_err());
         assert!(config_from_args(args(&["git@github.com:org/repo.git", "b"])).is_err());
     }
