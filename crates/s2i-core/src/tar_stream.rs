@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, DuplexStream, ReadBuf};
 use tokio::task::JoinHandle;
 use tokio_util::io::SyncIoBridge;
 
-use crate::source::{SourceTree, WalkStats};
+use crate::source::{ArchiveStream, SourceTree, WalkStats};
 
 /// How much of the stream may sit in memory between the walk and the engine.
 const PIPE_CAPACITY: usize = 256 * 1024;
@@ -25,6 +25,8 @@ pub enum Part {
     File { path: String, data: Vec<u8>, mode: u32 },
     /// A source tree walked into the stream under `prefix`.
     Tree { prefix: String, tree: SourceTree },
+    /// An archive's entries, checked and re-prefixed under `prefix` as they pass.
+    Archive { prefix: String, archive: ArchiveStream },
 }
 
 /// The running producer: read `reader`, then await `done` for its outcome.
@@ -68,14 +70,8 @@ fn write_parts(bridge: &mut SyncIoBridge<DuplexStream>, parts: Vec<Part>, tee: O
                 let mut h = synthetic_header(tar::EntryType::Regular, mode, data.len() as u64, now);
                 tar.append_data(&mut h, &path, &data[..])?;
             }
-            Part::Tree { prefix, tree } => {
-                let s = tree.append_to(&mut tar, Path::new(&prefix))?;
-                stats.files += s.files;
-                stats.dirs += s.dirs;
-                stats.symlinks += s.symlinks;
-                stats.bytes += s.bytes;
-                stats.left_out += s.left_out;
-            }
+            Part::Tree { prefix, tree } => stats.add(tree.append_to(&mut tar, Path::new(&prefix))?),
+            Part::Archive { prefix, archive } => stats.add(archive.append_to(&mut tar, Path::new(&prefix))?),
         }
     }
     let mut out = tar.into_inner()?;

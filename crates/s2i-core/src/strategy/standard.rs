@@ -19,7 +19,7 @@ use crate::ignore::IgnoreRules;
 use crate::image_ref::{parse_output_tag, with_default_tag};
 use crate::labels::{self, BuildFacts};
 use crate::scripts::{self, Resolver, Scripts};
-use crate::source::SourceTree;
+use crate::source::{self, PreparedSource, SourceRequest};
 use crate::tar_stream::{self, Part};
 use crate::users;
 use crate::{BuildResult, Timings};
@@ -38,7 +38,11 @@ pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: &mut dyn Outp
             parse_output_tag(t).map_err(|reason| BuildError::InvalidValue { what: "tag", value: t.to_string(), reason })
         })
         .transpose()?;
-    let app_root = application_root(cfg)?;
+
+    let t = Instant::now();
+    let source = source::prepare(&SourceRequest::from_config(cfg)).await?;
+    timings.record("source", t);
+    let app_root = source.root.clone();
 
     let t = Instant::now();
     let builder = crate::images::obtain(engine, &cfg.builder_image, cfg.pull_policy).await?;
@@ -72,13 +76,8 @@ pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: &mut dyn Outp
     let ignore = IgnoreRules::load(&app_root)
         .map_err(|e| BuildError::io(format!("reading {}", app_root.join(crate::ignore::IGNORE_FILE).display()), e))?;
     let build_env = build_environment(cfg, &app_root, &ignore);
-    let tree = SourceTree {
-        root: app_root.clone(),
-        ignore,
-        exclude: cfg.exclude.clone(),
-        keep_symlinks: cfg.keep_symlinks,
-        skip: scripts.moved_from_source.iter().cloned().collect::<HashSet<PathBuf>>(),
-    };
+    let skip = scripts.moved_from_source.iter().cloned().collect::<HashSet<PathBuf>>();
+    let source_part = source.part("src", ignore, cfg.exclude.clone(), cfg.keep_symlinks, skip);
 
     let assemble = scripts.command_path(scripts::ASSEMBLE, &destination).expect("assemble was resolved");
     let spec = ContainerSpec {
@@ -113,9 +112,9 @@ pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: &mut dyn Outp
         None
     };
 
-    let parts = input_parts(&scripts, tree);
+    let parts = input_parts(&scripts, source_part);
     let id = engine.create_container(&spec).await?;
-    let outcome = assemble_and_commit(cfg, engine, output, &id, parts, kept_dir, &builder, &scripts, &destination, &build_env, tag.as_ref(), &mut timings).await;
+    let outcome = assemble_and_commit(cfg, engine, output, &id, parts, kept_dir, &builder, &scripts, &destination, &build_env, tag.as_ref(), &source, &mut timings).await;
     if let Err(e) = engine.remove_container(&id).await {
         warn!("could not remove the build container {id}: {e}");
     }
@@ -128,23 +127,6 @@ pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: &mut dyn Outp
         timings,
         source_stats: stats,
     })
-}
-
-/// The source directory, or its `--context-dir`, absolute.
-fn application_root(cfg: &BuildConfig) -> Result<PathBuf> {
-    let source = std::path::absolute(&cfg.source).map_err(|e| BuildError::io("resolving the source path", e))?;
-    match std::fs::metadata(&source) {
-        Err(_) => return Err(BuildError::SourceNotFound { path: cfg.source.clone() }),
-        Ok(m) if !m.is_dir() => return Err(BuildError::SourceNotDirectory { path: cfg.source.clone() }),
-        Ok(_) => {}
-    }
-    let Some(ctx) = cfg.context_dir.as_deref().filter(|c| !c.is_empty()) else { return Ok(source) };
-    crate::config::validate_context_dir(ctx)?;
-    let root = source.join(ctx);
-    if !root.is_dir() {
-        return Err(BuildError::ContextDirNotFound { dir: ctx.to_string(), source_root: cfg.source.clone() });
-    }
-    Ok(root)
 }
 
 /// dest = `--destination` ‖ the builder's destination label (or its deprecated forms) ‖ `/tmp`.
@@ -185,13 +167,13 @@ fn build_environment(cfg: &BuildConfig, app_root: &Path, ignore: &IgnoreRules) -
     env::merge(&[&from_source, &cfg.env, &from_file])
 }
 
-fn input_parts(scripts: &Scripts, tree: SourceTree) -> Vec<Part> {
+fn input_parts(scripts: &Scripts, source: Part) -> Vec<Part> {
     let mut parts = vec![Part::Dir("scripts".into())];
     for (name, data) in scripts.external() {
         parts.push(Part::File { path: format!("scripts/{name}"), data: data.to_vec(), mode: 0o755 });
     }
     parts.push(Part::Dir("src".into()));
-    parts.push(Part::Tree { prefix: "src".into(), tree });
+    parts.push(source);
     parts
 }
 
@@ -214,6 +196,7 @@ async fn assemble_and_commit(
     destination: &str,
     build_env: &[EnvVar],
     tag: Option<&crate::image_ref::ImageRef>,
+    source: &PreparedSource,
     timings: &mut Timings,
 ) -> Result<(String, BTreeMap<String, String>, crate::source::WalkStats)> {
     let t = Instant::now();
@@ -259,8 +242,9 @@ async fn assemble_and_commit(
         tag: cfg.tag.as_deref(),
         application_name: cfg.application_name.as_deref(),
         description: cfg.description.as_deref(),
-        source_location: Some(&cfg.source_location),
+        source_location: Some(&source.location),
         context_dir: cfg.context_dir.as_deref(),
+        commit: source.commit.as_ref(),
     }));
     labels.extend(cfg.labels.iter().cloned());
     labels.extend(read_image_metadata(engine, id).await?);
