@@ -262,6 +262,9 @@ pub(crate) fn classify(stderr: &str, location: &str, reference: Option<&str>, ac
             return BuildError::GitUnknownRef { reference: r.to_string(), location, detail };
         }
     }
+    if lower.contains("repository") && lower.contains("not found") {
+        return BuildError::SourceUnreachable { location, detail };
+    }
     if any(&[
         "could not resolve host",
         "could not resolve hostname",
@@ -329,6 +332,10 @@ mod tests {
         assert!(matches!(
             c("warning: Could not find remote branch feature to clone.\nfatal: Remote branch feature not found in upstream origin"),
             BuildError::GitUnknownRef { .. }
+        ));
+        assert!(matches!(
+            c("fatal: repository 'http://127.0.0.1:1/nothing.git/' not found"),
+            BuildError::SourceUnreachable { .. }
         ));
         assert!(matches!(c("fatal: something else"), BuildError::GitFailed { .. }));
         let e = c("ssh: connect to host 127.0.0.1 port 1: Connection refused\nfatal: Could not read from remote repository.\n\nPlease make sure you have the correct access rights").to_string();
