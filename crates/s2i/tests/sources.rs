@@ -315,6 +315,31 @@ fn git_errors_are_clear_and_fast() {
     f.env.assert_clean();
 }
 
+#[test]
+fn without_git_a_remote_is_an_error_and_a_work_tree_is_copied_with_a_warning() {
+    let f = fixture("sources::no_git");
+    let repo = f.env.work().join("repo");
+    make_repo(&repo);
+    let no_git_path = f.env.work().join("empty-path");
+    fs::create_dir(&no_git_path).unwrap();
+    let run = |source: &str, tag: &str| {
+        let out = f.env.s2i().args(["build", source, &f.builder, tag]).env("PATH", &no_git_path).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = run("https://example.invalid/x.git", &f.env.tag("never"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("git is not installed"), "{err}");
+    assert!(err.contains("hint: install git"), "{err}");
+
+    let tag = f.env.tag("copied");
+    let (code, err) = run("repo", &tag);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("git is not installed: building repo as it is"), "{err}");
+    assert_eq!(cat(&tag, "version.txt"), "two\n");
+    assert!(!labels(&tag).contains_key(COMMIT_ID));
+    f.env.assert_clean();
+}
+
 // ---- archives -------------------------------------------------------------------------------
 
 /// Entries of a test archive: (name, content) files, and (name, target) links.

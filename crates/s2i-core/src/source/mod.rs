@@ -216,7 +216,10 @@ fn git_dir_has_content(work_tree: &Path) -> bool {
 async fn prepare_clone(req: &SourceRequest<'_>, url: &str, local: bool) -> Result<PreparedSource> {
     let temp = temp_dir()?;
     let dest = temp.path().join("clone");
-    info!("Cloning {} {}", req.location, req.reference.map(|r| format!("at {r}")).unwrap_or_default());
+    match req.reference {
+        Some(r) => info!("Cloning {} at {r}", req.location),
+        None => info!("Cloning {}", req.location),
+    }
     git::clone(url, &dest, req.reference, local, !req.ignore_submodules, req.location).await?;
     let (commit, origin) = git::describe(&dest, req.location).await?;
     info!("Building commit {} ({}) of {}", &commit.id[..commit.id.len().min(12)], commit.reference, req.location);

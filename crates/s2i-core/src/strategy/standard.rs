@@ -40,11 +40,6 @@ pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: &mut dyn Outp
         .transpose()?;
 
     let t = Instant::now();
-    let source = source::prepare(&SourceRequest::from_config(cfg)).await?;
-    timings.record("source", t);
-    let app_root = source.root.clone();
-
-    let t = Instant::now();
     let builder = crate::images::obtain(engine, &cfg.builder_image, cfg.pull_policy).await?;
     timings.record("builder image", t);
     users::check_builder(&cfg.allowed_uids, &builder, &cfg.builder_image, cfg.assemble_user.as_deref())?;
@@ -54,6 +49,12 @@ pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: &mut dyn Outp
             cfg.builder_image
         )));
     }
+    // After the cheap builder checks: a clone or a download can take a while.
+    let t = Instant::now();
+    let source = source::prepare(&SourceRequest::from_config(cfg)).await?;
+    timings.record("source", t);
+    let app_root = source.root.clone();
+
     let destination = destination(cfg, &builder);
     let assemble_user = cfg
         .assemble_user
