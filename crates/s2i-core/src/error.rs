@@ -22,7 +22,7 @@ pub enum BuildError {
     #[error("source {path:?} does not exist")]
     SourceNotFound { path: PathBuf },
 
-    #[error("source {path:?} is not a directory")]
+    #[error("source {path:?} is neither a directory nor a .tar, .tar.gz, .tgz or .zip archive")]
     SourceNotDirectory { path: PathBuf },
 
     #[error("context directory {dir:?} does not exist in the source {source_root:?}")]
@@ -144,7 +144,7 @@ impl BuildError {
     pub fn hint(&self) -> Option<String> {
         Some(match self {
             BuildError::SourceNotFound { .. } | BuildError::SourceNotDirectory { .. } => {
-                "give the path of the application's source directory".into()
+                "give the application's source: a directory, a git repository (path or URL) or a .tar, .tar.gz, .tgz or .zip archive".into()
             }
             BuildError::ContextDirNotFound { .. } => "--context-dir is relative to the source root".into(),
             BuildError::SourceParse { .. } => {

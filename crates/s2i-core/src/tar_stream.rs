@@ -169,4 +169,50 @@ mod tests {
         assert!(read.is_err(), "the reader must see the failure");
         assert!(s.done.await.unwrap().is_err());
     }
+
+    #[tokio::test]
+    async fn an_archive_is_re_prefixed_and_a_bad_entry_fails_the_stream() {
+        use crate::source::{ArchiveFormat, ArchiveSource, ArchiveStream};
+        let d = tempfile::tempdir().unwrap();
+        let write = |file: &str, with_link: bool| {
+            let mut b = tar::Builder::new(Vec::new());
+            for (name, data) in [("a.txt", &b"a"[..]), ("dir/b.txt", b"bb")] {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(data.len() as u64);
+                h.set_mode(0o644);
+                b.append_data(&mut h, name, data).unwrap();
+            }
+            if with_link {
+                let mut link = tar::Header::new_gnu();
+                link.set_entry_type(tar::EntryType::Symlink);
+                link.set_size(0);
+                b.append_link(&mut link, "etc", "/etc").unwrap();
+            }
+            let path = d.path().join(file);
+            std::fs::write(&path, b.into_inner().unwrap()).unwrap();
+            path
+        };
+        let (good, bad) = (write("good.tar", false), write("bad.tar", true));
+        let archive = |path: &std::path::Path, context: Option<&str>| ArchiveStream {
+            source: ArchiveSource { path: path.to_path_buf(), format: ArchiveFormat::Tar, display: "x.tar".into(), context: context.map(Into::into) },
+            ignore: Default::default(),
+            exclude: None,
+            skip: Default::default(),
+        };
+
+        let mut s = spawn(vec![Part::Archive { prefix: "src".into(), archive: archive(&good, Some("dir")) }], None);
+        let mut bytes = Vec::new();
+        s.reader.read_to_end(&mut bytes).await.unwrap();
+        let stats = s.done.await.unwrap().unwrap();
+        assert_eq!(stats.files, 1);
+        let mut a = tar::Archive::new(&bytes[..]);
+        let names: Vec<String> = a.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, vec!["src/b.txt"]);
+
+        let mut s = spawn(vec![Part::Archive { prefix: "src".into(), archive: archive(&bad, None) }], None);
+        let mut bytes = Vec::new();
+        let err = s.reader.read_to_end(&mut bytes).await.unwrap_err().to_string();
+        assert!(err.contains("refusing entry \"etc\""), "{err}");
+        assert!(s.done.await.unwrap().is_err());
+    }
 }
