@@ -305,6 +305,11 @@ fn git_errors_are_clear_and_fast() {
     assert!(err.contains("cannot reach ssh://127.0.0.1:1/x"), "{err}");
     assert_eq!(err.lines().filter(|l| l.starts_with("error:")).count(), 1, "{err}");
 
+    let port = answer_401_forever();
+    let err = f.build_err(&format!("http://127.0.0.1:{port}/private.git"), &[], 1);
+    assert!(err.contains("requires authentication, and s2i never prompts"), "{err}");
+    assert!(err.contains("hint: load an ssh key"), "{err}");
+
     let err = f.build_err("file://host/x", &[], 1);
     assert!(err.contains(r#"has non-empty host "host""#), "{err}");
 
@@ -338,6 +343,27 @@ fn without_git_a_remote_is_an_error_and_a_work_tree_is_copied_with_a_warning() {
     assert_eq!(cat(&tag, "version.txt"), "two\n");
     assert!(!labels(&tag).contains_key(COMMIT_ID));
     f.env.assert_clean();
+}
+
+/// A server on 127.0.0.1 that asks every request for credentials; returns its port.
+fn answer_401_forever() -> u16 {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(20) {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            let _ = conn.write_all(
+                b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    port
 }
 
 // ---- archives -------------------------------------------------------------------------------
