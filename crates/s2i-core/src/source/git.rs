@@ -227,7 +227,11 @@ fn git_detail(stderr: &str) -> String {
         .filter(|l| !l.is_empty())
         .filter(|l| l.starts_with("fatal:") || l.starts_with("error:") || l.starts_with("ssh:") || l.contains("denied"))
         .collect();
-    let chosen = if lines.is_empty() { stderr.lines().map(str::trim).filter(|l| !l.is_empty()).last().into_iter().collect() } else { lines };
+    let chosen = if lines.is_empty() {
+        stderr.lines().map(str::trim).rfind(|l| !l.is_empty()).into_iter().collect()
+    } else {
+        lines
+    };
     let mut detail = chosen.join("; ");
     if detail.chars().count() > 400 {
         detail = detail.chars().take(400).collect::<String>() + "…";
