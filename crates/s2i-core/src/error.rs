@@ -52,6 +52,9 @@ pub enum BuildError {
     #[error("archive {archive}: refusing entry {entry:?}: {reason}")]
     UnsafeArchiveEntry { archive: String, entry: String, reason: String },
 
+    #[error("{path} in {location} is a symlink to {target}, outside the repository")]
+    UnsafeSourceLink { location: String, path: String, target: String },
+
     #[error("archive {archive} cannot be read: {reason}")]
     ArchiveUnreadable { archive: String, reason: String },
 
@@ -165,6 +168,9 @@ impl BuildError {
             }
             BuildError::GitFailed { action, .. } if action.contains("submodules") => {
                 "check the submodule URLs, or pass --ignore-submodules to build without them".into()
+            }
+            BuildError::UnsafeSourceLink { .. } => {
+                "s2i reads --context-dir, .s2i/bin, .s2i/environment and .s2iignore of a repository only inside it".into()
             }
             BuildError::UnsafeArchiveEntry { .. } => {
                 "every entry of a source archive must stay inside it: no absolute paths, no .., no links that leave it".into()

@@ -263,6 +263,25 @@ fn context_dir_of_a_clone_reads_its_s2i_files_and_s2iignore() {
     f.env.assert_clean();
 }
 
+#[test]
+fn clone_links_leaving_the_repository_are_refused() {
+    let f = fixture("sources::clone_links_out");
+    let repo = f.env.work().join("repo");
+    write_file(&repo.join("index.html"), "hi\n", 0o644);
+    std::os::unix::fs::symlink("/etc", repo.join("etc-dir")).unwrap();
+    fs::create_dir(repo.join(".s2i")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", repo.join(".s2i/environment")).unwrap();
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "links out"]);
+
+    let err = f.build_err("repo", &["--context-dir", "etc-dir"], 1);
+    assert!(err.contains("etc-dir in repo is a symlink to /etc, outside the repository"), "{err}");
+    let err = f.build_err("repo", &[], 1);
+    assert!(err.contains(".s2i/environment in repo is a symlink to /etc/passwd"), "{err}");
+    f.env.assert_clean();
+}
+
 /// A bare repository served over "dumb" http (shallow clones are refused there, so this also
 /// covers the fallback to a full clone).
 #[test]

@@ -223,13 +223,39 @@ async fn prepare_clone(req: &SourceRequest<'_>, url: &str, local: bool) -> Resul
     git::clone(url, &dest, req.reference, local, !req.ignore_submodules, req.location).await?;
     let (commit, origin) = git::describe(&dest, req.location).await?;
     info!("Building commit {} ({}) of {}", &commit.id[..commit.id.len().min(12)], commit.reference, req.location);
+    let root = context_root(&dest, req)?;
+    refuse_links_out_of(&dest, &root, req.location)?;
     Ok(PreparedSource {
-        root: context_root(&dest, req)?,
+        root,
         content: Content::Dir { cloned: true },
         commit: Some(commit),
         location: origin.unwrap_or_else(|| req.location.to_string()),
         _temp: Some(temp),
     })
+}
+
+/// A repository is not the user's own directory: its context dir and the files s2i reads from it
+/// on the host (scripts, environment, ignore rules) must not be links to elsewhere on the host.
+fn refuse_links_out_of(clone: &Path, root: &Path, location: &str) -> Result<()> {
+    let base = clone.canonicalize().map_err(|e| BuildError::io(format!("resolving {}", clone.display()), e))?;
+    let mut candidates = vec![root.to_path_buf()];
+    for rel in [".s2i", ".s2i/bin", ".s2i/environment", crate::ignore::IGNORE_FILE, ".sti", ".sti/bin"] {
+        candidates.push(root.join(rel));
+    }
+    for dir in [".s2i/bin", ".sti/bin"] {
+        if let Ok(rd) = std::fs::read_dir(root.join(dir)) {
+            candidates.extend(rd.flatten().map(|e| e.path()));
+        }
+    }
+    for path in candidates {
+        // Missing or broken: nothing will be read through it.
+        let Ok(real) = path.canonicalize() else { continue };
+        if !real.starts_with(&base) {
+            let shown = path.strip_prefix(clone).unwrap_or(&path).display().to_string();
+            return Err(BuildError::UnsafeSourceLink { location: location.to_string(), path: shown, target: real.display().to_string() });
+        }
+    }
+    Ok(())
 }
 
 async fn prepare_archive(req: &SourceRequest<'_>, file: PathBuf, format: ArchiveFormat, temp: Option<TempDir>) -> Result<PreparedSource> {
