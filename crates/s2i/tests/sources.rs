@@ -142,6 +142,7 @@ fn refs_branch_tag_full_and_short_sha_and_fragment() {
     assert_eq!(cat(&tag, "version.txt"), "feature\n");
     assert_eq!(labels(&tag)[COMMIT_REF], "feature");
     assert_eq!(labels(&tag)[COMMIT_ID], feature);
+    assert_eq!(labels(&tag)[SOURCE_LOCATION], url);
 
     let tag = f.env.tag("tag-fragment");
     f.build_ok(&format!("{url}#v1"), &tag, &[]);

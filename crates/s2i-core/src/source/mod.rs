@@ -183,7 +183,13 @@ async fn prepare_local(req: &SourceRequest<'_>, path: &Path) -> Result<PreparedS
             );
         }
     }
-    prepare_clone(req, &abs.to_string_lossy(), true).await
+    // git records what it cloned as the origin URL (the source-location label): a file:// URL
+    // as written, else the absolute path.
+    let url = match req.location.strip_prefix("file://") {
+        Some(_) => req.location.split('#').next().unwrap_or(req.location).to_string(),
+        None => abs.to_string_lossy().into_owned(),
+    };
+    prepare_clone(req, &url, true).await
 }
 
 /// Spec §3.2: a `.git` (directory, or a `gitdir:` file) with no file at all under `objects` or
