@@ -497,6 +497,15 @@ fn tar_tgz_and_zip_archives_local_and_over_http() {
     assert_eq!(cat(&tag, "other/readme.txt"), "outside the context\n");
     assert_eq!(cat(&tag, "app/index.html"), "from the archive\n");
 
+    // A file named otherwise is recognised by its content; a file that is no archive is refused.
+    fs::copy(work.join("app.tgz"), work.join("app.bundle")).unwrap();
+    let tag = f.env.tag("sniffed");
+    f.build_ok("app.bundle", &tag, &["--context-dir", "app"]);
+    assert_eq!(cat(&tag, "index.html"), "from the archive\n");
+    fs::write(work.join("notes.txt"), "just text\n").unwrap();
+    let err = f.build_err("notes.txt", &[], 1);
+    assert!(err.contains("is neither a directory nor a .tar, .tar.gz, .tgz or .zip archive"), "{err}");
+
     let err = f.build_err("app.tar", &["--context-dir", "nope"], 1);
     assert!(err.contains(r#"context directory "nope" does not exist"#), "{err}");
     let err = f.build_err("app.tar", &["--ref", "v1"], 1);
