@@ -7,6 +7,7 @@ use regex::Regex;
 
 use crate::env::EnvVar;
 use crate::error::{BuildError, Result};
+use crate::source::SourceSpec;
 use crate::users::UidRange;
 
 /// When to pull an image from its registry.
@@ -52,10 +53,15 @@ impl fmt::Display for PullPolicy {
 /// Everything one `s2i build` needs, after flags were parsed and checked.
 #[derive(Debug, Clone, Default)]
 pub struct BuildConfig {
-    /// The local source directory.
-    pub source: PathBuf,
-    /// The source as the user wrote it (recorded in the source-location label).
+    /// The source, parsed (§3.1).
+    pub source: SourceSpec,
+    /// The source as the user wrote it (messages; the source-location label of copies).
     pub source_location: String,
+    /// The git ref to build: `--ref`, else the source's `#fragment`.
+    pub git_ref: Option<String>,
+    /// `--copy`: build a local directory as it is, even when it is a git work tree.
+    pub copy: bool,
+    pub ignore_submodules: bool,
     pub builder_image: String,
     pub tag: Option<String>,
     pub context_dir: Option<String>,

@@ -22,11 +22,41 @@ pub enum BuildError {
     #[error("source {path:?} does not exist")]
     SourceNotFound { path: PathBuf },
 
-    #[error("source {path:?} is not a directory")]
+    #[error("source {path:?} is neither a directory nor a .tar, .tar.gz, .tgz or .zip archive")]
     SourceNotDirectory { path: PathBuf },
 
     #[error("context directory {dir:?} does not exist in the source {source_root:?}")]
     ContextDirNotFound { dir: String, source_root: PathBuf },
+
+    #[error("couldn't parse {input:?}: {reason}")]
+    SourceParse { input: String, reason: String },
+
+    #[error("git is not installed (no `git` on PATH), and {location:?} is a git source")]
+    GitNotInstalled { location: String },
+
+    #[error("The git repository {path:?} has no tracking information or commits")]
+    EmptyGitRepository { path: String },
+
+    #[error("git ref {reference:?} not found in {location}{}", format_detail(.detail))]
+    GitUnknownRef { reference: String, location: String, detail: String },
+
+    #[error("cannot reach {location}{}", format_detail(.detail))]
+    SourceUnreachable { location: String, detail: String },
+
+    #[error("{location} requires authentication, and s2i never prompts{}", format_detail(.detail))]
+    GitAuthRequired { location: String, detail: String },
+
+    #[error("git failed {action} {location}{}", format_detail(.detail))]
+    GitFailed { action: &'static str, location: String, detail: String },
+
+    #[error("archive {archive}: refusing entry {entry:?}: {reason}")]
+    UnsafeArchiveEntry { archive: String, entry: String, reason: String },
+
+    #[error("{path} in {location} is a symlink to {target}, outside the repository")]
+    UnsafeSourceLink { location: String, path: String, target: String },
+
+    #[error("archive {archive} cannot be read: {reason}")]
+    ArchiveUnreadable { archive: String, reason: String },
 
     #[error("cannot connect to the container engine at {endpoint}: {reason}")]
     EngineUnreachable { endpoint: String, reason: String },
@@ -81,6 +111,15 @@ pub enum BuildError {
     Interrupted,
 }
 
+fn format_detail(detail: &str) -> String {
+    let detail = detail.trim();
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(": {detail}")
+    }
+}
+
 fn format_tail(tail: &str) -> String {
     if tail.trim().is_empty() {
         String::new()
@@ -102,6 +141,7 @@ impl BuildError {
             BuildError::Commit { .. } => 6,
             BuildError::ScriptsMissing { .. } => 11,
             BuildError::UserNotAllowed { .. } => 15,
+            BuildError::EmptyGitRepository { .. } => 16,
             BuildError::Interrupted => 2,
             _ => 1,
         }
@@ -111,9 +151,34 @@ impl BuildError {
     pub fn hint(&self) -> Option<String> {
         Some(match self {
             BuildError::SourceNotFound { .. } | BuildError::SourceNotDirectory { .. } => {
-                "give the path of the application's source directory".into()
+                "give the application's source: a directory, a git repository (path or URL) or a .tar, .tar.gz, .tgz or .zip archive".into()
             }
             BuildError::ContextDirNotFound { .. } => "--context-dir is relative to the source root".into(),
+            BuildError::SourceParse { .. } => {
+                "give a local directory or archive, file:///abs/path, a git URL (https://, ssh://, git@host:path) or an http(s) .tar/.tar.gz/.tgz/.zip URL".into()
+            }
+            BuildError::GitNotInstalled { .. } => {
+                "install git, or build a local directory (use --copy for a git work tree) or an archive".into()
+            }
+            BuildError::EmptyGitRepository { .. } => {
+                "commit something, remove the .git directory, or use --copy to build the directory as it is".into()
+            }
+            BuildError::GitUnknownRef { .. } => {
+                "give a branch, a tag or a commit SHA that exists in the repository (git ls-remote <url> lists branches and tags)".into()
+            }
+            BuildError::SourceUnreachable { .. } => "check the URL, the host and the network".into(),
+            BuildError::GitAuthRequired { .. } => {
+                "load an ssh key into ssh-agent, or set up a git credential helper, then try again".into()
+            }
+            BuildError::GitFailed { action, .. } if action.contains("submodules") => {
+                "check the submodule URLs, or pass --ignore-submodules to build without them".into()
+            }
+            BuildError::UnsafeSourceLink { .. } => {
+                "s2i reads --context-dir, .s2i/bin, .s2i/environment and .s2iignore of a repository only inside it".into()
+            }
+            BuildError::UnsafeArchiveEntry { .. } => {
+                "every entry of a source archive must stay inside it: no absolute paths, no .., no links that leave it".into()
+            }
             BuildError::EngineUnreachable { .. } | BuildError::Engine(EngineError::Connect { .. }) => {
                 "is the Docker daemon running? Point -U/--url or DOCKER_HOST at it (unix:///var/run/docker.sock, tcp://host:2375)".into()
             }

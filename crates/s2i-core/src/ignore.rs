@@ -10,13 +10,13 @@ use tracing::warn;
 
 pub const IGNORE_FILE: &str = ".s2iignore";
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Rule {
     matcher: GlobMatcher,
     exception: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct IgnoreRules {
     rules: Vec<Rule>,
 }

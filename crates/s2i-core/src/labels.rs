@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use crate::error::{BuildError, Result};
+use crate::source::CommitInfo;
 
 pub const SCRIPTS_URL: &str = "io.openshift.s2i.scripts-url";
 pub const SCRIPTS_URL_DEPRECATED: &str = "io.s2i.scripts-url";
@@ -14,6 +15,11 @@ pub const ASSEMBLE_INPUT_FILES: &str = "io.openshift.s2i.assemble-input-files";
 pub const BUILD_IMAGE: &str = "io.openshift.s2i.build.image";
 pub const SOURCE_LOCATION: &str = "io.openshift.s2i.build.source-location";
 pub const SOURCE_CONTEXT_DIR: &str = "io.openshift.s2i.build.source-context-dir";
+pub const COMMIT_ID: &str = "io.openshift.s2i.build.commit.id";
+pub const COMMIT_REF: &str = "io.openshift.s2i.build.commit.ref";
+pub const COMMIT_AUTHOR: &str = "io.openshift.s2i.build.commit.author";
+pub const COMMIT_DATE: &str = "io.openshift.s2i.build.commit.date";
+pub const COMMIT_MESSAGE: &str = "io.openshift.s2i.build.commit.message";
 pub const DISPLAY_NAME: &str = "io.k8s.display-name";
 pub const DESCRIPTION: &str = "io.k8s.description";
 /// Deprecated image environment variables standing in for the labels above.
@@ -35,6 +41,8 @@ pub struct BuildFacts<'a> {
     pub description: Option<&'a str>,
     pub source_location: Option<&'a str>,
     pub context_dir: Option<&'a str>,
+    /// The commit a git source was built from.
+    pub commit: Option<&'a CommitInfo>,
 }
 
 /// The labels s2i generates; only non-empty values are emitted.
@@ -47,6 +55,11 @@ pub fn generated(facts: &BuildFacts) -> HashMap<String, String> {
         (BUILD_IMAGE, Some(builder.as_str())),
         (SOURCE_LOCATION, facts.source_location),
         (SOURCE_CONTEXT_DIR, facts.context_dir),
+        (COMMIT_ID, facts.commit.map(|c| c.id.as_str())),
+        (COMMIT_REF, facts.commit.map(|c| c.reference.as_str())),
+        (COMMIT_AUTHOR, facts.commit.map(|c| c.author.as_str())),
+        (COMMIT_DATE, facts.commit.map(|c| c.date.as_str())),
+        (COMMIT_MESSAGE, facts.commit.map(|c| c.message.as_str())),
     ]
     .into_iter()
     .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| (k.to_string(), v.to_string())))
@@ -101,10 +114,26 @@ mod tests {
         assert_eq!(l[SOURCE_LOCATION], "/src/app");
         assert!(!l.contains_key(DESCRIPTION));
         assert!(!l.contains_key(SOURCE_CONTEXT_DIR));
+        assert!(!l.contains_key(COMMIT_ID));
 
         let named = generated(&BuildFacts { application_name: Some("My App"), description: Some("d"), ..facts });
         assert_eq!(named[DISPLAY_NAME], "My App");
         assert_eq!(named[DESCRIPTION], "d");
+
+        let commit = CommitInfo {
+            id: "a".repeat(40),
+            reference: "main".into(),
+            author: "A U Thor <a@example.com>".into(),
+            date: "Sat Nov 21 12:00:00 2026 +0000".into(),
+            message: "first".into(),
+        };
+        let l = generated(&BuildFacts { commit: Some(&commit), context_dir: Some("app"), ..Default::default() });
+        assert_eq!(l[COMMIT_ID], "a".repeat(40));
+        assert_eq!(l[COMMIT_REF], "main");
+        assert_eq!(l[COMMIT_AUTHOR], "A U Thor <a@example.com>");
+        assert_eq!(l[COMMIT_DATE], "Sat Nov 21 12:00:00 2026 +0000");
+        assert_eq!(l[COMMIT_MESSAGE], "first");
+        assert_eq!(l[SOURCE_CONTEXT_DIR], "app");
     }
 
     #[test]

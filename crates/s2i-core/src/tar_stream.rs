@@ -14,7 +14,7 @@ use tokio_util::io::SyncIoBridge;
 
 use s2i_engine::RunningOutput;
 
-use crate::source::{SourceTree, WalkStats};
+use crate::source::{ArchiveStream, SourceTree, WalkStats};
 
 /// How much of the stream may sit in memory between the walk and the engine.
 const PIPE_CAPACITY: usize = 256 * 1024;
@@ -32,6 +32,8 @@ pub enum Part {
     Checked { prefix: String, run: RunningOutput },
     /// A tar copied out of a container, checked and re-prefixed, modes normalised.
     Copied { prefix: String, tar: s2i_engine::ContainerInput },
+    /// A source archive's entries, checked and re-prefixed under `prefix` as they pass.
+    Archive { prefix: String, archive: ArchiveStream },
 }
 
 /// The save-artifacts side of a stream failed: its script exited non-zero or its tar was unusable.
@@ -104,14 +106,8 @@ fn write_parts(bridge: &mut SyncIoBridge<DuplexStream>, parts: Vec<Part>, tee: O
                 stats.files += c.entries;
                 stats.bytes += c.bytes;
             }
-            Part::Tree { prefix, tree } => {
-                let s = tree.append_to(&mut tar, Path::new(&prefix))?;
-                stats.files += s.files;
-                stats.dirs += s.dirs;
-                stats.symlinks += s.symlinks;
-                stats.bytes += s.bytes;
-                stats.left_out += s.left_out;
-            }
+            Part::Tree { prefix, tree } => stats.add(tree.append_to(&mut tar, Path::new(&prefix))?),
+            Part::Archive { prefix, archive } => stats.add(archive.append_to(&mut tar, Path::new(&prefix))?),
         }
     }
     let mut out = tar.into_inner()?;

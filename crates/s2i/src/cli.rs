@@ -11,6 +11,12 @@ const BUILD_EXAMPLES: &str = "Examples:
   # Build an application image from a local directory
   s2i build ./myapp registry.example.com/builders/python:3.12 myapp:latest
 
+  # Build the v1.0 tag of a git repository, from its app/ subdirectory
+  s2i build https://example.com/org/app.git#v1.0 my-builder myapp --context-dir app
+
+  # Build an archive
+  s2i build ./app.tar.gz my-builder myapp
+
   # Use scripts from another place and pass environment variables
   s2i build . my-builder myapp -s file://./s2i/bin -e DEBUG=1 -E .env";
 
@@ -105,7 +111,8 @@ pub struct CommonArgs {
 #[derive(Debug, Args)]
 #[command(after_help = BUILD_EXAMPLES)]
 pub struct BuildArgs {
-    /// The application source: a local directory
+    /// The application source: a local directory, a git repository (path or URL, with an optional
+    /// #ref) or a .tar, .tar.gz, .tgz or .zip archive (path or http(s) URL)
     #[arg(value_name = "SOURCE")]
     pub source: Option<String>,
     /// The builder image

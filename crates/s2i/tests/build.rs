@@ -313,7 +313,8 @@ fn ignore_rules_and_exclude_shape_the_streamed_tree() {
     write_file(&root.join("sub/deep.log"), "x", 0o644);
     write_file(&root.join(".git/HEAD"), "ref: refs/heads/main\n", 0o644);
     write_file(&root.join("secret.key"), "k", 0o600);
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "--exclude", r"\.key$"]);
+    // A .git without commits is a git source unless --copy says to take the directory as it is.
+    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "--copy", "--exclude", r"\.key$"]);
     assert_eq!(code, 0, "{stderr}");
     let listing = docker_run(&out, &["find", ".", "-path", "./.sti-fake*", "-prune", "-o", "-print"]).1;
     for present in ["./keep.log", "./sub/deep.log", "./index.html", "./.s2iignore"] {
@@ -325,7 +326,7 @@ fn ignore_rules_and_exclude_shape_the_streamed_tree() {
     // The default --exclude keeps .git out; --exclude "" lets it through.
     assert!(listing.lines().any(|l| l == "./.git/HEAD"), "a custom --exclude replaces the default: {listing}");
     let out2 = env.tag("default");
-    assert_eq!(s2i(&env, &["build", &src, &builder, &out2]).0, 0);
+    assert_eq!(s2i(&env, &["build", &src, &builder, &out2, "-c"]).0, 0);
     let listing = docker_run(&out2, &["find", "."]).1;
     assert!(!listing.contains(".git/") && listing.contains("secret.key"), "{listing}");
     env.assert_clean();

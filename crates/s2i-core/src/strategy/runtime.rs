@@ -35,7 +35,7 @@ pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: OutputFn) -> 
     let mappings = runtime_mappings(cfg, &runtime, runtime_name)?;
     let runtime_scripts = Resolver {
         scripts_url: cfg.scripts_url.as_deref(),
-        source_root: Some(&plan.tree.root),
+        source_root: Some(&plan.source.root),
         image_url: scripts::image_scripts_url(&runtime, runtime_name),
         image_name: runtime_name,
     }
@@ -47,10 +47,7 @@ pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: OutputFn) -> 
             looked_in: vec![format!("the source's .s2i/bin and runtime image {runtime_name} (it has no {} label)", labels::SCRIPTS_URL)],
         });
     };
-    std::sync::Arc::get_mut(&mut plan.tree)
-        .expect("the source tree is not shared before the first container")
-        .skip
-        .extend(runtime_scripts.moved_from_source.iter().cloned());
+    plan.skip.extend(runtime_scripts.moved_from_source.iter().cloned());
 
     let stage_tag = plan.tag.as_ref().map(builder_stage_tag);
     let previous = match (cfg.incremental, &stage_tag) {

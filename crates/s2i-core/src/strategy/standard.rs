@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::StreamExt;
@@ -21,7 +20,7 @@ use crate::ignore::IgnoreRules;
 use crate::image_ref::{parse_output_tag, with_default_tag, ImageRef};
 use crate::labels::{self, BuildFacts};
 use crate::scripts::{self, Resolver, Scripts};
-use crate::source::{SourceTree, WalkStats};
+use crate::source::{self, PreparedSource, SourceRequest, WalkStats};
 use crate::tar_stream::{self, Part};
 use crate::users;
 use crate::{BuildResult, Timings};
@@ -39,7 +38,11 @@ pub(crate) struct Plan<'a> {
     pub destination: String,
     pub assemble_user: Option<String>,
     pub env: Vec<EnvVar>,
-    pub tree: Arc<SourceTree>,
+    /// The fetched source (a directory, clone or archive) and how to walk it.
+    pub source: PreparedSource,
+    pub ignore: IgnoreRules,
+    /// Paths left out of `src/` (scripts moved to `scripts/`).
+    pub skip: HashSet<PathBuf>,
     pub tag: Option<ImageRef>,
     pub kept_dir: Option<PathBuf>,
     pub injections: Vec<crate::inject::Injection>,
@@ -135,7 +138,6 @@ pub(crate) async fn prepare<'a>(
             parse_output_tag(t).map_err(|reason| BuildError::InvalidValue { what: "tag", value: t.to_string(), reason })
         })
         .transpose()?;
-    let app_root = application_root(cfg)?;
 
     let t = Instant::now();
     let builder = crate::images::obtain(engine, &cfg.builder_image, cfg.pull_policy).await?;
@@ -147,6 +149,12 @@ pub(crate) async fn prepare<'a>(
             cfg.builder_image
         )));
     }
+    // After the cheap builder checks: a clone or a download can take a while.
+    let t = Instant::now();
+    let source = source::prepare(&SourceRequest::from_config(cfg)).await?;
+    timings.record("source", t);
+    let app_root = source.root.clone();
+
     let destination = destination(cfg, &builder);
     let assemble_user = cfg
         .assemble_user
@@ -169,14 +177,7 @@ pub(crate) async fn prepare<'a>(
     let ignore = IgnoreRules::load(&app_root)
         .map_err(|e| BuildError::io(format!("reading {}", app_root.join(crate::ignore::IGNORE_FILE).display()), e))?;
     let env = build_environment(cfg, &app_root, &ignore);
-    let tree = Arc::new(SourceTree {
-        root: app_root,
-        ignore,
-        exclude: cfg.exclude.clone(),
-        keep_symlinks: cfg.keep_symlinks,
-        skip: scripts.moved_from_source.iter().cloned().collect::<HashSet<PathBuf>>(),
-        world_writable: false,
-    });
+    let skip = scripts.moved_from_source.iter().cloned().collect::<HashSet<PathBuf>>();
 
     let injections = crate::inject::resolve(&cfg.injections, &builder.working_dir)?;
     // Only --save-temp-dir needs a host directory: it keeps a copy of what assemble was fed.
@@ -191,7 +192,7 @@ pub(crate) async fn prepare<'a>(
     } else {
         None
     };
-    Ok(Plan { cfg, builder, scripts, destination, assemble_user, env, tree, tag, kept_dir, injections })
+    Ok(Plan { cfg, builder, scripts, destination, assemble_user, env, source, ignore, skip, tag, kept_dir, injections })
 }
 
 /// The previous image of an incremental build, when there is one with a save-artifacts script;
@@ -256,7 +257,7 @@ pub(crate) async fn assemble(
         }
     }
     parts.push(Part::Dir { path: "src".into(), mode: 0o755 });
-    parts.push(Part::Tree { prefix: "src".into(), tree: plan.tree.clone() });
+    parts.push(plan.source.part("src", plan.ignore.clone(), cfg.exclude.clone(), cfg.keep_symlinks, plan.skip.clone()));
 
     let spec = ContainerSpec {
         cmd: assemble_command(plan, feed),
@@ -425,8 +426,9 @@ pub(crate) async fn commit(
         tag: cfg.tag.as_deref(),
         application_name: cfg.application_name.as_deref(),
         description: cfg.description.as_deref(),
-        source_location: Some(&cfg.source_location),
+        source_location: Some(&plan.source.location),
         context_dir: cfg.context_dir.as_deref(),
+        commit: plan.source.commit.as_ref(),
     }));
     labels.extend(cfg.labels.iter().cloned());
     labels.extend(read_image_metadata(engine, id).await?);
@@ -454,23 +456,6 @@ pub(crate) async fn remove_container(engine: &dyn Engine, id: &str) {
     if let Err(e) = engine.remove_container(id).await {
         warn!("could not remove the build container {id}: {e}");
     }
-}
-
-/// The source directory, or its `--context-dir`, absolute.
-fn application_root(cfg: &BuildConfig) -> Result<PathBuf> {
-    let source = std::path::absolute(&cfg.source).map_err(|e| BuildError::io("resolving the source path", e))?;
-    match std::fs::metadata(&source) {
-        Err(_) => return Err(BuildError::SourceNotFound { path: cfg.source.clone() }),
-        Ok(m) if !m.is_dir() => return Err(BuildError::SourceNotDirectory { path: cfg.source.clone() }),
-        Ok(_) => {}
-    }
-    let Some(ctx) = cfg.context_dir.as_deref().filter(|c| !c.is_empty()) else { return Ok(source) };
-    crate::config::validate_context_dir(ctx)?;
-    let root = source.join(ctx);
-    if !root.is_dir() {
-        return Err(BuildError::ContextDirNotFound { dir: ctx.to_string(), source_root: cfg.source.clone() });
-    }
-    Ok(root)
 }
 
 /// dest = `--destination` ‖ the builder's destination label (or its deprecated forms) ‖ `/tmp`.

@@ -1,9 +1,9 @@
 //! `s2i build SOURCE BUILDER_IMAGE [TAG]`.
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use regex::Regex;
+use s2i_core::source::ParsedSource;
 use s2i_core::{env, users, BuildConfig, BuildError, BuildResult, PullPolicy};
 use s2i_engine::OutputStream;
 use tracing::{info, warn};
@@ -56,9 +56,15 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
     if builder.trim().is_empty() {
         return Err(BuildError::InvalidValue { what: "builder image", value: builder, reason: "cannot be empty".into() });
     }
-    if looks_remote(&source) {
-        return Err(BuildError::NotSupported(format!("building from {source:?} (git and remote sources)")));
-    }
+    let parsed = ParsedSource::parse(&source)?;
+    // Unlike the reference, a `#ref` in SOURCE counts when --ref is not given.
+    let git_ref = match (args.git_ref.filter(|r| !r.is_empty()), parsed.fragment) {
+        (Some(flag), Some(fragment)) if flag != fragment => {
+            warn!("--ref {flag} overrides #{fragment} in the source");
+            Some(flag)
+        }
+        (flag, fragment) => flag.or(fragment),
+    };
 
     let mut env_vars = Vec::new();
     for e in &args.env {
@@ -122,11 +128,12 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
     if let Some(ctx) = args.context_dir.as_deref().filter(|c| !c.is_empty()) {
         s2i_core::config::validate_context_dir(ctx)?;
     }
-    info!("Copying sources from {source:?} to the build container as a stream");
-
     Ok(BuildConfig {
-        source: PathBuf::from(&source),
+        source: parsed.spec,
         source_location: source,
+        git_ref,
+        copy: args.copy,
+        ignore_submodules: args.ignore_submodules,
         builder_image: builder,
         tag,
         context_dir: args.context_dir.filter(|c| !c.is_empty()),
@@ -159,27 +166,15 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
     })
 }
 
-/// Git URLs (`scheme://…`, `git@host:path`) are for the sources issue; refuse them clearly for now.
-fn looks_remote(source: &str) -> bool {
-    let has_scheme = source
-        .split_once("://")
-        .is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)));
-    let scp_like = !std::path::Path::new(source).exists()
-        && source.split_once(':').is_some_and(|(host, _)| !host.contains('/') && host.contains('@'));
-    has_scheme || scp_like
-}
-
 fn refuse_unsupported(args: &BuildArgs) -> Result<(), BuildError> {
     let mut used: Vec<&str> = Vec::new();
     let c = &args.common;
-    let checks: [(&str, bool); 7] = [
+    let checks: [(&str, bool); 5] = [
         ("--callback-url", c.callback_url.is_some()),
         ("--dockercfg-path", c.dockercfg_path.is_some()),
         ("--run", args.run),
-        ("--ref", args.git_ref.as_deref().is_some_and(|r| !r.is_empty())),
         ("--use-config", args.use_config),
         ("--as-dockerfile", args.as_dockerfile.is_some()),
-        ("--ignore-submodules", args.ignore_submodules),
     ];
     for (flag, set) in checks {
         if set {
@@ -196,6 +191,8 @@ fn refuse_unsupported(args: &BuildArgs) -> Result<(), BuildError> {
 mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
+    use s2i_core::source::SourceSpec;
+    use std::path::PathBuf;
     use clap::Parser;
 
     fn args(extra: &[&str]) -> BuildArgs {
@@ -214,7 +211,7 @@ mod tests {
             "-u", "1001", "--exclude", "",
         ]))
         .unwrap();
-        assert_eq!(cfg.source, PathBuf::from("./app"));
+        assert_eq!(cfg.source, SourceSpec::Local(PathBuf::from("./app")));
         assert_eq!(cfg.tag.as_deref(), Some("out:v1"));
         assert_eq!(cfg.scripts_url.as_deref(), Some("image:///s"));
         assert_eq!(cfg.destination.as_deref(), Some("/opt"));
@@ -226,8 +223,23 @@ mod tests {
     fn unbuilt_features_are_refused_by_name() {
         let err = config_from_args(args(&["a", "b", "--use-config", "--run"])).unwrap_err();
         assert_eq!(err.to_string(), "--run, --use-config: not supported yet");
-        assert!(config_from_args(args(&["https://example.com/x.git", "b"])).is_err());
-        assert!(config_from_args(args(&["git@github.com:org/repo.git", "b"])).is_err());
+    }
+
+    #[test]
+    fn git_sources_and_refs() {
+        let cfg = config_from_args(args(&["https://example.com/x.git#dev", "b"])).unwrap();
+        assert_eq!(cfg.source, SourceSpec::GitRemote("https://example.com/x.git".into()));
+        assert_eq!(cfg.source_location, "https://example.com/x.git#dev");
+        assert_eq!(cfg.git_ref.as_deref(), Some("dev"));
+        let cfg = config_from_args(args(&["git@github.com:org/repo.git#dev", "b", "-r", "v1", "--ignore-submodules"])).unwrap();
+        assert_eq!(cfg.source, SourceSpec::GitRemote("git@github.com:org/repo.git".into()));
+        assert_eq!(cfg.git_ref.as_deref(), Some("v1"));
+        assert!(cfg.ignore_submodules);
+        let cfg = config_from_args(args(&["./app", "b", "--ref", "", "-c"])).unwrap();
+        assert_eq!(cfg.git_ref, None);
+        assert!(cfg.copy);
+        let err = config_from_args(args(&["file://host/x", "b"])).unwrap_err().to_string();
+        assert!(err.contains(r#"has non-empty host "host""#), "{err}");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! A local source directory, walked once and written as tar entries, with `.s2iignore`,
+//! A source directory (local, or a clone), walked once and written as tar entries, with `.s2iignore`,
 //! `--exclude` and the scripts moved out of `.s2i/bin` left out during the walk.
 
 use std::collections::HashSet;
@@ -39,6 +39,16 @@ pub struct WalkStats {
     pub symlinks: u64,
     pub bytes: u64,
     pub left_out: u64,
+}
+
+impl WalkStats {
+    pub(crate) fn add(&mut self, s: WalkStats) {
+        self.files += s.files;
+        self.dirs += s.dirs;
+        self.symlinks += s.symlinks;
+        self.bytes += s.bytes;
+        self.left_out += s.left_out;
+    }
 }
 
 impl SourceTree {
