@@ -128,7 +128,7 @@ impl Resolver<'_> {
                 }
             },
             None => {
-                if user_url.is_none() {
+                if user_url.is_none() && !required.is_empty() {
                     warn!("Image {} does not contain a value for the {} label", self.image_name, labels::SCRIPTS_URL);
                 }
                 None

@@ -64,8 +64,36 @@ pub fn parse_ranges(text: &str) -> Result<Vec<UidRange>> {
     Ok(ranges)
 }
 
-fn allowed(ranges: &[UidRange], user: &str) -> bool {
-    user.parse::<u32>().is_ok_and(|uid| ranges.iter().any(|r| r.contains(uid)))
+/// The uid of `user`: a number, or a name found in the image's /etc/passwd.
+pub fn uid_of(user: &str, passwd: Option<&str>) -> Option<u32> {
+    if let Ok(uid) = user.parse::<u32>() {
+        return Some(uid);
+    }
+    passwd?.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        (fields.next()? == user).then_some(())?;
+        fields.nth(1)?.parse().ok()
+    })
+}
+
+fn allowed(ranges: &[UidRange], user: &str, passwd: Option<&str>) -> bool {
+    uid_of(user, passwd).is_some_and(|uid| ranges.iter().any(|r| r.contains(uid)))
+}
+
+/// Whether judging the users of `image` needs its /etc/passwd (some user is a name, not a number).
+pub fn needs_passwd(ranges: &[UidRange], image: &ImageInfo, flag_user: Option<&str>, label: &str) -> bool {
+    if ranges.is_empty() {
+        return false;
+    }
+    let named = |u: &str| {
+        let u = user_part(u);
+        !u.is_empty() && u.parse::<u32>().is_err()
+    };
+    let onbuild_users = image.on_build.iter().filter_map(|l| {
+        let mut w = l.split_whitespace();
+        w.next().filter(|k| k.eq_ignore_ascii_case("USER")).and(w.next())
+    });
+    flag_user.is_some_and(named) || image.label(label).is_some_and(named) || named(&image.user) || onbuild_users.into_iter().any(named)
 }
 
 fn describe(ranges: &[UidRange]) -> String {
@@ -79,7 +107,8 @@ fn user_part(s: &str) -> &str {
 
 /// Check the builder's assemble user against the ranges (no-op when there are none):
 /// the `--assemble-user` flag, else the image's assemble-user label, else its USER.
-pub fn check_builder(ranges: &[UidRange], image: &ImageInfo, image_name: &str, flag_user: Option<&str>) -> Result<()> {
+/// Named users are looked up in `passwd` (the image's /etc/passwd, when it has one).
+pub fn check_builder(ranges: &[UidRange], image: &ImageInfo, image_name: &str, flag_user: Option<&str>, passwd: Option<&str>) -> Result<()> {
     if ranges.is_empty() {
         return Ok(());
     }
@@ -92,24 +121,24 @@ pub fn check_builder(ranges: &[UidRange], image: &ImageInfo, image_name: &str, f
         let mut words = line.split_whitespace();
         if words.next().is_some_and(|w| w.eq_ignore_ascii_case("USER")) {
             let user = words.next().unwrap_or_default();
-            if !allowed(ranges, user_part(user)) {
+            if !allowed(ranges, user_part(user), passwd) {
                 return Err(refuse(format!("the ONBUILD USER of image {image_name}"), user));
             }
         }
     }
     if let Some(user) = flag_user.filter(|u| !u.is_empty()) {
-        if !allowed(ranges, user_part(user)) {
+        if !allowed(ranges, user_part(user), passwd) {
             return Err(refuse("--assemble-user".into(), user));
         }
         return Ok(());
     }
     if let Some(user) = image.label(labels::ASSEMBLE_USER) {
-        if !allowed(ranges, user_part(user)) {
+        if !allowed(ranges, user_part(user), passwd) {
             return Err(refuse(format!("the {} label of image {image_name}", labels::ASSEMBLE_USER), user));
         }
         return Ok(());
     }
-    if !allowed(ranges, user_part(&image.user)) {
+    if !allowed(ranges, user_part(&image.user), passwd) {
         let user = if image.user.is_empty() { "(none, so root)" } else { image.user.as_str() };
         return Err(refuse(format!("the USER of image {image_name}"), user));
     }
@@ -118,7 +147,7 @@ pub fn check_builder(ranges: &[UidRange], image: &ImageInfo, image_name: &str, f
 
 /// Check the runtime image's assemble-runtime user: the flag, else the image's
 /// assemble-runtime-user label, else its USER. (The reference computes this and ignores it.)
-pub fn check_runtime(ranges: &[UidRange], image: &ImageInfo, image_name: &str, flag_user: Option<&str>) -> Result<()> {
+pub fn check_runtime(ranges: &[UidRange], image: &ImageInfo, image_name: &str, flag_user: Option<&str>, passwd: Option<&str>) -> Result<()> {
     if ranges.is_empty() {
         return Ok(());
     }
@@ -127,7 +156,7 @@ pub fn check_runtime(ranges: &[UidRange], image: &ImageInfo, image_name: &str, f
         (None, Some(u)) => (format!("the {} label of runtime image {image_name}", labels::ASSEMBLE_RUNTIME_USER), u),
         (None, None) => (format!("the USER of runtime image {image_name}"), image.user.as_str()),
     };
-    if !allowed(ranges, user_part(user)) {
+    if !allowed(ranges, user_part(user), passwd) {
         let shown = if user.is_empty() { "(none, so root)" } else { user };
         return Err(BuildError::UserNotAllowed {
             what,
@@ -168,28 +197,43 @@ mod tests {
     #[test]
     fn checks_follow_flag_then_label_then_user() {
         let r = parse_ranges("1-").unwrap();
-        assert!(check_builder(&r, &image("431", None), "b", None).is_ok());
-        assert!(check_builder(&r, &image("431:0", None), "b", None).is_ok());
-        assert!(check_builder(&r, &image("fakeuser", None), "b", None).is_err());
-        assert!(check_builder(&r, &image("", None), "b", None).is_err());
-        assert!(check_builder(&r, &image("431", Some("0")), "b", None).is_err());
-        assert!(check_builder(&r, &image("0", Some("431")), "b", None).is_ok());
-        assert!(check_builder(&r, &image("0", None), "b", Some("1001")).is_ok());
-        let err = check_builder(&r, &image("1001", None), "b", Some("0")).unwrap_err();
+        assert!(check_builder(&r, &image("431", None), "b", None, None).is_ok());
+        assert!(check_builder(&r, &image("431:0", None), "b", None, None).is_ok());
+        assert!(check_builder(&r, &image("fakeuser", None), "b", None, None).is_err());
+        assert!(check_builder(&r, &image("", None), "b", None, None).is_err());
+        assert!(check_builder(&r, &image("431", Some("0")), "b", None, None).is_err());
+        assert!(check_builder(&r, &image("0", Some("431")), "b", None, None).is_ok());
+        assert!(check_builder(&r, &image("0", None), "b", Some("1001"), None).is_ok());
+        let err = check_builder(&r, &image("1001", None), "b", Some("0"), None).unwrap_err();
         assert_eq!(err.exit_code(), 15);
         assert!(err.to_string().contains("1-"), "{err}");
-        assert!(check_builder(&[], &image("root", None), "b", None).is_ok());
+        assert!(check_builder(&[], &image("root", None), "b", None, None).is_ok());
+    }
+
+    #[test]
+    fn named_users_are_resolved_through_passwd() {
+        let r = parse_ranges("400-500").unwrap();
+        let passwd = "root:x:0:0:root:/root:/bin/sh\nfakeuser:x:431:0::/home/fakeuser:/bin/sh\n";
+        assert_eq!(uid_of("fakeuser", Some(passwd)), Some(431));
+        assert_eq!(uid_of("ghost", Some(passwd)), None);
+        assert!(check_builder(&r, &image("fakeuser", None), "b", None, Some(passwd)).is_ok());
+        assert!(check_builder(&r, &image("fakeuser:0", None), "b", None, Some(passwd)).is_ok());
+        assert!(check_builder(&r, &image("fakeuser", None), "b", None, None).is_err());
+        assert!(check_builder(&r, &image("root", None), "b", None, Some(passwd)).is_err());
+        assert!(needs_passwd(&r, &image("fakeuser", None), None, labels::ASSEMBLE_USER));
+        assert!(!needs_passwd(&r, &image("431", None), Some("1001"), labels::ASSEMBLE_USER));
+        assert!(!needs_passwd(&[], &image("fakeuser", None), None, labels::ASSEMBLE_USER));
     }
 
     #[test]
     fn runtime_users_are_checked_too() {
         let r = parse_ranges("1000-").unwrap();
-        assert!(check_runtime(&r, &image("1001", None), "rt", None).is_ok());
-        assert!(check_runtime(&r, &image("", None), "rt", None).is_err());
-        assert!(check_runtime(&r, &image("1001", None), "rt", Some("0")).is_err());
+        assert!(check_runtime(&r, &image("1001", None), "rt", None, None).is_ok());
+        assert!(check_runtime(&r, &image("", None), "rt", None, None).is_err());
+        assert!(check_runtime(&r, &image("1001", None), "rt", Some("0"), None).is_err());
         let mut labelled = image("0", None);
         labelled.labels.insert(labels::ASSEMBLE_RUNTIME_USER.into(), "1002".into());
-        assert!(check_runtime(&r, &labelled, "rt", None).is_ok());
+        assert!(check_runtime(&r, &labelled, "rt", None, None).is_ok());
     }
 
     #[test]
@@ -197,8 +241,8 @@ mod tests {
         let r = parse_ranges("1-").unwrap();
         let mut i = image("1001", None);
         i.on_build = vec!["user 0".into()];
-        assert!(check_builder(&r, &i, "b", None).is_err());
+        assert!(check_builder(&r, &i, "b", None, None).is_err());
         i.on_build = vec!["USER 1001".into(), "RUN x".into()];
-        assert!(check_builder(&r, &i, "b", None).is_ok());
+        assert!(check_builder(&r, &i, "b", None, None).is_ok());
     }
 }

@@ -390,6 +390,18 @@ fn allowed_uids_refuse_a_root_builder_and_accept_a_numeric_one() {
     let numeric = env.alias(&fixture("sti-fake"));
     let (code, _, stderr) = s2i(&env, &["build", &src, &numeric, &env.tag("b"), "-u", "1000-2000"]);
     assert_eq!(code, 0, "{stderr}");
+
+    // A named USER is looked up in the image's /etc/passwd (fakeuser is uid 431).
+    let named = env.alias(&fixture("sti-fake-user"));
+    let out = env.tag("named");
+    let (code, _, stderr) = s2i(&env, &["build", &src, &named, &out, "-u", "400-500"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(docker_run(&out, &[]).1, "assembled as 431\n");
+    let (code, _, stderr) = s2i(&env, &["build", &src, &named, &env.tag("c"), "-u", "1000-"]);
+    assert_eq!(code, 15, "{stderr}");
+    assert!(stderr.contains("\"fakeuser\" must be a numeric uid within the allowed ranges 1000-"), "{stderr}");
+    let (code, _, stderr) = s2i(&env, &["build", &src, &named, &env.tag("d"), "-u", "400-500", "--assemble-user", "ghost"]);
+    assert_eq!(code, 15, "a name missing from /etc/passwd is refused: {stderr}");
     env.assert_clean();
 }
 

@@ -267,3 +267,32 @@ fn incremental_builds_with_a_runtime_image_keep_the_builder_stage() {
     let _ = std::process::Command::new("docker").args(["rmi", &stage_id]).output();
     env.assert_clean();
 }
+
+#[test]
+fn onbuild_builders_build_from_the_source_with_their_triggers() {
+    let env = TestEnv::new("onbuild");
+    let builder = env.alias(&fixture("sti-fake-onbuild"));
+    let out = env.tag("app");
+    let root = env.work().join("ob");
+    write_file(&root.join("run"), "#!/bin/sh\necho \"onbuild app: $(cat onbuild-ran), GREETING=$GREETING, $(cat assembled)\"\n", 0o755);
+    write_file(&root.join(".s2i/environment"), "GREETING=hello there\n", 0o644);
+    write_file(&root.join(".s2i/bin/assemble"), "#!/bin/sh\necho assembled-by-hook > assembled\n", 0o755);
+    write_file(&root.join("Dockerfile"), "FROM scratch\n# the app's own Dockerfile is replaced\n", 0o644);
+    let (code, _, stderr) = s2i(&env, &["build", "ob", &builder, &out]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(docker_run(&out, &[]).1, "onbuild app: onbuild trigger ran, GREETING=hello there, assembled-by-hook\n");
+    let cfg = config(&out);
+    assert_eq!(cfg["Entrypoint"], serde_json::json!(["./run"]));
+    assert_eq!(cfg["User"], "1001");
+
+    // ONBUILD USER lines are held to --allowed-uids too.
+    let (code, _, stderr) = s2i(&env, &["build", "ob", &builder, &env.tag("refused"), "-u", "2000-"]);
+    assert_eq!(code, 15, "{stderr}");
+    assert!(stderr.contains("the ONBUILD USER of image"), "{stderr}");
+    // Without anything to run, the build says what it needs.
+    std::fs::remove_file(root.join("run")).unwrap();
+    let (code, _, stderr) = s2i(&env, &["build", "ob", &builder, &env.tag("noentry")]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("no valid entrypoint specified"), "{stderr}");
+    env.assert_clean();
+}

@@ -1,2 +1,3 @@
+pub mod onbuild;
 pub mod runtime;
 pub mod standard;

@@ -27,11 +27,16 @@ pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: OutputFn) -> 
     let runtime_name = cfg.runtime_image.as_deref().expect("a runtime build has a runtime image");
     let mut timings = Timings::default();
     let mut plan = standard::prepare(cfg, engine, &[scripts::SAVE_ARTIFACTS], &mut timings).await?;
+    if !plan.builder.on_build.is_empty() {
+        return super::onbuild::build(plan, engine, output, timings).await;
+    }
 
     let t = Instant::now();
     let runtime = crate::images::obtain(engine, runtime_name, cfg.runtime_pull_policy).await?;
     timings.record("runtime image", t);
-    users::check_runtime(&cfg.allowed_uids, &runtime, runtime_name, cfg.assemble_runtime_user.as_deref())?;
+    let named = users::needs_passwd(&cfg.allowed_uids, &runtime, cfg.assemble_runtime_user.as_deref(), labels::ASSEMBLE_RUNTIME_USER);
+    let passwd = crate::images::passwd_if_needed(engine, runtime_name, named).await?;
+    users::check_runtime(&cfg.allowed_uids, &runtime, runtime_name, cfg.assemble_runtime_user.as_deref(), passwd.as_deref())?;
     let mappings = runtime_mappings(cfg, &runtime, runtime_name)?;
     let runtime_scripts = Resolver {
         scripts_url: cfg.scripts_url.as_deref(),

@@ -59,6 +59,9 @@ pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: OutputFn) -> 
     // save-artifacts ships with every build, as in the reference: the next incremental build
     // runs it from this build's image.
     let plan = prepare(cfg, engine, &[scripts::SAVE_ARTIFACTS], &mut timings).await?;
+    if !plan.builder.on_build.is_empty() {
+        return super::onbuild::build(plan, engine, output, timings).await;
+    }
     let previous = match (cfg.incremental, cfg.tag.as_deref()) {
         (true, tag) => find_previous(&plan, engine, tag).await,
         (false, _) => None,
@@ -142,13 +145,13 @@ pub(crate) async fn prepare<'a>(
     let t = Instant::now();
     let builder = crate::images::obtain(engine, &cfg.builder_image, cfg.pull_policy).await?;
     timings.record("builder image", t);
-    users::check_builder(&cfg.allowed_uids, &builder, &cfg.builder_image, cfg.assemble_user.as_deref())?;
-    if !builder.on_build.is_empty() {
-        return Err(BuildError::NotSupported(format!(
-            "builder image {} has ONBUILD instructions; ONBUILD builders",
-            cfg.builder_image
-        )));
-    }
+    let named = users::needs_passwd(&cfg.allowed_uids, &builder, cfg.assemble_user.as_deref(), labels::ASSEMBLE_USER);
+    let passwd = crate::images::passwd_if_needed(engine, &cfg.builder_image, named).await?;
+    users::check_builder(&cfg.allowed_uids, &builder, &cfg.builder_image, cfg.assemble_user.as_deref(), passwd.as_deref())?;
+    // An ONBUILD builder does its own work: no script is required of it.
+    let onbuild = !builder.on_build.is_empty();
+    let (required, optional): (&[&str], &[&str]) =
+        if onbuild { (&[], &[scripts::ASSEMBLE, scripts::RUN]) } else { (&[scripts::ASSEMBLE, scripts::RUN], optional_scripts) };
     // After the cheap builder checks: a clone or a download can take a while.
     let t = Instant::now();
     let source = source::prepare(&SourceRequest::from_config(cfg)).await?;
@@ -170,7 +173,7 @@ pub(crate) async fn prepare<'a>(
         image_url: scripts::image_scripts_url(&builder, &cfg.builder_image),
         image_name: &cfg.builder_image,
     }
-    .resolve(&[scripts::ASSEMBLE, scripts::RUN], optional_scripts)
+    .resolve(required, optional)
     .await?;
     timings.record("scripts", t);
 
