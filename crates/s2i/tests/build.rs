@@ -477,25 +477,27 @@ fn container_settings_reach_the_assemble_container() {
     let scripts = env.work().join("s");
     write_file(
         &scripts.join("assemble"),
-        "#!/bin/sh\nset -e\ngrep build-host /etc/hosts > hosts\ncat /mnt/shared/data.txt > volume\ngrep CapBnd /proc/self/status > caps\n",
+        "#!/bin/sh\nset -e\ngrep build-host /etc/hosts > hosts\ncat /mnt/shared/data.txt > volume\ngrep CapBnd /proc/self/status > caps\necho \"nets: $(ls /sys/class/net | tr '\\n' ' ')\" > nets\n",
         0o755,
     );
-    write_file(&scripts.join("run"), "#!/bin/sh\ncat hosts volume caps\n", 0o755);
+    write_file(&scripts.join("run"), "#!/bin/sh\ncat hosts volume caps nets\n", 0o755);
     let url = format!("file://{}", scripts.display());
     let vol = format!("{}:/mnt/shared:ro", shared.display());
     let (with, without) = (env.tag("with"), env.tag("without"));
     let (code, _, stderr) = s2i(
         &env,
-        &["build", &src, &builder, &with, "-s", &url, "--add-host", "build-host:10.1.2.3", "-v", &vol, "--cap-drop", "ALL", "--assemble-user", "0"],
+        &["build", &src, &builder, &with, "-s", &url, "--add-host", "build-host:10.1.2.3", "-v", &vol, "--cap-drop", "ALL", "--assemble-user", "0", "--network", "none"],
     );
     assert_eq!(code, 0, "{stderr}");
     let shown = docker_run(&with, &[]).1;
     assert!(shown.contains("10.1.2.3") && shown.contains("build-host"), "{shown}");
     assert!(shown.contains("from the host"), "{shown}");
     assert!(shown.contains("CapBnd:\t0000000000000000"), "all capabilities dropped: {shown}");
+    assert!(shown.contains("nets: lo \n"), "--network none leaves only loopback: {shown}");
     let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &without, "-s", &url, "--assemble-user", "0", "-v", &vol, "--add-host", "build-host:10.9.9.9"]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(!docker_run(&without, &[]).1.contains("CapBnd:\t0000000000000000"));
+    let shown = docker_run(&without, &[]).1;
+    assert!(!shown.contains("CapBnd:\t0000000000000000") && shown.contains("eth0"), "{shown}");
     env.assert_clean();
 }
 
