@@ -1,10 +1,6 @@
 //! Image references: validation of output tags, the fully qualified form recorded in labels, and
 //! the split into repository and tag for a commit.
 
-use std::sync::LazyLock;
-
-use regex::Regex;
-
 /// A parsed `[domain/]path[:tag][@digest]` reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef {
@@ -14,14 +10,69 @@ pub struct ImageRef {
     pub digest: Option<String>,
 }
 
-static COMPONENT: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$").unwrap());
-static DOMAIN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?$").unwrap()
-});
-static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[\w][\w.-]{0,127}$").unwrap());
-static DIGEST: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}$").unwrap());
+// Docker's reference grammar is ASCII and small; checked by hand (a regex for the tag rule alone,
+// `[\w][\w.-]{0,127}`, costs megabytes to compile).
+
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
+fn is_component(s: &str) -> bool {
+    let b = s.as_bytes();
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !alnum(b[i]) {
+            i += 1;
+        }
+        match &s[start..i] {
+            "." | "_" | "__" => {}
+            sep if sep.bytes().all(|c| c == b'-') => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// `host(.host)*(:port)?` with hosts `[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?`
+fn is_domain(s: &str) -> bool {
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (s, None),
+    };
+    if port.is_some_and(|p| p.is_empty() || !p.bytes().all(|c| c.is_ascii_digit())) {
+        return false;
+    }
+    host.split('.').all(|part| {
+        let b = part.as_bytes();
+        !b.is_empty()
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+    })
+}
+
+/// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`
+fn is_tag(s: &str) -> bool {
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let b = s.as_bytes();
+    !b.is_empty() && b.len() <= 128 && word(b[0]) && b.iter().all(|c| word(*c) || *c == b'.' || *c == b'-')
+}
+
+/// `algorithm:hex` with at least 32 hex digits.
+fn is_digest(s: &str) -> bool {
+    let Some((algo, hex)) = s.split_once(':') else { return false };
+    let algo_ok = algo.split(['-', '_', '+', '.']).all(|part| {
+        let b = part.as_bytes();
+        !b.is_empty() && b[0].is_ascii_alphabetic() && b.iter().all(|c| c.is_ascii_alphanumeric())
+    });
+    algo_ok && hex.len() >= 32 && hex.bytes().all(|c| c.is_ascii_hexdigit())
+}
 
 impl ImageRef {
     pub fn parse(text: &str) -> Result<ImageRef, String> {
@@ -30,7 +81,7 @@ impl ImageRef {
         }
         let (rest, digest) = match text.split_once('@') {
             Some((r, d)) => {
-                if !DIGEST.is_match(d) {
+                if !is_digest(d) {
                     return Err(format!("invalid digest {d:?}"));
                 }
                 (r, Some(d.to_string()))
@@ -44,7 +95,7 @@ impl ImageRef {
             None => (rest, None),
         };
         if let Some(t) = &tag {
-            if !TAG.is_match(t) {
+            if !is_tag(t) {
                 return Err(format!("invalid tag {t:?}"));
             }
         }
@@ -52,7 +103,7 @@ impl ImageRef {
             Some((first, rest))
                 if first.contains(['.', ':']) || first == "localhost" || first.chars().any(|c| c.is_ascii_uppercase()) =>
             {
-                if !DOMAIN.is_match(first) {
+                if !is_domain(first) {
                     return Err(format!("invalid registry {first:?}"));
                 }
                 (Some(first.to_string()), rest)
@@ -63,7 +114,7 @@ impl ImageRef {
             return Err("the repository name is empty".into());
         }
         for component in path.split('/') {
-            if !COMPONENT.is_match(component) {
+            if !is_component(component) {
                 let reason = if component.chars().any(|c| c.is_ascii_uppercase()) {
                     "repository names must be lowercase"
                 } else {
@@ -147,6 +198,19 @@ mod tests {
         assert_eq!(normalize_for_label(&format!("img@{d}")), format!("docker.io/library/img@{d}"));
         // Unparsable names are recorded verbatim.
         assert_eq!(normalize_for_label("Bad Name"), "Bad Name");
+    }
+
+    #[test]
+    fn grammar_pieces() {
+        for ok in ["a", "a.b", "a_b", "a__b", "a---b", "a0"] {
+            assert!(is_component(ok), "{ok}");
+        }
+        for bad in ["", "A", "a..b", "a___b", "-a", "a-", "a_.b"] {
+            assert!(!is_component(bad), "{bad}");
+        }
+        assert!(is_domain("localhost:5000") && is_domain("my-reg.example.com") && !is_domain("bad_host") && !is_domain("h:"));
+        assert!(is_tag("v1.2-rc_3") && !is_tag(".v1") && !is_tag(&"x".repeat(129)) && is_tag(&"x".repeat(128)));
+        assert!(is_digest(&format!("sha256:{}", "a".repeat(64))) && !is_digest("sha256:abc") && !is_digest("1sha:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
     }
 
     #[test]
