@@ -20,8 +20,8 @@ use tracing::{debug, warn};
 use crate::connect::{parse_endpoint, ConnectOptions, Transport};
 use crate::error::{EngineError, Result};
 use crate::{
-    ByteStream, CommitSpec, ContainerInput, ContainerSpec, Engine, EngineVersion, ImageInfo, OutputSink,
-    OutputStream, RegistryAuth,
+    ByteStream, CommitSpec, ContainerInput, ContainerSpec, Engine, EngineVersion, ImageBuildSpec, ImageInfo,
+    OutputSink, OutputStream, RegistryAuth,
 };
 
 /// The newest API version we speak. Negotiation picks the lower of this and the engine's.
@@ -145,6 +145,28 @@ async fn pump_stdin(mut input: ContainerInput, stdin: &mut (dyn AsyncWrite + Sen
     };
     let _ = stdin.shutdown().await;
     result
+}
+
+/// The classic builder marks a RUN step's stderr with the escape sequences `ESC[91m` … `ESC[0m`
+/// (which may open and close in different messages): route those parts to stderr, without them.
+fn relay_build_stream(mut text: &str, in_stderr: &mut bool, output: &mut dyn OutputSink) {
+    const START: &str = "\x1b[91m";
+    const END: &str = "\x1b[0m";
+    while !text.is_empty() {
+        let marker = if *in_stderr { END } else { START };
+        let (part, rest, found) = match text.find(marker) {
+            Some(i) => (&text[..i], &text[i + marker.len()..], true),
+            None => (text, "", false),
+        };
+        if !part.is_empty() {
+            let stream = if *in_stderr { OutputStream::Stderr } else { OutputStream::Stdout };
+            output.output(stream, part.as_bytes());
+        }
+        if found {
+            *in_stderr = !*in_stderr;
+        }
+        text = rest;
+    }
 }
 
 /// The `changes` lines that make Podman (which ignores a commit's JSON config) record the same
@@ -382,6 +404,50 @@ impl Engine for DockerEngine {
         Ok(Some(Box::pin(futures_util::stream::once(async { Ok(first) }).chain(rest))))
     }
 
+    async fn build_image(&self, context: ContainerInput, spec: &ImageBuildSpec, output: &mut dyn OutputSink) -> Result<String> {
+        let opts = bollard::query_parameters::BuildImageOptions {
+            dockerfile: spec.dockerfile.clone(),
+            t: spec.tag.clone(),
+            rm: true,
+            forcerm: true,
+            networkmode: spec.network_mode.clone(),
+            extrahosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.join(",")),
+            ..Default::default()
+        };
+        // The context flows from the reader to the request body chunk by chunk.
+        let body = bollard::body_try_stream(tokio_util::io::ReaderStream::with_capacity(context, 128 * 1024));
+        let mut stream = self.docker.build_image(opts, None, Some(body));
+        let mut image_id = None;
+        let mut in_stderr = false;
+        let failed = |message: String| EngineError::Api { op: "building the image".into(), message, status: None };
+        while let Some(item) = stream.next().await {
+            let info = match item {
+                Ok(info) => info,
+                Err(bollard::errors::Error::DockerStreamError { error }) => return Err(failed(error)),
+                Err(e) => return Err(EngineError::api("building the image", e)),
+            };
+            if let Some(detail) = info.error_detail {
+                return Err(failed(detail.message.unwrap_or_else(|| "the build failed".into())));
+            }
+            if let Some(text) = info.stream.as_deref() {
+                relay_build_stream(text, &mut in_stderr, output);
+            } else if let Some(status) = info.status.as_deref() {
+                output.output(OutputStream::Stdout, format!("{status}\n").as_bytes());
+            }
+            if let Some(id) = info.aux.and_then(|a| a.id) {
+                image_id = Some(id);
+            }
+        }
+        match image_id {
+            Some(id) => Ok(id),
+            // Engines that do not report the id (old APIs): ask by tag.
+            None => match &spec.tag {
+                Some(tag) => self.inspect_image(tag).await?.map(|i| i.id).ok_or_else(|| failed(format!("{tag} is missing after the build"))),
+                None => Err(failed("the engine did not report the new image's id".into())),
+            },
+        }
+    }
+
     async fn remove_leftovers(&self) {
         let ids: Vec<String> = self.created.lock().unwrap().iter().cloned().collect();
         for id in ids {
@@ -395,6 +461,24 @@ impl Engine for DockerEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_output_colours_mark_stderr() {
+        let mut seen: Vec<(OutputStream, String)> = Vec::new();
+        let mut sink = |s: OutputStream, d: &[u8]| seen.push((s, String::from_utf8_lossy(d).into_owned()));
+        let mut in_stderr = false;
+        relay_build_stream("out\n\x1b[91merr one\n", &mut in_stderr, &mut sink);
+        relay_build_stream("err two\n\x1b[0mRemoving\n", &mut in_stderr, &mut sink);
+        assert_eq!(
+            seen,
+            vec![
+                (OutputStream::Stdout, "out\n".into()),
+                (OutputStream::Stderr, "err one\n".into()),
+                (OutputStream::Stderr, "err two\n".into()),
+                (OutputStream::Stdout, "Removing\n".into()),
+            ]
+        );
+    }
 
     #[test]
     fn commit_changes_quote_every_value() {

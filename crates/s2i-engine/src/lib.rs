@@ -95,6 +95,19 @@ pub struct CommitSpec {
     pub labels: HashMap<String, String>,
 }
 
+/// What [`Engine::build_image`] builds: a Dockerfile inside a tar build context.
+#[derive(Debug, Clone, Default)]
+pub struct ImageBuildSpec {
+    /// The Dockerfile's path inside the context.
+    pub dockerfile: String,
+    /// `repo[:tag]` to tag the result with; untagged when `None`.
+    pub tag: Option<String>,
+    /// Network mode of the build's RUN steps.
+    pub network_mode: Option<String>,
+    /// `host:ip` entries added to `/etc/hosts` of the RUN steps.
+    pub extra_hosts: Vec<String>,
+}
+
 /// Which of a container's output streams a chunk came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputStream {
@@ -170,6 +183,13 @@ pub trait Engine: Send + Sync {
 
     /// A tar of `path` inside a container, or `None` when the path does not exist.
     async fn download_archive(&self, id: &str, path: &str) -> Result<Option<ByteStream>>;
+
+    /// Build an image from a Dockerfile with the engine's own builder (the classic builder, not
+    /// BuildKit) and return the new image's id. `context` is the build context as a tar stream,
+    /// sent as it is read (never buffered whole). The build's output (step lines, RUN output) goes
+    /// to `output` as [`OutputStream::Stdout`]; a failing step is an error carrying its message.
+    /// Intermediate containers are removed by the engine, on failure too.
+    async fn build_image(&self, context: ContainerInput, spec: &ImageBuildSpec, output: &mut dyn OutputSink) -> Result<String>;
 
     /// Remove every container this engine created and has not removed yet. Used on interruption
     /// and as a last line of defence; never fails, only logs.
