@@ -75,6 +75,9 @@ pub enum BuildError {
 
     #[error("interrupted")]
     Interrupted,
+
+    #[error("the image build failed: {message}")]
+    ImageBuild { message: String },
 }
 
 fn format_tail(tail: &str) -> String {
@@ -132,6 +135,7 @@ impl BuildError {
             BuildError::BuilderLacks { what, .. } => {
                 format!("install {what} in the builder image, or build FROM an image that has it")
             }
+            BuildError::ImageBuild { .. } => "the build output above shows the step that failed".into(),
             BuildError::LabelsTooBig { .. } => "write fewer or shorter labels in image_metadata.json".into(),
             BuildError::ImageMetadata { .. } => {
                 "the file must look like {\"labels\":[{\"key\":\"value\"}]}".into()

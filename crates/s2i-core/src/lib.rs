@@ -21,7 +21,7 @@ pub mod users;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-pub use config::{BuildConfig, PullPolicy};
+pub use config::{BuildConfig, BuildMethod, PullPolicy};
 pub use error::{BuildError, Result};
 use s2i_engine::{Engine, OutputSink};
 pub use source::WalkStats;
@@ -53,5 +53,18 @@ impl Timings {
 
 /// Run one build. Every container it creates is removed before it returns, whatever happens.
 pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: &mut dyn OutputSink) -> Result<BuildResult> {
-    strategy::standard::build(cfg, engine, output).await
+    match cfg.build_method {
+        BuildMethod::Standard => strategy::standard::build(cfg, engine, output).await,
+        BuildMethod::Dockerfile => strategy::dockerfile::build(cfg, engine, output).await,
+    }
 }
+
+/// `--as-dockerfile` and `s2i generate`: write a Dockerfile to `cfg.as_dockerfile` and its context
+/// (`upload/`) beside it, without building. `builder` is the builder image as the local engine
+/// knows it, if it does (its scripts label is used); `with_source` is false for `s2i generate`.
+/// Returns the Dockerfile's path.
+pub async fn write_dockerfile(cfg: &BuildConfig, builder: Option<&s2i_engine::ImageInfo>, with_source: bool) -> Result<std::path::PathBuf> {
+    strategy::dockerfile::write(cfg, builder, with_source).await
+}
+
+pub use strategy::dockerfile::{quote as dockerfile_quote, DockerfileSpec, ScriptPlace};

@@ -1,1 +1,2 @@
+pub mod dockerfile;
 pub mod standard;

@@ -131,7 +131,7 @@ pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: &mut dyn Outp
 }
 
 /// The source directory, or its `--context-dir`, absolute.
-fn application_root(cfg: &BuildConfig) -> Result<PathBuf> {
+pub(crate) fn application_root(cfg: &BuildConfig) -> Result<PathBuf> {
     let source = std::path::absolute(&cfg.source).map_err(|e| BuildError::io("resolving the source path", e))?;
     match std::fs::metadata(&source) {
         Err(_) => return Err(BuildError::SourceNotFound { path: cfg.source.clone() }),
@@ -148,7 +148,7 @@ fn application_root(cfg: &BuildConfig) -> Result<PathBuf> {
 }
 
 /// dest = `--destination` ‖ the builder's destination label (or its deprecated forms) ‖ `/tmp`.
-fn destination(cfg: &BuildConfig, builder: &ImageInfo) -> String {
+pub(crate) fn destination(cfg: &BuildConfig, builder: &ImageInfo) -> String {
     if let Some(d) = cfg.destination.as_deref().filter(|d| !d.is_empty()) {
         return d.to_string();
     }
@@ -167,7 +167,7 @@ fn destination(cfg: &BuildConfig, builder: &ImageInfo) -> String {
 }
 
 /// `.s2i/environment` (unless `.s2iignore` removes it), then `-e`, then `-E`; last wins.
-fn build_environment(cfg: &BuildConfig, app_root: &Path, ignore: &IgnoreRules) -> Vec<EnvVar> {
+pub(crate) fn build_environment(cfg: &BuildConfig, app_root: &Path, ignore: &IgnoreRules) -> Vec<EnvVar> {
     let env_file = app_root.join(".s2i/environment");
     let from_source = if ignore.is_ignored(".s2i") || ignore.is_ignored(".s2i/environment") {
         Vec::new()

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use regex::Regex;
-use s2i_core::{env, users, BuildConfig, BuildError, BuildResult, PullPolicy};
+use s2i_core::{env, users, BuildConfig, BuildError, BuildMethod, BuildResult, PullPolicy};
 use s2i_engine::OutputStream;
 use tracing::{info, warn};
 
@@ -12,6 +12,12 @@ use crate::cli::{BuildArgs, GlobalArgs};
 
 pub async fn run(global: &GlobalArgs, args: BuildArgs) -> Result<(), BuildError> {
     let cfg = config_from_args(args)?;
+    if cfg.as_dockerfile.is_some() {
+        let builder = super::inspect_if_reachable(global, &cfg.builder_image).await;
+        let path = s2i_core::write_dockerfile(&cfg, builder.as_ref(), true).await?;
+        eprintln!("Application dockerfile generated in {}", path.display());
+        return Ok(());
+    }
     let engine = super::connect(global).await?;
     let mut relay = |stream: OutputStream, line: &[u8]| relay_line(stream, line);
     let result = super::interruptible(&engine, s2i_core::build(&cfg, &engine, &mut relay)).await?;
@@ -45,6 +51,7 @@ fn short_id(id: &str) -> &str {
 /// Turn flags into a validated config. Flags whose feature is not built yet are refused by name
 /// rather than ignored.
 pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
+    refuse_conflicts(&args)?;
     refuse_unsupported(&args)?;
     let (Some(source), Some(builder)) = (args.source.clone(), args.builder.clone()) else {
         return Err(BuildError::InvalidValue {
@@ -140,8 +147,43 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
         cap_drop: args.cap_drop.into_iter().filter(|c| !c.is_empty()).collect(),
         network: args.network.filter(|n| !n.is_empty()),
         add_hosts: args.add_host,
-        labels: Vec::new(),
+        labels: parse_labels(&args.labels)?,
+        as_dockerfile: args.as_dockerfile.filter(|p| !p.as_os_str().is_empty()),
+        image_scripts_url: Some(args.image_scripts_url).filter(|u| !u.is_empty()),
+        incremental: args.common.incremental,
+        build_method: BuildMethod::parse(&args.build_method)?,
     })
+}
+
+/// `--label key=value`: split at the first `=`; the key must not be empty.
+fn parse_labels(values: &[String]) -> Result<Vec<(String, String)>, BuildError> {
+    values
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+            _ => Err(BuildError::InvalidValue { what: "--label", value: l.clone(), reason: "must be KEY=VALUE".into() }),
+        })
+        .collect()
+}
+
+/// Flags that cannot go together, refused before any work (the reference prints an error and exits 0).
+fn refuse_conflicts(args: &BuildArgs) -> Result<(), BuildError> {
+    let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+    if args.as_dockerfile.is_some() {
+        if args.run {
+            return Err(BuildError::Conflict("--run cannot be used with --as-dockerfile".into()));
+        }
+        if set(&args.runtime_image) {
+            return Err(BuildError::Conflict("--runtime-image cannot be used with --as-dockerfile".into()));
+        }
+        if args.build_method == BuildMethod::Dockerfile.as_str() {
+            return Err(BuildError::Conflict("--as-dockerfile writes the Dockerfile that --build-method=dockerfile builds: use one of them".into()));
+        }
+    }
+    if args.common.incremental && set(&args.runtime_image) {
+        return Err(BuildError::Conflict("Incremental build with runtime image isn't supported".into()));
+    }
+    Ok(())
 }
 
 /// Git URLs (`scheme://…`, `git@host:path`) are for the sources issue; refuse them clearly for now.
@@ -157,8 +199,10 @@ fn looks_remote(source: &str) -> bool {
 fn refuse_unsupported(args: &BuildArgs) -> Result<(), BuildError> {
     let mut used: Vec<&str> = Vec::new();
     let c = &args.common;
-    let checks: [(&str, bool); 13] = [
-        ("--incremental", c.incremental),
+    // Incremental builds exist only as Dockerfile builds for now.
+    let dockerfile = args.as_dockerfile.is_some() || args.build_method == BuildMethod::Dockerfile.as_str();
+    let checks: [(&str, bool); 12] = [
+        ("--incremental", c.incremental && !dockerfile),
         ("--rm", c.remove_previous),
         ("--callback-url", c.callback_url.is_some()),
         ("--dockercfg-path", c.dockercfg_path.is_some()),
@@ -169,7 +213,6 @@ fn refuse_unsupported(args: &BuildArgs) -> Result<(), BuildError> {
         ("--runtime-image", args.runtime_image.as_deref().is_some_and(|r| !r.is_empty())),
         ("--runtime-artifact", !args.runtime_artifact.is_empty()),
         ("--assemble-runtime-user", args.assemble_runtime_user.is_some()),
-        ("--as-dockerfile", args.as_dockerfile.is_some()),
         ("--ignore-submodules", args.ignore_submodules),
     ];
     for (flag, set) in checks {

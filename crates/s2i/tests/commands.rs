@@ -1,0 +1,201 @@
+//! The rest of the command line: `--as-dockerfile`, `generate`, `--build-method=dockerfile`, `create`,
+//! `usage`, `rebuild`, `version`, `completion`, `--label`, `--run`, `--callback-url`, `--use-config`
+//! and `--output=json`, driven through the real binary against the real daemon. Every test ends with
+//! `assert_clean`.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use s2i_testkit::{builder_image, docker_run, image_exists, image_inspect, support_dir, write_file, TestEnv};
+
+fn sti_fake() -> String {
+    builder_image(&support_dir("builders/sti-fake"))
+}
+
+/// Run s2i in `env` and return (exit code, stdout, stderr).
+fn s2i(env: &TestEnv, args: &[&str]) -> (i32, String, String) {
+    let Output { status, stdout, stderr } = env.s2i().args(args).output().expect("s2i runs");
+    let out = (status.code().unwrap_or(-1), String::from_utf8_lossy(&stdout).into(), String::from_utf8_lossy(&stderr).into());
+    if std::env::var_os("S2I_TEST_VERBOSE").is_some() {
+        eprintln!("s2i {args:?} -> {}\n--- stdout\n{}--- stderr\n{}", out.0, out.1, out.2);
+    }
+    out
+}
+
+/// `docker build` with the classic builder (the daemon has no BuildKit client here).
+fn docker_build(dir: &Path, dockerfile: &str, tag: &str) -> (bool, String) {
+    let out = Command::new("docker")
+        .args(["build", "-f", dockerfile, "-t", tag, "."])
+        .current_dir(dir)
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(Stdio::null())
+        .output()
+        .expect("docker build runs");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+fn label(image: &str, key: &str) -> Option<String> {
+    image_inspect(image)["Config"]["Labels"][key].as_str().map(str::to_string)
+}
+
+fn image_env(image: &str) -> Vec<String> {
+    serde_json::from_value(image_inspect(image)["Config"]["Env"].clone()).unwrap()
+}
+
+/// A small application with an assemble hook and an .s2i/environment.
+fn app(env: &TestEnv, name: &str) -> String {
+    let dir = env.work().join(name);
+    write_file(&dir.join("index.html"), "hello\n", 0o644);
+    write_file(&dir.join(".s2i/environment"), "FROM_FILE=file\n", 0o644);
+    write_file(
+        &dir.join(".s2i/bin/assemble"),
+        "#!/bin/sh\nset -e\necho \"Running custom assemble\"\nexec /usr/libexec/s2i/assemble\n",
+        0o755,
+    );
+    name.to_string()
+}
+
+const TRICKY: &str = "quote\" dollar$HOME back\\slash\nRUN touch /pwned";
+
+#[test]
+fn as_dockerfile_writes_a_context_that_docker_builds() {
+    let env = TestEnv::new("as-dockerfile");
+    let builder = env.alias(&sti_fake());
+    let src = app(&env, "app");
+    let tricky_env = format!("TRICKY={TRICKY}");
+    let tricky_label = format!("tricky={TRICKY}");
+    let (code, stdout, stderr) = s2i(
+        &env,
+        &["build", &src, &builder, "app:v1", "--as-dockerfile", "out/MyDockerfile", "-e", &tricky_env, "--label", &tricky_label, "-n", "My App"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("Application dockerfile generated in") && stderr.contains("out/MyDockerfile"), "{stderr}");
+    let out = env.work().join("out");
+    let dockerfile = std::fs::read_to_string(out.join("MyDockerfile")).unwrap();
+    assert!(dockerfile.starts_with(&format!("FROM {builder}\n")), "{dockerfile}");
+    assert!(dockerfile.contains("COPY --chown=1001:0 upload/scripts /tmp/scripts\n"), "{dockerfile}");
+    assert!(dockerfile.contains("COPY --chown=1001:0 upload/src /tmp/src\nUSER 1001\nRUN /tmp/scripts/assemble\n"), "{dockerfile}");
+    assert!(dockerfile.ends_with("CMD /usr/libexec/s2i/run\n"), "{dockerfile}");
+    assert!(!dockerfile.lines().any(|l| l.starts_with("RUN touch")), "{dockerfile}");
+    assert!(out.join("upload/src/index.html").is_file());
+    assert!(out.join("upload/scripts/assemble").is_file());
+    assert!(!out.join("upload/src/.s2i/bin/assemble").exists(), "scripts are moved out of the source");
+
+    let tag = env.tag("built");
+    let (ok, log) = docker_build(&out, "MyDockerfile", &tag);
+    assert!(ok, "{log}");
+    assert!(log.contains("Running custom assemble"), "{log}");
+    let (code, run_out, _) = docker_run(&tag, &[]);
+    assert_eq!(code, 0);
+    assert!(run_out.contains("index.html") && run_out.contains(".sti-fake-assembled"), "{run_out}");
+    // Values arrive whole; a newline, which a Dockerfile cannot hold, arrives as the two characters \n.
+    let arrived = TRICKY.replace('\n', "\\n");
+    assert_eq!(label(&tag, "tricky").as_deref(), Some(arrived.as_str()));
+    assert!(image_env(&tag).contains(&format!("TRICKY={arrived}")), "{:?}", image_env(&tag));
+    assert!(image_env(&tag).contains(&"FROM_FILE=file".to_string()));
+    assert_eq!(label(&tag, "io.k8s.display-name").as_deref(), Some("My App"));
+    assert_eq!(label(&tag, "io.openshift.s2i.build.source-location").as_deref(), Some("app"));
+    assert_ne!(docker_run(&tag, &["test", "-e", "/pwned"]).0, 0);
+
+    // A second run replaces the upload/ it wrote; an upload/ it did not write is left alone.
+    write_file(&env.work().join("app/second.txt"), "2\n", 0o644);
+    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, "--as-dockerfile", "out/"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(out.join("Dockerfile").is_file() && out.join("upload/src/second.txt").is_file());
+    write_file(&env.work().join("other/upload/mine.txt"), "mine\n", 0o644);
+    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, "--as-dockerfile", "other/Dockerfile"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("which s2i did not write"), "{stderr}");
+    assert!(env.work().join("other/upload/mine.txt").is_file());
+    env.assert_clean();
+}
+
+#[test]
+fn as_dockerfile_inside_the_source_and_its_conflicts() {
+    let env = TestEnv::new("as-dockerfile-inside");
+    let builder = env.alias(&sti_fake());
+    let src = app(&env, "app");
+    // The output lies inside the source: it must not copy itself.
+    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, "--as-dockerfile", "app/Dockerfile"]);
+    assert_eq!(code, 0, "{stderr}");
+    let upload_src = env.work().join("app/upload/src");
+    assert!(upload_src.join("index.html").is_file());
+    assert!(!upload_src.join("upload").exists() && !upload_src.join("Dockerfile").exists());
+
+    for (flags, expect) in [
+        (&["--run"][..], "--run cannot be used with --as-dockerfile"),
+        (&["--build-method=dockerfile"][..], "use one of them"),
+        (&["--assemble-user", "root", "-u", "1000-"][..], "must be a numeric uid"),
+        (&["--destination", "/tmp/a b"][..], "cannot be written into a Dockerfile"),
+        (&["--incremental"][..], "needs the TAG"),
+    ] {
+        let mut args = vec!["build", src.as_str(), builder.as_str(), "--as-dockerfile", "x/Dockerfile"];
+        args.extend_from_slice(flags);
+        let (code, _, stderr) = s2i(&env, &args);
+        assert_ne!(code, 0, "{flags:?}: {stderr}");
+        assert!(stderr.contains(expect), "{flags:?}: {stderr}");
+    }
+    env.assert_clean();
+}
+
+#[test]
+fn generate_writes_a_dockerfile_for_a_builder() {
+    let env = TestEnv::new("generate");
+    let builder = env.alias(&sti_fake());
+    let (code, _, stderr) = s2i(&env, &["generate", &builder, "gen/", "-e", "MODE=prod", "--assemble-user", "1001"]);
+    assert_eq!(code, 0, "{stderr}");
+    let gen = env.work().join("gen");
+    let dockerfile = std::fs::read_to_string(gen.join("Dockerfile")).unwrap();
+    assert!(dockerfile.contains("ENV MODE=\"prod\"\n"), "{dockerfile}");
+    assert!(dockerfile.contains("RUN /usr/libexec/s2i/assemble\n"), "{dockerfile}");
+    assert!(gen.join("upload/src").is_dir());
+    // Whatever is put in upload/src is the application.
+    write_file(&gen.join("upload/src/page.txt"), "generated\n", 0o644);
+    let tag = env.tag("gen");
+    let (ok, log) = docker_build(&gen, "Dockerfile", &tag);
+    assert!(ok, "{log}");
+    assert_eq!(docker_run(&tag, &["cat", "page.txt"]).1, "generated\n");
+
+    let (code, _, stderr) = s2i(&env, &["generate", &builder]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("OUTPUT_FILE"), "{stderr}");
+    env.assert_clean();
+}
+
+#[test]
+fn build_method_dockerfile_builds_through_the_engine() {
+    let env = TestEnv::new("build-method");
+    let builder = env.alias(&sti_fake());
+    let src = app(&env, "app");
+    write_file(&env.work().join("app/artifacts/cache.txt"), "cached\n", 0o644);
+    let out = env.tag("app");
+    let (code, stdout, stderr) = s2i(&env, &["build", &src, &builder, &out, "--build-method=dockerfile", "-e", "A=1", "--label", "team=x"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("Running custom assemble") && stderr.contains("sti-fake: a line on stderr"), "{stderr}");
+    assert!(!stderr.contains('\x1b'), "colour codes are stripped: {stderr:?}");
+    let cfg = &image_inspect(&out)["Config"];
+    assert_eq!(cfg["User"], "1001");
+    assert_eq!(label(&out, "team").as_deref(), Some("x"));
+    assert_eq!(label(&out, "io.openshift.s2i.scripts-url").as_deref(), Some("image:///usr/libexec/s2i"));
+    assert!(image_env(&out).contains(&"A=1".to_string()));
+    let (code, run_out, _) = docker_run(&out, &[]);
+    assert_eq!(code, 0);
+    assert!(run_out.contains("index.html") && run_out.contains("artifacts"), "{run_out}");
+
+    // Incremental: the previous image's artifacts come back although the source no longer has them.
+    std::fs::remove_dir_all(env.work().join("app/artifacts")).unwrap();
+    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "--build-method=dockerfile", "--incremental", "--loglevel=1"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("Existing image for tag") && stderr.contains("restoring artifacts"), "{stderr}");
+    assert_eq!(docker_run(&out, &["cat", "artifacts/cache.txt"]).1, "cached\n");
+
+    // A failing assemble fails the build with the engine's message and leaves no tag behind.
+    let failed = env.tag("failed");
+    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &failed, "--build-method=dockerfile", "-e", "ASSEMBLE_FAIL=3"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("sti-fake: giving up with status 3") && stderr.contains("returned a non-zero code: 3"), "{stderr}");
+    assert!(!image_exists(&failed));
+    env.assert_clean();
+}
