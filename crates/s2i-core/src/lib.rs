@@ -6,6 +6,7 @@
 
 pub mod config;
 mod container_log;
+pub mod create;
 pub mod env;
 pub mod error;
 pub mod ignore;
@@ -16,6 +17,7 @@ pub mod scripts;
 pub mod source;
 mod strategy;
 pub mod tar_stream;
+pub mod usage;
 pub mod users;
 
 use std::collections::BTreeMap;

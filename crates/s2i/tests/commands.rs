@@ -199,3 +199,71 @@ fn build_method_dockerfile_builds_through_the_engine() {
     assert!(!image_exists(&failed));
     env.assert_clean();
 }
+
+#[test]
+fn create_makes_a_builder_that_passes_its_own_test() {
+    let env = TestEnv::new("create");
+    let candidate = env.tag("candidate");
+    let (code, _, stderr) = s2i(&env, &["create", "acme/widget", "widget"]);
+    assert_eq!(code, 0, "{stderr}");
+    let dir = env.work().join("widget");
+    for f in ["Dockerfile", "Makefile", "README.md", "s2i/bin/assemble", "s2i/bin/run", "s2i/bin/save-artifacts", "s2i/bin/usage", "test/run", "test/test-app/index.html"] {
+        assert!(dir.join(f).is_file(), "{f}");
+    }
+    // Existing files are kept.
+    write_file(&dir.join("README.md"), "my notes\n", 0o644);
+    let (code, _, stderr) = s2i(&env, &["create", "acme/widget", "widget"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("File already exists: README.md, skipping"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(dir.join("README.md")).unwrap(), "my notes\n");
+
+    // The scaffold builds FROM a local base and its own test passes with our s2i first in PATH.
+    let base = s2i_testkit::base_image();
+    let out = Command::new("docker")
+        .args(["build", "--build-arg", &format!("BASE_IMAGE={base}"), "-t", &candidate, "."])
+        .current_dir(&dir)
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bin_dir = s2i_testkit::s2i_bin().parent().unwrap().to_path_buf();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let out = Command::new("sh")
+        .arg("test/run")
+        .current_dir(&dir)
+        .env("PATH", path)
+        .env("IMAGE_NAME", &candidate)
+        .env("TMPDIR", env.tmpdir())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("PASS:"), "{log}");
+    assert!(!image_exists(&format!("{candidate}-testapp")), "test/run removes its application image");
+
+    let (code, _, stderr) = s2i(&env, &["create", "acme/widget"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("DESTINATION"), "{stderr}");
+    env.assert_clean();
+}
+
+#[test]
+fn usage_prints_the_builder_usage_on_stdout() {
+    let env = TestEnv::new("usage");
+    let builder = env.alias(&sti_fake());
+    let (code, stdout, stderr) = s2i(&env, &["usage", &builder]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "sti-fake: a fake s2i builder image for tests\n");
+
+    // A builder that declares no scripts location has no usage script to run.
+    let nolabel = env.alias(&builder_image(&support_dir("builders/sti-fake-nolabel")));
+    let (code, _, stderr) = s2i(&env, &["usage", &nolabel]);
+    assert_eq!(code, 11, "{stderr}");
+    assert!(stderr.contains("failed to install [usage]"), "{stderr}");
+
+    let (code, _, stderr) = s2i(&env, &["usage", "s2i-test/does-not-exist", "--pull-policy=never"]);
+    assert_eq!(code, 1, "{stderr}");
+    env.assert_clean();
+}

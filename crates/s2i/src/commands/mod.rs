@@ -2,7 +2,9 @@
 //! engine and running a future so that Ctrl-C (or SIGTERM, SIGHUP, SIGQUIT) removes what it made.
 
 mod build;
+mod create;
 mod generate;
+mod usage;
 
 use std::future::Future;
 use std::time::Duration;
@@ -27,8 +29,8 @@ pub async fn run(cli: Cli) -> Result<(), BuildError> {
             Ok(())
         }
         Some(Command::Rebuild(_)) => Err(BuildError::NotSupported("s2i rebuild".into())),
-        Some(Command::Usage(_)) => Err(BuildError::NotSupported("s2i usage".into())),
-        Some(Command::Create(_)) => Err(BuildError::NotSupported("s2i create".into())),
+        Some(Command::Usage(args)) => usage::run(&cli.global, args).await,
+        Some(Command::Create(args)) => create::run(args),
         Some(Command::Generate(args)) => generate::run(&cli.global, args).await,
         Some(Command::Completion(_)) => Err(BuildError::NotSupported("s2i completion".into())),
     }
