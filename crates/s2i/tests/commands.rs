@@ -267,3 +267,22 @@ fn usage_prints_the_builder_usage_on_stdout() {
     assert_eq!(code, 1, "{stderr}");
     env.assert_clean();
 }
+
+#[test]
+fn version_names_the_commit_and_completion_knows_three_shells() {
+    let env = TestEnv::new("version");
+    let (code, stdout, _) = s2i(&env, &["version"]);
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with(&format!("s2i v{} (commit ", env!("CARGO_PKG_VERSION"))) && stdout.ends_with(")\n"), "{stdout}");
+    for (shell, marker) in [("bash", "complete -F _s2i"), ("zsh", "#compdef s2i"), ("fish", "complete -c s2i")] {
+        let (code, stdout, stderr) = s2i(&env, &["completion", shell]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains(marker) && stdout.contains("as-dockerfile"), "{shell}: {}", &stdout[..200.min(stdout.len())]);
+    }
+    for (args, expect) in [(&["completion"][..], "shell not specified"), (&["completion", "tcsh"][..], "unsupported shell"), (&["completion", "bash", "zsh"][..], "too many arguments")] {
+        let (code, stdout, stderr) = s2i(&env, args);
+        assert_eq!(code, 1, "{args:?}");
+        assert!(stdout.is_empty() && stderr.contains(expect), "{args:?}: {stderr}");
+    }
+    env.assert_clean();
+}

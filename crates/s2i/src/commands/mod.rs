@@ -2,6 +2,7 @@
 //! engine and running a future so that Ctrl-C (or SIGTERM, SIGHUP, SIGQUIT) removes what it made.
 
 mod build;
+mod completion;
 mod create;
 mod generate;
 mod usage;
@@ -25,14 +26,14 @@ pub async fn run(cli: Cli) -> Result<(), BuildError> {
         }
         Some(Command::Build(args)) => build::run(&cli.global, *args).await,
         Some(Command::Version) => {
-            println!("s2i v{}", crate::VERSION);
+            println!("s2i v{} (commit {})", crate::VERSION, crate::GIT_COMMIT);
             Ok(())
         }
         Some(Command::Rebuild(_)) => Err(BuildError::NotSupported("s2i rebuild".into())),
         Some(Command::Usage(args)) => usage::run(&cli.global, args).await,
         Some(Command::Create(args)) => create::run(args),
         Some(Command::Generate(args)) => generate::run(&cli.global, args).await,
-        Some(Command::Completion(_)) => Err(BuildError::NotSupported("s2i completion".into())),
+        Some(Command::Completion(args)) => completion::run(args),
     }
 }
 
