@@ -76,6 +76,9 @@ pub enum BuildError {
     #[error("interrupted")]
     Interrupted,
 
+    #[error("the callback to {url} failed: {reason}")]
+    Callback { url: String, reason: String },
+
     #[error("the image build failed: {message}")]
     ImageBuild { message: String },
 }

@@ -4,6 +4,7 @@
 //! [`build`]. Nothing here prints: log lines go through `tracing`, container output through the
 //! [`s2i_engine::OutputSink`] the caller hands in.
 
+pub mod callback;
 pub mod config;
 mod container_log;
 pub mod create;
@@ -15,6 +16,7 @@ mod images;
 pub mod labels;
 pub mod scripts;
 pub mod source;
+mod run_image;
 mod strategy;
 pub mod tar_stream;
 pub mod usage;
@@ -24,6 +26,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 pub use config::{BuildConfig, BuildMethod, PullPolicy};
+pub use run_image::run_image;
 pub use error::{BuildError, Result};
 use s2i_engine::{Engine, OutputSink};
 pub use source::WalkStats;

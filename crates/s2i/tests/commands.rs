@@ -286,3 +286,112 @@ fn version_names_the_commit_and_completion_knows_three_shells() {
     }
     env.assert_clean();
 }
+
+#[test]
+fn output_json_is_the_only_thing_on_stdout_on_success_and_failure() {
+    let env = TestEnv::new("json");
+    let builder = env.alias(&sti_fake());
+    let src = app(&env, "app");
+    let out = env.tag("app");
+    let (code, stdout, stderr) = s2i(&env, &["build", &src, &builder, &out, "--output=json", "--label", "team=payments"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["success"], true);
+    assert_eq!(doc["tag"], out.as_str());
+    assert_eq!(doc["builder_image"], builder.as_str());
+    assert_eq!(doc["strategy"], "standard");
+    assert_eq!(doc["image_id"], image_inspect(&out)["Id"]);
+    assert_eq!(doc["labels"]["team"], "payments", "--label is applied: {doc}");
+    assert_eq!(label(&out, "team").as_deref(), Some("payments"));
+    assert!(doc["phases"].as_array().unwrap().iter().any(|p| p["name"] == "assemble" && p["seconds"].is_number()), "{doc}");
+
+    let failed = env.tag("failed");
+    let (code, stdout, stderr) = s2i(&env, &["build", &src, &builder, &failed, "--output=json", "-e", "ASSEMBLE_FAIL=7"]);
+    assert_eq!(code, 1, "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["success"], false);
+    assert_eq!(doc["error"]["exit_code"], 1);
+    assert!(doc["error"]["message"].as_str().unwrap().contains("exited with status 7"), "{doc}");
+    assert!(stderr.contains("error: "), "the error is still rendered for people: {stderr}");
+
+    // Invalid flags too.
+    let (code, stdout, _) = s2i(&env, &["build", &src, &builder, "--output=json", "-e", "NOEQUALS"]);
+    assert_eq!(code, 1);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["success"], false);
+    let (code, _, _) = s2i(&env, &["build", &src, &builder, "--label", "=novalue"]);
+    assert_eq!(code, 1);
+    env.assert_clean();
+}
+
+#[test]
+fn callback_url_receives_the_outcome_without_changing_the_exit_code() {
+    let env = TestEnv::new("callback");
+    let builder = env.alias(&sti_fake());
+    let src = app(&env, "app");
+    let server = s2i_testkit::HttpServer::recorder();
+    let url = format!("{}/hook", server.url());
+    let out = env.tag("app");
+    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "--callback-url", &url]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &env.tag("failed"), "--callback-url", &url, "-e", "ASSEMBLE_FAIL=2"]);
+    assert_eq!(code, 1, "{stderr}");
+    let posts = server.wait_for_requests(2, std::time::Duration::from_secs(10));
+    assert_eq!(posts.len(), 2, "{posts:?}");
+    assert_eq!(posts[0].path, "/hook");
+    assert_eq!(posts[0].header("Content-Type"), Some("application/json"));
+    let ok: serde_json::Value = serde_json::from_slice(&posts[0].body).unwrap();
+    assert_eq!(ok["success"], true);
+    assert_eq!(ok["labels"]["io.openshift.s2i.build.image"], format!("docker.io/{builder}"));
+    assert_eq!(posts[1].body_str(), "{\"success\":false}\n");
+
+    // Nobody listening: a warning, and the build still succeeds.
+    let dead = format!("http://127.0.0.1:{}/hook", free_port());
+    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "--callback-url", &dead]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("WARNING:") && stderr.contains("3 attempts failed"), "{stderr}");
+    env.assert_clean();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn run_starts_the_image_and_ctrl_c_removes_its_container() {
+    let env = TestEnv::new("run");
+    let builder = env.alias(&sti_fake());
+    let src = app(&env, "app");
+    let out = env.tag("app");
+    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "--run"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("as a result of the --run=true option"), "{stderr}");
+    assert!(stderr.contains("sti-fake run: "), "the image's output is relayed: {stderr}");
+    env.assert_clean();
+
+    // A long-running application: Ctrl-C stops it and removes its container.
+    write_file(&env.work().join("app/.s2i/bin/run"), "#!/bin/sh\necho started\nexec sleep 120\n", 0o755);
+    let mut child = env.s2i().args(["build", &src, &builder, &out, "--run"]).stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    // Keep reading to the end: s2i must never write into a closed pipe.
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut seen = String::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line == "started" {
+                let _ = started_tx.send(());
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        seen
+    });
+    let started = started_rx.recv_timeout(std::time::Duration::from_secs(60)).is_ok();
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let status = child.wait().unwrap();
+    let seen = reader.join().unwrap();
+    assert!(started, "{seen}");
+    assert_eq!(status.code(), Some(2), "{seen}");
+    env.assert_clean();
+}

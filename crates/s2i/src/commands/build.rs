@@ -2,27 +2,100 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Instant;
 
 use regex::Regex;
 use s2i_core::{env, users, BuildConfig, BuildError, BuildMethod, BuildResult, PullPolicy};
 use s2i_engine::OutputStream;
 use tracing::{info, warn};
 
+use super::report;
 use crate::cli::{BuildArgs, GlobalArgs};
 
 pub async fn run(global: &GlobalArgs, args: BuildArgs) -> Result<(), BuildError> {
-    let cfg = config_from_args(args)?;
+    let json = args.output == "json";
+    let run_after = args.run;
+    let callback = args.common.callback_url.clone().filter(|u| !u.is_empty());
+    let requested = (args.builder.clone().unwrap_or_default(), args.tag.clone().filter(|t| !t.is_empty()));
+    let started = Instant::now();
+
+    let cfg = match config_from_args(args) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            if json {
+                print_json(&report::failure(&requested.0, requested.1.as_deref(), &e, started.elapsed()));
+            }
+            return Err(e);
+        }
+    };
     if cfg.as_dockerfile.is_some() {
         let builder = super::inspect_if_reachable(global, &cfg.builder_image).await;
-        let path = s2i_core::write_dockerfile(&cfg, builder.as_ref(), true).await?;
-        eprintln!("Application dockerfile generated in {}", path.display());
+        let written = s2i_core::write_dockerfile(&cfg, builder.as_ref(), true).await;
+        if json {
+            print_json(&match &written {
+                Ok(path) => report::dockerfile(&cfg, path, started.elapsed()),
+                Err(e) => report::failure(&cfg.builder_image, cfg.tag.as_deref(), e, started.elapsed()),
+            });
+        }
+        eprintln!("Application dockerfile generated in {}", written?.display());
         return Ok(());
     }
-    let engine = super::connect(global).await?;
+
+    let engine = match super::connect(global).await {
+        Ok(engine) => engine,
+        Err(e) => return finish_failed(&cfg, e, callback.as_deref(), json, started).await,
+    };
     let mut relay = |stream: OutputStream, line: &[u8]| relay_line(stream, line);
-    let result = super::interruptible(&engine, s2i_core::build(&cfg, &engine, &mut relay)).await?;
+    let built = super::interruptible(&engine, s2i_core::build(&cfg, &engine, &mut relay)).await;
+    let result = match built {
+        Ok(result) => result,
+        Err(e) => return finish_failed(&cfg, e, callback.as_deref(), json, started).await,
+    };
+    if let Some(url) = &callback {
+        send_callback(url, true, &result.labels).await;
+    }
     print_result(&result);
+    if json {
+        print_json(&report::success(&cfg, &result, started.elapsed()));
+    }
+    if run_after {
+        let image = result.tag.clone().unwrap_or_else(|| result.image_id.clone());
+        eprintln!("Running {image} as a result of the --run=true option (all its ports are published; Ctrl-C stops it)");
+        let mut relay = |stream: OutputStream, line: &[u8]| relay_line(stream, line);
+        super::interruptible(&engine, s2i_core::run_image(&engine, &image, &mut relay)).await?;
+    }
     Ok(())
+}
+
+/// A failed build still sends its callback and its JSON document; the error is returned for the
+/// binary to render once.
+async fn finish_failed(
+    cfg: &BuildConfig,
+    e: BuildError,
+    callback: Option<&str>,
+    json: bool,
+    started: Instant,
+) -> Result<(), BuildError> {
+    if let Some(url) = callback {
+        send_callback(url, false, &Default::default()).await;
+    }
+    if json {
+        print_json(&report::failure(&cfg.builder_image, cfg.tag.as_deref(), &e, started.elapsed()));
+    }
+    Err(e)
+}
+
+/// The callback never changes the outcome of the build: its failure is a warning.
+async fn send_callback(url: &str, success: bool, labels: &std::collections::BTreeMap<String, String>) {
+    if let Err(e) = s2i_core::callback::send(url, success, labels).await {
+        warn!("{e}");
+    }
+}
+
+fn print_json(doc: &serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{doc}");
+    let _ = out.flush();
 }
 
 /// Container output goes to stderr, line by line, untouched: stdout is kept for machine output.
@@ -201,12 +274,10 @@ fn refuse_unsupported(args: &BuildArgs) -> Result<(), BuildError> {
     let c = &args.common;
     // Incremental builds exist only as Dockerfile builds for now.
     let dockerfile = args.as_dockerfile.is_some() || args.build_method == BuildMethod::Dockerfile.as_str();
-    let checks: [(&str, bool); 12] = [
+    let checks: [(&str, bool); 10] = [
         ("--incremental", c.incremental && !dockerfile),
         ("--rm", c.remove_previous),
-        ("--callback-url", c.callback_url.is_some()),
         ("--dockercfg-path", c.dockercfg_path.is_some()),
-        ("--run", args.run),
         ("--ref", args.git_ref.as_deref().is_some_and(|r| !r.is_empty())),
         ("--use-config", args.use_config),
         ("--inject", !args.inject.is_empty()),
@@ -258,8 +329,8 @@ mod tests {
 
     #[test]
     fn unbuilt_features_are_refused_by_name() {
-        let err = config_from_args(args(&["a", "b", "--incremental", "--run"])).unwrap_err();
-        assert_eq!(err.to_string(), "--incremental, --run: not supported yet");
+        let err = config_from_args(args(&["a", "b", "--incremental", "--rm"])).unwrap_err();
+        assert_eq!(err.to_string(), "--incremental, --rm: not supported yet");
         assert!(config_from_args(args(&["https://example.com/x.git", "b"])).is_err());
         assert!(config_from_args(args(&["git@github.com:org/repo.git", "b"])).is_err());
     }

@@ -5,6 +5,7 @@ mod build;
 mod completion;
 mod create;
 mod generate;
+mod report;
 mod usage;
 
 use std::future::Future;
