@@ -16,6 +16,7 @@ mod images;
 pub mod labels;
 pub mod scripts;
 pub mod source;
+pub mod rebuild;
 mod run_image;
 mod strategy;
 pub mod tar_stream;

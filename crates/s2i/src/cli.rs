@@ -212,12 +212,17 @@ pub struct BuildArgs {
 
 #[derive(Debug, Args)]
 pub struct RebuildArgs {
+    /// An image built by s2i: its labels name the builder and the source
     #[arg(value_name = "IMAGE")]
     pub image: Option<String>,
+    /// The tag of the new image (default: IMAGE's, which then points to the new image)
     #[arg(value_name = "NEW_TAG")]
     pub new_tag: Option<String>,
     #[command(flatten)]
     pub common: CommonArgs,
+    /// What to print on stdout when the build ends: text (nothing) or json (one JSON document, on failure too)
+    #[arg(long, default_value = "text", value_parser = ["text", "json"], value_name = "FORMAT")]
+    pub output: String,
 }
 
 #[derive(Debug, Args)]

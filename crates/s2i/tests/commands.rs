@@ -395,3 +395,35 @@ fn run_starts_the_image_and_ctrl_c_removes_its_container() {
     assert_eq!(status.code(), Some(2), "{seen}");
     env.assert_clean();
 }
+
+#[test]
+fn rebuild_builds_again_from_the_labels() {
+    let env = TestEnv::new("rebuild");
+    let builder = env.alias(&sti_fake());
+    let src = app(&env, "app");
+    let out = env.tag("app");
+    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "-n", "Shop"]);
+    assert_eq!(code, 0, "{stderr}");
+    write_file(&env.work().join("app/added.txt"), "new\n", 0o644);
+
+    let rebuilt = env.tag("rebuilt");
+    let (code, stdout, stderr) = s2i(&env, &["rebuild", &out, &rebuilt, "--pull-policy=never", "--output=json"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("Running custom assemble"), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["tag"], rebuilt.as_str());
+    assert_eq!(docker_run(&rebuilt, &["cat", "added.txt"]).1, "new\n");
+    assert_eq!(label(&rebuilt, "io.k8s.display-name").as_deref(), Some("Shop"));
+    assert_eq!(label(&rebuilt, "io.openshift.s2i.build.image"), label(&out, "io.openshift.s2i.build.image"));
+
+    // Without NEW_TAG the image's own tag moves to the new build.
+    let before = image_inspect(&out)["Id"].clone();
+    let (code, _, stderr) = s2i(&env, &["rebuild", &out]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_ne!(image_inspect(&out)["Id"], before);
+
+    let (code, _, stderr) = s2i(&env, &["rebuild", &builder]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("required label \"io.openshift.s2i.build.image\""), "{stderr}");
+    env.assert_clean();
+}

@@ -28,6 +28,7 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs) -> Result<(), BuildError>
             return Err(e);
         }
     };
+    let after = After { json, run_after, callback, started };
     if cfg.as_dockerfile.is_some() {
         let builder = super::inspect_if_reachable(global, &cfg.builder_image).await;
         let written = s2i_core::write_dockerfile(&cfg, builder.as_ref(), true).await;
@@ -40,7 +41,21 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs) -> Result<(), BuildError>
         eprintln!("Application dockerfile generated in {}", written?.display());
         return Ok(());
     }
+    execute(global, &cfg, after).await
+}
 
+/// What happens around a build: JSON output, the callback, running the result.
+pub struct After {
+    pub json: bool,
+    pub run_after: bool,
+    pub callback: Option<String>,
+    pub started: Instant,
+}
+
+/// Build `cfg` with the engine, then send the callback, print the result and run the image as asked.
+pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, after: After) -> Result<(), BuildError> {
+    let After { json, run_after, callback, started } = after;
+    let cfg = cfg.clone();
     let engine = match super::connect(global).await {
         Ok(engine) => engine,
         Err(e) => return finish_failed(&cfg, e, callback.as_deref(), json, started).await,

@@ -5,6 +5,7 @@ mod build;
 mod completion;
 mod create;
 mod generate;
+mod rebuild;
 mod report;
 mod usage;
 
@@ -30,7 +31,7 @@ pub async fn run(cli: Cli) -> Result<(), BuildError> {
             println!("s2i v{} (commit {})", crate::VERSION, crate::GIT_COMMIT);
             Ok(())
         }
-        Some(Command::Rebuild(_)) => Err(BuildError::NotSupported("s2i rebuild".into())),
+        Some(Command::Rebuild(args)) => rebuild::run(&cli.global, args).await,
         Some(Command::Usage(args)) => usage::run(&cli.global, args).await,
         Some(Command::Create(args)) => create::run(args),
         Some(Command::Generate(args)) => generate::run(&cli.global, args).await,
