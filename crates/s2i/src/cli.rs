@@ -12,7 +12,14 @@ const BUILD_EXAMPLES: &str = "Examples:
   s2i build ./myapp registry.example.com/builders/python:3.12 myapp:latest
 
   # Use scripts from another place and pass environment variables
-  s2i build . my-builder myapp -s file://./s2i/bin -e DEBUG=1 -E .env";
+  s2i build . my-builder myapp -s file://./s2i/bin -e DEBUG=1 -E .env
+
+  # Write a Dockerfile and its context instead of building, or build that Dockerfile right away
+  s2i build . my-builder myapp --as-dockerfile out/Dockerfile
+  s2i build . my-builder myapp --build-method=dockerfile
+
+  # Print one JSON document describing the result, for scripts
+  s2i build . my-builder myapp --output=json --label team=payments";
 
 #[derive(Debug, Parser)]
 #[command(name = "s2i", version = crate::VERSION, about = ABOUT, disable_version_flag = true)]
@@ -25,6 +32,7 @@ pub struct Cli {
 
 /// Flags valid on every subcommand.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Daemon endpoint (unix:///path or tcp://host:port); default $DOCKER_HOST, else unix:///var/run/docker.sock
     #[arg(short = 'U', long = "url", global = true, value_name = "URL")]
