@@ -50,6 +50,39 @@ impl fmt::Display for PullPolicy {
     }
 }
 
+/// How the output image is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BuildMethod {
+    /// The reference's way: run assemble in a container of the builder, commit that container.
+    #[default]
+    Standard,
+    /// Generate the `--as-dockerfile` Dockerfile and build it with the engine's image builder.
+    Dockerfile,
+}
+
+impl BuildMethod {
+    pub const VALUES: [&'static str; 2] = ["standard", "dockerfile"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildMethod::Standard => "standard",
+            BuildMethod::Dockerfile => "dockerfile",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<BuildMethod> {
+        match s {
+            "standard" | "" => Ok(BuildMethod::Standard),
+            "dockerfile" => Ok(BuildMethod::Dockerfile),
+            other => Err(BuildError::InvalidValue {
+                what: "build method",
+                value: other.to_string(),
+                reason: "valid values are: standard or dockerfile".into(),
+            }),
+        }
+    }
+}
+
 /// Everything one `s2i build` needs, after flags were parsed and checked.
 #[derive(Debug, Clone, Default)]
 pub struct BuildConfig {
@@ -99,6 +132,11 @@ pub struct BuildConfig {
     pub assemble_runtime_user: Option<String>,
     /// Extra labels from a library caller; generated labels are overridden by these.
     pub labels: Vec<(String, String)>,
+    /// `--as-dockerfile`: write a Dockerfile and its context to this path instead of building.
+    pub as_dockerfile: Option<PathBuf>,
+    /// `--image-scripts-url`: where Dockerfile builds take the scripts the builder does not declare.
+    pub image_scripts_url: Option<String>,
+    pub build_method: BuildMethod,
 }
 
 /// Validate `--context-dir`: relative, and not climbing out of the source.

@@ -109,6 +109,15 @@ pub enum BuildError {
 
     #[error("interrupted")]
     Interrupted,
+
+    #[error("required label {label:?} not found in image {image}")]
+    MissingLabel { image: String, label: &'static str },
+
+    #[error("the callback to {url} failed: {reason}")]
+    Callback { url: String, reason: String },
+
+    #[error("the image build failed: {message}")]
+    ImageBuild { message: String },
 }
 
 fn format_detail(detail: &str) -> String {
@@ -201,6 +210,8 @@ impl BuildError {
             BuildError::BuilderLacks { what, .. } => {
                 format!("install {what} in the builder image, or build FROM an image that has it")
             }
+            BuildError::MissingLabel { .. } => "s2i rebuild needs an image that s2i built".into(),
+            BuildError::ImageBuild { .. } => "the build output above shows the step that failed".into(),
             BuildError::LabelsTooBig { .. } => "write fewer or shorter labels in image_metadata.json".into(),
             BuildError::ImageMetadata { .. } => {
                 "the file must look like {\"labels\":[{\"key\":\"value\"}]}".into()

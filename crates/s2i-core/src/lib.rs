@@ -5,9 +5,11 @@
 //! [`OutputFn`] the caller hands in.
 
 pub mod archive_check;
+pub mod callback;
 pub mod config;
 mod container_log;
 pub use container_log::OutputFn;
+pub mod create;
 pub mod env;
 pub mod error;
 pub mod ignore;
@@ -18,14 +20,18 @@ pub mod mapping;
 pub mod labels;
 pub mod scripts;
 pub mod source;
+pub mod rebuild;
+mod run_image;
 mod strategy;
 pub mod tar_stream;
+pub mod usage;
 pub mod users;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-pub use config::{BuildConfig, PullPolicy};
+pub use config::{BuildConfig, BuildMethod, PullPolicy};
+pub use run_image::run_image;
 pub use error::{BuildError, Result};
 use s2i_engine::Engine;
 pub use source::WalkStats;
@@ -59,9 +65,19 @@ impl Timings {
 ///
 /// Container output goes to `output` line by line.
 pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: OutputFn) -> Result<BuildResult> {
-    if cfg.runtime_image.is_some() {
-        strategy::runtime::build(cfg, engine, output).await
-    } else {
-        strategy::standard::build(cfg, engine, output).await
+    match cfg.build_method {
+        BuildMethod::Dockerfile => strategy::dockerfile::build(cfg, engine, output).await,
+        BuildMethod::Standard if cfg.runtime_image.is_some() => strategy::runtime::build(cfg, engine, output).await,
+        BuildMethod::Standard => strategy::standard::build(cfg, engine, output).await,
     }
 }
+
+/// `--as-dockerfile` and `s2i generate`: write a Dockerfile to `cfg.as_dockerfile` and its context
+/// (`upload/`) beside it, without building. `builder` is the builder image as the local engine
+/// knows it, if it does (its scripts label is used); `with_source` is false for `s2i generate`.
+/// Returns the Dockerfile's path.
+pub async fn write_dockerfile(cfg: &BuildConfig, builder: Option<&s2i_engine::ImageInfo>, with_source: bool) -> Result<std::path::PathBuf> {
+    strategy::dockerfile::write(cfg, builder, with_source).await
+}
+
+pub use strategy::dockerfile::{quote as dockerfile_quote, DockerfileSpec, ScriptPlace};

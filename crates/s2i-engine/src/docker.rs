@@ -287,11 +287,16 @@ impl Engine for DockerEngine {
             ..Default::default()
         };
         let opts = CreateContainerOptions { name: spec.name.clone(), ..Default::default() };
-        let created = self
-            .docker
-            .create_container(Some(opts), body)
-            .await
-            .map_err(|e| EngineError::api(format!("creating a container from {:?}", spec.image), e))?;
+        // Remembered by name before the request: an interruption that drops this future after the
+        // engine made the container, but before its id arrived, must still find it to remove it.
+        if let Some(name) = &spec.name {
+            self.created.lock().unwrap().insert(name.clone());
+        }
+        let created = self.docker.create_container(Some(opts), body).await;
+        if let Some(name) = &spec.name {
+            self.forget(name);
+        }
+        let created = created.map_err(|e| EngineError::api(format!("creating a container from {:?}", spec.image), e))?;
         for w in created.warnings.iter().filter(|w| !w.is_empty()) {
             warn!("{w}");
         }

@@ -18,7 +18,14 @@ const BUILD_EXAMPLES: &str = "Examples:
   s2i build ./app.tar.gz my-builder myapp
 
   # Use scripts from another place and pass environment variables
-  s2i build . my-builder myapp -s file://./s2i/bin -e DEBUG=1 -E .env";
+  s2i build . my-builder myapp -s file://./s2i/bin -e DEBUG=1 -E .env
+
+  # Write a Dockerfile and its context instead of building, or build that Dockerfile right away
+  s2i build . my-builder myapp --as-dockerfile out/Dockerfile
+  s2i build . my-builder myapp --build-method=dockerfile
+
+  # Print one JSON document describing the result, for scripts
+  s2i build . my-builder myapp --output=json --label team=payments";
 
 #[derive(Debug, Parser)]
 #[command(name = "s2i", version = crate::VERSION, about = ABOUT, disable_version_flag = true)]
@@ -31,6 +38,7 @@ pub struct Cli {
 
 /// Flags valid on every subcommand.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Daemon endpoint (unix:///path or tcp://host:port); default $DOCKER_HOST, else unix:///var/run/docker.sock
     #[arg(short = 'U', long = "url", global = true, value_name = "URL")]
@@ -197,9 +205,18 @@ pub struct BuildArgs {
     /// Network mode of the build containers (bridge, host, none, container:<id> or a network name)
     #[arg(long, value_name = "MODE")]
     pub network: Option<String>,
-    /// Write a Dockerfile and its context to this path instead of building
+    /// Write a Dockerfile and its context (upload/) to this path instead of building
     #[arg(long, value_name = "PATH")]
     pub as_dockerfile: Option<PathBuf>,
+    /// How to make the image: standard (run assemble in a container and commit it) or dockerfile (build the --as-dockerfile Dockerfile with the engine's image builder)
+    #[arg(long, default_value = "standard", value_parser = build_method, value_name = "METHOD")]
+    pub build_method: String,
+    /// Extra label key=value on the output image, applied after the generated ones (repeatable)
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// What to print on stdout when the build ends: text (nothing) or json (one JSON document, on failure too)
+    #[arg(long, default_value = "text", value_parser = ["text", "json"], value_name = "FORMAT")]
+    pub output: String,
     /// Copy symlinks of a local source as symlinks instead of following them
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
     pub keep_symlinks: bool,
@@ -210,12 +227,17 @@ pub struct BuildArgs {
 
 #[derive(Debug, Args)]
 pub struct RebuildArgs {
+    /// An image built by s2i: its labels name the builder and the source
     #[arg(value_name = "IMAGE")]
     pub image: Option<String>,
+    /// The tag of the new image (default: IMAGE's, which then points to the new image)
     #[arg(value_name = "NEW_TAG")]
     pub new_tag: Option<String>,
     #[command(flatten)]
     pub common: CommonArgs,
+    /// What to print on stdout when the build ends: text (nothing) or json (one JSON document, on failure too)
+    #[arg(long, default_value = "text", value_parser = ["text", "json"], value_name = "FORMAT")]
+    pub output: String,
 }
 
 #[derive(Debug, Args)]
@@ -238,12 +260,32 @@ pub struct CreateArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = GENERATE_EXAMPLES)]
 pub struct GenerateArgs {
+    /// The builder image
     #[arg(value_name = "BUILDER_IMAGE")]
     pub builder: Option<String>,
+    /// The Dockerfile to write (a directory ending in / gets a Dockerfile inside); upload/ is written beside it
     #[arg(value_name = "OUTPUT_FILE")]
     pub output: Option<PathBuf>,
+    /// Accepted for compatibility; nothing runs
+    #[arg(short = 'q', long, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
+    pub quiet: bool,
+    /// Environment variable for assemble and the image, NAME=VALUE (repeatable)
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// User that runs assemble (default 1001)
+    #[arg(long, value_name = "USER")]
+    pub assemble_user: Option<String>,
+    /// Accepted for compatibility and ignored
+    #[arg(long, hide = true, value_name = "USER")]
+    pub assemble_runtime_user: Option<String>,
 }
+
+const GENERATE_EXAMPLES: &str = "Examples:
+  # Write build/Dockerfile and build/upload/; put the application in build/upload/src
+  s2i generate my-builder build/
+  docker build -t myapp build/";
 
 #[derive(Debug, Args)]
 pub struct CompletionArgs {
@@ -258,6 +300,12 @@ pub fn go_bool(s: &str) -> Result<bool, String> {
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
         other => Err(format!("invalid boolean {other:?}: use true or false")),
     }
+}
+
+fn build_method(s: &str) -> Result<String, String> {
+    s2i_core::BuildMethod::parse(s).map(|m| m.as_str().to_string()).map_err(|_| {
+        format!("invalid value {s:?}, valid values are: {}", s2i_core::BuildMethod::VALUES.join(" or "))
+    })
 }
 
 fn pull_policy(s: &str) -> Result<String, String> {

@@ -12,6 +12,8 @@ use clap::Parser;
 use s2i_core::BuildError;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git commit the binary was built from (`-dirty` with uncommitted changes), or `unknown`.
+pub const GIT_COMMIT: &str = env!("S2I_GIT_COMMIT");
 
 fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {

@@ -1,3 +1,4 @@
+pub mod dockerfile;
 pub mod onbuild;
 pub mod runtime;
 pub mod standard;

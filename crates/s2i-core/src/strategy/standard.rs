@@ -462,7 +462,7 @@ pub(crate) async fn remove_container(engine: &dyn Engine, id: &str) {
 }
 
 /// dest = `--destination` ‖ the builder's destination label (or its deprecated forms) ‖ `/tmp`.
-fn destination(cfg: &BuildConfig, builder: &ImageInfo) -> String {
+pub(crate) fn destination(cfg: &BuildConfig, builder: &ImageInfo) -> String {
     if let Some(d) = cfg.destination.as_deref().filter(|d| !d.is_empty()) {
         return d.to_string();
     }
@@ -481,7 +481,7 @@ fn destination(cfg: &BuildConfig, builder: &ImageInfo) -> String {
 }
 
 /// `.s2i/environment` (unless `.s2iignore` removes it), then `-e`, then `-E`; last wins.
-fn build_environment(cfg: &BuildConfig, app_root: &Path, ignore: &IgnoreRules) -> Vec<EnvVar> {
+pub(crate) fn build_environment(cfg: &BuildConfig, app_root: &Path, ignore: &IgnoreRules) -> Vec<EnvVar> {
     let env_file = app_root.join(".s2i/environment");
     let from_source = if ignore.is_ignored(".s2i") || ignore.is_ignored(".s2i/environment") {
         Vec::new()

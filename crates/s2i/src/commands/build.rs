@@ -1,22 +1,115 @@
 //! `s2i build SOURCE BUILDER_IMAGE [TAG]`.
 
 use std::io::Write;
+use std::time::Instant;
 
 use regex::Regex;
 use s2i_core::source::ParsedSource;
-use s2i_core::{env, users, BuildConfig, BuildError, BuildResult, PullPolicy};
+use s2i_core::{env, users, BuildConfig, BuildError, BuildMethod, BuildResult, PullPolicy};
 use s2i_engine::OutputStream;
 use tracing::{info, warn};
 
+use super::report;
 use crate::cli::{BuildArgs, GlobalArgs};
 
 pub async fn run(global: &GlobalArgs, args: BuildArgs) -> Result<(), BuildError> {
-    let cfg = config_from_args(args)?;
-    let engine = super::connect(global).await?;
+    let json = args.output == "json";
+    let run_after = args.run;
+    let callback = args.common.callback_url.clone().filter(|u| !u.is_empty());
+    let requested = (args.builder.clone().unwrap_or_default(), args.tag.clone().filter(|t| !t.is_empty()));
+    let started = Instant::now();
+
+    let cfg = match config_from_args(args) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            if json {
+                print_json(&report::failure(&requested.0, requested.1.as_deref(), &e, started.elapsed()));
+            }
+            return Err(e);
+        }
+    };
+    let after = After { json, run_after, callback, started };
+    if cfg.as_dockerfile.is_some() {
+        let builder = super::inspect_if_reachable(global, &cfg.builder_image).await;
+        let written = s2i_core::write_dockerfile(&cfg, builder.as_ref(), true).await;
+        if json {
+            print_json(&match &written {
+                Ok(path) => report::dockerfile(&cfg, path, started.elapsed()),
+                Err(e) => report::failure(&cfg.builder_image, cfg.tag.as_deref(), e, started.elapsed()),
+            });
+        }
+        eprintln!("Application dockerfile generated in {}", written?.display());
+        return Ok(());
+    }
+    execute(global, &cfg, after).await
+}
+
+/// What happens around a build: JSON output, the callback, running the result.
+pub struct After {
+    pub json: bool,
+    pub run_after: bool,
+    pub callback: Option<String>,
+    pub started: Instant,
+}
+
+/// Build `cfg` with the engine, then send the callback, print the result and run the image as asked.
+pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, after: After) -> Result<(), BuildError> {
+    let After { json, run_after, callback, started } = after;
+    let cfg = cfg.clone();
+    let engine = match super::connect(global).await {
+        Ok(engine) => engine,
+        Err(e) => return finish_failed(&cfg, e, callback.as_deref(), json, started).await,
+    };
     let relay: s2i_core::OutputFn = std::sync::Arc::new(relay_line);
-    let result = super::interruptible(&engine, s2i_core::build(&cfg, &engine, relay)).await?;
+    let built = super::interruptible(&engine, s2i_core::build(&cfg, &engine, relay.clone())).await;
+    let result = match built {
+        Ok(result) => result,
+        Err(e) => return finish_failed(&cfg, e, callback.as_deref(), json, started).await,
+    };
+    if let Some(url) = &callback {
+        send_callback(url, true, &result.labels).await;
+    }
     print_result(&result);
+    if json {
+        print_json(&report::success(&cfg, &result, started.elapsed()));
+    }
+    if run_after {
+        let image = result.tag.clone().unwrap_or_else(|| result.image_id.clone());
+        eprintln!("Running {image} as a result of the --run=true option (all its ports are published; Ctrl-C stops it)");
+        super::interruptible(&engine, s2i_core::run_image(&engine, &image, relay)).await?;
+    }
     Ok(())
+}
+
+/// A failed build still sends its callback and its JSON document; the error is returned for the
+/// binary to render once.
+async fn finish_failed(
+    cfg: &BuildConfig,
+    e: BuildError,
+    callback: Option<&str>,
+    json: bool,
+    started: Instant,
+) -> Result<(), BuildError> {
+    if let Some(url) = callback {
+        send_callback(url, false, &Default::default()).await;
+    }
+    if json {
+        print_json(&report::failure(&cfg.builder_image, cfg.tag.as_deref(), &e, started.elapsed()));
+    }
+    Err(e)
+}
+
+/// The callback never changes the outcome of the build: its failure is a warning.
+async fn send_callback(url: &str, success: bool, labels: &std::collections::BTreeMap<String, String>) {
+    if let Err(e) = s2i_core::callback::send(url, success, labels).await {
+        warn!("{e}");
+    }
+}
+
+fn print_json(doc: &serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{doc}");
+    let _ = out.flush();
 }
 
 /// Container output goes to stderr, line by line, untouched: stdout is kept for machine output.
@@ -45,6 +138,7 @@ fn short_id(id: &str) -> &str {
 /// Turn flags into a validated config. Flags whose feature is not built yet are refused by name
 /// rather than ignored.
 pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
+    refuse_conflicts(&args)?;
     refuse_unsupported(&args)?;
     let (Some(source), Some(builder)) = (args.source.clone(), args.builder.clone()) else {
         return Err(BuildError::InvalidValue {
@@ -162,19 +256,50 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
         runtime_pull_policy: PullPolicy::parse(&args.common.runtime_pull_policy)?,
         runtime_artifacts: args.runtime_artifact,
         assemble_runtime_user: args.assemble_runtime_user.filter(|u| !u.is_empty()),
-        labels: Vec::new(),
+        labels: parse_labels(&args.labels)?,
+        as_dockerfile: args.as_dockerfile.filter(|p| !p.as_os_str().is_empty()),
+        image_scripts_url: Some(args.image_scripts_url).filter(|u| !u.is_empty()),
+        build_method: BuildMethod::parse(&args.build_method)?,
     })
+}
+
+/// `--label key=value`: split at the first `=`; the key must not be empty.
+fn parse_labels(values: &[String]) -> Result<Vec<(String, String)>, BuildError> {
+    values
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+            _ => Err(BuildError::InvalidValue { what: "--label", value: l.clone(), reason: "must be KEY=VALUE".into() }),
+        })
+        .collect()
+}
+
+/// Flags that cannot go together, refused before any work (the reference prints an error and exits 0).
+fn refuse_conflicts(args: &BuildArgs) -> Result<(), BuildError> {
+    let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+    if args.as_dockerfile.is_some() {
+        if args.run {
+            return Err(BuildError::Conflict("--run cannot be used with --as-dockerfile".into()));
+        }
+        if set(&args.runtime_image) {
+            return Err(BuildError::Conflict("--runtime-image cannot be used with --as-dockerfile".into()));
+        }
+        if args.build_method == BuildMethod::Dockerfile.as_str() {
+            return Err(BuildError::Conflict("--as-dockerfile writes the Dockerfile that --build-method=dockerfile builds: use one of them".into()));
+        }
+    }
+    if args.build_method == BuildMethod::Dockerfile.as_str() && set(&args.runtime_image) {
+        return Err(BuildError::Conflict("--runtime-image cannot be used with --build-method=dockerfile".into()));
+    }
+    Ok(())
 }
 
 fn refuse_unsupported(args: &BuildArgs) -> Result<(), BuildError> {
     let mut used: Vec<&str> = Vec::new();
     let c = &args.common;
-    let checks: [(&str, bool); 5] = [
-        ("--callback-url", c.callback_url.is_some()),
+    let checks: [(&str, bool); 2] = [
         ("--dockercfg-path", c.dockercfg_path.is_some()),
-        ("--run", args.run),
         ("--use-config", args.use_config),
-        ("--as-dockerfile", args.as_dockerfile.is_some()),
     ];
     for (flag, set) in checks {
         if set {
@@ -221,8 +346,8 @@ mod tests {
 
     #[test]
     fn unbuilt_features_are_refused_by_name() {
-        let err = config_from_args(args(&["a", "b", "--use-config", "--run"])).unwrap_err();
-        assert_eq!(err.to_string(), "--run, --use-config: not supported yet");
+        let err = config_from_args(args(&["a", "b", "--use-config", "--dockercfg-path", "x"])).unwrap_err();
+        assert_eq!(err.to_string(), "--dockercfg-path, --use-config: not supported yet");
     }
 
     #[test]

@@ -2,13 +2,20 @@
 //! engine and running a future so that Ctrl-C (or SIGTERM, SIGHUP, SIGQUIT) removes what it made.
 
 mod build;
+mod completion;
+mod create;
+mod generate;
+mod rebuild;
+mod report;
+mod usage;
 
 use std::future::Future;
+use std::time::Duration;
 
 use s2i_core::BuildError;
-use s2i_engine::{ConnectOptions, DockerEngine, Engine, EngineError};
+use s2i_engine::{ConnectOptions, DockerEngine, Engine, EngineError, ImageInfo};
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::cli::{Cli, Command, GlobalArgs};
 
@@ -21,14 +28,14 @@ pub async fn run(cli: Cli) -> Result<(), BuildError> {
         }
         Some(Command::Build(args)) => build::run(&cli.global, *args).await,
         Some(Command::Version) => {
-            println!("s2i v{}", crate::VERSION);
+            println!("s2i v{} (commit {})", crate::VERSION, crate::GIT_COMMIT);
             Ok(())
         }
-        Some(Command::Rebuild(_)) => Err(BuildError::NotSupported("s2i rebuild".into())),
-        Some(Command::Usage(_)) => Err(BuildError::NotSupported("s2i usage".into())),
-        Some(Command::Create(_)) => Err(BuildError::NotSupported("s2i create".into())),
-        Some(Command::Generate(_)) => Err(BuildError::NotSupported("s2i generate".into())),
-        Some(Command::Completion(_)) => Err(BuildError::NotSupported("s2i completion".into())),
+        Some(Command::Rebuild(args)) => rebuild::run(&cli.global, args).await,
+        Some(Command::Usage(args)) => usage::run(&cli.global, args).await,
+        Some(Command::Create(args)) => create::run(args),
+        Some(Command::Generate(args)) => generate::run(&cli.global, args).await,
+        Some(Command::Completion(args)) => completion::run(args),
     }
 }
 
@@ -62,6 +69,25 @@ pub async fn connect(global: &GlobalArgs) -> Result<DockerEngine, BuildError> {
         EngineError::Connect { endpoint, reason } => BuildError::EngineUnreachable { endpoint, reason },
         other => other.into(),
     })
+}
+
+/// The builder as the local engine knows it, for Dockerfile generation, which needs no engine: an
+/// engine that does not answer within a few seconds, or lacks the image, only means the builder's
+/// scripts label is unknown (`--image-scripts-url` stands in for it).
+pub async fn inspect_if_reachable(global: &GlobalArgs, image: &str) -> Option<ImageInfo> {
+    let name = s2i_core::image_ref::with_default_tag(image);
+    let attempt = async {
+        let engine = connect(global).await.map_err(|e| e.to_string())?;
+        engine.inspect_image(&name).await.map_err(|e| e.to_string())?.ok_or_else(|| "not present locally".to_string())
+    };
+    let outcome = tokio::time::timeout(Duration::from_secs(5), attempt).await.unwrap_or_else(|_| Err("the engine did not answer".into()));
+    match outcome {
+        Ok(info) => Some(info),
+        Err(why) => {
+            info!("Could not inspect the builder image {name} ({why}); its scripts label is unknown");
+            None
+        }
+    }
 }
 
 /// Run `work`; on a terminating signal drop it, remove every container the engine created, and

@@ -1,0 +1,60 @@
+//! `--callback-url`: POST the outcome of a build as JSON, `{"success":bool,"labels":{…}}`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tracing::debug;
+
+use crate::error::{BuildError, Result};
+
+/// How many times a request that fails in transport is tried.
+const ATTEMPTS: u32 = 3;
+
+/// The callback's body: `labels` is left out when there are none (a build that failed before
+/// committing). Newline-terminated, as the reference sends it.
+pub fn body(success: bool, labels: &BTreeMap<String, String>) -> String {
+    let mut doc = serde_json::json!({ "success": success });
+    if !labels.is_empty() {
+        doc["labels"] = serde_json::json!(labels);
+    }
+    format!("{doc}\n")
+}
+
+/// Send the callback. Transport failures are retried (up to 3 attempts, each with the full body);
+/// an answer with a status of 300 or more is a failure, not retried.
+pub async fn send(url: &str, success: bool, labels: &BTreeMap<String, String>) -> Result<()> {
+    let failed = |reason: String| BuildError::Callback { url: url.to_string(), reason };
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().map_err(|e| failed(e.to_string()))?;
+    let body = body(success, labels);
+    let mut last = String::new();
+    for attempt in 1..=ATTEMPTS {
+        let sent = client.post(url).header("Content-Type", "application/json").body(body.clone()).send().await;
+        match sent {
+            Ok(resp) if resp.status().as_u16() < 300 => {
+                debug!("callback to {url} answered {}", resp.status());
+                return Ok(());
+            }
+            Ok(resp) => return Err(failed(format!("the server answered {}", resp.status()))),
+            Err(e) => {
+                last = e.to_string();
+                debug!("callback attempt {attempt} to {url} failed: {last}");
+                if attempt < ATTEMPTS {
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+            }
+        }
+    }
+    Err(failed(format!("{ATTEMPTS} attempts failed, the last with: {last}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_leaves_out_empty_labels() {
+        assert_eq!(body(false, &BTreeMap::new()), "{\"success\":false}\n");
+        let labels = BTreeMap::from([("a".to_string(), "1".to_string())]);
+        assert_eq!(body(true, &labels), "{\"labels\":{\"a\":\"1\"},\"success\":true}\n");
+    }
+}
