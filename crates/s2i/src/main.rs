@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod logging;
+mod s2ifile;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -15,8 +16,13 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The git commit the binary was built from (`-dirty` with uncommitted changes), or `unknown`.
 pub const GIT_COMMIT: &str = env!("S2I_GIT_COMMIT");
 
+/// `--use-config`: what to save to `.s2ifile` (and where) once the build's config is valid.
+pub static PENDING_CONFIG: std::sync::OnceLock<Option<(s2ifile::Pending, std::path::PathBuf)>> = std::sync::OnceLock::new();
+
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let (argv, pending_config) = s2ifile::restore(std::env::args_os().collect(), &cwd);
+    let cli = match cli::Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -25,6 +31,7 @@ fn main() -> ExitCode {
         }
     };
     logging::init(cli.global.loglevel);
+    let _ = PENDING_CONFIG.set(pending_config.map(|p| (p, cwd)));
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -428,6 +428,55 @@ fn rebuild_builds_again_from_the_labels() {
     env.assert_clean();
 }
 
+#[test]
+fn rebuild_of_a_git_source_builds_the_recorded_commit_not_the_branch_tip() {
+    let env = TestEnv::new("rebuildgit");
+    let builder = env.alias(&sti_fake());
+    let repo = env.work().join("repo");
+    write_file(&repo.join("version.txt"), "one\n", 0o644);
+    s2i_testkit::git(&repo, &["init", "-q"]);
+    s2i_testkit::git(&repo, &["add", "."]);
+    s2i_testkit::git(&repo, &["commit", "-qm", "first"]);
+    let first = s2i_testkit::git(&repo, &["rev-parse", "HEAD"]);
+    let url = format!("file://{}", repo.display());
+    let out = env.tag("app");
+    let (code, _, stderr) = s2i(&env, &["build", &url, &builder, &out]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(label(&out, "io.openshift.s2i.build.commit.id").as_deref(), Some(first.as_str()));
+
+    // The branch moves on; a rebuild still builds what the image was made from.
+    write_file(&repo.join("version.txt"), "two\n", 0o644);
+    s2i_testkit::git(&repo, &["commit", "-qam", "second"]);
+    let rebuilt = env.tag("rebuilt");
+    let (code, _, stderr) = s2i(&env, &["rebuild", &out, &rebuilt]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(docker_run(&rebuilt, &["cat", "version.txt"]).1, "one\n");
+    assert_eq!(label(&rebuilt, "io.openshift.s2i.build.commit.id").as_deref(), Some(first.as_str()));
+    env.assert_clean();
+}
+
+#[test]
+fn use_config_saves_the_command_line_and_brings_it_back() {
+    let env = TestEnv::new("useconfig");
+    let builder = env.alias(&sti_fake());
+    let src = app(&env, "app");
+    let out = env.tag("app");
+    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "--use-config", "-e", "SAVED=yes", "-n", "Saved App", "--label", "team=red"]);
+    assert_eq!(code, 0, "{stderr}");
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(env.work().join(".s2ifile")).unwrap()).unwrap();
+    assert_eq!(saved["tag"], out.as_str());
+    assert_eq!(saved["flags"]["env-0"], "SAVED=yes");
+
+    docker_run(&out, &["true"]);
+    s2i_testkit::docker_output(&["rmi", &out]);
+    let (code, _, stderr) = s2i(&env, &["build", "--use-config", "--label", "team=blue"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(image_env(&out).contains(&"SAVED=yes".to_string()));
+    assert_eq!(label(&out, "io.k8s.display-name").as_deref(), Some("Saved App"));
+    assert_eq!(label(&out, "team").as_deref(), Some("blue"), "the command line wins over the file");
+    env.assert_clean();
+}
+
 /// Help texts are part of the interface: compare them with the reviewed copies in
 /// `tests/snapshots/`. After a deliberate change, rewrite those with `S2I_UPDATE_SNAPSHOTS=1`.
 #[test]

@@ -28,6 +28,9 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs) -> Result<(), BuildError>
             return Err(e);
         }
     };
+    if let Some(Some((pending, dir))) = crate::PENDING_CONFIG.get() {
+        pending.save(dir);
+    }
     let after = After { json, run_after, callback, started };
     if cfg.as_dockerfile.is_some() {
         let builder = super::inspect_if_reachable(global, &cfg.builder_image).await;
@@ -297,9 +300,8 @@ fn refuse_conflicts(args: &BuildArgs) -> Result<(), BuildError> {
 fn refuse_unsupported(args: &BuildArgs) -> Result<(), BuildError> {
     let mut used: Vec<&str> = Vec::new();
     let c = &args.common;
-    let checks: [(&str, bool); 2] = [
+    let checks: [(&str, bool); 1] = [
         ("--dockercfg-path", c.dockercfg_path.is_some()),
-        ("--use-config", args.use_config),
     ];
     for (flag, set) in checks {
         if set {
@@ -346,8 +348,8 @@ mod tests {
 
     #[test]
     fn unbuilt_features_are_refused_by_name() {
-        let err = config_from_args(args(&["a", "b", "--use-config", "--dockercfg-path", "x"])).unwrap_err();
-        assert_eq!(err.to_string(), "--dockercfg-path, --use-config: not supported yet");
+        let err = config_from_args(args(&["a", "b", "--dockercfg-path", "x"])).unwrap_err();
+        assert_eq!(err.to_string(), "--dockercfg-path: not supported yet");
     }
 
     #[test]
