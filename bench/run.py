@@ -87,22 +87,26 @@ def prepare():
 
 
 def workloads():
+    """name: ((s2i command, its output tag), (floor command, its output tag))."""
     w = WORK
+    out_s2i, out_floor = "s2i-bench/out-s2i:latest", "s2i-bench/out-floor:latest"
+    inc_s2i, inc_floor = "s2i-bench/inc-s2i:latest", "s2i-bench/inc-floor:latest"
+    rt_s2i, rt_floor = "s2i-bench/rt-s2i:latest", "s2i-bench/rt-floor:latest"
     return {
-        "tiny": ([S2I, "build", f"{w}/tiny", BUILDER, "s2i-bench/out-s2i"], [FLOOR, "standard", f"{w}/tiny", BUILDER, "s2i-bench/out-floor"]),
-        "many": ([S2I, "build", f"{w}/many", BUILDER, "s2i-bench/out-s2i"], [FLOOR, "standard", f"{w}/many", BUILDER, "s2i-bench/out-floor"]),
-        "big": ([S2I, "build", f"{w}/big", BUILDER, "s2i-bench/out-s2i"], [FLOOR, "standard", f"{w}/big", BUILDER, "s2i-bench/out-floor"]),
+        "tiny": (([S2I, "build", f"{w}/tiny", BUILDER, out_s2i], out_s2i), ([FLOOR, "standard", f"{w}/tiny", BUILDER, out_floor], out_floor)),
+        "many": (([S2I, "build", f"{w}/many", BUILDER, out_s2i], out_s2i), ([FLOOR, "standard", f"{w}/many", BUILDER, out_floor], out_floor)),
+        "big": (([S2I, "build", f"{w}/big", BUILDER, out_s2i], out_s2i), ([FLOOR, "standard", f"{w}/big", BUILDER, out_floor], out_floor)),
         "incremental": (
-            [S2I, "build", f"{w}/inc", BUILDER, "s2i-bench/inc-s2i:latest", "--incremental"],
-            [FLOOR, "incremental", f"{w}/inc", BUILDER, "s2i-bench/inc-floor:latest"],
+            ([S2I, "build", f"{w}/inc", BUILDER, inc_s2i, "--incremental"], inc_s2i),
+            ([FLOOR, "incremental", f"{w}/inc", BUILDER, inc_floor], inc_floor),
         ),
         "runtime": (
-            [S2I, "build", f"{w}/runtime", BUILDER, "s2i-bench/rt-s2i", "--runtime-image", RUNTIME, "-a", "/tmp/src/app.bin:."],
-            [FLOOR, "runtime", f"{w}/runtime", BUILDER, RUNTIME, "/tmp/src/app.bin", "s2i-bench/rt-floor"],
+            ([S2I, "build", f"{w}/runtime", BUILDER, rt_s2i, "--runtime-image", RUNTIME, "-a", "/tmp/src/app.bin:."], rt_s2i),
+            ([FLOOR, "runtime", f"{w}/runtime", BUILDER, RUNTIME, "/tmp/src/app.bin", rt_floor], rt_floor),
         ),
         "s2iignore": (
-            [S2I, "build", f"{w}/ignore", BUILDER, "s2i-bench/out-s2i"],
-            [FLOOR, "standard", f"{w}/ignore", BUILDER, "s2i-bench/out-floor", "node_modules"],
+            ([S2I, "build", f"{w}/ignore", BUILDER, out_s2i], out_s2i),
+            ([FLOOR, "standard", f"{w}/ignore", BUILDER, out_floor, "node_modules"], out_floor),
         ),
     }
 
@@ -127,19 +131,37 @@ def timed(cmd):
     return took, int(p.stderr.strip().splitlines()[-1])
 
 
-def prune():
-    subprocess.run(["docker", "image", "prune", "-f"], capture_output=True)
+def image_id(tag):
+    p = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", tag], capture_output=True, text=True)
+    return p.stdout.strip() if p.returncode == 0 else None
+
+
+def run_and_tidy(cmd, tag):
+    """Time `cmd`, then remove the image its tag named before (superseded, now untagged), and
+    flush the disk, so that the next run does not pay for this one's clean-up. Only our own
+    images are removed: a global prune would also take untagged images of other users."""
+    before = image_id(tag)
+    result = timed(cmd)
+    if before and image_id(tag) != before:
+        subprocess.run(["docker", "rmi", before], capture_output=True)
+    subprocess.run(["sync"])
+    return result
 
 
 def bench(name, a, b, runs):
-    timed(a), timed(b)  # warm-up
-    prune()
+    (cmd_a, tag_a), (cmd_b, tag_b) = a, b
+    run_and_tidy(cmd_a, tag_a), run_and_tidy(cmd_b, tag_b)  # warm-up
     rows = []
-    for _ in range(runs):
-        ta, rss_a = timed(a)
-        tb, _ = timed(b)
+    for i in range(runs):
+        # Alternate which side goes first (A B, B A, ...): whatever one run leaves behind for the
+        # next (writeback, cache) then falls on both sides alike.
+        if i % 2 == 0:
+            ta, rss_a = run_and_tidy(cmd_a, tag_a)
+            tb, _ = run_and_tidy(cmd_b, tag_b)
+        else:
+            tb, _ = run_and_tidy(cmd_b, tag_b)
+            ta, rss_a = run_and_tidy(cmd_a, tag_a)
         rows.append((ta, tb, rss_a))
-        prune()
     s2i = [r[0] for r in rows]
     floor = [r[1] for r in rows]
     ratios = [r[0] / r[1] for r in rows]
@@ -202,7 +224,6 @@ def main():
     print(table)
     for image in ["s2i-bench/out-s2i", "s2i-bench/out-floor", "s2i-bench/rt-s2i", "s2i-bench/rt-floor"]:
         subprocess.run(["docker", "rmi", image], capture_output=True)
-    prune()
     if not args.no_write and not args.only:
         readme = os.path.join(ROOT, "bench/README.md")
         text = open(readme).read()

@@ -47,6 +47,12 @@ pub struct BuildResult {
     pub source_stats: WalkStats,
 }
 
+impl BuildResult {
+    pub(crate) fn new(cfg: &BuildConfig, image_id: String, labels: BTreeMap<String, String>, timings: Timings, source_stats: WalkStats) -> Self {
+        BuildResult { image_id, tag: cfg.tag.clone(), builder_image: cfg.builder_image.clone(), labels, timings, source_stats }
+    }
+}
+
 /// Wall time per phase, in the order the phases ran.
 #[derive(Debug, Clone, Default)]
 pub struct Timings {

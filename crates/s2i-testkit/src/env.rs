@@ -134,6 +134,21 @@ impl TestEnv {
         cmd
     }
 
+    /// Run s2i with `args` and return its exit code, stdout and stderr.
+    /// With `S2I_TEST_VERBOSE` set, each run is echoed to the test's output.
+    pub fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self.s2i().args(args).output().expect("s2i runs");
+        let result = (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        if std::env::var_os("S2I_TEST_VERBOSE").is_some() {
+            eprintln!("s2i {args:?} -> {}\n--- stdout\n{}--- stderr\n{}", result.0, result.1, result.2);
+        }
+        result
+    }
+
     /// Names of containers, in any state, that s2i made from this env's
     /// aliases or output tags: names starting `s2i_` that contain the
     /// sanitised image name (every non-alphanumeric char → `_`) followed by

@@ -55,6 +55,21 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The builder image made from `tests-support/builders/<name>` (see [`builder_image`]).
+pub fn fixture(name: &str) -> String {
+    builder_image(&support_dir(&format!("builders/{name}")))
+}
+
+/// An image's `Config` (command, user, env, labels …), as `docker image inspect` shows it.
+pub fn image_config(image: &str) -> serde_json::Value {
+    image_inspect(image)["Config"].clone()
+}
+
+/// One label of an image, if it has it.
+pub fn image_label(image: &str, key: &str) -> Option<String> {
+    image_config(image)["Labels"][key].as_str().map(str::to_string)
+}
+
 /// `tests-support/<rel>` in this workspace: fixtures shared by the tests, such
 /// as the builder image directory `builders/sti-fake` (for [`builder_image`]).
 pub fn support_dir(rel: &str) -> PathBuf {

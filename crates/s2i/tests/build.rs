@@ -1,25 +1,7 @@
 //! `s2i build` of a local directory, driven through the real binary against the real daemon.
 //! Every test ends with `assert_clean`: no container and no temp file may outlive a build.
 
-use std::process::Output;
-
-use s2i_testkit::{
-    builder_image, docker_run, image_exists, image_inspect, support_dir, write_file, HttpServer, TestEnv,
-};
-
-fn fixture(name: &str) -> String {
-    builder_image(&support_dir(&format!("builders/{name}")))
-}
-
-/// Run s2i in `env` and return (exit code, stdout, stderr).
-fn s2i(env: &TestEnv, args: &[&str]) -> (i32, String, String) {
-    let Output { status, stdout, stderr } = env.s2i().args(args).output().expect("s2i runs");
-    let out = (status.code().unwrap_or(-1), String::from_utf8_lossy(&stdout).into(), String::from_utf8_lossy(&stderr).into());
-    if std::env::var_os("S2I_TEST_VERBOSE").is_some() {
-        eprintln!("s2i {args:?} -> {}\n--- stdout\n{}--- stderr\n{}", out.0, out.1, out.2);
-    }
-    out
-}
+use s2i_testkit::{docker_run, fixture, image_config, image_exists, image_label, support_dir, write_file, HttpServer, TestEnv};
 
 /// A small application: an index page and an .s2i/environment.
 fn app(env: &TestEnv) -> String {
@@ -28,14 +10,6 @@ fn app(env: &TestEnv) -> String {
     write_file(&dir.join("lib/util.sh"), "echo util\n", 0o755);
     write_file(&dir.join(".s2i/environment"), "# a comment\nFROM_FILE=file\nSHARED=file\n", 0o644);
     "app".to_string()
-}
-
-fn label(image: &str, key: &str) -> Option<String> {
-    image_inspect(image)["Config"]["Labels"][key].as_str().map(str::to_string)
-}
-
-fn config(image: &str) -> serde_json::Value {
-    image_inspect(image)["Config"].clone()
 }
 
 fn assemble_env(image: &str) -> String {
@@ -48,7 +22,7 @@ fn builds_a_local_directory_into_a_runnable_image() {
     let builder = env.alias(&fixture("sti-fake"));
     let out = env.tag("app");
     let src = app(&env);
-    let (code, stdout, stderr) = s2i(&env, &["build", &src, &builder, &out]);
+    let (code, stdout, stderr) = env.run(&["build", &src, &builder, &out]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.is_empty(), "stdout is kept for machine output: {stdout:?}");
     assert!(stderr.contains("---> sti-fake assemble (uid 1001, in /opt/app-root/src)"), "assemble output is relayed: {stderr}");
@@ -64,7 +38,7 @@ fn builds_a_local_directory_into_a_runnable_image() {
     let mode = docker_run(&out, &["stat", "-c", "%a", "lib/util.sh"]).1;
     assert_eq!(mode.trim(), "755", "modes are preserved");
 
-    let cfg = config(&out);
+    let cfg = image_config(&out);
     assert_eq!(cfg["Cmd"], serde_json::json!(["/usr/libexec/s2i/run"]));
     assert_eq!(cfg["User"], "1001");
     assert!(cfg["Entrypoint"].is_null() || cfg["Entrypoint"] == serde_json::json!([]), "{}", cfg["Entrypoint"]);
@@ -72,11 +46,11 @@ fn builds_a_local_directory_into_a_runnable_image() {
     assert!(envs.contains(&"FROM_FILE=file".to_string()), "{envs:?}");
     assert!(envs.contains(&"STI_SCRIPTS_PATH=/usr/libexec/s2i".to_string()), "builder env is kept: {envs:?}");
 
-    assert_eq!(label(&out, "io.openshift.s2i.build.image").as_deref(), Some(format!("docker.io/{builder}").as_str()));
-    assert_eq!(label(&out, "io.openshift.s2i.build.source-location").as_deref(), Some("app"));
-    assert_eq!(label(&out, "io.k8s.display-name").as_deref(), Some(out.as_str()));
-    assert_eq!(label(&out, "io.openshift.s2i.scripts-url").as_deref(), Some("image:///usr/libexec/s2i"), "builder labels are inherited");
-    assert_eq!(label(&out, "io.k8s.description"), None);
+    assert_eq!(image_label(&out, "io.openshift.s2i.build.image").as_deref(), Some(format!("docker.io/{builder}").as_str()));
+    assert_eq!(image_label(&out, "io.openshift.s2i.build.source-location").as_deref(), Some("app"));
+    assert_eq!(image_label(&out, "io.k8s.display-name").as_deref(), Some(out.as_str()));
+    assert_eq!(image_label(&out, "io.openshift.s2i.scripts-url").as_deref(), Some("image:///usr/libexec/s2i"), "builder labels are inherited");
+    assert_eq!(image_label(&out, "io.k8s.description"), None);
     env.assert_clean();
 }
 
@@ -88,17 +62,17 @@ fn name_description_and_image_metadata_become_labels() {
     let src = app(&env);
     let meta = r#"{"labels":[{"team":"payments"},{"io.k8s.display-name":"from-metadata"}]}"#;
     let meta_env = format!("IMAGE_METADATA={meta}");
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "-n", "My App", "--description", "does things", "-e", &meta_env]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &out, "-n", "My App", "--description", "does things", "-e", &meta_env]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(label(&out, "io.k8s.description").as_deref(), Some("does things"));
-    assert_eq!(label(&out, "team").as_deref(), Some("payments"));
-    assert_eq!(label(&out, "io.k8s.display-name").as_deref(), Some("from-metadata"), "metadata labels win over generated ones");
+    assert_eq!(image_label(&out, "io.k8s.description").as_deref(), Some("does things"));
+    assert_eq!(image_label(&out, "team").as_deref(), Some("payments"));
+    assert_eq!(image_label(&out, "io.k8s.display-name").as_deref(), Some("from-metadata"), "metadata labels win over generated ones");
     env.assert_clean();
 
     let out2 = env.tag("named");
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out2, "-n", "My App"]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &out2, "-n", "My App"]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(label(&out2, "io.k8s.display-name").as_deref(), Some("My App"));
+    assert_eq!(image_label(&out2, "io.k8s.display-name").as_deref(), Some("My App"));
     env.assert_clean();
 }
 
@@ -113,7 +87,7 @@ fn bad_image_metadata_fails_the_build_without_a_tag() {
         ("size", &format!(r#"{{"labels":[{{"big":"{}"}}]}}"#, "x".repeat(10300)), "exceeds the maximum limit 10240"),
     ] {
         let out = env.tag(what);
-        let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "-e", &format!("IMAGE_METADATA={meta}")]);
+        let (code, _, stderr) = env.run(&["build", &src, &builder, &out, "-e", &format!("IMAGE_METADATA={meta}")]);
         assert_eq!(code, 1, "{what}: {stderr}");
         assert!(stderr.contains(expect), "{what}: {stderr}");
         assert!(!image_exists(&out), "{what}: no half-made tag");
@@ -128,8 +102,7 @@ fn environment_precedence_is_file_then_flags_then_env_file() {
     let out = env.tag("app");
     let src = app(&env);
     write_file(&env.work().join("build.env"), "# comment\nSHARED=envfile\nFROM_ENVFILE=yes\nnot a pair\n", 0o644);
-    let (code, _, stderr) = s2i(
-        &env,
+    let (code, _, stderr) = env.run(
         &["build", &src, &builder, &out, "-e", "SHARED=flag", "-e", "FROM_FLAG=1", "-e", "FROM_FLAG=2", "-E", "build.env"],
     );
     assert_eq!(code, 0, "{stderr}");
@@ -138,7 +111,7 @@ fn environment_precedence_is_file_then_flags_then_env_file() {
     for expected in ["FROM_FILE=file", "SHARED=envfile", "FROM_FLAG=2", "FROM_ENVFILE=yes"] {
         assert!(seen.lines().any(|l| l == expected), "assemble saw {expected}: {seen}");
     }
-    let envs: Vec<String> = serde_json::from_value(config(&out)["Env"].clone()).unwrap();
+    let envs: Vec<String> = serde_json::from_value(image_config(&out)["Env"].clone()).unwrap();
     assert_eq!(envs.iter().filter(|e| e.starts_with("SHARED=")).collect::<Vec<_>>(), ["SHARED=envfile"], "committed once, last wins");
     assert_eq!(envs.iter().filter(|e| e.starts_with("FROM_FLAG=")).collect::<Vec<_>>(), ["FROM_FLAG=2"]);
     env.assert_clean();
@@ -151,7 +124,7 @@ fn a_malformed_s2i_environment_line_is_skipped_with_a_warning() {
     let out = env.tag("app");
     let src = app(&env);
     write_file(&env.work().join("app/.s2i/environment"), "GOOD=1\njust words\n", 0o644);
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &out]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("WARNING:") && stderr.contains(".s2i/environment:2"), "{stderr}");
     assert!(assemble_env(&out).lines().any(|l| l == "GOOD=1"));
@@ -170,13 +143,13 @@ fn source_scripts_override_the_image_and_can_call_the_stock_ones() {
         0o755,
     );
     write_file(&env.work().join("app/.s2i/bin/run"), "#!/bin/sh\necho \"Running custom run\"\nexec \"${STI_SCRIPTS_PATH}/run\"\n", 0o755);
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &out]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("Running custom assemble") && stderr.contains("sti-fake assemble"), "{stderr}");
     assert_eq!(docker_run(&out, &["cat", "hook-ran"]).1, "hooked\n");
     let (_, run_out, _) = docker_run(&out, &[]);
     assert!(run_out.contains("Running custom run") && run_out.contains("sti-fake run:"), "{run_out}");
-    assert_eq!(config(&out)["Cmd"], serde_json::json!(["/tmp/scripts/run"]));
+    assert_eq!(image_config(&out)["Cmd"], serde_json::json!(["/tmp/scripts/run"]));
     // Scripts are moved out of the source, as in the reference.
     let (code, _, _) = docker_run(&out, &["test", "-e", ".s2i/bin/assemble"]);
     assert_ne!(code, 0, "the assemble override is not copied into the app");
@@ -201,7 +174,7 @@ fn scripts_from_file_and_http_urls() {
     ];
     for (what, url) in cases {
         let out = env.tag(what);
-        let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "--scripts-url", &url, "-e", &format!("ORIGIN={what}")]);
+        let (code, _, stderr) = env.run(&["build", &src, &builder, &out, "--scripts-url", &url, "-e", &format!("ORIGIN={what}")]);
         assert_eq!(code, 0, "{what}: {stderr}");
         assert_eq!(docker_run(&out, &[]).1, format!("assembled by {what}\n"), "{what}");
     }
@@ -218,11 +191,11 @@ fn a_scripts_url_with_nothing_there_is_an_error() {
     let server = HttpServer::serve_dir(&env.work());
     let out = env.tag("x");
     let url = format!("{}/nothing", server.url());
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "-s", &url]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &out, "-s", &url]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("could not download any scripts from URL") && stderr.contains("response code 404"), "{stderr}");
     assert!(!image_exists(&out));
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "-s", "ftp://example/x"]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &out, "-s", "ftp://example/x"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("use image://, file:// or http(s)://"), "{stderr}");
     env.assert_clean();
@@ -234,7 +207,7 @@ fn missing_required_scripts_say_which_and_where() {
     let builder = env.alias(&fixture("sti-fake-nolabel"));
     let src = app(&env);
     write_file(&env.work().join("app/.s2i/bin/assemble"), "#!/bin/sh\ntrue\n", 0o755);
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &env.tag("x")]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &env.tag("x")]);
     assert_eq!(code, 11, "{stderr}");
     assert!(stderr.contains("failed to install [run]"), "{stderr}");
     assert!(stderr.contains(".s2i/bin") && stderr.contains("no io.openshift.s2i.scripts-url label"), "{stderr}");
@@ -248,14 +221,14 @@ fn deprecated_labels_destination_and_entrypoint_of_old_builders() {
     let builder = env.alias(&fixture("sti-fake-legacy"));
     let out = env.tag("app");
     let src = app(&env);
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &out]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("deprecated label 'io.s2i.scripts-url'"), "{stderr}");
     assert!(stderr.contains("legacy assemble:") && stderr.contains("index.html"), "source went to the label's destination: {stderr}");
-    let cfg = config(&out);
+    let cfg = image_config(&out);
     assert_eq!(cfg["Entrypoint"], serde_json::json!(["/usr/bin/env", "LEGACY_ENTRYPOINT=1"]), "the builder's entrypoint is kept");
     assert_eq!(cfg["Cmd"], serde_json::json!(["/usr/local/sti/run"]));
-    assert_eq!(label(&out, "vendor").as_deref(), Some("acme"));
+    assert_eq!(image_label(&out, "vendor").as_deref(), Some("acme"));
     assert!(docker_run(&out, &[]).1.contains("LEGACY_ENTRYPOINT=1"));
     env.assert_clean();
 
@@ -265,9 +238,9 @@ fn deprecated_labels_destination_and_entrypoint_of_old_builders() {
     write_file(&scripts.join("assemble"), "#!/bin/sh\nls /opt/src > /listing\n", 0o755);
     write_file(&scripts.join("run"), "#!/bin/sh\ncat /listing\n", 0o755);
     let url = format!("file://{}", scripts.display());
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out2, "-d", "/opt", "-s", &url]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &out2, "-d", "/opt", "-s", &url]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(config(&out2)["Cmd"], serde_json::json!(["/opt/scripts/run"]));
+    assert_eq!(image_config(&out2)["Cmd"], serde_json::json!(["/opt/scripts/run"]));
     assert!(docker_run(&out2, &["/opt/scripts/run"]).1.contains("index.html"));
     env.assert_clean();
 }
@@ -278,7 +251,7 @@ fn a_failing_assemble_reports_its_status_and_stderr_and_leaves_nothing() {
     let builder = env.alias(&fixture("sti-fake"));
     let out = env.tag("app");
     let src = app(&env);
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "-e", "ASSEMBLE_FAIL=7"]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &out, "-e", "ASSEMBLE_FAIL=7"]);
     assert_eq!(code, 1, "{stderr}");
     let error_line = stderr.lines().find(|l| l.starts_with("error:")).expect("an error line");
     assert!(error_line.contains("assemble exited with status 7"), "{error_line}");
@@ -292,7 +265,7 @@ fn quiet_mutes_the_scripts_stdout_but_not_its_stderr() {
     let env = TestEnv::new("quiet");
     let builder = env.alias(&fixture("sti-fake"));
     let src = app(&env);
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &env.tag("app"), "-q"]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &env.tag("app"), "-q"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(!stderr.contains("sti-fake assemble"), "{stderr}");
     assert!(stderr.contains("sti-fake: a line on stderr"), "{stderr}");
@@ -314,7 +287,7 @@ fn ignore_rules_and_exclude_shape_the_streamed_tree() {
     write_file(&root.join(".git/HEAD"), "ref: refs/heads/main\n", 0o644);
     write_file(&root.join("secret.key"), "k", 0o600);
     // A .git without commits is a git source unless --copy says to take the directory as it is.
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "--copy", "--exclude", r"\.key$"]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &out, "--copy", "--exclude", r"\.key$"]);
     assert_eq!(code, 0, "{stderr}");
     let listing = docker_run(&out, &["find", ".", "-path", "./.sti-fake*", "-prune", "-o", "-print"]).1;
     for present in ["./keep.log", "./sub/deep.log", "./index.html", "./.s2iignore"] {
@@ -326,7 +299,7 @@ fn ignore_rules_and_exclude_shape_the_streamed_tree() {
     // The default --exclude keeps .git out; --exclude "" lets it through.
     assert!(listing.lines().any(|l| l == "./.git/HEAD"), "a custom --exclude replaces the default: {listing}");
     let out2 = env.tag("default");
-    assert_eq!(s2i(&env, &["build", &src, &builder, &out2, "-c"]).0, 0);
+    assert_eq!(env.run(&["build", &src, &builder, &out2, "-c"]).0, 0);
     let listing = docker_run(&out2, &["find", "."]).1;
     assert!(!listing.contains(".git/") && listing.contains("secret.key"), "{listing}");
     env.assert_clean();
@@ -340,8 +313,8 @@ fn symlinks_are_followed_unless_kept() {
     let root = env.work().join("app");
     std::os::unix::fs::symlink("index.html", root.join("link.html")).unwrap();
     let (out, kept) = (env.tag("followed"), env.tag("kept"));
-    assert_eq!(s2i(&env, &["build", &src, &builder, &out]).0, 0);
-    assert_eq!(s2i(&env, &["build", &src, &builder, &kept, "--keep-symlinks"]).0, 0);
+    assert_eq!(env.run(&["build", &src, &builder, &out]).0, 0);
+    assert_eq!(env.run(&["build", &src, &builder, &kept, "--keep-symlinks"]).0, 0);
     assert_eq!(docker_run(&out, &["sh", "-c", "test -L link.html && echo link || cat link.html"]).1, "hello from the app\n");
     assert_eq!(docker_run(&kept, &["sh", "-c", "test -L link.html && readlink link.html"]).1, "index.html\n");
     env.assert_clean();
@@ -365,14 +338,14 @@ fn bad_input_fails_clearly_and_leaves_nothing() {
     ];
     for (args, want_code, want) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (code, _, stderr) = s2i(&env, &args);
+        let (code, _, stderr) = env.run(&args);
         assert_eq!(code, want_code, "{args:?}: {stderr}");
         assert!(stderr.contains(want), "{args:?}: {stderr}");
         let error_lines = stderr.lines().filter(|l| l.starts_with("error:") || l.starts_with("error: ")).count();
         assert!(error_lines <= 1, "one error line: {stderr}");
     }
     // Pulling what no registry has fails as a pull, with the reference's exit code.
-    let (code, _, stderr) = s2i(&env, &["build", &src, "s2i-test/not-here:1", "x"]);
+    let (code, _, stderr) = env.run(&["build", &src, "s2i-test/not-here:1", "x"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("unable to get s2i-test/not-here:1"), "{stderr}");
     assert!(!image_exists("x"));
@@ -384,23 +357,23 @@ fn allowed_uids_refuse_a_root_builder_and_accept_a_numeric_one() {
     let env = TestEnv::new("uids");
     let src = app(&env);
     let root_builder = env.alias(&fixture("sti-fake-legacy"));
-    let (code, _, stderr) = s2i(&env, &["build", &src, &root_builder, &env.tag("a"), "--allowed-uids", "1-"]);
+    let (code, _, stderr) = env.run(&["build", &src, &root_builder, &env.tag("a"), "--allowed-uids", "1-"]);
     assert_eq!(code, 15, "{stderr}");
     assert!(stderr.contains("USER of image") && stderr.contains("1-"), "{stderr}");
     let numeric = env.alias(&fixture("sti-fake"));
-    let (code, _, stderr) = s2i(&env, &["build", &src, &numeric, &env.tag("b"), "-u", "1000-2000"]);
+    let (code, _, stderr) = env.run(&["build", &src, &numeric, &env.tag("b"), "-u", "1000-2000"]);
     assert_eq!(code, 0, "{stderr}");
 
     // A named USER is looked up in the image's /etc/passwd (fakeuser is uid 431).
     let named = env.alias(&fixture("sti-fake-user"));
     let out = env.tag("named");
-    let (code, _, stderr) = s2i(&env, &["build", &src, &named, &out, "-u", "400-500"]);
+    let (code, _, stderr) = env.run(&["build", &src, &named, &out, "-u", "400-500"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(docker_run(&out, &[]).1, "assembled as 431\n");
-    let (code, _, stderr) = s2i(&env, &["build", &src, &named, &env.tag("c"), "-u", "1000-"]);
+    let (code, _, stderr) = env.run(&["build", &src, &named, &env.tag("c"), "-u", "1000-"]);
     assert_eq!(code, 15, "{stderr}");
     assert!(stderr.contains("\"fakeuser\" must be a numeric uid within the allowed ranges 1000-"), "{stderr}");
-    let (code, _, stderr) = s2i(&env, &["build", &src, &named, &env.tag("d"), "-u", "400-500", "--assemble-user", "ghost"]);
+    let (code, _, stderr) = env.run(&["build", &src, &named, &env.tag("d"), "-u", "400-500", "--assemble-user", "ghost"]);
     assert_eq!(code, 15, "a name missing from /etc/passwd is refused: {stderr}");
     env.assert_clean();
 }
@@ -411,12 +384,12 @@ fn a_builder_without_tar_gets_its_input_from_the_engine() {
     let src = app(&env);
     let no_tar = env.alias(&fixture("sti-fake-no-tar"));
     let out = env.tag("a");
-    let (code, _, stderr) = s2i(&env, &["build", &src, &no_tar, &out, "--loglevel", "1"]);
+    let (code, _, stderr) = env.run(&["build", &src, &no_tar, &out, "--loglevel", "1"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("has no tar: the engine will copy the input into the container instead"), "{stderr}");
     assert!(stderr.contains("no-tar assemble sees: index.html lib"), "{stderr}");
     assert_eq!(docker_run(&out, &[]).1, "hello from the app\n");
-    assert_eq!(config(&out)["Cmd"], serde_json::json!(["/usr/libexec/s2i/run"]));
+    assert_eq!(image_config(&out)["Cmd"], serde_json::json!(["/usr/libexec/s2i/run"]));
     env.assert_clean();
 }
 
@@ -425,7 +398,7 @@ fn a_builder_without_a_shell_is_named_as_such() {
     let env = TestEnv::new("noshell");
     let src = app(&env);
     let no_shell = env.alias(&fixture("sti-fake-no-shell"));
-    let (code, _, stderr) = s2i(&env, &["build", &src, &no_shell, &env.tag("b")]);
+    let (code, _, stderr) = env.run(&["build", &src, &no_shell, &env.tag("b")]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("has no /bin/sh"), "{stderr}");
     env.assert_clean();
@@ -448,20 +421,20 @@ fn injections_are_readable_during_assemble_and_empty_afterwards() {
     );
     let dir_spec = format!("{}:/tmp/secret", secrets.display());
     let file_spec = format!("{}:secret.txt", env.work().join("single.txt").display());
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "--inject", &dir_spec, "-i", &file_spec]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &out, "--inject", &dir_spec, "-i", &file_spec]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(docker_run(&out, &["cat", "seen"]).1, "s3cr3t\nk3y\nsingle\n", "assemble read them");
     let sizes = docker_run(&out, &["sh", "-c", "wc -c < /tmp/secret/token; wc -c < /tmp/secret/nested/key; wc -c < secret.txt; wc -c < /tmp/rm-injections"]).1;
     assert_eq!(sizes.split_whitespace().collect::<Vec<_>>(), ["0", "0", "0", "0"], "emptied afterwards");
 
     let bad = format!("{}:/no/such/dir/secret", secrets.display());
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &env.tag("bad"), "--inject", &bad]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &env.tag("bad"), "--inject", &bad]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("must exist in the container (/no/such/dir/secret)"), "{stderr}");
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &env.tag("bad2"), "--inject", "/nonexistent/secret:/tmp/x"]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &env.tag("bad2"), "--inject", "/nonexistent/secret:/tmp/x"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("reading the injection source /nonexistent/secret"), "{stderr}");
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &env.tag("bad3"), "--inject", "/a/b*:/tmp"]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &env.tag("bad3"), "--inject", "/a/b*:/tmp"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("invalid characters in filename"), "{stderr}");
     env.assert_clean();
@@ -484,8 +457,7 @@ fn container_settings_reach_the_assemble_container() {
     let url = format!("file://{}", scripts.display());
     let vol = format!("{}:/mnt/shared:ro", shared.display());
     let (with, without) = (env.tag("with"), env.tag("without"));
-    let (code, _, stderr) = s2i(
-        &env,
+    let (code, _, stderr) = env.run(
         &["build", &src, &builder, &with, "-s", &url, "--add-host", "build-host:10.1.2.3", "-v", &vol, "--cap-drop", "ALL", "--assemble-user", "0", "--network", "none"],
     );
     assert_eq!(code, 0, "{stderr}");
@@ -494,7 +466,7 @@ fn container_settings_reach_the_assemble_container() {
     assert!(shown.contains("from the host"), "{shown}");
     assert!(shown.contains("CapBnd:\t0000000000000000"), "all capabilities dropped: {shown}");
     assert!(shown.contains("nets: lo \n"), "--network none leaves only loopback: {shown}");
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &without, "-s", &url, "--assemble-user", "0", "-v", &vol, "--add-host", "build-host:10.9.9.9"]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &without, "-s", &url, "--assemble-user", "0", "-v", &vol, "--add-host", "build-host:10.9.9.9"]);
     assert_eq!(code, 0, "{stderr}");
     let shown = docker_run(&without, &[]).1;
     assert!(!shown.contains("CapBnd:\t0000000000000000") && shown.contains("eth0"), "{shown}");
@@ -506,7 +478,7 @@ fn save_temp_dir_keeps_what_assemble_was_fed() {
     let env = TestEnv::new("savetemp");
     let builder = env.alias(&fixture("sti-fake"));
     let src = app(&env);
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &env.tag("a"), "--save-temp-dir"]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &env.tag("a"), "--save-temp-dir"]);
     assert_eq!(code, 0, "{stderr}");
     let kept = env.leftover_temp_entries();
     assert_eq!(kept.len(), 1, "{kept:?}");
@@ -524,7 +496,7 @@ fn an_untagged_build_reports_its_image_id() {
     let env = TestEnv::new("untagged");
     let builder = env.alias(&fixture("sti-fake"));
     let src = app(&env);
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, "--loglevel", "1"]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, "--loglevel", "1"]);
     assert_eq!(code, 0, "{stderr}");
     let line = stderr.lines().find(|l| l.starts_with("Image ") && l.ends_with("built (untagged)")).expect(&stderr);
     let id = line.split_whitespace().nth(1).unwrap();
@@ -597,7 +569,7 @@ fn the_readme_example_builds_and_serves_its_page() {
     s2i_testkit::docker_output(&["build", "-q", "-t", &builder, "--build-arg", &format!("BASE_IMAGE={base}"), context.to_str().unwrap()]);
     let out = env.tag("hello-web");
     let example = root.join("examples/hello-web");
-    let (code, _, stderr) = s2i(&env, &["build", example.to_str().unwrap(), &builder, &out]);
+    let (code, _, stderr) = env.run(&["build", example.to_str().unwrap(), &builder, &out]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("---> Running .s2i/build-hook"), "{stderr}");
     let (code, page, err) = docker_run(&out, &["sh", "-c", "/usr/libexec/s2i/run & sleep 1; wget -qO- http://127.0.0.1:8080/"]);
@@ -677,7 +649,7 @@ fn builds_through_a_tls_daemon_endpoint() {
     // --tlsverify with the right CA and a client certificate: a whole build goes through TLS.
     let out = env.tag("verified");
     let (code, _, stderr) =
-        s2i(&env, &["build", &src, &builder, &out, "-U", &url, "--tlsverify", "--ca", &c("ca.pem"), "--cert", &c("cert.pem"), "--key", &c("key.pem")]);
+        env.run(&["build", &src, &builder, &out, "-U", &url, "--tlsverify", "--ca", &c("ca.pem"), "--cert", &c("cert.pem"), "--key", &c("key.pem")]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("sti-fake assemble"), "output is relayed over TLS too: {stderr}");
     assert!(image_exists(&out));
@@ -696,8 +668,7 @@ fn builds_through_a_tls_daemon_endpoint() {
 
     // --tls alone encrypts without checking the daemon: a CA we don't have is fine.
     let out_tls = env.tag("unverified");
-    let (code, _, stderr) = s2i(
-        &env,
+    let (code, _, stderr) = env.run(
         &["build", &src, &builder, &out_tls, "-U", &url, "--tls", "--ca", "/nonexistent/ca.pem", "--cert", &c("cert.pem"), "--key", &c("key.pem")],
     );
     assert_eq!(code, 0, "{stderr}");
@@ -705,18 +676,18 @@ fn builds_through_a_tls_daemon_endpoint() {
     // A daemon signed by another CA is refused under --tlsverify.
     let wrong_ca = other.join("ca.pem").display().to_string();
     let (code, _, stderr) =
-        s2i(&env, &["build", &src, &builder, "x", "-U", &url, "--tlsverify", "--ca", &wrong_ca, "--cert", &c("cert.pem"), "--key", &c("key.pem")]);
+        env.run(&["build", &src, &builder, "x", "-U", &url, "--tlsverify", "--ca", &wrong_ca, "--cert", &c("cert.pem"), "--key", &c("key.pem")]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("cannot connect to the container engine"), "{stderr}");
     // No client certificate: the daemon side hangs up.
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, "x", "-U", &url, "--tlsverify", "--ca", &c("ca.pem"), "--cert", "/none", "--key", "/none"]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, "x", "-U", &url, "--tlsverify", "--ca", &c("ca.pem"), "--cert", "/none", "--key", "/none"]);
     assert_eq!(code, 1, "{stderr}");
     // A certificate without its key is a configuration error.
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, "x", "-U", &url, "--tls", "--cert", &c("cert.pem"), "--key", "/none"]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, "x", "-U", &url, "--tls", "--cert", &c("cert.pem"), "--key", "/none"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("a client certificate needs its key"), "{stderr}");
     // Plain HTTP to a TLS port fails clearly.
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, "x", "-U", &url]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, "x", "-U", &url]);
     assert_eq!(code, 1);
     assert!(stderr.contains("cannot connect to the container engine"), "{stderr}");
     drop(proxy);

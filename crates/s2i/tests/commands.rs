@@ -4,22 +4,12 @@
 //! `assert_clean`.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-use s2i_testkit::{builder_image, docker_run, image_exists, image_inspect, support_dir, write_file, TestEnv};
+use s2i_testkit::{docker_run, fixture, image_exists, image_inspect, image_label, write_file, TestEnv};
 
 fn sti_fake() -> String {
-    builder_image(&support_dir("builders/sti-fake"))
-}
-
-/// Run s2i in `env` and return (exit code, stdout, stderr).
-fn s2i(env: &TestEnv, args: &[&str]) -> (i32, String, String) {
-    let Output { status, stdout, stderr } = env.s2i().args(args).output().expect("s2i runs");
-    let out = (status.code().unwrap_or(-1), String::from_utf8_lossy(&stdout).into(), String::from_utf8_lossy(&stderr).into());
-    if std::env::var_os("S2I_TEST_VERBOSE").is_some() {
-        eprintln!("s2i {args:?} -> {}\n--- stdout\n{}--- stderr\n{}", out.0, out.1, out.2);
-    }
-    out
+    fixture("sti-fake")
 }
 
 /// `docker build` with the classic builder (the daemon has no BuildKit client here).
@@ -32,10 +22,6 @@ fn docker_build(dir: &Path, dockerfile: &str, tag: &str) -> (bool, String) {
         .output()
         .expect("docker build runs");
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-}
-
-fn label(image: &str, key: &str) -> Option<String> {
-    image_inspect(image)["Config"]["Labels"][key].as_str().map(str::to_string)
 }
 
 fn image_env(image: &str) -> Vec<String> {
@@ -64,8 +50,7 @@ fn as_dockerfile_writes_a_context_that_docker_builds() {
     let src = app(&env, "app");
     let tricky_env = format!("TRICKY={TRICKY}");
     let tricky_label = format!("tricky={TRICKY}");
-    let (code, stdout, stderr) = s2i(
-        &env,
+    let (code, stdout, stderr) = env.run(
         &["build", &src, &builder, "app:v1", "--as-dockerfile", "out/MyDockerfile", "-e", &tricky_env, "--label", &tricky_label, "-n", "My App"],
     );
     assert_eq!(code, 0, "{stderr}");
@@ -91,20 +76,20 @@ fn as_dockerfile_writes_a_context_that_docker_builds() {
     assert!(run_out.contains("index.html") && run_out.contains(".sti-fake-assembled"), "{run_out}");
     // Values arrive whole; a newline, which a Dockerfile cannot hold, arrives as the two characters \n.
     let arrived = TRICKY.replace('\n', "\\n");
-    assert_eq!(label(&tag, "tricky").as_deref(), Some(arrived.as_str()));
+    assert_eq!(image_label(&tag, "tricky").as_deref(), Some(arrived.as_str()));
     assert!(image_env(&tag).contains(&format!("TRICKY={arrived}")), "{:?}", image_env(&tag));
     assert!(image_env(&tag).contains(&"FROM_FILE=file".to_string()));
-    assert_eq!(label(&tag, "io.k8s.display-name").as_deref(), Some("My App"));
-    assert_eq!(label(&tag, "io.openshift.s2i.build.source-location").as_deref(), Some("app"));
+    assert_eq!(image_label(&tag, "io.k8s.display-name").as_deref(), Some("My App"));
+    assert_eq!(image_label(&tag, "io.openshift.s2i.build.source-location").as_deref(), Some("app"));
     assert_ne!(docker_run(&tag, &["test", "-e", "/pwned"]).0, 0);
 
     // A second run replaces the upload/ it wrote; an upload/ it did not write is left alone.
     write_file(&env.work().join("app/second.txt"), "2\n", 0o644);
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, "--as-dockerfile", "out/"]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, "--as-dockerfile", "out/"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(out.join("Dockerfile").is_file() && out.join("upload/src/second.txt").is_file());
     write_file(&env.work().join("other/upload/mine.txt"), "mine\n", 0o644);
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, "--as-dockerfile", "other/Dockerfile"]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, "--as-dockerfile", "other/Dockerfile"]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("which s2i did not write"), "{stderr}");
     assert!(env.work().join("other/upload/mine.txt").is_file());
@@ -117,7 +102,7 @@ fn as_dockerfile_inside_the_source_and_its_conflicts() {
     let builder = env.alias(&sti_fake());
     let src = app(&env, "app");
     // The output lies inside the source: it must not copy itself.
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, "--as-dockerfile", "app/Dockerfile"]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, "--as-dockerfile", "app/Dockerfile"]);
     assert_eq!(code, 0, "{stderr}");
     let upload_src = env.work().join("app/upload/src");
     assert!(upload_src.join("index.html").is_file());
@@ -132,7 +117,7 @@ fn as_dockerfile_inside_the_source_and_its_conflicts() {
     ] {
         let mut args = vec!["build", src.as_str(), builder.as_str(), "--as-dockerfile", "x/Dockerfile"];
         args.extend_from_slice(flags);
-        let (code, _, stderr) = s2i(&env, &args);
+        let (code, _, stderr) = env.run(&args);
         assert_ne!(code, 0, "{flags:?}: {stderr}");
         assert!(stderr.contains(expect), "{flags:?}: {stderr}");
     }
@@ -143,7 +128,7 @@ fn as_dockerfile_inside_the_source_and_its_conflicts() {
 fn generate_writes_a_dockerfile_for_a_builder() {
     let env = TestEnv::new("generate");
     let builder = env.alias(&sti_fake());
-    let (code, _, stderr) = s2i(&env, &["generate", &builder, "gen/", "-e", "MODE=prod", "--assemble-user", "1001"]);
+    let (code, _, stderr) = env.run(&["generate", &builder, "gen/", "-e", "MODE=prod", "--assemble-user", "1001"]);
     assert_eq!(code, 0, "{stderr}");
     let gen = env.work().join("gen");
     let dockerfile = std::fs::read_to_string(gen.join("Dockerfile")).unwrap();
@@ -157,7 +142,7 @@ fn generate_writes_a_dockerfile_for_a_builder() {
     assert!(ok, "{log}");
     assert_eq!(docker_run(&tag, &["cat", "page.txt"]).1, "generated\n");
 
-    let (code, _, stderr) = s2i(&env, &["generate", &builder]);
+    let (code, _, stderr) = env.run(&["generate", &builder]);
     assert_ne!(code, 0);
     assert!(stderr.contains("OUTPUT_FILE"), "{stderr}");
     env.assert_clean();
@@ -170,15 +155,15 @@ fn build_method_dockerfile_builds_through_the_engine() {
     let src = app(&env, "app");
     write_file(&env.work().join("app/artifacts/cache.txt"), "cached\n", 0o644);
     let out = env.tag("app");
-    let (code, stdout, stderr) = s2i(&env, &["build", &src, &builder, &out, "--build-method=dockerfile", "-e", "A=1", "--label", "team=x"]);
+    let (code, stdout, stderr) = env.run(&["build", &src, &builder, &out, "--build-method=dockerfile", "-e", "A=1", "--label", "team=x"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.is_empty(), "{stdout}");
     assert!(stderr.contains("Running custom assemble") && stderr.contains("sti-fake: a line on stderr"), "{stderr}");
     assert!(!stderr.contains('\x1b'), "colour codes are stripped: {stderr:?}");
     let cfg = &image_inspect(&out)["Config"];
     assert_eq!(cfg["User"], "1001");
-    assert_eq!(label(&out, "team").as_deref(), Some("x"));
-    assert_eq!(label(&out, "io.openshift.s2i.scripts-url").as_deref(), Some("image:///usr/libexec/s2i"));
+    assert_eq!(image_label(&out, "team").as_deref(), Some("x"));
+    assert_eq!(image_label(&out, "io.openshift.s2i.scripts-url").as_deref(), Some("image:///usr/libexec/s2i"));
     assert!(image_env(&out).contains(&"A=1".to_string()));
     let (code, run_out, _) = docker_run(&out, &[]);
     assert_eq!(code, 0);
@@ -186,14 +171,14 @@ fn build_method_dockerfile_builds_through_the_engine() {
 
     // Incremental: the previous image's artifacts come back although the source no longer has them.
     std::fs::remove_dir_all(env.work().join("app/artifacts")).unwrap();
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "--build-method=dockerfile", "--incremental", "--loglevel=1"]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &out, "--build-method=dockerfile", "--incremental", "--loglevel=1"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("Existing image for tag") && stderr.contains("restoring artifacts"), "{stderr}");
     assert_eq!(docker_run(&out, &["cat", "artifacts/cache.txt"]).1, "cached\n");
 
     // A failing assemble fails the build with the engine's message and leaves no tag behind.
     let failed = env.tag("failed");
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &failed, "--build-method=dockerfile", "-e", "ASSEMBLE_FAIL=3"]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &failed, "--build-method=dockerfile", "-e", "ASSEMBLE_FAIL=3"]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("sti-fake: giving up with status 3") && stderr.contains("returned a non-zero code: 3"), "{stderr}");
     assert!(!image_exists(&failed));
@@ -204,7 +189,7 @@ fn build_method_dockerfile_builds_through_the_engine() {
 fn create_makes_a_builder_that_passes_its_own_test() {
     let env = TestEnv::new("create");
     let candidate = env.tag("candidate");
-    let (code, _, stderr) = s2i(&env, &["create", "acme/widget", "widget"]);
+    let (code, _, stderr) = env.run(&["create", "acme/widget", "widget"]);
     assert_eq!(code, 0, "{stderr}");
     let dir = env.work().join("widget");
     for f in ["Dockerfile", "Makefile", "README.md", "s2i/bin/assemble", "s2i/bin/run", "s2i/bin/save-artifacts", "s2i/bin/usage", "test/run", "test/test-app/index.html"] {
@@ -212,7 +197,7 @@ fn create_makes_a_builder_that_passes_its_own_test() {
     }
     // Existing files are kept.
     write_file(&dir.join("README.md"), "my notes\n", 0o644);
-    let (code, _, stderr) = s2i(&env, &["create", "acme/widget", "widget"]);
+    let (code, _, stderr) = env.run(&["create", "acme/widget", "widget"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("File already exists: README.md, skipping"), "{stderr}");
     assert_eq!(std::fs::read_to_string(dir.join("README.md")).unwrap(), "my notes\n");
@@ -243,7 +228,7 @@ fn create_makes_a_builder_that_passes_its_own_test() {
     assert!(log.contains("PASS:"), "{log}");
     assert!(!image_exists(&format!("{candidate}-testapp")), "test/run removes its application image");
 
-    let (code, _, stderr) = s2i(&env, &["create", "acme/widget"]);
+    let (code, _, stderr) = env.run(&["create", "acme/widget"]);
     assert_ne!(code, 0);
     assert!(stderr.contains("DESTINATION"), "{stderr}");
     env.assert_clean();
@@ -253,17 +238,17 @@ fn create_makes_a_builder_that_passes_its_own_test() {
 fn usage_prints_the_builder_usage_on_stdout() {
     let env = TestEnv::new("usage");
     let builder = env.alias(&sti_fake());
-    let (code, stdout, stderr) = s2i(&env, &["usage", &builder]);
+    let (code, stdout, stderr) = env.run(&["usage", &builder]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout, "sti-fake: a fake s2i builder image for tests\n");
 
     // A builder that declares no scripts location has no usage script to run.
-    let nolabel = env.alias(&builder_image(&support_dir("builders/sti-fake-nolabel")));
-    let (code, _, stderr) = s2i(&env, &["usage", &nolabel]);
+    let nolabel = env.alias(&fixture("sti-fake-nolabel"));
+    let (code, _, stderr) = env.run(&["usage", &nolabel]);
     assert_eq!(code, 11, "{stderr}");
     assert!(stderr.contains("failed to install [usage]"), "{stderr}");
 
-    let (code, _, stderr) = s2i(&env, &["usage", "s2i-test/does-not-exist", "--pull-policy=never"]);
+    let (code, _, stderr) = env.run(&["usage", "s2i-test/does-not-exist", "--pull-policy=never"]);
     assert_eq!(code, 1, "{stderr}");
     env.assert_clean();
 }
@@ -271,16 +256,16 @@ fn usage_prints_the_builder_usage_on_stdout() {
 #[test]
 fn version_names_the_commit_and_completion_knows_three_shells() {
     let env = TestEnv::new("version");
-    let (code, stdout, _) = s2i(&env, &["version"]);
+    let (code, stdout, _) = env.run(&["version"]);
     assert_eq!(code, 0);
     assert!(stdout.starts_with(&format!("s2i v{} (commit ", env!("CARGO_PKG_VERSION"))) && stdout.ends_with(")\n"), "{stdout}");
     for (shell, marker) in [("bash", "complete -F _s2i"), ("zsh", "#compdef s2i"), ("fish", "complete -c s2i")] {
-        let (code, stdout, stderr) = s2i(&env, &["completion", shell]);
+        let (code, stdout, stderr) = env.run(&["completion", shell]);
         assert_eq!(code, 0, "{stderr}");
         assert!(stdout.contains(marker) && stdout.contains("as-dockerfile"), "{shell}: {}", &stdout[..200.min(stdout.len())]);
     }
     for (args, expect) in [(&["completion"][..], "shell not specified"), (&["completion", "tcsh"][..], "unsupported shell"), (&["completion", "bash", "zsh"][..], "too many arguments")] {
-        let (code, stdout, stderr) = s2i(&env, args);
+        let (code, stdout, stderr) = env.run(args);
         assert_eq!(code, 1, "{args:?}");
         assert!(stdout.is_empty() && stderr.contains(expect), "{args:?}: {stderr}");
     }
@@ -293,7 +278,7 @@ fn output_json_is_the_only_thing_on_stdout_on_success_and_failure() {
     let builder = env.alias(&sti_fake());
     let src = app(&env, "app");
     let out = env.tag("app");
-    let (code, stdout, stderr) = s2i(&env, &["build", &src, &builder, &out, "--output=json", "--label", "team=payments"]);
+    let (code, stdout, stderr) = env.run(&["build", &src, &builder, &out, "--output=json", "--label", "team=payments"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -303,11 +288,11 @@ fn output_json_is_the_only_thing_on_stdout_on_success_and_failure() {
     assert_eq!(doc["strategy"], "standard");
     assert_eq!(doc["image_id"], image_inspect(&out)["Id"]);
     assert_eq!(doc["labels"]["team"], "payments", "--label is applied: {doc}");
-    assert_eq!(label(&out, "team").as_deref(), Some("payments"));
+    assert_eq!(image_label(&out, "team").as_deref(), Some("payments"));
     assert!(doc["phases"].as_array().unwrap().iter().any(|p| p["name"] == "assemble" && p["seconds"].is_number()), "{doc}");
 
     let failed = env.tag("failed");
-    let (code, stdout, stderr) = s2i(&env, &["build", &src, &builder, &failed, "--output=json", "-e", "ASSEMBLE_FAIL=7"]);
+    let (code, stdout, stderr) = env.run(&["build", &src, &builder, &failed, "--output=json", "-e", "ASSEMBLE_FAIL=7"]);
     assert_eq!(code, 1, "{stderr}");
     let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(doc["success"], false);
@@ -316,10 +301,10 @@ fn output_json_is_the_only_thing_on_stdout_on_success_and_failure() {
     assert!(stderr.contains("error: "), "the error is still rendered for people: {stderr}");
 
     // Invalid flags too.
-    let (code, stdout, _) = s2i(&env, &["build", &src, &builder, "--output=json", "-e", "NOEQUALS"]);
+    let (code, stdout, _) = env.run(&["build", &src, &builder, "--output=json", "-e", "NOEQUALS"]);
     assert_eq!(code, 1);
     assert_eq!(serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["success"], false);
-    let (code, _, _) = s2i(&env, &["build", &src, &builder, "--label", "=novalue"]);
+    let (code, _, _) = env.run(&["build", &src, &builder, "--label", "=novalue"]);
     assert_eq!(code, 1);
     env.assert_clean();
 }
@@ -332,9 +317,9 @@ fn callback_url_receives_the_outcome_without_changing_the_exit_code() {
     let server = s2i_testkit::HttpServer::recorder();
     let url = format!("{}/hook", server.url());
     let out = env.tag("app");
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "--callback-url", &url]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &out, "--callback-url", &url]);
     assert_eq!(code, 0, "{stderr}");
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &env.tag("failed"), "--callback-url", &url, "-e", "ASSEMBLE_FAIL=2"]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &env.tag("failed"), "--callback-url", &url, "-e", "ASSEMBLE_FAIL=2"]);
     assert_eq!(code, 1, "{stderr}");
     let posts = server.wait_for_requests(2, std::time::Duration::from_secs(10));
     assert_eq!(posts.len(), 2, "{posts:?}");
@@ -347,7 +332,7 @@ fn callback_url_receives_the_outcome_without_changing_the_exit_code() {
 
     // Nobody listening: a warning, and the build still succeeds.
     let dead = format!("http://127.0.0.1:{}/hook", free_port());
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "--callback-url", &dead]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &out, "--callback-url", &dead]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("WARNING:") && stderr.contains("3 attempts failed"), "{stderr}");
     env.assert_clean();
@@ -363,7 +348,7 @@ fn run_starts_the_image_and_ctrl_c_removes_its_container() {
     let builder = env.alias(&sti_fake());
     let src = app(&env, "app");
     let out = env.tag("app");
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "--run"]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &out, "--run"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("as a result of the --run=true option"), "{stderr}");
     assert!(stderr.contains("sti-fake run: "), "the image's output is relayed: {stderr}");
@@ -402,27 +387,27 @@ fn rebuild_builds_again_from_the_labels() {
     let builder = env.alias(&sti_fake());
     let src = app(&env, "app");
     let out = env.tag("app");
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "-n", "Shop"]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &out, "-n", "Shop"]);
     assert_eq!(code, 0, "{stderr}");
     write_file(&env.work().join("app/added.txt"), "new\n", 0o644);
 
     let rebuilt = env.tag("rebuilt");
-    let (code, stdout, stderr) = s2i(&env, &["rebuild", &out, &rebuilt, "--pull-policy=never", "--output=json"]);
+    let (code, stdout, stderr) = env.run(&["rebuild", &out, &rebuilt, "--pull-policy=never", "--output=json"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("Running custom assemble"), "{stderr}");
     let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(doc["tag"], rebuilt.as_str());
     assert_eq!(docker_run(&rebuilt, &["cat", "added.txt"]).1, "new\n");
-    assert_eq!(label(&rebuilt, "io.k8s.display-name").as_deref(), Some("Shop"));
-    assert_eq!(label(&rebuilt, "io.openshift.s2i.build.image"), label(&out, "io.openshift.s2i.build.image"));
+    assert_eq!(image_label(&rebuilt, "io.k8s.display-name").as_deref(), Some("Shop"));
+    assert_eq!(image_label(&rebuilt, "io.openshift.s2i.build.image"), image_label(&out, "io.openshift.s2i.build.image"));
 
     // Without NEW_TAG the image's own tag moves to the new build.
     let before = image_inspect(&out)["Id"].clone();
-    let (code, _, stderr) = s2i(&env, &["rebuild", &out]);
+    let (code, _, stderr) = env.run(&["rebuild", &out]);
     assert_eq!(code, 0, "{stderr}");
     assert_ne!(image_inspect(&out)["Id"], before);
 
-    let (code, _, stderr) = s2i(&env, &["rebuild", &builder]);
+    let (code, _, stderr) = env.run(&["rebuild", &builder]);
     assert_eq!(code, 1);
     assert!(stderr.contains("required label \"io.openshift.s2i.build.image\""), "{stderr}");
     env.assert_clean();
@@ -440,18 +425,18 @@ fn rebuild_of_a_git_source_builds_the_recorded_commit_not_the_branch_tip() {
     let first = s2i_testkit::git(&repo, &["rev-parse", "HEAD"]);
     let url = format!("file://{}", repo.display());
     let out = env.tag("app");
-    let (code, _, stderr) = s2i(&env, &["build", &url, &builder, &out]);
+    let (code, _, stderr) = env.run(&["build", &url, &builder, &out]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(label(&out, "io.openshift.s2i.build.commit.id").as_deref(), Some(first.as_str()));
+    assert_eq!(image_label(&out, "io.openshift.s2i.build.commit.id").as_deref(), Some(first.as_str()));
 
     // The branch moves on; a rebuild still builds what the image was made from.
     write_file(&repo.join("version.txt"), "two\n", 0o644);
     s2i_testkit::git(&repo, &["commit", "-qam", "second"]);
     let rebuilt = env.tag("rebuilt");
-    let (code, _, stderr) = s2i(&env, &["rebuild", &out, &rebuilt]);
+    let (code, _, stderr) = env.run(&["rebuild", &out, &rebuilt]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(docker_run(&rebuilt, &["cat", "version.txt"]).1, "one\n");
-    assert_eq!(label(&rebuilt, "io.openshift.s2i.build.commit.id").as_deref(), Some(first.as_str()));
+    assert_eq!(image_label(&rebuilt, "io.openshift.s2i.build.commit.id").as_deref(), Some(first.as_str()));
     env.assert_clean();
 }
 
@@ -461,7 +446,7 @@ fn use_config_saves_the_command_line_and_brings_it_back() {
     let builder = env.alias(&sti_fake());
     let src = app(&env, "app");
     let out = env.tag("app");
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "--use-config", "-e", "SAVED=yes", "-n", "Saved App", "--label", "team=red"]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &out, "--use-config", "-e", "SAVED=yes", "-n", "Saved App", "--label", "team=red"]);
     assert_eq!(code, 0, "{stderr}");
     let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(env.work().join(".s2ifile")).unwrap()).unwrap();
     assert_eq!(saved["tag"], out.as_str());
@@ -469,11 +454,11 @@ fn use_config_saves_the_command_line_and_brings_it_back() {
 
     docker_run(&out, &["true"]);
     s2i_testkit::docker_output(&["rmi", &out]);
-    let (code, _, stderr) = s2i(&env, &["build", "--use-config", "--label", "team=blue"]);
+    let (code, _, stderr) = env.run(&["build", "--use-config", "--label", "team=blue"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(image_env(&out).contains(&"SAVED=yes".to_string()));
-    assert_eq!(label(&out, "io.k8s.display-name").as_deref(), Some("Saved App"));
-    assert_eq!(label(&out, "team").as_deref(), Some("blue"), "the command line wins over the file");
+    assert_eq!(image_label(&out, "io.k8s.display-name").as_deref(), Some("Saved App"));
+    assert_eq!(image_label(&out, "team").as_deref(), Some("blue"), "the command line wins over the file");
     env.assert_clean();
 }
 

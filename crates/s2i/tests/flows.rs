@@ -1,22 +1,7 @@
 //! Build flows beyond the plain one, against the real daemon: incremental builds (and later
 //! runtime images, injections, builders without tar, ONBUILD builders).
 
-use std::process::Output;
-
-use s2i_testkit::{builder_image, docker_run, image_exists, image_inspect, support_dir, write_file, TestEnv};
-
-fn fixture(name: &str) -> String {
-    builder_image(&support_dir(&format!("builders/{name}")))
-}
-
-fn s2i(env: &TestEnv, args: &[&str]) -> (i32, String, String) {
-    let Output { status, stdout, stderr } = env.s2i().args(args).output().expect("s2i runs");
-    let out = (status.code().unwrap_or(-1), String::from_utf8_lossy(&stdout).into(), String::from_utf8_lossy(&stderr).into());
-    if std::env::var_os("S2I_TEST_VERBOSE").is_some() {
-        eprintln!("s2i {args:?} -> {}\n--- stdout\n{}--- stderr\n{}", out.0, out.1, out.2);
-    }
-    out
-}
+use s2i_testkit::{docker_run, fixture, image_config, image_exists, image_inspect, write_file, TestEnv};
 
 fn image_id(image: &str) -> String {
     image_inspect(image)["Id"].as_str().unwrap().to_string()
@@ -65,13 +50,13 @@ fn incremental_builds_reuse_the_previous_artifacts() {
     let out = env.tag("app");
     let src = incremental_app(&env);
 
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "--incremental", "-e", "BUILD_NO=1", "-e", "BIG_MB=40", "--loglevel", "1"]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &out, "--incremental", "-e", "BUILD_NO=1", "-e", "BIG_MB=40", "--loglevel", "1"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("Clean build will be performed: no previous image"), "{stderr}");
     assert!(stderr.contains("---> installed deps"), "{stderr}");
     let first = image_id(&out);
 
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "--incremental=true", "-e", "BUILD_NO=2", "--loglevel", "1"]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &out, "--incremental=true", "-e", "BUILD_NO=2", "--loglevel", "1"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains(&format!("Existing image for tag {out} detected for incremental build")), "{stderr}");
     assert!(stderr.contains("---> saving deps"), "save-artifacts' stderr is relayed: {stderr}");
@@ -84,7 +69,7 @@ fn incremental_builds_reuse_the_previous_artifacts() {
     assert_ne!(first, second);
     assert!(image_exists(&first), "without --rm the previous image stays");
 
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "--incremental", "--rm", "-e", "BUILD_NO=3"]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &out, "--incremental", "--rm", "-e", "BUILD_NO=3"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("---> reusing deps from build-1"), "{stderr}");
     assert!(!image_exists(&second), "--rm removed the previous image");
@@ -103,9 +88,9 @@ fn a_failing_or_hostile_save_artifacts_falls_back_to_a_clean_build() {
         ("hostile", "SAVE_EVIL=1", "refusing entry \"deps/etc\": it is a link that leads out of the tree"),
     ] {
         // The previous image carries the misbehaviour in its environment.
-        let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "-e", "BUILD_NO=1", "-e", extra]);
+        let (code, _, stderr) = env.run(&["build", &src, &builder, &out, "-e", "BUILD_NO=1", "-e", extra]);
         assert_eq!(code, 0, "{what}: {stderr}");
-        let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "--incremental", "-e", "BUILD_NO=2"]);
+        let (code, _, stderr) = env.run(&["build", &src, &builder, &out, "--incremental", "-e", "BUILD_NO=2"]);
         assert_eq!(code, 0, "{what}: {stderr}");
         assert!(stderr.contains("Clean build will be performed because of error saving previous build artifacts"), "{what}: {stderr}");
         assert!(stderr.contains(expect), "{what}: {stderr}");
@@ -122,9 +107,9 @@ fn a_failed_incremental_build_leaves_the_previous_image_and_tag_alone() {
     let builder = env.alias(&fixture("sti-fake"));
     let out = env.tag("app");
     let src = incremental_app(&env);
-    assert_eq!(s2i(&env, &["build", &src, &builder, &out, "-e", "BUILD_NO=1"]).0, 0);
+    assert_eq!(env.run(&["build", &src, &builder, &out, "-e", "BUILD_NO=1"]).0, 0);
     let before = image_id(&out);
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "--incremental", "--rm", "-e", "ASSEMBLE_FAIL=1"]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &out, "--incremental", "--rm", "-e", "ASSEMBLE_FAIL=1"]);
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(image_id(&out), before, "the tag still names the previous image");
     env.assert_clean();
@@ -140,8 +125,8 @@ fn incremental_without_a_save_artifacts_script_is_a_clean_build_that_says_why() 
     write_file(&scripts.join("run"), "#!/bin/sh\nls\n", 0o755);
     write_file(&env.work().join("app/a.txt"), "a", 0o644);
     let url = format!("file://{}", scripts.display());
-    assert_eq!(s2i(&env, &["build", "app", &builder, &out, "-s", &url]).0, 0);
-    let (code, _, stderr) = s2i(&env, &["build", "app", &builder, &out, "-s", &url, "--incremental", "--loglevel", "1"]);
+    assert_eq!(env.run(&["build", "app", &builder, &out, "-s", &url]).0, 0);
+    let (code, _, stderr) = env.run(&["build", "app", &builder, &out, "-s", &url, "--incremental", "--loglevel", "1"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("Clean build will be performed: there is no save-artifacts script"), "{stderr}");
     env.assert_clean();
@@ -156,10 +141,6 @@ fn runtime_app(env: &TestEnv) -> String {
     "rt".into()
 }
 
-fn config(image: &str) -> serde_json::Value {
-    image_inspect(image)["Config"].clone()
-}
-
 #[test]
 fn a_runtime_image_gets_only_the_artifacts_and_runs_assemble_runtime() {
     let env = TestEnv::new("runtime");
@@ -167,7 +148,7 @@ fn a_runtime_image_gets_only_the_artifacts_and_runs_assemble_runtime() {
     let runtime = env.alias(&fixture("sti-fake-runtime"));
     let out = env.tag("app");
     let src = runtime_app(&env);
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "--runtime-image", &runtime, "-e", "MODE=prod"]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &out, "--runtime-image", &runtime, "-e", "MODE=prod"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("---> sti-fake assemble"), "{stderr}");
     assert!(stderr.contains("---> runtime assemble as 1001 in /opt/app-root/src: ./app/dist/app.bin ./app/dist/conf/app.conf"), "{stderr}");
@@ -176,12 +157,12 @@ fn a_runtime_image_gets_only_the_artifacts_and_runs_assemble_runtime() {
     assert!(!listing.contains("build-only.txt") && !listing.contains(".sti-fake"), "only the artifacts ship: {listing}");
     let modes = docker_run(&out, &["stat", "-c", "%a %n", "app/dist/app.bin", "app/dist/conf/app.conf", "app/dist"]).1;
     assert_eq!(modes, "755 app/dist/app.bin\n644 app/dist/conf/app.conf\n755 app/dist\n", "modes are normalised");
-    let cfg = config(&out);
+    let cfg = image_config(&out);
     assert_eq!(cfg["Cmd"], serde_json::json!(["/usr/libexec/s2i/run"]));
     assert_eq!(cfg["User"], "1001");
     assert_eq!(cfg["Labels"]["runtime.flavour"], "slim", "labels of the runtime image");
     assert_eq!(cfg["Labels"]["io.openshift.s2i.build.image"], format!("docker.io/{builder}"));
-    assert!(config(&out)["Env"].as_array().unwrap().iter().any(|e| e == "MODE=prod"));
+    assert!(image_config(&out)["Env"].as_array().unwrap().iter().any(|e| e == "MODE=prod"));
     env.assert_clean();
 }
 
@@ -195,13 +176,12 @@ fn runtime_artifact_flags_and_shipped_scripts() {
     let root = env.work().join("rt");
     write_file(&root.join(".s2i/bin/run"), "#!/bin/sh\necho \"custom run sees $(ls)\"\n", 0o755);
     write_file(&root.join(".s2i/bin/assemble-runtime"), "#!/bin/sh\necho \"custom assemble-runtime\"\n", 0o755);
-    let (code, _, stderr) = s2i(
-        &env,
+    let (code, _, stderr) = env.run(
         &["build", &src, &builder, &out, "--runtime-image", &runtime, "-a", "/opt/app-root/src/dist/app.bin:.", "-a", "/opt/app-root/src/build-only.txt:extra"],
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("custom assemble-runtime"), "{stderr}");
-    assert_eq!(config(&out)["Cmd"], serde_json::json!(["/opt/app-root/src/scripts/run"]));
+    assert_eq!(image_config(&out)["Cmd"], serde_json::json!(["/opt/app-root/src/scripts/run"]));
     assert_eq!(docker_run(&out, &[]).1, "custom run sees app.bin\nextra\nscripts\n");
     env.assert_clean();
 }
@@ -224,14 +204,14 @@ fn runtime_build_failures_are_clear() {
     for (extra, want_code, want) in cases {
         let mut args = vec!["build", &src, &builder, &out, "--runtime-image", &runtime];
         args.extend(extra.iter().copied());
-        let (code, _, stderr) = s2i(&env, &args);
+        let (code, _, stderr) = env.run(&args);
         assert_eq!(code, want_code, "{extra:?}: {stderr}");
         assert!(stderr.contains(want), "{extra:?}: {stderr}");
         assert!(!image_exists(&out), "{extra:?}");
     }
     // A runtime image that says nothing about its inputs needs -a.
     let plain = env.alias(&fixture("sti-fake"));
-    let (code, _, stderr) = s2i(&env, &["build", &src, &builder, &out, "--runtime-image", &plain]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &out, "--runtime-image", &plain]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("no runtime artifacts to copy were specified"), "{stderr}");
     env.assert_clean();
@@ -253,7 +233,7 @@ fn incremental_builds_with_a_runtime_image_keep_the_builder_stage() {
     };
     let run = |n: &str| {
         let a = args(n);
-        s2i(&env, &a.iter().map(String::as_str).collect::<Vec<_>>())
+        env.run(&a.iter().map(String::as_str).collect::<Vec<_>>())
     };
     let (code, _, stderr) = run("BUILD_NO=1");
     assert_eq!(code, 0, "{stderr}");
@@ -278,20 +258,20 @@ fn onbuild_builders_build_from_the_source_with_their_triggers() {
     write_file(&root.join(".s2i/environment"), "GREETING=hello there\n", 0o644);
     write_file(&root.join(".s2i/bin/assemble"), "#!/bin/sh\necho assembled-by-hook > assembled\n", 0o755);
     write_file(&root.join("Dockerfile"), "FROM scratch\n# the app's own Dockerfile is replaced\n", 0o644);
-    let (code, _, stderr) = s2i(&env, &["build", "ob", &builder, &out]);
+    let (code, _, stderr) = env.run(&["build", "ob", &builder, &out]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(docker_run(&out, &[]).1, "onbuild app: onbuild trigger ran, GREETING=hello there, assembled-by-hook\n");
-    let cfg = config(&out);
+    let cfg = image_config(&out);
     assert_eq!(cfg["Entrypoint"], serde_json::json!(["./run"]));
     assert_eq!(cfg["User"], "1001");
 
     // ONBUILD USER lines are held to --allowed-uids too.
-    let (code, _, stderr) = s2i(&env, &["build", "ob", &builder, &env.tag("refused"), "-u", "2000-"]);
+    let (code, _, stderr) = env.run(&["build", "ob", &builder, &env.tag("refused"), "-u", "2000-"]);
     assert_eq!(code, 15, "{stderr}");
     assert!(stderr.contains("the ONBUILD USER of image"), "{stderr}");
     // Without anything to run, the build says what it needs.
     std::fs::remove_file(root.join("run")).unwrap();
-    let (code, _, stderr) = s2i(&env, &["build", "ob", &builder, &env.tag("noentry")]);
+    let (code, _, stderr) = env.run(&["build", "ob", &builder, &env.tag("noentry")]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("no valid entrypoint specified"), "{stderr}");
     env.assert_clean();

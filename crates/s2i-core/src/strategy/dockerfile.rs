@@ -513,14 +513,7 @@ pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: crate::contai
     timings.record("image build", t);
     let mut all_labels = builder.labels.clone().into_iter().collect::<BTreeMap<_, _>>();
     all_labels.extend(labels);
-    Ok(BuildResult {
-        image_id,
-        tag: cfg.tag.clone(),
-        builder_image: cfg.builder_image.clone(),
-        labels: all_labels,
-        timings,
-        source_stats: Default::default(),
-    })
+    Ok(BuildResult::new(cfg, image_id, all_labels, timings, Default::default()))
 }
 
 #[cfg(test)]

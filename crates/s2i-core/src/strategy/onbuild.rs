@@ -75,14 +75,7 @@ pub(crate) async fn build(mut plan: Plan<'_>, engine: &dyn Engine, output: Outpu
         stderr_tail: format!("{e}\n{tail}"),
     })?;
     timings.record("onbuild", t);
-    Ok(BuildResult {
-        image_id,
-        tag: cfg.tag.clone(),
-        builder_image: cfg.builder_image.clone(),
-        labels: Default::default(),
-        timings,
-        source_stats: stats,
-    })
+    Ok(BuildResult::new(cfg, image_id, Default::default(), timings, stats))
 }
 
 /// `.s2i/environment` only: `-e` and `-E` do not apply to ONBUILD builds, as in the reference.

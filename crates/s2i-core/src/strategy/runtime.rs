@@ -75,14 +75,7 @@ pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: OutputFn) -> 
     if cfg.remove_previous {
         standard::remove_previous(engine, previous.as_ref(), &image_id).await;
     }
-    Ok(BuildResult {
-        image_id,
-        tag: cfg.tag.clone(),
-        builder_image: cfg.builder_image.clone(),
-        labels,
-        timings,
-        source_stats: assembled.stats,
-    })
+    Ok(BuildResult::new(cfg, image_id, labels, timings, assembled.stats))
 }
 
 /// `-a` mappings, or else the runtime image's assemble-input-files label; each checked.

@@ -74,14 +74,7 @@ pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: OutputFn) -> 
     if cfg.remove_previous {
         remove_previous(engine, previous.as_ref(), &image_id).await;
     }
-    Ok(BuildResult {
-        image_id,
-        tag: cfg.tag.clone(),
-        builder_image: cfg.builder_image.clone(),
-        labels,
-        timings,
-        source_stats: assembled.stats,
-    })
+    Ok(BuildResult::new(cfg, image_id, labels, timings, assembled.stats))
 }
 
 /// Assemble with the previous image's artifacts; when they cannot be used, assemble again clean.
