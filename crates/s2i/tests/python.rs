@@ -197,9 +197,18 @@ fn the_hello_example_builds_and_answers_http() {
         assert_eq!(app.get("/nope").0, 404);
         assert!(app.logs().contains("---> Running python app.py"), "{}", app.logs());
     }
-    // The source is where run looks for it, and /tmp/src is gone.
-    let (code, listing, err) = run_image(&out, &[], &["bash", "-c", "ls; test ! -e /tmp/src && echo no-tmp-src"]);
+    // The source is where run looks for it, /tmp/src is gone, and group 0 may write everything
+    // the build made: the image also runs under an arbitrary uid in group 0.
+    let (code, listing, err) = run_image(
+        &out,
+        &[],
+        &["bash", "-c", "ls; test ! -e /tmp/src && echo no-tmp-src; find /opt/app-root/src /opt/app-root/venv ! -type l ! -perm -g+w | head -n 3"],
+    );
     assert_eq!((code, listing.as_str()), (0, "app.py\nno-tmp-src\n"), "{err}");
+    {
+        let app = Running::start(&out, &["--user", "4242:0"]);
+        assert_eq!(app.get("/healthz"), (200, "ok\n".to_string()));
+    }
     env.assert_clean();
 }
 
@@ -250,6 +259,13 @@ fn the_greeter_example_installs_from_a_local_index_and_an_incremental_build_reus
     assert_eq!(server.requests().len(), requests_before, "no request to the index at all: {:?}", server.requests());
     assert!(!image_exists(&first), "--rm removed the previous image");
     eprintln!("python-greeter: clean build {clean_time:.1?}, incremental build {incremental_time:.1?}");
+    // The restored virtualenv is group-writable again (s2i unpacked it under umask 022).
+    let (code, not_group_writable, err) = run_image(
+        &out,
+        &[],
+        &["sh", "-c", "find /opt/app-root/src /opt/app-root/venv ! -type l ! -perm -g+w | head -n 3"],
+    );
+    assert_eq!((code, not_group_writable.as_str()), (0, ""), "{err}");
     {
         let app = Running::start(&out, &[]);
         assert_eq!(app.get("/?name=again"), (200, "Hello, again! (greeting-lib 1.0.0)\n".to_string()));
