@@ -43,16 +43,33 @@ if [ ! -s "$tarball" ]; then
   [ "$(id -u)" = 0 ] || { log "debootstrap needs root"; exit 1; }
   mkdir -p "$cache_dir"
   work=$(mktemp -d "${TMPDIR:-/tmp}/s2i-python-base.XXXXXX")
-  trap 'rm -rf "$work"' EXIT
   root=$work/root
+  cleanup() {
+    # Never remove anything through a mount a failed debootstrap left behind
+    # (proc, sysfs, a bind of /dev).
+    awk -v r="$root/" 'index($2, r) == 1 { print $2 }' /proc/mounts | sort -r |
+      while read -r mnt; do umount -l "$mnt" || true; done
+    rm -rf --one-file-system "$work"
+  }
+  trap cleanup EXIT
   log "debootstrap $suite ($packages) from $mirror"
   start=$(date +%s)
-  if ! debootstrap --variant=minbase --include="$packages" "$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1; then
+  fail() {
     tail -n 30 "$work/debootstrap.log" >&2
-    [ -f "$root/debootstrap/debootstrap.log" ] && tail -n 30 "$root/debootstrap/debootstrap.log" >&2
-    log "debootstrap failed"
+    if [ -f "$root/debootstrap/debootstrap.log" ]; then tail -n 30 "$root/debootstrap/debootstrap.log" >&2; fi
+    log "debootstrap failed: $1"
     exit 1
-  fi
+  }
+  # Two stages, so that dpkg can be told not to fsync every file before it
+  # installs the packages: that halves the time (about 40 s instead of 90 s
+  # here), and a crash half-way is no concern for a tree that is thrown away.
+  debootstrap --foreign --variant=minbase --include="$packages" "$suite" "$root" "$mirror" \
+    >"$work/debootstrap.log" 2>&1 || fail "downloading and unpacking"
+  mkdir -p "$root/etc/dpkg/dpkg.cfg.d"
+  echo force-unsafe-io >"$root/etc/dpkg/dpkg.cfg.d/s2i-unsafe-io"
+  chroot "$root" /debootstrap/debootstrap --second-stage >>"$work/debootstrap.log" 2>&1 \
+    || fail "installing the packages"
+  rm -f "$root/etc/dpkg/dpkg.cfg.d/s2i-unsafe-io"
   # What an image never needs: downloaded packages, package lists, docs.
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* \
          "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* \
@@ -61,13 +78,13 @@ if [ ! -s "$tarball" ]; then
   : >"$root/etc/resolv.conf"
   : >"$root/etc/hostname"
   log "debootstrap done in $(( $(date +%s) - start )) s; packing $tarball"
-  tar --numeric-owner -C "$root" -czf "$tarball.part" .
+  tar --numeric-owner --one-file-system -C "$root" -czf "$tarball.part" .
   mv "$tarball.part" "$tarball"
   # Tarballs of older recipes are of no further use.
   for old_tarball in "$cache_dir"/python-base-"$suite"-*.tar.gz; do
     [ "$old_tarball" = "$tarball" ] || rm -f "$old_tarball"
   done
-  rm -rf "$work"
+  cleanup
   trap - EXIT
 fi
 
