@@ -143,7 +143,9 @@ def run_and_tidy(cmd, tag):
     before = image_id(tag)
     result = timed(cmd)
     if before and image_id(tag) != before:
-        subprocess.run(["docker", "rmi", before], capture_output=True)
+        tags = subprocess.run(["docker", "image", "inspect", "-f", "{{len .RepoTags}}", before], capture_output=True, text=True)
+        if tags.stdout.strip() == "0":
+            subprocess.run(["docker", "rmi", before], capture_output=True)
     subprocess.run(["sync"])
     return result
 

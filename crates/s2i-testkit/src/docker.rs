@@ -365,28 +365,125 @@ pub fn builder_image(fixture_dir: &Path) -> String {
     {
         let _lock = daemon_lock();
         if !image_exists(&tag) {
-            let out = Command::new("docker")
-                .args(["build", "-q", "-t", &tag])
-                .arg(&dir)
-                // The classic builder: it uses local images for FROM without
-                // asking a registry, and needs no buildx plugin.
-                .env("DOCKER_BUILDKIT", "0")
-                .stdin(Stdio::null())
-                .output()
-                .unwrap_or_else(|e| panic!("cannot run docker build: {e}"));
-            if !out.status.success() {
-                panic!(
-                    "docker build of {} failed ({}):\n{}{}",
-                    dir.display(),
-                    out.status,
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
+            docker_build(&dir, &tag, &[]);
         }
     }
     built.insert(dir, tag.clone());
     tag
+}
+
+/// Name of the image made by [`python_base_image`].
+pub const PYTHON_BASE_IMAGE: &str = "s2i-python-base:bookworm";
+
+/// Ensures a Debian base image with python3, venv and pip exists and returns
+/// its name: `$S2I_PYTHON_BASE_IMAGE` when set (an image the daemon already
+/// has, such as `python:3.11-slim`), else [`PYTHON_BASE_IMAGE`], made by
+/// `builders/python/make-base.sh` (debootstrap and `docker import`; a minute
+/// or two the first time, nothing when the image exists, a few seconds from
+/// its cached tarball). Runs the script once per process, under the
+/// daemon-wide image lock. Panics with the script's output if it fails.
+pub fn python_base_image() -> String {
+    static BASE: OnceLock<String> = OnceLock::new();
+    BASE.get_or_init(|| {
+        if let Some(image) = std::env::var("S2I_PYTHON_BASE_IMAGE")
+            .ok()
+            .filter(|s| !s.is_empty())
+        {
+            assert!(
+                image_exists(&image),
+                "S2I_PYTHON_BASE_IMAGE={image}: no such image in the daemon"
+            );
+            return image;
+        }
+        let script = crate::repo_path("builders/python/make-base.sh");
+        let _lock = daemon_lock();
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg(PYTHON_BASE_IMAGE)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run bash {}: {e}", script.display()));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            panic!("{} failed ({}):\n{stderr}", script.display(), out.status);
+        }
+        if !stderr.is_empty() {
+            eprint!("{stderr}");
+        }
+        let image = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert_eq!(
+            image,
+            PYTHON_BASE_IMAGE,
+            "{} printed an unexpected name",
+            script.display()
+        );
+        image
+    })
+    .clone()
+}
+
+/// Builds (or reuses) the image of `dir`, a builder directory whose
+/// Dockerfile takes its base from `ARG BASE_IMAGE`, on top of `base`, and
+/// returns its tag `s2i-test/<dir name>:<12 hex>`: the hex hashes every
+/// file under `dir` and the base image's id, so an unchanged builder on an
+/// unchanged base is built once per daemon. Panics if the build fails.
+pub fn builder_image_on(dir: &Path, base: &str) -> String {
+    static BUILT: OnceLock<Mutex<HashMap<(PathBuf, String), String>>> = OnceLock::new();
+    let dir = dir
+        .canonicalize()
+        .unwrap_or_else(|e| panic!("builder directory {}: {e}", dir.display()));
+    let mut built = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let key = (dir.clone(), base.to_string());
+    if let Some(tag) = built.get(&key) {
+        return tag.clone();
+    }
+    let base_id = image_id(base).unwrap_or_else(|| panic!("base image {base} does not exist"));
+    let mut hash = Fnv64::new();
+    hash.write(b"builder_image_on\0");
+    hash.write(base_id.as_bytes());
+    hash_tree(&dir, &dir, &mut hash);
+    let name = dir
+        .file_name()
+        .map(|n| crate::docker_component(&n.to_string_lossy()))
+        .unwrap_or_else(|| "builder".to_string());
+    let tag = format!("s2i-test/{name}-builder:{:012x}", hash.finish() >> 16);
+    {
+        let _lock = daemon_lock();
+        if !image_exists(&tag) {
+            docker_build(&dir, &tag, &[format!("BASE_IMAGE={base}")]);
+        }
+    }
+    built.insert(key, tag.clone());
+    tag
+}
+
+/// `docker build -q -t TAG [--build-arg A]… DIR` with the classic builder
+/// (it uses local images for FROM without asking a registry, and needs no
+/// buildx plugin). Panics with docker's output on failure.
+fn docker_build(dir: &Path, tag: &str, build_args: &[String]) {
+    let mut cmd = Command::new("docker");
+    cmd.args(["build", "-q", "-t", tag]);
+    for arg in build_args {
+        cmd.args(["--build-arg", arg]);
+    }
+    let out = cmd
+        .arg(dir)
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run docker build: {e}"));
+    if !out.status.success() {
+        panic!(
+            "docker build of {} failed ({}):\n{}{}",
+            dir.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 /// Hashes every entry under `dir` (sorted): relative path, kind, mode, and the

@@ -59,9 +59,12 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Serves the files under `dir` to GET (and HEAD): `/a/b` is `dir/a/b`;
-    /// 404 for anything missing, a directory, or a path with `..`; 405 for
-    /// other methods.
+    /// Serves the files under `dir` to GET (and HEAD): `/a/b` is `dir/a/b`,
+    /// and a directory is its `index.html` (so a tree of `index.html` pages
+    /// is a PEP 503 package index for pip); 404 for anything missing, a
+    /// directory without `index.html`, or a path with `..`; 405 for other
+    /// methods. `.html` files are `text/html`, everything else
+    /// `application/octet-stream`.
     pub fn serve_dir(dir: &Path) -> HttpServer {
         Self::start(Mode::Dir(dir.to_path_buf()))
     }
@@ -189,20 +192,24 @@ fn handle(conn: TcpStream, state: &State) {
         log.push(req.clone());
         state.arrived.notify_all();
     }
-    let (status, body): (&str, Vec<u8>) = match (&state.mode, req.method.as_str()) {
-        (Mode::Recorder, "POST") => ("200 OK", b"OK\n".to_vec()),
-        (Mode::Recorder, _) => ("405 Method Not Allowed", b"POST only\n".to_vec()),
-        (Mode::Dir(root), "GET" | "HEAD") => match resolve(root, &req.path) {
-            Some(data) => ("200 OK", data),
-            None => ("404 Not Found", b"not found\n".to_vec()),
-        },
-        (Mode::Dir(_), _) => ("405 Method Not Allowed", b"GET only\n".to_vec()),
-    };
-    let content_type = if status.starts_with("200") && matches!(state.mode, Mode::Dir(_)) {
-        "application/octet-stream"
-    } else {
-        "text/plain"
-    };
+    let (status, body, content_type): (&str, Vec<u8>, &str) =
+        match (&state.mode, req.method.as_str()) {
+            (Mode::Recorder, "POST") => ("200 OK", b"OK\n".to_vec(), "text/plain"),
+            (Mode::Recorder, _) => (
+                "405 Method Not Allowed",
+                b"POST only\n".to_vec(),
+                "text/plain",
+            ),
+            (Mode::Dir(root), "GET" | "HEAD") => match resolve(root, &req.path) {
+                Some((data, content_type)) => ("200 OK", data, content_type),
+                None => ("404 Not Found", b"not found\n".to_vec(), "text/plain"),
+            },
+            (Mode::Dir(_), _) => (
+                "405 Method Not Allowed",
+                b"GET only\n".to_vec(),
+                "text/plain",
+            ),
+        };
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: {content_type}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -278,19 +285,27 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<RecordedRequest> {
     Some(req)
 }
 
-/// The content of the file that `target` names under `root`, if any.
-fn resolve(root: &Path, target: &str) -> Option<Vec<u8>> {
+/// The content and content type of the file that `target` names under
+/// `root` (a directory's `index.html`), if any.
+fn resolve(root: &Path, target: &str) -> Option<(Vec<u8>, &'static str)> {
     let path = target.split(['?', '#']).next()?;
     let path = percent_decode(path)?;
     let rel = Path::new(path.trim_start_matches('/'));
     if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
         return None;
     }
-    let full = root.join(rel);
+    let mut full = root.join(rel);
+    if full.is_dir() {
+        full.push("index.html");
+    }
     if !full.is_file() {
         return None;
     }
-    std::fs::read(full).ok()
+    let content_type = match full.extension().and_then(|e| e.to_str()) {
+        Some("html") => "text/html",
+        _ => "application/octet-stream",
+    };
+    std::fs::read(&full).ok().map(|data| (data, content_type))
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -381,6 +396,42 @@ mod tests {
         let addr = server.addr;
         drop(server);
         assert!(TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err());
+    }
+
+    #[test]
+    fn directories_serve_their_index_html_as_html() {
+        let dir = tempfile::tempdir().unwrap();
+        let page = "<a href=\"../../files/x-1.0-py3-none-any.whl\">x</a>\n";
+        crate::write_file(&dir.path().join("simple/x/index.html"), page, 0o644);
+        crate::write_file(
+            &dir.path().join("files/x-1.0-py3-none-any.whl"),
+            "PK",
+            0o644,
+        );
+        let server = HttpServer::serve_dir(dir.path());
+        let url = server.url();
+        assert_eq!(
+            fetch(&url, "GET", "/simple/x/", b"", ""),
+            (200, page.as_bytes().to_vec())
+        );
+        assert_eq!(fetch(&url, "GET", "/simple/x", b"", "").0, 200);
+        assert_eq!(fetch(&url, "GET", "/simple/", b"", "").0, 404);
+        let content_type = |path: &str| {
+            let mut s = TcpStream::connect(server.addr).unwrap();
+            s.write_all(format!("HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                .unwrap();
+            let mut resp = String::new();
+            s.read_to_string(&mut resp).unwrap();
+            resp.lines()
+                .find_map(|l| l.strip_prefix("Content-Type: "))
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(content_type("/simple/x/"), "text/html");
+        assert_eq!(
+            content_type("/files/x-1.0-py3-none-any.whl"),
+            "application/octet-stream"
+        );
     }
 
     #[test]

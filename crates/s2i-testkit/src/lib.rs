@@ -33,6 +33,10 @@
 //! env.assert_clean();
 //! ```
 //!
+//! For the Python builder (`builders/python`), [`python_base_image`] makes a
+//! Debian base with python3 by debootstrap (once per daemon, cached) and
+//! [`builder_image_on`] builds a builder directory on a given base.
+//!
 //! Small helpers: [`HttpServer`] (files over HTTP, or a POST recorder for
 //! callbacks), [`write_file`], [`git`], and thin wrappers over the `docker` CLI
 //! ([`docker_output`], [`docker_run`], [`image_inspect`], [`image_exists`]).
@@ -44,8 +48,8 @@ mod env;
 mod http;
 
 pub use docker::{
-    base_image, builder_image, docker_output, docker_run, image_exists, image_inspect,
-    no_tar_image, BASE_IMAGE, NO_TAR_IMAGE,
+    base_image, builder_image, builder_image_on, docker_output, docker_run, image_exists,
+    image_inspect, no_tar_image, python_base_image, BASE_IMAGE, NO_TAR_IMAGE, PYTHON_BASE_IMAGE,
 };
 pub use env::{s2i_bin, TestEnv};
 pub use http::{HttpServer, RecordedRequest};
@@ -73,12 +77,18 @@ pub fn image_label(image: &str, key: &str) -> Option<String> {
 /// `tests-support/<rel>` in this workspace: fixtures shared by the tests, such
 /// as the builder image directory `builders/sti-fake` (for [`builder_image`]).
 pub fn support_dir(rel: &str) -> PathBuf {
+    repo_path("tests-support").join(rel)
+}
+
+/// `<rel>` in this workspace's root, e.g. `builders/python` or
+/// `examples/python-hello`.
+pub fn repo_path(rel: &str) -> PathBuf {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let workspace = crate_dir
         .parent()
         .and_then(Path::parent)
         .expect("workspace root");
-    workspace.join("tests-support").join(rel)
+    workspace.join(rel)
 }
 
 /// Writes `content` to `path` with permission bits `mode` (e.g. `0o755`),
