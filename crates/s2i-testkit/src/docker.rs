@@ -335,41 +335,12 @@ fn write_base_tar(out: &mut File, busybox: &[u8], applets: &[&str]) -> std::io::
 /// built once per daemon, not once per run. Panics with docker's stderr if the
 /// build fails.
 pub fn builder_image(fixture_dir: &Path) -> String {
-    static BUILT: OnceLock<Mutex<HashMap<PathBuf, String>>> = OnceLock::new();
-    let dir = fixture_dir
-        .canonicalize()
-        .unwrap_or_else(|e| panic!("builder fixture {}: {e}", fixture_dir.display()));
     assert!(
-        dir.join("Dockerfile").is_file(),
+        fixture_dir.join("Dockerfile").is_file(),
         "builder fixture {} has no Dockerfile",
-        dir.display()
+        fixture_dir.display()
     );
-    // Held during the build: one build per fixture per process; tests asking
-    // for the same fixture wait for it.
-    let mut built = BUILT
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    if let Some(tag) = built.get(&dir) {
-        return tag.clone();
-    }
-    let base_id = image_id(&base_image()).expect("base image vanished");
-    let mut hash = Fnv64::new();
-    hash.write(base_id.as_bytes());
-    hash_tree(&dir, &dir, &mut hash);
-    let name = dir
-        .file_name()
-        .map(|n| crate::docker_component(&n.to_string_lossy()))
-        .unwrap_or_else(|| "builder".to_string());
-    let tag = format!("s2i-test/{name}:{:012x}", hash.finish() >> 16);
-    {
-        let _lock = daemon_lock();
-        if !image_exists(&tag) {
-            docker_build(&dir, &tag, &[]);
-        }
-    }
-    built.insert(dir, tag.clone());
-    tag
+    build_cached(fixture_dir, &base_image(), None)
 }
 
 /// Name of the image made by [`python_base_image`].
@@ -428,10 +399,20 @@ pub fn python_base_image() -> String {
 /// file under `dir` and the base image's id, so an unchanged builder on an
 /// unchanged base is built once per daemon. Panics if the build fails.
 pub fn builder_image_on(dir: &Path, base: &str) -> String {
+    build_cached(dir, base, Some("-builder"))
+}
+
+/// Build `dir` on `base` once per process and once per daemon: the tag
+/// `s2i-test/<dir name><suffix>:<12 hex>` hashes every file under `dir` and the
+/// base image's id. With a `suffix` the base is passed as `ARG BASE_IMAGE`;
+/// without, the Dockerfile names its own `FROM`. Panics if the build fails.
+fn build_cached(dir: &Path, base: &str, suffix: Option<&str>) -> String {
     static BUILT: OnceLock<Mutex<HashMap<(PathBuf, String), String>>> = OnceLock::new();
     let dir = dir
         .canonicalize()
         .unwrap_or_else(|e| panic!("builder directory {}: {e}", dir.display()));
+    // Held during the build: one build per directory per process; tests asking
+    // for the same one wait for it.
     let mut built = BUILT
         .get_or_init(Default::default)
         .lock()
@@ -442,18 +423,21 @@ pub fn builder_image_on(dir: &Path, base: &str) -> String {
     }
     let base_id = image_id(base).unwrap_or_else(|| panic!("base image {base} does not exist"));
     let mut hash = Fnv64::new();
-    hash.write(b"builder_image_on\0");
+    if suffix.is_some() {
+        hash.write(b"builder_image_on\0");
+    }
     hash.write(base_id.as_bytes());
     hash_tree(&dir, &dir, &mut hash);
     let name = dir
         .file_name()
         .map(|n| crate::docker_component(&n.to_string_lossy()))
         .unwrap_or_else(|| "builder".to_string());
-    let tag = format!("s2i-test/{name}-builder:{:012x}", hash.finish() >> 16);
+    let tag = format!("s2i-test/{name}{}:{:012x}", suffix.unwrap_or(""), hash.finish() >> 16);
     {
         let _lock = daemon_lock();
         if !image_exists(&tag) {
-            docker_build(&dir, &tag, &[format!("BASE_IMAGE={base}")]);
+            let args: Vec<String> = suffix.map(|_| format!("BASE_IMAGE={base}")).into_iter().collect();
+            docker_build(&dir, &tag, &args);
         }
     }
     built.insert(key, tag.clone());
