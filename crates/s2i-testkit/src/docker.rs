@@ -328,19 +328,53 @@ fn write_base_tar(out: &mut File, busybox: &[u8], applets: &[&str]) -> std::io::
 }
 
 /// Builds (or reuses) a builder image from `fixture_dir`, a directory holding a
-/// `Dockerfile` that starts `FROM s2i-test/busybox` and the files it COPYs,
+/// `Dockerfile` that starts `FROM` one of the test kit's bases
+/// ([`BASE_IMAGE`] or [`NO_TAR_IMAGE`], made first when missing) and the files it COPYs,
 /// and returns its tag: `s2i-test/<dir name>:<12 hex>`, the hex being a hash of
 /// every file's path, mode and content (and of the base image's id). An image
 /// with that tag already in the daemon is reused, so an unchanged fixture is
 /// built once per daemon, not once per run. Panics with docker's stderr if the
 /// build fails.
 pub fn builder_image(fixture_dir: &Path) -> String {
-    assert!(
-        fixture_dir.join("Dockerfile").is_file(),
-        "builder fixture {} has no Dockerfile",
-        fixture_dir.display()
-    );
-    build_cached(fixture_dir, &base_image(), None)
+    let dockerfile = fixture_dir.join("Dockerfile");
+    let text = fs::read_to_string(&dockerfile)
+        .unwrap_or_else(|e| panic!("builder fixture {}: {e}", dockerfile.display()));
+    let base = fixture_base(&text)
+        .unwrap_or_else(|why| panic!("builder fixture {}: {why}", dockerfile.display()));
+    build_cached(fixture_dir, &base, None)
+}
+
+/// The test-kit base image a fixture's Dockerfile is `FROM`, made here if the
+/// daemon lacks it: a fixture never relies on an image that an earlier run or
+/// another test happened to leave behind.
+fn fixture_base(dockerfile: &str) -> Result<String, String> {
+    let froms: Vec<&str> = dockerfile
+        .lines()
+        .map(str::trim)
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let first = words.next()?;
+            first.eq_ignore_ascii_case("FROM").then(|| words.next()).flatten()
+        })
+        .collect();
+    let [from] = froms.as_slice() else {
+        return Err(format!("expected exactly one FROM line, found {}", froms.len()));
+    };
+    let name = from.strip_suffix(":latest").unwrap_or(from);
+    let bases: [(&str, fn() -> String); 2] = [
+        (BASE_IMAGE, base_image),
+        (NO_TAR_IMAGE, no_tar_image),
+    ];
+    bases
+        .iter()
+        .find(|(image, _)| image.strip_suffix(":latest") == Some(name))
+        .map(|(_, make)| make())
+        .ok_or_else(|| {
+            format!(
+                "FROM {from} is not an image the test kit makes ({}); no registry can be reached",
+                bases.map(|(i, _)| i).join(", ")
+            )
+        })
 }
 
 /// Name of the image made by [`python_base_image`].

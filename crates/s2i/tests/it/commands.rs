@@ -463,7 +463,7 @@ fn use_config_saves_the_command_line_and_brings_it_back() {
 }
 
 /// Help texts are part of the interface: compare them with the reviewed copies in
-/// `tests/snapshots/`. After a deliberate change, rewrite those with `S2I_UPDATE_SNAPSHOTS=1`.
+/// `tests/it/snapshots/`. After a deliberate change, rewrite those with `S2I_UPDATE_SNAPSHOTS=1`.
 #[test]
 fn help_texts_match_their_snapshots() {
     let env = TestEnv::new("help");
@@ -472,7 +472,7 @@ fn help_texts_match_their_snapshots() {
         let out = env.s2i().args(args).env("COLUMNS", "100").output().unwrap();
         assert!(out.status.success());
         let stdout = String::from_utf8(out.stdout).unwrap();
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots").join(file);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/snapshots").join(file);
         if std::env::var_os("S2I_UPDATE_SNAPSHOTS").is_some() {
             std::fs::write(&path, &stdout).unwrap();
         }

@@ -1,0 +1,13 @@
+//! The integration tests: the real `s2i` binary driven against real parts (the Docker daemon,
+//! git, an HTTP server), one module per area. One binary, so fixtures made once (images, a
+//! registry, an engine service) serve every test of a run.
+//!
+//! The Python builder's tests take minutes (a debootstrapped base image); they run by default and
+//! can be left out with `--no-default-features` on the `s2i` crate.
+
+mod build;
+mod commands;
+mod flows;
+#[cfg(feature = "python-tests")]
+mod python;
+mod sources;
