@@ -36,7 +36,7 @@ pub async fn obtain(engine: &dyn Engine, name: &str, policy: PullPolicy) -> Resu
 }
 
 async fn pull_and_inspect(engine: &dyn Engine, name: &str) -> Result<ImageInfo> {
-    let mut progress = |line: &str| debug!("{line}");
+    let mut progress = |event: s2i_engine::Progress<'_>| debug!("{event:?}");
     engine
         .pull_image(name, None, &mut progress)
         .await

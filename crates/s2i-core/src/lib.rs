@@ -13,7 +13,7 @@ pub mod create;
 pub mod env;
 pub mod error;
 pub mod ignore;
-pub mod image_ref;
+pub use s2i_registry::image_ref;
 mod images;
 pub mod inject;
 pub mod mapping;

@@ -9,8 +9,8 @@ use bollard::container::LogOutput;
 use bollard::models::{ContainerConfig, ContainerCreateBody, HostConfig, HostConfigLogConfig};
 use bollard::query_parameters::{
     AttachContainerOptions, CommitContainerOptions, CreateContainerOptions, CreateImageOptions,
-    DownloadFromContainerOptions, KillContainerOptions, RemoveContainerOptions, RemoveImageOptions,
-    UploadToContainerOptions, WaitContainerOptions,
+    DownloadFromContainerOptions, KillContainerOptions, PushImageOptions, RemoveContainerOptions,
+    RemoveImageOptions, UploadToContainerOptions, WaitContainerOptions,
 };
 use bollard::{ClientVersion, Docker};
 use futures_util::{StreamExt, TryStreamExt};
@@ -20,8 +20,9 @@ use tracing::{debug, warn};
 use crate::connect::{parse_endpoint, ConnectOptions, Transport};
 use crate::error::{EngineError, Result};
 use crate::{
-    ByteStream, CommitSpec, ContainerInput, ContainerSpec, Engine, EngineVersion, ImageBuildSpec, ImageInfo,
-    OutputSink, OutputStream, RegistryAuth, RunningOutput,
+    ArchiveFormat, ArchiveOutput, ByteStream, CommitSpec, ContainerInput, ContainerSpec, Engine, EngineKind,
+    EngineVersion, ImageBuildSpec, ImageInfo, LayerPhase, OutputSink, OutputStream, Progress, ProgressSink,
+    RegistryAuth, RunningOutput,
 };
 
 /// The newest API version we speak. Negotiation picks the lower of this and the engine's.
@@ -82,13 +83,15 @@ impl DockerEngine {
             .as_ref()
             .is_some_and(|cs| cs.iter().any(|c| c.name.to_ascii_lowercase().contains("podman")));
         let version = EngineVersion {
+            kind: if is_podman { EngineKind::Podman } else { EngineKind::Docker },
             version: server.version.unwrap_or_default(),
             api_version: format!("{}.{}", api.0, api.1),
-            is_podman,
+            endpoint: opts.endpoint.clone(),
         };
         debug!("connected to {endpoint}: engine {}, API {}{}", version.version, version.api_version, if is_podman { " (podman)" } else { "" });
         let prefix = format!("/v{}.{}", api.0, api.1);
         let docker = docker.with_request_modifier(move |mut req| {
+            registry_auth_url_safe(&mut req);
             let uri = req.uri().clone();
             let mut parts = uri.into_parts();
             if let Some(pq) = parts.path_and_query.as_ref() {
@@ -147,6 +150,77 @@ async fn pump_stdin(mut input: ContainerInput, stdin: &mut (dyn AsyncWrite + Sen
     };
     let _ = stdin.shutdown().await;
     result
+}
+
+/// Registry credentials as the engine reads them from the `X-Registry-Auth` header.
+fn credentials(auth: &RegistryAuth) -> DockerCredentials {
+    DockerCredentials {
+        username: Some(auth.username.clone()).filter(|u| !u.is_empty()),
+        password: Some(auth.password.clone()).filter(|p| !p.is_empty()),
+        identitytoken: auth.identity_token.clone(),
+        serveraddress: Some(auth.server.clone()),
+        ..Default::default()
+    }
+}
+
+/// Docker and Podman decode `X-Registry-Auth` (and `X-Registry-Config`) as URL-safe base64, and
+/// bollard encodes it with the standard alphabet: whenever the encoding holds `+` or `/`, the
+/// engine would silently pull without credentials. Re-encode the header URL-safe.
+fn registry_auth_url_safe(req: &mut bollard::BollardRequest) {
+    use base64::Engine as _;
+    for name in ["X-Registry-Auth", "X-Registry-Config"] {
+        let Some(value) = req.headers().get(name).and_then(|v| v.to_str().ok()) else { continue };
+        let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(value) else { continue };
+        let safe = base64::engine::general_purpose::URL_SAFE.encode(raw);
+        if let Ok(v) = http::HeaderValue::from_str(&safe) {
+            req.headers_mut().insert(name, v);
+        }
+    }
+}
+
+fn progress_numbers(detail: Option<&bollard::models::ProgressDetail>) -> (u64, Option<u64>) {
+    let current = detail.and_then(|d| d.current).unwrap_or(0).max(0) as u64;
+    let total = detail.and_then(|d| d.total).filter(|t| *t > 0).map(|t| t as u64);
+    (current, total)
+}
+
+/// The phase a pull or push status line names, for lines about one layer.
+fn layer_phase(status: &str) -> Option<LayerPhase> {
+    Some(match status {
+        "Waiting" | "Preparing" | "Pulling fs layer" => LayerPhase::Waiting,
+        "Downloading" => LayerPhase::Downloading,
+        "Verifying Checksum" | "Download complete" => LayerPhase::Verifying,
+        "Extracting" => LayerPhase::Extracting,
+        "Pushing" => LayerPhase::Pushing,
+        "Pull complete" | "Pushed" => LayerPhase::Done,
+        "Already exists" | "Layer already exists" | "Mounted from" => LayerPhase::Exists,
+        s if s.starts_with("Mounted from ") => LayerPhase::Exists,
+        _ => return None,
+    })
+}
+
+/// The digest in a push's closing line, `v1: digest: sha256:… size: 527`.
+fn pushed_digest(status: &str) -> Option<&str> {
+    let rest = &status[status.find("digest: ")? + "digest: ".len()..];
+    let digest = rest.split_whitespace().next()?;
+    digest.starts_with("sha256:").then_some(digest)
+}
+
+/// `repo[:tag]` → (`repo`, `tag`), the tag being `latest` when there is none.
+fn split_tag(name: &str) -> (&str, &str) {
+    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
+    match name[last_slash..].rfind(':') {
+        Some(i) => (&name[..last_slash + i], &name[last_slash + i + 1..]),
+        None => (name, "latest"),
+    }
+}
+
+fn stream_error(e: bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerStreamError { error } => error,
+        bollard::errors::Error::DockerResponseServerError { message, .. } => message,
+        other => crate::error::error_chain(&other),
+    }
 }
 
 /// The classic builder marks a RUN step's stderr with the escape sequences `ESC[91m` … `ESC[0m`
@@ -220,41 +294,91 @@ impl Engine for DockerEngine {
         }))
     }
 
-    async fn pull_image(
-        &self,
-        name: &str,
-        auth: Option<RegistryAuth>,
-        progress: &mut (dyn for<'a> FnMut(&'a str) + Send),
-    ) -> Result<()> {
+    async fn pull_image(&self, name: &str, auth: Option<&RegistryAuth>, progress: &mut dyn ProgressSink) -> Result<()> {
         let opts = CreateImageOptions { from_image: Some(name.to_string()), ..Default::default() };
-        let creds = auth.map(|a| DockerCredentials {
-            username: Some(a.username),
-            password: Some(a.password),
-            serveraddress: Some(a.server),
-            ..Default::default()
-        });
-        let mut stream = self.docker.create_image(Some(opts), None, creds);
+        let mut stream = self.docker.create_image(Some(opts), None, auth.map(credentials));
         while let Some(item) = stream.next().await {
             match item {
                 Ok(info) => {
-                    if let Some(status) = info.status {
-                        match info.id {
-                            Some(id) => progress(&format!("{id}: {status}")),
-                            None => progress(&status),
-                        }
+                    if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+                        return Err(EngineError::Pull { image: name.to_string(), message: detail });
+                    }
+                    let Some(status) = info.status else { continue };
+                    let (current, total) = progress_numbers(info.progress_detail.as_ref());
+                    match (info.id.as_deref(), layer_phase(&status)) {
+                        (Some(id), Some(phase)) => progress.progress(Progress::Layer { id, phase, current, total }),
+                        _ => progress.progress(Progress::Status(&status)),
                     }
                 }
-                Err(e) => {
-                    let message = match e {
-                        bollard::errors::Error::DockerStreamError { error } => error,
-                        bollard::errors::Error::DockerResponseServerError { message, .. } => message,
-                        other => other.to_string(),
-                    };
-                    return Err(EngineError::Pull { image: name.to_string(), message });
-                }
+                Err(e) => return Err(EngineError::Pull { image: name.to_string(), message: stream_error(e) }),
             }
         }
         Ok(())
+    }
+
+    async fn push_image(&self, name: &str, auth: Option<&RegistryAuth>, progress: &mut dyn ProgressSink) -> Result<String> {
+        let (repo, tag) = split_tag(name);
+        let opts = PushImageOptions { tag: Some(tag.to_string()), ..Default::default() };
+        let mut stream = self.docker.push_image(repo, Some(opts), auth.map(credentials));
+        let mut digest = None;
+        let failed = |message: String| EngineError::Api { op: format!("pushing {name}"), message, status: None };
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| failed(stream_error(e)))?;
+            if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+                return Err(failed(detail));
+            }
+            let Some(status) = info.status else { continue };
+            // The engine's API description has no layer id for push messages: bytes are reported
+            // per layer size, which tells layers apart well enough for a progress line.
+            let (current, total) = progress_numbers(info.progress_detail.as_ref());
+            match (layer_phase(&status), total) {
+                (Some(phase), Some(t)) => {
+                    let id = format!("{t}");
+                    progress.progress(Progress::Layer { id: &id, phase, current, total })
+                }
+                _ => {
+                    if let Some(d) = pushed_digest(&status) {
+                        digest = Some(d.to_string());
+                    }
+                    progress.progress(Progress::Status(&status));
+                }
+            }
+        }
+        digest.ok_or_else(|| failed("the engine did not report the pushed digest".into()))
+    }
+
+    async fn save_image(&self, name: &str, format: ArchiveFormat, mut out: ArchiveOutput) -> Result<()> {
+        if format != ArchiveFormat::DockerArchive {
+            return Err(EngineError::NotSupported { engine: self.version.kind, what: "write OCI archives".into() });
+        }
+        let mut stream = self.docker.export_image(name);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| EngineError::api(format!("saving image {name}"), e))?;
+            out.write_all(&chunk).await.map_err(EngineError::Input)?;
+        }
+        out.shutdown().await.map_err(EngineError::Input)?;
+        Ok(())
+    }
+
+    async fn load_image(&self, archive: ContainerInput) -> Result<Vec<String>> {
+        let opts = bollard::query_parameters::ImportImageOptions { quiet: true, ..Default::default() };
+        let body = tokio_util::io::ReaderStream::new(archive);
+        let mut stream = self.docker.import_image_stream(opts, body, None);
+        let mut loaded = Vec::new();
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| EngineError::api("loading an image archive", e))?;
+            if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+                return Err(EngineError::Api { op: "loading an image archive".into(), message: detail, status: None });
+            }
+            for text in [info.stream, info.status].into_iter().flatten() {
+                for line in text.lines() {
+                    if let Some(what) = line.strip_prefix("Loaded image: ").or_else(|| line.strip_prefix("Loaded image ID: ")) {
+                        loaded.push(what.trim().to_string());
+                    }
+                }
+            }
+        }
+        Ok(loaded)
     }
 
     async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
@@ -409,7 +533,7 @@ impl Engine for DockerEngine {
             repo: spec.repo.clone(),
             tag: spec.tag.clone(),
             pause: false,
-            changes: self.version.is_podman.then(|| commit_changes(spec)),
+            changes: self.version.is_podman().then(|| commit_changes(spec)),
             ..Default::default()
         };
         let config = ContainerConfig {
@@ -535,6 +659,34 @@ mod tests {
                 (OutputStream::Stdout, "Removing\n".into()),
             ]
         );
+    }
+
+    #[test]
+    fn registry_auth_is_re_encoded_url_safe() {
+        use base64::Engine as _;
+        // A password whose standard encoding holds '+' and '/'.
+        let json = r#"{"username":"u","password":"p>?>?~~~"}"#;
+        let standard = base64::engine::general_purpose::STANDARD.encode(json);
+        assert!(standard.contains('+') || standard.contains('/'), "{standard}");
+        let mut req = http::Request::builder()
+            .header("X-Registry-Auth", &standard)
+            .body(bollard::body_full(bytes::Bytes::new()))
+            .unwrap();
+        registry_auth_url_safe(&mut req);
+        let sent = req.headers()["X-Registry-Auth"].to_str().unwrap();
+        assert!(!sent.contains('+') && !sent.contains('/'), "{sent}");
+        assert_eq!(base64::engine::general_purpose::URL_SAFE.decode(sent).unwrap(), json.as_bytes());
+    }
+
+    #[test]
+    fn push_lines_give_the_digest_and_names_split() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(pushed_digest(&format!("v1: digest: {d} size: 527")), Some(d.as_str()));
+        assert_eq!(pushed_digest("Pushing"), None);
+        assert_eq!(split_tag("127.0.0.1:5000/team/app:v1"), ("127.0.0.1:5000/team/app", "v1"));
+        assert_eq!(split_tag("127.0.0.1:5000/app"), ("127.0.0.1:5000/app", "latest"));
+        assert_eq!(layer_phase("Layer already exists"), Some(LayerPhase::Exists));
+        assert_eq!(layer_phase("Digest: sha256:x"), None);
     }
 
     #[test]

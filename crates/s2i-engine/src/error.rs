@@ -23,6 +23,10 @@ pub enum EngineError {
     #[error("{op} failed: {message}")]
     Api { op: String, message: String, status: Option<u16> },
 
+    /// The engine cannot do this at all (an OCI archive on Docker, an image build on the OCI engine).
+    #[error("the {engine} engine cannot {what}")]
+    NotSupported { engine: crate::EngineKind, what: String },
+
     /// Reading the stream we were feeding into a container failed (our side, not the container's).
     #[error("{0}")]
     Input(std::io::Error),

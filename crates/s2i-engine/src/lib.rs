@@ -50,12 +50,49 @@ impl ImageInfo {
     }
 }
 
+/// Which kind of engine answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EngineKind {
+    /// The Docker Engine API of Docker itself.
+    #[default]
+    Docker,
+    /// Podman's Docker-compatible API.
+    Podman,
+    /// The daemonless engine: an image store and an OCI runtime (runc).
+    Oci,
+}
+
+impl EngineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Docker => "docker",
+            EngineKind::Podman => "podman",
+            EngineKind::Oci => "oci",
+        }
+    }
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Who and what answers at the other end of the connection.
 #[derive(Debug, Clone, Default)]
 pub struct EngineVersion {
+    pub kind: EngineKind,
     pub version: String,
+    /// The API version in use (`1.41`); empty for the OCI engine.
     pub api_version: String,
-    pub is_podman: bool,
+    /// Where the engine was reached (`unix:///var/run/docker.sock`, or the OCI store's path).
+    pub endpoint: String,
+}
+
+impl EngineVersion {
+    pub fn is_podman(&self) -> bool {
+        self.kind == EngineKind::Podman
+    }
 }
 
 /// Everything needed to create one container.
@@ -140,29 +177,95 @@ pub struct RunningOutput {
 /// A byte stream read from the engine (an archive, say).
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send>>;
 
-/// Registry credentials for a pull.
-#[derive(Debug, Clone, Default)]
+/// Registry credentials for one pull or push. `Debug` never shows the secrets.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct RegistryAuth {
     pub username: String,
     pub password: String,
+    /// An OAuth refresh token (`identitytoken` in Docker's config.json), used instead of a password.
+    pub identity_token: Option<String>,
+    /// The registry these credentials are for, as the engine names it (`127.0.0.1:5000`, `docker.io`).
     pub server: String,
 }
 
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("username", &self.username)
+            .field("password", &if self.password.is_empty() { "" } else { "<redacted>" })
+            .field("identity_token", &self.identity_token.as_ref().map(|_| "<redacted>"))
+            .field("server", &self.server)
+            .finish()
+    }
+}
+
+/// What a layer (or blob) of a pull or push is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerPhase {
+    Waiting,
+    Downloading,
+    Verifying,
+    Extracting,
+    Pushing,
+    /// Finished: pulled or pushed.
+    Done,
+    /// Nothing to transfer: the engine or the registry already has it.
+    Exists,
+}
+
+/// One step of a pull or push, as the engine reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress<'a> {
+    /// A layer moved on: `current` of `total` bytes (the total is unknown for some phases).
+    Layer { id: &'a str, phase: LayerPhase, current: u64, total: Option<u64> },
+    /// A line about the whole image (`Digest: sha256:…`, `Status: Downloaded newer image …`).
+    Status(&'a str),
+}
+
+/// Receives the progress of a pull or push as it happens.
+pub trait ProgressSink: Send {
+    fn progress(&mut self, event: Progress<'_>);
+}
+
+impl<F: FnMut(Progress<'_>) + Send> ProgressSink for F {
+    fn progress(&mut self, event: Progress<'_>) {
+        self(event)
+    }
+}
+
+/// The image archive formats engines read and write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveFormat {
+    /// What `docker save` writes and `docker load` reads.
+    DockerArchive,
+    /// An OCI image layout in a tar.
+    OciArchive,
+}
+
+/// A byte sink an engine writes an image archive to.
+pub type ArchiveOutput = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+
 #[async_trait]
 pub trait Engine: Send + Sync {
-    /// The engine's version; also proves it answers.
+    /// Which engine this is and its version; also proves it answers.
     async fn version(&self) -> Result<EngineVersion>;
 
     /// `Ok(None)` when the image is not present locally.
     async fn inspect_image(&self, name: &str) -> Result<Option<ImageInfo>>;
 
-    /// Pull `name` from its registry, reporting progress lines.
-    async fn pull_image(
-        &self,
-        name: &str,
-        auth: Option<RegistryAuth>,
-        progress: &mut (dyn for<'a> FnMut(&'a str) + Send),
-    ) -> Result<()>;
+    /// Pull `name` from its registry, reporting progress as it goes.
+    async fn pull_image(&self, name: &str, auth: Option<&RegistryAuth>, progress: &mut dyn ProgressSink) -> Result<()>;
+
+    /// Push the local image `name` to the registry its name points at; returns the pushed
+    /// manifest's digest (`sha256:…`).
+    async fn push_image(&self, name: &str, auth: Option<&RegistryAuth>, progress: &mut dyn ProgressSink) -> Result<String>;
+
+    /// Write the image `name` as an archive of `format` to `out`, streamed.
+    async fn save_image(&self, name: &str, format: ArchiveFormat, out: ArchiveOutput) -> Result<()>;
+
+    /// Load the images of an archive (`docker save` output, or an OCI archive where supported);
+    /// returns what the engine reports it loaded (names or ids).
+    async fn load_image(&self, archive: ContainerInput) -> Result<Vec<String>>;
 
     /// Create a container and return its id. The engine remembers it until it is removed, so that
     /// [`Engine::remove_leftovers`] can clean up after an interruption.

@@ -1,6 +1,9 @@
 //! Image references: validation of output tags, the fully qualified form recorded in labels, and
 //! the split into repository and tag for a commit.
 
+/// The registry of references that name none.
+pub const DOCKER_HUB: &str = "docker.io";
+
 /// A parsed `[domain/]path[:tag][@digest]` reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef {
@@ -128,13 +131,7 @@ impl ImageRef {
 
     /// The fully qualified name Docker would use: `busybox` → `docker.io/library/busybox:latest`.
     pub fn normalized(&self) -> String {
-        let domain = self.domain.as_deref().unwrap_or("docker.io");
-        let path = if self.domain.is_none() && !self.path.contains('/') {
-            format!("library/{}", self.path)
-        } else {
-            self.path.clone()
-        };
-        let mut s = format!("{domain}/{path}");
+        let mut s = format!("{}/{}", self.registry(), self.remote_path());
         match (&self.tag, &self.digest) {
             (None, None) => s.push_str(":latest"),
             (tag, digest) => {
@@ -149,6 +146,25 @@ impl ImageRef {
             }
         }
         s
+    }
+
+    /// The registry that holds the image: its domain, or `docker.io` when it names none.
+    pub fn registry(&self) -> &str {
+        self.domain.as_deref().unwrap_or(DOCKER_HUB)
+    }
+
+    /// The repository's path inside its registry: `busybox` → `library/busybox` on Docker Hub.
+    pub fn remote_path(&self) -> String {
+        if self.registry() == DOCKER_HUB && !self.path.contains('/') {
+            format!("library/{}", self.path)
+        } else {
+            self.path.clone()
+        }
+    }
+
+    /// What to ask the registry for: the digest when there is one, else the tag (`latest` by default).
+    pub fn reference(&self) -> &str {
+        self.digest.as_deref().or(self.tag.as_deref()).unwrap_or("latest")
     }
 
     /// The repository part as written (with its registry, if any), for a commit's `repo`.
@@ -211,6 +227,17 @@ mod tests {
         assert!(is_domain("localhost:5000") && is_domain("my-reg.example.com") && !is_domain("bad_host") && !is_domain("h:"));
         assert!(is_tag("v1.2-rc_3") && !is_tag(".v1") && !is_tag(&"x".repeat(129)) && is_tag(&"x".repeat(128)));
         assert!(is_digest(&format!("sha256:{}", "a".repeat(64))) && !is_digest("sha256:abc") && !is_digest("1sha:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+    }
+
+    #[test]
+    fn registry_and_remote_path() {
+        let r = ImageRef::parse("busybox").unwrap();
+        assert_eq!((r.registry(), r.remote_path().as_str(), r.reference()), ("docker.io", "library/busybox", "latest"));
+        let r = ImageRef::parse("127.0.0.1:5000/team/app:v1").unwrap();
+        assert_eq!((r.registry(), r.remote_path().as_str(), r.reference()), ("127.0.0.1:5000", "team/app", "v1"));
+        let d = format!("sha256:{}", "a".repeat(64));
+        let r = ImageRef::parse(&format!("docker.io/x@{d}")).unwrap();
+        assert_eq!((r.registry(), r.remote_path().as_str(), r.reference()), ("docker.io", "library/x", d.as_str()));
     }
 
     #[test]
