@@ -1,0 +1,6 @@
+//! The daemonless engine (`--engine oci`): images in a local OCI image layout ([`image`]), build
+//! containers run by an OCI runtime over an overlay of their layers ([`run`]), both behind the
+//! same [`s2i_engine::Engine`] trait as the Docker API engine.
+
+pub mod image;
+pub mod run;

@@ -1,0 +1,1 @@
+//! The container side: runtime bundles, their root filesystems, and runc.
