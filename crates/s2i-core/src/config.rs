@@ -11,7 +11,7 @@ use crate::error::{BuildError, Result};
 use crate::image_ref::ImageRef;
 use crate::limits::Limits;
 use crate::mapping::Mapping;
-use crate::source::SourceSpec;
+use crate::source::spec::SourceSpec;
 use crate::users::UidRange;
 
 /// When to pull an image from its registry.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use s2i_engine::EngineError;
 use thiserror::Error;
 
-use crate::limits::Limit;
+use crate::limits::{InvalidLimit, Limit, Limits};
 
 pub type Result<T, E = BuildError> = std::result::Result<T, E>;
 
@@ -185,6 +185,19 @@ fn format_tail(tail: &str) -> String {
     }
 }
 
+impl Limits {
+    /// The error for `what` having gone over `limit`.
+    pub fn exceeded(&self, limit: Limit, what: impl Into<String>) -> BuildError {
+        BuildError::LimitExceeded { what: what.into(), limit, value: self.shown(limit) }
+    }
+}
+
+impl From<InvalidLimit> for BuildError {
+    fn from(e: InvalidLimit) -> Self {
+        BuildError::InvalidValue { what: e.limit.variable(), value: e.value.clone(), reason: e.reason().into() }
+    }
+}
+
 impl BuildError {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         BuildError::Io { context: context.into(), source }
@@ -280,5 +293,16 @@ impl BuildError {
             }
             _ => return None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exceeded_limit_names_its_value_and_variable() {
+        let e = Limits::default().exceeded(Limit::ScriptSize, "the script https://h/assemble").to_string();
+        assert_eq!(e, "the script https://h/assemble exceeds the script size limit (S2I_LIMIT_SCRIPT_SIZE) of 16 MiB");
     }
 }
