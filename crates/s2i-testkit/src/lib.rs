@@ -49,6 +49,7 @@ mod env;
 #[allow(missing_docs)]
 pub mod fake;
 mod http;
+mod pty;
 
 pub use docker::{
     base_image, builder_image, builder_image_on, docker_output, docker_run, image_exists,
@@ -56,6 +57,7 @@ pub use docker::{
 };
 pub use env::{s2i_bin, TestEnv};
 pub use http::{HttpServer, RecordedRequest};
+pub use pty::{run_with_tty_stderr, TtyRun};
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

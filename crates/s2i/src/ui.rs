@@ -235,6 +235,7 @@ impl Reporter for UiReporter {
         let ui = &self.0;
         let mut state = ui.state.lock().unwrap();
         state.streaming = Some((progress, Instant::now()));
+        ui.redraw(&mut state);
         ui.start_ticker(&mut state);
     }
 

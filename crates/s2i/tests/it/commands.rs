@@ -491,23 +491,3 @@ fn use_config_saves_the_command_line_and_brings_it_back() {
     assert_eq!(image_label(&out, "team").as_deref(), Some("blue"), "the command line wins over the file");
     env.assert_clean();
 }
-
-/// Help texts are part of the interface: compare them with the reviewed copies in
-/// `tests/it/snapshots/`. After a deliberate change, rewrite those with `S2I_UPDATE_SNAPSHOTS=1`.
-#[test]
-fn help_texts_match_their_snapshots() {
-    let env = TestEnv::new("help");
-    for (args, file) in [(&["--help"][..], "s2i-help.txt"), (&["build", "--help"][..], "build-help.txt")] {
-        // A fixed width, whatever the terminal the tests run in.
-        let out = env.s2i().args(args).env("COLUMNS", "100").output().unwrap();
-        assert!(out.status.success());
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/snapshots").join(file);
-        if std::env::var_os("S2I_UPDATE_SNAPSHOTS").is_some() {
-            std::fs::write(&path, &stdout).unwrap();
-        }
-        let expected = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(stdout, expected, "{args:?} changed; review it and run with S2I_UPDATE_SNAPSHOTS=1");
-    }
-    env.assert_clean();
-}

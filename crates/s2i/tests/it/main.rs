@@ -11,3 +11,4 @@ mod flows;
 #[cfg(feature = "python-tests")]
 mod python;
 mod sources;
+mod ui;
