@@ -2,8 +2,10 @@
 //! ([`image_ref`]), where their credentials come from ([`credentials`]), and a client for the
 //! registry API ([`client`]).
 
+pub mod client;
 pub mod credentials;
 pub mod image_ref;
 
 pub use credentials::{ConfigLocation, CredentialSource, Credentials, CredentialsError, DockerConfig, LookupOptions, Resolved};
+pub use client::{RegistryClient, RegistryError};
 pub use image_ref::ImageRef;
