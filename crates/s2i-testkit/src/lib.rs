@@ -46,6 +46,7 @@
 mod docker;
 mod env;
 mod http;
+mod registry;
 
 pub use docker::{
     base_image, builder_image, builder_image_on, docker_output, docker_run, image_exists,
@@ -53,6 +54,7 @@ pub use docker::{
 };
 pub use env::{s2i_bin, TestEnv};
 pub use http::{HttpServer, RecordedRequest};
+pub use registry::{write_docker_config, FakeCredentialHelper, PulledImage, RegistryUser, TestRegistry, REGISTRY_PROGRAM};
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

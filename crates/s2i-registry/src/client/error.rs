@@ -20,8 +20,8 @@ pub enum RegistryError {
     #[error("{registry} denied {action} access to {repository}{}", detail_suffix(.detail))]
     Denied { registry: String, repository: String, action: &'static str, detail: String },
 
-    /// No such repository, tag, digest or blob.
-    #[error("{image} not found in {registry}{}", detail_suffix(.detail))]
+    /// No such repository, tag, digest or blob; `image` names it with its registry.
+    #[error("{image} not found{}", detail_suffix(.detail))]
     NotFound { registry: String, image: String, detail: String },
 
     #[error("cannot reach registry {registry}: {detail}")]

@@ -96,6 +96,8 @@ pub struct ClientOptions {
     pub ca_file: Option<PathBuf>,
     /// The platform picked from manifest lists; the host's when `None`.
     pub platform: Option<Platform>,
+    /// Verify TLS for loopback registries too, instead of treating them as insecure as Docker does.
+    pub verify_loopback: bool,
 }
 
 /// Where a registry answers and how it wants to be authenticated; learnt once per registry.
@@ -113,6 +115,7 @@ pub struct RegistryClient {
     insecure: reqwest::Client,
     limits: Limits,
     platform: Platform,
+    verify_loopback: bool,
     endpoints: Mutex<HashMap<String, Arc<Endpoint>>>,
 }
 
@@ -134,16 +137,8 @@ pub fn is_loopback_registry(registry: &str) -> bool {
 
 /// A transport error, classified: TLS, a timeout (which one), or unreachable.
 pub(crate) fn transport_error(registry: &str, e: reqwest::Error) -> RegistryError {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-    while let Some(c) = cause {
-        let tls = c.downcast_ref::<rustls::Error>().is_some()
-            || c.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
-        if tls {
-            return RegistryError::Tls { registry: registry.into(), detail: tls_detail(&e), cause: Some(Box::new(e)) };
-        }
-        cause = c.source();
+    if is_tls_failure(&e) {
+        return RegistryError::Tls { registry: registry.into(), detail: tls_detail(&e), cause: Some(Box::new(e)) };
     }
     if e.is_timeout() {
         return if e.is_connect() {
@@ -167,12 +162,35 @@ pub(crate) fn transport_error(registry: &str, e: reqwest::Error) -> RegistryErro
     RegistryError::Unreachable { registry: registry.into(), detail: short_chain(&e), cause: Some(Box::new(e)) }
 }
 
+/// Whether a rustls error is among the causes. I/O errors wrap it, sometimes twice, and an I/O
+/// error's `source()` skips what it wraps: look inside them too.
+fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(inner) = c.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            if is_tls_failure(inner) {
+                return true;
+            }
+        }
+        cause = c.source();
+    }
+    false
+}
+
 /// The causes of a transport error without reqwest's "error sending request for url (…)" preamble.
 fn short_chain(e: &reqwest::Error) -> String {
     use std::error::Error as _;
-    match e.source() {
+    let text = match e.source() {
         Some(s) => error_chain(s),
         None => e.to_string(),
+    };
+    // hyper's "client error (Connect): " says nothing a user needs.
+    match text.strip_prefix("client error (") {
+        Some(rest) => rest.split_once("): ").map_or(text.clone(), |(_, tail)| tail.to_string()),
+        None => text,
     }
 }
 
@@ -227,6 +245,7 @@ impl RegistryClient {
             insecure,
             limits,
             platform: options.platform.unwrap_or_else(Platform::host),
+            verify_loopback: options.verify_loopback,
             endpoints: Mutex::new(HashMap::new()),
         })
     }
@@ -313,7 +332,7 @@ impl RegistryClient {
         if let Some(ep) = self.endpoints.lock().unwrap().get(host) {
             return Ok(ep.clone());
         }
-        let insecure = is_loopback_registry(host);
+        let insecure = !self.verify_loopback && is_loopback_registry(host);
         let endpoint = match self.ping_at(registry, &format!("https://{host}"), insecure).await {
             Ok(ep) => ep,
             // Only a failure to talk HTTPS at all falls back to HTTP, never an answer (a 401 over
@@ -495,7 +514,8 @@ impl<'c> Repository<'c> {
     async fn fetch_token(&self, realm: &str, service: Option<&str>, access: Access) -> Result<String> {
         let url = reqwest::Url::parse(realm)
             .map_err(|e| RegistryError::Protocol { registry: self.registry.clone(), detail: format!("invalid token realm {realm:?}: {e}") })?;
-        let http = if url.host_str().is_some_and(|h| is_loopback_registry(h.trim_matches(['[', ']']))) {
+        let loopback = url.host_str().is_some_and(|h| is_loopback_registry(h.trim_matches(['[', ']'])));
+        let http = if loopback && !self.client.verify_loopback {
             &self.client.insecure
         } else {
             &self.client.secure

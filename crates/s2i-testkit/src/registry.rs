@@ -1,0 +1,451 @@
+//! A real registry for tests: Debian's `docker-registry` (distribution 2.8) on a free 127.0.0.1
+//! port, with TLS (a fresh self-signed certificate for IP 127.0.0.1) and htpasswd users, its data
+//! in a temp dir. Plus what tests around it need: Docker config files for its users, pushes with
+//! the `docker` CLI under a private `DOCKER_CONFIG`, and a fake credential helper.
+//!
+//! The registry process never outlives the test process: it runs under a small shell watchdog
+//! that kills it as soon as the pipe from this process closes (on drop, or when the test process
+//! dies however it dies).
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::random_hex;
+
+/// The registry program, from Debian's `docker-registry` package.
+pub const REGISTRY_PROGRAM: &str = "docker-registry";
+
+/// A user of a [`TestRegistry`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistryUser {
+    /// The user name.
+    pub name: String,
+    /// The password.
+    pub password: String,
+}
+
+/// A running registry; stopped (killed and reaped) and its data removed on drop.
+pub struct TestRegistry {
+    dir: tempfile::TempDir,
+    addr: SocketAddr,
+    watchdog: Child,
+    /// The watchdog's stdin: closing it stops the registry.
+    lifeline: Option<ChildStdin>,
+    user: RegistryUser,
+    tricky_user: RegistryUser,
+    /// A Docker config dir logged in as [`TestRegistry::user`], for pushes.
+    docker_config: tempfile::TempDir,
+}
+
+impl TestRegistry {
+    /// Start a registry with TLS and htpasswd auth on a free port of 127.0.0.1. Panics, saying
+    /// what is missing and how to get it, when `docker-registry` is not installed.
+    pub fn start() -> TestRegistry {
+        assert!(
+            which(REGISTRY_PROGRAM).is_some(),
+            "{REGISTRY_PROGRAM} is not installed: the registry tests need Debian's docker-registry \
+             package (apt-get install --no-install-recommends docker-registry, or run scripts/test.sh as root)"
+        );
+        let dir = tempfile::Builder::new().prefix("s2i-test-registry-").tempdir().expect("creating the registry's temp dir");
+        let user = RegistryUser { name: "s2i-user".into(), password: format!("pw-{}", random_hex(12)) };
+        let tricky_user = RegistryUser { name: "s2i-tricky".into(), password: TRICKY_PASSWORD.into() };
+        write_tls_files(dir.path());
+        let htpasswd: String = [&user, &tricky_user]
+            .iter()
+            .map(|u| format!("{}:{}\n", u.name, bcrypt::hash(&u.password, 5).expect("bcrypt")))
+            .collect();
+        std::fs::write(dir.path().join("htpasswd"), htpasswd).expect("writing htpasswd");
+        std::fs::create_dir(dir.path().join("data")).expect("creating the registry's data dir");
+
+        // The port is free when asked and taken a moment later: a lost race is retried.
+        let mut last_log = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            std::fs::write(dir.path().join("config.yml"), registry_config(dir.path(), addr)).expect("writing config.yml");
+            let (mut watchdog, lifeline) = spawn_watchdog(dir.path());
+            match wait_listening(addr, &mut watchdog, &dir.path().join("registry.log")) {
+                Ok(()) => {
+                    let registry = TestRegistry {
+                        docker_config: tempfile::Builder::new().prefix("s2i-test-docker-config-").tempdir().expect("temp dir"),
+                        dir,
+                        addr,
+                        watchdog,
+                        lifeline: Some(lifeline),
+                        user,
+                        tricky_user,
+                    };
+                    registry.docker_login(registry.docker_config.path(), &registry.user);
+                    return registry;
+                }
+                Err(log) => {
+                    drop(lifeline);
+                    let _ = watchdog.wait();
+                    last_log = log;
+                }
+            }
+        }
+        panic!("the test registry did not start; its log:\n{last_log}");
+    }
+
+    /// `127.0.0.1:PORT`, the registry part of image names.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `127.0.0.1:PORT/<repo>`.
+    pub fn image(&self, repo: &str) -> String {
+        format!("{}/{repo}", self.host())
+    }
+
+    /// An ordinary user.
+    pub fn user(&self) -> &RegistryUser {
+        &self.user
+    }
+
+    /// A user whose password makes the base64 of Docker's `X-Registry-Auth` JSON contain `+` and
+    /// `/` (and the base64 of `user:password` too), whatever the port.
+    pub fn tricky_user(&self) -> &RegistryUser {
+        &self.tricky_user
+    }
+
+    /// The registry's certificate (PEM), to trust it as a CA.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.path().join("cert.pem")
+    }
+
+    /// The Docker config dir that [`TestRegistry::docker_push`] uses: its `config.json` is what
+    /// `docker login` wrote for [`TestRegistry::user`].
+    pub fn docker_config_dir(&self) -> &Path {
+        self.docker_config.path()
+    }
+
+    /// Where the registry stores its blobs and repositories (its filesystem storage root).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The file holding blob `digest` (`sha256:…`) in the registry's storage, to tamper with.
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+        self.data_dir().join(format!("docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
+    }
+
+    /// What the registry logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// `docker login` to this registry as `user`, with `DOCKER_CONFIG=config_dir`: writes
+    /// `config_dir/config.json` as Docker writes it.
+    pub fn docker_login(&self, config_dir: &Path, user: &RegistryUser) {
+        let mut child = Command::new("docker")
+            .arg("--config")
+            .arg(config_dir)
+            .args(["login", "--username", &user.name, "--password-stdin", &self.host()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running docker login");
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(user.password.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "docker login {} failed: {}{}\nregistry log:\n{}",
+            self.host(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+    }
+
+    /// Push the local image `local` as `<this registry>/<repo_tag>` with the `docker` CLI (logged
+    /// in as [`TestRegistry::user`]); the temporary local tag is removed again. Returns the pushed
+    /// name and the manifest digest Docker reported.
+    pub fn docker_push(&self, local: &str, repo_tag: &str) -> (String, String) {
+        let remote = self.image(repo_tag);
+        crate::docker_output(&["tag", local, &remote]);
+        let out = Command::new("docker")
+            .arg("--config")
+            .arg(self.docker_config.path())
+            .args(["push", &remote])
+            .stdin(Stdio::null())
+            .output()
+            .expect("running docker push");
+        let _ = Command::new("docker").args(["rmi", &remote]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "docker push {remote} failed: {stdout}{}\nregistry log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        let digest = stdout
+            .split_whitespace()
+            .skip_while(|w| *w != "digest:")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no digest in docker push's output: {stdout}"))
+            .to_string();
+        (remote, digest)
+    }
+
+    /// `docker pull` of `name` with the registry's pushing user; returns a guard that removes the
+    /// pulled tag.
+    pub fn docker_pull(&self, name: &str) -> PulledImage {
+        let out = Command::new("docker")
+            .arg("--config")
+            .arg(self.docker_config.path())
+            .args(["pull", name])
+            .stdin(Stdio::null())
+            .output()
+            .expect("running docker pull");
+        assert!(
+            out.status.success(),
+            "docker pull {name} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PulledImage { name: name.to_string() }
+    }
+
+    /// A config.json value with an `auths` entry for this registry under `key` (as Docker writes
+    /// it: `auth` is base64 of `user:password`).
+    pub fn auths_config(&self, key: &str, user: &RegistryUser) -> serde_json::Value {
+        use base64::Engine as _;
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", user.name, user.password));
+        serde_json::json!({ "auths": { key: { "auth": auth } } })
+    }
+
+    /// A config.json value that sends this registry to the helper `docker-credential-<name>`.
+    pub fn cred_helpers_config(&self, name: &str) -> serde_json::Value {
+        serde_json::json!({ "credHelpers": { self.host(): name } })
+    }
+
+    /// A config.json value whose credential store is `docker-credential-<name>`.
+    pub fn creds_store_config(name: &str) -> serde_json::Value {
+        serde_json::json!({ "auths": {}, "credsStore": name })
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        // The watchdog kills and reaps the registry once its stdin closes, then exits.
+        drop(self.lifeline.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.watchdog.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if Instant::now() > deadline => {
+                    let _ = self.watchdog.kill();
+                    let _ = self.watchdog.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+}
+
+/// A tag pulled into the Docker daemon, removed on drop.
+pub struct PulledImage {
+    name: String,
+}
+
+impl PulledImage {
+    /// A guard for a name that something else pulls (or may pull), e.g. the engine under test.
+    pub fn from_name(name: &str) -> PulledImage {
+        PulledImage { name: name.to_string() }
+    }
+
+    /// The pulled name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for PulledImage {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rmi", &self.name]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    }
+}
+
+/// `>` and `~` give `+` and `?` gives `/` in base64 at one of any three consecutive offsets (their
+/// low six bits are 111110 and 111111), so this holds both whatever the JSON around it.
+const TRICKY_PASSWORD: &str = "Tricky>>>???~~~pw";
+
+/// Write `value` as `dir/config.json` (creating `dir`) and return the file's path.
+pub fn write_docker_config(dir: &Path, value: &serde_json::Value) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    let path = dir.join("config.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(value).unwrap()).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    path
+}
+
+fn write_tls_files(dir: &Path) {
+    let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .expect("making a self-signed certificate");
+    std::fs::write(dir.join("cert.pem"), key.cert.pem()).expect("writing cert.pem");
+    std::fs::write(dir.join("key.pem"), key.signing_key.serialize_pem()).expect("writing key.pem");
+}
+
+fn registry_config(dir: &Path, addr: SocketAddr) -> String {
+    let d = dir.display();
+    format!(
+        "version: 0.1
+log:
+  level: info
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: {d}/data
+  delete:
+    enabled: true
+http:
+  addr: {addr}
+  secret: {secret}
+  tls:
+    certificate: {d}/cert.pem
+    key: {d}/key.pem
+auth:
+  htpasswd:
+    realm: s2i-test
+    path: {d}/htpasswd
+",
+        secret = random_hex(32)
+    )
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("finding a free port").port()
+}
+
+/// `sh` runs the registry in the background and waits on its stdin; when that closes (we dropped
+/// it, or this process died), it kills the registry and reaps it.
+fn spawn_watchdog(dir: &Path) -> (Child, ChildStdin) {
+    let script = r#"
+"$1" serve "$2" >"$3" 2>&1 </dev/null &
+pid=$!
+read -r _ || true
+kill -9 "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+exit 0
+"#;
+    let mut child = Command::new("sh")
+        .args(["-c", script, "s2i-test-registry-watchdog", REGISTRY_PROGRAM])
+        .arg(dir.join("config.yml"))
+        .arg(dir.join("registry.log"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("running sh for the registry");
+    let stdin = child.stdin.take().unwrap();
+    (child, stdin)
+}
+
+/// Wait until the registry accepts connections; `Err(log)` when it stopped or did not listen.
+fn wait_listening(addr: SocketAddr, watchdog: &mut Child, log: &Path) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let read_log = || {
+        let mut s = String::new();
+        let _ = std::fs::File::open(log).and_then(|mut f| f.read_to_string(&mut s));
+        s
+    };
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        let text = read_log();
+        // The registry exits at once on a taken port; the watchdog itself still waits.
+        if text.contains("address already in use") || text.contains("level=fatal") || matches!(watchdog.try_wait(), Ok(Some(_))) {
+            return Err(text);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("(not listening on {addr} after 20 s)\n{text}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(program)).find(|p| p.is_file())
+}
+
+/// A fake `docker-credential-<name>` program (a shell script in its own temp dir): `get` answers
+/// the credentials of one server, says "credentials not found" for any other, and can be told to
+/// fail or to hang. Put [`FakeCredentialHelper::dir`] on the `PATH` of the process under test.
+pub struct FakeCredentialHelper {
+    dir: tempfile::TempDir,
+    name: String,
+}
+
+impl FakeCredentialHelper {
+    /// A helper that knows `user`'s credentials for `server` (the server name as s2i or Docker
+    /// asks for it, e.g. `127.0.0.1:5000`).
+    pub fn new(server: &str, user: &RegistryUser) -> FakeCredentialHelper {
+        let dir = tempfile::Builder::new().prefix("s2i-test-cred-helper-").tempdir().expect("temp dir");
+        let name = format!("s2itest{}", random_hex(8));
+        let answer = serde_json::json!({ "ServerURL": server, "Username": user.name, "Secret": user.password });
+        std::fs::write(dir.path().join("server"), server).unwrap();
+        std::fs::write(dir.path().join("answer.json"), answer.to_string()).unwrap();
+        let script = r#"#!/bin/sh
+dir=$(dirname "$0")
+server=$(cat)
+printf '%s %s\n' "$1" "$server" >>"$dir/calls"
+[ "$1" = get ] || { echo "unsupported action: $1" >&2; exit 1; }
+[ -f "$dir/hang" ] && exec sleep 600
+if [ -f "$dir/fail" ]; then cat "$dir/fail" >&2; exit 3; fi
+if [ "$server" = "$(cat "$dir/server")" ]; then cat "$dir/answer.json"; exit 0; fi
+echo "credentials not found in native keychain"
+exit 1
+"#;
+        crate::write_file(&dir.path().join(format!("docker-credential-{name}")), script, 0o755);
+        FakeCredentialHelper { dir, name }
+    }
+
+    /// The `NAME` of `docker-credential-NAME`, for `credsStore` or `credHelpers`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The directory holding the program.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A `PATH` value with the helper's directory first, for the process under test.
+    pub fn path_env(&self) -> OsString {
+        let mut dirs = vec![self.dir.path().to_path_buf()];
+        if let Some(path) = std::env::var_os("PATH") {
+            dirs.extend(std::env::split_paths(&path));
+        }
+        std::env::join_paths(dirs).expect("joining PATH")
+    }
+
+    /// From now on, fail (exit 3) printing `message` on stderr.
+    pub fn fail_with(&self, message: &str) {
+        std::fs::write(self.dir.path().join("fail"), message).unwrap();
+    }
+
+    /// From now on, never answer.
+    pub fn hang(&self) {
+        std::fs::write(self.dir.path().join("hang"), "").unwrap();
+    }
+
+    /// What it was asked so far: `get <server>` lines.
+    pub fn calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("calls")).unwrap_or_default().lines().map(str::to_string).collect()
+    }
+}
