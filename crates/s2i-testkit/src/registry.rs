@@ -449,3 +449,109 @@ exit 1
         std::fs::read_to_string(self.dir.path().join("calls")).unwrap_or_default().lines().map(str::to_string).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pids of processes whose command line mentions `marker`.
+    fn processes_mentioning(marker: &str) -> Vec<u32> {
+        let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+        entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| *pid != std::process::id())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+            })
+            .collect()
+    }
+
+    fn wait_gone(marker: &str) -> Vec<u32> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = processes_mentioning(marker);
+            if left.is_empty() || Instant::now() > deadline {
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    #[test]
+    fn serves_tls_with_auth_and_stops_on_drop() {
+        let reg = TestRegistry::start();
+        let dir = reg.dir.path().to_path_buf();
+        let marker = dir.display().to_string();
+        assert_eq!(processes_mentioning(&marker).len(), 2, "the watchdog and the registry");
+        // docker login (done by start) proves TLS and htpasswd; the config it wrote has the user.
+        let config = std::fs::read_to_string(reg.docker_config_dir().join("config.json")).unwrap();
+        assert!(config.contains(&reg.host()), "{config}");
+        let docker_config = reg.docker_config_dir().to_path_buf();
+        drop(reg);
+        assert_eq!(wait_gone(&marker), Vec::<u32>::new(), "registry processes left");
+        assert!(!dir.exists() && !docker_config.exists());
+    }
+
+    /// Run by `dies_with_the_test_process` as a process of its own.
+    #[test]
+    #[ignore = "a helper process of dies_with_the_test_process"]
+    fn registry_in_a_process_that_dies() {
+        let reg = TestRegistry::start();
+        println!("REGISTRY_DIR={}", reg.dir.path().display());
+        println!("DOCKER_CONFIG_DIR={}", reg.docker_config_dir().display());
+        std::process::abort();
+    }
+
+    #[test]
+    fn dies_with_the_test_process() {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "registry::tests::registry_in_a_process_that_dies", "--include-ignored", "--nocapture"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let value = |key: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(PathBuf::from)
+                .unwrap_or_else(|| panic!("no {key} in the child's output: {stdout}{}", String::from_utf8_lossy(&out.stderr)))
+        };
+        let (dir, docker_config) = (value("REGISTRY_DIR="), value("DOCKER_CONFIG_DIR="));
+        assert!(!out.status.success(), "the child aborts");
+        let left = wait_gone(&dir.display().to_string());
+        // The aborted child could not remove its temp dirs: that is ours to do.
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&docker_config);
+        assert_eq!(left, Vec::<u32>::new(), "the registry outlived its test process");
+    }
+
+    #[test]
+    fn fake_helper_answers_one_server() {
+        let user = RegistryUser { name: "u".into(), password: "p".into() };
+        let helper = FakeCredentialHelper::new("127.0.0.1:5000", &user);
+        let run = |server: &str| {
+            let mut child = Command::new(helper.dir().join(format!("docker-credential-{}", helper.name())))
+                .arg("get")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(server.as_bytes()).unwrap();
+            let out = child.wait_with_output().unwrap();
+            (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        };
+        let (code, stdout, _) = run("127.0.0.1:5000");
+        let answer: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!((code, answer["Username"].as_str(), answer["Secret"].as_str()), (Some(0), Some("u"), Some("p")));
+        let (code, stdout, _) = run("other:1");
+        assert_eq!((code, stdout.trim()), (Some(1), "credentials not found in native keychain"));
+        helper.fail_with("locked");
+        let (code, _, stderr) = run("127.0.0.1:5000");
+        assert_eq!((code, stderr.as_str()), (Some(3), "locked"));
+        assert_eq!(helper.calls(), vec!["get 127.0.0.1:5000", "get other:1", "get 127.0.0.1:5000"]);
+    }
+}
