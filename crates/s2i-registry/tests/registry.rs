@@ -178,7 +178,9 @@ fn pushes_an_image_that_docker_pulls_and_runs() {
         assert_eq!(to.push_blob(&layer_desc, once(layer.clone())).await.unwrap(), BlobPush::Uploaded);
         config["rootfs"]["diff_ids"].as_array_mut().unwrap().push(diff_id.into());
         config["config"]["Cmd"] = serde_json::json!(["cat", "/hello.txt"]);
-        config["history"].as_array_mut().map(|h| h.push(serde_json::json!({"created_by": "s2i test"})));
+        if let Some(history) = config["history"].as_array_mut() {
+            history.push(serde_json::json!({"created_by": "s2i test"}));
+        }
         let config = Bytes::from(serde_json::to_vec(&config).unwrap());
         let config_desc = Descriptor { media_type: DOCKER_CONFIG.into(), digest: sha256_digest(&config), size: config.len() as u64, ..layer_desc.clone() };
         assert_eq!(to.push_blob(&config_desc, once(config.clone())).await.unwrap(), BlobPush::Uploaded);

@@ -208,7 +208,7 @@ mod tests {
     fn entry(os: &str, arch: &str, variant: Option<&str>) -> Descriptor {
         Descriptor {
             media_type: DOCKER_MANIFEST.into(),
-            digest: format!("sha256:{}", arch.repeat(1)),
+            digest: format!("sha256:{arch}"),
             size: 1,
             urls: vec![],
             annotations: Default::default(),
