@@ -437,3 +437,43 @@ fn limits_have_errors_that_name_them() {
     assert!(err.hint().contains(REQUEST_TIMEOUT_ENV), "{}", err.hint());
     hold.join().unwrap();
 }
+
+#[test]
+fn token_auth_with_passwords_identity_tokens_and_refusals() {
+    let reg = TestRegistry::start_with_token_auth();
+    // Docker itself logs in and pushes through the token service.
+    let (image, digest) = pushed_base(&reg, "s2i/token:v1");
+    let client = client();
+    assert_eq!(fetch(&client, &image, creds_of(&reg, reg.user())).unwrap(), digest);
+    // A refresh token (config.json's identitytoken) instead of a password.
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_docker_config(dir.path(), &serde_json::json!({"auths": {reg.host(): {"identitytoken": reg.identity_token()}}}));
+    let resolved = lookup(&config, &reg.host(), &LookupOptions::default()).unwrap();
+    assert!(resolved.credentials.as_ref().unwrap().identity_token.is_some());
+    assert_eq!(fetch(&client, &image, resolved).unwrap(), digest);
+
+    // Anonymous: the service hands out a token without access, and the registry refuses it.
+    let anonymous = Resolved::anonymous(format!("no credentials for {} in {}", reg.host(), config.display()));
+    let err = fetch(&client, &image, anonymous.clone()).unwrap_err();
+    assert!(matches!(err, RegistryError::AuthRequired { .. }), "{err:?}");
+    assert!(matches!(rt().block_on(client.diagnose(&image, &anonymous)), Some(RegistryError::AuthRequired { .. })));
+    // A wrong password: the token service refuses it.
+    let wrong = creds_of(&reg, &RegistryUser { name: reg.user().name.clone(), password: "nope".into() });
+    let err = fetch(&client, &image, wrong).unwrap_err();
+    assert!(matches!(err, RegistryError::CredentialsRejected { .. }), "{err:?}");
+    let bad_refresh = Resolved::given(Credentials { identity_token: Some("expired".into()), server: reg.host(), ..Default::default() });
+    let err = fetch(&client, &image, bad_refresh).unwrap_err();
+    assert!(matches!(&err, RegistryError::CredentialsRejected { username, .. } if username == "<identity token>"), "{err:?}");
+    assert!(!format!("{err} {err:?}").contains(&reg.identity_token()));
+
+    // A user who may only pull: pulls, and is denied a push.
+    let reader = creds_of(&reg, reg.tricky_user());
+    assert_eq!(fetch(&client, &image, reader.clone()).unwrap(), digest);
+    let blob = Bytes::from_static(b"{}");
+    let desc = Descriptor { media_type: DOCKER_CONFIG.into(), digest: sha256_digest(&blob), size: 2, urls: vec![], annotations: Default::default(), platform: None };
+    let err = rt().block_on(client.repository_of(&image, reader).push_blob(&desc, once(blob.clone()))).unwrap_err();
+    assert!(matches!(&err, RegistryError::Denied { action: "pull,push", .. }), "{err:?}");
+    // The ordinary user may push, with a token for pull and push.
+    let pushed = rt().block_on(client.repository_of(&image, creds_of(&reg, reg.user())).push_blob(&desc, once(blob))).unwrap();
+    assert_eq!(pushed, BlobPush::Uploaded);
+}

@@ -39,12 +39,28 @@ pub struct TestRegistry {
     tricky_user: RegistryUser,
     /// A Docker config dir logged in as [`TestRegistry::user`], for pushes.
     docker_config: tempfile::TempDir,
+    /// The token service, when the registry uses token auth.
+    token_server: Option<TokenServer>,
 }
 
 impl TestRegistry {
-    /// Start a registry with TLS and htpasswd auth on a free port of 127.0.0.1. Panics, saying
-    /// what is missing and how to get it, when `docker-registry` is not installed.
+    /// Start a registry with TLS and htpasswd auth (HTTP Basic) on a free port of 127.0.0.1.
+    /// Panics, saying what is missing and how to get it, when `docker-registry` is not installed.
     pub fn start() -> TestRegistry {
+        Self::start_with(false)
+    }
+
+    /// Start a registry with TLS and token auth (`Bearer`, the distribution token protocol, as
+    /// Docker Hub, GHCR or Harbor do it): a token service on another free port of 127.0.0.1
+    /// (plain HTTP) grants tokens signed by a key the registry trusts. [`TestRegistry::user`] gets
+    /// every action it asks for, [`TestRegistry::tricky_user`] only `pull`, an anonymous client a
+    /// token without any access. A POST with `grant_type=refresh_token` and
+    /// [`TestRegistry::identity_token`] acts for the ordinary user.
+    pub fn start_with_token_auth() -> TestRegistry {
+        Self::start_with(true)
+    }
+
+    fn start_with(token_auth: bool) -> TestRegistry {
         assert!(
             which(REGISTRY_PROGRAM).is_some(),
             "{REGISTRY_PROGRAM} is not installed: the registry tests need Debian's docker-registry \
@@ -60,13 +76,18 @@ impl TestRegistry {
             .collect();
         std::fs::write(dir.path().join("htpasswd"), htpasswd).expect("writing htpasswd");
         std::fs::create_dir(dir.path().join("data")).expect("creating the registry's data dir");
+        let mut token_server = token_auth.then(|| TokenServer::start(dir.path(), vec![(user.clone(), true), (tricky_user.clone(), false)]));
 
         // The port is free when asked and taken a moment later: a lost race is retried.
         let mut last_log = String::new();
         for _ in 0..5 {
             let port = free_port();
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            std::fs::write(dir.path().join("config.yml"), registry_config(dir.path(), addr)).expect("writing config.yml");
+            let auth = match &token_server {
+                Some(t) => token_auth_config(dir.path(), &t.realm()),
+                None => htpasswd_auth_config(dir.path()),
+            };
+            std::fs::write(dir.path().join("config.yml"), registry_config(dir.path(), addr, &auth)).expect("writing config.yml");
             let (mut watchdog, lifeline) = spawn_watchdog(dir.path());
             match wait_listening(addr, &mut watchdog, &dir.path().join("registry.log")) {
                 Ok(()) => {
@@ -78,6 +99,7 @@ impl TestRegistry {
                         lifeline: Some(lifeline),
                         user,
                         tricky_user,
+                        token_server: token_server.take(),
                     };
                     registry.docker_login(registry.docker_config.path(), &registry.user);
                     return registry;
@@ -105,6 +127,17 @@ impl TestRegistry {
     /// `127.0.0.1:PORT/<repo>`.
     pub fn image(&self, repo: &str) -> String {
         format!("{}/{repo}", self.host())
+    }
+
+    /// The refresh token (Docker's `identitytoken`) the token service takes for the ordinary user.
+    /// Panics for a registry without token auth.
+    pub fn identity_token(&self) -> String {
+        self.token_server.as_ref().expect("a registry started with token auth").identity_token.clone()
+    }
+
+    /// The token service's `/token` URL, when the registry uses token auth.
+    pub fn token_realm(&self) -> Option<String> {
+        self.token_server.as_ref().map(TokenServer::realm)
     }
 
     /// An ordinary user.
@@ -240,6 +273,7 @@ impl TestRegistry {
 
 impl Drop for TestRegistry {
     fn drop(&mut self) {
+        drop(self.token_server.take());
         // The watchdog kills and reaps the registry once its stdin closes, then exits.
         drop(self.lifeline.take());
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -299,7 +333,7 @@ fn write_tls_files(dir: &Path) {
     std::fs::write(dir.join("key.pem"), key.signing_key.serialize_pem()).expect("writing key.pem");
 }
 
-fn registry_config(dir: &Path, addr: SocketAddr) -> String {
+fn registry_config(dir: &Path, addr: SocketAddr, auth: &str) -> String {
     let d = dir.display();
     format!(
         "version: 0.1
@@ -318,12 +352,22 @@ http:
   tls:
     certificate: {d}/cert.pem
     key: {d}/key.pem
-auth:
-  htpasswd:
-    realm: s2i-test
-    path: {d}/htpasswd
-",
+{auth}",
         secret = random_hex(32)
+    )
+}
+
+fn htpasswd_auth_config(dir: &Path) -> String {
+    format!("auth:\n  htpasswd:\n    realm: s2i-test\n    path: {}/htpasswd\n", dir.display())
+}
+
+const TOKEN_SERVICE: &str = "s2i-test-registry";
+const TOKEN_ISSUER: &str = "s2i-test-token-issuer";
+
+fn token_auth_config(dir: &Path, realm: &str) -> String {
+    format!(
+        "auth:\n  token:\n    realm: {realm}\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}/token-cert.pem\n",
+        dir.display()
     )
 }
 
@@ -381,6 +425,202 @@ fn wait_listening(addr: SocketAddr, watchdog: &mut Child, log: &Path) -> Result<
 
 fn which(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(program)).find(|p| p.is_file())
+}
+
+/// The token service of a registry with token auth: grants JWTs (ES256, the signing certificate
+/// in the `x5c` header, which the registry trusts) over plain HTTP on 127.0.0.1.
+struct TokenServer {
+    addr: SocketAddr,
+    identity_token: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+struct TokenIssuer {
+    key: ring::signature::EcdsaKeyPair,
+    cert_der: Vec<u8>,
+    /// `(user, may push)`.
+    users: Vec<(RegistryUser, bool)>,
+    identity_token: String,
+}
+
+impl TokenServer {
+    fn start(dir: &Path, users: Vec<(RegistryUser, bool)>) -> TokenServer {
+        let key_pair = rcgen::KeyPair::generate().expect("a token signing key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("certificate parameters");
+        params.distinguished_name.push(rcgen::DnType::CommonName, TOKEN_ISSUER);
+        let cert = params.self_signed(&key_pair).expect("the token signing certificate");
+        std::fs::write(dir.join("token-cert.pem"), cert.pem()).expect("writing token-cert.pem");
+        let rng = ring::rand::SystemRandom::new();
+        let key = ring::signature::EcdsaKeyPair::from_pkcs8(&ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING, &key_pair.serialize_der(), &rng)
+            .expect("loading the token signing key");
+        let identity_token = format!("refresh-{}", random_hex(24));
+        let issuer = std::sync::Arc::new(TokenIssuer { key, cert_der: cert.der().to_vec(), users, identity_token: identity_token.clone() });
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the token service");
+        let addr = listener.local_addr().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    if let Ok(conn) = conn {
+                        let issuer = issuer.clone();
+                        std::thread::spawn(move || issuer.answer(conn));
+                    }
+                }
+            })
+        };
+        TokenServer { addr, identity_token, stop, thread: Some(thread) }
+    }
+
+    fn realm(&self) -> String {
+        format!("http://{}/token", self.addr)
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `a=b&c=d` (URL-encoded) as pairs.
+fn form_pairs(text: &str) -> Vec<(String, String)> {
+    let decode = |s: &str| {
+        let s = s.replace('+', " ");
+        let bytes = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' && i + 2 < bytes.len() {
+                if let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(bytes[i]);
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    text.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+impl TokenIssuer {
+    fn answer(&self, conn: TcpStream) {
+        use std::io::{BufRead, BufReader, Write};
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+        let mut reader = BufReader::new(match conn.try_clone() {
+            Ok(c) => c,
+            Err(_) => return,
+        });
+        let mut line = String::new();
+        if reader.read_line(&mut line).is_err() || line.is_empty() {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let (method, target) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+        let (mut authorization, mut length) = (None, 0usize);
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                break;
+            }
+            if let Some((name, value)) = h.split_once(':') {
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "authorization" => authorization = Some(value.trim().to_string()),
+                    "content-length" => length = value.trim().parse().unwrap_or(0),
+                    _ => {}
+                }
+            }
+        }
+        let mut body = vec![0u8; length.min(1 << 20)];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let mut params = form_pairs(target.split_once('?').map_or("", |(_, q)| q));
+        if method == "POST" {
+            params.extend(form_pairs(&String::from_utf8_lossy(&body)));
+        }
+        let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let (status, reply) = match self.grant(&method, authorization.as_deref(), &param) {
+            Some((subject, actions_allowed)) => {
+                let access: Vec<serde_json::Value> = params
+                    .iter()
+                    .filter(|(k, _)| k == "scope")
+                    .filter_map(|(_, scope)| {
+                        let mut it = scope.splitn(3, ':');
+                        let (kind, name, actions) = (it.next()?, it.next()?, it.next()?);
+                        let granted: Vec<&str> = actions.split(',').filter(|a| actions_allowed.contains(a)).collect();
+                        Some(serde_json::json!({"type": kind, "name": name, "actions": granted}))
+                    })
+                    .collect();
+                let token = self.sign(&subject, access);
+                ("200 OK", serde_json::json!({"token": token, "access_token": token, "expires_in": 300}).to_string())
+            }
+            None => ("401 Unauthorized", r#"{"details":"invalid credentials"}"#.to_string()),
+        };
+        let mut conn = conn;
+        let _ = write!(
+            conn,
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+            reply.len()
+        );
+    }
+
+    /// Who asks and what they may do: `None` refuses them.
+    fn grant(&self, method: &str, authorization: Option<&str>, param: &dyn Fn(&str) -> Option<String>) -> Option<(String, Vec<&'static str>)> {
+        use base64::Engine as _;
+        let all = vec!["pull", "push"];
+        let ordinary = &self.users[0].0;
+        if method == "POST" {
+            return (param("grant_type").as_deref() == Some("refresh_token") && param("refresh_token").as_deref() == Some(self.identity_token.as_str()))
+                .then(|| (ordinary.name.clone(), all));
+        }
+        let Some(auth) = authorization else { return Some((String::new(), Vec::new())) };
+        let decoded = base64::engine::general_purpose::STANDARD.decode(auth.strip_prefix("Basic ")?).ok()?;
+        let (name, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+        let (_, may_push) = self.users.iter().find(|(u, _)| u.name == name && u.password == password)?;
+        Some((name.to_string(), if *may_push { all } else { vec!["pull"] }))
+    }
+
+    fn sign(&self, subject: &str, access: Vec<serde_json::Value>) -> String {
+        use base64::Engine as _;
+        let b64url = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let header = serde_json::json!({
+            "typ": "JWT",
+            "alg": "ES256",
+            "x5c": [base64::engine::general_purpose::STANDARD.encode(&self.cert_der)],
+        });
+        let claims = serde_json::json!({
+            "iss": TOKEN_ISSUER,
+            "sub": subject,
+            "aud": TOKEN_SERVICE,
+            "exp": now + 300,
+            "nbf": now - 10,
+            "iat": now - 10,
+            "jti": random_hex(16),
+            "access": access,
+        });
+        let signed = format!("{}.{}", b64url(header.to_string().as_bytes()), b64url(claims.to_string().as_bytes()));
+        let signature = self.key.sign(&ring::rand::SystemRandom::new(), signed.as_bytes()).expect("signing a token");
+        format!("{signed}.{}", b64url(signature.as_ref()))
+    }
 }
 
 /// A fake `docker-credential-<name>` program (a shell script in its own temp dir): `get` answers
