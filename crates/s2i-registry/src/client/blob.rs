@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -12,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::time::Sleep;
 
 use super::error::RegistryError;
-use super::IDLE_TIMEOUT_ENV;
+use super::{Limits, IDLE_TIMEOUT_ENV};
 
 /// `sha256:<hex>` of `bytes`.
 pub fn sha256_digest(bytes: &[u8]) -> String {
@@ -42,13 +41,13 @@ pub struct BlobStream {
     size: u64,
     seen: u64,
     registry: String,
-    idle: Duration,
+    limits: Limits,
     idle_timer: Pin<Box<Sleep>>,
     done: bool,
 }
 
 impl BlobStream {
-    pub(crate) fn new(body: Body, expected: &str, size: u64, registry: &str, idle: Duration) -> BlobStream {
+    pub(crate) fn new(body: Body, expected: &str, size: u64, registry: &str, limits: &Limits) -> BlobStream {
         BlobStream {
             body,
             hasher: Sha256::new(),
@@ -56,8 +55,8 @@ impl BlobStream {
             size,
             seen: 0,
             registry: registry.to_string(),
-            idle,
-            idle_timer: Box::pin(tokio::time::sleep(idle)),
+            limits: limits.clone(),
+            idle_timer: Box::pin(tokio::time::sleep(limits.idle_timeout)),
             done: false,
         }
     }
@@ -101,7 +100,7 @@ impl Stream for BlobStream {
                         registry: self.registry.clone(),
                         what: "stopped sending a blob",
                         limit: "idle timeout",
-                        after: self.idle,
+                        after: self.limits.idle_timeout,
                         env: IDLE_TIMEOUT_ENV,
                     };
                     return self.fail(err);
@@ -109,7 +108,7 @@ impl Stream for BlobStream {
                 Poll::Pending
             }
             Poll::Ready(Some(Ok(chunk))) => {
-                let deadline = tokio::time::Instant::now() + self.idle;
+                let deadline = tokio::time::Instant::now() + self.limits.idle_timeout;
                 self.idle_timer.as_mut().reset(deadline);
                 self.seen += chunk.len() as u64;
                 if self.seen > self.size {
@@ -120,7 +119,7 @@ impl Stream for BlobStream {
                 Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Ready(Some(Err(e))) => {
-                let err = super::transport_error(&self.registry, e);
+                let err = super::transport_error(&self.registry, e, &self.limits);
                 self.fail(err)
             }
             Poll::Ready(None) => {
@@ -144,10 +143,11 @@ impl Stream for BlobStream {
 mod tests {
     use super::*;
     use futures_util::StreamExt;
+    use std::time::Duration;
 
     fn stream_of(chunks: Vec<&'static [u8]>, digest: &str, size: u64) -> BlobStream {
         let body = futures_util::stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from_static(c))));
-        BlobStream::new(Box::pin(body), digest, size, "r:1", Duration::from_secs(5))
+        BlobStream::new(Box::pin(body), digest, size, "r:1", &Limits::default())
     }
 
     async fn collect(mut s: BlobStream) -> Result<Vec<u8>, String> {
@@ -180,7 +180,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_stalled_body_times_out() {
         let body = futures_util::stream::iter(vec![Ok(Bytes::from_static(b"x"))]).chain(futures_util::stream::pending());
-        let mut s = BlobStream::new(Box::pin(body), &sha256_digest(b"xy"), 2, "r:1", Duration::from_secs(60));
+        let limits = Limits { idle_timeout: Duration::from_secs(60), ..Limits::default() };
+        let mut s = BlobStream::new(Box::pin(body), &sha256_digest(b"xy"), 2, "r:1", &limits);
         assert!(s.next().await.unwrap().is_ok());
         let err = s.next().await.unwrap().unwrap_err();
         let inner = err.get_ref().and_then(|e| e.downcast_ref::<RegistryError>()).unwrap();

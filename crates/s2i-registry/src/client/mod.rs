@@ -135,8 +135,17 @@ pub fn is_loopback_registry(registry: &str) -> bool {
         || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Where a registry's API answers: its name, except for Docker Hub (registry-1.docker.io).
+fn api_host(registry: &str) -> String {
+    if crate::credentials::registry_key(registry) == crate::image_ref::DOCKER_HUB {
+        "registry-1.docker.io".to_string()
+    } else {
+        registry.to_string()
+    }
+}
+
 /// A transport error, classified: TLS, a timeout (which one), or unreachable.
-pub(crate) fn transport_error(registry: &str, e: reqwest::Error) -> RegistryError {
+pub(crate) fn transport_error(registry: &str, e: reqwest::Error, limits: &Limits) -> RegistryError {
     if is_tls_failure(&e) {
         return RegistryError::Tls { registry: registry.into(), detail: tls_detail(&e), cause: Some(Box::new(e)) };
     }
@@ -146,7 +155,7 @@ pub(crate) fn transport_error(registry: &str, e: reqwest::Error) -> RegistryErro
                 registry: registry.into(),
                 what: "did not accept a connection",
                 limit: "connect timeout",
-                after: Duration::ZERO,
+                after: limits.connect_timeout,
                 env: CONNECT_TIMEOUT_ENV,
             }
         } else {
@@ -154,7 +163,7 @@ pub(crate) fn transport_error(registry: &str, e: reqwest::Error) -> RegistryErro
                 registry: registry.into(),
                 what: "stopped answering",
                 limit: "idle timeout",
-                after: Duration::ZERO,
+                after: limits.idle_timeout,
                 env: IDLE_TIMEOUT_ENV,
             }
         };
@@ -256,16 +265,10 @@ impl RegistryClient {
 
     /// A repository of `registry` (`127.0.0.1:5000`, `docker.io`), to be accessed with `credentials`.
     pub fn repository(&self, registry: &str, path: &str, credentials: Resolved) -> Repository<'_> {
-        // Docker Hub's API lives at registry-1.docker.io.
-        let api_host = if crate::credentials::registry_key(registry) == crate::image_ref::DOCKER_HUB {
-            "registry-1.docker.io".to_string()
-        } else {
-            registry.to_string()
-        };
         Repository {
             client: self,
             registry: registry.to_string(),
-            api_host,
+            api_host: api_host(registry),
             path: path.to_string(),
             credentials,
             tokens: Mutex::new(HashMap::new()),
@@ -279,8 +282,7 @@ impl RegistryClient {
 
     /// Check that `registry` answers the registry API (over HTTPS, or HTTP for a loopback one).
     pub async fn ping(&self, registry: &str) -> Result<()> {
-        let host = self.repository(registry, "", Resolved::anonymous("")).api_host;
-        self.endpoint(registry, &host).await.map(|_| ())
+        self.endpoint(registry, &api_host(registry)).await.map(|_| ())
     }
 
     /// Ask the registry for `image`'s manifest (and its platform's, for a list) and say what is
@@ -305,7 +307,7 @@ impl RegistryClient {
     async fn timed<T>(&self, registry: &str, fut: impl std::future::Future<Output = reqwest::Result<T>>) -> Result<T> {
         match tokio::time::timeout(self.limits.request_timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.with_limits(transport_error(registry, e))),
+            Ok(Err(e)) => Err(transport_error(registry, e, &self.limits)),
             Err(_) => Err(RegistryError::Timeout {
                 registry: registry.into(),
                 what: "did not answer",
@@ -313,17 +315,6 @@ impl RegistryClient {
                 after: self.limits.request_timeout,
                 env: REQUEST_TIMEOUT_ENV,
             }),
-        }
-    }
-
-    /// Fill in the duration of a timeout classified from a transport error.
-    fn with_limits(&self, e: RegistryError) -> RegistryError {
-        match e {
-            RegistryError::Timeout { registry, what, limit, after: Duration::ZERO, env } => {
-                let after = if env == CONNECT_TIMEOUT_ENV { self.limits.connect_timeout } else { self.limits.idle_timeout };
-                RegistryError::Timeout { registry, what, limit, after, env }
-            }
-            other => other,
         }
     }
 
@@ -559,7 +550,10 @@ impl<'c> Repository<'c> {
                 detail: format!("the token service {realm} answered {status}{}", if detail.is_empty() { String::new() } else { format!(": {detail}") }),
             });
         }
-        let body = self.read_capped(resp, TOKEN_BODY_CAP, "the token service's answer", "token answer limit", "").await?;
+        let body = self.read_small(resp, TOKEN_BODY_CAP).await?.ok_or_else(|| RegistryError::Protocol {
+            registry: self.registry.clone(),
+            detail: format!("the token service {realm} answered more than {TOKEN_BODY_CAP} bytes"),
+        })?;
         // The answer holds the token: its parse error must not quote it.
         serde_json::from_slice::<TokenAnswer>(&body).ok().and_then(TokenAnswer::into_token).ok_or_else(|| RegistryError::Protocol {
             registry: self.registry.clone(),
@@ -612,7 +606,7 @@ impl<'c> Repository<'c> {
 
     /// The registry's own words about an error, from its JSON error body (capped, best effort).
     async fn error_detail(&self, resp: Response) -> String {
-        let Ok(body) = self.read_capped(resp, ERROR_BODY_CAP, "an error answer", "", "").await else { return String::new() };
+        let Ok(Some(body)) = self.read_small(resp, ERROR_BODY_CAP).await else { return String::new() };
         match serde_json::from_slice::<ErrorBody>(&body) {
             Ok(b) if !b.errors.is_empty() => {
                 let parts: Vec<String> = b
@@ -626,12 +620,11 @@ impl<'c> Repository<'c> {
         }
     }
 
-    /// Read a small body whole, within the request timeout and at most `max` bytes. With an empty
-    /// `limit`, a larger body is cut to `max` instead of being an error.
-    async fn read_capped(&self, resp: Response, max: u64, what: &str, limit: &'static str, env: &'static str) -> Result<Bytes> {
-        let too_large = || RegistryError::TooLarge { registry: self.registry.clone(), what: what.to_string(), limit, max, env };
-        if !limit.is_empty() && resp.content_length().is_some_and(|n| n > max) {
-            return Err(too_large());
+    /// Read a small body whole, within the request timeout; `None` when it is larger than `max`
+    /// (what was read so far is dropped, and the rest never read).
+    async fn read_small(&self, resp: Response, max: u64) -> Result<Option<Bytes>> {
+        if resp.content_length().is_some_and(|n| n > max) {
+            return Ok(None);
         }
         let read = async {
             let mut body = Vec::new();
@@ -639,18 +632,13 @@ impl<'c> Repository<'c> {
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk?;
                 if body.len() as u64 + chunk.len() as u64 > max {
-                    if limit.is_empty() {
-                        body.extend_from_slice(&chunk[..(max as usize - body.len())]);
-                        return Ok(Ok(body));
-                    }
-                    return Ok(Err(too_large()));
+                    return Ok(None);
                 }
                 body.extend_from_slice(&chunk);
             }
-            Ok(Ok(body))
+            Ok(Some(Bytes::from(body)))
         };
-        let body = self.client.timed(&self.registry, read).await??;
-        Ok(Bytes::from(body))
+        self.client.timed(&self.registry, read).await
     }
 
     /// A manifest as the registry serves it for `reference` (a tag or a digest), whatever its type;
@@ -668,7 +656,13 @@ impl<'c> Repository<'c> {
             .map(|t| t.split(';').next().unwrap_or("").trim().to_string())
             .unwrap_or_default();
         let limits = &self.client.limits;
-        let bytes = self.read_capped(resp, limits.manifest_max_bytes, &format!("the manifest of {what}"), "manifest size limit", MANIFEST_MAX_ENV).await?;
+        let bytes = self.read_small(resp, limits.manifest_max_bytes).await?.ok_or_else(|| RegistryError::TooLarge {
+            registry: self.registry.clone(),
+            what: format!("the manifest of {what}"),
+            limit: "manifest size limit",
+            max: limits.manifest_max_bytes,
+            env: MANIFEST_MAX_ENV,
+        })?;
         let digest = sha256_digest(&bytes);
         if reference.contains(':') && digest != reference {
             return Err(RegistryError::DigestMismatch {
@@ -723,7 +717,7 @@ impl<'c> Repository<'c> {
     pub async fn blob(&self, descriptor: &Descriptor) -> Result<BlobStream> {
         let resp = self.get_blob(&descriptor.digest).await?;
         let body = resp.bytes_stream();
-        Ok(BlobStream::new(Box::pin(body), &descriptor.digest, descriptor.size, &self.registry, self.client.limits.idle_timeout))
+        Ok(BlobStream::new(Box::pin(body), &descriptor.digest, descriptor.size, &self.registry, &self.client.limits))
     }
 
     /// An image's config blob, read whole (it is small; capped) and verified.
@@ -820,11 +814,13 @@ impl<'c> Repository<'c> {
                 None => req,
             }
         };
+        // Not through send(): its request timeout would cap the whole upload, however big. The
+        // watchdog below stops an upload that makes no progress instead.
         let idle = self.client.limits.idle_timeout;
         let put = async {
             let endpoint = self.endpoint().await?;
             let (req, _) = self.authorize(build(self.client.http(&endpoint), &endpoint.base), &endpoint, Access::Push, false).await?;
-            req.send().await.map_err(|e| self.client.with_limits(transport_error(&self.registry, e)))
+            req.send().await.map_err(|e| transport_error(&self.registry, e, &self.client.limits))
         };
         tokio::pin!(put);
         let resp = loop {
