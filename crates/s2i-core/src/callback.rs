@@ -21,23 +21,28 @@ pub fn body(success: bool, labels: &BTreeMap<String, String>) -> String {
 }
 
 /// Send the callback. Transport failures are retried (up to 3 attempts, each with the full body);
-/// an answer with a status of 300 or more is a failure, not retried.
+/// an answer with a status of 300 or more is a failure, not retried, and so is a redirect (it is
+/// never followed: the outcome of a build goes only where the user said).
 pub async fn send(url: &str, success: bool, labels: &BTreeMap<String, String>) -> Result<()> {
-    let failed = |reason: String| BuildError::Callback { url: url.to_string(), reason };
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().map_err(|e| failed(e.to_string()))?;
+    let failed = |reason: String| BuildError::Callback { url: crate::redact::url(url), reason: crate::redact::text(&reason) };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| failed(e.to_string()))?;
     let body = body(success, labels);
     let mut last = String::new();
     for attempt in 1..=ATTEMPTS {
         let sent = client.post(url).header("Content-Type", "application/json").body(body.clone()).send().await;
         match sent {
             Ok(resp) if resp.status().as_u16() < 300 => {
-                debug!("callback to {url} answered {}", resp.status());
+                debug!("callback to {} answered {}", crate::redact::url(url), resp.status());
                 return Ok(());
             }
             Ok(resp) => return Err(failed(format!("the server answered {}", resp.status()))),
             Err(e) => {
                 last = e.to_string();
-                debug!("callback attempt {attempt} to {url} failed: {last}");
+                debug!("callback attempt {attempt} to {} failed: {}", crate::redact::url(url), crate::redact::text(&last));
                 if attempt < ATTEMPTS {
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
                 }

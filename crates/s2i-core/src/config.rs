@@ -1,4 +1,5 @@
-//! One build's settings, resolved and validated before any work starts.
+//! One build's settings, resolved, typed and validated before any work starts: the stages after
+//! this one never parse or check a flag again.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -7,11 +8,14 @@ use regex::Regex;
 
 use crate::env::EnvVar;
 use crate::error::{BuildError, Result};
-use crate::source::SourceSpec;
+use crate::image_ref::ImageRef;
+use crate::limits::Limits;
+use crate::mapping::Mapping;
+use crate::source::spec::SourceSpec;
 use crate::users::UidRange;
 
 /// When to pull an image from its registry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum PullPolicy {
     Always,
     #[default]
@@ -20,8 +24,6 @@ pub enum PullPolicy {
 }
 
 impl PullPolicy {
-    pub const VALUES: [&'static str; 3] = ["always", "never", "if-not-present"];
-
     pub fn as_str(self) -> &'static str {
         match self {
             PullPolicy::Always => "always",
@@ -30,6 +32,7 @@ impl PullPolicy {
         }
     }
 
+    /// The reference's spelling and message; `""` is the default, as there.
     pub fn parse(s: &str) -> Result<PullPolicy> {
         match s {
             "always" => Ok(PullPolicy::Always),
@@ -51,7 +54,7 @@ impl fmt::Display for PullPolicy {
 }
 
 /// How the output image is made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum BuildMethod {
     /// The reference's way: run assemble in a container of the builder, commit that container.
     #[default]
@@ -61,8 +64,6 @@ pub enum BuildMethod {
 }
 
 impl BuildMethod {
-    pub const VALUES: [&'static str; 2] = ["standard", "dockerfile"];
-
     pub fn as_str(self) -> &'static str {
         match self {
             BuildMethod::Standard => "standard",
@@ -83,25 +84,71 @@ impl BuildMethod {
     }
 }
 
-/// Everything one `s2i build` needs, after flags were parsed and checked.
+/// What `s2i build` prints on stdout when it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Nothing: stdout is left to the scripts' users.
+    #[default]
+    Text,
+    /// One JSON document describing the outcome, on failure too.
+    Json,
+}
+
+/// The application source and how to take it.
 #[derive(Debug, Clone, Default)]
-pub struct BuildConfig {
-    /// The source, parsed (§3.1).
-    pub source: SourceSpec,
-    /// The source as the user wrote it (messages; the source-location label of copies).
-    pub source_location: String,
+pub struct SourceConfig {
+    /// SOURCE, parsed (§3.1).
+    pub spec: SourceSpec,
+    /// SOURCE as the user wrote it (messages; the source-location label of copies), with any
+    /// credentials in a URL already removed.
+    pub location: String,
     /// The git ref to build: `--ref`, else the source's `#fragment`.
     pub git_ref: Option<String>,
+    /// What the commit.ref label records when `git_ref` is a commit id (a rebuild keeps the
+    /// original build's branch name while building its commit).
+    pub reference_name: Option<String>,
     /// `--copy`: build a local directory as it is, even when it is a git work tree.
     pub copy: bool,
     pub ignore_submodules: bool,
-    pub builder_image: String,
-    pub tag: Option<String>,
+    /// `--context-dir`, relative and inside the source.
     pub context_dir: Option<String>,
+    /// `None` when `--exclude ""` turned exclusion off.
+    pub exclude: Option<Regex>,
+    pub keep_symlinks: bool,
+}
+
+/// Settings every build container gets.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSettings {
+    pub volumes: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub network: Option<String>,
+    pub add_hosts: Vec<String>,
+}
+
+/// `--runtime-image` and what goes with it.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub image: String,
+    pub pull_policy: PullPolicy,
+    /// `-a` mappings; empty means the runtime image's assemble-input-files label decides.
+    pub artifacts: Vec<Mapping>,
+    pub assemble_user: Option<String>,
+}
+
+/// Everything one `s2i build` needs, after flags were parsed and checked.
+#[derive(Debug, Clone, Default)]
+pub struct BuildConfig {
+    pub source: SourceConfig,
+    pub builder_image: String,
+    /// The output tag, validated; untagged when `None`.
+    pub tag: Option<ImageRef>,
     pub scripts_url: Option<String>,
+    /// `--destination`, absolute.
     pub destination: Option<String>,
     /// `-e` values in flag order.
     pub env: Vec<EnvVar>,
+    /// `-E`: read at prepare time, after `.s2i/environment` and `-e`.
     pub environment_file: Option<PathBuf>,
     pub pull_policy: PullPolicy,
     /// Reuse the previous image's artifacts (the tag's image, through its save-artifacts script).
@@ -114,29 +161,26 @@ pub struct BuildConfig {
     pub allowed_uids: Vec<UidRange>,
     pub application_name: Option<String>,
     pub description: Option<String>,
-    /// `None` when `--exclude ""` turned exclusion off.
-    pub exclude: Option<Regex>,
-    pub keep_symlinks: bool,
     pub save_temp_dir: bool,
-    pub volumes: Vec<String>,
-    pub cap_drop: Vec<String>,
-    pub network: Option<String>,
-    pub add_hosts: Vec<String>,
-    /// `--inject` values as given.
-    pub injections: Vec<String>,
-    /// Build on the builder, ship on this image (`--runtime-image`).
-    pub runtime_image: Option<String>,
-    pub runtime_pull_policy: PullPolicy,
-    /// `src[:dest]` specs as given (`-a`); empty means the runtime image's label decides.
-    pub runtime_artifacts: Vec<String>,
-    pub assemble_runtime_user: Option<String>,
-    /// Extra labels from a library caller; generated labels are overridden by these.
+    pub container: ContainerSettings,
+    /// `--inject` mappings, parsed.
+    pub injections: Vec<Mapping>,
+    pub runtime: Option<RuntimeConfig>,
+    /// Extra labels (`--label`); generated labels are overridden by these.
     pub labels: Vec<(String, String)>,
     /// `--as-dockerfile`: write a Dockerfile and its context to this path instead of building.
     pub as_dockerfile: Option<PathBuf>,
     /// `--image-scripts-url`: where Dockerfile builds take the scripts the builder does not declare.
     pub image_scripts_url: Option<String>,
     pub build_method: BuildMethod,
+    pub limits: Limits,
+}
+
+impl BuildConfig {
+    /// The output tag as the user wrote it.
+    pub fn tag_name(&self) -> Option<String> {
+        self.tag.as_ref().map(ImageRef::to_string)
+    }
 }
 
 /// Validate `--context-dir`: relative, and not climbing out of the source.
@@ -153,6 +197,11 @@ pub fn validate_context_dir(dir: &str) -> Result<()> {
     Ok(())
 }
 
+/// Validate an output tag: a lowercase reference without a digest.
+pub fn parse_tag(tag: &str) -> Result<ImageRef> {
+    crate::image_ref::parse_output_tag(tag).map_err(|reason| BuildError::InvalidValue { what: "tag", value: tag.to_string(), reason })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +212,17 @@ mod tests {
         assert_eq!(PullPolicy::parse("").unwrap(), PullPolicy::IfNotPresent);
         let e = PullPolicy::parse("sometimes").unwrap_err().to_string();
         assert!(e.contains("valid values are: always, never or if-not-present"), "{e}");
+    }
+
+    #[test]
+    fn value_enums_name_values_as_the_flags_do() {
+        use clap::ValueEnum;
+        for p in PullPolicy::value_variants() {
+            assert_eq!(p.to_possible_value().unwrap().get_name(), p.as_str());
+        }
+        for m in BuildMethod::value_variants() {
+            assert_eq!(m.to_possible_value().unwrap().get_name(), m.as_str());
+        }
     }
 
     #[test]

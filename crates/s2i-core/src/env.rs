@@ -67,11 +67,15 @@ fn parse_lines(text: &str, file: &Path, is_comment: impl Fn(&str) -> bool) -> Ve
     vars
 }
 
-/// Read an environment file; a missing `.s2i/environment` is nothing, an unreadable `-E` file is a
-/// warning (as in the reference: the build goes on).
-pub fn read_environment_file(path: &Path) -> Vec<EnvVar> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse_environment_file(&text, path),
+/// Read an `-E` file; an unreadable one is a warning (as in the reference: the build goes on),
+/// and so is one that is not a small regular file.
+pub fn read_environment_file(path: &Path, limits: &crate::limits::Limits) -> Vec<EnvVar> {
+    match crate::fsutil::read_text(path, limits) {
+        Ok(Some(text)) => parse_environment_file(&text, path),
+        Ok(None) => {
+            warn!("Unable to read environment file {:?}: it does not exist", path.display());
+            Vec::new()
+        }
         Err(e) => {
             warn!("Unable to read environment file {:?}: {e}", path.display());
             Vec::new()

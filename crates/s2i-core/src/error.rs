@@ -1,10 +1,13 @@
-//! Typed errors of the build pipeline. Each carries what a user needs to act (which file, image or
-//! script) and knows its exit code and a one-line hint; the binary renders them once.
+//! Typed errors of the build pipeline. Each carries what a user needs to act (which file, image,
+//! script or limit), keeps its cause, and knows its exit code and a one-line hint; the binary
+//! renders them once.
 
 use std::path::PathBuf;
 
 use s2i_engine::EngineError;
 use thiserror::Error;
+
+use crate::limits::{InvalidLimit, Limit, Limits};
 
 pub type Result<T, E = BuildError> = std::result::Result<T, E>;
 
@@ -13,11 +16,24 @@ pub enum BuildError {
     #[error("invalid {what} {value:?}: {reason}")]
     InvalidValue { what: &'static str, value: String, reason: String },
 
-    #[error("{0}")]
-    Conflict(String),
+    /// Two settings that cannot go together.
+    #[error("{what} cannot be used with {with}")]
+    Conflict { what: String, with: String },
 
-    #[error("{0}: not supported yet")]
-    NotSupported(String),
+    #[error("--as-dockerfile writes the Dockerfile that --build-method=dockerfile builds: use one of them")]
+    DockerfileTwice,
+
+    #[error("an incremental Dockerfile needs the TAG of the previous image")]
+    IncrementalDockerfileNeedsTag,
+
+    #[error("{dir} holds {entry:?}, which s2i did not write; remove it or write the Dockerfile elsewhere")]
+    UploadDirNotOurs { dir: PathBuf, entry: String },
+
+    #[error("s2i rebuild cannot use {flag}")]
+    RebuildFlag { flag: &'static str },
+
+    #[error("{flag}: not supported yet")]
+    NotBuiltYet { flag: &'static str },
 
     #[error("source {path:?} does not exist")]
     SourceNotFound { path: PathBuf },
@@ -30,6 +46,12 @@ pub enum BuildError {
 
     #[error("couldn't parse {input:?}: {reason}")]
     SourceParse { input: String, reason: String },
+
+    #[error("--ref (or #{reference}) needs a git source, but {location} is {what}")]
+    RefNeedsGit { reference: String, location: String, what: &'static str },
+
+    #[error("--ref {reference} cannot be used with --copy, which builds the directory as it is")]
+    RefWithCopy { reference: String },
 
     #[error("git is not installed (no `git` on PATH), and {location:?} is a git source")]
     GitNotInstalled { location: String },
@@ -58,14 +80,30 @@ pub enum BuildError {
     #[error("archive {archive} cannot be read: {reason}")]
     ArchiveUnreadable { archive: String, reason: String },
 
+    #[error("an archive source cannot be built with the ONBUILD builder {builder}")]
+    OnbuildArchive { builder: String },
+
+    #[error("{} is not a regular file", path.display())]
+    NotARegularFile { path: PathBuf },
+
+    #[error("{what} exceeds {limit} of {value}")]
+    LimitExceeded { what: String, limit: Limit, value: String },
+
     #[error("cannot connect to the container engine at {endpoint}: {reason}")]
     EngineUnreachable { endpoint: String, reason: String },
 
     #[error("unable to get metadata for {image}: the image is not present locally and the pull policy is {policy}")]
     ImageNotLocal { image: String, policy: &'static str },
 
-    #[error("unable to get {image}: {message}")]
-    PullFailed { image: String, message: String },
+    #[error("unable to get {image}: {source}")]
+    PullFailed {
+        image: String,
+        #[source]
+        source: EngineError,
+    },
+
+    #[error("{image} is missing after its pull finished")]
+    PulledImageMissing { image: String },
 
     #[error("failed to install [{}]: not found in {}", missing.join(" "), looked_in.join(", "))]
     ScriptsMissing { missing: Vec<String>, looked_in: Vec<String> },
@@ -79,12 +117,19 @@ pub enum BuildError {
     #[error("{script} exited with status {code} in {image}{}", format_tail(.stderr_tail))]
     ScriptFailed { script: String, image: String, code: i64, stderr_tail: String },
 
+    #[error("building FROM the ONBUILD builder {builder} failed: {message}")]
+    OnbuildFailed { builder: String, message: String },
+
     #[error("the builder image {image} has no {what}, which s2i needs to stream the source in")]
     BuilderLacks { image: String, what: &'static str },
 
     /// The previous image's artifacts could not be used; the build goes on clean.
     #[error("saving the previous build's artifacts failed: {reason}")]
-    ArtifactsUnusable { reason: String },
+    ArtifactsUnusable {
+        reason: String,
+        #[source]
+        cause: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
 
     #[error("{what} is not allowed: {reason}")]
     UserNotAllowed { what: String, reason: String },
@@ -96,7 +141,7 @@ pub enum BuildError {
     ImageMetadata { reason: String },
 
     #[error("streaming the source into the container failed: {0}")]
-    SourceStream(std::io::Error),
+    SourceStream(#[source] std::io::Error),
 
     #[error("building {tag} failed when committing the image: {source}")]
     Commit { tag: String, source: EngineError },
@@ -112,6 +157,9 @@ pub enum BuildError {
 
     #[error("required label {label:?} not found in image {image}")]
     MissingLabel { image: String, label: &'static str },
+
+    #[error("image {image} was built from {location}, which is not a git repository: s2i rebuild reads any other source only when you name it")]
+    RebuildSourceNotGiven { image: String, location: String },
 
     #[error("the callback to {url} failed: {reason}")]
     Callback { url: String, reason: String },
@@ -137,16 +185,33 @@ fn format_tail(tail: &str) -> String {
     }
 }
 
+impl Limits {
+    /// The error for `what` having gone over `limit`.
+    pub fn exceeded(&self, limit: Limit, what: impl Into<String>) -> BuildError {
+        BuildError::LimitExceeded { what: what.into(), limit, value: self.shown(limit) }
+    }
+}
+
+impl From<InvalidLimit> for BuildError {
+    fn from(e: InvalidLimit) -> Self {
+        BuildError::InvalidValue { what: e.limit.variable(), value: e.value.clone(), reason: e.reason().into() }
+    }
+}
+
 impl BuildError {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         BuildError::Io { context: context.into(), source }
+    }
+
+    pub fn conflict(what: impl Into<String>, with: impl Into<String>) -> Self {
+        BuildError::Conflict { what: what.into(), with: with.into() }
     }
 
     /// The process exit code, following the reference's table where it has one.
     pub fn exit_code(&self) -> i32 {
         match self {
             BuildError::ImageNotLocal { .. } => 1,
-            BuildError::PullFailed { .. } => 2,
+            BuildError::PullFailed { .. } | BuildError::PulledImageMissing { .. } => 2,
             BuildError::Commit { .. } => 6,
             BuildError::ScriptsMissing { .. } => 11,
             BuildError::UserNotAllowed { .. } => 15,
@@ -188,6 +253,12 @@ impl BuildError {
             BuildError::UnsafeArchiveEntry { .. } => {
                 "every entry of a source archive must stay inside it: no absolute paths, no .., no links that leave it".into()
             }
+            BuildError::NotARegularFile { .. } => {
+                "s2i reads only regular files there: a FIFO, a device or a directory in its place is refused".into()
+            }
+            BuildError::LimitExceeded { limit, .. } => {
+                format!("if the input is trusted, raise the limit with {}=<value> in the environment", limit.variable())
+            }
             BuildError::EngineUnreachable { .. } | BuildError::Engine(EngineError::Connect { .. }) => {
                 "is the Docker daemon running? Point -U/--url or DOCKER_HOST at it (unix:///var/run/docker.sock, tcp://host:2375)".into()
             }
@@ -204,6 +275,7 @@ impl BuildError {
             BuildError::ScriptFailed { script, .. } if script == "assemble" => {
                 "the builder's assemble script failed; its output above says why".into()
             }
+            BuildError::OnbuildFailed { .. } => "the build output above shows the ONBUILD step that failed".into(),
             BuildError::UserNotAllowed { .. } => {
                 "use a numeric user inside the --allowed-uids ranges (--assemble-user, the image's USER or its io.openshift.s2i.assemble-user label)".into()
             }
@@ -211,6 +283,9 @@ impl BuildError {
                 format!("install {what} in the builder image, or build FROM an image that has it")
             }
             BuildError::MissingLabel { .. } => "s2i rebuild needs an image that s2i built".into(),
+            BuildError::RebuildSourceNotGiven { location, image } => {
+                format!("if you trust {image} and want that source, name it: s2i rebuild {image} --source {location}")
+            }
             BuildError::ImageBuild { .. } => "the build output above shows the step that failed".into(),
             BuildError::LabelsTooBig { .. } => "write fewer or shorter labels in image_metadata.json".into(),
             BuildError::ImageMetadata { .. } => {
@@ -218,5 +293,16 @@ impl BuildError {
             }
             _ => return None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exceeded_limit_names_its_value_and_variable() {
+        let e = Limits::default().exceeded(Limit::ScriptSize, "the script https://h/assemble").to_string();
+        assert_eq!(e, "the script https://h/assemble exceeds the script size limit (S2I_LIMIT_SCRIPT_SIZE) of 16 MiB");
     }
 }

@@ -22,14 +22,14 @@ pub struct IgnoreRules {
 }
 
 impl IgnoreRules {
-    /// Read `<root>/.s2iignore`; a missing file ignores nothing.
-    pub fn load(root: &Path) -> std::io::Result<IgnoreRules> {
+    /// Read `<root>/.s2iignore`; a missing file ignores nothing; anything but a small regular
+    /// file is an error.
+    pub fn load(root: &Path, limits: &crate::limits::Limits) -> crate::error::Result<IgnoreRules> {
         let path = root.join(IGNORE_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Ok(IgnoreRules::parse(&text, &path)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(IgnoreRules::default()),
-            Err(e) => Err(e),
-        }
+        Ok(match crate::fsutil::read_text(&path, limits)? {
+            Some(text) => IgnoreRules::parse(&text, &path),
+            None => IgnoreRules::default(),
+        })
     }
 
     pub fn parse(text: &str, file: &Path) -> IgnoreRules {

@@ -1,17 +1,17 @@
-//! Getting an image per pull policy.
+//! Getting an image per pull policy, and reading what s2i needs from it.
 
-use std::io::Read;
+use std::sync::Arc;
 
-use futures_util::StreamExt;
-use s2i_engine::{ContainerSpec, Engine, ImageInfo};
-use tracing::{debug, info, warn};
+use s2i_engine::{Engine, ImageInfo, Progress};
+use tracing::info;
 
 use crate::config::PullPolicy;
 use crate::error::{BuildError, Result};
 use crate::image_ref::with_default_tag;
+use crate::report::{Reporter, Transfer};
 
 /// Inspect `name`, pulling it when the policy says so.
-pub async fn obtain(engine: &dyn Engine, name: &str, policy: PullPolicy) -> Result<ImageInfo> {
+pub async fn obtain(engine: &dyn Engine, name: &str, policy: PullPolicy, reporter: &Arc<dyn Reporter>) -> Result<ImageInfo> {
     let name = with_default_tag(name);
     match policy {
         PullPolicy::Never => {
@@ -26,71 +26,26 @@ pub async fn obtain(engine: &dyn Engine, name: &str, policy: PullPolicy) -> Resu
                 return Ok(found);
             }
             info!("Image {name:?} not available locally, pulling ...");
-            pull_and_inspect(engine, &name).await
+            pull_and_inspect(engine, &name, reporter).await
         }
         PullPolicy::Always => {
             info!("Pulling image {name:?} ...");
-            pull_and_inspect(engine, &name).await
+            pull_and_inspect(engine, &name, reporter).await
         }
     }
 }
 
-async fn pull_and_inspect(engine: &dyn Engine, name: &str) -> Result<ImageInfo> {
-    let mut progress = |event: s2i_engine::Progress<'_>| debug!("{event:?}");
-    engine
-        .pull_image(name, None, &mut progress)
-        .await
-        .map_err(|e| BuildError::PullFailed { image: name.to_string(), message: e.to_string() })?;
-    engine.inspect_image(name).await?.ok_or_else(|| BuildError::PullFailed {
-        image: name.to_string(),
-        message: "the pull finished but the image is not there".into(),
-    })
+async fn pull_and_inspect(engine: &dyn Engine, name: &str, reporter: &Arc<dyn Reporter>) -> Result<ImageInfo> {
+    reporter.transfer_started(Transfer::Pull, name);
+    let mut progress = |event: Progress<'_>| reporter.transfer(Transfer::Pull, name, event);
+    let pulled = engine.pull_image(name, None, &mut progress).await;
+    reporter.transfer_finished(Transfer::Pull, name, pulled.is_ok());
+    pulled.map_err(|source| BuildError::PullFailed { image: name.to_string(), source })?;
+    engine.inspect_image(name).await?.ok_or_else(|| BuildError::PulledImageMissing { image: name.to_string() })
 }
 
-/// The content of a (small) file inside an image, read from a container that is created and never
-/// started; `None` when the image has no such file.
-pub async fn read_file(engine: &dyn Engine, image: &str, path: &str, limit: usize) -> Result<Option<Vec<u8>>> {
-    let spec = ContainerSpec {
-        name: Some(crate::strategy::standard::container_name(image)),
-        image: with_default_tag(image),
-        // Never run: create needs a command when the image has none.
-        cmd: vec!["/s2i-never-started".into()],
-        entrypoint: Some(Vec::new()),
-        ..Default::default()
-    };
-    let id = engine.create_container(&spec).await?;
-    let read = async {
-        let Some(mut stream) = engine.download_archive(&id, path).await? else { return Ok(None) };
-        let mut tar = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            tar.extend_from_slice(&chunk.map_err(|e| BuildError::io(format!("reading {path} from {image}"), e))?);
-            if tar.len() > limit + 4096 {
-                return Err(BuildError::io(format!("reading {path} from {image}"), std::io::Error::other("the file is too big")));
-            }
-        }
-        let mut archive = tar::Archive::new(&tar[..]);
-        for entry in archive.entries().map_err(|e| BuildError::io(format!("reading {path}"), e))? {
-            let mut entry = entry.map_err(|e| BuildError::io(format!("reading {path}"), e))?;
-            if entry.header().entry_type().is_file() {
-                let mut data = Vec::new();
-                entry.read_to_end(&mut data).map_err(|e| BuildError::io(format!("reading {path}"), e))?;
-                return Ok(Some(data));
-            }
-        }
-        Ok(None)
-    }
-    .await;
-    if let Err(e) = engine.remove_container(&id).await {
-        warn!("could not remove container {id}: {e}");
-    }
-    read
-}
-
-/// The image's /etc/passwd when `--allowed-uids` has to judge a named user; `None` otherwise.
-pub async fn passwd_if_needed(engine: &dyn Engine, image: &str, needed: bool) -> Result<Option<String>> {
-    if !needed {
-        return Ok(None);
-    }
-    let data = read_file(engine, image, "/etc/passwd", 1024 * 1024).await?;
+/// The image's /etc/passwd (for users given by name), `None` when it has none.
+pub async fn passwd(engine: &dyn Engine, image: &str, limit: u64) -> Result<Option<String>> {
+    let data = crate::container::read_image_file(engine, image, "/etc/passwd", limit).await?;
     Ok(data.map(|d| String::from_utf8_lossy(&d).into_owned()))
 }

@@ -2,16 +2,16 @@
 //! They are copied into the created build container before it starts, so assemble never waits
 //! for them; a script uploaded with them truncates every injected file once assemble is done.
 
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use s2i_engine::Engine;
 
 use crate::error::{BuildError, Result};
 use crate::ignore::IgnoreRules;
-use crate::mapping::{self, clean_path};
-use crate::source::SourceTree;
-use crate::tar_stream::{self, Part};
+use crate::mapping::{clean_path, Mapping};
+use crate::source::tree::SourceTree;
+use crate::tar_stream::{self, StreamOptions, TarPart, TarSink};
 
 /// Where the truncation script lives in the container (as in the reference).
 pub const RM_SCRIPT: &str = "/tmp/rm-injections";
@@ -26,25 +26,28 @@ pub struct Injection {
     pub files: Vec<String>,
 }
 
-/// Resolve `--inject` values against the builder's working directory and list the injected files.
-pub fn resolve(specs: &[String], workdir: &str) -> Result<Vec<Injection>> {
+/// Resolve `--inject` mappings against the builder's working directory and list the injected files.
+pub fn resolve(mappings: &[Mapping], workdir: &str) -> Result<Vec<Injection>> {
     let workdir = if workdir.is_empty() { "/" } else { workdir };
     let mut out = Vec::new();
-    for spec in specs {
-        for m in mapping::parse_specs(spec, "--inject")? {
-            let destination = match m.destination.as_str() {
-                "." => workdir.to_string(),
-                d if d.starts_with('/') => d.to_string(),
-                d => clean_path(&format!("{workdir}/{d}")),
-            };
-            if destination == "/" {
-                return Err(BuildError::InvalidValue { what: "--inject", value: spec.clone(), reason: "the destination cannot be /".into() });
-            }
-            let source = PathBuf::from(&m.source);
-            let files = list_files(&source, &destination)
-                .map_err(|e| BuildError::io(format!("reading the injection source {}", source.display()), e))?;
-            out.push(Injection { source, destination, files });
+    for m in mappings {
+        let destination = match m.destination.as_str() {
+            "." => workdir.to_string(),
+            d if d.starts_with('/') => d.to_string(),
+            d => clean_path(&format!("{workdir}/{d}")),
+        };
+        if destination == "/" {
+            return Err(BuildError::InvalidValue { what: "--inject", value: m.source.clone(), reason: "the destination cannot be /".into() });
         }
+        let source = PathBuf::from(&m.source);
+        let meta = std::fs::metadata(&source).map_err(|e| BuildError::io(format!("reading the injection source {}", source.display()), e))?;
+        // A FIFO or a device would hang the upload or never end.
+        if !meta.is_file() && !meta.is_dir() {
+            return Err(BuildError::NotARegularFile { path: source });
+        }
+        let files = list_files(&source, &destination)
+            .map_err(|e| BuildError::io(format!("reading the injection source {}", source.display()), e))?;
+        out.push(Injection { source, destination, files });
     }
     Ok(out)
 }
@@ -89,15 +92,35 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// A regular host file streamed as one entry (read when the stream gets to it, not before).
+struct HostFile {
+    source: PathBuf,
+    name: PathBuf,
+}
+
+impl TarPart for HostFile {
+    fn append(self: Box<Self>, sink: &mut TarSink<'_>) -> io::Result<()> {
+        let file = std::fs::File::open(&self.source)?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(io::Error::other(format!("{} is not a regular file", self.source.display())));
+        }
+        sink.file(&self.name, 0o666, None, meta.len(), io::Read::take(file, meta.len()))
+    }
+}
+
 /// Copy the injections and the truncation script into the created container `id`.
-pub async fn upload(engine: &dyn Engine, id: &str, injections: &[Injection]) -> Result<()> {
+pub async fn upload(engine: &dyn Engine, id: &str, injections: &[Injection], owner: tar_stream::Owner) -> Result<()> {
+    if injections.is_empty() {
+        return Ok(());
+    }
     for inj in injections {
         let (parent, name) = match inj.destination.rsplit_once('/') {
             Some(("", name)) => ("/", name),
             Some((parent, name)) => (parent, name),
             None => ("/", inj.destination.as_str()),
         };
-        let parts = if std::fs::metadata(&inj.source).map(|m| m.is_dir()).unwrap_or(false) {
+        let parts: Vec<Box<dyn TarPart>> = if std::fs::metadata(&inj.source).map(|m| m.is_dir()).unwrap_or(false) {
             let tree = SourceTree {
                 root: inj.source.clone(),
                 ignore: IgnoreRules::default(),
@@ -106,13 +129,12 @@ pub async fn upload(engine: &dyn Engine, id: &str, injections: &[Injection]) -> 
                 skip: Default::default(),
                 world_writable: true,
             };
-            vec![Part::Dir { path: name.to_string(), mode: 0o777 }, Part::Tree { prefix: name.to_string(), tree: Arc::new(tree) }]
+            vec![tar_stream::dir(name, 0o777), tree.part(name)]
         } else {
-            let data = std::fs::read(&inj.source)
-                .map_err(|e| BuildError::io(format!("reading the injection source {}", inj.source.display()), e))?;
-            vec![Part::File { path: name.to_string(), data, mode: 0o666 }]
+            vec![Box::new(HostFile { source: inj.source.clone(), name: name.into() })]
         };
-        upload_parts(engine, id, parent, parts).await.map_err(|e| match e {
+        let options = StreamOptions { owner, ..Default::default() };
+        crate::container::upload(engine, id, parent, parts, options).await.map_err(|e| match e {
             BuildError::Engine(e) if e.is_not_found() => BuildError::InvalidValue {
                 what: "--inject",
                 value: inj.source.display().to_string(),
@@ -122,17 +144,8 @@ pub async fn upload(engine: &dyn Engine, id: &str, injections: &[Injection]) -> 
         })?;
     }
     let (dir, name) = RM_SCRIPT.rsplit_once('/').expect("an absolute path");
-    let script = Part::File { path: name.to_string(), data: rm_script(injections).into_bytes(), mode: 0o666 };
-    upload_parts(engine, id, dir, vec![script]).await
-}
-
-/// Stream `parts` as one tar into `path` of the container.
-pub(crate) async fn upload_parts(engine: &dyn Engine, id: &str, path: &str, parts: Vec<Part>) -> Result<()> {
-    let input = tar_stream::spawn(parts, None);
-    let uploaded = engine.upload_archive(id, path, Box::new(input.reader)).await;
-    let produced = input.done.await.map_err(|e| BuildError::SourceStream(std::io::Error::other(e)))?;
-    uploaded?;
-    produced.map_err(BuildError::SourceStream)?;
+    let script = tar_stream::file(name, rm_script(injections).into_bytes(), 0o666);
+    crate::container::upload(engine, id, dir, vec![script], StreamOptions { owner, ..Default::default() }).await?;
     Ok(())
 }
 
@@ -148,15 +161,20 @@ mod tests {
         std::fs::write(secret.join("token"), "t").unwrap();
         std::fs::write(secret.join("sub/key"), "k").unwrap();
         let spec = format!("{0}:/etc/creds;{0}:rel;{0}", secret.display());
-        let inj = resolve(&[spec], "/opt/app").unwrap();
+        let inj = resolve(&crate::mapping::parse_specs(&spec, "--inject").unwrap(), "/opt/app").unwrap();
         assert_eq!(inj[0].destination, "/etc/creds");
         assert_eq!(inj[0].files, vec!["/etc/creds/sub/key", "/etc/creds/token"]);
         assert_eq!(inj[1].destination, "/opt/app/rel");
         assert_eq!(inj[2].destination, "/opt/app");
-        let file = resolve(&[format!("{}:/tmp/t", secret.join("token").display())], "").unwrap();
+        let parse = |s: &str| crate::mapping::parse_specs(s, "--inject").unwrap();
+        let file = resolve(&parse(&format!("{}:/tmp/t", secret.join("token").display())), "").unwrap();
         assert_eq!(file[0].files, vec!["/tmp/t"]);
-        assert!(resolve(&["/nonexistent/secret:/x".into()], "/").is_err());
-        assert!(resolve(&[format!("{}:/", secret.display())], "/").is_err());
+        assert!(resolve(&parse("/nonexistent/secret:/x"), "/").is_err());
+        assert!(resolve(&parse(&format!("{}:/", secret.display())), "/").is_err());
+        let fifo = d.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let err = resolve(&parse(&format!("{}:/tmp/f", fifo.display())), "/").unwrap_err();
+        assert!(matches!(err, BuildError::NotARegularFile { .. }), "{err}");
     }
 
     #[test]

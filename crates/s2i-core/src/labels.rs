@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use crate::error::{BuildError, Result};
-use crate::source::CommitInfo;
+use crate::source::git::CommitInfo;
 
 pub const SCRIPTS_URL: &str = "io.openshift.s2i.scripts-url";
 pub const SCRIPTS_URL_DEPRECATED: &str = "io.s2i.scripts-url";
@@ -87,6 +87,21 @@ pub fn parse_image_metadata(bytes: &[u8]) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
+/// The labels that record how an image was built: only s2i sets them.
+pub const PROVENANCE_PREFIX: &str = "io.openshift.s2i.build.";
+
+/// Add what assemble wrote to image_metadata.json, except the provenance labels
+/// (`io.openshift.s2i.build.*`): a script must not be able to say where its image came from.
+pub fn add_metadata(labels: &mut HashMap<String, String>, metadata: Vec<(String, String)>) {
+    for (k, v) in metadata {
+        if k.starts_with(PROVENANCE_PREFIX) {
+            tracing::warn!("Ignoring label {k} from image_metadata.json: only s2i sets the {PROVENANCE_PREFIX}* labels");
+            continue;
+        }
+        labels.insert(k, v);
+    }
+}
+
 /// Refuse label sets over the reference's size limit.
 pub fn check_size(labels: &HashMap<String, String>, image: &str) -> Result<()> {
     let size: usize = labels.iter().map(|(k, v)| k.len() + v.len()).sum();
@@ -144,6 +159,15 @@ mod tests {
         assert!(parse_image_metadata(br#"{"other":1}"#).is_err());
         assert!(parse_image_metadata(br#"{"labels":[{"a":1}]}"#).is_err());
         assert!(parse_image_metadata(br#"{"labels":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn image_metadata_cannot_override_provenance() {
+        let mut l = HashMap::from([(SOURCE_LOCATION.to_string(), "/src/app".to_string())]);
+        add_metadata(&mut l, vec![(SOURCE_LOCATION.into(), "/home/user".into()), (BUILD_IMAGE.into(), "attacker/exfil".into()), ("team".into(), "x".into())]);
+        assert_eq!(l[SOURCE_LOCATION], "/src/app");
+        assert!(!l.contains_key(BUILD_IMAGE));
+        assert_eq!(l["team"], "x");
     }
 
     #[test]

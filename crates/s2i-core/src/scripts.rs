@@ -3,21 +3,20 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use s2i_engine::ImageInfo;
 use tracing::{debug, info, warn};
 
 use crate::error::{BuildError, Result};
+use crate::http::{FetchError, Fetcher};
 use crate::labels;
+use crate::limits::{Limit, Limits};
+use crate::redact;
 
 pub const ASSEMBLE: &str = "assemble";
 pub const RUN: &str = "run";
 pub const SAVE_ARTIFACTS: &str = "save-artifacts";
 pub const USAGE: &str = "usage";
-
-/// Scripts bigger than this are refused: they are read into memory.
-const MAX_SCRIPT_SIZE: u64 = 16 * 1024 * 1024;
 
 /// A parsed scripts location.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +107,7 @@ pub struct Resolver<'a> {
     pub source_root: Option<&'a Path>,
     pub image_url: Option<String>,
     pub image_name: &'a str,
+    pub limits: &'a Limits,
 }
 
 enum Outcome {
@@ -134,10 +134,8 @@ impl Resolver<'_> {
                 None
             }
         };
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| BuildError::io("setting up the HTTP client", std::io::Error::other(e)))?;
+        let http = Fetcher::new(self.limits)?;
+        let shown_url = self.scripts_url.map(redact::url);
 
         let mut scripts = Scripts::default();
         let mut user_url_failures = Vec::new();
@@ -145,8 +143,8 @@ impl Resolver<'_> {
         for (name, is_required) in required.iter().map(|n| (n, true)).chain(optional.iter().map(|n| (n, false))) {
             let mut reasons = Vec::new();
             let mut found = None;
-            if let (Some(url), Some(raw)) = (&user_url, self.scripts_url) {
-                match fetch(&http, url, name).await? {
+            if let (Some(url), Some(raw)) = (&user_url, shown_url.as_deref()) {
+                match fetch(&http, url, name, self.limits).await? {
                     Outcome::Found(s) => found = Some(s),
                     Outcome::Missing(why) => {
                         user_url_failures.push(format!("{name}: {why}"));
@@ -156,7 +154,7 @@ impl Resolver<'_> {
             }
             if found.is_none() {
                 if let Some(root) = self.source_root {
-                    if let Some((s, rel)) = from_source(root, name)? {
+                    if let Some((s, rel)) = from_source(root, name, self.limits)? {
                         scripts.moved_from_source.push(rel);
                         found = Some(s);
                     } else {
@@ -166,7 +164,7 @@ impl Resolver<'_> {
             }
             if found.is_none() {
                 if let Some(url) = &image_url {
-                    match fetch(&http, url, name).await? {
+                    match fetch(&http, url, name, self.limits).await? {
                         Outcome::Found(s) => found = Some(s),
                         Outcome::Missing(why) => reasons.push(format!("the image's {}: {why}", labels::SCRIPTS_URL)),
                     }
@@ -183,21 +181,21 @@ impl Resolver<'_> {
             }
         }
         let considered = required.len() + optional.len();
-        if let Some(raw) = self.scripts_url {
+        if let Some(raw) = &shown_url {
             if considered > 0 && user_url_failures.len() == considered {
-                return Err(BuildError::ScriptsUrlUnusable { url: raw.to_string(), details: user_url_failures.join("; ") });
+                return Err(BuildError::ScriptsUrlUnusable { url: raw.clone(), details: user_url_failures.join("; ") });
             }
         }
         if !missing.is_empty() {
             let mut looked_in: Vec<String> = Vec::new();
-            if let Some(u) = self.scripts_url {
+            if let Some(u) = &shown_url {
                 looked_in.push(format!("--scripts-url {u}"));
             }
             if self.source_root.is_some() {
                 looked_in.push("the source's .s2i/bin".into());
             }
             match &self.image_url {
-                Some(u) => looked_in.push(format!("{} ({u})", self.image_name)),
+                Some(u) => looked_in.push(format!("{} ({})", self.image_name, redact::url(u))),
                 None => looked_in.push(format!("{} (no {} label)", self.image_name, labels::SCRIPTS_URL)),
             }
             return Err(BuildError::ScriptsMissing { missing: missing.into_iter().map(|(n, _)| n).collect(), looked_in });
@@ -214,7 +212,7 @@ fn describe(s: &Script) -> String {
 }
 
 /// `.s2i/bin/<name>`, or the deprecated `.sti/bin/<name>`, below the application root.
-fn from_source(root: &Path, name: &str) -> Result<Option<(Script, PathBuf)>> {
+fn from_source(root: &Path, name: &str, limits: &Limits) -> Result<Option<(Script, PathBuf)>> {
     for dir in [".s2i/bin", ".sti/bin"] {
         let rel = Path::new(dir).join(name);
         let path = root.join(&rel);
@@ -222,7 +220,7 @@ fn from_source(root: &Path, name: &str) -> Result<Option<(Script, PathBuf)>> {
             if dir == ".sti/bin" {
                 warn!("DEPRECATED: Use .s2i/bin instead of .sti/bin");
             }
-            let data = read_limited(&path)?;
+            let data = read_script(&path, limits)?.unwrap_or_default();
             info!("Using {name} from the source's {dir}");
             return Ok(Some((Script::External { data, origin: path.display().to_string() }, rel)));
         }
@@ -230,58 +228,33 @@ fn from_source(root: &Path, name: &str) -> Result<Option<(Script, PathBuf)>> {
     Ok(None)
 }
 
-fn read_limited(path: &Path) -> Result<Vec<u8>> {
-    let len = std::fs::metadata(path).map_err(|e| BuildError::io(format!("reading {}", path.display()), e))?.len();
-    if len > MAX_SCRIPT_SIZE {
-        return Err(BuildError::io(
-            format!("reading {}", path.display()),
-            std::io::Error::other(format!("a script of {len} bytes is too big")),
-        ));
-    }
-    std::fs::read(path).map_err(|e| BuildError::io(format!("reading {}", path.display()), e))
+fn read_script(path: &Path, limits: &Limits) -> Result<Option<Vec<u8>>> {
+    crate::fsutil::read_regular(path, Limit::ScriptSize, limits.script_size, limits)
 }
 
-async fn fetch(http: &reqwest::Client, url: &ScriptsUrl, name: &str) -> Result<Outcome> {
+async fn fetch(http: &Fetcher, url: &ScriptsUrl, name: &str, limits: &Limits) -> Result<Outcome> {
     match url {
         ScriptsUrl::Image(dir) => Ok(Outcome::Found(Script::InImage { dir: dir.clone() })),
         ScriptsUrl::File(dir) => {
             let path = dir.join(name);
-            if !path.is_file() {
-                return Ok(Outcome::Missing(format!("{} does not exist", path.display())));
+            match read_script(&path, limits) {
+                Ok(Some(data)) => Ok(Outcome::Found(Script::External { data, origin: format!("file://{}", path.display()) })),
+                Ok(None) => Ok(Outcome::Missing(format!("{} does not exist", path.display()))),
+                Err(BuildError::NotARegularFile { .. }) => Ok(Outcome::Missing(format!("{} is not a regular file", path.display()))),
+                Err(e) => Err(e),
             }
-            let data = read_limited(&path)?;
-            Ok(Outcome::Found(Script::External { data, origin: format!("file://{}", path.display()) }))
         }
         ScriptsUrl::Http(base) => {
             let url = format!("{base}/{name}");
-            let resp = match http.get(&url).send().await {
-                Ok(r) => r,
-                Err(e) => return Ok(Outcome::Missing(format!("GET {url}: {}", error_chain(&e)))),
-            };
-            let status = resp.status().as_u16();
-            if status != 200 && status != 201 {
-                return Ok(Outcome::Missing(format!("failed to retrieve {url}, response code {status}")));
-            }
-            if resp.content_length().is_some_and(|n| n > MAX_SCRIPT_SIZE) {
-                return Ok(Outcome::Missing(format!("{url} is too big for a script")));
-            }
-            match resp.bytes().await {
-                Ok(b) => Ok(Outcome::Found(Script::External { data: b.to_vec(), origin: url })),
-                Err(e) => Ok(Outcome::Missing(format!("GET {url}: {}", error_chain(&e)))),
+            let shown = redact::url(&url);
+            match http.small(&url, Limit::ScriptSize, limits.script_size).await {
+                Ok(data) => Ok(Outcome::Found(Script::External { data, origin: shown })),
+                Err(FetchError::Status(code)) => Ok(Outcome::Missing(format!("failed to retrieve {shown}, response code {code}"))),
+                Err(FetchError::Transport(why)) => Ok(Outcome::Missing(format!("GET {shown}: {why}"))),
+                Err(FetchError::Limit(e)) => Err(e),
             }
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]
@@ -319,13 +292,14 @@ mod tests {
             source_root: Some(d.path()),
             image_url: Some("image:///usr/libexec/s2i".into()),
             image_name: "builder",
+            limits: &Limits::default(),
         };
         let s = r.resolve(&["assemble", "run"], &[]).await.unwrap();
         assert!(matches!(s.get("assemble"), Some(Script::External { .. })));
         assert_eq!(s.get("run"), Some(&Script::InImage { dir: "/usr/libexec/s2i".into() }));
         assert_eq!(s.moved_from_source, vec![PathBuf::from(".s2i/bin/assemble")]);
 
-        let none = Resolver { scripts_url: None, source_root: Some(d.path()), image_url: None, image_name: "builder" };
+        let none = Resolver { scripts_url: None, source_root: Some(d.path()), image_url: None, image_name: "builder", limits: &Limits::default() };
         let err = none.resolve(&["assemble", "run"], &[]).await.unwrap_err();
         assert_eq!(err.exit_code(), 11);
         let msg = err.to_string();
@@ -341,6 +315,7 @@ mod tests {
             source_root: None,
             image_url: Some("image:///usr/libexec/s2i".into()),
             image_name: "b",
+            limits: &Limits::default(),
         };
         let err = r.resolve(&["assemble", "run"], &[]).await.unwrap_err();
         assert!(matches!(err, BuildError::ScriptsUrlUnusable { .. }), "{err}");

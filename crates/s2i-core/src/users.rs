@@ -80,6 +80,33 @@ fn allowed(ranges: &[UidRange], user: &str, passwd: Option<&str>) -> bool {
     uid_of(user, passwd).is_some_and(|uid| ranges.iter().any(|r| r.contains(uid)))
 }
 
+/// Check one user (`user[:group]`) against the ranges; `what` says where it came from.
+pub fn check_user(ranges: &[UidRange], what: impl Into<String>, user: &str, passwd: Option<&str>) -> Result<()> {
+    if ranges.is_empty() || allowed(ranges, user_part(user), passwd) {
+        return Ok(());
+    }
+    let shown = if user.is_empty() { "(none, so root)" } else { user };
+    Err(BuildError::UserNotAllowed {
+        what: what.into(),
+        reason: format!("{shown:?} must be a numeric uid within the allowed ranges {}", describe(ranges)),
+    })
+}
+
+/// The numeric owner (`uid`, `gid`) of `user[:group]`: no user is root; a name is looked up in
+/// `passwd`; the group is 0 unless given as a number. `None` for a name that cannot be resolved.
+pub fn numeric_owner(user: Option<&str>, passwd: Option<&str>) -> Option<(u64, u64)> {
+    let user = user.unwrap_or("");
+    let (name, group) = match user.split_once(':') {
+        Some((u, g)) => (u, g.parse::<u64>().ok()),
+        None => (user, None),
+    };
+    let uid = match name {
+        "" | "root" => 0,
+        n => uid_of(n, passwd)?,
+    };
+    Some((u64::from(uid), group.unwrap_or(0)))
+}
+
 /// Whether judging the users of `image` needs its /etc/passwd (some user is a name, not a number).
 pub fn needs_passwd(ranges: &[UidRange], image: &ImageInfo, flag_user: Option<&str>, label: &str) -> bool {
     if ranges.is_empty() {
@@ -223,6 +250,18 @@ mod tests {
         assert!(needs_passwd(&r, &image("fakeuser", None), None, labels::ASSEMBLE_USER));
         assert!(!needs_passwd(&r, &image("431", None), Some("1001"), labels::ASSEMBLE_USER));
         assert!(!needs_passwd(&[], &image("fakeuser", None), None, labels::ASSEMBLE_USER));
+    }
+
+    #[test]
+    fn owners_are_numeric() {
+        let passwd = "root:x:0:0::/root:/bin/sh\nweb:x:1001:0::/home/web:/bin/sh\n";
+        assert_eq!(numeric_owner(None, None), Some((0, 0)));
+        assert_eq!(numeric_owner(Some("1001"), None), Some((1001, 0)));
+        assert_eq!(numeric_owner(Some("1001:5"), None), Some((1001, 5)));
+        assert_eq!(numeric_owner(Some("web"), Some(passwd)), Some((1001, 0)));
+        assert_eq!(numeric_owner(Some("web"), None), None);
+        assert!(check_user(&parse_ranges("1000-").unwrap(), "the save-artifacts user", "0", None).is_err());
+        assert!(check_user(&[], "x", "0", None).is_ok());
     }
 
     #[test]

@@ -291,6 +291,7 @@ impl Engine for DockerEngine {
             working_dir: config.working_dir.unwrap_or_default(),
             labels: config.labels.unwrap_or_default(),
             on_build: config.on_build.unwrap_or_default(),
+            size: inspect.size.and_then(|s| u64::try_from(s).ok()),
         }))
     }
 

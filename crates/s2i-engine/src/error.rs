@@ -49,7 +49,7 @@ impl EngineError {
 }
 
 /// An error and its causes, `: `-separated (transport errors hide the useful part in their sources).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

@@ -19,7 +19,7 @@ use tokio::io::AsyncRead;
 
 pub use connect::{ConnectOptions, TlsOptions};
 pub use docker::DockerEngine;
-pub use error::{EngineError, Result};
+pub use error::{error_chain, EngineError, Result};
 
 /// What the engine knows of an image, reduced to what s2i reads.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -33,6 +33,8 @@ pub struct ImageInfo {
     pub working_dir: String,
     pub labels: HashMap<String, String>,
     pub on_build: Vec<String>,
+    /// Bytes on disk, when the engine says.
+    pub size: Option<u64>,
 }
 
 impl ImageInfo {
@@ -284,6 +286,19 @@ pub trait Engine: Send + Sync {
 
     /// A tar of `path` inside a container, or `None` when the path does not exist.
     async fn download_archive(&self, id: &str, path: &str) -> Result<Option<ByteStream>>;
+
+    /// Whether `path` exists in a created (or stopped) container; a symlink counts, whatever it
+    /// points at. The default asks for the path's archive and reads no more than its first chunk.
+    async fn path_exists(&self, id: &str, path: &str) -> Result<bool> {
+        use futures_util::StreamExt;
+        match self.download_archive(id, path).await? {
+            None => Ok(false),
+            Some(mut stream) => match stream.next().await {
+                Some(Err(e)) => Err(EngineError::Input(e)),
+                _ => Ok(true),
+            },
+        }
+    }
 
     /// Build an image from a Dockerfile with the engine's own builder (the classic builder, not
     /// BuildKit) and return the new image's id. `context` is the build context as a tar stream,

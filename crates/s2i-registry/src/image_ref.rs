@@ -176,6 +176,23 @@ impl ImageRef {
     }
 }
 
+impl std::fmt::Display for ImageRef {
+    /// The reference as it was written: `[domain/]path[:tag][@digest]`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(d) = &self.domain {
+            write!(f, "{d}/")?;
+        }
+        f.write_str(&self.path)?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
 /// The builder name as the reference records it in `io.openshift.s2i.build.image`: fully qualified
 /// when it parses, verbatim otherwise.
 pub fn normalize_for_label(name: &str) -> String {
@@ -227,6 +244,14 @@ mod tests {
         assert!(is_domain("localhost:5000") && is_domain("my-reg.example.com") && !is_domain("bad_host") && !is_domain("h:"));
         assert!(is_tag("v1.2-rc_3") && !is_tag(".v1") && !is_tag(&"x".repeat(129)) && is_tag(&"x".repeat(128)));
         assert!(is_digest(&format!("sha256:{}", "a".repeat(64))) && !is_digest("sha256:abc") && !is_digest("1sha:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+    }
+
+    #[test]
+    fn display_gives_back_what_was_parsed() {
+        let d = format!("sha256:{}", "b".repeat(64));
+        for text in ["busybox", "app:v1", "127.0.0.1:5000/team/app:v1", "localhost/x", format!("q.io/x:1@{d}").as_str()] {
+            assert_eq!(ImageRef::parse(text).unwrap().to_string(), text);
+        }
     }
 
     #[test]

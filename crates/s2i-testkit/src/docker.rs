@@ -361,7 +361,8 @@ fn fixture_base(dockerfile: &str) -> Result<String, String> {
         return Err(format!("expected exactly one FROM line, found {}", froms.len()));
     };
     let name = from.strip_suffix(":latest").unwrap_or(from);
-    let bases: [(&str, fn() -> String); 2] = [
+    type MakeBase = fn() -> String;
+    let bases: [(&str, MakeBase); 2] = [
         (BASE_IMAGE, base_image),
         (NO_TAR_IMAGE, no_tar_image),
     ];

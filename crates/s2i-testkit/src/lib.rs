@@ -45,6 +45,9 @@
 
 mod docker;
 mod env;
+// The fake mirrors the Engine types field for field; those are documented in s2i-engine.
+#[allow(missing_docs)]
+pub mod fake;
 mod http;
 mod registry;
 

@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
+use s2i_core::{BuildMethod, OutputFormat, PullPolicy};
 
 const ABOUT: &str = "Source-to-Image (s2i): build ready-to-run container images from application source";
 
@@ -98,13 +100,13 @@ pub struct CommonArgs {
     pub callback_url: Option<String>,
     /// When to pull the builder image: always, never or if-not-present
     #[arg(short = 'p', long, default_value = "if-not-present", value_parser = pull_policy, value_name = "POLICY")]
-    pub pull_policy: String,
+    pub pull_policy: PullPolicy,
     /// When to pull the previous image of an incremental build
     #[arg(long, default_value = "if-not-present", value_parser = pull_policy, value_name = "POLICY")]
-    pub incremental_pull_policy: String,
+    pub incremental_pull_policy: PullPolicy,
     /// When to pull the runtime image
     #[arg(long, default_value = "if-not-present", value_parser = pull_policy, value_name = "POLICY")]
-    pub runtime_pull_policy: String,
+    pub runtime_pull_policy: PullPolicy,
     /// Keep the temporary directory (it holds a copy of what assemble was fed)
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
     pub save_temp_dir: bool,
@@ -210,13 +212,13 @@ pub struct BuildArgs {
     pub as_dockerfile: Option<PathBuf>,
     /// How to make the image: standard (run assemble in a container and commit it) or dockerfile (build the --as-dockerfile Dockerfile with the engine's image builder)
     #[arg(long, default_value = "standard", value_parser = build_method, value_name = "METHOD")]
-    pub build_method: String,
+    pub build_method: BuildMethod,
     /// Extra label key=value on the output image, applied after the generated ones (repeatable)
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
     /// What to print on stdout when the build ends: text (nothing) or json (one JSON document, on failure too)
-    #[arg(long, default_value = "text", value_parser = ["text", "json"], value_name = "FORMAT")]
-    pub output: String,
+    #[arg(long, default_value = "text", value_parser = output_format(), value_name = "FORMAT")]
+    pub output: OutputFormat,
     /// Copy symlinks of a local source as symlinks instead of following them
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
     pub keep_symlinks: bool,
@@ -233,11 +235,15 @@ pub struct RebuildArgs {
     /// The tag of the new image (default: IMAGE's, which then points to the new image)
     #[arg(value_name = "NEW_TAG")]
     pub new_tag: Option<String>,
+    /// Build this source instead of the one IMAGE's labels name; needed when that is not a git
+    /// repository (labels of an image are not trusted to pick a host path)
+    #[arg(long, value_name = "SOURCE")]
+    pub source: Option<String>,
     #[command(flatten)]
     pub common: CommonArgs,
     /// What to print on stdout when the build ends: text (nothing) or json (one JSON document, on failure too)
-    #[arg(long, default_value = "text", value_parser = ["text", "json"], value_name = "FORMAT")]
-    pub output: String,
+    #[arg(long, default_value = "text", value_parser = output_format(), value_name = "FORMAT")]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]
@@ -302,16 +308,18 @@ pub fn go_bool(s: &str) -> Result<bool, String> {
     }
 }
 
-fn build_method(s: &str) -> Result<String, String> {
-    s2i_core::BuildMethod::parse(s).map(|m| m.as_str().to_string()).map_err(|_| {
-        format!("invalid value {s:?}, valid values are: {}", s2i_core::BuildMethod::VALUES.join(" or "))
-    })
+fn build_method(s: &str) -> Result<BuildMethod, String> {
+    BuildMethod::parse(s).map_err(|_| format!("invalid value {s:?}, valid values are: standard or dockerfile"))
 }
 
-fn pull_policy(s: &str) -> Result<String, String> {
-    s2i_core::PullPolicy::parse(s).map(|p| p.as_str().to_string()).map_err(|_| {
-        format!("invalid value {s:?}, valid values are: always, never or if-not-present")
-    })
+fn pull_policy(s: &str) -> Result<PullPolicy, String> {
+    PullPolicy::parse(s).map_err(|_| format!("invalid value {s:?}, valid values are: always, never or if-not-present"))
+}
+
+/// `text` or `json`, listed in the help as the reference-style possible values.
+fn output_format() -> impl clap::builder::TypedValueParser<Value = OutputFormat> {
+    clap::builder::PossibleValuesParser::new(["text", "json"])
+        .map(|s| if s == "json" { OutputFormat::Json } else { OutputFormat::Text })
 }
 
 #[cfg(test)]
@@ -334,7 +342,7 @@ mod tests {
         let Some(Command::Build(b)) = cli.command else { panic!("not build") };
         assert!(b.common.incremental && b.common.quiet && !b.common.remove_previous);
         assert_eq!(b.env, ["A=1", "B=2"]);
-        assert_eq!(b.common.pull_policy, "never");
+        assert_eq!(b.common.pull_policy, PullPolicy::Never);
         assert_eq!(b.cap_drop, ["CHOWN", "KILL", "NET_RAW"]);
         assert_eq!(cli.global.loglevel, 2);
         assert_eq!(b.exclude, r"(^|/)\.git(/|$)");

@@ -22,7 +22,8 @@ pub fn init(loglevel: u8) {
     } else {
         EnvFilter::new(format!("warn,s2i={ours},s2i_core={ours},s2i_engine={ours}"))
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false);
+    // Every line goes through the terminal writer, which keeps a live progress line below it.
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(crate::ui::LogWriter).with_ansi(false);
     if loglevel >= 3 {
         let _ = builder.try_init();
     } else {

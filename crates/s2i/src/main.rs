@@ -1,13 +1,14 @@
 //! `s2i`: the command line. Parses flags into the library's config, connects the engine, runs
-//! the command and renders the outcome. All terminal output happens here.
+//! the command and renders the outcome. All terminal output goes through [`ui`].
 
 mod cli;
 mod commands;
 mod logging;
 mod s2ifile;
+mod ui;
 
-use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use s2i_core::BuildError;
@@ -16,12 +17,9 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The git commit the binary was built from (`-dirty` with uncommitted changes), or `unknown`.
 pub const GIT_COMMIT: &str = env!("S2I_GIT_COMMIT");
 
-/// `--use-config`: what to save to `.s2ifile` (and where) once the build's config is valid.
-pub static PENDING_CONFIG: std::sync::OnceLock<Option<(s2ifile::Pending, std::path::PathBuf)>> = std::sync::OnceLock::new();
-
 fn main() -> ExitCode {
     let cwd = std::env::current_dir().unwrap_or_default();
-    let (argv, pending_config) = s2ifile::restore(std::env::args_os().collect(), &cwd);
+    let (argv, pending) = s2ifile::restore(std::env::args_os().collect(), &cwd);
     let cli = match cli::Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(e) => {
@@ -31,7 +29,6 @@ fn main() -> ExitCode {
         }
     };
     logging::init(cli.global.loglevel);
-    let _ = PENDING_CONFIG.set(pending_config.map(|p| (p, cwd)));
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -39,7 +36,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    let outcome = runtime.block_on(commands::run(cli, pending));
+    // A blocking task still reading an archive after an interruption must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             report(&e);
@@ -48,11 +48,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Render an error once: `error: …` and, when there is one, `hint: …`.
+/// Render an error once: `error: …` with the causes its message does not already say, and
+/// `hint: …` when there is one.
 fn report(e: &BuildError) {
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "error: {e}");
-    if let Some(hint) = e.hint() {
-        let _ = writeln!(err, "hint: {hint}");
-    }
+    let message = s2i_core::redact::text(&s2i_engine::error_chain(e));
+    ui::ui().error(&message, e.hint().as_deref());
 }

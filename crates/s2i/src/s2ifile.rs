@@ -7,7 +7,7 @@
 //! `-e` is given; positional arguments replace the stored source, builder and tag.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory};
@@ -21,15 +21,28 @@ const OLD_FILE: &str = ".stifile";
 /// Flags never stored: the switch itself, and help.
 const NOT_STORED: [&str; 2] = ["use_config", "help"];
 
-/// What to write to `.s2ifile` once the build's config has been checked.
+/// What to write to `.s2ifile` (in `dir`) once the build's config has been checked.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Pending(pub Value);
+pub struct Pending {
+    pub doc: Value,
+    pub dir: PathBuf,
+}
 
 impl Pending {
-    pub fn save(&self, dir: &Path) {
-        let path = dir.join(FILE);
-        let text = serde_json::to_string_pretty(&self.0).unwrap_or_default();
-        if let Err(e) = std::fs::write(&path, text + "\n") {
+    /// Write the file through a new file renamed into place: a `.s2ifile` that is a symlink is
+    /// replaced, never written through.
+    pub fn save(&self) {
+        let path = self.dir.join(FILE);
+        let text = serde_json::to_string_pretty(&self.doc).unwrap_or_default() + "\n";
+        let saved = tempfile::Builder::new()
+            .prefix(".s2ifile.")
+            .tempfile_in(&self.dir)
+            .and_then(|mut tmp| {
+                std::io::Write::write_all(&mut tmp, text.as_bytes())?;
+                tmp.persist(&path).map_err(|e| e.error)?;
+                Ok(())
+            });
+        if let Err(e) = saved {
             warn!("Could not save {}: {e}", path.display());
         }
     }
@@ -80,7 +93,7 @@ pub fn restore(argv: Vec<OsString>, dir: &Path) -> (Vec<OsString>, Option<Pendin
             }
         }
     }
-    let pending = build_matches(&argv).map(|m| Pending(snapshot(&m)));
+    let pending = build_matches(&argv).map(|m| Pending { doc: snapshot(&m), dir: dir.to_path_buf() });
     (argv, pending)
 }
 
@@ -121,10 +134,11 @@ fn snapshot(m: &ArgMatches) -> Value {
         } else if arg.get_action().takes_values() && matches!(arg.get_action(), clap::ArgAction::Append) {
             flags.insert(long.to_string(), Value::Array(values.into_iter().map(Value::String).collect()));
         } else if let Some(v) = values.into_iter().last() {
-            flags.insert(long.to_string(), Value::String(v));
+            // URLs (--scripts-url, --callback-url) are stored without credentials.
+            flags.insert(long.to_string(), Value::String(s2i_core::redact::url(&v)));
         }
     }
-    let positional = |id: &str| m.get_one::<String>(id).cloned().map(Value::String).unwrap_or(Value::String(String::new()));
+    let positional = |id: &str| Value::String(m.get_one::<String>(id).map(|v| s2i_core::redact::url(v)).unwrap_or_default());
     serde_json::json!({
         "source": positional("source"),
         "builderImage": positional("builder"),
@@ -149,7 +163,7 @@ mod tests {
             dir.path(),
         );
         assert_eq!(argv.len(), 17, "nothing stored yet: {argv:?}");
-        pending.unwrap().save(dir.path());
+        pending.unwrap().save();
         let saved: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join(FILE)).unwrap()).unwrap();
         assert_eq!(saved["builderImage"], "builder");
         assert_eq!(saved["flags"]["env-1"], "B=2");
@@ -162,7 +176,7 @@ mod tests {
         let m = build_matches(&argv).unwrap();
         assert_eq!(m.get_one::<String>("source").unwrap(), "src");
         assert_eq!(m.get_one::<String>("tag").unwrap(), "app:1");
-        assert_eq!(m.get_one::<String>("pull_policy").unwrap(), "always");
+        assert_eq!(*m.get_one::<s2i_core::PullPolicy>("pull_policy").unwrap(), s2i_core::PullPolicy::Always);
         assert_eq!(m.get_many::<String>("env").unwrap().collect::<Vec<_>>(), ["C=3"], "stored -e values give way to given ones");
         assert_eq!(m.get_many::<String>("volume").unwrap().collect::<Vec<_>>(), ["/a:/b", "/c:/d"]);
         assert!(m.get_one::<bool>("incremental").copied().unwrap());
@@ -178,6 +192,15 @@ mod tests {
         assert_eq!(m.get_one::<String>("builder").unwrap(), "b");
         let (argv, pending) = restore(args(&["s2i", "build", "a", "b"]), dir.path());
         assert_eq!((argv.len(), pending), (4, None));
+        // A .s2ifile that is a link is replaced, not written through.
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, "keep").unwrap();
+        std::fs::remove_file(dir.path().join(FILE)).unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join(FILE)).unwrap();
+        let (_, pending) = restore(args(&["s2i", "build", "a", "b", "--use-config"]), dir.path());
+        pending.unwrap().save();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        assert!(!std::fs::symlink_metadata(dir.path().join(FILE)).unwrap().file_type().is_symlink());
         std::fs::write(dir.path().join(FILE), "not json").unwrap();
         let (argv, _) = restore(args(&["s2i", "build", "--use-config"]), dir.path());
         assert_eq!(argv.len(), 3, "an unreadable file is ignored");

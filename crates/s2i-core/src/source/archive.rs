@@ -9,17 +9,18 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use regex::Regex;
 use tracing::{trace, warn};
 
 use super::spec::ArchiveFormat;
-use super::tree::WalkStats;
 use crate::error::{BuildError, Result};
 use crate::ignore::IgnoreRules;
+use crate::tar_stream::{TarPart, TarSink};
 
 /// Files of the application root the pipeline reads before streaming; bigger ones are refused.
 const MAX_META_FILE: u64 = 16 * 1024 * 1024;
@@ -62,8 +63,6 @@ struct Entry<'a> {
     kind: Kind,
     mode: u32,
     mtime: u64,
-    uid: u64,
-    gid: u64,
     size: u64,
     data: &'a mut dyn Read,
 }
@@ -96,11 +95,9 @@ fn tar_entries<R: Read>(reader: R, f: &mut dyn FnMut(Entry<'_>) -> io::Result<()
         };
         let mode = header.mode().unwrap_or(0o644);
         let mtime = header.mtime().unwrap_or(0);
-        let uid = header.uid().unwrap_or(0);
-        let gid = header.gid().unwrap_or(0);
         let size = entry.size();
         let name = text(&entry.path_bytes());
-        f(Entry { name, kind, mode, mtime, uid, gid, size, data: &mut entry })?;
+        f(Entry { name, kind, mode, mtime, size, data: &mut entry })?;
     }
     Ok(())
 }
@@ -123,7 +120,7 @@ fn zip_entries(file: File, f: &mut dyn FnMut(Entry<'_>) -> io::Result<()>) -> io
         } else {
             (Kind::File, unix_mode.map_or(0o644, |m| m & 0o7777))
         };
-        f(Entry { name, kind, mode, mtime, uid: 0, gid: 0, size, data: &mut zf })?;
+        f(Entry { name, kind, mode, mtime, size, data: &mut zf })?;
     }
     Ok(())
 }
@@ -251,12 +248,15 @@ fn in_context<'a>(name: &'a str, context: Option<&str>) -> Option<&'a str> {
 
 /// The first pass: check every entry, copy the files the pipeline reads before streaming into
 /// `meta_dir` (the stand-in application root), and make sure `--context-dir` exists.
-pub(crate) fn first_pass(src: &ArchiveSource, meta_dir: &Path) -> Result<()> {
+pub(crate) fn first_pass(src: &ArchiveSource, meta_dir: &Path, cancelled: &AtomicBool) -> Result<()> {
     let mut refused: Option<(String, String)> = None;
     let mut archive_checker = Checker::default();
     let mut context_checker = Checker::default();
     let mut context_seen = src.context.is_none();
     let outcome = for_each_entry(src, &mut |entry| {
+        if cancelled.load(Ordering::Relaxed) {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
+        }
         if refused.is_some() || entry.kind == Kind::Meta {
             return Ok(());
         }
@@ -330,9 +330,12 @@ fn is_meta_file(rel: &str) -> bool {
 }
 
 impl ArchiveStream {
-    /// The second pass: write the application's entries to `tar` under `prefix/`.
-    pub fn append_to<W: Write>(&self, tar: &mut tar::Builder<W>, prefix: &Path) -> io::Result<WalkStats> {
-        let mut stats = WalkStats::default();
+    /// The second pass, as a stream part: the application's entries under `prefix/`.
+    pub fn part(self, prefix: impl Into<PathBuf>) -> Box<dyn TarPart> {
+        Box::new(ArchivePart { stream: self, prefix: prefix.into() })
+    }
+
+    fn append(&self, sink: &mut TarSink<'_>, prefix: &Path) -> io::Result<()> {
         let mut archive_checker = Checker::default();
         let mut context_checker = Checker::default();
         let ctx = self.source.context.as_deref();
@@ -349,53 +352,30 @@ impl ArchiveStream {
             let Some(rel) = in_context(&name, ctx) else { return Ok(()) };
             context_check(&mut context_checker, rel, &entry.kind, ctx).map_err(|r| refuse(&entry.name, r))?;
             if self.left_out(&name, rel) {
-                stats.left_out += 1;
+                sink.left_out();
                 return Ok(());
             }
             let path = prefix.join(rel);
-            let mut header = tar::Header::new_gnu();
-            header.set_mode(entry.mode & 0o7777);
-            header.set_mtime(entry.mtime);
-            header.set_uid(entry.uid);
-            header.set_gid(entry.gid);
-            header.set_size(0);
+            let mtime = Some(entry.mtime);
             match &entry.kind {
-                Kind::Dir => {
-                    header.set_entry_type(tar::EntryType::Directory);
-                    tar.append_data(&mut header, &path, io::empty())?;
-                    stats.dirs += 1;
-                }
-                Kind::File => {
-                    header.set_entry_type(tar::EntryType::Regular);
-                    header.set_size(entry.size);
-                    let reader = ExactLen { inner: entry.data, remaining: entry.size, name: &entry.name };
-                    tar.append_data(&mut header, &path, reader)?;
-                    stats.files += 1;
-                    stats.bytes += entry.size;
-                }
-                Kind::Symlink(target) => {
-                    header.set_entry_type(tar::EntryType::Symlink);
-                    tar.append_link(&mut header, &path, target)?;
-                    stats.symlinks += 1;
-                }
+                Kind::Dir => sink.dir(&path, entry.mode, mtime)?,
+                Kind::File => sink.file(&path, entry.mode, mtime, entry.size, entry.data)?,
+                Kind::Symlink(target) => sink.symlink(&path, Path::new(target), mtime)?,
                 Kind::Hardlink(target) => {
                     let target = clean_name(target).ok().flatten().unwrap_or_default();
                     let target_rel = in_context(&target, ctx).unwrap_or(&target);
-                    header.set_entry_type(tar::EntryType::Link);
-                    tar.append_link(&mut header, &path, prefix.join(target_rel))?;
-                    stats.files += 1;
+                    sink.hardlink(&path, &prefix.join(target_rel), entry.mode, mtime)?;
                 }
                 Kind::Special(what) => {
                     warn!("Skipping special file {} ({what}) in {}", entry.name, self.source.display);
-                    stats.left_out += 1;
+                    sink.left_out();
                     return Ok(());
                 }
                 Kind::Meta => {}
             }
             trace!("A {}", path.display());
             Ok(())
-        })?;
-        Ok(stats)
+        })
     }
 
     /// `.s2iignore` (a matched directory takes everything below it), `--exclude`, moved scripts.
@@ -424,25 +404,14 @@ impl ArchiveStream {
     }
 }
 
-/// Yields exactly the size the entry announced, or fails, so the output tar stays well-formed.
-struct ExactLen<'a, 'b> {
-    inner: &'a mut dyn Read,
-    remaining: u64,
-    name: &'b str,
+struct ArchivePart {
+    stream: ArchiveStream,
+    prefix: PathBuf,
 }
 
-impl Read for ExactLen<'_, '_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.remaining == 0 {
-            return Ok(0);
-        }
-        let max = buf.len().min(self.remaining.min(usize::MAX as u64) as usize);
-        let n = self.inner.read(&mut buf[..max])?;
-        if n == 0 && max > 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{} is shorter than its header says", self.name)));
-        }
-        self.remaining -= n as u64;
-        Ok(n)
+impl TarPart for ArchivePart {
+    fn append(self: Box<Self>, sink: &mut TarSink<'_>) -> io::Result<()> {
+        self.stream.append(sink, &self.prefix)
     }
 }
 
@@ -550,20 +519,25 @@ mod tests {
         .unwrap();
         let src = ArchiveSource { path, format: ArchiveFormat::Tar, display: "app.tar".into(), context: Some("app".into()) };
         let meta = d.path().join("meta");
-        first_pass(&src, &meta).unwrap();
+        first_pass(&src, &meta, &AtomicBool::new(false)).unwrap();
         assert_eq!(fs::read_to_string(meta.join(".s2i/environment")).unwrap(), "A=1\n");
         assert!(meta.join(".s2i/bin/assemble").is_file());
         assert!(!meta.join("main.py").exists());
 
         let stream = ArchiveStream {
             source: src.clone(),
-            ignore: IgnoreRules::load(&meta).unwrap(),
+            ignore: IgnoreRules::load(&meta, &Default::default()).unwrap(),
             exclude: Some(Regex::new(super::super::tree::DEFAULT_EXCLUDE).unwrap()),
             skip: [PathBuf::from(".s2i/bin/assemble")].into_iter().collect(),
         };
-        let mut b = tar::Builder::new(Vec::new());
-        let stats = stream.append_to(&mut b, Path::new("src")).unwrap();
-        let bytes = b.into_inner().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (bytes, stats) = rt.block_on(async {
+            use tokio::io::AsyncReadExt;
+            let mut s = crate::tar_stream::spawn(vec![stream.part("src")], Default::default());
+            let mut bytes = Vec::new();
+            s.reader.read_to_end(&mut bytes).await.unwrap();
+            (bytes, s.done.result().await.unwrap())
+        });
         let mut a = tar::Archive::new(&bytes[..]);
         let names: Vec<String> =
             a.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect();
@@ -571,7 +545,7 @@ mod tests {
         assert_eq!(stats.left_out, 3);
 
         let missing = ArchiveSource { context: Some("nope".into()), ..src };
-        assert!(matches!(first_pass(&missing, &d.path().join("m2")), Err(BuildError::ContextDirNotFound { .. })));
+        assert!(matches!(first_pass(&missing, &d.path().join("m2"), &AtomicBool::new(false)), Err(BuildError::ContextDirNotFound { .. })));
     }
 
     #[test]
@@ -590,7 +564,7 @@ mod tests {
         raw.extend_from_slice(&[0u8; 1024]);
         fs::write(&path, raw).unwrap();
         let src = ArchiveSource { path, format: ArchiveFormat::Tar, display: "evil.tar".into(), context: None };
-        match first_pass(&src, &d.path().join("meta")) {
+        match first_pass(&src, &d.path().join("meta"), &AtomicBool::new(false)) {
             Err(BuildError::UnsafeArchiveEntry { entry, .. }) => assert_eq!(entry, "../evil"),
             other => panic!("{other:?}"),
         }

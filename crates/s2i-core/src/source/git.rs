@@ -29,10 +29,29 @@ pub struct CommitInfo {
 /// The longest commit subject the message label keeps (git's `%<(80,trunc)`).
 const MESSAGE_WIDTH: usize = 80;
 
-/// A `git` command with prompts off, English messages (they are classified) and no stdin.
+/// Settings that make git run a program, neutralised on every git command s2i runs: a
+/// repository's own config (`.git/config` of a local source, which s2i did not write) must never
+/// make git execute anything on the host.
+const SAFE_CONFIG: &[&str] = &[
+    "core.fsmonitor=false",
+    "core.hooksPath=/dev/null",
+    "core.alternateRefsCommand=",
+    "core.untrackedCache=false",
+    "diff.external=",
+    "protocol.ext.allow=never",
+];
+
+/// A `git` command with prompts off, English messages (they are classified), no stdin, and the
+/// repository's program-running settings neutralised (see [`SAFE_CONFIG`] and [`driver_overrides`]).
 fn git_command(dir: Option<&Path>) -> Command {
     let mut cmd = Command::new("git");
+    for setting in SAFE_CONFIG {
+        cmd.args(["-c", setting]);
+    }
     if let Some(dir) = dir {
+        for setting in driver_overrides(dir) {
+            cmd.arg("-c").arg(setting);
+        }
         cmd.arg("-C").arg(dir);
     }
     cmd.env("GIT_TERMINAL_PROMPT", "0")
@@ -50,9 +69,34 @@ fn git_command(dir: Option<&Path>) -> Command {
     cmd
 }
 
+/// Filter and diff drivers that the repository at `dir` defines in its own config (`filter.X.clean`
+/// runs on `git status`, `smudge` on checkout): each is overridden with an empty command. Reading
+/// config runs nothing.
+fn driver_overrides(dir: &Path) -> Vec<String> {
+    let out = std::process::Command::new("git")
+        .args(["-C"])
+        .arg(dir)
+        .args(["config", "--local", "--name-only", "--list"])
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output();
+    let Ok(out) = out else { return Vec::new() };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|key| {
+            let lower = key.to_ascii_lowercase();
+            let program = [".clean", ".smudge", ".process", ".textconv", ".command", ".driver"];
+            (lower.starts_with("filter.") || lower.starts_with("diff.") || lower.starts_with("merge."))
+                && program.iter().any(|p| lower.ends_with(p))
+        })
+        .map(|key| format!("{key}="))
+        .collect()
+}
+
 /// Run git; a missing binary is [`BuildError::GitNotInstalled`].
 async fn run(dir: Option<&Path>, args: &[&str], location: &str) -> Result<Output> {
-    debug!("git {}", args.join(" "));
+    debug!("git {}", crate::redact::text(&args.join(" ")));
     git_command(dir).args(args).output().await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             BuildError::GitNotInstalled { location: location.to_string() }
@@ -232,7 +276,7 @@ fn git_detail(stderr: &str) -> String {
     } else {
         lines
     };
-    let mut detail = chosen.join("; ");
+    let mut detail = crate::redact::text(&chosen.join("; "));
     if detail.chars().count() > 400 {
         detail = detail.chars().take(400).collect::<String>() + "…";
     }

@@ -14,47 +14,24 @@ pub mod tree;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use regex::Regex;
 use tempfile::TempDir;
-use tokio::io::AsyncWriteExt;
 use tracing::{info, warn};
 
 pub use archive::{ArchiveSource, ArchiveStream};
 pub use git::CommitInfo;
 pub use spec::{ArchiveFormat, ParsedSource, SourceSpec};
-pub use tree::{SourceTree, WalkStats, DEFAULT_EXCLUDE};
+pub use tree::{SourceTree, DEFAULT_EXCLUDE};
 
-use crate::config::BuildConfig;
+use crate::config::SourceConfig;
 use crate::error::{BuildError, Result};
+use crate::http::{FetchError, Fetcher};
 use crate::ignore::IgnoreRules;
-use crate::tar_stream::Part;
-
-/// What the source stage needs from the build's settings.
-#[derive(Debug, Clone, Copy)]
-pub struct SourceRequest<'a> {
-    pub spec: &'a SourceSpec,
-    /// The source as the user wrote it, for messages and the source-location label.
-    pub location: &'a str,
-    pub reference: Option<&'a str>,
-    pub context_dir: Option<&'a str>,
-    pub copy: bool,
-    pub ignore_submodules: bool,
-}
-
-impl<'a> SourceRequest<'a> {
-    pub fn from_config(cfg: &'a BuildConfig) -> SourceRequest<'a> {
-        SourceRequest {
-            spec: &cfg.source,
-            location: &cfg.source_location,
-            reference: cfg.git_ref.as_deref().filter(|r| !r.is_empty()),
-            context_dir: cfg.context_dir.as_deref().filter(|c| !c.is_empty()),
-            copy: cfg.copy,
-            ignore_submodules: cfg.ignore_submodules,
-        }
-    }
-}
+use crate::limits::Limits;
+use crate::tar_stream::TarPart;
 
 /// What gets streamed as `src/`.
 #[derive(Debug)]
@@ -76,46 +53,42 @@ pub struct PreparedSource {
     pub content: Content,
     /// Set for git sources.
     pub commit: Option<CommitInfo>,
-    /// The value of the source-location label: the clone's origin URL, else the source as given.
+    /// The value of the source-location label: the clone's origin URL, else the source as given
+    /// (credentials removed either way).
     pub location: String,
     /// Removed when the source is dropped.
     _temp: Option<TempDir>,
 }
 
 impl PreparedSource {
-    /// The input-stream part that writes the application under `prefix/`.
-    pub fn part(&self, prefix: &str, ignore: IgnoreRules, exclude: Option<Regex>, keep_symlinks: bool, skip: HashSet<PathBuf>) -> Part {
+    /// The stream part that writes the application under `prefix/`.
+    pub fn part(&self, prefix: &str, ignore: IgnoreRules, exclude: Option<Regex>, keep_symlinks: bool, skip: HashSet<PathBuf>) -> Box<dyn TarPart> {
         match &self.content {
-            Content::Dir { cloned } => Part::Tree {
-                prefix: prefix.to_string(),
-                tree: std::sync::Arc::new(SourceTree {
-                    root: self.root.clone(),
-                    ignore,
-                    exclude,
-                    keep_symlinks: keep_symlinks || *cloned,
-                    skip,
-                    world_writable: false,
-                }),
-            },
-            Content::Archive(source) => Part::Archive {
-                prefix: prefix.to_string(),
-                archive: ArchiveStream { source: source.clone(), ignore, exclude, skip },
-            },
+            Content::Dir { cloned } => SourceTree {
+                root: self.root.clone(),
+                ignore,
+                exclude,
+                keep_symlinks: keep_symlinks || *cloned,
+                skip,
+                world_writable: false,
+            }
+            .part(prefix),
+            Content::Archive(source) => ArchiveStream { source: source.clone(), ignore, exclude, skip }.part(prefix),
         }
     }
 }
 
 /// Fetch (clone, download) what must be fetched and say what to stream.
-pub async fn prepare(req: &SourceRequest<'_>) -> Result<PreparedSource> {
-    if let Some(ctx) = req.context_dir {
+pub async fn prepare(req: &SourceConfig, limits: &Limits) -> Result<PreparedSource> {
+    if let Some(ctx) = req.context_dir.as_deref() {
         crate::config::validate_context_dir(ctx)?;
     }
-    if let Some(r) = req.reference {
+    if let Some(r) = req.git_ref.as_deref() {
         if r.starts_with('-') || r.chars().any(|c| c.is_control() || c == ' ') {
             return Err(BuildError::InvalidValue { what: "--ref", value: r.to_string(), reason: "not a branch, tag or commit name".into() });
         }
     }
-    match req.spec {
+    match &req.spec {
         SourceSpec::Local(path) => prepare_local(req, path).await,
         SourceSpec::GitRemote(url) => {
             if req.copy {
@@ -126,16 +99,22 @@ pub async fn prepare(req: &SourceRequest<'_>) -> Result<PreparedSource> {
         SourceSpec::HttpArchive(url) => {
             refuse_ref(req, "an archive")?;
             let temp = temp_dir()?;
-            let name = url.split(['?', '#']).next().unwrap_or(url).rsplit('/').next().unwrap_or("source");
+            let path = url.split(['?', '#']).next().unwrap_or(url);
+            let name = path.rsplit('/').next().unwrap_or("source");
             let file = temp.path().join(format!("download-{}", sanitize(name)));
-            download(url, &file, req.location).await?;
-            let format = ArchiveFormat::from_name(url.split(['?', '#']).next().unwrap_or(url)).unwrap_or(ArchiveFormat::Tar);
+            let fetcher = Fetcher::new(limits)?;
+            let total = fetcher.to_file(url, &file).await.map_err(|e| match e {
+                FetchError::Limit(e) => e,
+                other => BuildError::SourceUnreachable { location: req.location.clone(), detail: other.to_string() },
+            })?;
+            info!("Downloaded {total} bytes from {}", req.location);
+            let format = ArchiveFormat::from_name(path).unwrap_or(ArchiveFormat::Tar);
             prepare_archive(req, file, format, Some(temp)).await
         }
     }
 }
 
-async fn prepare_local(req: &SourceRequest<'_>, path: &Path) -> Result<PreparedSource> {
+async fn prepare_local(req: &SourceConfig, path: &Path) -> Result<PreparedSource> {
     let abs = std::path::absolute(path).map_err(|e| BuildError::io("resolving the source path", e))?;
     let meta = std::fs::metadata(&abs).map_err(|_| BuildError::SourceNotFound { path: path.to_path_buf() })?;
     if meta.is_file() {
@@ -147,19 +126,19 @@ async fn prepare_local(req: &SourceRequest<'_>, path: &Path) -> Result<PreparedS
     if !meta.is_dir() {
         return Err(BuildError::SourceNotDirectory { path: path.to_path_buf() });
     }
-    let plain = |req: &SourceRequest<'_>| -> Result<PreparedSource> {
+    let plain = |req: &SourceConfig| -> Result<PreparedSource> {
         info!("Copying sources from {:?} to the build container as a stream", req.location);
         Ok(PreparedSource {
             root: context_root(&abs, req)?,
             content: Content::Dir { cloned: false },
             commit: None,
-            location: req.location.to_string(),
+            location: req.location.clone(),
             _temp: None,
         })
     };
     if req.copy {
-        if let Some(r) = req.reference {
-            return Err(BuildError::Conflict(format!("--ref {r} cannot be used with --copy, which builds the directory as it is")));
+        if let Some(r) = &req.git_ref {
+            return Err(BuildError::RefWithCopy { reference: r.clone() });
         }
         return plain(req);
     }
@@ -171,17 +150,17 @@ async fn prepare_local(req: &SourceRequest<'_>, path: &Path) -> Result<PreparedS
         return Err(BuildError::EmptyGitRepository { path: req.location.to_string() });
     }
     if !git::installed() {
-        if req.reference.is_some() {
+        if req.git_ref.is_some() {
             return Err(BuildError::GitNotInstalled { location: req.location.to_string() });
         }
         warn!("git is not installed: building {} as it is (as with --copy), without commit labels", req.location);
         return plain(req);
     }
-    if git::local_repo_is_empty(&abs, req.location, req.reference).await? {
+    if git::local_repo_is_empty(&abs, &req.location, req.git_ref.as_deref()).await? {
         return Err(BuildError::EmptyGitRepository { path: req.location.to_string() });
     }
-    if req.reference.is_none() {
-        let changed = git::uncommitted_files(&abs, req.location).await?;
+    if req.git_ref.is_none() {
+        let changed = git::uncommitted_files(&abs, &req.location).await?;
         if changed > 0 {
             let files = if changed == 1 { "file is" } else { "files are" };
             warn!(
@@ -193,7 +172,7 @@ async fn prepare_local(req: &SourceRequest<'_>, path: &Path) -> Result<PreparedS
     // git records what it cloned as the origin URL (the source-location label): a file:// URL
     // as written, else the absolute path.
     let url = match req.location.strip_prefix("file://") {
-        Some(_) => req.location.split('#').next().unwrap_or(req.location).to_string(),
+        Some(_) => req.location.split('#').next().unwrap_or(&req.location).to_string(),
         None => abs.to_string_lossy().into_owned(),
     };
     prepare_clone(req, &url, true).await
@@ -226,23 +205,27 @@ fn git_dir_has_content(work_tree: &Path) -> bool {
     any_file(&git_dir.join("objects")) || any_file(&git_dir.join("refs")) || git_dir.join("packed-refs").is_file()
 }
 
-async fn prepare_clone(req: &SourceRequest<'_>, url: &str, local: bool) -> Result<PreparedSource> {
+async fn prepare_clone(req: &SourceConfig, url: &str, local: bool) -> Result<PreparedSource> {
     let temp = temp_dir()?;
     let dest = temp.path().join("clone");
-    match req.reference {
+    let reference = req.git_ref.as_deref();
+    match reference {
         Some(r) => info!("Cloning {} at {r}", req.location),
         None => info!("Cloning {}", req.location),
     }
-    git::clone(url, &dest, req.reference, local, !req.ignore_submodules, req.location).await?;
-    let (commit, origin) = git::describe(&dest, req.location).await?;
+    git::clone(url, &dest, reference, local, !req.ignore_submodules, &req.location).await?;
+    let (mut commit, origin) = git::describe(&dest, &req.location).await?;
+    if let Some(name) = &req.reference_name {
+        commit.reference = name.clone();
+    }
     info!("Building commit {} ({}) of {}", &commit.id[..commit.id.len().min(12)], commit.reference, req.location);
     let root = context_root(&dest, req)?;
-    refuse_links_out_of(&dest, &root, req.location)?;
+    refuse_links_out_of(&dest, &root, &req.location)?;
     Ok(PreparedSource {
         root,
         content: Content::Dir { cloned: true },
         commit: Some(commit),
-        location: origin.unwrap_or_else(|| req.location.to_string()),
+        location: origin.map(|o| crate::redact::url(&o)).unwrap_or_else(|| req.location.clone()),
         _temp: Some(temp),
     })
 }
@@ -271,23 +254,28 @@ fn refuse_links_out_of(clone: &Path, root: &Path, location: &str) -> Result<()> 
     Ok(())
 }
 
-async fn prepare_archive(req: &SourceRequest<'_>, file: PathBuf, format: ArchiveFormat, temp: Option<TempDir>) -> Result<PreparedSource> {
+async fn prepare_archive(req: &SourceConfig, file: PathBuf, format: ArchiveFormat, temp: Option<TempDir>) -> Result<PreparedSource> {
     let temp = match temp {
         Some(t) => t,
         None => temp_dir()?,
     };
     let meta_dir = temp.path().join("root");
     std::fs::create_dir(&meta_dir).map_err(|e| BuildError::io(format!("creating {}", meta_dir.display()), e))?;
-    let context = req.context_dir.map(|c| {
+    let context = req.context_dir.as_deref().map(|c| {
         c.split('/').filter(|p| !p.is_empty() && *p != ".").collect::<Vec<_>>().join("/")
     }).filter(|c| !c.is_empty());
     let source = ArchiveSource { path: file, format, display: req.location.to_string(), context };
     info!("Streaming the archive {} to the build container", req.location);
     let checked = source.clone();
     let meta = meta_dir.clone();
-    tokio::task::spawn_blocking(move || archive::first_pass(&checked, &meta))
+    // The pass runs on a blocking thread; if this future is dropped (Ctrl-C), it stops at the next
+    // entry rather than reading on into a temp dir that is being removed.
+    let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
+    let cancelled = cancel.0.clone();
+    tokio::task::spawn_blocking(move || archive::first_pass(&checked, &meta, &cancelled))
         .await
         .map_err(|e| BuildError::io("reading the archive", std::io::Error::other(e)))??;
+    drop(cancel);
     Ok(PreparedSource {
         root: meta_dir,
         content: Content::Archive(source),
@@ -297,20 +285,29 @@ async fn prepare_archive(req: &SourceRequest<'_>, file: PathBuf, format: Archive
     })
 }
 
+/// Sets its flag when dropped: a blocking task watching the flag stops.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// `--ref` names a git commit; for anything else it would be dropped without a word.
-fn refuse_ref(req: &SourceRequest<'_>, what: &str) -> Result<()> {
-    match req.reference {
-        Some(r) => Err(BuildError::Conflict(format!("--ref (or #{r}) needs a git source, but {} is {what}", req.location))),
+fn refuse_ref(req: &SourceConfig, what: &'static str) -> Result<()> {
+    match &req.git_ref {
+        Some(r) => Err(BuildError::RefNeedsGit { reference: r.clone(), location: req.location.clone(), what }),
         None => Ok(()),
     }
 }
 
 /// The application root: `dir`, or its `--context-dir`, which must exist.
-fn context_root(dir: &Path, req: &SourceRequest<'_>) -> Result<PathBuf> {
-    let Some(ctx) = req.context_dir else { return Ok(dir.to_path_buf()) };
+fn context_root(dir: &Path, req: &SourceConfig) -> Result<PathBuf> {
+    let Some(ctx) = req.context_dir.as_deref() else { return Ok(dir.to_path_buf()) };
     let root = dir.join(ctx);
     if !root.is_dir() {
-        return Err(BuildError::ContextDirNotFound { dir: ctx.to_string(), source_root: PathBuf::from(req.location) });
+        return Err(BuildError::ContextDirNotFound { dir: ctx.to_string(), source_root: PathBuf::from(&req.location) });
     }
     Ok(root)
 }
@@ -336,38 +333,4 @@ fn sniff(path: &Path) -> Option<ArchiveFormat> {
 fn sanitize(name: &str) -> String {
     let s: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' { c } else { '_' }).collect();
     if s.is_empty() { "source".into() } else { s }
-}
-
-/// GET `url` into `file`; any failure is [`BuildError::SourceUnreachable`].
-async fn download(url: &str, file: &Path, location: &str) -> Result<()> {
-    let unreachable = |detail: String| BuildError::SourceUnreachable { location: location.to_string(), detail };
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| BuildError::io("setting up the HTTP client", std::io::Error::other(e)))?;
-    let mut response = client.get(url).send().await.map_err(|e| unreachable(error_chain(&e)))?;
-    let status = response.status();
-    if !status.is_success() {
-        return Err(unreachable(format!("HTTP {status}")));
-    }
-    let mut out = tokio::fs::File::create(file).await.map_err(|e| BuildError::io(format!("creating {}", file.display()), e))?;
-    let mut total: u64 = 0;
-    while let Some(chunk) = response.chunk().await.map_err(|e| unreachable(error_chain(&e)))? {
-        total += chunk.len() as u64;
-        out.write_all(&chunk).await.map_err(|e| BuildError::io(format!("writing {}", file.display()), e))?;
-    }
-    out.flush().await.map_err(|e| BuildError::io(format!("writing {}", file.display()), e))?;
-    info!("Downloaded {total} bytes from {location}");
-    Ok(())
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    s
 }

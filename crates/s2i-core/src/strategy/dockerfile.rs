@@ -11,23 +11,24 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::Arc;
 
 use s2i_engine::{Engine, ImageBuildSpec, ImageInfo};
 use tracing::{debug, info, warn};
 
 use crate::config::BuildConfig;
-use crate::container_log::ContainerLog;
-use crate::env::{self, EnvVar};
+use crate::env::EnvVar;
 use crate::error::{BuildError, Result};
 use crate::ignore::IgnoreRules;
-use crate::image_ref::{parse_output_tag, ImageRef};
+use crate::image_ref::ImageRef;
 use crate::labels::{self, BuildFacts};
+use crate::redact;
+use crate::report::{ContainerLog, Phase, Reporter};
+use crate::result::{BuildResult, Phases};
 use crate::scripts::{self, Resolver, Script};
-use crate::ignore::IgnoreRules as Ignore;
-use crate::source::{self, PreparedSource, SourceRequest};
-use crate::tar_stream::{self, Part};
-use crate::{users, BuildResult, Timings};
+use crate::source::{self, PreparedSource};
+use crate::tar_stream::{self, StreamOptions, TarPart};
+use crate::users;
 
 /// The assemble user of `--as-dockerfile` when none is given (the reference's default).
 pub const DEFAULT_ASSEMBLE_USER: &str = "1001";
@@ -197,7 +198,7 @@ fn image_name<'a>(name: &'a str, what: &'static str) -> Result<&'a str> {
 }
 
 /// Variable names are written unquoted before `=`.
-fn env_name(name: &str) -> Result<&str> {
+pub(crate) fn env_name(name: &str) -> Result<&str> {
     let ok = !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c.is_control() || "\"'\\$=`".contains(c));
     if ok {
         Ok(name)
@@ -226,30 +227,29 @@ struct Request<'a> {
 }
 
 /// A Dockerfile with everything its context holds.
-pub struct Plan {
-    pub dockerfile: String,
-    pub labels: BTreeMap<String, String>,
+struct Context {
+    dockerfile: String,
+    labels: BTreeMap<String, String>,
     scripts: Vec<(String, Vec<u8>)>,
     /// The fetched source and how to walk it (`None` for `s2i generate`).
-    source: Option<(PreparedSource, Ignore, HashSet<PathBuf>)>,
+    source: Option<(PreparedSource, IgnoreRules, HashSet<PathBuf>)>,
     exclude: Option<regex::Regex>,
     keep_symlinks: bool,
 }
 
-impl Plan {
+impl Context {
     /// The context as tar parts: the Dockerfile (under `dockerfile_name`), `upload/scripts`, `upload/src`.
-    /// The plan must outlive the stream: it holds the source's temp dir, if any.
-    fn parts(&self, dockerfile_name: &str) -> Vec<Part> {
-        let dir = |path: &str| Part::Dir { path: path.into(), mode: 0o755 };
+    /// The context must outlive the stream: it holds the source's temp dir, if any.
+    fn parts(&self, dockerfile_name: &str) -> Vec<Box<dyn TarPart>> {
         let mut parts = vec![
-            Part::File { path: dockerfile_name.to_string(), data: self.dockerfile.clone().into_bytes(), mode: 0o644 },
-            dir("upload"),
-            dir("upload/scripts"),
+            tar_stream::file(dockerfile_name, self.dockerfile.clone().into_bytes(), 0o644),
+            tar_stream::dir("upload", 0o755),
+            tar_stream::dir("upload/scripts", 0o755),
         ];
         for (name, data) in &self.scripts {
-            parts.push(Part::File { path: format!("upload/scripts/{name}"), data: data.clone(), mode: 0o755 });
+            parts.push(tar_stream::file(format!("upload/scripts/{name}"), data.clone(), 0o755));
         }
-        parts.push(dir("upload/src"));
+        parts.push(tar_stream::dir("upload/src", 0o755));
         if let Some((prepared, ignore, skip)) = &self.source {
             parts.push(prepared.part("upload/src", ignore.clone(), self.exclude.clone(), self.keep_symlinks, skip.clone()));
         }
@@ -257,9 +257,9 @@ impl Plan {
     }
 }
 
-async fn plan(req: Request<'_>) -> Result<Plan> {
+async fn context(req: Request<'_>) -> Result<Context> {
     let cfg = req.cfg;
-    let prepared = if req.with_source { Some(source::prepare(&SourceRequest::from_config(cfg)).await?) } else { None };
+    let prepared = if req.with_source { Some(source::prepare(&cfg.source, &cfg.limits).await?) } else { None };
     let app_root = prepared.as_ref().map(|p| p.root.clone());
 
     // Scripts: --scripts-url, the source's .s2i/bin, then the builder's label (or --image-scripts-url
@@ -285,6 +285,7 @@ async fn plan(req: Request<'_>) -> Result<Plan> {
         source_root: app_root.as_deref(),
         image_url: Some(image_url),
         image_name: &cfg.builder_image,
+        limits: &cfg.limits,
     }
     .resolve(&[], &wanted)
     .await?;
@@ -303,39 +304,36 @@ async fn plan(req: Request<'_>) -> Result<Plan> {
 
     let (source, build_env) = match &app_root {
         Some(root) => {
-            let ignore = IgnoreRules::load(root)
-                .map_err(|e| BuildError::io(format!("reading {}", root.join(crate::ignore::IGNORE_FILE).display()), e))?;
-            let build_env = super::standard::build_environment(cfg, root, &ignore);
+            let ignore = IgnoreRules::load(root, &cfg.limits)?;
+            let build_env = crate::plan::build_environment(cfg, Some(root), &ignore)?;
             let mut skip: HashSet<PathBuf> = found.moved_from_source.iter().cloned().collect();
             skip.extend(req.outputs.iter().filter_map(|o| o.strip_prefix(root).ok().map(Path::to_path_buf)));
             let prepared = prepared.expect("a source was prepared for this root");
             (Some((prepared, ignore, skip)), build_env)
         }
-        None => {
-            let from_file = cfg.environment_file.as_deref().map(env::read_environment_file).unwrap_or_default();
-            (None, env::merge(&[&cfg.env, &from_file]))
-        }
+        None => (None, crate::plan::build_environment(cfg, None, &IgnoreRules::default())?),
     };
 
+    let tag = cfg.tag_name();
     let mut labels: BTreeMap<String, String> = labels::generated(&BuildFacts {
         builder_image: &cfg.builder_image,
-        tag: cfg.tag.as_deref(),
+        tag: tag.as_deref(),
         application_name: cfg.application_name.as_deref(),
         description: cfg.description.as_deref(),
         source_location: source.as_ref().map(|(p, _, _)| p.location.as_str()),
-        context_dir: cfg.context_dir.as_deref(),
+        context_dir: cfg.source.context_dir.as_deref(),
         commit: source.as_ref().and_then(|(p, _, _)| p.commit.as_ref()),
     })
     .into_iter()
     .collect();
     labels.extend(cfg.labels.iter().cloned());
     if let Some(url) = cfg.scripts_url.as_deref().filter(|u| !u.is_empty()) {
-        labels.insert(labels::SCRIPTS_URL.into(), url.into());
+        labels.insert(labels::SCRIPTS_URL.into(), redact::url(url));
     }
     if let Some(d) = cfg.destination.as_deref().filter(|d| !d.is_empty()) {
         labels.insert(labels::DESTINATION.into(), d.into());
     }
-    labels::check_size(&labels.clone().into_iter().collect(), cfg.tag.as_deref().unwrap_or(&cfg.builder_image))?;
+    labels::check_size(&labels.clone().into_iter().collect(), tag.as_deref().unwrap_or(&cfg.builder_image))?;
 
     let dockerfile = DockerfileSpec {
         builder: cfg.builder_image.clone(),
@@ -349,7 +347,7 @@ async fn plan(req: Request<'_>) -> Result<Plan> {
         final_user: req.final_user,
     }
     .render()?;
-    Ok(Plan { dockerfile, labels, scripts: uploaded, source, exclude: cfg.exclude.clone(), keep_symlinks: cfg.keep_symlinks })
+    Ok(Context { dockerfile, labels, scripts: uploaded, source, exclude: cfg.source.exclude.clone(), keep_symlinks: cfg.source.keep_symlinks })
 }
 
 /// `--as-dockerfile PATH` and `s2i generate`: write the Dockerfile to `cfg.as_dockerfile` and its
@@ -359,6 +357,7 @@ pub async fn write(cfg: &BuildConfig, builder: Option<&ImageInfo>, with_source: 
     let Some(requested) = cfg.as_dockerfile.as_deref() else {
         return Err(BuildError::InvalidValue { what: "--as-dockerfile", value: String::new(), reason: "cannot be empty".into() });
     };
+    // On Ctrl-C this future is dropped: what it fetched (a clone, a download) goes with it.
     if cfg.builder_image.trim().is_empty() {
         return Err(BuildError::InvalidValue { what: "builder image", value: String::new(), reason: "cannot be empty".into() });
     }
@@ -370,15 +369,15 @@ pub async fn write(cfg: &BuildConfig, builder: Option<&ImageInfo>, with_source: 
     let assemble_user = cfg.assemble_user.clone().filter(|u| !u.is_empty()).unwrap_or_else(|| DEFAULT_ASSEMBLE_USER.into());
     users::check_builder(&cfg.allowed_uids, &ImageInfo::default(), &cfg.builder_image, Some(&assemble_user), None)?;
     let incremental_from = if cfg.incremental {
-        match cfg.tag.as_deref().filter(|t| !t.is_empty()) {
-            Some(tag) => Some(tag.to_string()),
-            None => return Err(BuildError::Conflict("an incremental Dockerfile needs the TAG of the previous image".into())),
+        match cfg.tag_name() {
+            Some(tag) => Some(tag),
+            None => return Err(BuildError::IncrementalDockerfileNeedsTag),
         }
     } else {
         None
     };
     let upload = dir.join("upload");
-    let plan = plan(Request {
+    let plan = context(Request {
         cfg,
         builder,
         with_source,
@@ -393,7 +392,7 @@ pub async fn write(cfg: &BuildConfig, builder: Option<&ImageInfo>, with_source: 
 
     std::fs::create_dir_all(&dir).map_err(|e| BuildError::io(format!("creating {}", dir.display()), e))?;
     clear_previous_upload(&upload)?;
-    let input = tar_stream::spawn(plan.parts(&name), None);
+    let input = tar_stream::spawn(plan.parts(&name), StreamOptions::default());
     let bridge = tokio_util::io::SyncIoBridge::new(input.reader);
     let target = dir.clone();
     let unpacked = tokio::task::spawn_blocking(move || {
@@ -403,8 +402,7 @@ pub async fn write(cfg: &BuildConfig, builder: Option<&ImageInfo>, with_source: 
     })
     .await
     .map_err(|e| BuildError::io("writing the Dockerfile context", std::io::Error::other(e)))?;
-    let produced = input.done.await.map_err(|e| BuildError::SourceStream(std::io::Error::other(e)))?;
-    produced.map_err(BuildError::SourceStream)?;
+    input.done.result().await.map_err(BuildError::SourceStream)?;
     unpacked.map_err(|e| BuildError::io(format!("writing the Dockerfile context into {}", dir.display()), e))?;
     debug!("wrote {} and its context", path.display());
     Ok(path)
@@ -428,11 +426,7 @@ fn clear_previous_upload(upload: &Path) -> Result<()> {
     };
     let ours = ["scripts", "src", "injections"];
     if let Some(other) = entries.iter().find(|n| !ours.iter().any(|o| n.as_os_str() == *o)) {
-        return Err(BuildError::Conflict(format!(
-            "{} holds {:?}, which s2i did not write; remove it or write the Dockerfile elsewhere",
-            upload.display(),
-            other
-        )));
+        return Err(BuildError::UploadDirNotOurs { dir: upload.to_path_buf(), entry: other.to_string_lossy().into_owned() });
     }
     debug!("replacing the previous {}", upload.display());
     std::fs::remove_dir_all(upload).map_err(|e| BuildError::io(format!("removing the previous {}", upload.display()), e))
@@ -440,30 +434,21 @@ fn clear_previous_upload(upload: &Path) -> Result<()> {
 
 /// `--build-method=dockerfile`: generate the Dockerfile and build it with the engine's image
 /// builder, the context streamed straight from the source walk.
-pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: crate::container_log::OutputFn) -> Result<BuildResult> {
-    let mut timings = Timings::default();
-    if let Some(t) = cfg.tag.as_deref() {
-        parse_output_tag(t).map_err(|reason| BuildError::InvalidValue { what: "tag", value: t.to_string(), reason })?;
-    }
-    let t = Instant::now();
-    let builder = crate::images::obtain(engine, &cfg.builder_image, cfg.pull_policy).await?;
-    timings.record("builder image", t);
+pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, reporter: Arc<dyn Reporter>, mut phases: Phases) -> Result<BuildResult> {
+    let running = phases.start(Phase::BuilderImage);
+    let builder = crate::images::obtain(engine, &cfg.builder_image, cfg.pull_policy, &reporter).await?;
+    phases.end(running);
     users::check_builder(&cfg.allowed_uids, &builder, &cfg.builder_image, cfg.assemble_user.as_deref(), None)?;
-    let assemble_user = cfg
-        .assemble_user
-        .clone()
-        .or_else(|| builder.label(labels::ASSEMBLE_USER).map(str::to_string))
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| if builder.user.is_empty() { "root".into() } else { builder.user.clone() });
+    let assemble_user = crate::plan::assemble_user(cfg, &builder, &builder.user).unwrap_or_else(|| "root".into());
     // The image keeps the builder's USER, as a committed build does.
     let image_user = if builder.user.is_empty() { "root".to_string() } else { builder.user.clone() };
     let final_user = (image_user != assemble_user).then_some(image_user);
 
-    let incremental_from = match cfg.tag.as_deref() {
+    let incremental_from = match cfg.tag_name() {
         Some(tag) if cfg.incremental => {
-            if engine.inspect_image(tag).await?.is_some() {
+            if engine.inspect_image(&tag).await?.is_some() {
                 info!("Existing image for tag {tag} detected for incremental build");
-                Some(tag.to_string())
+                Some(tag)
             } else {
                 info!("Clean build will be performed");
                 None
@@ -472,48 +457,53 @@ pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: crate::contai
         _ => None,
     };
 
-    let t = Instant::now();
-    let plan = plan(Request {
+    let running = phases.start(Phase::Scripts);
+    let plan = context(Request {
         cfg,
         builder: Some(&builder),
         with_source: true,
         assemble_user,
-        destination: super::standard::destination(cfg, &builder),
+        destination: crate::plan::destination(cfg, &builder),
         incremental_from,
         final_user,
         outputs: Vec::new(),
     })
     .await?;
-    timings.record("scripts", t);
+    phases.end(running);
     debug!("generated Dockerfile:\n{}", plan.dockerfile);
     let labels = plan.labels.clone();
 
-    let t = Instant::now();
-    let input = tar_stream::spawn(plan.parts("Dockerfile"), None);
+    let running = phases.start(Phase::ImageBuild);
+    let input = tar_stream::spawn(plan.parts("Dockerfile"), StreamOptions::default());
     let spec = ImageBuildSpec {
         dockerfile: "Dockerfile".into(),
-        tag: cfg.tag.clone(),
-        network_mode: cfg.network.clone(),
-        extra_hosts: cfg.add_hosts.clone(),
+        tag: cfg.tag_name(),
+        network_mode: cfg.container.network.clone(),
+        extra_hosts: cfg.container.add_hosts.clone(),
     };
-    if !cfg.volumes.is_empty() || !cfg.cap_drop.is_empty() {
+    if !cfg.container.volumes.is_empty() || !cfg.container.cap_drop.is_empty() {
         warn!("--volume and --cap-drop do not apply to Dockerfile builds");
     }
-    let mut log = ContainerLog::new(output, cfg.quiet);
+    let mut log = ContainerLog::new(reporter, cfg.quiet);
     let built = engine.build_image(Box::new(input.reader), &spec, &mut log).await;
     log.finish();
-    let produced = input.done.await.map_err(|e| BuildError::SourceStream(std::io::Error::other(e)))?;
-    if let Err(e) = produced {
-        return Err(BuildError::SourceStream(e));
-    }
+    input.done.result().await.map_err(BuildError::SourceStream)?;
     let image_id = built.map_err(|e| match e {
         s2i_engine::EngineError::Api { message, .. } => BuildError::ImageBuild { message },
         other => other.into(),
     })?;
-    timings.record("image build", t);
+    phases.end(running);
     let mut all_labels = builder.labels.clone().into_iter().collect::<BTreeMap<_, _>>();
     all_labels.extend(labels);
-    Ok(BuildResult::new(cfg, image_id, all_labels, timings, Default::default()))
+    Ok(BuildResult {
+        image_id,
+        tag: cfg.tag_name(),
+        builder_image: cfg.builder_image.clone(),
+        labels: all_labels,
+        timings: phases.into_timings(),
+        source_stats: Default::default(),
+        size: None,
+    })
 }
 
 #[cfg(test)]

@@ -2,33 +2,32 @@
 //! `FROM <builder>` with the engine's image builder, the source as the build context.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
 
 use s2i_engine::{Engine, ImageBuildSpec};
 use tracing::info;
 
-use super::standard::Plan;
-use crate::container_log::{ContainerLog, OutputFn};
 use crate::error::{BuildError, Result};
+use crate::plan::Plan;
+use crate::report::{ContainerLog, Phase};
+use crate::result::{BuildResult, Phases};
 use crate::scripts::{self, Script};
 use crate::source::Content;
-use crate::tar_stream::{self, Part};
-use crate::{BuildResult, Timings};
+use crate::tar_stream::{self, StreamOptions, TarPart};
 
 /// Files that may start the application, in the order they are looked for.
 const ENTRYPOINTS: [&str; 8] = ["exec", "exec.sh", "execute", "execute.sh", "run", "run.sh", "start", "start.sh"];
 
-pub(crate) async fn build(mut plan: Plan<'_>, engine: &dyn Engine, output: OutputFn, mut timings: Timings) -> Result<BuildResult> {
+pub async fn build(plan: Plan<'_>, engine: &dyn Engine, mut phases: Phases) -> Result<BuildResult> {
     let cfg = plan.cfg;
-    if cfg.runtime_image.is_some() {
-        return Err(BuildError::Conflict(format!("--runtime-image cannot be used with {}, which has ONBUILD instructions", cfg.builder_image)));
+    if cfg.runtime.is_some() {
+        return Err(BuildError::conflict("--runtime-image", format!("{}, which has ONBUILD instructions", cfg.builder_image)));
     }
     if !matches!(plan.source.content, Content::Dir { .. }) {
-        return Err(BuildError::NotSupported(format!("an archive source with the ONBUILD builder {}", cfg.builder_image)));
+        return Err(BuildError::OnbuildArchive { builder: cfg.builder_image.clone() });
     }
     info!("Builder {} has ONBUILD instructions: building FROM it with the engine's image builder", cfg.builder_image);
-    let t = Instant::now();
+    let running = phases.start(Phase::Onbuild);
     // Scripts shipped as files go into the context's root; image:// ones stay where they are.
     let shipped: Vec<(String, Vec<u8>)> = [scripts::ASSEMBLE, scripts::RUN]
         .into_iter()
@@ -37,54 +36,45 @@ pub(crate) async fn build(mut plan: Plan<'_>, engine: &dyn Engine, output: Outpu
             _ => None,
         })
         .collect();
-    let entry = entrypoint(&plan.source.root, shipped.iter().any(|(n, _)| n == scripts::RUN))
-        .ok_or_else(|| BuildError::InvalidValue {
-            what: "source",
-            value: cfg.source_location.clone(),
-            reason: format!("no valid entrypoint specified: an ONBUILD build needs an executable {} in the source", ENTRYPOINTS.join(", ")),
-        })?;
-    let env_from_source = source_env(&plan);
-    let dockerfile = dockerfile(&cfg.builder_image, &env_from_source, shipped.iter().any(|(n, _)| n == scripts::ASSEMBLE), &entry);
+    let entry = entrypoint(&plan.source.root, shipped.iter().any(|(n, _)| n == scripts::RUN)).ok_or_else(|| BuildError::InvalidValue {
+        what: "source",
+        value: cfg.source.location.clone(),
+        reason: format!("no valid entrypoint specified: an ONBUILD build needs an executable {} in the source", ENTRYPOINTS.join(", ")),
+    })?;
+    let env_from_source = source_env(&plan)?;
+    let dockerfile = dockerfile(&cfg.builder_image, &env_from_source, shipped.iter().any(|(n, _)| n == scripts::ASSEMBLE), &entry)?;
 
     // The generated Dockerfile and the shipped scripts replace files of the same name.
-    plan.skip.insert("Dockerfile".into());
-    for (name, _) in &shipped {
-        plan.skip.insert(name.into());
-    }
-    let mut parts = vec![plan.source.part("", plan.ignore.clone(), cfg.exclude.clone(), cfg.keep_symlinks, plan.skip.clone())];
-    parts.push(Part::File { path: "Dockerfile".into(), data: dockerfile.into_bytes(), mode: 0o644 });
+    let mut replaced: Vec<PathBuf> = vec!["Dockerfile".into()];
+    replaced.extend(shipped.iter().map(|(name, _)| PathBuf::from(name)));
+    let mut parts: Vec<Box<dyn TarPart>> = vec![plan.source_part("", &replaced)];
+    parts.push(tar_stream::file("Dockerfile", dockerfile.into_bytes(), 0o644));
     for (name, data) in shipped {
-        parts.push(Part::File { path: name, data, mode: 0o755 });
+        parts.push(tar_stream::file(name, data, 0o755));
     }
-    let input = tar_stream::spawn(parts, None);
+    let input = tar_stream::spawn(parts, StreamOptions::default());
     let spec = ImageBuildSpec {
         dockerfile: "Dockerfile".into(),
-        tag: plan.tag.as_ref().map(|t| t.normalized()),
-        network_mode: cfg.network.clone(),
-        extra_hosts: cfg.add_hosts.clone(),
+        tag: cfg.tag.as_ref().map(|t| t.normalized()),
+        network_mode: cfg.container.network.clone(),
+        extra_hosts: cfg.container.add_hosts.clone(),
     };
-    let mut log = ContainerLog::new(output, cfg.quiet);
+    let mut log = ContainerLog::new(plan.reporter.clone(), cfg.quiet);
     let built = engine.build_image(Box::new(input.reader), &spec, &mut log).await;
-    let tail = log.finish();
-    let produced = input.done.await.map_err(|e| BuildError::SourceStream(std::io::Error::other(e)))?;
-    let stats = produced.map_err(BuildError::SourceStream)?;
-    let image_id = built.map_err(|e| BuildError::ScriptFailed {
-        script: "the ONBUILD build".into(),
-        image: cfg.builder_image.clone(),
-        code: 1,
-        stderr_tail: format!("{e}\n{tail}"),
-    })?;
-    timings.record("onbuild", t);
-    Ok(BuildResult::new(cfg, image_id, Default::default(), timings, stats))
+    log.finish();
+    let stats = input.done.result().await.map_err(BuildError::SourceStream)?;
+    let image_id = built.map_err(|e| BuildError::OnbuildFailed { builder: cfg.builder_image.clone(), message: e.to_string() })?;
+    phases.end(running);
+    Ok(super::result(&plan, image_id, Default::default(), phases, stats))
 }
 
 /// `.s2i/environment` only: `-e` and `-E` do not apply to ONBUILD builds, as in the reference.
-fn source_env(plan: &Plan<'_>) -> Vec<(String, String)> {
+fn source_env(plan: &Plan<'_>) -> Result<Vec<(String, String)>> {
     let file = plan.source.root.join(".s2i/environment");
-    match std::fs::read_to_string(&file) {
-        Ok(text) => crate::env::parse_s2i_environment(&text, &file).into_iter().map(|v| (v.name, v.value)).collect(),
-        Err(_) => Vec::new(),
-    }
+    Ok(match crate::fsutil::read_text(&file, &plan.cfg.limits)? {
+        Some(text) => crate::env::parse_s2i_environment(&text, &file).into_iter().map(|v| (v.name, v.value)).collect(),
+        None => Vec::new(),
+    })
 }
 
 /// The first executable regular file at the root named like an entrypoint (a shipped run script counts).
@@ -98,35 +88,18 @@ fn entrypoint(root: &Path, shipped_run: bool) -> Option<String> {
     })
 }
 
-/// A Dockerfile value in double quotes with `\`, `"` and `$` escaped and newlines spelled out.
-fn quote(v: &str) -> String {
-    let mut q = String::with_capacity(v.len() + 2);
-    q.push('"');
-    for c in v.chars() {
-        match c {
-            '\\' | '"' | '$' => {
-                q.push('\\');
-                q.push(c)
-            }
-            '\n' => q.push_str("\\n"),
-            c => q.push(c),
-        }
-    }
-    q.push('"');
-    q
-}
-
-fn dockerfile(builder: &str, env: &[(String, String)], run_assemble: bool, entry: &str) -> String {
+fn dockerfile(builder: &str, env: &[(String, String)], run_assemble: bool, entry: &str) -> Result<String> {
+    use super::dockerfile::{env_name, quote};
     let mut d = format!("FROM {builder}\n");
     if !env.is_empty() {
-        let lines: Vec<String> = env.iter().map(|(k, v)| format!("{k}={}", quote(v))).collect();
+        let lines = env.iter().map(|(k, v)| Ok(format!("{}={}", env_name(k)?, quote(v)))).collect::<Result<Vec<String>>>()?;
         d.push_str(&format!("ENV {}\n", lines.join(" \\\n    ")));
     }
     if run_assemble {
         d.push_str("RUN sh assemble\n");
     }
     d.push_str(&format!("ENTRYPOINT [\"./{entry}\"]\n"));
-    d
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -137,10 +110,14 @@ mod tests {
     fn the_dockerfile_escapes_values_so_none_adds_an_instruction() {
         let env = vec![("A".to_string(), "plain".to_string()), ("B".to_string(), "x\"\nRUN evil $HOME \\".to_string())];
         assert_eq!(
-            dockerfile("builder:1", &env, true, "run"),
+            dockerfile("builder:1", &env, true, "run").unwrap(),
             "FROM builder:1\nENV A=\"plain\" \\\n    B=\"x\\\"\\nRUN evil \\$HOME \\\\\"\nRUN sh assemble\nENTRYPOINT [\"./run\"]\n"
         );
-        assert_eq!(dockerfile("b", &[], false, "start.sh"), "FROM b\nENTRYPOINT [\"./start.sh\"]\n");
+        assert_eq!(dockerfile("b", &[], false, "start.sh").unwrap(), "FROM b\nENTRYPOINT [\"./start.sh\"]\n");
+        let bad = vec![("A B".to_string(), "1".to_string())];
+        assert!(dockerfile("b", &bad, false, "run").is_err(), "a name with a space would add an instruction");
+        let cr = vec![("A".to_string(), "x\rRUN evil".to_string())];
+        assert!(dockerfile("b", &cr, false, "run").unwrap().contains("A=\"x\\rRUN evil\""), "\\r is escaped");
     }
 
     #[test]

@@ -5,94 +5,111 @@
 //! With `--incremental` too, the builder stage is kept as `<tag>-build`, and the next incremental
 //! build takes its artifacts from there (the reference refuses this combination).
 
-use std::time::Instant;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use s2i_engine::{ContainerSpec, Engine, ImageInfo};
 use tokio_util::io::StreamReader;
 use tracing::{debug, info};
 
-use super::standard::{self, container_spec, remove_container, Plan};
-use crate::container_log::{ContainerLog, OutputFn};
+use super::assemble::{self, find_previous};
+use crate::artifacts::CopiedPart;
+use crate::config::RuntimeConfig;
+use crate::container;
 use crate::env::EnvVar;
 use crate::error::{BuildError, Result};
-use crate::image_ref::{with_default_tag, ImageRef};
+use crate::image_ref::ImageRef;
+use crate::labels;
 use crate::mapping::{self, Mapping};
+use crate::plan::Plan;
+use crate::report::{ContainerLog, Phase};
+use crate::result::{BuildResult, Phases};
 use crate::scripts::{self, Resolver, Script, Scripts};
-use crate::tar_stream::{self, Part};
-use crate::{labels, users, BuildConfig, BuildResult, Timings};
+use crate::tar_stream::{self, StreamOptions, TarPart};
+use crate::users;
 
 pub const ASSEMBLE_RUNTIME: &str = "assemble-runtime";
 
-pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, output: OutputFn) -> Result<BuildResult> {
-    let runtime_name = cfg.runtime_image.as_deref().expect("a runtime build has a runtime image");
-    let mut timings = Timings::default();
-    let mut plan = standard::prepare(cfg, engine, &[scripts::SAVE_ARTIFACTS], &mut timings).await?;
-    if !plan.builder.on_build.is_empty() {
-        return super::onbuild::build(plan, engine, output, timings).await;
-    }
+/// The runtime image and what the flow needs of it.
+struct Runtime<'r> {
+    name: &'r str,
+    image: ImageInfo,
+    mappings: Vec<Mapping>,
+    scripts: Scripts,
+}
 
-    let t = Instant::now();
-    let runtime = crate::images::obtain(engine, runtime_name, cfg.runtime_pull_policy).await?;
-    timings.record("runtime image", t);
-    let named = users::needs_passwd(&cfg.allowed_uids, &runtime, cfg.assemble_runtime_user.as_deref(), labels::ASSEMBLE_RUNTIME_USER);
-    let passwd = crate::images::passwd_if_needed(engine, runtime_name, named).await?;
-    users::check_runtime(&cfg.allowed_uids, &runtime, runtime_name, cfg.assemble_runtime_user.as_deref(), passwd.as_deref())?;
-    let mappings = runtime_mappings(cfg, &runtime, runtime_name)?;
-    let runtime_scripts = Resolver {
-        scripts_url: cfg.scripts_url.as_deref(),
-        source_root: Some(&plan.source.root),
-        image_url: scripts::image_scripts_url(&runtime, runtime_name),
-        image_name: runtime_name,
-    }
-    .resolve(&[], &[ASSEMBLE_RUNTIME])
-    .await?;
-    let Some(assemble_runtime) = runtime_scripts.get(ASSEMBLE_RUNTIME) else {
-        return Err(BuildError::ScriptsMissing {
-            missing: vec![ASSEMBLE_RUNTIME.into()],
-            looked_in: vec![format!("the source's .s2i/bin and runtime image {runtime_name} (it has no {} label)", labels::SCRIPTS_URL)],
-        });
-    };
-    plan.skip.extend(runtime_scripts.moved_from_source.iter().cloned());
+pub async fn build(mut plan: Plan<'_>, engine: &dyn Engine, mut phases: Phases, runtime_cfg: &RuntimeConfig) -> Result<BuildResult> {
+    let cfg = plan.cfg;
+    let runtime = prepare_runtime(&plan, engine, &mut phases, runtime_cfg).await?;
+    plan.skip.extend(runtime.scripts.moved_from_source.iter().cloned());
 
-    let stage_tag = plan.tag.as_ref().map(builder_stage_tag);
-    let previous = match (cfg.incremental, &stage_tag) {
-        (true, stage) => standard::find_previous(&plan, engine, stage.as_ref().map(|s| s.normalized()).as_deref()).await,
-        (false, _) => None,
+    let stage_tag = cfg.tag.as_ref().map(builder_stage_tag);
+    let previous = match cfg.incremental {
+        true => find_previous(&plan, engine, stage_tag.as_ref()).await?,
+        false => None,
     };
-    let assembled = standard::assemble_with_fallback(&plan, engine, &output, previous.as_ref(), &mut timings).await?;
+    let assembled = assemble::assemble_with_fallback(&plan, engine, previous.as_ref(), &mut phases).await?;
     let outcome = async {
         if let (true, Some(stage)) = (cfg.incremental, &stage_tag) {
             // Kept for the next incremental build, which runs its save-artifacts.
-            let run = plan.scripts.command_path(scripts::RUN, &plan.destination).expect("run was resolved");
-            let (id, _) = standard::commit(&plan, engine, &assembled.container, &plan.builder, run, Some(stage), &mut timings).await?;
+            let run = plan.scripts.command_path(scripts::RUN, &plan.destination).expect("run is required by the plan");
+            let (id, _) = assemble::commit(&plan, engine, &assembled.container, &plan.builder, run, Some(stage), &mut phases).await?;
             info!("Builder stage kept as {} ({id}) for the next incremental build", stage.normalized());
         }
-        ship(&plan, engine, &output, &assembled.container, &runtime, runtime_name, &mappings, &runtime_scripts, assemble_runtime, &mut timings).await
+        ship(&plan, engine, &assembled.container, &runtime, runtime_cfg, &mut phases).await
     }
     .await;
-    remove_container(engine, &assembled.container).await;
+    container::remove(engine, &assembled.container).await;
     let (image_id, labels) = outcome?;
     if cfg.remove_previous {
-        standard::remove_previous(engine, previous.as_ref(), &image_id).await;
+        assemble::remove_previous(engine, previous.as_ref(), &image_id).await;
     }
-    Ok(BuildResult::new(cfg, image_id, labels, timings, assembled.stats))
+    Ok(super::result(&plan, image_id, labels, phases, assembled.stats))
+}
+
+/// Get the runtime image, check its user, find its artifacts mappings and assemble-runtime.
+async fn prepare_runtime<'r>(plan: &Plan<'_>, engine: &dyn Engine, phases: &mut Phases, rt: &'r RuntimeConfig) -> Result<Runtime<'r>> {
+    let cfg = plan.cfg;
+    let running = phases.start(Phase::RuntimeImage);
+    let image = crate::images::obtain(engine, &rt.image, rt.pull_policy, &plan.reporter).await?;
+    phases.end(running);
+    let named = users::needs_passwd(&cfg.allowed_uids, &image, rt.assemble_user.as_deref(), labels::ASSEMBLE_RUNTIME_USER);
+    let passwd = match named {
+        true => crate::images::passwd(engine, &rt.image, cfg.limits.file_size).await?,
+        false => None,
+    };
+    users::check_runtime(&cfg.allowed_uids, &image, &rt.image, rt.assemble_user.as_deref(), passwd.as_deref())?;
+    let mappings = runtime_mappings(rt, &image)?;
+    let scripts = Resolver {
+        scripts_url: cfg.scripts_url.as_deref(),
+        source_root: Some(&plan.source.root),
+        image_url: scripts::image_scripts_url(&image, &rt.image),
+        image_name: &rt.image,
+        limits: &cfg.limits,
+    }
+    .resolve(&[], &[ASSEMBLE_RUNTIME])
+    .await?;
+    if scripts.get(ASSEMBLE_RUNTIME).is_none() {
+        return Err(BuildError::ScriptsMissing {
+            missing: vec![ASSEMBLE_RUNTIME.into()],
+            looked_in: vec![format!("the source's .s2i/bin and runtime image {} (it has no {} label)", rt.image, labels::SCRIPTS_URL)],
+        });
+    }
+    Ok(Runtime { name: &rt.image, image, mappings, scripts })
 }
 
 /// `-a` mappings, or else the runtime image's assemble-input-files label; each checked.
-fn runtime_mappings(cfg: &BuildConfig, runtime: &ImageInfo, name: &str) -> Result<Vec<Mapping>> {
-    let mut mappings = Vec::new();
-    for spec in &cfg.runtime_artifacts {
-        mappings.extend(mapping::parse_specs(spec, "--runtime-artifact")?);
-    }
+fn runtime_mappings(rt: &RuntimeConfig, image: &ImageInfo) -> Result<Vec<Mapping>> {
+    let mut mappings = rt.artifacts.clone();
     if mappings.is_empty() {
-        if let Some(label) = runtime.label(labels::ASSEMBLE_INPUT_FILES) {
+        if let Some(label) = image.label(labels::ASSEMBLE_INPUT_FILES) {
             mappings = mapping::parse_specs(label, "assemble-input-files label")?;
         }
     }
     if mappings.is_empty() {
         return Err(BuildError::InvalidValue {
             what: "runtime artifacts",
-            value: name.to_string(),
+            value: rt.image.clone(),
             reason: format!("no runtime artifacts to copy were specified: use -a/--runtime-artifact or set the {} label", labels::ASSEMBLE_INPUT_FILES),
         });
     }
@@ -110,47 +127,43 @@ fn builder_stage_tag(tag: &ImageRef) -> ImageRef {
 }
 
 /// Copy the artifacts into a runtime container, run assemble-runtime there and commit it.
-#[allow(clippy::too_many_arguments)]
 async fn ship(
     plan: &Plan<'_>,
     engine: &dyn Engine,
-    output: &OutputFn,
     builder_container: &str,
-    runtime: &ImageInfo,
-    runtime_name: &str,
-    mappings: &[Mapping],
-    runtime_scripts: &Scripts,
-    assemble_runtime: &Script,
-    timings: &mut Timings,
-) -> Result<(String, std::collections::BTreeMap<String, String>)> {
+    runtime: &Runtime<'_>,
+    rt: &RuntimeConfig,
+    phases: &mut Phases,
+) -> Result<(String, BTreeMap<String, String>)> {
     let cfg = plan.cfg;
-    let t = Instant::now();
-    let workdir = if runtime.working_dir.is_empty() { "/".to_string() } else { runtime.working_dir.clone() };
+    let running = phases.start(Phase::Runtime);
+    let workdir = if runtime.image.working_dir.is_empty() { "/".to_string() } else { runtime.image.working_dir.clone() };
     let in_workdir = |rel: &str| format!("{}/{rel}", workdir.trim_end_matches('/'));
+    let assemble_runtime = runtime.scripts.get(ASSEMBLE_RUNTIME).expect("checked in prepare_runtime");
     let command = match assemble_runtime {
         Script::External { .. } => in_workdir("scripts/assemble-runtime"),
         Script::InImage { dir } => format!("{dir}/{ASSEMBLE_RUNTIME}"),
     };
-    let user = cfg
-        .assemble_runtime_user
+    let user = rt
+        .assemble_user
         .clone()
-        .or_else(|| runtime.label(labels::ASSEMBLE_RUNTIME_USER).map(str::to_string))
-        .or_else(|| Some(runtime.user.clone()))
+        .or_else(|| runtime.image.label(labels::ASSEMBLE_RUNTIME_USER).map(str::to_string))
+        .or_else(|| Some(runtime.image.user.clone()))
         .filter(|u| !u.is_empty());
     // The reference gives the runtime container the network and capabilities, not volumes or hosts.
     let spec = ContainerSpec {
-        cmd: vec!["/bin/sh".into(), "-c".into(), command],
-        user,
+        cmd: vec!["/bin/sh".into(), "-c".into(), crate::inject::shell_quote(&command)],
+        user: user.clone(),
         env: plan.env.iter().map(EnvVar::to_kv).collect(),
         binds: Vec::new(),
         extra_hosts: Vec::new(),
-        ..container_spec(cfg, with_default_tag(runtime_name))
+        ..container::spec(&cfg.container, &cfg.builder_image, runtime.name)
     };
     debug!("runtime container: image {}, user {:?}, command {:?}", spec.image, spec.user, spec.cmd);
 
     // One archive: every mapping's files out of the builder, plus the shipped scripts.
-    let mut parts = Vec::new();
-    for m in mappings {
+    let mut parts: Vec<Box<dyn TarPart>> = Vec::new();
+    for m in &runtime.mappings {
         let Some(stream) = engine.download_archive(builder_container, &m.source).await? else {
             return Err(BuildError::InvalidValue {
                 what: "runtime artifact",
@@ -158,43 +171,49 @@ async fn ship(
                 reason: format!("it does not exist in the builder container after assemble ({})", cfg.builder_image),
             });
         };
-        let prefix = if m.destination == "." { String::new() } else { m.destination.clone() };
-        parts.push(Part::Copied { prefix, tar: Box::new(StreamReader::new(stream)) });
+        let prefix = if m.destination == "." { PathBuf::new() } else { PathBuf::from(&m.destination) };
+        parts.push(Box::new(CopiedPart { prefix, tar: Box::new(StreamReader::new(stream)) }));
     }
-    let shipped: Vec<(&str, &[u8])> = runtime_scripts
-        .external()
-        .chain(plan.scripts.external().filter(|(name, _)| *name == scripts::RUN))
-        .collect();
+    let shipped: Vec<(&str, &[u8])> = runtime.scripts.external().chain(plan.scripts.external().filter(|(name, _)| *name == scripts::RUN)).collect();
     if !shipped.is_empty() {
-        parts.push(Part::Dir { path: "scripts".into(), mode: 0o755 });
+        parts.push(tar_stream::dir("scripts", 0o755));
         for (name, data) in shipped {
-            parts.push(Part::File { path: format!("scripts/{name}"), data: data.to_vec(), mode: 0o755 });
+            parts.push(tar_stream::file(format!("scripts/{name}"), data.to_vec(), 0o755));
         }
     }
+    // The engine unpacks the artifacts as root: they are given to the user that runs
+    // assemble-runtime (looked up in the runtime image when it is a name).
+    let owner = match crate::users::numeric_owner(user.as_deref(), None) {
+        Some(owner) => Some(owner),
+        None => {
+            let passwd = crate::images::passwd(engine, runtime.name, cfg.limits.file_size).await?;
+            crate::users::numeric_owner(user.as_deref(), passwd.as_deref())
+        }
+    };
+    let owner = owner.map(|(uid, gid)| tar_stream::Owner { uid, gid }).ok_or_else(|| BuildError::UserNotAllowed {
+        what: format!("the assemble-runtime user {:?}", user.as_deref().unwrap_or("")),
+        reason: format!("{} has no such user in its /etc/passwd", runtime.name),
+    })?;
 
     let id = engine.create_container(&spec).await?;
     let outcome = async {
-        let input = tar_stream::spawn(parts, None);
-        let uploaded = engine.upload_archive(&id, &workdir, Box::new(input.reader)).await;
-        let produced = input.done.await.map_err(|e| BuildError::SourceStream(std::io::Error::other(e)))?;
-        let stats = produced.map_err(|e| BuildError::io("copying the runtime artifacts", e))?;
-        uploaded?;
+        let stats = container::upload(engine, &id, &workdir, parts, StreamOptions { owner, ..Default::default() }).await?;
         info!("Copied {} entries ({} bytes) into the runtime image", stats.files, stats.bytes);
-        let mut log = ContainerLog::new(output.clone(), cfg.quiet);
+        let mut log = ContainerLog::new(plan.reporter.clone(), cfg.quiet);
         let code = engine.run_container(&id, None, &mut log).await?;
         let tail = log.finish();
         if code != 0 {
-            return Err(BuildError::ScriptFailed { script: ASSEMBLE_RUNTIME.into(), image: runtime_name.into(), code, stderr_tail: tail });
+            return Err(BuildError::ScriptFailed { script: ASSEMBLE_RUNTIME.into(), image: runtime.name.into(), code, stderr_tail: tail });
         }
-        timings.record("runtime", t);
+        phases.end(running);
         let run = match plan.scripts.get(scripts::RUN) {
             Some(Script::External { .. }) => in_workdir("scripts/run"),
-            _ => plan.scripts.command_path(scripts::RUN, &plan.destination).expect("run was resolved"),
+            _ => plan.scripts.command_path(scripts::RUN, &plan.destination).expect("run is required by the plan"),
         };
-        standard::commit(plan, engine, &id, runtime, run, plan.tag.as_ref(), timings).await
+        assemble::commit(plan, engine, &id, &runtime.image, run, cfg.tag.as_ref(), phases).await
     }
     .await;
-    remove_container(engine, &id).await;
+    container::remove(engine, &id).await;
     outcome
 }
 

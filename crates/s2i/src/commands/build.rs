@@ -1,47 +1,51 @@
 //! `s2i build SOURCE BUILDER_IMAGE [TAG]`.
 
-use std::io::Write;
+use std::sync::Arc;
 use std::time::Instant;
 
 use regex::Regex;
+use s2i_core::config::{ContainerSettings, RuntimeConfig, SourceConfig};
+use s2i_core::limits::Limits;
 use s2i_core::source::ParsedSource;
-use s2i_core::{env, users, BuildConfig, BuildError, BuildMethod, BuildResult, PullPolicy};
-use s2i_engine::OutputStream;
+use s2i_core::{env, mapping, redact, users, BuildConfig, BuildError, OutputFormat};
 use tracing::{info, warn};
 
 use super::report;
 use crate::cli::{BuildArgs, GlobalArgs};
+use crate::s2ifile::Pending;
+use crate::ui::{ui, UiReporter};
 
-pub async fn run(global: &GlobalArgs, args: BuildArgs) -> Result<(), BuildError> {
-    let json = args.output == "json";
+pub async fn run(global: &GlobalArgs, args: BuildArgs, pending: Option<Pending>) -> Result<(), BuildError> {
+    let json = args.output == OutputFormat::Json;
     let run_after = args.run;
     let callback = args.common.callback_url.clone().filter(|u| !u.is_empty());
     let requested = (args.builder.clone().unwrap_or_default(), args.tag.clone().filter(|t| !t.is_empty()));
     let started = Instant::now();
+    ui().set_quiet(args.common.quiet);
 
     let cfg = match config_from_args(args) {
         Ok(cfg) => cfg,
         Err(e) => {
             if json {
-                print_json(&report::failure(&requested.0, requested.1.as_deref(), &e, started.elapsed()));
+                ui().json(&report::failure(&requested.0, requested.1.as_deref(), &e, started.elapsed()));
             }
             return Err(e);
         }
     };
-    if let Some(Some((pending, dir))) = crate::PENDING_CONFIG.get() {
-        pending.save(dir);
+    if let Some(pending) = pending {
+        pending.save();
     }
     let after = After { json, run_after, callback, started };
     if cfg.as_dockerfile.is_some() {
         let builder = super::inspect_if_reachable(global, &cfg.builder_image).await;
-        let written = s2i_core::write_dockerfile(&cfg, builder.as_ref(), true).await;
+        let written = super::interruptible(None, &cfg.limits, s2i_core::write_dockerfile(&cfg, builder.as_ref(), true)).await;
         if json {
-            print_json(&match &written {
+            ui().json(&match &written {
                 Ok(path) => report::dockerfile(&cfg, path, started.elapsed()),
-                Err(e) => report::failure(&cfg.builder_image, cfg.tag.as_deref(), e, started.elapsed()),
+                Err(e) => report::failure(&cfg.builder_image, cfg.tag_name().as_deref(), e, started.elapsed()),
             });
         }
-        eprintln!("Application dockerfile generated in {}", written?.display());
+        ui().line(&format!("Application dockerfile generated in {}", written?.display()));
         return Ok(());
     }
     execute(global, &cfg, after).await
@@ -58,46 +62,44 @@ pub struct After {
 /// Build `cfg` with the engine, then send the callback, print the result and run the image as asked.
 pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, after: After) -> Result<(), BuildError> {
     let After { json, run_after, callback, started } = after;
-    let cfg = cfg.clone();
     let engine = match super::connect(global).await {
         Ok(engine) => engine,
-        Err(e) => return finish_failed(&cfg, e, callback.as_deref(), json, started).await,
+        Err(e) => return finish_failed(cfg, e, callback.as_deref(), json, started).await,
     };
-    let relay: s2i_core::OutputFn = std::sync::Arc::new(relay_line);
-    let built = super::interruptible(&engine, s2i_core::build(&cfg, &engine, relay.clone())).await;
+    let reporter: Arc<dyn s2i_core::Reporter> = Arc::new(UiReporter(ui().clone()));
+    let built = super::interruptible(Some(&engine), &cfg.limits, s2i_core::build(cfg, &engine, reporter.clone())).await;
     let result = match built {
         Ok(result) => result,
-        Err(e) => return finish_failed(&cfg, e, callback.as_deref(), json, started).await,
+        Err(e) => return finish_failed(cfg, e, callback.as_deref(), json, started).await,
     };
     if let Some(url) = &callback {
         send_callback(url, true, &result.labels).await;
     }
-    print_result(&result);
+    match &result.tag {
+        Some(tag) => info!("Image {tag} ({}) built", crate::ui::short_id(&result.image_id)),
+        None => info!("Image {} built (untagged)", crate::ui::short_id(&result.image_id)),
+    }
+    ui().line("Build completed successfully");
+    ui().summary(&result, started.elapsed());
     if json {
-        print_json(&report::success(&cfg, &result, started.elapsed()));
+        ui().json(&report::success(cfg, &result, started.elapsed()));
     }
     if run_after {
         let image = result.tag.clone().unwrap_or_else(|| result.image_id.clone());
-        eprintln!("Running {image} as a result of the --run=true option (all its ports are published; Ctrl-C stops it)");
-        super::interruptible(&engine, s2i_core::run_image(&engine, &image, relay)).await?;
+        ui().line(&format!("Running {image} as a result of the --run=true option (all its ports are published; Ctrl-C stops it)"));
+        super::interruptible(Some(&engine), &cfg.limits, s2i_core::run_image(&engine, &image, reporter)).await?;
     }
     Ok(())
 }
 
 /// A failed build still sends its callback and its JSON document; the error is returned for the
 /// binary to render once.
-async fn finish_failed(
-    cfg: &BuildConfig,
-    e: BuildError,
-    callback: Option<&str>,
-    json: bool,
-    started: Instant,
-) -> Result<(), BuildError> {
+async fn finish_failed(cfg: &BuildConfig, e: BuildError, callback: Option<&str>, json: bool, started: Instant) -> Result<(), BuildError> {
     if let Some(url) = callback {
         send_callback(url, false, &Default::default()).await;
     }
     if json {
-        print_json(&report::failure(&cfg.builder_image, cfg.tag.as_deref(), &e, started.elapsed()));
+        ui().json(&report::failure(&cfg.builder_image, cfg.tag_name().as_deref(), &e, started.elapsed()));
     }
     Err(e)
 }
@@ -109,40 +111,9 @@ async fn send_callback(url: &str, success: bool, labels: &std::collections::BTre
     }
 }
 
-fn print_json(doc: &serde_json::Value) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{doc}");
-    let _ = out.flush();
-}
-
-/// Container output goes to stderr, line by line, untouched: stdout is kept for machine output.
-fn relay_line(_stream: OutputStream, line: &[u8]) {
-    let mut err = std::io::stderr().lock();
-    let _ = err.write_all(line);
-    let _ = err.write_all(b"\n");
-}
-
-fn print_result(result: &BuildResult) {
-    for (phase, took) in &result.timings.phases {
-        info!("{phase}: {:.2}s", took.as_secs_f64());
-    }
-    match &result.tag {
-        Some(tag) => info!("Image {tag} ({}) built", short_id(&result.image_id)),
-        None => info!("Image {} built (untagged)", short_id(&result.image_id)),
-    }
-    eprintln!("Build completed successfully");
-}
-
-fn short_id(id: &str) -> &str {
-    let id = id.strip_prefix("sha256:").unwrap_or(id);
-    &id[..id.len().min(12)]
-}
-
-/// Turn flags into a validated config. Flags whose feature is not built yet are refused by name
-/// rather than ignored.
+/// Turn flags into a config, checked once: nothing after this parses or validates a flag again.
 pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
     refuse_conflicts(&args)?;
-    refuse_unsupported(&args)?;
     let (Some(source), Some(builder)) = (args.source.clone(), args.builder.clone()) else {
         return Err(BuildError::InvalidValue {
             what: "arguments",
@@ -175,11 +146,7 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
     let exclude = if args.exclude.is_empty() {
         None
     } else {
-        Some(Regex::new(&args.exclude).map_err(|e| BuildError::InvalidValue {
-            what: "--exclude",
-            value: args.exclude.clone(),
-            reason: e.to_string(),
-        })?)
+        Some(Regex::new(&args.exclude).map_err(|e| BuildError::InvalidValue { what: "--exclude", value: args.exclude.clone(), reason: e.to_string() })?)
     };
     let scripts_url = match (args.scripts_url, args.scripts) {
         (Some(u), _) => Some(u),
@@ -190,6 +157,9 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
         (None, None) => None,
     }
     .filter(|u| !u.is_empty());
+    if let Some(url) = &scripts_url {
+        s2i_core::scripts::ScriptsUrl::parse(url)?;
+    }
     let destination = match (args.common.destination, args.location) {
         (Some(d), _) => Some(d),
         (None, Some(d)) => {
@@ -210,59 +180,66 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
             return Err(BuildError::InvalidValue { what: flag, value: bad.clone(), reason: reason.into() });
         }
     }
-    let tag = args.tag.filter(|t| !t.is_empty());
-    if let Some(t) = &tag {
-        s2i_core::image_ref::parse_output_tag(t)
-            .map_err(|reason| BuildError::InvalidValue { what: "tag", value: t.clone(), reason })?;
-    }
-    // Malformed mappings are flag errors, found before anything runs.
+    let tag = args.tag.filter(|t| !t.is_empty()).map(|t| s2i_core::config::parse_tag(&t)).transpose()?;
+    let mut injections = Vec::new();
     for spec in &args.inject {
-        s2i_core::mapping::parse_specs(spec, "--inject")?;
+        injections.extend(mapping::parse_specs(spec, "--inject")?);
     }
+    let mut artifacts = Vec::new();
     for spec in &args.runtime_artifact {
-        s2i_core::mapping::parse_specs(spec, "--runtime-artifact")?;
+        artifacts.extend(mapping::parse_specs(spec, "--runtime-artifact")?);
     }
-    if let Some(ctx) = args.context_dir.as_deref().filter(|c| !c.is_empty()) {
+    let context_dir = args.context_dir.filter(|c| !c.is_empty());
+    if let Some(ctx) = &context_dir {
         s2i_core::config::validate_context_dir(ctx)?;
     }
+    let runtime = args.runtime_image.filter(|r| !r.is_empty()).map(|image| RuntimeConfig {
+        image,
+        pull_policy: args.common.runtime_pull_policy,
+        artifacts,
+        assemble_user: args.assemble_runtime_user.filter(|u| !u.is_empty()),
+    });
     Ok(BuildConfig {
-        source: parsed.spec,
-        source_location: source,
-        git_ref,
-        copy: args.copy,
-        ignore_submodules: args.ignore_submodules,
+        source: SourceConfig {
+            spec: parsed.spec,
+            location: redact::url(&source),
+            git_ref,
+            reference_name: None,
+            copy: args.copy,
+            ignore_submodules: args.ignore_submodules,
+            context_dir,
+            exclude,
+            keep_symlinks: args.keep_symlinks,
+        },
         builder_image: builder,
         tag,
-        context_dir: args.context_dir.filter(|c| !c.is_empty()),
         scripts_url,
         destination,
         env: env_vars,
         environment_file: args.environment_file,
-        pull_policy: PullPolicy::parse(&args.common.pull_policy)?,
+        pull_policy: args.common.pull_policy,
         incremental: args.common.incremental,
-        incremental_pull_policy: PullPolicy::parse(&args.common.incremental_pull_policy)?,
+        incremental_pull_policy: args.common.incremental_pull_policy,
         remove_previous: args.common.remove_previous,
         quiet: args.common.quiet,
         assemble_user: args.assemble_user.filter(|u| !u.is_empty()),
         allowed_uids,
         application_name: args.application_name.filter(|n| !n.is_empty()),
         description: args.description.filter(|d| !d.is_empty()),
-        exclude,
-        keep_symlinks: args.keep_symlinks,
         save_temp_dir: args.common.save_temp_dir,
-        volumes: args.volume,
-        cap_drop: args.cap_drop.into_iter().filter(|c| !c.is_empty()).collect(),
-        network: args.network.filter(|n| !n.is_empty()),
-        add_hosts: args.add_host,
-        injections: args.inject,
-        runtime_image: args.runtime_image.filter(|r| !r.is_empty()),
-        runtime_pull_policy: PullPolicy::parse(&args.common.runtime_pull_policy)?,
-        runtime_artifacts: args.runtime_artifact,
-        assemble_runtime_user: args.assemble_runtime_user.filter(|u| !u.is_empty()),
+        container: ContainerSettings {
+            volumes: args.volume,
+            cap_drop: args.cap_drop.into_iter().filter(|c| !c.is_empty()).collect(),
+            network: args.network.filter(|n| !n.is_empty()),
+            add_hosts: args.add_host,
+        },
+        injections,
+        runtime,
         labels: parse_labels(&args.labels)?,
         as_dockerfile: args.as_dockerfile.filter(|p| !p.as_os_str().is_empty()),
         image_scripts_url: Some(args.image_scripts_url).filter(|u| !u.is_empty()),
-        build_method: BuildMethod::parse(&args.build_method)?,
+        build_method: args.build_method,
+        limits: Limits::from_env()?,
     })
 }
 
@@ -280,38 +257,25 @@ fn parse_labels(values: &[String]) -> Result<Vec<(String, String)>, BuildError> 
 /// Flags that cannot go together, refused before any work (the reference prints an error and exits 0).
 fn refuse_conflicts(args: &BuildArgs) -> Result<(), BuildError> {
     let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+    let dockerfile_method = args.build_method == s2i_core::BuildMethod::Dockerfile;
     if args.as_dockerfile.is_some() {
         if args.run {
-            return Err(BuildError::Conflict("--run cannot be used with --as-dockerfile".into()));
+            return Err(BuildError::conflict("--run", "--as-dockerfile"));
         }
         if set(&args.runtime_image) {
-            return Err(BuildError::Conflict("--runtime-image cannot be used with --as-dockerfile".into()));
+            return Err(BuildError::conflict("--runtime-image", "--as-dockerfile"));
         }
-        if args.build_method == BuildMethod::Dockerfile.as_str() {
-            return Err(BuildError::Conflict("--as-dockerfile writes the Dockerfile that --build-method=dockerfile builds: use one of them".into()));
+        if dockerfile_method {
+            return Err(BuildError::DockerfileTwice);
         }
     }
-    if args.build_method == BuildMethod::Dockerfile.as_str() && set(&args.runtime_image) {
-        return Err(BuildError::Conflict("--runtime-image cannot be used with --build-method=dockerfile".into()));
+    if dockerfile_method && set(&args.runtime_image) {
+        return Err(BuildError::conflict("--runtime-image", "--build-method=dockerfile"));
+    }
+    if args.common.dockercfg_path.is_some() {
+        return Err(BuildError::NotBuiltYet { flag: "--dockercfg-path" });
     }
     Ok(())
-}
-
-fn refuse_unsupported(args: &BuildArgs) -> Result<(), BuildError> {
-    let mut used: Vec<&str> = Vec::new();
-    let c = &args.common;
-    let checks: [(&str, bool); 1] = [
-        ("--dockercfg-path", c.dockercfg_path.is_some()),
-    ];
-    for (flag, set) in checks {
-        if set {
-            used.push(flag);
-        }
-    }
-    match used.as_slice() {
-        [] => Ok(()),
-        flags => Err(BuildError::NotSupported(flags.join(", "))),
-    }
 }
 
 #[cfg(test)]
@@ -338,12 +302,12 @@ mod tests {
             "-u", "1001", "--exclude", "",
         ]))
         .unwrap();
-        assert_eq!(cfg.source, SourceSpec::Local(PathBuf::from("./app")));
-        assert_eq!(cfg.tag.as_deref(), Some("out:v1"));
+        assert_eq!(cfg.source.spec, SourceSpec::Local(PathBuf::from("./app")));
+        assert_eq!(cfg.tag_name().as_deref(), Some("out:v1"));
         assert_eq!(cfg.scripts_url.as_deref(), Some("image:///s"));
         assert_eq!(cfg.destination.as_deref(), Some("/opt"));
         assert_eq!(cfg.allowed_uids.len(), 1);
-        assert!(cfg.exclude.is_none());
+        assert!(cfg.source.exclude.is_none());
     }
 
     #[test]
@@ -353,18 +317,25 @@ mod tests {
     }
 
     #[test]
+    fn credentials_in_a_source_url_never_reach_the_config() {
+        let cfg = config_from_args(args(&["https://user:t0ken@example.com/x.git?access_token=abc#dev", "b"])).unwrap();
+        assert_eq!(cfg.source.location, "https://example.com/x.git?access_token=redacted#dev");
+        assert_eq!(cfg.source.spec, SourceSpec::GitRemote("https://user:t0ken@example.com/x.git?access_token=abc".into()), "git still gets them");
+    }
+
+    #[test]
     fn git_sources_and_refs() {
         let cfg = config_from_args(args(&["https://example.com/x.git#dev", "b"])).unwrap();
-        assert_eq!(cfg.source, SourceSpec::GitRemote("https://example.com/x.git".into()));
-        assert_eq!(cfg.source_location, "https://example.com/x.git#dev");
-        assert_eq!(cfg.git_ref.as_deref(), Some("dev"));
+        assert_eq!(cfg.source.spec, SourceSpec::GitRemote("https://example.com/x.git".into()));
+        assert_eq!(cfg.source.location, "https://example.com/x.git#dev");
+        assert_eq!(cfg.source.git_ref.as_deref(), Some("dev"));
         let cfg = config_from_args(args(&["git@github.com:org/repo.git#dev", "b", "-r", "v1", "--ignore-submodules"])).unwrap();
-        assert_eq!(cfg.source, SourceSpec::GitRemote("git@github.com:org/repo.git".into()));
-        assert_eq!(cfg.git_ref.as_deref(), Some("v1"));
-        assert!(cfg.ignore_submodules);
+        assert_eq!(cfg.source.spec, SourceSpec::GitRemote("git@github.com:org/repo.git".into()));
+        assert_eq!(cfg.source.git_ref.as_deref(), Some("v1"));
+        assert!(cfg.source.ignore_submodules);
         let cfg = config_from_args(args(&["./app", "b", "--ref", "", "-c"])).unwrap();
-        assert_eq!(cfg.git_ref, None);
-        assert!(cfg.copy);
+        assert_eq!(cfg.source.git_ref, None);
+        assert!(cfg.source.copy);
         let err = config_from_args(args(&["file://host/x", "b"])).unwrap_err().to_string();
         assert!(err.contains(r#"has non-empty host "host""#), "{err}");
     }

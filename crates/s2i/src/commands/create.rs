@@ -13,11 +13,11 @@ pub fn run(args: CreateArgs) -> Result<(), BuildError> {
         });
     };
     let done = s2i_core::create::create(&name, &dest)?;
-    eprintln!(
+    crate::ui::ui().line(&format!(
         "Created the skeleton of builder image {name} in {} ({} files written{})",
         dest.display(),
         done.written.len(),
         if done.skipped.is_empty() { String::new() } else { format!(", {} existing files kept", done.skipped.len()) }
-    );
+    ));
     Ok(())
 }

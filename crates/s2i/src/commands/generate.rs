@@ -19,11 +19,12 @@ pub async fn run(global: &GlobalArgs, args: GenerateArgs) -> Result<(), BuildErr
         as_dockerfile: Some(output),
         env,
         assemble_user: args.assemble_user.filter(|u| !u.is_empty()),
+        limits: s2i_core::limits::Limits::from_env()?,
         ..Default::default()
     };
     // The builder's scripts label, when the local engine has the image, says where its scripts are.
     let info = super::inspect_if_reachable(global, &cfg.builder_image).await;
-    let path = s2i_core::write_dockerfile(&cfg, info.as_ref(), false).await?;
-    eprintln!("Application dockerfile generated in {}", path.display());
+    let path = super::interruptible(None, &cfg.limits, s2i_core::write_dockerfile(&cfg, info.as_ref(), false)).await?;
+    crate::ui::ui().line(&format!("Application dockerfile generated in {}", path.display()));
     Ok(())
 }

@@ -18,15 +18,17 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 
 use crate::cli::{Cli, Command, GlobalArgs};
+use crate::s2ifile::Pending;
+use s2i_core::limits::Limits;
 
-pub async fn run(cli: Cli) -> Result<(), BuildError> {
+pub async fn run(cli: Cli, pending: Option<Pending>) -> Result<(), BuildError> {
     match cli.command {
         None => {
             use clap::CommandFactory;
             let _ = Cli::command().print_help();
             Ok(())
         }
-        Some(Command::Build(args)) => build::run(&cli.global, *args).await,
+        Some(Command::Build(args)) => build::run(&cli.global, *args, pending).await,
         Some(Command::Version) => {
             println!("s2i v{} (commit {})", crate::VERSION, crate::GIT_COMMIT);
             Ok(())
@@ -90,33 +92,53 @@ pub async fn inspect_if_reachable(global: &GlobalArgs, image: &str) -> Option<Im
     }
 }
 
-/// Run `work`; on a terminating signal drop it, remove every container the engine created, and
-/// fail with [`BuildError::Interrupted`].
+/// Run `work`; on a terminating signal drop it (what it fetched, temp dirs included, goes with
+/// it), remove every container the engine created, and fail with [`BuildError::Interrupted`].
+/// The clean-up is bounded by the clean-up time limit, and a second signal ends the process at once.
 pub async fn interruptible<T>(
-    engine: &dyn Engine,
+    engine: Option<&dyn Engine>,
+    limits: &Limits,
     work: impl Future<Output = Result<T, BuildError>>,
 ) -> Result<T, BuildError> {
-    let mut signals = Vec::new();
-    for kind in [SignalKind::interrupt(), SignalKind::terminate(), SignalKind::hangup(), SignalKind::quit()] {
-        signals.push(signal(kind).map_err(|e| BuildError::io("installing signal handlers", e))?);
-    }
-    let any_signal = async {
-        let waits = signals.iter_mut().map(|s| Box::pin(s.recv()));
-        futures_select_all(waits).await;
-    };
+    let mut signals = Signals::install()?;
     let outcome = tokio::select! {
         r = work => r,
-        _ = any_signal => {
-            warn!("Interrupted: removing the build's containers");
+        _ = signals.next() => {
+            warn!("Interrupted: removing what the build made (interrupt again to quit at once)");
             Err(BuildError::Interrupted)
         }
     };
     // On every path: nothing this run created may outlive it.
-    engine.remove_leftovers().await;
+    if let Some(engine) = engine {
+        tokio::select! {
+            cleaned = tokio::time::timeout(limits.cleanup_time, engine.remove_leftovers()) => {
+                if cleaned.is_err() {
+                    warn!("The engine did not finish removing the build's containers within {} s (S2I_LIMIT_CLEANUP_TIME); some may be left", limits.cleanup_time.as_secs());
+                }
+            }
+            _ = signals.next() => {
+                warn!("Interrupted again: quitting without waiting for the clean-up");
+                std::process::exit(130);
+            }
+        }
+    }
     outcome
 }
 
-async fn futures_select_all<F: Future + Unpin>(futs: impl Iterator<Item = F>) {
-    let all: Vec<F> = futs.collect();
-    let _ = futures_util::future::select_all(all).await;
+/// SIGINT, SIGTERM, SIGHUP and SIGQUIT, received as one stream.
+struct Signals(Vec<tokio::signal::unix::Signal>);
+
+impl Signals {
+    fn install() -> Result<Signals, BuildError> {
+        let mut all = Vec::new();
+        for kind in [SignalKind::interrupt(), SignalKind::terminate(), SignalKind::hangup(), SignalKind::quit()] {
+            all.push(signal(kind).map_err(|e| BuildError::io("installing signal handlers", e))?);
+        }
+        Ok(Signals(all))
+    }
+
+    async fn next(&mut self) {
+        let waits: Vec<_> = self.0.iter_mut().map(|s| Box::pin(s.recv())).collect();
+        let _ = futures_util::future::select_all(waits).await;
+    }
 }

@@ -1,12 +1,14 @@
 //! `s2i rebuild IMAGE [NEW_TAG]`: build again from the builder and source recorded in the labels of
 //! an image s2i made; the result replaces IMAGE's tag unless NEW_TAG is given.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use s2i_core::{BuildError, PullPolicy};
+use s2i_core::{BuildError, OutputFormat};
 
 use super::build::{execute, After};
 use crate::cli::{GlobalArgs, RebuildArgs};
+use crate::ui::{ui, UiReporter};
 
 pub async fn run(global: &GlobalArgs, args: RebuildArgs) -> Result<(), BuildError> {
     let started = Instant::now();
@@ -18,19 +20,32 @@ pub async fn run(global: &GlobalArgs, args: RebuildArgs) -> Result<(), BuildErro
         });
     };
     let c = &args.common;
-    if c.incremental || c.remove_previous {
-        return Err(BuildError::NotSupported(if c.incremental { "--incremental" } else { "--rm" }.into()));
+    if c.incremental {
+        return Err(BuildError::RebuildFlag { flag: "--incremental" });
     }
+    if c.remove_previous {
+        return Err(BuildError::RebuildFlag { flag: "--rm" });
+    }
+    ui().set_quiet(c.quiet);
+    let tag = s2i_core::config::parse_tag(&args.new_tag.clone().filter(|t| !t.is_empty()).unwrap_or_else(|| image.clone()))?;
     let engine = super::connect(global).await?;
-    let mut cfg = s2i_core::rebuild::config_for(&engine, &image, PullPolicy::parse(&c.pull_policy)?).await?;
-    let tag = args.new_tag.filter(|t| !t.is_empty()).unwrap_or(image);
-    s2i_core::image_ref::parse_output_tag(&tag)
-        .map_err(|reason| BuildError::InvalidValue { what: "tag", value: tag.clone(), reason })?;
+    let reporter: Arc<dyn s2i_core::Reporter> = Arc::new(UiReporter(ui().clone()));
+    let source = args.source.as_deref().filter(|s| !s.is_empty());
+    let mut cfg = s2i_core::rebuild::config_for(&engine, &image, c.pull_policy, source, &reporter).await?;
+    // The labels of an image are not the user's word: say what will be read and run before it is.
+    let at = cfg.source.git_ref.as_deref().map(|r| format!(" at {r}")).unwrap_or_default();
+    ui().line(&format!("Rebuilding {image} from {}{at} with the builder {}", cfg.source.location, cfg.builder_image));
     cfg.tag = Some(tag);
-    cfg.pull_policy = PullPolicy::parse(&c.pull_policy)?;
+    cfg.pull_policy = c.pull_policy;
     cfg.quiet = c.quiet;
     cfg.save_temp_dir = c.save_temp_dir;
     cfg.destination = c.destination.clone().filter(|d| !d.is_empty());
-    let after = After { json: args.output == "json", run_after: false, callback: c.callback_url.clone().filter(|u| !u.is_empty()), started };
+    cfg.limits = s2i_core::limits::Limits::from_env()?;
+    let after = After {
+        json: args.output == OutputFormat::Json,
+        run_after: false,
+        callback: c.callback_url.clone().filter(|u| !u.is_empty()),
+        started,
+    };
     execute(global, &cfg, after).await
 }

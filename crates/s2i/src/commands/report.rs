@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 pub fn success(cfg: &BuildConfig, result: &BuildResult, took: Duration) -> Value {
     let phases: Vec<Value> =
-        result.timings.phases.iter().map(|(name, d)| json!({ "name": name, "seconds": round(*d) })).collect();
+        result.timings.phases.iter().map(|(phase, d)| json!({ "name": phase.as_str(), "seconds": round(*d) })).collect();
     json!({
         "success": true,
         "image_id": result.image_id,
@@ -32,7 +32,7 @@ pub fn dockerfile(cfg: &BuildConfig, path: &Path, took: Duration) -> Value {
     json!({
         "success": true,
         "dockerfile": path.display().to_string(),
-        "tag": cfg.tag,
+        "tag": cfg.tag_name(),
         "builder_image": cfg.builder_image,
         "strategy": "as-dockerfile",
         "seconds": round(took),
@@ -44,7 +44,11 @@ pub fn failure(builder: &str, tag: Option<&str>, e: &BuildError, took: Duration)
         "success": false,
         "builder_image": builder,
         "tag": tag,
-        "error": { "message": e.to_string(), "hint": e.hint(), "exit_code": e.exit_code().clamp(1, 255) },
+        "error": {
+            "message": s2i_core::redact::text(&s2i_engine::error_chain(e)),
+            "hint": e.hint(),
+            "exit_code": e.exit_code().clamp(1, 255),
+        },
         "seconds": round(took),
     })
 }

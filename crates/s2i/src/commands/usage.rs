@@ -1,12 +1,12 @@
 //! `s2i usage IMAGE`: run the builder's usage script. What it prints on stdout is the command's
 //! output (our stdout); its stderr goes to stderr.
 
-use std::io::Write;
+use std::sync::Arc;
 
-use s2i_core::{BuildConfig, BuildError, PullPolicy};
-use s2i_engine::OutputStream;
+use s2i_core::{BuildConfig, BuildError};
 
 use crate::cli::{GlobalArgs, UsageArgs};
+use crate::ui::{ui, UiReporter};
 
 pub async fn run(global: &GlobalArgs, args: UsageArgs) -> Result<(), BuildError> {
     let Some(image) = args.image.filter(|i| !i.trim().is_empty()) else {
@@ -18,21 +18,13 @@ pub async fn run(global: &GlobalArgs, args: UsageArgs) -> Result<(), BuildError>
     };
     let cfg = BuildConfig {
         builder_image: image,
-        pull_policy: PullPolicy::parse(&args.common.pull_policy)?,
+        pull_policy: args.common.pull_policy,
         destination: args.common.destination.filter(|d| !d.is_empty()),
+        limits: s2i_core::limits::Limits::from_env()?,
         ..Default::default()
     };
     let engine = super::connect(global).await?;
-    let relay: s2i_core::OutputFn = std::sync::Arc::new(|stream: OutputStream, line: &[u8]| {
-        let _ = match stream {
-            OutputStream::Stdout => writeln_bytes(&mut std::io::stdout().lock(), line),
-            OutputStream::Stderr => writeln_bytes(&mut std::io::stderr().lock(), line),
-        };
-    });
-    super::interruptible(&engine, s2i_core::usage::usage(&cfg, &engine, relay)).await
-}
-
-fn writeln_bytes(w: &mut impl Write, line: &[u8]) -> std::io::Result<()> {
-    w.write_all(line)?;
-    w.write_all(b"\n")
+    ui().set_container_stdout_to_stdout(true);
+    let reporter: Arc<dyn s2i_core::Reporter> = Arc::new(UiReporter(ui().clone()));
+    super::interruptible(Some(&engine), &cfg.limits, s2i_core::usage::usage(&cfg, &engine, reporter)).await
 }

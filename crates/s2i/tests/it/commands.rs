@@ -392,8 +392,14 @@ fn rebuild_builds_again_from_the_labels() {
     write_file(&env.work().join("app/added.txt"), "new\n", 0o644);
 
     let rebuilt = env.tag("rebuilt");
-    let (code, stdout, stderr) = env.run(&["rebuild", &out, &rebuilt, "--pull-policy=never", "--output=json"]);
+    // The labels name a plain directory: the user must name it before s2i reads it.
+    let (code, _, stderr) = env.run(&["rebuild", &out, &rebuilt, "--pull-policy=never"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("which is not a git repository") && stderr.contains("--source app"), "{stderr}");
+    assert!(!image_exists(&rebuilt));
+    let (code, stdout, stderr) = env.run(&["rebuild", &out, &rebuilt, "--pull-policy=never", "--output=json", "--source", &src]);
     assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("Rebuilding") && stderr.contains("with the builder"), "rebuild says what it will use: {stderr}");
     assert!(stderr.contains("Running custom assemble"), "{stderr}");
     let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(doc["tag"], rebuilt.as_str());
@@ -403,7 +409,7 @@ fn rebuild_builds_again_from_the_labels() {
 
     // Without NEW_TAG the image's own tag moves to the new build.
     let before = image_inspect(&out)["Id"].clone();
-    let (code, _, stderr) = env.run(&["rebuild", &out]);
+    let (code, _, stderr) = env.run(&["rebuild", &out, "--source", &src]);
     assert_eq!(code, 0, "{stderr}");
     assert_ne!(image_inspect(&out)["Id"], before);
 
@@ -437,6 +443,30 @@ fn rebuild_of_a_git_source_builds_the_recorded_commit_not_the_branch_tip() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(docker_run(&rebuilt, &["cat", "version.txt"]).1, "one\n");
     assert_eq!(image_label(&rebuilt, "io.openshift.s2i.build.commit.id").as_deref(), Some(first.as_str()));
+    let original_ref = image_label(&out, "io.openshift.s2i.build.commit.ref");
+    assert_eq!(original_ref.as_deref(), Some("main"));
+    assert_eq!(image_label(&rebuilt, "io.openshift.s2i.build.commit.ref"), original_ref, "the rebuild keeps the original ref, not HEAD");
+    env.assert_clean();
+}
+
+#[test]
+fn rebuild_refuses_host_paths_that_an_image_names() {
+    let env = TestEnv::new("rebuildhostile");
+    let builder = env.alias(&sti_fake());
+    let hostile = env.tag("hostile");
+    let dir = env.work().join("hostile");
+    let dockerfile = format!(
+        "FROM {builder}\nLABEL io.openshift.s2i.build.image={builder} io.openshift.s2i.build.source-location=/etc\n"
+    );
+    write_file(&dir.join("Dockerfile"), &dockerfile, 0o644);
+    let (built, out) = docker_build(&dir, "Dockerfile", &hostile);
+    assert!(built, "{out}");
+    let (code, _, stderr) = env.run(&["rebuild", &hostile, &env.tag("stolen")]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("built from /etc, which is not a git repository"), "{stderr}");
+    assert!(stderr.contains("hint:") && stderr.contains("--source /etc"), "{stderr}");
+    assert!(!stderr.contains("Running custom assemble") && !stderr.contains("sti-fake assemble"), "nothing ran: {stderr}");
+    assert!(!image_exists(&env.tag("stolen")));
     env.assert_clean();
 }
 

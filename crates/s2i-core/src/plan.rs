@@ -1,0 +1,210 @@
+//! The preparation every strategy shares: get the builder image, check its users, fetch the
+//! source, find the scripts, read the ignore rules and the environment, resolve injections. What
+//! comes out, a [`Plan`], holds everything decided before the first build container starts.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use s2i_engine::{Engine, ImageInfo};
+use tracing::{info, warn};
+
+use crate::config::BuildConfig;
+use crate::env::{self, EnvVar};
+use crate::error::{BuildError, Result};
+use crate::ignore::IgnoreRules;
+use crate::inject::Injection;
+use crate::labels::{self, BuildFacts};
+use crate::report::{Phase, Reporter};
+use crate::result::Phases;
+use crate::scripts::{self, Resolver, Scripts};
+use crate::source::{self, PreparedSource};
+use crate::tar_stream::{Owner, TarPart};
+use crate::users;
+
+/// Everything decided before the first container starts.
+pub struct Plan<'a> {
+    pub cfg: &'a BuildConfig,
+    pub reporter: Arc<dyn Reporter>,
+    pub builder: ImageInfo,
+    pub scripts: Scripts,
+    /// Where scripts, source and artifacts go in the container (`/tmp` by default).
+    pub destination: String,
+    pub assemble_user: Option<String>,
+    /// The builder's /etc/passwd, when a user had to be judged by name.
+    pub passwd: Option<String>,
+    pub env: Vec<EnvVar>,
+    /// The fetched source (a directory, clone or archive) and how to walk it.
+    pub source: PreparedSource,
+    pub ignore: IgnoreRules,
+    /// Paths left out of `src/` (scripts moved to `scripts/`).
+    pub skip: HashSet<PathBuf>,
+    /// `--save-temp-dir`: a kept directory that gets a copy of what assemble was fed.
+    pub kept_dir: Option<PathBuf>,
+    pub injections: Vec<Injection>,
+}
+
+/// Which scripts a strategy needs of the builder.
+#[derive(Debug, Clone, Copy)]
+pub enum ScriptNeeds {
+    /// assemble and run must be found; save-artifacts is looked for too.
+    Build,
+    /// Nothing is required (a Dockerfile build falls back to the image's scripts directory).
+    Lenient,
+}
+
+impl<'a> Plan<'a> {
+    /// Check the request, get the builder image, resolve scripts, environment and the source tree.
+    pub async fn prepare(cfg: &'a BuildConfig, engine: &dyn Engine, reporter: Arc<dyn Reporter>, phases: &mut Phases, needs: ScriptNeeds) -> Result<Plan<'a>> {
+        let running = phases.start(Phase::BuilderImage);
+        let builder = crate::images::obtain(engine, &cfg.builder_image, cfg.pull_policy, &reporter).await?;
+        phases.end(running);
+        let named = users::needs_passwd(&cfg.allowed_uids, &builder, cfg.assemble_user.as_deref(), labels::ASSEMBLE_USER);
+        let passwd = match named {
+            true => crate::images::passwd(engine, &cfg.builder_image, cfg.limits.file_size).await?,
+            false => None,
+        };
+        users::check_builder(&cfg.allowed_uids, &builder, &cfg.builder_image, cfg.assemble_user.as_deref(), passwd.as_deref())?;
+        // An ONBUILD builder does its own work: no script is required of it.
+        let onbuild = !builder.on_build.is_empty();
+        let (required, optional): (&[&str], &[&str]) = match needs {
+            ScriptNeeds::Build if !onbuild => (&[scripts::ASSEMBLE, scripts::RUN], &[scripts::SAVE_ARTIFACTS]),
+            ScriptNeeds::Build => (&[], &[scripts::ASSEMBLE, scripts::RUN]),
+            ScriptNeeds::Lenient => (&[], &[scripts::ASSEMBLE, scripts::RUN, scripts::SAVE_ARTIFACTS]),
+        };
+        // After the cheap builder checks: a clone or a download can take a while.
+        let running = phases.start(Phase::Source);
+        let source = source::prepare(&cfg.source, &cfg.limits).await?;
+        phases.end(running);
+
+        let running = phases.start(Phase::Scripts);
+        let scripts = Resolver {
+            scripts_url: cfg.scripts_url.as_deref(),
+            source_root: Some(&source.root),
+            image_url: scripts::image_scripts_url(&builder, &cfg.builder_image),
+            image_name: &cfg.builder_image,
+            limits: &cfg.limits,
+        }
+        .resolve(required, optional)
+        .await?;
+        phases.end(running);
+
+        let ignore = IgnoreRules::load(&source.root, &cfg.limits)?;
+        let env = build_environment(cfg, Some(&source.root), &ignore)?;
+        let skip = scripts.moved_from_source.iter().cloned().collect::<HashSet<PathBuf>>();
+        let injections = crate::inject::resolve(&cfg.injections, &builder.working_dir)?;
+        Ok(Plan {
+            cfg,
+            reporter,
+            destination: destination(cfg, &builder),
+            assemble_user: assemble_user(cfg, &builder, &builder.user),
+            passwd,
+            builder,
+            scripts,
+            env,
+            source,
+            ignore,
+            skip,
+            kept_dir: kept_dir(cfg)?,
+            injections,
+        })
+    }
+
+    /// The part that streams the application under `prefix/`, minus what `extra_skip` names.
+    pub fn source_part(&self, prefix: &str, extra_skip: &[PathBuf]) -> Box<dyn TarPart> {
+        let mut skip = self.skip.clone();
+        skip.extend(extra_skip.iter().cloned());
+        let src = &self.cfg.source;
+        self.source.part(prefix, self.ignore.clone(), src.exclude.clone(), src.keep_symlinks, skip)
+    }
+
+    /// Who owns what is streamed into the build: the assemble user (by number), group 0.
+    /// `None` when the user is a name that the builder's /etc/passwd, if read, does not know.
+    pub fn owner(&self) -> Option<Owner> {
+        users::numeric_owner(self.assemble_user.as_deref(), self.passwd.as_deref()).map(|(uid, gid)| Owner { uid, gid })
+    }
+
+    /// The labels of the output image: `base`'s, the generated ones, `--label`, then what assemble
+    /// wrote to image_metadata.json (provenance labels excepted).
+    pub fn labels(&self, base: &ImageInfo, metadata: Vec<(String, String)>) -> Result<HashMap<String, String>> {
+        let cfg = self.cfg;
+        let tag = cfg.tag_name();
+        let mut labels: HashMap<String, String> = base.labels.clone();
+        labels.extend(labels::generated(&BuildFacts {
+            builder_image: &cfg.builder_image,
+            tag: tag.as_deref(),
+            application_name: cfg.application_name.as_deref(),
+            description: cfg.description.as_deref(),
+            source_location: Some(&self.source.location),
+            context_dir: cfg.source.context_dir.as_deref(),
+            commit: self.source.commit.as_ref(),
+        }));
+        labels.extend(cfg.labels.iter().cloned());
+        labels::add_metadata(&mut labels, metadata);
+        labels::check_size(&labels, tag.as_deref().unwrap_or(&cfg.builder_image))?;
+        Ok(labels)
+    }
+}
+
+/// dest = `--destination` ‖ the builder's destination label (or its deprecated forms) ‖ `/tmp`.
+pub fn destination(cfg: &BuildConfig, builder: &ImageInfo) -> String {
+    if let Some(d) = cfg.destination.as_deref().filter(|d| !d.is_empty()) {
+        return d.to_string();
+    }
+    if let Some(d) = builder.label(labels::DESTINATION) {
+        return d.to_string();
+    }
+    if let Some(d) = builder.label(labels::DESTINATION_DEPRECATED) {
+        warn!("Image {} uses deprecated label '{}', please migrate it to {} instead!", cfg.builder_image, labels::DESTINATION_DEPRECATED, labels::DESTINATION);
+        return d.to_string();
+    }
+    if let Some(d) = builder.env_var(labels::ENV_LOCATION).filter(|d| !d.is_empty()) {
+        warn!("Image {} uses deprecated environment variable {}, please migrate it to the {} label instead!", cfg.builder_image, labels::ENV_LOCATION, labels::DESTINATION);
+        return d.to_string();
+    }
+    "/tmp".to_string()
+}
+
+/// Who runs the build's scripts: `--assemble-user` ‖ the builder's assemble-user label ‖
+/// `image_user` (the USER of the image the container runs); `None` means the image's default.
+pub fn assemble_user(cfg: &BuildConfig, builder: &ImageInfo, image_user: &str) -> Option<String> {
+    cfg.assemble_user
+        .clone()
+        .or_else(|| builder.label(labels::ASSEMBLE_USER).map(str::to_string))
+        .or_else(|| Some(image_user.to_string()))
+        .filter(|u| !u.is_empty())
+}
+
+/// `.s2i/environment` of `app_root` (unless `.s2iignore` removes it), then `-e`, then `-E`; last wins.
+pub fn build_environment(cfg: &BuildConfig, app_root: Option<&Path>, ignore: &IgnoreRules) -> Result<Vec<EnvVar>> {
+    let from_source = match app_root {
+        Some(root) if !(ignore.is_ignored(".s2i") || ignore.is_ignored(".s2i/environment")) => {
+            let env_file = root.join(".s2i/environment");
+            match crate::fsutil::read_text(&env_file, &cfg.limits)? {
+                Some(text) => {
+                    let vars = env::parse_s2i_environment(&text, &env_file);
+                    info!("Setting {} environment variables from .s2i/environment", vars.len());
+                    vars
+                }
+                None => Vec::new(),
+            }
+        }
+        _ => Vec::new(),
+    };
+    let from_file = cfg.environment_file.as_deref().map(|p| env::read_environment_file(p, &cfg.limits)).unwrap_or_default();
+    Ok(env::merge(&[&from_source, &cfg.env, &from_file]))
+}
+
+/// `--save-temp-dir`: the kept directory (the only host directory a plain build makes).
+fn kept_dir(cfg: &BuildConfig) -> Result<Option<PathBuf>> {
+    if !cfg.save_temp_dir {
+        return Ok(None);
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("s2i")
+        .tempdir()
+        .map_err(|e| BuildError::io("creating the temporary directory", e))?
+        .keep();
+    warn!("Temporary directory {} is kept (--save-temp-dir); upload.tar holds what assemble was fed", dir.display());
+    Ok(Some(dir))
+}

@@ -1,0 +1,64 @@
+//! What a finished build produced, and how long each phase took.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::report::{Phase, Reporter};
+use crate::tar_stream::WalkStats;
+
+/// What a finished build produced.
+#[derive(Debug, Clone)]
+pub struct BuildResult {
+    pub image_id: String,
+    /// The output tag as given, if any.
+    pub tag: Option<String>,
+    pub builder_image: String,
+    pub labels: BTreeMap<String, String>,
+    pub timings: Timings,
+    /// What went into `src/` (and `artifacts/`).
+    pub source_stats: WalkStats,
+    /// The image's size in bytes, when the engine says.
+    pub size: Option<u64>,
+}
+
+/// Wall time per phase, in the order the phases ran.
+#[derive(Debug, Clone, Default)]
+pub struct Timings {
+    pub phases: Vec<(Phase, Duration)>,
+}
+
+/// Times phases and tells the reporter when each starts and ends.
+pub struct Phases {
+    reporter: Arc<dyn Reporter>,
+    timings: Timings,
+}
+
+/// A phase under way; hand it back to [`Phases::end`].
+#[must_use]
+pub struct Running {
+    phase: Phase,
+    since: Instant,
+}
+
+impl Phases {
+    pub fn new(reporter: Arc<dyn Reporter>) -> Phases {
+        Phases { reporter, timings: Timings::default() }
+    }
+
+    pub fn start(&self, phase: Phase) -> Running {
+        self.reporter.phase_started(phase);
+        Running { phase, since: Instant::now() }
+    }
+
+    pub fn end(&mut self, running: Running) {
+        let took = running.since.elapsed();
+        tracing::debug!("phase {} took {:.3}s", running.phase.as_str(), took.as_secs_f64());
+        self.reporter.phase_finished(running.phase, took);
+        self.timings.phases.push((running.phase, took));
+    }
+
+    pub fn into_timings(self) -> Timings {
+        self.timings
+    }
+}

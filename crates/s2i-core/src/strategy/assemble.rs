@@ -1,0 +1,329 @@
+//! The step the standard and runtime flows share: run assemble in a container of the builder, fed
+//! the scripts, the previous image's artifacts and the source as one stream, and commit a stopped
+//! container with the build's labels.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use s2i_engine::{CommitSpec, ContainerSpec, Engine, EngineError, ImageInfo};
+use tracing::{debug, info, warn};
+
+use crate::artifacts::{self, ArtifactsPart};
+use crate::container;
+use crate::env::EnvVar;
+use crate::error::{BuildError, Result};
+use crate::image_ref::ImageRef;
+use crate::labels;
+use crate::plan::{self, Plan};
+use crate::report::{ContainerLog, Phase};
+use crate::result::Phases;
+use crate::scripts;
+use crate::tar_stream::{self, Owner, StreamOptions, TarPart, WalkStats};
+
+/// The previous image of an incremental build, and how to run its save-artifacts.
+pub struct Previous {
+    pub image: ImageInfo,
+    command: String,
+    user: Option<String>,
+}
+
+/// The previous image of an incremental build of `tag`, when there is one with a save-artifacts
+/// script; otherwise one line says why the build is clean.
+pub async fn find_previous(plan: &Plan<'_>, engine: &dyn Engine, tag: Option<&ImageRef>) -> Result<Option<Previous>> {
+    let cfg = plan.cfg;
+    let Some(tag) = tag else {
+        info!("Clean build will be performed: an incremental build needs a tag to find the previous image");
+        return Ok(None);
+    };
+    let Some(command) = plan.scripts.command_path(scripts::SAVE_ARTIFACTS, &plan.destination) else {
+        info!("Clean build will be performed: there is no save-artifacts script");
+        return Ok(None);
+    };
+    let name = tag.to_string();
+    let image = match crate::images::obtain(engine, &name, cfg.incremental_pull_policy, &plan.reporter).await {
+        Ok(image) => image,
+        Err(e) => {
+            info!("Clean build will be performed: no previous image {name} ({e})");
+            return Ok(None);
+        }
+    };
+    info!("Existing image for tag {name} detected for incremental build");
+    // save-artifacts runs as the assemble user, else the previous image's own USER: it is held to
+    // --allowed-uids like any other user of the build.
+    let user = plan::assemble_user(cfg, &plan.builder, &image.user);
+    let passwd = match (&user, cfg.allowed_uids.is_empty()) {
+        (Some(u), false) if u.split(':').next().is_some_and(|n| n.parse::<u32>().is_err()) => {
+            crate::images::passwd(engine, &image.id, cfg.limits.file_size).await?
+        }
+        _ => None,
+    };
+    crate::users::check_user(&cfg.allowed_uids, format!("the save-artifacts user of {name}"), user.as_deref().unwrap_or(""), passwd.as_deref())?;
+    Ok(Some(Previous { image, command, user }))
+}
+
+/// A finished assemble: its stopped container (the caller commits and removes it).
+pub struct Assembled {
+    pub container: String,
+    pub stats: WalkStats,
+}
+
+/// Assemble with the previous image's artifacts; when they cannot be used, assemble again clean.
+pub async fn assemble_with_fallback(plan: &Plan<'_>, engine: &dyn Engine, previous: Option<&Previous>, phases: &mut Phases) -> Result<Assembled> {
+    let running = phases.start(Phase::Assemble);
+    let outcome = match assemble(plan, engine, previous).await {
+        Err(BuildError::ArtifactsUnusable { reason, .. }) if previous.is_some() => {
+            warn!("Clean build will be performed because of error saving previous build artifacts: {reason}");
+            assemble(plan, engine, None).await
+        }
+        other => other,
+    };
+    phases.end(running);
+    outcome
+}
+
+/// How the input reaches the assemble container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Feed {
+    /// Streamed on stdin to `tar -xf -` in the container, as the reference does.
+    Stdin,
+    /// Unpacked by the engine into the created container (builders without tar).
+    Upload,
+}
+
+/// Run assemble in a new container fed scripts, artifacts of `previous` and the source.
+async fn assemble(plan: &Plan<'_>, engine: &dyn Engine, previous: Option<&Previous>) -> Result<Assembled> {
+    let id = create_assemble_container(plan, engine, Feed::Stdin).await?;
+    // The builder's files decide whether its tar unpacks the input, never what a script prints.
+    let feed = match container::has_tar(engine, &id).await {
+        Ok(true) => Feed::Stdin,
+        Ok(false) => Feed::Upload,
+        Err(e) => {
+            container::remove(engine, &id).await;
+            return Err(e);
+        }
+    };
+    let id = match feed {
+        Feed::Stdin => id,
+        Feed::Upload => {
+            container::remove(engine, &id).await;
+            info!("Image {} has no tar: the engine will copy the input into the container instead", plan.cfg.builder_image);
+            create_assemble_container(plan, engine, Feed::Upload).await?
+        }
+    };
+    match run_assemble(plan, engine, &id, feed, previous).await {
+        Ok(stats) => Ok(Assembled { container: id, stats }),
+        Err(e) => {
+            container::remove(engine, &id).await;
+            Err(e)
+        }
+    }
+}
+
+async fn create_assemble_container(plan: &Plan<'_>, engine: &dyn Engine, feed: Feed) -> Result<String> {
+    let cfg = plan.cfg;
+    let spec = ContainerSpec {
+        cmd: assemble_command(plan, feed),
+        user: plan.assemble_user.clone(),
+        env: plan.env.iter().map(EnvVar::to_kv).collect(),
+        open_stdin: feed == Feed::Stdin,
+        ..container::spec(&cfg.container, &cfg.builder_image, &cfg.builder_image)
+    };
+    debug!("assemble container: image {}, user {:?}, command {:?}", spec.image, spec.user, spec.cmd);
+    Ok(engine.create_container(&spec).await?)
+}
+
+/// The owner of everything streamed in: the assemble user by number. When the engine unpacks the
+/// input (as root), a user known only by name is looked up in the builder's /etc/passwd.
+async fn stream_owner(plan: &Plan<'_>, engine: &dyn Engine, feed: Feed) -> Result<Owner> {
+    if let Some(owner) = plan.owner() {
+        return Ok(owner);
+    }
+    if feed == Feed::Stdin {
+        // `tar -x` run by a non-root user owns what it unpacks, whatever the headers say.
+        return Ok(Owner::default());
+    }
+    let passwd = crate::images::passwd(engine, &plan.cfg.builder_image, plan.cfg.limits.file_size).await?;
+    let user = plan.assemble_user.as_deref();
+    crate::users::numeric_owner(user, passwd.as_deref()).map(|(uid, gid)| Owner { uid, gid }).ok_or_else(|| BuildError::UserNotAllowed {
+        what: format!("the assemble user {:?}", user.unwrap_or("")),
+        reason: format!("{} has no such user in its /etc/passwd", plan.cfg.builder_image),
+    })
+}
+
+/// The assemble container's command: unpack stdin then assemble (or just assemble when the engine
+/// unpacked the input), then empty the injected files whatever assemble's outcome. Paths are
+/// quoted: a destination from an image label is not trusted to be a plain word.
+fn assemble_command(plan: &Plan<'_>, feed: Feed) -> Vec<String> {
+    let assemble = plan.scripts.command_path(scripts::ASSEMBLE, &plan.destination).expect("assemble is required by the plan");
+    let quoted = crate::inject::shell_quote(&assemble);
+    let mut line = match feed {
+        Feed::Stdin => format!("tar -C {} -xf - && {quoted}", crate::inject::shell_quote(&plan.destination)),
+        Feed::Upload if plan.injections.is_empty() => return vec![assemble],
+        Feed::Upload => quoted,
+    };
+    if !plan.injections.is_empty() {
+        line = format!("{line}; result=$?; . {}; exit $result", crate::inject::RM_SCRIPT);
+    }
+    vec!["/bin/sh".into(), "-c".into(), line]
+}
+
+async fn run_assemble(plan: &Plan<'_>, engine: &dyn Engine, id: &str, feed: Feed, previous: Option<&Previous>) -> Result<WalkStats> {
+    let cfg = plan.cfg;
+    let owner = stream_owner(plan, engine, feed).await?;
+    crate::inject::upload(engine, id, &plan.injections, owner).await?;
+    let mut parts: Vec<Box<dyn TarPart>> = vec![tar_stream::dir("scripts", 0o755)];
+    for (name, data) in plan.scripts.external() {
+        parts.push(tar_stream::file(format!("scripts/{name}"), data.to_vec(), 0o755));
+    }
+    let save_container = match previous {
+        Some(prev) => {
+            let (save_id, run) = start_save_artifacts(plan, engine, prev).await?;
+            parts.push(tar_stream::dir("artifacts", 0o755));
+            parts.push(Box::new(ArtifactsPart { prefix: PathBuf::from("artifacts"), run, idle: cfg.limits.idle_time }));
+            Some(save_id)
+        }
+        None => None,
+    };
+    parts.push(tar_stream::dir("src", 0o755));
+    parts.push(plan.source_part("src", &[]));
+
+    let options = StreamOptions { owner, tee: plan.kept_dir.as_ref().map(|d| d.join("upload.tar")), ..Default::default() };
+    plan.reporter.streaming(options.progress.clone());
+    let input = tar_stream::spawn(parts, options);
+    let mut log = ContainerLog::new(plan.reporter.clone(), cfg.quiet);
+    let (ran, produced) = match feed {
+        Feed::Stdin => {
+            let ran = engine.run_container(id, Some(Box::new(input.reader)), &mut log).await;
+            (ran, input.done.result().await)
+        }
+        Feed::Upload => {
+            let uploaded = engine.upload_archive(id, &plan.destination, Box::new(input.reader)).await;
+            // The engine read the whole stream before the container starts: a failure here is real.
+            let produced = input.done.result().await;
+            let ran = match (&produced, uploaded) {
+                (Ok(_), Ok(())) => engine.run_container(id, None, &mut log).await,
+                (_, Err(e)) => Err(e),
+                (Err(_), Ok(())) => Ok(0),
+            };
+            if let Err(e) = &produced {
+                plan.reporter.streamed();
+                if let Some(id) = save_container {
+                    container::remove(engine, &id).await;
+                }
+                return Err(stream_failure(e));
+            }
+            (ran, produced)
+        }
+    };
+    plan.reporter.streamed();
+    let tail = log.finish();
+    if let Some(save_id) = save_container {
+        container::remove(engine, &save_id).await;
+    }
+    let code = match ran {
+        Ok(code) => code,
+        Err(EngineError::Input(e)) => {
+            // The producer's own error says more than the pipe's copy of it.
+            return Err(stream_failure(&produced.err().unwrap_or(e)));
+        }
+        Err(e) => return Err(classify_start_error(e, &cfg.builder_image)),
+    };
+    if code != 0 {
+        // A stream that broke (hostile artifacts, say) explains a failing assemble better.
+        if let Err(e) = &produced {
+            if artifacts::as_artifacts_failure(e).is_some() {
+                return Err(stream_failure(e));
+            }
+        }
+        return Err(BuildError::ScriptFailed { script: scripts::ASSEMBLE.into(), image: cfg.builder_image.clone(), code, stderr_tail: tail });
+    }
+    // The container read all it needed; a producer that then hit a closed pipe is no failure.
+    let stats = produced.unwrap_or_else(|e| {
+        debug!("input stream ended early after a successful assemble: {e}");
+        WalkStats::default()
+    });
+    info!("Streamed {} files, {} directories, {} bytes ({} entries left out)", stats.files, stats.dirs, stats.bytes, stats.left_out);
+    Ok(stats)
+}
+
+/// The error for a broken input stream: unusable artifacts (the build goes on clean), or ours.
+fn stream_failure(e: &std::io::Error) -> BuildError {
+    match artifacts::as_artifacts_failure(e) {
+        Some(failed) => BuildError::ArtifactsUnusable { reason: failed.reason.clone(), cause: Some(Box::new(std::io::Error::new(e.kind(), e.to_string()))) },
+        None => BuildError::SourceStream(std::io::Error::new(e.kind(), e.to_string())),
+    }
+}
+
+/// Start save-artifacts in a container of the previous image; its stdout becomes the artifacts stream.
+async fn start_save_artifacts(plan: &Plan<'_>, engine: &dyn Engine, prev: &Previous) -> Result<(String, s2i_engine::RunningOutput)> {
+    let cfg = plan.cfg;
+    let unusable = |e: EngineError| BuildError::ArtifactsUnusable { reason: e.to_string(), cause: Some(Box::new(e)) };
+    let spec = ContainerSpec {
+        cmd: vec![prev.command.clone()],
+        user: prev.user.clone(),
+        ..container::spec(&cfg.container, &cfg.builder_image, &prev.image.id)
+    };
+    debug!("save-artifacts container: image {}, command {:?}", spec.image, spec.cmd);
+    let id = engine.create_container(&spec).await.map_err(unusable)?;
+    let stderr = Box::new(ContainerLog::new(plan.reporter.clone(), false));
+    match engine.run_with_stdout(&id, stderr).await {
+        Ok(run) => Ok((id, run)),
+        Err(e) => {
+            container::remove(engine, &id).await;
+            Err(unusable(e))
+        }
+    }
+}
+
+/// A start failure because the image lacks `/bin/sh` is the builder's problem, said plainly.
+fn classify_start_error(e: EngineError, image: &str) -> BuildError {
+    if let EngineError::Api { message, .. } = &e {
+        if message.contains("/bin/sh") && message.contains("no such file") {
+            return BuildError::BuilderLacks { image: image.to_string(), what: "/bin/sh" };
+        }
+    }
+    e.into()
+}
+
+/// Commit the stopped container `id` with the labels and env of this build and `run` as its
+/// command; `base` is the image whose USER, ENTRYPOINT and labels the result inherits.
+pub async fn commit(plan: &Plan<'_>, engine: &dyn Engine, id: &str, base: &ImageInfo, run: String, tag: Option<&ImageRef>, phases: &mut Phases) -> Result<(String, BTreeMap<String, String>)> {
+    let running = phases.start(Phase::Commit);
+    let metadata = read_image_metadata(engine, id, plan.cfg.limits.file_size).await?;
+    let labels: HashMap<String, String> = plan.labels(base, metadata)?;
+    let spec = CommitSpec {
+        repo: tag.map(|r| r.repository()),
+        tag: tag.map(|r| r.tag.clone().unwrap_or_else(|| "latest".into())),
+        cmd: vec![run],
+        entrypoint: base.entrypoint.clone().unwrap_or_default(),
+        user: base.user.clone(),
+        env: plan.env.iter().map(EnvVar::to_kv).collect(),
+        labels: labels.clone(),
+    };
+    let shown = tag.map(|t| t.normalized()).unwrap_or_else(|| "the image".into());
+    let image_id = container::commit(engine, id, &spec, &shown).await?;
+    phases.end(running);
+    Ok((image_id, labels.into_iter().collect()))
+}
+
+/// Labels from `/tmp/.s2i/image_metadata.json` in the stopped container, if assemble wrote it.
+async fn read_image_metadata(engine: &dyn Engine, id: &str, limit: u64) -> Result<Vec<(String, String)>> {
+    let json = match container::read_file(engine, id, labels::IMAGE_METADATA_PATH, limit).await {
+        Ok(Some(json)) => json,
+        Ok(None) => return Ok(Vec::new()),
+        Err(BuildError::Io { source, .. }) => return Err(BuildError::ImageMetadata { reason: source.to_string() }),
+        Err(e) => return Err(e),
+    };
+    let found = labels::parse_image_metadata(&json)?;
+    info!("Adding {} labels from image_metadata.json", found.len());
+    Ok(found)
+}
+
+/// `--rm`: the previous image goes once the new one is committed (a failure is only logged).
+pub async fn remove_previous(engine: &dyn Engine, previous: Option<&Previous>, new_id: &str) {
+    let Some(prev) = previous.filter(|p| p.image.id != new_id) else { return };
+    match engine.remove_image(&prev.image.id).await {
+        Ok(()) => info!("Removed previous image {}", prev.image.id),
+        Err(e) => warn!("Could not remove the previous image {}: {e}", prev.image.id),
+    }
+}

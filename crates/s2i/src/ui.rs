@@ -1,0 +1,371 @@
+//! The one place that writes to the terminal. Log lines (from `tracing`), the scripts' output,
+//! progress, the summary, errors and the JSON document all go through [`Ui`].
+//!
+//! On a terminal (stderr is a tty), and only there, long steps show a live line that is redrawn in
+//! place (streaming the source, pulls, pushes) and colours mark errors, warnings and the summary,
+//! unless `NO_COLOR` is set. Without a terminal the same events give a few plain lines. Nothing
+//! but the JSON document (and `s2i usage`'s output) ever goes to stdout.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use s2i_core::report::{Phase, Reporter, StreamProgress, Transfer};
+use s2i_core::BuildResult;
+use s2i_engine::{LayerPhase, OutputStream, Progress};
+
+/// How often a live line is redrawn.
+const TICK: Duration = Duration::from_millis(200);
+
+const RED: &str = "\x1b[1;31m";
+const YELLOW: &str = "\x1b[33m";
+const GREEN: &str = "\x1b[32m";
+const CYAN: &str = "\x1b[36m";
+const DIM: &str = "\x1b[2m";
+const RESET: &str = "\x1b[0m";
+
+/// The process's terminal writer (one per process; `tracing` writes through it too).
+pub fn ui() -> &'static Arc<Ui> {
+    static UI: OnceLock<Arc<Ui>> = OnceLock::new();
+    UI.get_or_init(|| Arc::new(Ui::detect()))
+}
+
+pub struct Ui {
+    tty: bool,
+    color: bool,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// `-q`: no progress lines (errors, warnings and the scripts' stderr still show).
+    quiet: bool,
+    /// `s2i usage`: the script's stdout is the command's stdout.
+    container_stdout_to_stdout: bool,
+    /// The live line as last drawn, if one is on screen.
+    shown: Option<String>,
+    streaming: Option<(Arc<StreamProgress>, Instant)>,
+    transfers: BTreeMap<String, TransferState>,
+    ticker: bool,
+}
+
+struct TransferState {
+    kind: Transfer,
+    started: Instant,
+    /// Per layer: (current, total) bytes.
+    layers: BTreeMap<String, (u64, Option<u64>, bool)>,
+}
+
+impl TransferState {
+    fn totals(&self) -> (usize, usize, u64, u64) {
+        let done = self.layers.values().filter(|(_, _, d)| *d).count();
+        let current: u64 = self.layers.values().map(|(c, t, d)| if *d { t.unwrap_or(*c) } else { *c }).sum();
+        let total: u64 = self.layers.values().filter_map(|(_, t, _)| *t).sum();
+        (done, self.layers.len(), current, total)
+    }
+}
+
+impl Ui {
+    fn detect() -> Ui {
+        let tty = std::io::stderr().is_terminal();
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Ui { tty, color: tty && !no_color, state: Mutex::new(State::default()) }
+    }
+
+    pub fn set_quiet(&self, quiet: bool) {
+        self.state.lock().unwrap().quiet = quiet;
+    }
+
+    pub fn set_container_stdout_to_stdout(&self, on: bool) {
+        self.state.lock().unwrap().container_stdout_to_stdout = on;
+    }
+
+    fn paint(&self, color: &str, text: &str) -> String {
+        if self.color {
+            format!("{color}{text}{RESET}")
+        } else {
+            text.to_string()
+        }
+    }
+
+    /// Write bytes that end in a newline to stderr, keeping the live line below them.
+    fn write_err(&self, state: &mut State, bytes: &[u8]) {
+        let mut err = std::io::stderr().lock();
+        if state.shown.take().is_some() {
+            let _ = err.write_all(b"\r\x1b[2K");
+        }
+        let _ = err.write_all(bytes);
+        let _ = err.flush();
+        drop(err);
+        self.redraw(state);
+    }
+
+    /// One plain line on stderr.
+    pub fn line(&self, text: &str) {
+        let mut state = self.state.lock().unwrap();
+        let mut bytes = text.as_bytes().to_vec();
+        bytes.push(b'\n');
+        self.write_err(&mut state, &bytes);
+    }
+
+    /// A formatted log event (from `tracing`), which already ends in a newline.
+    pub fn log(&self, bytes: &[u8]) {
+        let mut state = self.state.lock().unwrap();
+        let text = String::from_utf8_lossy(bytes);
+        let painted = match text.strip_prefix("WARNING: ") {
+            Some(rest) if self.color => format!("{}{rest}", self.paint(YELLOW, "WARNING: ")),
+            _ => match text.strip_prefix("ERROR: ") {
+                Some(rest) if self.color => format!("{}{rest}", self.paint(RED, "ERROR: ")),
+                _ => text.into_owned(),
+            },
+        };
+        self.write_err(&mut state, painted.as_bytes());
+    }
+
+    /// A failure, rendered once: `error: …`, its causes, and `hint: …`.
+    pub fn error(&self, message: &str, hint: Option<&str>) {
+        self.line(&format!("{} {message}", self.paint(RED, "error:")));
+        if let Some(hint) = hint {
+            self.line(&format!("{} {hint}", self.paint(CYAN, "hint:")));
+        }
+    }
+
+    /// The machine interface: one JSON document on stdout.
+    pub fn json(&self, doc: &serde_json::Value) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{doc}");
+        let _ = out.flush();
+    }
+
+    /// The line a finished build ends with: image, size, time per phase.
+    pub fn summary(&self, result: &BuildResult, took: Duration) {
+        if self.state.lock().unwrap().quiet {
+            return;
+        }
+        let image = match &result.tag {
+            Some(tag) => format!("{tag} ({})", short_id(&result.image_id)),
+            None => format!("{} (untagged)", short_id(&result.image_id)),
+        };
+        let size = result.size.map(|s| format!(", {}", bytes(s))).unwrap_or_default();
+        let phases: Vec<String> = result.timings.phases.iter().map(|(p, d)| format!("{} {:.1}s", p.as_str(), d.as_secs_f64())).collect();
+        let text = format!("Built {image}{size} in {:.1}s: {}", took.as_secs_f64(), phases.join(", "));
+        self.line(&self.paint(GREEN, &text));
+    }
+
+    /// The live line for what is under way now, if anything.
+    fn live_text(state: &State) -> Option<String> {
+        if let Some((image, t)) = state.transfers.iter().next() {
+            let (done, layers, current, total) = t.totals();
+            let verb = if t.kind == Transfer::Pull { "Pulling" } else { "Pushing" };
+            let bytes_done = if total > 0 { format!("{} of {}", bytes(current), bytes(total)) } else { bytes(current) };
+            return Some(format!("{verb} {image}: {done}/{layers} layers, {bytes_done}, {:.0}s", t.started.elapsed().as_secs_f64()));
+        }
+        let (progress, since) = state.streaming.as_ref()?;
+        let (files, sent) = progress.get();
+        let secs = since.elapsed().as_secs_f64().max(0.001);
+        Some(format!("Streaming the source: {files} entries, {} ({}/s)", bytes(sent), bytes((sent as f64 / secs) as u64)))
+    }
+
+    fn redraw(&self, state: &mut State) {
+        if !self.tty || state.quiet {
+            return;
+        }
+        let Some(text) = Self::live_text(state) else { return };
+        let width = terminal_width().saturating_sub(1).max(20);
+        let text: String = text.chars().take(width).collect();
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[2K{}", self.paint(DIM, &text));
+        let _ = err.flush();
+        state.shown = Some(text);
+    }
+
+    fn clear_live(&self, state: &mut State) {
+        if state.shown.take().is_some() {
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(b"\r\x1b[2K");
+            let _ = err.flush();
+        }
+    }
+
+    /// Keep redrawing the live line while something is under way (a terminal only).
+    fn start_ticker(self: &Arc<Self>, state: &mut State) {
+        if !self.tty || state.ticker {
+            return;
+        }
+        state.ticker = true;
+        let ui = Arc::clone(self);
+        std::thread::spawn(move || loop {
+            std::thread::sleep(TICK);
+            let mut state = ui.state.lock().unwrap();
+            if state.streaming.is_none() && state.transfers.is_empty() {
+                state.ticker = false;
+                ui.clear_live(&mut state);
+                return;
+            }
+            ui.redraw(&mut state);
+        });
+    }
+}
+
+/// The [`Reporter`] of a command: the process's [`Ui`].
+pub struct UiReporter(pub Arc<Ui>);
+
+impl Reporter for UiReporter {
+    fn container_output(&self, stream: OutputStream, line: &[u8]) {
+        let ui = &self.0;
+        let mut state = ui.state.lock().unwrap();
+        if stream == OutputStream::Stdout && state.container_stdout_to_stdout {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(line);
+            let _ = out.write_all(b"\n");
+            let _ = out.flush();
+            return;
+        }
+        let mut bytes = line.to_vec();
+        bytes.push(b'\n');
+        ui.write_err(&mut state, &bytes);
+    }
+
+    fn phase_finished(&self, phase: Phase, took: Duration) {
+        tracing::info!("{}: {:.2}s", phase.as_str(), took.as_secs_f64());
+    }
+
+    fn streaming(&self, progress: Arc<StreamProgress>) {
+        let ui = &self.0;
+        let mut state = ui.state.lock().unwrap();
+        state.streaming = Some((progress, Instant::now()));
+        ui.start_ticker(&mut state);
+    }
+
+    fn streamed(&self) {
+        let ui = &self.0;
+        let mut state = ui.state.lock().unwrap();
+        let Some((progress, since)) = state.streaming.take() else { return };
+        if state.quiet {
+            return;
+        }
+        let (files, sent) = progress.get();
+        let text = format!("Streamed {files} entries ({}) into the build in {:.1}s", bytes(sent), since.elapsed().as_secs_f64());
+        let mut line = text.into_bytes();
+        line.push(b'\n');
+        ui.write_err(&mut state, &line);
+    }
+
+    fn transfer_started(&self, kind: Transfer, image: &str) {
+        let ui = &self.0;
+        let mut state = ui.state.lock().unwrap();
+        state.transfers.insert(image.to_string(), TransferState { kind, started: Instant::now(), layers: BTreeMap::new() });
+        if !state.quiet {
+            let verb = if kind == Transfer::Pull { "Pulling" } else { "Pushing" };
+            let line = format!("{verb} {image}\n");
+            ui.write_err(&mut state, line.as_bytes());
+        }
+        ui.start_ticker(&mut state);
+    }
+
+    fn transfer(&self, _kind: Transfer, image: &str, event: Progress<'_>) {
+        let mut state = self.0.state.lock().unwrap();
+        let Some(t) = state.transfers.get_mut(image) else { return };
+        if let Progress::Layer { id, phase, current, total } = event {
+            let entry = t.layers.entry(id.to_string()).or_insert((0, None, false));
+            match phase {
+                LayerPhase::Done | LayerPhase::Exists => entry.2 = true,
+                LayerPhase::Downloading | LayerPhase::Pushing => {
+                    entry.0 = current;
+                    if total.is_some() {
+                        entry.1 = total;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn transfer_finished(&self, kind: Transfer, image: &str, ok: bool) {
+        let ui = &self.0;
+        let mut state = ui.state.lock().unwrap();
+        let Some(t) = state.transfers.remove(image) else { return };
+        if !ok || state.quiet {
+            return;
+        }
+        let (_, layers, current, total) = t.totals();
+        let verb = if kind == Transfer::Pull { "Pulled" } else { "Pushed" };
+        let line = format!("{verb} {image}: {layers} layers, {} in {:.1}s\n", bytes(total.max(current)), t.started.elapsed().as_secs_f64());
+        ui.write_err(&mut state, line.as_bytes());
+    }
+}
+
+/// `tracing`'s writer: every formatted event goes through the [`Ui`].
+pub struct LogWriter;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = EventBuffer;
+
+    fn make_writer(&'a self) -> EventBuffer {
+        EventBuffer(Vec::new())
+    }
+}
+
+/// One event's bytes, handed to the [`Ui`] when the event is written out.
+pub struct EventBuffer(Vec<u8>);
+
+impl Write for EventBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for EventBuffer {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            ui().log(&self.0);
+        }
+    }
+}
+
+fn terminal_width() -> usize {
+    rustix::termios::tcgetwinsize(std::io::stderr()).map(|w| w.ws_col as usize).ok().filter(|w| *w > 0).unwrap_or(80)
+}
+
+pub fn short_id(id: &str) -> &str {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    &id[..id.len().min(12)]
+}
+
+/// Bytes for people: `512 B`, `12.3 KB`, `45.6 MB`, `1.2 GB` (powers of 1000, as registries show them).
+fn bytes(n: u64) -> String {
+    let n = n as f64;
+    match n {
+        n if n >= 1e9 => format!("{:.1} GB", n / 1e9),
+        n if n >= 1e6 => format!("{:.1} MB", n / 1e6),
+        n if n >= 1e3 => format!("{:.1} KB", n / 1e3),
+        n => format!("{n} B"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_read_well() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(12_345), "12.3 KB");
+        assert_eq!(bytes(45_600_000), "45.6 MB");
+        assert_eq!(bytes(1_200_000_000), "1.2 GB");
+    }
+
+    #[test]
+    fn transfer_totals_count_finished_layers_whole() {
+        let mut t = TransferState { kind: Transfer::Pull, started: Instant::now(), layers: BTreeMap::new() };
+        t.layers.insert("a".into(), (10, Some(100), false));
+        t.layers.insert("b".into(), (0, Some(50), true));
+        assert_eq!(t.totals(), (1, 2, 60, 150));
+    }
+}
