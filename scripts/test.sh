@@ -20,6 +20,7 @@ requirements=(
   "socat|socat|TLS in front of the daemon socket (TLS connection tests)"
   "openssl|openssl|certificates for the TLS tests"
   "debootstrap|debootstrap|the Python builder's Debian base image"
+  "docker-registry|docker-registry|a real registry (TLS, htpasswd) for the registry client and credential tests"
 )
 
 have() {

@@ -179,27 +179,9 @@ pub struct RunningOutput {
 /// A byte stream read from the engine (an archive, say).
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send>>;
 
-/// Registry credentials for one pull or push. `Debug` never shows the secrets.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct RegistryAuth {
-    pub username: String,
-    pub password: String,
-    /// An OAuth refresh token (`identitytoken` in Docker's config.json), used instead of a password.
-    pub identity_token: Option<String>,
-    /// The registry these credentials are for, as the engine names it (`127.0.0.1:5000`, `docker.io`).
-    pub server: String,
-}
-
-impl std::fmt::Debug for RegistryAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegistryAuth")
-            .field("username", &self.username)
-            .field("password", &if self.password.is_empty() { "" } else { "<redacted>" })
-            .field("identity_token", &self.identity_token.as_ref().map(|_| "<redacted>"))
-            .field("server", &self.server)
-            .finish()
-    }
-}
+/// Registry credentials for one pull or push (they live in `s2i-registry`, where they are looked up).
+/// `Debug` never shows the secrets.
+pub use s2i_registry::Credentials as RegistryAuth;
 
 /// What a layer (or blob) of a pull or push is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

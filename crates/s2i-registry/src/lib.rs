@@ -1,6 +1,11 @@
 //! Everything s2i knows about registries, below any engine: image references
-//! ([`image_ref`]), where their credentials come from, and a client for the registry API.
+//! ([`image_ref`]), where their credentials come from ([`credentials`]), and a client for the
+//! registry API ([`client`]).
 
+pub mod client;
+pub mod credentials;
 pub mod image_ref;
 
+pub use credentials::{ConfigLocation, CredentialSource, Credentials, CredentialsError, DockerConfig, LookupOptions, Resolved};
+pub use client::{RegistryClient, RegistryError};
 pub use image_ref::ImageRef;

@@ -50,6 +50,7 @@ mod env;
 pub mod fake;
 mod http;
 mod pty;
+mod registry;
 
 pub use docker::{
     base_image, builder_image, builder_image_on, docker_output, docker_run, image_exists,
@@ -58,6 +59,7 @@ pub use docker::{
 pub use env::{s2i_bin, TestEnv};
 pub use http::{HttpServer, RecordedRequest};
 pub use pty::{run_with_tty_stderr, TtyRun};
+pub use registry::{write_docker_config, FakeCredentialHelper, PulledImage, RegistryUser, TestRegistry, REGISTRY_PROGRAM};
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
