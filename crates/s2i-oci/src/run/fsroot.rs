@@ -3,9 +3,9 @@
 //! planted by an image layer or a build script, never reaches a host path.
 
 use std::ffi::OsStr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
 
 use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
@@ -15,7 +15,6 @@ use super::error::{IoContext, Result, RunError};
 /// An open directory used as the root of every path resolved through it.
 pub(crate) struct RootDir {
     fd: OwnedFd,
-    path: PathBuf,
 }
 
 const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
@@ -25,20 +24,12 @@ impl RootDir {
     pub(crate) fn open(path: &Path) -> Result<RootDir> {
         let fd = rustix::fs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
             .context(|| format!("opening {}", path.display()))?;
-        let root = RootDir { fd, path: path.to_path_buf() };
+        let root = RootDir { fd };
         match root.open_raw(Path::new("."), OFlags::PATH | OFlags::DIRECTORY, Mode::empty()) {
             Ok(_) => Ok(root),
             Err(Errno::NOSYS) => Err(RunError::NoOpenat2),
             Err(e) => Err(RunError::io(format!("opening {}", path.display()), e.into())),
         }
-    }
-
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub(crate) fn fd(&self) -> &OwnedFd {
-        &self.fd
     }
 
     fn open_raw(&self, rel: &Path, flags: OFlags, mode: Mode) -> rustix::io::Result<OwnedFd> {
@@ -56,44 +47,6 @@ impl RootDir {
     /// Open `rel` (absolute or relative, both meaning "inside the root").
     pub(crate) fn open_in(&self, rel: &Path, flags: OFlags, mode: Mode) -> std::io::Result<OwnedFd> {
         self.open_raw(rel, flags, mode).map_err(Into::into)
-    }
-
-    /// The directory `rel`, creating it and its missing parents (as `mode`, owned by root).
-    /// Returns an `O_PATH` descriptor of it.
-    pub(crate) fn mkdir_all(&self, rel: &Path, mode: u32) -> Result<OwnedFd> {
-        self.mkdir_all_depth(rel, mode, 0)
-    }
-
-    fn mkdir_all_depth(&self, rel: &Path, mode: u32, depth: u32) -> Result<OwnedFd> {
-        // As many dangling symlinks in a row as the kernel follows in one lookup.
-        const MAX_LINKS: u32 = 40;
-        let dir_flags = OFlags::PATH | OFlags::DIRECTORY;
-        let mut done = PathBuf::from("/");
-        let mut fd = self.open_raw(&done, dir_flags, Mode::empty()).context(|| self.describe(&done))?;
-        for part in normal_components(rel) {
-            let next = done.join(part);
-            match self.open_raw(&next, dir_flags, Mode::empty()) {
-                Ok(f) => fd = f,
-                Err(Errno::NOENT) => {
-                    match rustix::fs::mkdirat(&fd, part, Mode::from_raw_mode(mode)) {
-                        Ok(()) => {
-                            fd = self.open_raw(&next, dir_flags, Mode::empty()).context(|| self.describe(&next))?
-                        }
-                        // A dangling symlink: make its target, resolved inside the root.
-                        Err(Errno::EXIST) if depth < MAX_LINKS => {
-                            let target = rustix::fs::readlinkat(&fd, part, Vec::new())
-                                .context(|| format!("reading the link {}", self.describe(&next)))?;
-                            let target = Path::new(OsStr::from_bytes(target.as_bytes()));
-                            fd = self.mkdir_all_depth(&done.join(target), mode, depth + 1)?;
-                        }
-                        Err(e) => return Err(RunError::io(format!("creating {}", self.describe(&next)), e.into())),
-                    }
-                }
-                Err(e) => return Err(RunError::io(format!("opening {}", self.describe(&next)), e.into())),
-            }
-            done = next;
-        }
-        Ok(fd)
     }
 
     /// The parent directory of `rel` (resolved in the root) and `rel`'s last component, for the
@@ -128,21 +81,6 @@ impl RootDir {
             return Err(RunError::FileTooLarge { file: rel.display().to_string(), limit });
         }
         Ok(Some(data))
-    }
-
-    /// Where an open descriptor of something in this root lives, as a path inside the root.
-    pub(crate) fn path_in_root(&self, fd: impl AsFd) -> Result<PathBuf> {
-        let link = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd.as_fd()));
-        let target = std::fs::read_link(&link).context(|| format!("reading {link}"))?;
-        let root = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&self.fd)))
-            .context(|| format!("resolving {}", self.path.display()))?;
-        let inside = target.strip_prefix(&root).map_err(|_| {
-            RunError::io(
-                format!("{} resolved outside {}", target.display(), root.display()),
-                std::io::Error::other("outside the root"),
-            )
-        })?;
-        Ok(Path::new("/").join(inside))
     }
 
     /// `rel` as a user reads it in messages: the path inside the container.
@@ -195,14 +133,5 @@ mod tests {
         let err = root.read_file(Path::new("etc/passwd"), 3).unwrap_err();
         assert!(err.to_string().contains("larger than 3 bytes"), "{err}");
 
-        // mkdir_all through an absolute symlink lands inside the root.
-        // (the host's own /var/run is a symlink to /run: the canary name must not appear there).
-        let canary = format!("s2i-fsroot-test-{}", std::process::id());
-        symlink("/var/run", root_dir.join("run")).unwrap();
-        let fd = root.mkdir_all(&Path::new("/run").join(&canary).join("y"), 0o755).unwrap();
-        assert!(root_dir.join("var/run").join(&canary).join("y").is_dir());
-        assert_eq!(root.path_in_root(&fd).unwrap(), Path::new("/var/run").join(&canary).join("y"));
-        assert!(!Path::new("/run").join(&canary).exists());
-        assert!(!Path::new("/var/run").join(&canary).exists());
     }
 }

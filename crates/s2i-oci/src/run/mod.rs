@@ -2,6 +2,7 @@
 
 pub(crate) mod archive;
 pub mod bundle;
+pub mod container;
 pub mod cgroup;
 mod error;
 pub(crate) mod fsroot;
