@@ -20,6 +20,8 @@ requirements=(
   "socat|socat|TLS in front of the daemon socket (TLS connection tests)"
   "openssl|openssl|certificates for the TLS tests"
   "debootstrap|debootstrap|the Python builder's Debian base image"
+  "runc|runc|the daemonless engine's containers (--engine oci)"
+  "fuse-overlayfs|fuse-overlayfs|the daemonless engine's rootfs where kernel overlay is refused"
 )
 
 have() {
