@@ -495,7 +495,7 @@ impl OciEngine {
             Some(code) => code as i64,
             None => 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(9) as i64,
         };
-        if c.cgroup.oom_killed() {
+        if code == 137 && c.cgroup.oom_killed() {
             let limit_mib = c.cgroup.memory_limit.unwrap_or(0) >> 20;
             return Err(run_err("running the container", RunError::OutOfMemory { limit_mib }));
         }
@@ -752,15 +752,15 @@ impl Engine for OciEngine {
             if let Some(err) = engine_runtime.run_error(&c.dir) {
                 return Err(run_err("starting the container", err));
             }
-            if c.cgroup.oom_killed() {
-                let limit_mib = c.cgroup.memory_limit.unwrap_or(0) >> 20;
-                return Err(run_err("running the container", RunError::OutOfMemory { limit_mib }));
-            }
             relayed.map_err(|e| api("reading the container's output", e))?;
             let code = match status.code() {
                 Some(code) => code as i64,
                 None => 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(9) as i64,
             };
+            if code == 137 && c.cgroup.oom_killed() {
+                let limit_mib = c.cgroup.memory_limit.unwrap_or(0) >> 20;
+                return Err(run_err("running the container", RunError::OutOfMemory { limit_mib }));
+            }
             if code != 0 && c.cgroup.pids_limit_hits() > 0 {
                 warn!("the container hit its limit of {} processes; raise it with {PIDS_LIMIT_ENV}=<number>", pids_limit.unwrap_or(0));
             }

@@ -145,13 +145,19 @@ fn write(path: &Path, value: &str) -> Result<()> {
 }
 
 impl ContainerCgroup {
-    /// Whether the kernel killed a process of the container for going over the memory limit.
+    /// Whether the kernel killed a process of the container for going over the memory limit,
+    /// given that the container's process was killed by SIGKILL. cgroup v1 counts OOM kills in
+    /// the container's own cgroup only (gone with the container), so the parent's `failcnt` (the
+    /// limit was reached) stands in for it.
     pub fn oom_killed(&self) -> bool {
         let Some(dir) = &self.memory_dir else { return false };
-        let Ok(text) = std::fs::read_to_string(dir.join("memory.oom_control")) else { return false };
-        text.lines()
-            .filter_map(|l| l.strip_prefix("oom_kill "))
-            .any(|n| n.trim().parse::<u64>().is_ok_and(|n| n > 0))
+        let read_u64 = |file: &str, prefix: &str| -> u64 {
+            std::fs::read_to_string(dir.join(file))
+                .ok()
+                .and_then(|t| t.lines().find_map(|l| l.strip_prefix(prefix).and_then(|n| n.trim().parse().ok())))
+                .unwrap_or(0)
+        };
+        read_u64("memory.oom_control", "oom_kill ") > 0 || read_u64("memory.failcnt", "") > 0
     }
 
     /// How many times a fork failed on the pids limit.

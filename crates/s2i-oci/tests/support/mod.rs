@@ -56,6 +56,8 @@ pub fn busybox_ref() -> String {
 pub struct TestEngine {
     pub engine: OciEngine,
     pub dir: tempfile::TempDir,
+    /// Ids of the containers made through [`TestEngine::create`].
+    ids: Mutex<Vec<String>>,
 }
 
 impl TestEngine {
@@ -69,7 +71,14 @@ impl TestEngine {
         let mut opts = OciEngineOptions::new(dir.path().join("store"));
         adjust(&mut opts);
         let engine = OciEngine::open(opts).await.unwrap_or_else(|e| panic!("opening the engine: {e}"));
-        TestEngine { engine, dir }
+        TestEngine { engine, dir, ids: Mutex::new(Vec::new()) }
+    }
+
+    /// create_container, remembering the id for the final check.
+    pub async fn create(&self, spec: &ContainerSpec) -> String {
+        let id = self.engine.create_container(spec).await.unwrap_or_else(|e| panic!("create: {e}"));
+        self.ids.lock().unwrap().push(id.clone());
+        id
     }
 
     pub fn store_root(&self) -> PathBuf {
@@ -79,12 +88,13 @@ impl TestEngine {
     /// Remove everything the engine made, then check that nothing is left.
     pub async fn finish(self) {
         self.engine.remove_leftovers().await;
-        assert_clean(&self.store_root(), self.engine.runtime_root());
+        let ids = self.ids.lock().unwrap().clone();
+        assert_clean(&self.store_root(), self.engine.runtime_root(), &ids);
     }
 }
 
-/// No mount, runtime container, container directory or cgroup of ours is left.
-pub fn assert_clean(store: &Path, runtime_root: &Path) {
+/// No mount, runtime container, container directory, or cgroup of the containers `ids`, is left.
+pub fn assert_clean(store: &Path, runtime_root: &Path, ids: &[String]) {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let store_s = store.display().to_string();
     let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&store_s)).collect();
@@ -103,7 +113,7 @@ pub fn assert_clean(store: &Path, runtime_root: &Path) {
         if let Ok(rd) = std::fs::read_dir(&dir) {
             for e in rd.flatten() {
                 let n = e.file_name().to_string_lossy().into_owned();
-                assert!(!(n.starts_with("s2i-") && n.len() == 68), "cgroup left: {}", e.path().display());
+                assert!(!ids.iter().any(|id| n == format!("s2i-{id}")), "cgroup left: {}", e.path().display());
             }
         }
     }
@@ -139,10 +149,11 @@ pub fn sh(script: &str) -> ContainerSpec {
 
 /// Create, run (with `input` on stdin), and return (exit code, stdout, stderr, id); the container
 /// is kept for the caller.
-pub async fn run(engine: &OciEngine, spec: &ContainerSpec, input: Option<Vec<u8>>) -> (i64, String, String, String) {
+pub async fn run(t: &TestEngine, spec: &ContainerSpec, input: Option<Vec<u8>>) -> (i64, String, String, String) {
+    let engine = &t.engine;
     let mut spec = spec.clone();
     spec.open_stdin = input.is_some();
-    let id = engine.create_container(&spec).await.unwrap_or_else(|e| panic!("create: {e}"));
+    let id = t.create(&spec).await;
     let cap = Captured::default();
     let mut sink = cap.sink();
     let input = input.map(|b| Box::new(std::io::Cursor::new(b)) as s2i_engine::ContainerInput);
@@ -156,6 +167,8 @@ pub fn tar_files(files: &[(&str, &str, u32)]) -> Vec<u8> {
     for (path, content, mode) in files {
         let mut h = tar::Header::new_gnu();
         h.set_mode(*mode);
+        h.set_uid(0);
+        h.set_gid(0);
         h.set_size(content.len() as u64);
         h.set_mtime(1_600_000_000);
         h.set_entry_type(tar::EntryType::Regular);
