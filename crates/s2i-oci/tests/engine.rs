@@ -344,3 +344,115 @@ async fn memory_limit_is_enforced_and_named() {
     assert!(!cap.stdout().contains("survived"));
     t.finish().await;
 }
+
+/// The child side of [`interrupted_and_killed_builds_leave_nothing`]: an engine that builds with
+/// no Docker reachable (`DOCKER_HOST` points nowhere), starts a long "assemble", prints
+/// `started`, and on SIGINT does what the CLI does (drop the work, remove_leftovers).
+#[tokio::test(flavor = "multi_thread")]
+async fn child_process_build() {
+    let Ok(store) = std::env::var("S2I_OCI_TEST_CHILD_STORE") else { return };
+    assert_eq!(std::env::var("DOCKER_HOST").as_deref(), Ok("unix:///nonexistent/docker.sock"));
+    let engine = s2i_oci::OciEngine::open(s2i_oci::OciEngineOptions::new(&store)).await.unwrap();
+    let archive = std::env::var("S2I_OCI_TEST_CHILD_ARCHIVE").unwrap();
+    // A whole build first: the source in, assemble, commit, an archive out; no Docker anywhere.
+    let mut spec = ContainerSpec {
+        image: format!("docker-archive:{archive}"),
+        cmd: vec!["/bin/sh".into(), "-c".into(), "tar -C /tmp -xf - && cat /tmp/src/x".into()],
+        open_stdin: true,
+        ..Default::default()
+    };
+    let id = engine.create_container(&spec).await.unwrap();
+    let mut out = Vec::new();
+    let mut sink = |_: s2i_engine::OutputStream, d: &[u8]| out.extend_from_slice(d);
+    let input = Box::new(std::io::Cursor::new(tar_files(&[("src/x", "built\n", 0o644)])));
+    assert_eq!(engine.run_container(&id, Some(input), &mut sink).await.unwrap(), 0);
+    assert_eq!(out, b"built\n");
+    let image = engine.commit_container(&id, &CommitSpec { cmd: vec!["cat".into(), "/tmp/src/x".into()], ..Default::default() }).await.unwrap();
+    engine.remove_container(&id).await.unwrap();
+    let file = tokio::fs::File::create(format!("{store}.out.tar")).await.unwrap();
+    engine.save_image(&image, ArchiveFormat::DockerArchive, Box::new(file)).await.unwrap();
+
+    spec.cmd = vec!["/bin/sh".into(), "-c".into(), "echo started; sleep 600".into()];
+    spec.open_stdin = false;
+    spec.network_mode = Some("none".into());
+    let id = engine.create_container(&spec).await.unwrap();
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).unwrap();
+    let mut sink = |_: s2i_engine::OutputStream, d: &[u8]| {
+        use std::io::Write;
+        let mut o = std::io::stdout();
+        let _ = o.write_all(d);
+        let _ = o.flush();
+    };
+    tokio::select! {
+        _ = engine.run_container(&id, None, &mut sink) => panic!("the sleep ended"),
+        _ = sigint.recv() => {}
+    }
+    engine.remove_leftovers().await;
+    println!("cleaned");
+}
+
+/// Ctrl-C (SIGINT, handled as the CLI does) leaves nothing; SIGKILL leaves a running container,
+/// its mounts and cgroup, and the next engine opened on the store removes them all.
+#[tokio::test(flavor = "multi_thread")]
+async fn interrupted_and_killed_builds_leave_nothing() {
+    use std::io::BufRead;
+    require_parts();
+    let dir = tempfile::Builder::new().prefix("s2i-oci-test-").tempdir().unwrap();
+    let store = dir.path().join("store");
+    let archive = busybox_archive();
+    let start_child = || {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_process_build", "--nocapture", "--test-threads=1"])
+            .env("S2I_OCI_TEST_CHILD_STORE", &store)
+            .env("S2I_OCI_TEST_CHILD_ARCHIVE", &archive)
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        loop {
+            let line = lines.next().expect("the child ended before it started its container").unwrap();
+            if line.contains("started") {
+                break;
+            }
+        }
+        (child, lines)
+    };
+    let runtime_root = store.join("s2i/run/runc");
+    let pid = |c: &std::process::Child| rustix::process::Pid::from_child(c);
+
+    // SIGINT: the child cleans up itself.
+    let (mut child, lines) = start_child();
+    rustix::process::kill_process(pid(&child), rustix::process::Signal::INT).unwrap();
+    let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
+    assert!(child.wait().unwrap().success(), "the child failed: {rest:?}");
+    assert!(rest.iter().any(|l| l == "cleaned"), "{rest:?}");
+    assert_clean(&store, &runtime_root, &[]);
+    // What it built without Docker, Docker runs.
+    let env = s2i_testkit::TestEnv::new("oci-child-build");
+    let loaded = docker_load(Path::new(&format!("{}.out.tar", store.display())));
+    let tag = env.tag("child");
+    // Loaded untagged (by id): the test's tag is what removes it afterwards.
+    assert!(loaded.starts_with("sha256:"), "{loaded}");
+    s2i_testkit::docker_output(&["tag", &loaded, &tag]);
+    let (code, stdout, stderr) = s2i_testkit::docker_run(&tag, &[]);
+    assert_eq!((code, stdout.as_str()), (0, "built\n"), "{stderr}");
+
+    // SIGKILL: everything is left behind…
+    let (mut child, _lines) = start_child();
+    rustix::process::kill_process(pid(&child), rustix::process::Signal::KILL).unwrap();
+    child.wait().unwrap();
+    let containers = store.join("s2i/run/containers");
+    let left: Vec<String> = std::fs::read_dir(&containers).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let id = left.iter().find(|n| !n.ends_with(".lock")).expect("a container dir is left").clone();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(mounts.contains(&containers.join(&id).join("rootfs").display().to_string()));
+    let listed = std::process::Command::new("runc").arg("--root").arg(&runtime_root).args(["list", "-q"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), id);
+    // …until the next engine on the store sweeps it.
+    let engine = s2i_oci::OciEngine::open(s2i_oci::OciEngineOptions::new(&store)).await.unwrap();
+    assert_clean(&store, &runtime_root, &[id]);
+    drop(engine);
+    env.assert_clean();
+}
