@@ -253,8 +253,7 @@ fn which(prog: &Path) -> PathBuf {
         return prog.to_path_buf();
     }
     std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join(prog)).find(|c| c.is_file()))
-        .flatten()
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(prog)).find(|c| c.is_file()))
         .unwrap_or_else(|| prog.to_path_buf())
 }
 

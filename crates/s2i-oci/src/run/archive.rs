@@ -152,7 +152,7 @@ fn add_dir_children<W: Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+    use std::os::unix::fs::{symlink, PermissionsExt};
 
     #[test]
     fn archive_keeps_links_and_names_entries_after_the_last_component() {

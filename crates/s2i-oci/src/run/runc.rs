@@ -90,10 +90,10 @@ impl Runtime {
         let log = std::fs::read_to_string(bundle.join(LOG_FILE)).ok()?;
         let message = log
             .lines()
+            .rev()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|v| matches!(v["level"].as_str(), Some("error" | "fatal")))
-            .filter_map(|v| v["msg"].as_str().map(str::to_string))
-            .last()?;
+            .find_map(|v| v["msg"].as_str().map(str::to_string))?;
         Some(RunError::Runtime { runtime: self.name(), op: "run", message })
     }
 
