@@ -20,6 +20,8 @@ requirements=(
   "socat|socat|TLS in front of the daemon socket (TLS connection tests)"
   "openssl|openssl|certificates for the TLS tests"
   "debootstrap|debootstrap|the Python builder's Debian base image"
+  "skopeo|skopeo|reads the OCI image store and writes OCI archives (s2i-oci image tests)"
+  "umoci|umoci|unpacks images of the OCI image store (s2i-oci image tests)"
 )
 
 have() {
