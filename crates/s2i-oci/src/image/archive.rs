@@ -430,6 +430,8 @@ impl Store {
             let mut h = tar::Header::new_ustar();
             h.set_entry_type(tar::EntryType::Directory);
             h.set_mode(0o755);
+            h.set_uid(0);
+            h.set_gid(0);
             h.set_size(0);
             h.set_mtime(0);
             tar.append_data(&mut h, dir, io::empty()).map_err(io_err)?;
@@ -478,6 +480,8 @@ fn file_header(size: u64) -> tar::Header {
     let mut h = tar::Header::new_ustar();
     h.set_entry_type(tar::EntryType::Regular);
     h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
     h.set_size(size);
     h.set_mtime(0);
     h

@@ -168,15 +168,21 @@ impl<W: Write> LayerWriter<'_, W> {
         h
     }
 
-    fn whiteout(&mut self, parent: &[u8], name: &[u8], mtime: i64) -> Result<()> {
-        let path = join_rel(parent, &[b".wh.", name].concat());
+    /// An empty root-owned file entry: a whiteout.
+    fn marker(&mut self, path: &[u8], mtime: i64) -> Result<()> {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Regular);
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
         h.set_size(0);
         let mtime = mtime.max(0) as u64;
         h.set_mtime(self.clamp.map_or(mtime, |c| mtime.min(c)));
-        self.append(&mut h, &path, io::empty())
+        self.append(&mut h, path, io::empty())
+    }
+
+    fn whiteout(&mut self, parent: &[u8], name: &[u8], mtime: i64) -> Result<()> {
+        self.marker(&join_rel(parent, &[b".wh.", name].concat()), mtime)
     }
 
     fn append(&mut self, h: &mut tar::Header, path: &[u8], data: impl Read) -> Result<()> {
@@ -250,12 +256,7 @@ impl<W: Write> LayerWriter<'_, W> {
                     self.append(&mut h, &[path, b"/"].concat(), io::empty())?;
                 }
                 if self.upper && (has(OPAQUE_XATTR) || has(FUSE_OPAQUE_XATTR)) {
-                    let mut h = tar::Header::new_gnu();
-                    h.set_entry_type(tar::EntryType::Regular);
-                    h.set_mode(0o644);
-                    h.set_size(0);
-                    h.set_mtime(self.header(&st, tar::EntryType::Regular).mtime().unwrap_or(0));
-                    self.append(&mut h, &join_rel(path, b".wh..wh..opq"), io::empty())?;
+                    self.marker(&join_rel(path, b".wh..wh..opq"), st.st_mtime)?;
                 }
                 self.walk(&fd, path)
             }

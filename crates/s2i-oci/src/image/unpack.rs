@@ -8,6 +8,11 @@
 //! `AT_SYMLINK_NOFOLLOW`, `linkat` without `AT_SYMLINK_FOLLOW`). Paths with `..` components are
 //! refused outright, so an entry never names anything above its own parent. Kernels without
 //! openat2 (before 5.6) get a clear error, not a weaker check.
+//!
+//! For overlay lower dirs each layer is unpacked alone into its own directory, as Docker's
+//! overlay2 driver does: a later layer's entries do not follow symlinks of the layers below
+//! (containerd, which unpacks onto a mount of the lower layers, would). Layers made from
+//! overlay diffs never depend on that.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -65,9 +70,11 @@ pub struct Unpack<'a> {
 /// archive (the caller may hash what is left).
 pub fn unpack<R: Read>(root: &Path, input: R, opts: &Unpack<'_>) -> Result<(R, UnpackStats)> {
     let root_fd = open_root(root)?;
+    let root_real = std::fs::canonicalize(root).map_err(|e| ImageError::io("resolving", root, e))?;
     let mut u = Unpacker {
         root: root_fd,
         root_path: root,
+        root_real,
         opts,
         under: split_path(opts.under.as_bytes()).map_err(|r| ImageError::layer(opts.name, opts.under, r))?,
         written: HashSet::new(),
@@ -113,6 +120,21 @@ fn kernel_unsupported() -> ImageError {
     )
 }
 
+/// `target` joined to `base` lexically, `..` stopping at the root (as the kernel resolves it
+/// with `RESOLVE_IN_ROOT`).
+fn clean_in_root(mut base: Vec<Vec<u8>>, target: &[u8]) -> Vec<Vec<u8>> {
+    for comp in target.split(|c| *c == b'/') {
+        match comp {
+            b"" | b"." => {}
+            b".." => {
+                base.pop();
+            }
+            c => base.push(c.to_vec()),
+        }
+    }
+    base
+}
+
 /// Opens the directory at `comps` inside `root`, symlinks resolved inside `root`.
 pub(crate) fn open_in_root(root: &OwnedFd, comps: &[Vec<u8>], flags: OFlags) -> io::Result<OwnedFd> {
     let path = join(comps);
@@ -135,6 +157,8 @@ pub(crate) fn open_in_root(root: &OwnedFd, comps: &[Vec<u8>], flags: OFlags) -> 
 struct Unpacker<'a> {
     root: OwnedFd,
     root_path: &'a Path,
+    /// The root's canonical path, to tell where an open directory is inside it.
+    root_real: PathBuf,
     opts: &'a Unpack<'a>,
     under: Vec<Vec<u8>>,
     /// Paths this tar wrote, for opaque whiteouts in `Whiteouts::Apply` (they keep the layer's own).
@@ -159,36 +183,65 @@ impl Unpacker<'_> {
 
     /// The parent directory of an entry, made (0755, root) when missing.
     fn parent(&self, h: &EntryHeader, comps: &[Vec<u8>]) -> Result<OwnedFd> {
+        self.ensure_dir(comps, 0).map_err(|e| self.io_err(h, &format!("making its parent directory {}", join(comps).display()), e))
+    }
+
+    /// Opens the directory at `comps`, making what is missing. A symlink whose target is missing
+    /// gets its target made, resolved inside the root (`var/run -> /run` makes `/run`), as
+    /// containerd and Docker do.
+    fn ensure_dir(&self, comps: &[Vec<u8>], depth: u32) -> io::Result<OwnedFd> {
         let dir_flags = OFlags::PATH | OFlags::DIRECTORY;
         match open_in_root(&self.root, comps, dir_flags) {
-            Ok(fd) => return Ok(fd),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(self.io_err(h, "opening its parent directory", e)),
+            other => return other,
         }
-        let mut cur = open_in_root(&self.root, &[], dir_flags).map_err(|e| self.io_err(h, "opening the root", e))?;
+        if depth > 40 {
+            return Err(io::Error::from_raw_os_error(Errno::LOOP.raw_os_error()));
+        }
+        let mut cur = open_in_root(&self.root, &[], dir_flags)?;
         for i in 0..comps.len() {
+            match open_in_root(&self.root, &comps[..=i], dir_flags) {
+                Ok(fd) => {
+                    cur = fd;
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            let name = OsStr::from_bytes(&comps[i]);
+            match rfs::mkdirat(&cur, name, Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
             cur = match open_in_root(&self.root, &comps[..=i], dir_flags) {
                 Ok(fd) => fd,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    match rfs::mkdirat(&cur, OsStr::from_bytes(&comps[i]), Mode::from_raw_mode(0o755)) {
-                        Ok(()) | Err(Errno::EXIST) => {}
-                        Err(e) => return Err(self.io_err(h, "creating a parent directory", e)),
-                    }
-                    open_in_root(&self.root, &comps[..=i], dir_flags).map_err(|e| {
-                        self.io_err(h, &format!("parent {} (a dangling symlink?)", join(&comps[..=i]).display()), e)
-                    })?
+                    // A dangling symlink: make its target (inside the root), then go through it.
+                    let target = rfs::readlinkat(&cur, name, Vec::new())?;
+                    let base = if target.as_bytes().starts_with(b"/") { Vec::new() } else { self.path_in_root(&cur)? };
+                    let target_comps = clean_in_root(base, target.as_bytes());
+                    self.ensure_dir(&target_comps, depth + 1)?;
+                    open_in_root(&self.root, &comps[..=i], dir_flags)?
                 }
-                Err(e) => return Err(self.io_err(h, &format!("parent {}", join(&comps[..=i]).display()), e)),
+                Err(e) => return Err(e),
             };
         }
         Ok(cur)
+    }
+
+    /// Where an open directory is, inside the root.
+    fn path_in_root(&self, fd: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd)))?;
+        let rel = link.strip_prefix(&self.root_real).map_err(|_| io::Error::other("a directory outside the root"))?;
+        Ok(rel.as_os_str().as_bytes().split(|c| *c == b'/').filter(|c| !c.is_empty()).map(<[u8]>::to_vec).collect())
     }
 
     fn entry(&mut self, h: &EntryHeader, data: &mut dyn Read) -> Result<()> {
         self.stats.entries += 1;
         let kind = match h.kind {
             Kind::Meta => return Ok(()),
-            Kind::Unsupported(t) => return Err(self.err(h, format!("tar entries of type {:?} are not supported", t as char))),
+            Kind::Unsupported(b'S') => return Err(self.err(h, "GNU sparse files are not supported")),
+            Kind::Unsupported(t) => return Err(self.err(h, format!("tar entries of type {:?} (multi-volume) are not supported", t as char))),
             Kind::Unknown(t) => {
                 warn!("{}: skipping {:?}, an entry of unknown type {:?}", self.opts.name, h.display_path(), t as char);
                 self.stats.skipped += 1;
