@@ -417,18 +417,25 @@ async fn interrupted_and_killed_builds_leave_nothing() {
                 break;
             }
         }
-        (child, lines)
+        let ids: Vec<String> = std::fs::read_dir(store.join("s2i/run/containers"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".lock"))
+            .collect();
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        (child, lines, ids)
     };
     let runtime_root = store.join("s2i/run/runc");
     let pid = |c: &std::process::Child| rustix::process::Pid::from_child(c);
 
     // SIGINT: the child cleans up itself.
-    let (mut child, lines) = start_child();
+    let (mut child, lines, ids) = start_child();
     rustix::process::kill_process(pid(&child), rustix::process::Signal::INT).unwrap();
     let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
     assert!(child.wait().unwrap().success(), "the child failed: {rest:?}");
     assert!(rest.iter().any(|l| l == "cleaned"), "{rest:?}");
-    assert_clean(&store, &runtime_root, &[]);
+    assert_clean(&store, &runtime_root, &ids);
     // What it built without Docker, Docker runs.
     let env = s2i_testkit::TestEnv::new("oci-child-build");
     let loaded = docker_load(Path::new(&format!("{}.out.tar", store.display())));
@@ -440,12 +447,12 @@ async fn interrupted_and_killed_builds_leave_nothing() {
     assert_eq!((code, stdout.as_str()), (0, "built\n"), "{stderr}");
 
     // SIGKILL: everything is left behind…
-    let (mut child, _lines) = start_child();
+    let (mut child, _lines, ids) = start_child();
     rustix::process::kill_process(pid(&child), rustix::process::Signal::KILL).unwrap();
     child.wait().unwrap();
     let containers = store.join("s2i/run/containers");
-    let left: Vec<String> = std::fs::read_dir(&containers).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-    let id = left.iter().find(|n| !n.ends_with(".lock")).expect("a container dir is left").clone();
+    let id = ids[0].clone();
+    assert!(containers.join(&id).is_dir());
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(mounts.contains(&containers.join(&id).join("rootfs").display().to_string()));
     let listed = std::process::Command::new("runc").arg("--root").arg(&runtime_root).args(["list", "-q"]).output().unwrap();

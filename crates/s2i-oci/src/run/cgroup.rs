@@ -80,7 +80,9 @@ impl Cgroups {
                 mounts.iter().find(|(_, t, s)| *t == "cgroup" && wanted.iter().all(|w| s.contains(w)))
             };
             if let Some((point, _, _)) = mount {
-                if unified != ctrls.is_empty() {
+                // Hybrid hosts mount a cgroup2 hierarchy beside the v1 ones (`0::`): runc makes
+                // the container's path there too, so s2i makes and removes the parent there too.
+                if unified && !ctrls.is_empty() {
                     continue;
                 }
                 hierarchies.push(Hierarchy {
@@ -234,7 +236,8 @@ mod tests {
             32 30 0:28 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n\
             33 30 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct\n\
             34 30 0:30 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd\n";
-        let cg = Cgroups::parse(own, info);
+        let info = format!("{info}41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n");
+        let cg = Cgroups::parse(own, &info);
         assert!(!cg.unified);
         let owns: Vec<&Path> = cg.hierarchies.iter().map(|h| h.own.as_path()).collect();
         assert_eq!(
@@ -244,6 +247,8 @@ mod tests {
                 Path::new("/sys/fs/cgroup/pids"),
                 Path::new("/sys/fs/cgroup/memory/process_api/abc"),
                 Path::new("/sys/fs/cgroup/cpu,cpuacct/x"),
+                // The hybrid host's cgroup2 hierarchy: runc makes paths there too.
+                Path::new("/sys/fs/cgroup/unified"),
             ]
         );
 

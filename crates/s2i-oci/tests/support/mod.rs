@@ -58,6 +58,24 @@ pub struct TestEngine {
     pub dir: tempfile::TempDir,
     /// Ids of the containers made through [`TestEngine::create`].
     ids: Mutex<Vec<String>>,
+    finished: bool,
+}
+
+impl Drop for TestEngine {
+    /// A test that failed halfway still removes its containers, mounts and cgroups: on a thread
+    /// of its own with its own runtime (this may run while a test's runtime unwinds).
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let engine = &self.engine;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+                rt.block_on(engine.remove_leftovers());
+            });
+        });
+    }
 }
 
 impl TestEngine {
@@ -71,7 +89,7 @@ impl TestEngine {
         let mut opts = OciEngineOptions::new(dir.path().join("store"));
         adjust(&mut opts);
         let engine = OciEngine::open(opts).await.unwrap_or_else(|e| panic!("opening the engine: {e}"));
-        TestEngine { engine, dir, ids: Mutex::new(Vec::new()) }
+        TestEngine { engine, dir, ids: Mutex::new(Vec::new()), finished: false }
     }
 
     /// create_container, remembering the id for the final check.
@@ -86,7 +104,8 @@ impl TestEngine {
     }
 
     /// Remove everything the engine made, then check that nothing is left.
-    pub async fn finish(self) {
+    pub async fn finish(mut self) {
+        self.finished = true;
         self.engine.remove_leftovers().await;
         let ids = self.ids.lock().unwrap().clone();
         assert_clean(&self.store_root(), self.engine.runtime_root(), &ids);
@@ -105,16 +124,23 @@ pub fn assert_clean(store: &Path, runtime_root: &Path, ids: &[String]) {
     let containers = store.join("s2i/run/containers");
     let entries: Vec<_> = std::fs::read_dir(&containers).map(|rd| rd.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     assert!(entries.is_empty(), "container files left: {entries:?}");
-    for line in std::fs::read_to_string("/proc/self/cgroup").unwrap().lines() {
-        let ctrl = line.split(':').nth(1).unwrap_or("");
-        let ctrl = ctrl.strip_prefix("name=").unwrap_or(ctrl);
-        let own = line.splitn(3, ':').nth(2).unwrap_or("/").trim_start_matches('/');
-        let dir = Path::new("/sys/fs/cgroup").join(ctrl).join(own);
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            for e in rd.flatten() {
-                let n = e.file_name().to_string_lossy().into_owned();
-                assert!(!ids.iter().any(|id| n == format!("s2i-{id}")), "cgroup left: {}", e.path().display());
-            }
+    // Every cgroup hierarchy (v1 ones and a hybrid host's cgroup2 one) below our own cgroups.
+    let mut left = Vec::new();
+    find_cgroups(Path::new("/sys/fs/cgroup"), 5, ids, &mut left);
+    assert!(left.is_empty(), "cgroups left: {left:?}");
+}
+
+fn find_cgroups(dir: &Path, depth: u32, ids: &[String], found: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let n = e.file_name().to_string_lossy().into_owned();
+        if ids.iter().any(|id| n == format!("s2i-{id}")) {
+            found.push(e.path());
+        } else if depth > 0 {
+            find_cgroups(&e.path(), depth - 1, ids, found);
         }
     }
 }
