@@ -21,6 +21,10 @@ requirements=(
   "openssl|openssl|certificates for the TLS tests"
   "debootstrap|debootstrap|the Python builder's Debian base image"
   "docker-registry|docker-registry|a real registry (TLS, htpasswd) for the registry client and credential tests"
+  "runc|runc|the daemonless engine's containers (--engine oci)"
+  "fuse-overlayfs|fuse-overlayfs|the daemonless engine's rootfs where kernel overlay is refused"
+  "skopeo|skopeo|reads the OCI image store and writes OCI archives (s2i-oci image tests)"
+  "umoci|umoci|unpacks images of the OCI image store (s2i-oci image tests)"
 )
 
 have() {

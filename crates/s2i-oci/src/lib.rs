@@ -4,3 +4,5 @@
 
 pub mod image;
 pub mod run;
+pub mod engine;
+pub use engine::{OciEngine, OciEngineOptions};

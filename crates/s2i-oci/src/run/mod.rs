@@ -1,1 +1,14 @@
 //! The container side: runtime bundles, their root filesystems, and runc.
+
+pub(crate) mod archive;
+pub mod bundle;
+pub mod container;
+pub mod cgroup;
+mod error;
+pub(crate) mod fsroot;
+pub(crate) mod netns;
+pub mod rootfs;
+pub mod runc;
+pub mod user;
+
+pub use error::{Result, RunError};

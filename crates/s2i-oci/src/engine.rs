@@ -1,0 +1,924 @@
+//! [`OciEngine`]: the [`Engine`] trait without a daemon. Images live in the OCI store
+//! ([`crate::image::Store`]); a container is a runtime bundle over an overlay of the image's
+//! unpacked layers, run by runc in the foreground with the build's input on its stdin.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use s2i_engine::{
+    ArchiveFormat, ArchiveOutput, ByteStream, CommitSpec, ContainerInput, ContainerSpec, Engine, EngineError, EngineKind,
+    EngineVersion, ImageBuildSpec, ImageInfo, OutputSink, OutputStream, Progress, ProgressSink, RegistryAuth, Result,
+    RunningOutput,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::Child;
+use tracing::{debug, info, warn};
+
+use crate::image::{self, CommitChanges, Diff, Image, Lease, Store, RUNTIME_MOUNT_POINTS};
+use crate::run::bundle::{self, Bind, BundleParams, EtcFiles, Network, NetworkMode, Rlimits};
+use crate::run::cgroup::{Cgroups, ContainerCgroup};
+use crate::run::container::{self, ContainerInfo, StateDir};
+use crate::run::fsroot::RootDir;
+use crate::run::rootfs::{self, OverlayDirs, RootfsDriver};
+use crate::run::runc::Runtime;
+use crate::run::{archive, netns, user, RunError};
+
+/// The default pids limit of a build container: room for a parallel compiler, not for a fork bomb.
+pub const DEFAULT_PIDS_LIMIT: u64 = 4096;
+/// Environment variables that set the engine's limits and rootfs driver.
+pub const MEMORY_LIMIT_ENV: &str = "S2I_OCI_MEMORY_LIMIT";
+pub const PIDS_LIMIT_ENV: &str = "S2I_OCI_PIDS_LIMIT";
+pub const ROOTFS_ENV: &str = "S2I_OCI_ROOTFS";
+
+/// How the engine is set up (`--oci-store`, `--oci-runtime`, limits).
+#[derive(Debug, Clone)]
+pub struct OciEngineOptions {
+    /// The image store (`--oci-store`), holding the run state under `s2i/run`.
+    pub store_root: PathBuf,
+    /// The OCI runtime (`--oci-runtime`); a bare name is looked up in `PATH`.
+    pub runtime: PathBuf,
+    /// `None`: kernel overlay, else fuse-overlayfs, else a copy; `Some`: only that one.
+    pub rootfs_driver: Option<RootfsDriver>,
+    pub fuse_overlayfs: PathBuf,
+    /// Memory limit of a build container in bytes (`None`: no limit).
+    pub memory_limit: Option<u64>,
+    /// Most processes and threads in a build container (`None`: no limit).
+    pub pids_limit: Option<u64>,
+}
+
+impl OciEngineOptions {
+    /// Defaults: the store at `store_root`, `runc`, automatic rootfs, memory limited to half the
+    /// host's memory, 4096 pids.
+    pub fn new(store_root: impl Into<PathBuf>) -> OciEngineOptions {
+        OciEngineOptions {
+            store_root: store_root.into(),
+            runtime: PathBuf::from("runc"),
+            rootfs_driver: None,
+            fuse_overlayfs: PathBuf::from("fuse-overlayfs"),
+            memory_limit: default_memory_limit(),
+            pids_limit: Some(DEFAULT_PIDS_LIMIT),
+        }
+    }
+
+    /// [`OciEngineOptions::new`] with `S2I_OCI_MEMORY_LIMIT` (bytes, or with a k/m/g suffix;
+    /// `0` or `none` for no limit), `S2I_OCI_PIDS_LIMIT` and `S2I_OCI_ROOTFS`
+    /// (`overlay`, `fuse-overlayfs`, `copy`) applied.
+    pub fn from_env(store_root: impl Into<PathBuf>) -> std::result::Result<OciEngineOptions, RunError> {
+        let mut o = OciEngineOptions::new(store_root);
+        if let Ok(v) = std::env::var(MEMORY_LIMIT_ENV) {
+            o.memory_limit = parse_size(&v).map_err(|reason| RunError::BadSetting { name: MEMORY_LIMIT_ENV, value: v.clone(), reason })?;
+        }
+        if let Ok(v) = std::env::var(PIDS_LIMIT_ENV) {
+            o.pids_limit = parse_size(&v).map_err(|reason| RunError::BadSetting { name: PIDS_LIMIT_ENV, value: v.clone(), reason })?;
+        }
+        if let Ok(v) = std::env::var(ROOTFS_ENV) {
+            if !v.is_empty() && v != "auto" {
+                o.rootfs_driver = Some(RootfsDriver::parse(&v).ok_or_else(|| RunError::BadSetting {
+                    name: ROOTFS_ENV,
+                    value: v.clone(),
+                    reason: "use overlay, fuse-overlayfs, copy or auto".into(),
+                })?);
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// `512m`, `2g`, `1048576`; `0` and `none` mean no limit.
+fn parse_size(s: &str) -> std::result::Result<Option<u64>, String> {
+    let t = s.trim().to_ascii_lowercase();
+    if t == "none" || t == "0" {
+        return Ok(None);
+    }
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 'k')) => (&t[..i], 1u64 << 10),
+        Some((i, 'm')) => (&t[..i], 1 << 20),
+        Some((i, 'g')) => (&t[..i], 1 << 30),
+        _ => (t.as_str(), 1),
+    };
+    let n: u64 = num.trim().parse().map_err(|_| "expected a number, optionally with k, m or g".to_string())?;
+    n.checked_mul(mult).map(Some).ok_or_else(|| "too large".to_string())
+}
+
+/// Half of the host's memory: a build that runs away gets killed before the host swaps.
+fn default_memory_limit() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = info.lines().find_map(|l| l.strip_prefix("MemTotal:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb * 1024 / 2)
+}
+
+/// What a container runs, fixed at creation.
+#[derive(Debug, Clone)]
+struct ProcessPlan {
+    args: Vec<String>,
+    env: Vec<String>,
+    cwd: String,
+    user: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Created,
+    Running,
+    Stopped,
+}
+
+impl State {
+    fn name(self) -> &'static str {
+        match self {
+            State::Created => "created",
+            State::Running => "running",
+            State::Stopped => "stopped",
+        }
+    }
+}
+
+struct Container {
+    id: String,
+    dir: PathBuf,
+    image: Image,
+    driver: RootfsDriver,
+    process: ProcessPlan,
+    network: Network,
+    cap_drop: Vec<String>,
+    binds: Vec<Bind>,
+    shm_size: u64,
+    cgroup: ContainerCgroup,
+    hostname: String,
+    state: Mutex<State>,
+    /// Held while the container exists: the lock that tells a sweep it is alive, and the
+    /// store lease that keeps its layer dirs.
+    lock: Mutex<Option<std::fs::File>>,
+    _lease: Lease,
+}
+
+impl Container {
+    fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+
+    fn root(&self) -> std::result::Result<RootDir, RunError> {
+        RootDir::open(&self.rootfs())
+    }
+
+    fn set_state(&self, s: State) {
+        *self.state.lock().unwrap() = s;
+    }
+
+    fn state(&self) -> State {
+        *self.state.lock().unwrap()
+    }
+
+    /// What a commit leaves out: where the runtime mounts things, and the binds' targets.
+    fn excluded_paths(&self) -> Vec<String> {
+        RUNTIME_MOUNT_POINTS
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["/dev/shm".to_string()])
+            .chain(self.binds.iter().map(|b| b.destination.display().to_string()))
+            .collect()
+    }
+}
+
+/// The daemonless engine.
+pub struct OciEngine {
+    store: Arc<Store>,
+    state: StateDir,
+    runtime: Runtime,
+    runtime_version: String,
+    opts: OciEngineOptions,
+    cgroups: Cgroups,
+    rlimits: Rlimits,
+    containers: Mutex<HashMap<String, Arc<Container>>>,
+    /// Names handed to create_container, by name: a container is found by either.
+    names: Mutex<HashMap<String, String>>,
+    /// Ids being created right now, for remove_leftovers to wait out.
+    creating: Mutex<Vec<String>>,
+    /// The rootfs driver that worked last, tried first next time.
+    good_driver: Mutex<Option<RootfsDriver>>,
+    /// Set by remove_leftovers: a creation that finishes afterwards removes its own container.
+    closed: Arc<AtomicBool>,
+}
+
+fn api(op: impl Into<String>, e: impl std::fmt::Display) -> EngineError {
+    EngineError::Api { op: op.into(), message: e.to_string(), status: None }
+}
+
+fn run_err(op: &str, e: RunError) -> EngineError {
+    match e {
+        RunError::NoSuchContainer(_) => EngineError::Api { op: op.into(), message: error_chain(&e), status: Some(404) },
+        other => EngineError::Api { op: op.into(), message: error_chain(&other), status: None },
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> std::result::Result<T, EngineError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| api("the oci engine", e))
+}
+
+fn random_id() -> String {
+    let mut buf = [0u8; 32];
+    let mut filled = 0;
+    while filled < buf.len() {
+        match rustix::rand::getrandom(&mut buf[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => panic!("the kernel's random source failed: {e}"),
+        }
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Find `prog` in `PATH` unless it is a path already.
+fn which(prog: &Path) -> PathBuf {
+    if prog.components().count() > 1 {
+        return prog.to_path_buf();
+    }
+    std::env::var_os("PATH")
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(prog)).find(|c| c.is_file()))
+        .unwrap_or_else(|| prog.to_path_buf())
+}
+
+impl OciEngine {
+    /// Open the store, check the runtime, and remove what crashed s2i processes left behind.
+    pub async fn open(opts: OciEngineOptions) -> Result<OciEngine> {
+        if !rustix::process::geteuid().is_root() {
+            return Err(run_err("starting the oci engine", RunError::NotRoot));
+        }
+        let root = opts.store_root.clone();
+        let store = blocking(move || Store::open(&root)).await??;
+        let state = StateDir::new(store.root().join("s2i/run")).map_err(|e| run_err("starting the oci engine", e))?;
+        let runtime = Runtime::new(which(&opts.runtime), state.runtime_root());
+        let runtime_version = runtime.version().await.map_err(|e| run_err("starting the oci engine", e))?;
+        let cgroups = Cgroups::detect().map_err(|e| run_err("starting the oci engine", e))?;
+        container::sweep(&state, &runtime).await;
+        debug!("oci engine: store {}, {runtime_version}", store.root().display());
+        Ok(OciEngine {
+            store: Arc::new(store),
+            state,
+            runtime,
+            runtime_version,
+            opts,
+            cgroups,
+            rlimits: Rlimits::from_host(),
+            containers: Mutex::new(HashMap::new()),
+            names: Mutex::new(HashMap::new()),
+            creating: Mutex::new(Vec::new()),
+            good_driver: Mutex::new(None),
+            closed: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The runtime's state directory (its `--root`).
+    pub fn runtime_root(&self) -> &Path {
+        self.runtime.root()
+    }
+
+    /// Where containers' directories are made.
+    pub fn containers_dir(&self) -> PathBuf {
+        self.state.containers()
+    }
+
+    fn find(&self, id_or_name: &str) -> Option<Arc<Container>> {
+        let id = self.names.lock().unwrap().get(id_or_name).cloned().unwrap_or_else(|| id_or_name.to_string());
+        self.containers.lock().unwrap().get(&id).cloned()
+    }
+
+    fn get(&self, id_or_name: &str) -> Result<Arc<Container>> {
+        self.find(id_or_name).ok_or_else(|| run_err("finding the container", RunError::NoSuchContainer(id_or_name.to_string())))
+    }
+
+    async fn image(&self, name: &str) -> Result<Image> {
+        let store = self.store.clone();
+        let n = name.to_string();
+        blocking(move || store.get(&n)).await??.ok_or_else(|| EngineError::ImageNotFound(name.to_string()))
+    }
+
+    /// Everything of create_container that touches the disk; runs on a blocking thread.
+    #[allow(clippy::too_many_arguments)]
+    fn make_container(
+        store: &Store,
+        state: &StateDir,
+        cgroups: &Cgroups,
+        opts: &OciEngineOptions,
+        drivers: Vec<RootfsDriver>,
+        id: &str,
+        spec: &ContainerSpec,
+        image: Image,
+        process: ProcessPlan,
+        network_mode: NetworkMode,
+        binds: Vec<Bind>,
+    ) -> std::result::Result<Container, RunError> {
+        let (lock, dir) = state.claim(id)?;
+        let mut info = ContainerInfo { id: id.to_string(), name: spec.name.clone(), ..Default::default() };
+        container::write_info(&dir, &info)?;
+        let lease = store.lease().map_err(|e| RunError::io("holding the image store", std::io::Error::other(e.to_string())))?;
+
+        // The root filesystem.
+        let rootfs = dir.join("rootfs");
+        std::fs::create_dir(&rootfs).map_err(|e| RunError::io(format!("creating {}", rootfs.display()), e))?;
+        let mut tried = Vec::new();
+        let mut driver = None;
+        let mut lowers: Option<Vec<PathBuf>> = None;
+        for d in drivers {
+            let attempt = (|| -> std::result::Result<(), RunError> {
+                match d {
+                    RootfsDriver::Overlay | RootfsDriver::FuseOverlayfs => {
+                        if lowers.is_none() {
+                            lowers = Some(store.layer_dirs(&image).map_err(|e| RunError::io("unpacking the image's layers", std::io::Error::other(error_chain(&e))))?);
+                        }
+                        let (upper, work) = (dir.join("upper"), dir.join("work"));
+                        for p in [&upper, &work] {
+                            let _ = std::fs::remove_dir_all(p);
+                            std::fs::create_dir(p).map_err(|e| RunError::io(format!("creating {}", p.display()), e))?;
+                        }
+                        // The merged root's own mode comes from the upper dir.
+                        std::fs::set_permissions(&upper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                            .map_err(|e| RunError::io(format!("setting the mode of {}", upper.display()), e))?;
+                        let dirs = OverlayDirs { lower: lowers.as_deref().unwrap_or(&[]), upper: &upper, work: &work, target: &rootfs };
+                        if d == RootfsDriver::Overlay {
+                            rootfs::mount_overlay(&dirs)
+                        } else {
+                            rootfs::mount_fuse_overlayfs(&which(&opts.fuse_overlayfs), &dirs)
+                        }
+                    }
+                    RootfsDriver::Copy => store
+                        .flatten_into(&image, &rootfs)
+                        .map_err(|e| RunError::io("copying the image's files", std::io::Error::other(error_chain(&e)))),
+                }
+            })();
+            match attempt {
+                Ok(()) => {
+                    driver = Some(d);
+                    break;
+                }
+                Err(e) => {
+                    debug!("rootfs driver {d} failed: {e}");
+                    tried.push(format!("{d}: {}", error_chain(&e)));
+                    if d == RootfsDriver::Copy {
+                        let _ = std::fs::remove_dir_all(&rootfs);
+                        let _ = std::fs::create_dir(&rootfs);
+                    }
+                }
+            }
+        }
+        let Some(driver) = driver else {
+            return Err(RunError::NoRootfsDriver { image: image.names.first().cloned().unwrap_or(image.id.clone()), tried: tried.join("; ") });
+        };
+        info.driver = Some(driver.to_string());
+        container::write_info(&dir, &info)?;
+
+        // Cgroup, network, and the files bind-mounted into /etc.
+        let cgroup = cgroups.create(id, opts.memory_limit, opts.pids_limit)?;
+        info.cgroups = cgroup.parents.clone();
+        container::write_info(&dir, &info)?;
+        let network = match network_mode {
+            NetworkMode::Host => Network::Host,
+            NetworkMode::None => {
+                let path = dir.join("netns");
+                netns::create(&path)?;
+                Network::None { netns: path }
+            }
+        };
+        let hostname = match network_mode {
+            NetworkMode::Host => rustix::system::uname().nodename().to_string_lossy().into_owned(),
+            NetworkMode::None => id[..12].to_string(),
+        };
+        let host_hosts = std::fs::read_to_string("/etc/hosts").ok();
+        let hosts = bundle::hosts_file(network_mode, host_hosts.as_deref(), &spec.extra_hosts)?;
+        let etc = etc_files(&dir);
+        let write = |p: &Path, text: &str| std::fs::write(p, text).map_err(|e| RunError::io(format!("writing {}", p.display()), e));
+        write(&etc.hosts, &hosts)?;
+        write(&etc.hostname, &format!("{hostname}\n"))?;
+        write(&etc.resolv_conf, &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default())?;
+
+        let mut process = process;
+        process.env.insert(0, format!("HOSTNAME={hostname}"));
+        Ok(Container {
+            id: id.to_string(),
+            dir,
+            image,
+            driver,
+            process,
+            network,
+            cap_drop: spec.cap_drop.clone(),
+            binds,
+            shm_size: spec.shm_size.filter(|s| *s > 0).map(|s| s as u64).unwrap_or(bundle::DEFAULT_SHM_SIZE),
+            cgroup,
+            hostname,
+            state: Mutex::new(State::Created),
+            lock: Mutex::new(Some(lock)),
+            _lease: lease,
+        })
+    }
+
+    /// Resolve the user in the container's files and write config.json; just before a start, so
+    /// that files uploaded after creation (an injected /etc/passwd) count, as with Docker.
+    fn write_config(&self, c: &Container) -> std::result::Result<(), RunError> {
+        let root = c.root()?;
+        let user = user::resolve_in_root(&c.process.user, &root)?;
+        let mut env = c.process.env.clone();
+        if !env.iter().any(|kv| kv.starts_with("HOME=")) {
+            env.push(format!("HOME={}", user.home));
+        }
+        let etc = etc_files(&c.dir);
+        let rootfs = c.rootfs();
+        let params = BundleParams {
+            rootfs: &rootfs,
+            args: c.process.args.clone(),
+            env,
+            cwd: c.process.cwd.clone(),
+            user: &user,
+            hostname: c.hostname.clone(),
+            network: &c.network,
+            cap_drop: &c.cap_drop,
+            binds: &c.binds,
+            etc: &etc,
+            cgroups_path: c.cgroup.runc_path.clone(),
+            resources: c.cgroup.runc_resources,
+            shm_size: c.shm_size,
+            rlimits: self.rlimits,
+        };
+        let spec = bundle::spec(&params)?;
+        let path = c.dir.join("config.json");
+        spec.save(&path).map_err(|e| RunError::io(format!("writing {}", path.display()), std::io::Error::other(e.to_string())))
+    }
+
+    /// Write config.json and start runc for a created container.
+    async fn start(&self, id: &str, with_stdin: bool) -> Result<(Arc<Container>, Child)> {
+        let c = self.get(id)?;
+        let state = c.state();
+        if state != State::Created {
+            return Err(run_err(
+                "starting the container",
+                RunError::BadState { id: c.id.clone(), state: state.name(), what: "only a created container can be started".into() },
+            ));
+        }
+        self.write_config(&c).map_err(|e| run_err("starting the container", e))?;
+        let child = self.runtime.spawn_run(&c.id, &c.dir, with_stdin).map_err(|e| run_err("starting the container", e))?;
+        c.set_state(State::Running);
+        Ok((c, child))
+    }
+
+    /// After the runtime exited: the process's exit code, or why it did not run or was killed.
+    fn finish(&self, c: &Container, status: std::io::Result<ExitStatus>) -> Result<i64> {
+        c.set_state(State::Stopped);
+        let status = status.map_err(|e| api("waiting for the container", e))?;
+        if let Some(err) = self.runtime.run_error(&c.dir) {
+            // Core recognises a missing /bin/sh by this op's message, as with Docker's start.
+            return Err(run_err("starting the container", err));
+        }
+        let code = match status.code() {
+            Some(code) => code as i64,
+            None => 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(9) as i64,
+        };
+        if code == 137 && c.cgroup.oom_killed() {
+            let limit_mib = c.cgroup.memory_limit.unwrap_or(0) >> 20;
+            return Err(run_err("running the container", RunError::OutOfMemory { limit_mib }));
+        }
+        if code != 0 {
+            let hits = c.cgroup.pids_limit_hits();
+            if hits > 0 {
+                warn!(
+                    "the container hit its limit of {} processes {hits} times; raise it with {PIDS_LIMIT_ENV}=<number>",
+                    self.opts.pids_limit.unwrap_or(0)
+                );
+            }
+        }
+        Ok(code)
+    }
+}
+
+fn etc_files(dir: &Path) -> EtcFiles {
+    EtcFiles { hosts: dir.join("hosts"), resolv_conf: dir.join("resolv.conf"), hostname: dir.join("hostname") }
+}
+
+/// Copy `input` into the container's stdin, then close it. An error only when reading `input`
+/// failed; a container that stops reading just ends the copy.
+async fn pump_stdin(mut input: ContainerInput, mut stdin: tokio::process::ChildStdin) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 128 * 1024];
+    loop {
+        let n = match input.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => return Err(e),
+        };
+        if let Err(e) = stdin.write_all(&buf[..n]).await {
+            debug!("the container stopped reading its input: {e}");
+            break;
+        }
+    }
+    let _ = stdin.shutdown().await;
+    Ok(())
+}
+
+/// Relay both output pipes to `sink` as they produce, until both end.
+async fn relay(
+    mut stdout: Option<impl AsyncRead + Unpin>,
+    mut stderr: Option<impl AsyncRead + Unpin>,
+    sink: &mut dyn OutputSink,
+) -> std::io::Result<()> {
+    let mut out_buf = vec![0u8; 64 * 1024];
+    let mut err_buf = vec![0u8; 64 * 1024];
+    while stdout.is_some() || stderr.is_some() {
+        tokio::select! {
+            n = async { stdout.as_mut().unwrap().read(&mut out_buf).await }, if stdout.is_some() => {
+                match n? {
+                    0 => stdout = None,
+                    n => sink.output(OutputStream::Stdout, &out_buf[..n]),
+                }
+            }
+            n = async { stderr.as_mut().unwrap().read(&mut err_buf).await }, if stderr.is_some() => {
+                match n? {
+                    0 => stderr = None,
+                    n => sink.output(OutputStream::Stderr, &err_buf[..n]),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The full name a commit tags with: `repo[:tag]`.
+fn commit_tag(spec: &CommitSpec) -> Option<String> {
+    let repo = spec.repo.as_deref().filter(|r| !r.is_empty())?;
+    Some(match spec.tag.as_deref().filter(|t| !t.is_empty()) {
+        Some(tag) => format!("{repo}:{tag}"),
+        None => repo.to_string(),
+    })
+}
+
+fn is_transport(name: &str) -> bool {
+    image::Transport::parse(name).is_some()
+}
+
+#[async_trait]
+impl Engine for OciEngine {
+    async fn version(&self) -> Result<EngineVersion> {
+        Ok(EngineVersion {
+            kind: EngineKind::Oci,
+            version: self.runtime_version.clone(),
+            api_version: String::new(),
+            endpoint: self.store.root().display().to_string(),
+        })
+    }
+
+    async fn inspect_image(&self, name: &str) -> Result<Option<ImageInfo>> {
+        let store = self.store.clone();
+        let n = name.to_string();
+        Ok(blocking(move || store.get(&n)).await??.map(|i| i.info()))
+    }
+
+    async fn pull_image(&self, name: &str, _auth: Option<&RegistryAuth>, progress: &mut dyn ProgressSink) -> Result<()> {
+        if !is_transport(name) {
+            return Err(EngineError::NotSupported {
+                engine: EngineKind::Oci,
+                what: format!(
+                    "pull {name} from a registry yet; give the image as docker-archive:PATH, oci-archive:PATH or oci:DIR"
+                ),
+            });
+        }
+        let image = self.image(name).await?;
+        progress.progress(Progress::Status(&format!("Imported {name} as {}", image.id)));
+        Ok(())
+    }
+
+    async fn push_image(&self, name: &str, _auth: Option<&RegistryAuth>, _progress: &mut dyn ProgressSink) -> Result<String> {
+        Err(EngineError::NotSupported { engine: EngineKind::Oci, what: format!("push {name} to a registry yet; write it with --output-archive instead") })
+    }
+
+    async fn save_image(&self, name: &str, format: ArchiveFormat, out: ArchiveOutput) -> Result<()> {
+        let image = self.image(name).await?;
+        let store = self.store.clone();
+        let mut writer = tokio_util::io::SyncIoBridge::new(out);
+        blocking(move || -> Result<()> {
+            store.export(&image, format, &mut writer)?;
+            writer.shutdown().map_err(EngineError::Input)
+        })
+        .await?
+    }
+
+    async fn load_image(&self, archive: ContainerInput) -> Result<Vec<String>> {
+        let store = self.store.clone();
+        let mut reader = tokio_util::io::SyncIoBridge::new(archive);
+        let images = blocking(move || store.import_archive(&mut reader)).await??;
+        Ok(images
+            .into_iter()
+            .flat_map(|i| if i.names.is_empty() { vec![i.id.clone()] } else { i.names.clone() })
+            .collect())
+    }
+
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
+        let op = format!("creating a container from {:?}", spec.image);
+        // Everything a user could have mistyped, before anything is made.
+        let network_mode = NetworkMode::parse(spec.network_mode.as_deref()).map_err(|e| run_err(&op, e))?;
+        let binds = spec.binds.iter().map(|b| Bind::parse(b)).collect::<std::result::Result<Vec<_>, _>>().map_err(|e| run_err(&op, e))?;
+        bundle::capabilities(&spec.cap_drop).map_err(|e| run_err(&op, e))?;
+        for h in &spec.extra_hosts {
+            bundle::host_line(h).map_err(|e| run_err(&op, e))?;
+        }
+        if let Some(name) = &spec.name {
+            if self.find(name).is_some() {
+                return Err(api(&op, format!("the container name {name:?} is already in use")));
+            }
+        }
+        let image = self.image(&spec.image).await?;
+        let config = &image.config;
+        let entrypoint = spec.entrypoint.clone().unwrap_or_else(|| config.entrypoint.clone().unwrap_or_default());
+        let cmd = if !spec.cmd.is_empty() {
+            spec.cmd.clone()
+        } else if spec.entrypoint.is_some() {
+            Vec::new()
+        } else {
+            config.cmd.clone().unwrap_or_default()
+        };
+        let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+        if args.is_empty() {
+            return Err(run_err(&op, RunError::NoCommand { image: spec.image.clone() }));
+        }
+        let mut env: Vec<String> = config.env.clone();
+        for kv in &spec.env {
+            let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
+            env.retain(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != key);
+            env.push(kv.clone());
+        }
+        if !env.iter().any(|kv| kv.starts_with("PATH=")) {
+            env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        }
+        let cwd = spec.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| config.working_dir.clone());
+        let cwd = if cwd.is_empty() { "/".to_string() } else { cwd };
+        if !cwd.starts_with('/') {
+            return Err(api(&op, format!("the working directory {cwd:?} is not an absolute path")));
+        }
+        let user = spec.user.clone().filter(|u| !u.is_empty()).unwrap_or_else(|| config.user.clone());
+        let process = ProcessPlan { args, env, cwd, user };
+
+        let id = random_id();
+        self.creating.lock().unwrap().push(id.clone());
+        let drivers = container::drivers_to_try(self.opts.rootfs_driver, *self.good_driver.lock().unwrap());
+        let (store, state, cgroups, opts, spec2, id2) =
+            (self.store.clone(), self.state.clone(), self.cgroups.clone(), self.opts.clone(), spec.clone(), id.clone());
+        let made = blocking(move || Self::make_container(&store, &state, &cgroups, &opts, drivers, &id2, &spec2, image, process, network_mode, binds)).await;
+        self.creating.lock().unwrap().retain(|i| *i != id);
+        let made = match made {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                let _ = container::teardown(&self.state, &self.runtime, &id, None).await;
+                return Err(run_err(&op, e));
+            }
+            Err(e) => return Err(e),
+        };
+        *self.good_driver.lock().unwrap() = Some(made.driver);
+        let c = Arc::new(made);
+        if self.closed.load(Ordering::SeqCst) {
+            // remove_leftovers ran while this was being made: nothing may outlive it.
+            let lock = c.lock.lock().unwrap().take();
+            let _ = container::teardown(&self.state, &self.runtime, &id, lock).await;
+            return Err(api(&op, "the engine is shutting down"));
+        }
+        info!("created container {} from {} ({} rootfs)", &id[..12], spec.image, c.driver);
+        self.containers.lock().unwrap().insert(id.clone(), c);
+        if let Some(name) = &spec.name {
+            self.names.lock().unwrap().insert(name.clone(), id.clone());
+        }
+        Ok(id)
+    }
+
+    async fn run_container(&self, id: &str, input: Option<ContainerInput>, output: &mut dyn OutputSink) -> Result<i64> {
+        let (c, mut child) = self.start(id, input.is_some()).await?;
+        let stdin = child.stdin.take();
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let pump = async {
+            match (input, stdin) {
+                (Some(input), Some(stdin)) => pump_stdin(input, stdin).await,
+                _ => Ok(()),
+            }
+        };
+        let relayed = relay(stdout, stderr, output);
+        let (pumped, relayed) = tokio::join!(
+            async {
+                let r = pump.await;
+                if r.is_err() {
+                    // A truncated input: the container must not carry on with half of it.
+                    self.runtime.kill(&c.id, "KILL").await;
+                }
+                r
+            },
+            relayed
+        );
+        let status = child.wait().await;
+        let code = self.finish(&c, status)?;
+        pumped.map_err(EngineError::Input)?;
+        relayed.map_err(|e| api("reading the container's output", e))?;
+        Ok(code)
+    }
+
+    async fn run_with_stdout(&self, id: &str, mut stderr: Box<dyn OutputSink>) -> Result<RunningOutput> {
+        let (c, mut child) = self.start(id, false).await?;
+        let stdout = child.stdout.take().ok_or_else(|| api("starting the container", "no stdout pipe"))?;
+        let err_pipe = child.stderr.take();
+        let engine_runtime = self.runtime.clone();
+        let pids_limit = self.opts.pids_limit;
+        let exit = async move {
+            let relayed = relay(None::<tokio::process::ChildStdout>, err_pipe, &mut *stderr).await;
+            drop(stderr);
+            let status = child.wait().await;
+            // The same checks as finish(), without &self (this future outlives the call).
+            c.set_state(State::Stopped);
+            let status = status.map_err(|e| api("waiting for the container", e))?;
+            if let Some(err) = engine_runtime.run_error(&c.dir) {
+                return Err(run_err("starting the container", err));
+            }
+            relayed.map_err(|e| api("reading the container's output", e))?;
+            let code = match status.code() {
+                Some(code) => code as i64,
+                None => 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(9) as i64,
+            };
+            if code == 137 && c.cgroup.oom_killed() {
+                let limit_mib = c.cgroup.memory_limit.unwrap_or(0) >> 20;
+                return Err(run_err("running the container", RunError::OutOfMemory { limit_mib }));
+            }
+            if code != 0 && c.cgroup.pids_limit_hits() > 0 {
+                warn!("the container hit its limit of {} processes; raise it with {PIDS_LIMIT_ENV}=<number>", pids_limit.unwrap_or(0));
+            }
+            Ok(code)
+        };
+        Ok(RunningOutput { stdout: Box::new(stdout), exit: Box::pin(exit) })
+    }
+
+    async fn upload_archive(&self, id: &str, path: &str, tar: ContainerInput) -> Result<()> {
+        let c = self.get(id)?;
+        let op = format!("copying files to {path} in the container");
+        let reader = tokio_util::io::SyncIoBridge::new(tar);
+        let path = path.to_string();
+        blocking(move || -> Result<()> {
+            let root = c.root().map_err(|e| run_err(&op, e))?;
+            if root.open_in(Path::new(&path), rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY, rustix::fs::Mode::empty()).is_err() {
+                return Err(EngineError::Api { op, message: format!("Could not find the file {path} in container {}", c.id), status: Some(404) });
+            }
+            let name = format!("the archive copied to {path}");
+            let opts = image::Unpack { name: &name, whiteouts: image::Whiteouts::Plain, under: &path, lowers: &[] };
+            image::unpack(&c.rootfs(), reader, &opts).map_err(|e| api(&op, error_chain(&e)))?;
+            Ok(())
+        })
+        .await?
+    }
+
+    async fn commit_container(&self, id: &str, spec: &CommitSpec) -> Result<String> {
+        let c = self.get(id)?;
+        if c.state() == State::Running {
+            return Err(run_err(
+                "committing the container",
+                RunError::BadState { id: c.id.clone(), state: "running", what: "stop it before committing".into() },
+            ));
+        }
+        let created = image::source_date_epoch()?;
+        let changes = CommitChanges {
+            cmd: spec.cmd.clone(),
+            entrypoint: Some(spec.entrypoint.clone()),
+            user: spec.user.clone(),
+            working_dir: String::new(),
+            env: spec.env.clone(),
+            labels: spec.labels.clone(),
+            created,
+            comment: String::new(),
+        };
+        let tag = commit_tag(spec);
+        let store = self.store.clone();
+        let image = blocking(move || {
+            let exclude = c.excluded_paths();
+            let (upper, rootfs) = (c.dir.join("upper"), c.rootfs());
+            if c.driver == RootfsDriver::FuseOverlayfs {
+                rootfs::normalize_fuse_upper(&upper).map_err(|e| image::ImageError::Diff(error_chain(&e)))?;
+            }
+            let diff = match c.driver {
+                RootfsDriver::Overlay | RootfsDriver::FuseOverlayfs => Diff::OverlayUpper { upper: &upper, exclude: &exclude },
+                RootfsDriver::Copy => Diff::Rootfs { dir: &rootfs, exclude: &exclude },
+            };
+            store.commit(&c.image, diff, &changes, tag.as_deref())
+        })
+        .await??;
+        Ok(image.id)
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        let Some(c) = self.find(id) else { return Ok(()) };
+        let lock = c.lock.lock().unwrap().take();
+        let result = container::teardown(&self.state, &self.runtime, &c.id, lock).await;
+        self.containers.lock().unwrap().remove(&c.id);
+        self.names.lock().unwrap().retain(|_, v| *v != c.id);
+        result.map_err(|e| run_err(&format!("removing container {}", c.id), e))
+    }
+
+    async fn remove_image(&self, name: &str) -> Result<()> {
+        let store = self.store.clone();
+        let n = name.to_string();
+        blocking(move || store.remove(&n)).await??;
+        Ok(())
+    }
+
+    async fn download_archive(&self, id: &str, path: &str) -> Result<Option<ByteStream>> {
+        let c = self.get(id)?;
+        let op = format!("copying {path} out of the container");
+        let root = c.root().map_err(|e| run_err(&op, e))?;
+        let p = PathBuf::from(path);
+        if !archive::exists(&root, &p).map_err(|e| run_err(&op, e))? {
+            return Ok(None);
+        }
+        // A bounded channel: the walk waits while nobody reads.
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
+        tokio::task::spawn_blocking(move || {
+            let _keep = c;
+            let mut w = ChannelWriter { tx: tx.clone() };
+            if let Err(e) = archive::archive(&root, &p, &mut w) {
+                let _ = tx.blocking_send(Err(std::io::Error::other(error_chain(&e))));
+            }
+        });
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+        Ok(Some(Box::pin(stream)))
+    }
+
+    async fn build_image(&self, _context: ContainerInput, _spec: &ImageBuildSpec, _output: &mut dyn OutputSink) -> Result<String> {
+        Err(EngineError::NotSupported {
+            engine: EngineKind::Oci,
+            what: "build images from a Dockerfile (ONBUILD builders and Dockerfile builds need --engine docker)".into(),
+        })
+    }
+
+    async fn remove_leftovers(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let ids: Vec<String> = self.containers.lock().unwrap().keys().cloned().collect();
+        for id in ids {
+            if let Err(e) = self.remove_container(&id).await {
+                warn!("could not remove container {id}: {e}");
+            }
+        }
+        // A creation still on its blocking thread removes its own container when it finishes
+        // (it sees `closed`); wait for it briefly so that the caller can rely on a clean state.
+        for _ in 0..600 {
+            if self.creating.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A `Write` that hands each chunk to an async reader through a bounded channel.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tx
+            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the archive's reader went away"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_tags() {
+        assert_eq!(parse_size("512m"), Ok(Some(512 << 20)));
+        assert_eq!(parse_size("2G"), Ok(Some(2 << 30)));
+        assert_eq!(parse_size("1000"), Ok(Some(1000)));
+        assert_eq!(parse_size("none"), Ok(None));
+        assert!(parse_size("lots").is_err());
+        let spec = CommitSpec { repo: Some("127.0.0.1:5000/app".into()), tag: Some("v1".into()), ..Default::default() };
+        assert_eq!(commit_tag(&spec).as_deref(), Some("127.0.0.1:5000/app:v1"));
+        assert_eq!(commit_tag(&CommitSpec::default()), None);
+        assert_eq!(random_id().len(), 64);
+        assert_ne!(random_id(), random_id());
+    }
+}

@@ -1,0 +1,197 @@
+//! Layers that try to leave their root filesystem, and layers that exercise every entry kind.
+
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use super::*;
+use crate::image::{unpack, ImageError, Unpack, Whiteouts};
+
+fn apply(root: &Path, tar: &[u8], whiteouts: Whiteouts) -> Result<(), ImageError> {
+    let opts = Unpack { name: "test layer", whiteouts, under: "", lowers: &[] };
+    unpack(root, tar, &opts).map(|_| ())
+}
+
+/// Each hostile layer, in each whiteout mode: refused, or applied inside the root only.
+#[test]
+fn hostile_layers_never_write_outside_the_root() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let canary = Canary::new(tmp.path());
+    let c = canary.dir.to_str().unwrap().trim_start_matches('/').to_string();
+    let abs = format!("/{c}");
+    let up = "../".repeat(12);
+
+    // (name, entries, must it be refused?)
+    let cases: Vec<(&str, Vec<Raw>, bool)> = vec![
+        ("dotdot file", vec![Raw::file(&format!("{up}{c}/pwned"), "x")], true),
+        ("dotdot in the middle", vec![Raw::dir("a/"), Raw::file(&format!("a/../../{c}/pwned"), "x")], true),
+        ("absolute path", vec![Raw::file(&format!("{abs}/pwned"), "x")], false),
+        ("var/run -> /run then var/run/x", vec![Raw::dir("var/"), Raw::symlink("var/run", &abs), Raw::file("var/run/pwned", "x")], false),
+        ("symlink to /etc-like dir then etc2/secret", vec![Raw::symlink("etc2", &abs), Raw::file("etc2/secret", "overwritten")], false),
+        ("relative climbing symlink", vec![Raw::symlink("up", &format!("{up}{c}")), Raw::file("up/secret", "overwritten")], false),
+        ("nested symlinks", vec![Raw::symlink("a", "/"), Raw::symlink("b", &format!("a/{up}{c}")), Raw::file("b/sub/pwned", "x")], false),
+        ("symlink replaced by a file", vec![Raw::symlink("f", &format!("{abs}/secret")), Raw::file("f", "overwritten")], false),
+        ("symlink replaced by a dir", vec![Raw::symlink("d", &abs), Raw::dir("d/").mode(0o777)], false),
+        ("hard link out by ..", vec![Raw::hardlink("h", &format!("{up}{c}/secret"))], true),
+        ("hard link to an absolute host path", vec![Raw::hardlink("h", &format!("{abs}/secret"))], true),
+        ("hard link through a symlink", vec![Raw::symlink("l", &abs), Raw::hardlink("h", "l/secret")], true),
+        ("whiteout naming ..", vec![Raw::file(".wh..", "")], true),
+        ("whiteout naming nothing", vec![Raw::file("a/.wh.", "")], true),
+        ("whiteout through a symlink", vec![Raw::symlink("w", &abs), Raw::file("w/.wh.secret", "")], false),
+        ("opaque dir through a symlink", vec![Raw::symlink("o", &abs), Raw::file("o/.wh..wh..opq", "")], false),
+        ("device through a symlink", vec![Raw::symlink("dv", &abs), Raw { dev: (1, 3), ..Raw::new("dv/null", tar::EntryType::Char) }], false),
+        ("chmod through a symlink to the root", vec![Raw::symlink("r", &abs), Raw::dir("r/").mode(0o777).owner(1234, 1234)], false),
+    ];
+    for mode in [Whiteouts::Overlay, Whiteouts::Apply, Whiteouts::Plain] {
+        for (name, entries, refused) in &cases {
+            let root = tmp.path().join("root");
+            fs::create_dir(&root).unwrap();
+            let result = apply(&root, &raw_tar(entries), mode);
+            // Without whiteout semantics, `.wh.` names are ordinary file names.
+            let refused = &(*refused && !(mode == Whiteouts::Plain && name.starts_with("whiteout naming")));
+            match (refused, &result) {
+                (true, Err(ImageError::Layer { .. })) | (false, Ok(())) => {}
+                _ => panic!("{name} ({mode:?}): expected {}, got {result:?}", if *refused { "a refusal" } else { "success" }),
+            }
+            canary.assert_untouched();
+            crate::image::unpack::remove_tree(&root).unwrap();
+        }
+    }
+}
+
+#[test]
+fn entries_land_inside_the_root_where_the_container_would_see_them() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    fs::create_dir(&root).unwrap();
+    let layer = raw_tar(&[
+        Raw::dir("var/"),
+        Raw::symlink("var/run", "/run"),
+        Raw::file("var/run/x", "in run"),
+        Raw::symlink("etc2", "/etc"),
+        Raw::file("etc2/passwd", "root:x:0:0::/root:/bin/sh\n"),
+        Raw::file("/abs", "absolute"),
+    ]);
+    apply(&root, &layer, Whiteouts::Apply).unwrap();
+    assert_eq!(fs::read_to_string(root.join("run/x")).unwrap(), "in run");
+    assert_eq!(fs::read_to_string(root.join("etc/passwd")).unwrap(), "root:x:0:0::/root:/bin/sh\n");
+    assert_eq!(fs::read_to_string(root.join("abs")).unwrap(), "absolute");
+    assert_eq!(fs::read_link(root.join("var/run")).unwrap(), Path::new("/run"));
+}
+
+#[test]
+fn owners_modes_xattrs_devices_and_hard_links_are_kept() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    fs::create_dir(&root).unwrap();
+    // A file capability (cap_net_bind_service+ep), in the VFS v2 format.
+    let cap: Vec<u8> = vec![0, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let layer = raw_tar(&[
+        Raw::dir("bin/").owner(0, 0),
+        Raw::file("bin/su", "#!/bin/sh\n").mode(0o4755).owner(0, 0),
+        Raw::file("bin/ping", "ping").mode(0o755).xattr("security.capability", &cap),
+        Raw::file("bin/user-x", "u").xattr("user.note", b"kept").xattr("trusted.overlay.opaque", b"y"),
+        Raw::hardlink("bin/su2", "bin/su"),
+        Raw::dir("home/app/").owner(1001, 0).mode(0o2770),
+        Raw::file("home/app/f", "f").owner(1001, 1001).mode(0o600),
+        Raw { dev: (1, 3), mode: 0o666, ..Raw::new("dev/null", tar::EntryType::Char) },
+        Raw { mode: 0o600, ..Raw::new("run/fifo", tar::EntryType::Fifo) },
+    ]);
+    apply(&root, &layer, Whiteouts::Apply).unwrap();
+    let su = fs::metadata(root.join("bin/su")).unwrap();
+    assert_eq!((su.mode() & 0o7777, su.uid(), su.nlink()), (0o4755, 0, 2), "setuid kept, hard link made");
+    assert_eq!(su.ino(), fs::metadata(root.join("bin/su2")).unwrap().ino());
+    assert_eq!(su.mtime(), 1_600_000_000);
+    let got = rustix::fs::getxattr(root.join("bin/ping"), "security.capability", &mut [0u8; 64][..]).unwrap();
+    assert_eq!(got, cap.len());
+    let mut buf = [0u8; 16];
+    let n = rustix::fs::getxattr(root.join("bin/user-x"), "user.note", &mut buf[..]).unwrap();
+    assert_eq!(&buf[..n], b"kept");
+    assert!(rustix::fs::getxattr(root.join("bin/user-x"), "trusted.overlay.opaque", &mut buf[..]).is_err(), "trusted xattrs from a layer are left out");
+    let home = fs::metadata(root.join("home/app")).unwrap();
+    assert_eq!((home.uid(), home.gid(), home.mode() & 0o7777), (1001, 0, 0o2770));
+    let f = fs::metadata(root.join("home/app/f")).unwrap();
+    assert_eq!((f.uid(), f.gid(), f.mode() & 0o7777), (1001, 1001, 0o600));
+    let null = fs::metadata(root.join("dev/null")).unwrap();
+    assert!(null.file_type().is_char_device());
+    assert_eq!((rustix::fs::major(null.rdev()), rustix::fs::minor(null.rdev()), null.mode() & 0o777), (1, 3, 0o666));
+    assert!(fs::metadata(root.join("run/fifo")).unwrap().file_type().is_fifo());
+    // Implied parents are made root-owned 0755.
+    assert_eq!(mode_of(&root.join("run")) & 0o7777, 0o755);
+}
+
+#[test]
+fn whiteouts_become_overlay_ones_or_deletions() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let lower = raw_tar(&[Raw::file("gone", "x"), Raw::dir("opq/"), Raw::file("opq/old", "x"), Raw::dir("keep/"), Raw::file("keep/k", "k")]);
+    let upper = raw_tar(&[
+        Raw::file(".wh.gone", ""),
+        Raw::dir("opq/"),
+        Raw::file("opq/new", "new"),
+        Raw::file("opq/.wh..wh..opq", ""),
+        Raw::file("keep/.wh.absent", ""),
+    ]);
+
+    // Applied in order into one directory.
+    let flat = tmp.path().join("flat");
+    fs::create_dir(&flat).unwrap();
+    apply(&flat, &lower, Whiteouts::Apply).unwrap();
+    apply(&flat, &upper, Whiteouts::Apply).unwrap();
+    assert!(!flat.join("gone").exists());
+    assert!(!flat.join("opq/old").exists());
+    assert_eq!(fs::read_to_string(flat.join("opq/new")).unwrap(), "new", "an opaque dir keeps its own layer's entries");
+    assert!(flat.join("keep/k").exists());
+    assert!(!flat.join("keep/.wh.absent").exists());
+
+    // Unpacked alone, in overlay's format; then mounted with the kernel's overlayfs.
+    let l1 = tmp.path().join("l1");
+    let l2 = tmp.path().join("l2");
+    fs::create_dir(&l1).unwrap();
+    fs::create_dir(&l2).unwrap();
+    apply(&l1, &lower, Whiteouts::Overlay).unwrap();
+    apply(&l2, &upper, Whiteouts::Overlay).unwrap();
+    let wh = fs::symlink_metadata(l2.join("gone")).unwrap();
+    assert!(wh.file_type().is_char_device() && wh.rdev() == 0, "a 0:0 character device");
+    let mut buf = [0u8; 4];
+    let n = rustix::fs::getxattr(l2.join("opq"), "trusted.overlay.opaque", &mut buf[..]).unwrap();
+    assert_eq!(&buf[..n], b"y");
+
+    let merged = tmp.path().join("merged");
+    fs::create_dir(&merged).unwrap();
+    let opts = format!("lowerdir={}:{}", l2.display(), l1.display());
+    run(Command::new("mount").args(["-t", "overlay", "overlay", "-o", &opts]).arg(&merged));
+    let seen = (merged.join("gone").exists(), merged.join("opq/old").exists(), merged.join("opq/new").exists(), merged.join("keep/k").exists());
+    run(Command::new("umount").arg(&merged));
+    assert_eq!(seen, (false, false, true, true), "(gone, opq/old, opq/new, keep/k) as overlay shows them");
+}
+
+#[test]
+fn plain_mode_and_a_prefix_for_archives_copied_into_a_container() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let canary = Canary::new(tmp.path());
+    let root = tmp.path().join("root");
+    fs::create_dir_all(root.join("tmp")).unwrap();
+    fs::create_dir_all(root.join("etc")).unwrap();
+    std::os::unix::fs::symlink(&canary.dir, root.join("tmp/link")).unwrap();
+    let tar = raw_tar(&[Raw::file(".wh.kept", "a file"), Raw::file("link/pwned", "x"), Raw::file("src/app.py", "print()")]);
+    let opts = Unpack { name: "upload", whiteouts: Whiteouts::Plain, under: "/tmp", lowers: &[] };
+    unpack(&root, &tar[..], &opts).unwrap();
+    assert_eq!(fs::read_to_string(root.join("tmp/.wh.kept")).unwrap(), "a file");
+    assert_eq!(fs::read_to_string(root.join("tmp/src/app.py")).unwrap(), "print()");
+    assert!(root.join(canary.dir.strip_prefix("/").unwrap()).join("pwned").exists(), "resolved inside the root");
+    canary.assert_untouched();
+}
+
+#[test]
+fn unsupported_entries_are_refused_with_their_name() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let tar = raw_tar(&[Raw::new("sparse", tar::EntryType::GNUSparse)]);
+    let err = apply(tmp.path(), &tar, Whiteouts::Apply).unwrap_err().to_string();
+    assert!(err.contains("sparse"), "{err}");
+}

@@ -1,0 +1,256 @@
+//! The store: imports, names and ids, layer dirs, the sweep, several processes at once, and
+//! skopeo/umoci reading what we wrote.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use super::*;
+use crate::image::{Digest, ImageError, Store};
+
+/// A `docker save` archive in the legacy form (`<id>/layer.tar`, `<config>.json`,
+/// `manifest.json` last), of plain layers.
+pub fn docker_archive(layers: &[Vec<u8>], tags: &[&str], cmd: &str) -> Vec<u8> {
+    let diff_ids: Vec<String> = layers.iter().map(|l| Digest::of(l).to_string()).collect();
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "created": "2020-01-01T00:00:00Z",
+        "config": {"Env": ["PATH=/bin"], "Cmd": [cmd], "Labels": {"from": "test"}, "ExposedPorts": {"8080/tcp": {}}},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    });
+    let config = serde_json::to_vec(&config).unwrap();
+    let config_name = format!("{}.json", Digest::of(&config).hex());
+    let mut b = tar::Builder::new(Vec::new());
+    let add = |b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append_data(&mut h, path, data).unwrap();
+    };
+    let mut paths = Vec::new();
+    for (i, l) in layers.iter().enumerate() {
+        let p = format!("{:064x}/layer.tar", i + 1);
+        add(&mut b, &p, l);
+        paths.push(p);
+    }
+    add(&mut b, &config_name, &config);
+    let manifest = serde_json::json!([{ "Config": config_name, "RepoTags": tags, "Layers": paths }]);
+    add(&mut b, "manifest.json", &serde_json::to_vec(&manifest).unwrap());
+    b.into_inner().unwrap()
+}
+
+fn simple_layers() -> Vec<Vec<u8>> {
+    vec![
+        raw_tar(&[Raw::dir("etc/"), Raw::file("etc/passwd", "root:x:0:0::/root:/bin/sh\n"), Raw::file("a", "1")]),
+        raw_tar(&[Raw::file(".wh.a", ""), Raw::file("b", "2")]),
+    ]
+}
+
+#[test]
+fn imported_images_are_found_by_name_id_and_prefix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("store")).unwrap();
+    let archive = docker_archive(&simple_layers(), &["busybox:latest", "127.0.0.1:5000/team/app:v1"], "/bin/sh");
+    let images = store.import_archive(&mut &archive[..]).unwrap();
+    assert_eq!(images.len(), 1);
+    let img = &images[0];
+    assert_eq!(img.names, ["docker.io/library/busybox:latest", "127.0.0.1:5000/team/app:v1"]);
+    assert_eq!(img.config.cmd.as_deref(), Some(&["/bin/sh".to_string()][..]));
+    assert_eq!(img.info().labels["from"], "test");
+    assert_eq!(img.config.exposed_ports, ["8080/tcp"]);
+    for r in ["busybox", "busybox:latest", "docker.io/library/busybox", "127.0.0.1:5000/team/app:v1", &img.id, &img.id[7..19]] {
+        assert_eq!(store.get(r).unwrap().map(|i| i.id), Some(img.id.clone()), "{r}");
+    }
+    let by_digest = format!("busybox@{}", img.manifest_digest);
+    assert_eq!(store.get(&by_digest).unwrap().unwrap().id, img.id);
+    assert!(store.get("busybox:other").unwrap().is_none());
+    assert!(store.get("sha256:0000").unwrap().is_none());
+    // The id is the config digest, as Docker's.
+    let config = fs::read(store.root().join("blobs/sha256").join(&img.id[7..])).unwrap();
+    assert_eq!(Digest::of(&config).to_string(), img.id);
+}
+
+#[test]
+fn tags_move_and_removal_sweeps_what_nothing_uses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("store")).unwrap();
+    let a = store.import_archive(&mut &docker_archive(&simple_layers(), &["app:1"], "a")[..]).unwrap().remove(0);
+    let other = vec![raw_tar(&[Raw::file("only-b", "b")])];
+    let b = store.import_archive(&mut &docker_archive(&other, &["app:2"], "b")[..]).unwrap().remove(0);
+    store.tag(&b, "app:1").unwrap();
+    assert_eq!(store.get("app:1").unwrap().unwrap().id, b.id, "the tag moved");
+    assert_eq!(store.get(&a.id).unwrap().unwrap().names, Vec::<String>::new(), "a is untagged but kept");
+    let blob_count = || fs::read_dir(store.root().join("blobs/sha256")).unwrap().count();
+    let before = blob_count();
+    store.remove(&a.id).unwrap();
+    assert!(store.get(&a.id).unwrap().is_none());
+    assert_eq!(blob_count(), before - 4, "a's manifest, config and two layers are gone");
+    store.remove("app:1").unwrap();
+    assert_eq!(store.get("app:2").unwrap().unwrap().id, b.id, "removing one name keeps the image");
+    store.remove("app:2").unwrap();
+    assert_eq!(blob_count(), 0);
+    assert!(matches!(store.remove("app:2"), Err(ImageError::NotFound(_))));
+    // While a lease is held, removal untags but leaves the blobs.
+    let c = store.import_archive(&mut &docker_archive(&other, &["app:3"], "c")[..]).unwrap().remove(0);
+    let lease = store.lease().unwrap();
+    store.remove(&c.id).unwrap();
+    assert_eq!(blob_count(), 3);
+    drop(lease);
+    store.sweep().unwrap();
+    assert_eq!(blob_count(), 0);
+}
+
+#[test]
+fn layer_dirs_are_unpacked_once_and_checked_against_the_diff_ids() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("store")).unwrap();
+    let img = store.import_archive(&mut &docker_archive(&simple_layers(), &["app:1"], "a")[..]).unwrap().remove(0);
+    let dirs = store.layer_dirs(&img).unwrap();
+    assert_eq!(dirs.len(), 2);
+    assert!(dirs[0].join("b").is_file(), "top layer first");
+    assert!(dirs[1].join("etc/passwd").is_file());
+    assert_eq!(mode_of(&dirs[1]) & 0o7777, 0o755);
+    let ino = fs::metadata(&dirs[0]).unwrap().ino();
+    assert_eq!(store.layer_dirs(&img).unwrap(), dirs);
+    assert_eq!(fs::metadata(&dirs[0]).unwrap().ino(), ino, "not unpacked again");
+
+    let flat = tmp.path().join("flat");
+    store.flatten_into(&img, &flat).unwrap();
+    assert!(!flat.join("a").exists() && flat.join("b").is_file() && flat.join("etc/passwd").is_file());
+
+    // A layer whose content is not what the config's diff id says is refused, and nothing is kept.
+    let layers = simple_layers();
+    let mut archive = docker_archive(&layers, &["bad:1"], "a");
+    let wrong = raw_tar(&[Raw::file(".wh.a", ""), Raw::file("b", "3")]);
+    assert_eq!(wrong.len(), layers[1].len());
+    let pos = archive.windows(layers[1].len()).position(|w| w == layers[1].as_slice()).unwrap();
+    archive[pos..pos + wrong.len()].copy_from_slice(&wrong);
+    // (In the same store, its layer dirs are the good ones, by diff id, already checked.)
+    assert_eq!(store.layer_dirs(&store.import_archive(&mut &archive[..]).unwrap()[0]).unwrap(), dirs);
+    let fresh = Store::open(&tmp.path().join("fresh")).unwrap();
+    let bad = fresh.import_archive(&mut &archive[..]).unwrap().remove(0);
+    let err = fresh.layer_dirs(&bad).unwrap_err();
+    assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err}");
+    assert_eq!(fs::read_dir(fresh.root().join("s2i/tmp")).unwrap().count(), 0, "the failed unpack left nothing");
+    assert_eq!(fs::read_dir(fresh.root().join("s2i/layers")).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir()).count(), 1, "only the good bottom layer");
+}
+
+#[test]
+fn a_hostile_layer_in_an_image_stays_in_its_layer_dir() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let canary = Canary::new(tmp.path());
+    let abs = canary.dir.to_str().unwrap().to_string();
+    let store = Store::open(&tmp.path().join("store")).unwrap();
+    let layers = vec![
+        raw_tar(&[Raw::dir("var/"), Raw::symlink("var/run", &abs), Raw::symlink("etc2", &abs)]),
+        raw_tar(&[Raw::file("var/run/pwned", "x"), Raw::file("etc2/secret", "overwritten"), Raw::file("etc2/.wh.sub", "")]),
+    ];
+    let img = store.import_archive(&mut &docker_archive(&layers, &["evil:1"], "a")[..]).unwrap().remove(0);
+    // Each layer unpacks into its own dir (as Docker's overlay2 does): the symlinks of the layer
+    // below are not there to follow.
+    let dirs = store.layer_dirs(&img).unwrap();
+    canary.assert_untouched();
+    assert_eq!(fs::read_to_string(dirs[0].join("etc2/secret")).unwrap(), "overwritten");
+    // Applied in order, they are followed, inside the root.
+    let flat = tmp.path().join("flat");
+    store.flatten_into(&img, &flat).unwrap();
+    canary.assert_untouched();
+    let inside = flat.join(abs.trim_start_matches('/'));
+    assert_eq!(fs::read_to_string(inside.join("secret")).unwrap(), "overwritten");
+    assert!(inside.join("pwned").is_file() && !inside.join("sub").exists());
+}
+
+#[test]
+fn json_over_the_limit_is_refused_with_the_way_to_raise_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&tmp.path().join("store")).unwrap();
+    store.set_limits(crate::image::Limits { max_json_bytes: 64, ..store.limits() });
+    let err = store.import_archive(&mut &docker_archive(&simple_layers(), &["app:1"], "a")[..]).unwrap_err();
+    assert!(matches!(err, ImageError::Limit { .. }), "{err}");
+    assert!(err.to_string().contains("S2I_OCI_MAX_JSON_BYTES"), "{err}");
+    let err = store.import_archive(&mut &b"not a tar at all, just text"[..]).unwrap_err();
+    assert!(err.to_string().contains("image archive"), "{err}");
+}
+
+/// The child half of the concurrency test: imports the archive named by the environment.
+#[test]
+#[ignore = "run by concurrent_imports_from_two_processes"]
+fn concurrent_import_child() {
+    let store = Store::open(Path::new(&std::env::var("S2I_OCI_TEST_STORE").unwrap())).unwrap();
+    let archive = std::env::var("S2I_OCI_TEST_ARCHIVE").unwrap();
+    for _ in 0..5 {
+        let img = store.get(&format!("docker-archive:{archive}")).unwrap().unwrap();
+        if rustix::process::geteuid().is_root() {
+            store.layer_dirs(&img).unwrap();
+        }
+        store.tag(&img, &format!("child-{}:latest", std::process::id())).unwrap();
+    }
+}
+
+#[test]
+fn concurrent_imports_from_two_processes() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let store_dir = tmp.path().join("store");
+    let archive = tmp.path().join("a.tar");
+    let big: String = "x".repeat(4 << 20);
+    let layers = vec![raw_tar(&[Raw::file("big", &big)]), raw_tar(&[Raw::file("small", "s")])];
+    fs::write(&archive, docker_archive(&layers, &["shared:1"], "a")).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            Command::new(&exe)
+                .args(["--ignored", "--exact", "image::tests::store::concurrent_import_child", "--nocapture"])
+                .env("S2I_OCI_TEST_STORE", &store_dir)
+                .env("S2I_OCI_TEST_ARCHIVE", &archive)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success(), "a child import failed (see its output above)");
+    }
+    let store = Store::open(&store_dir).unwrap();
+    let images = store.images().unwrap();
+    assert_eq!(images.len(), 1, "one image, whoever imported it");
+    assert_eq!(images[0].names.len(), 4, "shared:1 and one tag per child: {:?}", images[0].names);
+    let dirs = store.layer_dirs(&images[0]).unwrap();
+    assert_eq!(fs::metadata(dirs[1].join("big")).unwrap().len(), 4 << 20);
+    assert_eq!(fs::read_dir(store.root().join("s2i/tmp")).unwrap().count(), 0);
+}
+
+#[test]
+fn skopeo_and_umoci_read_the_store() {
+    require_root();
+    require_tool("skopeo", "skopeo");
+    require_tool("umoci", "umoci");
+    let tmp = tempfile::tempdir().unwrap();
+    let store_dir = tmp.path().join("store");
+    let store = Store::open(&store_dir).unwrap();
+    let img = store.import_archive(&mut &docker_archive(&simple_layers(), &["app:1"], "a")[..]).unwrap().remove(0);
+    let name = &img.names[0];
+    let out = run(Command::new("skopeo").arg("inspect").arg(format!("oci:{}:{name}", store_dir.display())));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["Digest"], img.manifest_digest.as_str());
+    assert_eq!(v["Layers"].as_array().unwrap().len(), 2);
+    let bundle = tmp.path().join("bundle");
+    run(Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:{name}", store_dir.display())).arg(&bundle));
+    assert!(bundle.join("rootfs/b").is_file() && !bundle.join("rootfs/a").exists());
+
+    // And the other way: an OCI archive written by skopeo comes in with its name.
+    let oci_archive = tmp.path().join("copy.tar");
+    run(Command::new("skopeo").arg("copy").arg(format!("oci:{}:{name}", store_dir.display())).arg(format!("oci-archive:{}:other/app:2", oci_archive.display())));
+    let fresh = Store::open(&tmp.path().join("fresh")).unwrap();
+    let copy = fresh.get(&format!("oci-archive:{}", oci_archive.display())).unwrap().unwrap();
+    assert_eq!(copy.id, img.id);
+    assert_eq!(copy.names, ["docker.io/other/app:2"]);
+    let mut flat = Vec::new();
+    fs::File::open(&oci_archive).unwrap().read_to_end(&mut flat).unwrap();
+    assert_eq!(fresh.import_archive(&mut &flat[..]).unwrap()[0].id, img.id);
+}

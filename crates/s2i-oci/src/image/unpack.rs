@@ -1,0 +1,567 @@
+//! Applying a layer tar to a directory: whiteouts, hard links, owners, modes, xattrs, device
+//! nodes, and every path kept inside the directory.
+//!
+//! A layer is untrusted. Each entry's parent directory is opened with `openat2(RESOLVE_IN_ROOT)`
+//! relative to the root: symlinks among the parents (`var/run -> /run`, `etc2 -> /etc`) and `..`
+//! resolve as they would inside the container, never on the host. The entry itself is then made
+//! with `*at` calls on that parent's descriptor that never follow a final symlink (`O_NOFOLLOW`,
+//! `AT_SYMLINK_NOFOLLOW`, `linkat` without `AT_SYMLINK_FOLLOW`). Paths with `..` components are
+//! refused outright, so an entry never names anything above its own parent. Kernels without
+//! openat2 (before 5.6) get a clear error, not a weaker check.
+//!
+//! For overlay lower dirs each layer is unpacked alone into its own directory, as Docker's
+//! overlay2 driver does: a later layer's entries do not follow symlinks of the layers below
+//! (containerd, which unpacks onto a mount of the lower layers, would). Layers made from
+//! overlay diffs never depend on that.
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps, XattrFlags};
+use rustix::io::Errno;
+use tracing::{debug, warn};
+
+use super::error::{ImageError, Result};
+use super::tar_read::{self, EntryHeader, Kind};
+
+/// What whiteout entries (`.wh.NAME`, `.wh..wh..opq`) become.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whiteouts {
+    /// Overlay's own format, for a layer unpacked alone into an overlay lower dir: a 0:0
+    /// character device for a removed name, `trusted.overlay.opaque=y` on an opaque directory.
+    Overlay,
+    /// Real deletion, for layers applied in order into one directory.
+    Apply,
+    /// No meaning: `.wh.` names are ordinary files (an archive copied into a container).
+    Plain,
+}
+
+/// What an unpack did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnpackStats {
+    pub entries: u64,
+    pub bytes: u64,
+    /// Entries of unknown types, and xattrs outside the allowed namespaces, left out.
+    pub skipped: u64,
+}
+
+pub(crate) const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+const WHITEOUT_PREFIX: &[u8] = b".wh.";
+const OPAQUE_NAME: &[u8] = b".wh..wh..opq";
+
+/// Options for one tar applied to a directory.
+pub struct Unpack<'a> {
+    /// Names the layer (or archive) in errors.
+    pub name: &'a str,
+    pub whiteouts: Whiteouts,
+    /// Where entries go inside the root (`""` for the root itself); resolved inside the root.
+    pub under: &'a str,
+    /// Unpacked layers below this one, top first: where a hard link to a file of an earlier layer
+    /// finds its target when layers are unpacked into separate overlay lower dirs.
+    pub lowers: &'a [PathBuf],
+}
+
+/// Applies the tar `input` to the directory `root` and returns `input` read up to the end of the
+/// archive (the caller may hash what is left).
+pub fn unpack<R: Read>(root: &Path, input: R, opts: &Unpack<'_>) -> Result<(R, UnpackStats)> {
+    let root_fd = open_root(root)?;
+    let root_real = std::fs::canonicalize(root).map_err(|e| ImageError::io("resolving", root, e))?;
+    let mut u = Unpacker {
+        root: root_fd,
+        root_path: root,
+        root_real,
+        opts,
+        under: split_path(opts.under.as_bytes()).map_err(|r| ImageError::layer(opts.name, opts.under, r))?,
+        written: HashSet::new(),
+        dir_times: Vec::new(),
+        stats: UnpackStats::default(),
+    };
+    let input = tar_read::for_each_entry(input, opts.name, |h, data| u.entry(h, data))?;
+    u.finish_dir_times()?;
+    Ok((input, u.stats))
+}
+
+pub(crate) fn open_root(root: &Path) -> Result<OwnedFd> {
+    rfs::open(root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| ImageError::io("opening", root, e.into()))
+}
+
+/// Path components without `.` and empty ones; `..` is refused.
+pub(crate) fn split_path(path: &[u8]) -> std::result::Result<Vec<Vec<u8>>, String> {
+    if path.contains(&0) {
+        return Err("the path contains a NUL byte".into());
+    }
+    let mut out = Vec::new();
+    for comp in path.split(|c| *c == b'/') {
+        match comp {
+            b"" | b"." => {}
+            b".." => return Err("the path contains '..'".into()),
+            c => out.push(c.to_vec()),
+        }
+    }
+    Ok(out)
+}
+
+fn join(comps: &[Vec<u8>]) -> PathBuf {
+    if comps.is_empty() {
+        return PathBuf::from(".");
+    }
+    PathBuf::from(OsStr::from_bytes(&comps.join(&b'/')))
+}
+
+fn kernel_unsupported() -> ImageError {
+    ImageError::Unsupported(
+        "unpack layers safely on this kernel: openat2 with RESOLVE_IN_ROOT (Linux 5.6 or newer) is needed".into(),
+    )
+}
+
+/// `target` joined to `base` lexically, `..` stopping at the root (as the kernel resolves it
+/// with `RESOLVE_IN_ROOT`).
+fn clean_in_root(mut base: Vec<Vec<u8>>, target: &[u8]) -> Vec<Vec<u8>> {
+    for comp in target.split(|c| *c == b'/') {
+        match comp {
+            b"" | b"." => {}
+            b".." => {
+                base.pop();
+            }
+            c => base.push(c.to_vec()),
+        }
+    }
+    base
+}
+
+/// Opens the directory at `comps` inside `root`, symlinks resolved inside `root`.
+pub(crate) fn open_in_root(root: &OwnedFd, comps: &[Vec<u8>], flags: OFlags) -> io::Result<OwnedFd> {
+    let path = join(comps);
+    let mut tries = 0;
+    loop {
+        // EAGAIN: a rename raced with the lookup; the kernel asks us to try again.
+        match rfs::openat2(
+            root,
+            &path,
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        ) {
+            Err(Errno::AGAIN) if tries < 16 => tries += 1,
+            other => return other.map_err(Into::into),
+        }
+    }
+}
+
+struct Unpacker<'a> {
+    root: OwnedFd,
+    root_path: &'a Path,
+    /// The root's canonical path, to tell where an open directory is inside it.
+    root_real: PathBuf,
+    opts: &'a Unpack<'a>,
+    under: Vec<Vec<u8>>,
+    /// Paths this tar wrote, for opaque whiteouts in `Whiteouts::Apply` (they keep the layer's own).
+    written: HashSet<Vec<u8>>,
+    /// Directory mtimes, set last: creating their children changes them.
+    dir_times: Vec<(Vec<Vec<u8>>, u64)>,
+    stats: UnpackStats,
+}
+
+impl Unpacker<'_> {
+    fn err(&self, h: &EntryHeader, reason: impl Into<String>) -> ImageError {
+        ImageError::layer(self.opts.name, h.display_path(), reason)
+    }
+
+    fn io_err(&self, h: &EntryHeader, what: &str, e: impl Into<io::Error>) -> ImageError {
+        let e: io::Error = e.into();
+        if e.raw_os_error() == Some(libc_enosys()) {
+            return kernel_unsupported();
+        }
+        self.err(h, format!("{what}: {e}"))
+    }
+
+    /// The parent directory of an entry, made (0755, root) when missing.
+    fn parent(&self, h: &EntryHeader, comps: &[Vec<u8>]) -> Result<OwnedFd> {
+        self.ensure_dir(comps, 0).map_err(|e| self.io_err(h, &format!("making its parent directory {}", join(comps).display()), e))
+    }
+
+    /// Opens the directory at `comps`, making what is missing. A symlink whose target is missing
+    /// gets its target made, resolved inside the root (`var/run -> /run` makes `/run`), as
+    /// containerd and Docker do.
+    fn ensure_dir(&self, comps: &[Vec<u8>], depth: u32) -> io::Result<OwnedFd> {
+        let dir_flags = OFlags::PATH | OFlags::DIRECTORY;
+        match open_in_root(&self.root, comps, dir_flags) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            other => return other,
+        }
+        if depth > 40 {
+            return Err(io::Error::from_raw_os_error(Errno::LOOP.raw_os_error()));
+        }
+        let mut cur = open_in_root(&self.root, &[], dir_flags)?;
+        for i in 0..comps.len() {
+            match open_in_root(&self.root, &comps[..=i], dir_flags) {
+                Ok(fd) => {
+                    cur = fd;
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            let name = OsStr::from_bytes(&comps[i]);
+            match rfs::mkdirat(&cur, name, Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
+            cur = match open_in_root(&self.root, &comps[..=i], dir_flags) {
+                Ok(fd) => fd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // A dangling symlink: make its target (inside the root), then go through it.
+                    let target = rfs::readlinkat(&cur, name, Vec::new())?;
+                    let base = if target.as_bytes().starts_with(b"/") { Vec::new() } else { self.path_in_root(&cur)? };
+                    let target_comps = clean_in_root(base, target.as_bytes());
+                    self.ensure_dir(&target_comps, depth + 1)?;
+                    open_in_root(&self.root, &comps[..=i], dir_flags)?
+                }
+                Err(e) => return Err(e),
+            };
+        }
+        Ok(cur)
+    }
+
+    /// Where an open directory is, inside the root.
+    fn path_in_root(&self, fd: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd)))?;
+        let rel = link.strip_prefix(&self.root_real).map_err(|_| io::Error::other("a directory outside the root"))?;
+        Ok(rel.as_os_str().as_bytes().split(|c| *c == b'/').filter(|c| !c.is_empty()).map(<[u8]>::to_vec).collect())
+    }
+
+    fn entry(&mut self, h: &EntryHeader, data: &mut dyn Read) -> Result<()> {
+        self.stats.entries += 1;
+        let kind = match h.kind {
+            Kind::Meta => return Ok(()),
+            Kind::Unsupported(b'S') => return Err(self.err(h, "GNU sparse files are not supported")),
+            Kind::Unsupported(t) => return Err(self.err(h, format!("tar entries of type {:?} (multi-volume) are not supported", t as char))),
+            Kind::Unknown(t) => {
+                warn!("{}: skipping {:?}, an entry of unknown type {:?}", self.opts.name, h.display_path(), t as char);
+                self.stats.skipped += 1;
+                return Ok(());
+            }
+            k => k,
+        };
+        let rel = split_path(&h.path).map_err(|r| self.err(h, r))?;
+        let mut comps = self.under.clone();
+        comps.extend(rel.iter().cloned());
+        let Some((name, parent_comps)) = comps.split_last() else {
+            // The root itself: only its metadata.
+            if kind == Kind::Dir {
+                let fd = open_in_root(&self.root, &[], OFlags::RDONLY | OFlags::DIRECTORY)
+                    .map_err(|e| self.io_err(h, "opening the root", e))?;
+                self.set_fd_meta(h, &fd)?;
+                self.dir_times.push((Vec::new(), h.mtime));
+            }
+            return Ok(());
+        };
+        let parent = self.parent(h, parent_comps)?;
+
+        if self.opts.whiteouts != Whiteouts::Plain && name.starts_with(WHITEOUT_PREFIX) {
+            return self.whiteout(h, &parent, parent_comps, name);
+        }
+        let name_os = OsStr::from_bytes(name);
+        if self.opts.whiteouts == Whiteouts::Apply {
+            self.written.insert(comps.join(&b'/'));
+        }
+
+        if kind == Kind::Dir {
+            match rfs::statat(&parent, name_os, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
+                Ok(_) => {
+                    self.remove(h, &parent, name)?;
+                    self.mkdir(h, &parent, name_os)?;
+                }
+                Err(Errno::NOENT) => self.mkdir(h, &parent, name_os)?,
+                Err(e) => return Err(self.io_err(h, "inspecting", e)),
+            }
+            let fd = rfs::openat(&parent, name_os, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+                .map_err(|e| self.io_err(h, "opening the directory", e))?;
+            self.set_fd_meta(h, &fd)?;
+            self.dir_times.push((comps.clone(), h.mtime));
+            return Ok(());
+        }
+
+        self.remove_existing(h, &parent, name)?;
+        match kind {
+            Kind::File => {
+                let fd = rfs::openat(
+                    &parent,
+                    name_os,
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(|e| self.io_err(h, "creating the file", e))?;
+                let mut file = File::from(fd);
+                let n = io::copy(data, &mut file).map_err(|e| self.io_err(h, "writing the file", e))?;
+                self.stats.bytes += n;
+                self.set_fd_meta(h, &file)?;
+                set_times_fd(&file, h.mtime).map_err(|e| self.io_err(h, "setting its mtime", e))?;
+            }
+            Kind::Symlink => {
+                let target = h.link.as_deref().ok_or_else(|| self.err(h, "a symlink without a target"))?;
+                if target.is_empty() || target.contains(&0) {
+                    return Err(self.err(h, "an empty symlink target, or one with a NUL byte"));
+                }
+                // The target is stored as written: it is read by the container's kernel, inside its
+                // root, and we never follow it here.
+                rfs::symlinkat(OsStr::from_bytes(target), &parent, name_os)
+                    .map_err(|e| self.io_err(h, "creating the symlink", e))?;
+                self.set_link_meta(h, &parent, name_os)?;
+            }
+            Kind::HardLink => self.hard_link(h, &parent, name_os)?,
+            Kind::Char | Kind::Block | Kind::Fifo => {
+                let ft = match kind {
+                    Kind::Char => FileType::CharacterDevice,
+                    Kind::Block => FileType::BlockDevice,
+                    _ => FileType::Fifo,
+                };
+                rfs::mknodat(&parent, name_os, ft, Mode::from_raw_mode(0o600), rfs::makedev(h.dev_major, h.dev_minor))
+                    .map_err(|e| self.io_err(h, "creating the device node", e))?;
+                rfs::chownat(
+                    &parent,
+                    name_os,
+                    Some(rfs::Uid::from_raw(h.uid as u32)),
+                    Some(rfs::Gid::from_raw(h.gid as u32)),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(|e| self.io_err(h, "setting its owner", e))?;
+                // The node was just made here by us: following `name` cannot leave the parent.
+                rfs::chmodat(&parent, name_os, Mode::from_raw_mode(h.mode & 0o7777), AtFlags::empty())
+                    .map_err(|e| self.io_err(h, "setting its mode", e))?;
+                rfs::utimensat(&parent, name_os, &times(h.mtime), AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| self.io_err(h, "setting its mtime", e))?;
+            }
+            _ => unreachable!("handled above"),
+        }
+        Ok(())
+    }
+
+    fn mkdir(&self, h: &EntryHeader, parent: &OwnedFd, name: &OsStr) -> Result<()> {
+        rfs::mkdirat(parent, name, Mode::from_raw_mode(0o700)).map_err(|e| self.io_err(h, "creating the directory", e))
+    }
+
+    fn whiteout(&mut self, h: &EntryHeader, parent: &OwnedFd, parent_comps: &[Vec<u8>], name: &[u8]) -> Result<()> {
+        if name == OPAQUE_NAME {
+            match self.opts.whiteouts {
+                Whiteouts::Overlay => {
+                    let dir = open_in_root(&self.root, parent_comps, OFlags::RDONLY | OFlags::DIRECTORY)
+                        .map_err(|e| self.io_err(h, "opening the opaque directory", e))?;
+                    rfs::fsetxattr(&dir, OPAQUE_XATTR, b"y", XattrFlags::empty())
+                        .map_err(|e| self.io_err(h, &format!("setting {OPAQUE_XATTR}"), e))?;
+                }
+                _ => {
+                    // Everything of the earlier layers goes; what this layer put there stays.
+                    let dir = open_in_root(&self.root, parent_comps, OFlags::RDONLY | OFlags::DIRECTORY)
+                        .map_err(|e| self.io_err(h, "opening the opaque directory", e))?;
+                    let prefix = parent_comps.join(&b'/');
+                    for child in list_dir(&dir).map_err(|e| self.io_err(h, "listing the opaque directory", e))? {
+                        let mut full = prefix.clone();
+                        if !full.is_empty() {
+                            full.push(b'/');
+                        }
+                        full.extend_from_slice(&child);
+                        if !self.written.contains(&full) {
+                            remove_all_at(&dir, &child).map_err(|e| self.io_err(h, "emptying the opaque directory", e))?;
+                        }
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let target = &name[WHITEOUT_PREFIX.len()..];
+        if target.is_empty() || target == b"." || target == b".." || target.starts_with(WHITEOUT_PREFIX) {
+            return Err(self.err(h, "a whiteout that names no file"));
+        }
+        match self.opts.whiteouts {
+            Whiteouts::Overlay => {
+                self.remove_existing(h, parent, target)?;
+                rfs::mknodat(parent, OsStr::from_bytes(target), FileType::CharacterDevice, Mode::empty(), rfs::makedev(0, 0))
+                    .map_err(|e| self.io_err(h, "creating the overlay whiteout", e))?;
+            }
+            _ => self.remove_existing(h, parent, target)?,
+        }
+        Ok(())
+    }
+
+    /// Removes whatever is at `name` (a whole tree for a directory), if anything.
+    fn remove_existing(&self, h: &EntryHeader, parent: &OwnedFd, name: &[u8]) -> Result<()> {
+        match rfs::statat(parent, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW) {
+            Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(self.io_err(h, "inspecting", e)),
+            Ok(_) => self.remove(h, parent, name),
+        }
+    }
+
+    fn remove(&self, h: &EntryHeader, parent: &OwnedFd, name: &[u8]) -> Result<()> {
+        remove_all_at(parent, name).map_err(|e| self.io_err(h, "removing what was there", e))
+    }
+
+    fn hard_link(&self, h: &EntryHeader, parent: &OwnedFd, name: &OsStr) -> Result<()> {
+        let link = h.link.as_deref().ok_or_else(|| self.err(h, "a hard link without a target"))?;
+        let mut target = self.under.clone();
+        target.extend(split_path(link).map_err(|r| self.err(h, format!("hard link target: {r}")))?);
+        let Some((tname, tparent)) = target.split_last() else {
+            return Err(self.err(h, "a hard link to the root directory"));
+        };
+        let tname = OsStr::from_bytes(tname);
+        let found = match open_in_root(&self.root, tparent, OFlags::PATH | OFlags::DIRECTORY) {
+            Ok(tdir) => match rfs::linkat(&tdir, tname, parent, name, AtFlags::empty()) {
+                Ok(()) => true,
+                Err(Errno::NOENT) => false,
+                Err(e) => return Err(self.io_err(h, &format!("linking to {}", String::from_utf8_lossy(link)), e)),
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(self.io_err(h, "opening the link target's directory", e)),
+        };
+        if found {
+            return Ok(());
+        }
+        // The target is in an earlier layer, unpacked into its own directory: copy it (the two
+        // lower dirs are separate trees, so this layer's copy is its own file).
+        for lower in self.opts.lowers {
+            let lower_root = open_root(lower)?;
+            let Ok(tdir) = open_in_root(&lower_root, tparent, OFlags::PATH | OFlags::DIRECTORY) else { continue };
+            let src = match rfs::openat(&tdir, tname, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(self.io_err(h, "opening the link target in an earlier layer", e)),
+            };
+            let st = rfs::fstat(&src).map_err(|e| self.io_err(h, "inspecting the link target", e))?;
+            if FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0 {
+                break; // removed by a whiteout of a layer in between
+            }
+            if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+                return Err(self.err(h, "a hard link to something other than a file of an earlier layer"));
+            }
+            let dst = rfs::openat(
+                parent,
+                name,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+            .map_err(|e| self.io_err(h, "creating the file", e))?;
+            let mut dst = File::from(dst);
+            io::copy(&mut File::from(src), &mut dst).map_err(|e| self.io_err(h, "copying the link target", e))?;
+            rfs::fchown(&dst, Some(rfs::Uid::from_raw(st.st_uid)), Some(rfs::Gid::from_raw(st.st_gid)))
+                .map_err(|e| self.io_err(h, "setting its owner", e))?;
+            rfs::fchmod(&dst, Mode::from_raw_mode(st.st_mode & 0o7777)).map_err(|e| self.io_err(h, "setting its mode", e))?;
+            let mtime = Timespec { tv_sec: st.st_mtime, tv_nsec: st.st_mtime_nsec as _ };
+            rfs::futimens(&dst, &Timestamps { last_access: mtime, last_modification: mtime })
+                .map_err(|e| self.io_err(h, "setting its mtime", e))?;
+            return Ok(());
+        }
+        Err(self.err(h, format!("hard link to {:?}, which is not in the image", String::from_utf8_lossy(link))))
+    }
+
+    /// Owner, then mode (a chown clears setuid bits), then xattrs, on an open file or directory.
+    fn set_fd_meta(&mut self, h: &EntryHeader, fd: &impl AsFd) -> Result<()> {
+        rfs::fchown(fd, Some(rfs::Uid::from_raw(h.uid as u32)), Some(rfs::Gid::from_raw(h.gid as u32)))
+            .map_err(|e| self.io_err(h, "setting its owner", e))?;
+        rfs::fchmod(fd, Mode::from_raw_mode(h.mode & 0o7777)).map_err(|e| self.io_err(h, "setting its mode", e))?;
+        for (key, value) in &h.xattrs {
+            if !xattr_allowed(key) {
+                debug!("{}: {:?}: leaving out the xattr {key}", self.opts.name, h.display_path());
+                self.stats.skipped += 1;
+                continue;
+            }
+            rfs::fsetxattr(fd, key.as_str(), value, XattrFlags::empty())
+                .map_err(|e| self.io_err(h, &format!("setting the xattr {key}"), e))?;
+        }
+        Ok(())
+    }
+
+    fn set_link_meta(&self, h: &EntryHeader, parent: &OwnedFd, name: &OsStr) -> Result<()> {
+        rfs::chownat(
+            parent,
+            name,
+            Some(rfs::Uid::from_raw(h.uid as u32)),
+            Some(rfs::Gid::from_raw(h.gid as u32)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| self.io_err(h, "setting its owner", e))?;
+        rfs::utimensat(parent, name, &times(h.mtime), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| self.io_err(h, "setting its mtime", e))
+    }
+
+    fn finish_dir_times(&mut self) -> Result<()> {
+        for (comps, mtime) in std::mem::take(&mut self.dir_times) {
+            // A later entry may have replaced the directory; what is there now is followed only
+            // inside the root, and only directories are touched.
+            let Ok(fd) = open_in_root(&self.root, &comps, OFlags::RDONLY | OFlags::DIRECTORY) else { continue };
+            set_times_fd(&fd, mtime).map_err(|e| ImageError::io("setting the mtime of", self.root_path.join(join(&comps)), e))?;
+        }
+        Ok(())
+    }
+}
+
+fn libc_enosys() -> i32 {
+    Errno::NOSYS.raw_os_error()
+}
+
+/// Which xattrs a layer may set: file capabilities and user attributes. `trusted.*` (overlay's
+/// own `trusted.overlay.*` among them) and `user.overlay.*` would change what overlay shows;
+/// security labels are the host's business.
+fn xattr_allowed(key: &str) -> bool {
+    key == "security.capability" || (key.starts_with("user.") && !key.starts_with("user.overlay."))
+}
+
+fn times(mtime: u64) -> Timestamps {
+    let t = Timespec { tv_sec: mtime.min(i64::MAX as u64) as i64, tv_nsec: 0 };
+    Timestamps { last_access: t, last_modification: t }
+}
+
+fn set_times_fd(fd: &impl AsFd, mtime: u64) -> io::Result<()> {
+    rfs::futimens(fd, &times(mtime)).map_err(Into::into)
+}
+
+/// The names in a directory, without `.` and `..`.
+pub(crate) fn list_dir(dir: &impl AsFd) -> io::Result<Vec<Vec<u8>>> {
+    let mut names = Vec::new();
+    for entry in rfs::Dir::read_from(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(name.to_vec());
+        }
+    }
+    Ok(names)
+}
+
+/// Removes `name` in `parent` and, for a directory, everything below it; symlinks are removed,
+/// never followed.
+pub(crate) fn remove_all_at(parent: &impl AsFd, name: &[u8]) -> io::Result<()> {
+    let name = OsStr::from_bytes(name);
+    let st = match rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Err(Errno::NOENT) => return Ok(()),
+        other => other?,
+    };
+    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+        let dir = rfs::openat(parent, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+        for child in list_dir(&dir)? {
+            remove_all_at(&dir, &child)?;
+        }
+        rfs::unlinkat(parent, name, AtFlags::REMOVEDIR)?;
+    } else {
+        rfs::unlinkat(parent, name, AtFlags::empty())?;
+    }
+    Ok(())
+}
+
+/// Removes a directory tree the store made (a temp dir, a cached layer), never following symlinks.
+pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(io::Error::other(format!("refusing to remove {}", path.display())));
+    };
+    let parent = match rfs::open(parent, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
+        Err(Errno::NOENT) => return Ok(()),
+        other => other?,
+    };
+    remove_all_at(&parent, name.as_bytes())
+}
