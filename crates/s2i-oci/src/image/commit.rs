@@ -457,7 +457,8 @@ impl Store {
             .collect::<Result<Vec<_>>>()?;
         let tmp = self.temp_file()?;
         let compressed = HashingWriter::new(io::BufWriter::with_capacity(256 << 10, tmp));
-        let gz = flate2::GzBuilder::new().mtime(0).operating_system(255).write(compressed, flate2::Compression::default());
+        // Level 1: on two cores, level 6 took 5x as long for a 200 MB layer, for 15% less size.
+        let gz = flate2::GzBuilder::new().mtime(0).operating_system(255).write(compressed, flate2::Compression::fast());
         let uncompressed = HashingWriter::new(gz);
         let mut w = LayerWriter {
             tar: tar::Builder::new(uncompressed),
