@@ -96,7 +96,7 @@ fn expand(s: &str) -> Vec<Vec<String>> {
                 _ => {}
             }
         }
-        return split_top(&inner[..end]).into_iter().flat_map(|item| expand(item)).collect();
+        return split_top(&inner[..end]).into_iter().flat_map(expand).collect();
     }
     let mut parts = Vec::new();
     let mut rest = s;

@@ -88,6 +88,8 @@ impl Image {
             working_dir: c.working_dir.clone(),
             labels: c.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             on_build: c.on_build.clone(),
+            // What the registry would transfer: the layers as stored.
+            size: Some(self.manifest.layers.iter().map(|l| l.size).sum()),
         }
     }
 
