@@ -23,7 +23,7 @@ use crate::image::{self, CommitChanges, Diff, Image, Lease, Store, RUNTIME_MOUNT
 use crate::run::bundle::{self, Bind, BundleParams, EtcFiles, Network, NetworkMode, Rlimits};
 use crate::run::cgroup::{Cgroups, ContainerCgroup};
 use crate::run::container::{self, ContainerInfo, StateDir};
-use crate::run::fsroot::RootDir;
+use crate::fsroot::RootDir;
 use crate::run::rootfs::{self, OverlayDirs, RootfsDriver};
 use crate::run::runc::Runtime;
 use crate::run::{archive, netns, user, RunError};
