@@ -810,9 +810,6 @@ impl Engine for OciEngine {
         let image = blocking(move || {
             let exclude = c.excluded_paths();
             let (upper, rootfs) = (c.dir.join("upper"), c.rootfs());
-            if c.driver == RootfsDriver::FuseOverlayfs {
-                rootfs::normalize_fuse_upper(&upper).map_err(|e| image::ImageError::Diff(error_chain(&e)))?;
-            }
             let diff = match c.driver {
                 RootfsDriver::Overlay | RootfsDriver::FuseOverlayfs => Diff::OverlayUpper { upper: &upper, exclude: &exclude },
                 RootfsDriver::Copy => Diff::Rootfs { dir: &rootfs, exclude: &exclude },
