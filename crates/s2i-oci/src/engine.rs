@@ -15,6 +15,8 @@ use s2i_engine::{
     EngineVersion, ImageBuildSpec, ImageInfo, OutputSink, OutputStream, Progress, ProgressSink, RegistryAuth, Result,
     RunningOutput,
 };
+use s2i_registry::client::{ClientOptions, Limits as RegistryLimits};
+use s2i_registry::{RegistryClient, Resolved};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Child;
 use tracing::{debug, info, warn};
@@ -203,6 +205,8 @@ pub struct OciEngine {
     good_driver: Mutex<Option<RootfsDriver>>,
     /// Set by remove_leftovers: a creation that finishes afterwards removes its own container.
     closed: Arc<AtomicBool>,
+    /// The registry client, made at the first pull or push (it remembers each registry's endpoint).
+    registry: Mutex<Option<Arc<RegistryClient>>>,
 }
 
 fn api(op: impl Into<String>, e: impl std::fmt::Display) -> EngineError {
@@ -284,6 +288,7 @@ impl OciEngine {
             creating: Mutex::new(Vec::new()),
             good_driver: Mutex::new(None),
             closed: Arc::new(AtomicBool::new(false)),
+            registry: Mutex::new(None),
         })
     }
 
@@ -299,6 +304,17 @@ impl OciEngine {
     /// Where containers' directories are made.
     pub fn containers_dir(&self) -> PathBuf {
         self.state.containers()
+    }
+
+    fn registry(&self) -> Result<Arc<RegistryClient>> {
+        let mut client = self.registry.lock().unwrap();
+        if let Some(c) = client.as_ref() {
+            return Ok(c.clone());
+        }
+        let options = ClientOptions { limits: RegistryLimits::from_env(), ..Default::default() };
+        let made = Arc::new(RegistryClient::new(options).map_err(|e| EngineError::Failed { op: "setting up the registry client".into(), source: Box::new(e) })?);
+        *client = Some(made.clone());
+        Ok(made)
     }
 
     fn find(&self, id_or_name: &str) -> Option<Arc<Container>> {
@@ -570,6 +586,15 @@ fn commit_tag(spec: &CommitSpec) -> Option<String> {
     })
 }
 
+/// The credentials core handed over, or an anonymous pull (which still gets a registry's
+/// anonymous token when it hands those out).
+fn credentials(auth: Option<&RegistryAuth>) -> Resolved {
+    match auth {
+        Some(a) => Resolved::given(a.clone()),
+        None => Resolved::anonymous("no credentials were given for it"),
+    }
+}
+
 fn is_transport(name: &str) -> bool {
     image::Transport::parse(name).is_some()
 }
@@ -591,22 +616,24 @@ impl Engine for OciEngine {
         Ok(blocking(move || store.get(&n)).await??.map(|i| i.info()))
     }
 
-    async fn pull_image(&self, name: &str, _auth: Option<&RegistryAuth>, progress: &mut dyn ProgressSink) -> Result<()> {
-        if !is_transport(name) {
-            return Err(EngineError::NotSupported {
-                engine: EngineKind::Oci,
-                what: format!(
-                    "pull {name} from a registry yet; give the image as docker-archive:PATH, oci-archive:PATH or oci:DIR"
-                ),
-            });
+    async fn pull_image(&self, name: &str, auth: Option<&RegistryAuth>, progress: &mut dyn ProgressSink) -> Result<()> {
+        if is_transport(name) {
+            let image = self.image(name).await?;
+            progress.progress(Progress::Status(&format!("Imported {name} as {}", image.id)));
+            return Ok(());
         }
-        let image = self.image(name).await?;
-        progress.progress(Progress::Status(&format!("Imported {name} as {}", image.id)));
+        let client = self.registry()?;
+        image::remote::pull(&self.store, &client, name, credentials(auth), progress).await?;
         Ok(())
     }
 
-    async fn push_image(&self, name: &str, _auth: Option<&RegistryAuth>, _progress: &mut dyn ProgressSink) -> Result<String> {
-        Err(EngineError::NotSupported { engine: EngineKind::Oci, what: format!("push {name} to a registry yet; write it with --output-archive instead") })
+    async fn push_image(&self, name: &str, auth: Option<&RegistryAuth>, progress: &mut dyn ProgressSink) -> Result<String> {
+        if is_transport(name) {
+            return Err(api(format!("pushing {name}"), "name the image to push by its registry and tag; an archive is written with save_image"));
+        }
+        let image = self.image(name).await?;
+        let client = self.registry()?;
+        image::remote::push(&self.store, &client, &image, name, credentials(auth), progress).await
     }
 
     async fn save_image(&self, name: &str, format: ArchiveFormat, out: ArchiveOutput) -> Result<()> {
