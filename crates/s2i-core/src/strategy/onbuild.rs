@@ -4,7 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use s2i_engine::{Engine, ImageBuildSpec};
+use s2i_engine::{Engine, EngineError, ImageBuildSpec};
 use tracing::info;
 
 use crate::error::{BuildError, Result};
@@ -63,7 +63,11 @@ pub async fn build(plan: Plan<'_>, engine: &dyn Engine, mut phases: Phases) -> R
     let built = engine.build_image(Box::new(input.reader), &spec, &mut log).await;
     log.finish();
     let stats = input.done.result().await.map_err(BuildError::SourceStream)?;
-    let image_id = built.map_err(|e| BuildError::OnbuildFailed { builder: cfg.builder_image.clone(), message: e.to_string() })?;
+    let image_id = built.map_err(|e| match e {
+        // An engine without an image builder: its own words say why; no step failed.
+        EngineError::NotSupported { .. } => BuildError::Engine(e),
+        e => BuildError::OnbuildFailed { builder: cfg.builder_image.clone(), message: e.to_string() },
+    })?;
     phases.end(running);
     Ok(super::result(&plan, image_id, Default::default(), phases, stats))
 }
