@@ -887,7 +887,7 @@ impl Engine for OciEngine {
     async fn build_image(&self, _context: ContainerInput, _spec: &ImageBuildSpec, _output: &mut dyn OutputSink) -> Result<String> {
         Err(EngineError::NotSupported {
             engine: EngineKind::Oci,
-            what: "build images from a Dockerfile (ONBUILD builders and Dockerfile builds need --engine docker)".into(),
+            what: "build FROM an ONBUILD builder or a Dockerfile: it has no image builder (use --engine docker for these)".into(),
         })
     }
 
