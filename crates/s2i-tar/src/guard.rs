@@ -423,3 +423,262 @@ fn joined(comps: &[&[u8]]) -> String {
 fn to_path(bytes: Vec<u8>) -> PathBuf {
     PathBuf::from(OsString::from_vec(bytes))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn entry(path: &str, kind: EntryKind, target: Option<&str>) -> EntryHeader {
+        EntryHeader { link_target: target.map(|t| t.as_bytes().to_vec()), mode: 0o644, ..EntryHeader::new(path, kind) }
+    }
+    fn file(path: &str) -> EntryHeader {
+        entry(path, EntryKind::File, None)
+    }
+    fn dir(path: &str) -> EntryHeader {
+        entry(path, EntryKind::Dir, None)
+    }
+    fn symlink(path: &str, target: &str) -> EntryHeader {
+        entry(path, EntryKind::Symlink, Some(target))
+    }
+    fn hardlink(path: &str, target: &str) -> EntryHeader {
+        entry(path, EntryKind::HardLink, Some(target))
+    }
+
+    fn guard() -> Guard {
+        Guard::new(GuardOptions::default(), &Limits::default())
+    }
+
+    /// Check entries in order; the first refusal, as (index, entry, reason).
+    fn run(entries: &[EntryHeader]) -> Result<Vec<Verdict>, (usize, String, RefusalReason)> {
+        let mut g = guard();
+        let mut out = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            match g.check(e) {
+                Ok(v) => out.push(v),
+                Err(GuardError::Refused(r)) => return Err((i, r.entry, r.reason)),
+                Err(other) => panic!("{other}"),
+            }
+        }
+        Ok(out)
+    }
+
+    fn refused(entries: &[EntryHeader]) -> (usize, RefusalReason) {
+        let (i, _, reason) = run(entries).expect_err("must be refused");
+        (i, reason)
+    }
+
+    fn accepted(entries: &[EntryHeader]) -> Vec<CleanEntry> {
+        run(entries)
+            .unwrap_or_else(|e| panic!("refused: {e:?}"))
+            .into_iter()
+            .filter_map(|v| match v {
+                Verdict::Accept(c) => Some(c),
+                Verdict::Skip(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn paths_are_cleaned_and_escapes_refused() {
+        let clean = accepted(&[file("./a//b/./c/")]);
+        assert_eq!(clean[0].path, Path::new("a/b/c"));
+        assert_eq!(run(&[dir("./")]).unwrap(), [Verdict::Skip(Skipped::Root)]);
+        assert_eq!(run(&[dir("")]).unwrap(), [Verdict::Skip(Skipped::Root)]);
+        assert_eq!(refused(&[file(".")]), (0, RefusalReason::ReplacesRoot(PathKind::File)));
+        assert_eq!(refused(&[symlink("./", "a")]), (0, RefusalReason::ReplacesRoot(PathKind::Symlink)));
+        assert_eq!(refused(&[file("/etc/passwd")]), (0, RefusalReason::AbsolutePath));
+        assert_eq!(refused(&[file("a/../b")]), (0, RefusalReason::ParentDir));
+        assert_eq!(refused(&[file("a/..")]), (0, RefusalReason::ParentDir));
+        assert_eq!(refused(&[file("a\0b")]), (0, RefusalReason::NulInPath));
+    }
+
+    /// Finding 2, first checker: `x -> .` made `x/x/x/x` the root again.
+    #[test]
+    fn a_link_to_its_own_directory_cannot_be_used_to_reach_deeper_links() {
+        let x = symlink("x", ".");
+        let deep = symlink("x/x/x/x/y", "../../../..");
+        let through = file("x/x/x/x/y/anything");
+        assert_eq!(refused(&[x, deep.clone(), through.clone()]), (0, RefusalReason::SymlinkEmpty(".".into())));
+        assert_eq!(refused(&[symlink("x", "./")]), (0, RefusalReason::SymlinkEmpty("./".into())));
+        // A valid link at x: nothing may go through it, before or after.
+        assert_eq!(refused(&[symlink("x", "a"), deep.clone()]), (1, RefusalReason::ThroughSymlink("x".into())));
+        assert_eq!(refused(&[deep, symlink("x", "a")]), (1, RefusalReason::ReplacesDirectory("x".into())));
+        // On its own, y's target is fine where real directories hold it.
+        assert_eq!(accepted(&[symlink("x/x/x/x/y", "../../../..")]).len(), 1);
+    }
+
+    /// Finding 2, second checker: `s -> d/e/f/x/../../../..` then `d/e/f/x -> ../..`.
+    #[test]
+    fn dot_dot_after_a_name_in_a_target_is_refused_whatever_comes_later() {
+        let s = symlink("s", "d/e/f/x/../../../..");
+        assert_eq!(refused(&[s.clone(), symlink("d/e/f/x", "../..")]), (0, RefusalReason::SymlinkInnerParent("d/e/f/x/../../../..".into())));
+        assert_eq!(refused(&[symlink("d/e/f/x", "../.."), s]).0, 1);
+    }
+
+    #[test]
+    fn ancestors_must_be_directories_in_either_order() {
+        let through_link = RefusalReason::ThroughSymlink("a".into());
+        assert_eq!(refused(&[symlink("a", "b"), file("a/f")]), (1, through_link.clone()));
+        assert_eq!(refused(&[symlink("a", "b"), dir("a/d/")]), (1, through_link));
+        assert_eq!(refused(&[file("a/f"), symlink("a", "b")]), (1, RefusalReason::ReplacesDirectory("a".into())));
+        let through_file = RefusalReason::ThroughNonDirectory { path: "a".into(), kind: PathKind::File };
+        assert_eq!(refused(&[file("a"), file("a/b/c")]), (1, through_file));
+        assert_eq!(refused(&[file("a/b/c"), file("a")]), (1, RefusalReason::ReplacesDirectory("a".into())));
+        assert_eq!(refused(&[file("a/b/c"), hardlink("a/b", "x")]), (1, RefusalReason::ReplacesDirectory("a/b".into())));
+        assert_eq!(refused(&[dir("a"), symlink("a", ".")]).0, 1);
+        assert_eq!(refused(&[dir("a"), symlink("a", "b")]), (1, RefusalReason::ReplacesDirectory("a".into())));
+        // Deep: the symlink is found wherever it sits on the path.
+        let deep = "p/".repeat(50) + "l";
+        let below = format!("{deep}/q/r");
+        assert_eq!(refused(&[symlink(&deep, "t"), file(&below)]), (1, RefusalReason::ThroughSymlink(deep.clone())));
+        assert_eq!(refused(&[file(&below), symlink(&deep, "t")]), (1, RefusalReason::ReplacesDirectory(deep)));
+    }
+
+    #[test]
+    fn what_a_path_is_may_change_only_in_safe_ways() {
+        let becomes = |was| RefusalReason::BecomesDirectory { path: "a".into(), was };
+        assert_eq!(refused(&[symlink("a", "b"), dir("a")]), (1, becomes(PathKind::Symlink)));
+        assert_eq!(refused(&[file("a"), dir("a")]), (1, becomes(PathKind::File)));
+        assert_eq!(refused(&[symlink("a", "b"), file("a")]), (1, RefusalReason::ReplacesSymlink("a".into())));
+        assert_eq!(refused(&[file("f"), symlink("a", "b"), hardlink("a", "f")]), (2, RefusalReason::ReplacesSymlink("a".into())));
+        // Same kind again, or a file becoming a symlink: nothing can go through either.
+        assert_eq!(accepted(&[file("a"), file("a"), symlink("a", "b"), symlink("a", "c"), dir("d"), dir("d/")]).len(), 6);
+    }
+
+    #[test]
+    fn symlink_targets_stay_inside_from_where_the_link_is() {
+        let target = |v: &CleanEntry| match &v.kind {
+            CleanKind::Symlink { target } => target.display().to_string(),
+            other => panic!("{other:?}"),
+        };
+        let ok = accepted(&[symlink("a/b/l", "../../x"), symlink("a/l", ".."), symlink("l", "a/./b//c/"), symlink("a/m", "./../b")]);
+        assert_eq!(ok.iter().map(target).collect::<Vec<_>>(), ["../../x", "..", "a/b/c", "../b"]);
+        assert!(ok.iter().all(|c| c.mode == 0o777));
+        let climbs = |target: &str, ups, depth| RefusalReason::SymlinkClimbsOut { target: target.into(), ups, depth };
+        assert_eq!(refused(&[symlink("a/l", "../../x")]), (0, climbs("../../x", 2, 1)));
+        assert_eq!(refused(&[symlink("l", "..")]), (0, climbs("..", 1, 0)));
+        assert_eq!(refused(&[symlink("l", "/etc")]), (0, RefusalReason::SymlinkAbsolute("/etc".into())));
+        assert_eq!(refused(&[symlink("l", "")]), (0, RefusalReason::SymlinkEmpty("".into())));
+        assert_eq!(refused(&[symlink("l", "a/\0")]), (0, RefusalReason::NulInTarget));
+        assert_eq!(refused(&[entry("l", EntryKind::Symlink, None)]), (0, RefusalReason::MissingTarget));
+        assert_eq!(refused(&[symlink("a/b/l", "c/../../..")]), (0, RefusalReason::SymlinkInnerParent("c/../../..".into())));
+    }
+
+    #[test]
+    fn hard_links_point_at_files_seen_before() {
+        let ok = accepted(&[file("d/f"), hardlink("h", "./d//f"), hardlink("h2", "h")]);
+        assert_eq!(ok[1].kind, CleanKind::HardLink { target: "d/f".into() });
+        assert_eq!(ok[2].kind, CleanKind::HardLink { target: "h".into() });
+        assert_eq!(refused(&[hardlink("h", "f"), file("f")]), (0, RefusalReason::HardLinkUnknown("f".into())));
+        assert_eq!(refused(&[hardlink("h", "../etc/passwd")]), (0, RefusalReason::HardLinkOutside("../etc/passwd".into())));
+        assert_eq!(refused(&[hardlink("h", "/etc/passwd")]), (0, RefusalReason::HardLinkOutside("/etc/passwd".into())));
+        let not_file = |kind| RefusalReason::HardLinkNotFile { target: "d".into(), kind };
+        assert_eq!(refused(&[dir("d"), hardlink("h", "d")]), (1, not_file(PathKind::Directory)));
+        assert_eq!(refused(&[file("d/f"), hardlink("h", "d")]), (1, not_file(PathKind::Directory)));
+        // A file later replaced by a symlink can no longer be hard-linked.
+        assert_eq!(refused(&[file("d"), symlink("d", "../x/y"), hardlink("h", "d")]).0, 1);
+        assert_eq!(refused(&[file("d"), symlink("d", "x"), hardlink("h", "d")]), (2, not_file(PathKind::Symlink)));
+        assert_eq!(refused(&[file("f"), hardlink("f", "f")]), (1, RefusalReason::HardLinkSelf));
+        assert_eq!(refused(&[file("f"), hardlink("h", "f\0")]), (1, RefusalReason::NulInTarget));
+        assert_eq!(refused(&[entry("h", EntryKind::HardLink, None)]), (0, RefusalReason::MissingTarget));
+        // Nothing goes below a hard link.
+        let through = RefusalReason::ThroughNonDirectory { path: "h".into(), kind: PathKind::File };
+        assert_eq!(refused(&[file("f"), hardlink("h", "f"), file("h/x")]), (2, through));
+    }
+
+    #[test]
+    fn special_files_are_skipped_and_leave_no_trace() {
+        let fifo = entry("p", EntryKind::Fifo, None);
+        let verdicts = run(&[
+            fifo,
+            entry("c", EntryKind::CharDevice, None),
+            entry("b", EntryKind::BlockDevice, None),
+            entry("u", EntryKind::Unknown(b'Z'), None),
+            file("p/x"),
+        ])
+        .unwrap();
+        assert_eq!(verdicts[..4], [Skipped::Fifo, Skipped::CharDevice, Skipped::BlockDevice, Skipped::Unknown(b'Z')].map(Verdict::Skip));
+        assert!(matches!(verdicts[4], Verdict::Accept(_)));
+        // A hostile path is refused even on a special file.
+        assert_eq!(refused(&[entry("../dev/sda", EntryKind::BlockDevice, None)]), (0, RefusalReason::ParentDir));
+    }
+
+    #[test]
+    fn a_refused_entry_changes_nothing() {
+        let mut g = guard();
+        assert!(g.check(&symlink("a/b/l", "/etc")).is_err());
+        assert_eq!(g.paths(), 0);
+        assert!(matches!(g.check(&file("a")), Ok(Verdict::Accept(_))), "a was not made a directory");
+    }
+
+    #[test]
+    fn owner_modes_and_setid() {
+        let mut e = file("bin/tool");
+        e.mode = 0o6755;
+        e.uid = 0;
+        e.uname = Some(b"root".to_vec());
+        let mut d = dir("shared");
+        d.mode = 0o2775;
+        let mut private = file("key");
+        private.mode = 0o600;
+        let mut link = hardlink("bin/alias", "bin/tool");
+        link.mode = 0o4755;
+
+        let plain = accepted(&[e.clone(), d.clone(), private.clone(), link.clone()]);
+        assert_eq!(plain.iter().map(|c| (c.mode, c.setid_stripped)).collect::<Vec<_>>(), [(0o755, true), (0o2775, false), (0o600, false), (0o755, true)]);
+        assert_eq!((plain[0].uid, plain[0].uname.as_deref()), (0, Some(&b"root"[..])));
+        assert_eq!((plain[0].size, plain[1].size), (0, 0));
+
+        let options = GuardOptions { owner: Some(Owner { uid: 1001, gid: 0 }), strip_setid: false, normalize_modes: true };
+        let mut g = Guard::new(options, &Limits::default());
+        let modes: Vec<(u32, u64, bool)> = [e.clone(), d, private, link]
+            .iter()
+            .map(|h| match g.check(h).unwrap() {
+                Verdict::Accept(c) => {
+                    assert_eq!((c.gid, c.uname.as_ref(), c.gname.as_ref()), (0, None, None));
+                    (c.mode, c.uid, c.setid_stripped)
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(modes, [(0o755, 1001, false), (0o755, 1001, false), (0o644, 1001, false), (0o755, 1001, false)]);
+
+        let options = GuardOptions { strip_setid: false, ..GuardOptions::default() };
+        let mut g = Guard::new(options, &Limits::default());
+        assert!(matches!(g.check(&e).unwrap(), Verdict::Accept(CleanEntry { mode: 0o6755, setid_stripped: false, .. })));
+    }
+
+    #[test]
+    fn sizes_are_kept_for_files_only() {
+        let mut f = file("f");
+        f.size = 42;
+        assert_eq!(accepted(&[f])[0].size, 42);
+    }
+
+    #[test]
+    fn the_number_of_paths_is_capped() {
+        let limits = Limits { max_paths: 3, ..Limits::default() };
+        let mut g = Guard::new(GuardOptions::default(), &limits);
+        assert!(g.check(&file("a/b/c")).is_ok());
+        assert!(g.check(&file("a/b/c")).is_ok(), "paths seen before cost nothing");
+        match g.check(&file("a/d")) {
+            Err(GuardError::Limit(l)) => {
+                assert_eq!((l.limit, l.max, l.entry.as_deref()), (Limit::Paths, 3, Some("a/d")));
+                assert!(l.to_string().contains("more than 3 distinct paths; raise s2i_tar::Limits::max_paths"), "{l}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn very_deep_paths_are_checked_in_one_walk() {
+        // 20,000 components: an ancestor check that rebuilt each prefix would copy ~400 MB here.
+        let deep = "d/".repeat(20_000);
+        let mut g = guard();
+        assert!(g.check(&file(&format!("{deep}f"))).is_ok());
+        assert!(g.check(&symlink(&format!("{deep}l"), &"../".repeat(20_000))).is_ok());
+        assert!(matches!(g.check(&file(&format!("{deep}l/x"))), Err(GuardError::Refused(_))));
+        assert_eq!(g.paths(), 20_002);
+    }
+}
