@@ -57,9 +57,23 @@ impl RawTar {
         self
     }
 
-    /// An entry whose size field is the data's length.
+    /// An entry whose size field is the data's length (a name over 100 bytes goes in a GNU
+    /// long-name record first).
     pub fn entry(&mut self, name: &[u8], flag: u8, data: &[u8]) -> &mut Self {
+        if name.len() > 100 {
+            self.long(b'L', name);
+        }
         self.header(&header(name, flag, data.len() as u64, b"")).data(data)
+    }
+
+    fn link(&mut self, name: &str, flag: u8, target: &str) -> &mut Self {
+        if name.len() > 100 {
+            self.long(b'L', name.as_bytes());
+        }
+        if target.len() > 100 {
+            self.long(b'K', target.as_bytes());
+        }
+        self.header(&header(name.as_bytes(), flag, 0, target.as_bytes()))
     }
 
     pub fn file(&mut self, name: &str, data: &[u8]) -> &mut Self {
@@ -71,11 +85,11 @@ impl RawTar {
     }
 
     pub fn symlink(&mut self, name: &str, target: &str) -> &mut Self {
-        self.header(&header(name.as_bytes(), b'2', 0, target.as_bytes()))
+        self.link(name, b'2', target)
     }
 
     pub fn hardlink(&mut self, name: &str, target: &str) -> &mut Self {
-        self.header(&header(name.as_bytes(), b'1', 0, target.as_bytes()))
+        self.link(name, b'1', target)
     }
 
     /// A PAX `x` record set.
@@ -312,10 +326,10 @@ impl Model {
                         Node::Symlink(_) => {
                             // GNU tar keeps a symlink that leads to a directory.
                             let mut budget = 40;
-                            if let Ok((_, Some(t))) = self.resolve(dir, &name, true, &mut budget, context) {
-                                if matches!(self.nodes[t], Node::Dir(_)) {
-                                    return Ok(());
-                                }
+                            match self.resolve(dir, &name, true, &mut budget, context) {
+                                Ok((_, Some(t))) if matches!(self.nodes[t], Node::Dir(_)) => return Ok(()),
+                                Err(escape @ Fail::Escape(_)) => return Err(escape),
+                                _ => {}
                             }
                         }
                         Node::File => {}
@@ -387,8 +401,9 @@ impl Model {
     /// Extract a whole tar (as produced by `copy_guarded`) into the model.
     pub fn extract_tar(&mut self, tar: &[u8]) {
         let mut a = tar::Archive::new(tar);
+        // A copy cut by an error ends where it ends: what came before was already extracted.
         for e in a.entries().unwrap() {
-            let e = e.unwrap();
+            let Ok(e) = e else { break };
             let path = e.path_bytes().into_owned();
             let link = e.link_name_bytes().map(|l| l.into_owned());
             self.extract(&path, &e.header().entry_type(), link.as_deref());
