@@ -14,7 +14,7 @@
 //! ```
 //!
 //! The real-extractor property spawns processes and runs `S2I_TAR_EXTRACTOR_CASES` cases
-//! (default 48) whatever `PROPTEST_CASES` says.
+//! (default 32) whatever `PROPTEST_CASES` says.
 
 mod common;
 
@@ -329,6 +329,35 @@ fn hostile() -> impl Strategy<Value = Hostile> {
         .prop_map(|(flag, path, target, data, mode, path_enc, target_enc)| Hostile { flag, path, target, data, mode, path_enc, target_enc })
 }
 
+/// Entries that build on each other, as attacks do: a path may extend part of an earlier one,
+/// a hard link may point at an earlier path, a symlink may climb a chosen number of levels.
+fn hostile_list(max: usize) -> impl Strategy<Value = Vec<Hostile>> {
+    use prop::sample::Index;
+    let spec = (hostile(), prop::bool::weighted(0.6), any::<Index>(), 0usize..5, prop::bool::weighted(0.5), 0usize..4, prop::bool::weighted(0.7), any::<Index>());
+    prop::collection::vec(spec, 1..max).prop_map(|specs| {
+        let mut out: Vec<Hostile> = Vec::new();
+        for (mut h, reuse, pick, keep, climb, ups, link_earlier, target_pick) in specs {
+            if reuse && !out.is_empty() {
+                let base: Vec<&str> = out[pick.index(out.len())].path.split('/').collect();
+                let prefix = base[..keep.min(base.len())].join("/");
+                // Half the time the earlier path itself (another kind at the same place).
+                h.path = if keep % 2 == 0 && !prefix.is_empty() { prefix } else { format!("{prefix}/{}", h.path) };
+            }
+            if h.flag == b'2' && climb {
+                // Climb to about as far as the link's own depth allows: one less, exactly, one more.
+                let depth = h.path.split('/').filter(|c| !c.is_empty() && *c != ".").count().saturating_sub(1);
+                let name = if ups == 3 { h.target.rsplit('/').next().unwrap_or("").to_string() } else { String::new() };
+                h.target = format!("{}{name}", "../".repeat((depth + ups % 3).saturating_sub(1)));
+            }
+            if h.flag == b'1' && link_earlier && !out.is_empty() {
+                h.target = out[target_pick.index(out.len())].path.clone();
+            }
+            out.push(h);
+        }
+        out
+    })
+}
+
 /// Write the entries as a tar, absolute names put under `abs` (a directory of the test's own).
 fn materialize(entries: &[&Hostile], abs: &str) -> Vec<u8> {
     let mut t = RawTar::new();
@@ -425,7 +454,7 @@ proptest! {
     /// Hostile archives as they come: the copy stops at the first refusal. What it wrote before
     /// (a container may already have unpacked it) must be safe too.
     #[test]
-    fn hostile_archives_never_escape_even_when_cut_at_a_refusal(entries in prop::collection::vec(hostile(), 1..16)) {
+    fn hostile_archives_never_escape_even_when_cut_at_a_refusal(entries in hostile_list(16)) {
         let refs: Vec<&Hostile> = entries.iter().collect();
         let (_, output) = guarded_copy(&materialize(&refs, "/ABS/"));
         let escapes = model_escapes(&output);
@@ -434,7 +463,7 @@ proptest! {
 
     /// Only what the guard accepts, so that long runs of links and files get through.
     #[test]
-    fn accepted_entries_never_escape(entries in prop::collection::vec(hostile(), 1..24)) {
+    fn accepted_entries_never_escape(entries in hostile_list(24)) {
         let (kept, roots) = survivors(&entries, "/ABS/");
         let (copied, output) = guarded_copy(&materialize(&kept, "/ABS/"));
         let stats = copied.map_err(|e| TestCaseError::fail(format!("a sequence the guard accepted one by one was refused whole: {e}")))?;
@@ -449,7 +478,7 @@ proptest! {
 // climb the generator can write), busybox tar chrooted into the sandbox.
 
 fn extractor_cases() -> u32 {
-    std::env::var("S2I_TAR_EXTRACTOR_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48)
+    std::env::var("S2I_TAR_EXTRACTOR_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(32)
 }
 
 fn run_extractor(mut cmd: Command, tar: &[u8]) {
@@ -510,7 +539,7 @@ fn accepted_entries_never_escape_real_extractors() {
     require("busybox", "busybox-static");
     let busybox = which("busybox");
     let mut runner = proptest::test_runner::TestRunner::new(Config { cases: extractor_cases(), failure_persistence: None, ..Config::default() });
-    let outcome = runner.run(&prop::collection::vec(hostile(), 1..24), |entries| {
+    let outcome = runner.run(&hostile_list(24), |entries| {
         let sandbox = tempfile::tempdir().unwrap();
         let sandbox_path = std::fs::canonicalize(sandbox.path()).unwrap();
         let abs = format!("{}/abs/", sandbox_path.display());
