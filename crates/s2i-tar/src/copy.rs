@@ -135,11 +135,16 @@ fn write_entry<W: Write>(
     data: &mut impl Read,
 ) -> Result<(), CopyError> {
     let mut header = tar::Header::new_gnu();
-    header.set_mode(clean.mode);
-    header.set_uid(clean.uid);
-    header.set_gid(clean.gid);
-    header.set_mtime(clean.mtime);
-    header.set_size(0);
+    {
+        // tar::Header's setters format each number through an allocated String: per entry that
+        // costs more than the guard's checks, so the fields are written here directly.
+        let fields = header.as_old_mut();
+        put_number(&mut fields.mode, u64::from(clean.mode));
+        put_number(&mut fields.uid, clean.uid);
+        put_number(&mut fields.gid, clean.gid);
+        put_number(&mut fields.mtime, clean.mtime);
+        put_number(&mut fields.size, if clean.kind == CleanKind::File { clean.size } else { 0 });
+    }
     // A name that is not UTF-8 or longer than its field is dropped: the numeric id remains.
     if let Some(name) = clean.uname.as_deref().and_then(|n| std::str::from_utf8(n).ok()) {
         let _ = header.set_username(name);
@@ -150,7 +155,6 @@ fn write_entry<W: Write>(
     match &clean.kind {
         CleanKind::File => {
             header.set_entry_type(tar::EntryType::Regular);
-            header.set_size(clean.size);
             let mut tracked = Tracked { inner: data, failed: false };
             // The entry yields exactly `size` bytes or fails, so the header we wrote stays true.
             return out.append_data(&mut header, path, &mut tracked).map_err(|e| {
@@ -175,6 +179,27 @@ fn write_entry<W: Write>(
         }
     }
     .map_err(CopyError::Output)
+}
+
+/// A numeric header field: zero-padded octal and a NUL when it fits, else GNU base-256 (as
+/// `tar::Header` writes them).
+fn put_number(field: &mut [u8], value: u64) {
+    let digits = field.len() - 1;
+    if digits >= 22 || value >> (3 * digits) == 0 {
+        let mut v = value;
+        for slot in field[..digits].iter_mut().rev() {
+            *slot = b'0' + (v & 7) as u8;
+            v >>= 3;
+        }
+        field[digits] = 0;
+    } else {
+        field.fill(0);
+        let len = field.len();
+        for (i, slot) in field[len - 8..].iter_mut().enumerate() {
+            *slot = (value >> (8 * (7 - i))) as u8;
+        }
+        field[0] |= 0x80;
+    }
 }
 
 /// Remembers whether reading failed, to tell the input's failures from the output's.
@@ -202,5 +227,30 @@ fn input_error(e: io::Error) -> CopyError {
         Some(Ok(tar)) => (*tar).into(),
         Some(Err(other)) => CopyError::Input(io::Error::other(other)),
         None => CopyError::Input(io::Error::other("reading an entry failed")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::put_number;
+
+    #[test]
+    fn numbers_are_written_as_tar_writes_them() {
+        // uid and gid are 8-byte fields (at most u32::MAX reaches them), size and mtime 12-byte.
+        for value in [0, 1, 0o777, 0o7777777, 0o10000000, 0o77777777777, 0o100000000000, u64::from(u32::MAX), u64::MAX] {
+            let mut ours = tar::Header::new_gnu();
+            let mut theirs = tar::Header::new_gnu();
+            let uid = value.min(u64::from(u32::MAX));
+            put_number(&mut ours.as_old_mut().uid, uid);
+            put_number(&mut ours.as_old_mut().size, value);
+            theirs.set_uid(uid);
+            theirs.set_size(value);
+            assert_eq!(ours.as_old().uid, theirs.as_old().uid, "uid {uid:o}");
+            assert_eq!(ours.as_old().size, theirs.as_old().size, "size {value:o}");
+            assert_eq!((ours.uid().unwrap(), ours.size().unwrap()), (uid, value));
+        }
+        let mut h = tar::Header::new_gnu();
+        put_number(&mut h.as_old_mut().mode, 0o4755);
+        assert_eq!(h.mode().unwrap(), 0o4755);
     }
 }

@@ -154,8 +154,8 @@ pub struct TarReader<R> {
     /// Data of the current entry not read yet, then its padding to the next block.
     remaining: u64,
     padding: u64,
-    /// The current entry's path, for an end of input inside its data.
-    current: Option<String>,
+    /// The current entry's header (kept here, not cloned, for an error while skipping its data).
+    header: EntryHeader,
     state: State,
 }
 
@@ -164,12 +164,11 @@ pub struct TarReader<R> {
 /// the next entry is asked for.
 pub struct Entry<'a, R: Read> {
     reader: &'a mut TarReader<R>,
-    header: EntryHeader,
 }
 
 impl<R: Read> Entry<'_, R> {
     pub fn header(&self) -> &EntryHeader {
-        &self.header
+        &self.reader.header
     }
 
     /// Data bytes not read yet.
@@ -195,7 +194,7 @@ impl<R: Read> Read for Entry<'_, R> {
         };
         if n == 0 {
             r.state = State::Failed;
-            let err = TarError::Truncated { offset: r.offset, entry: Some(self.header.display_path()) };
+            let err = TarError::Truncated { offset: r.offset, entry: Some(r.header.display_path()) };
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, err));
         }
         r.remaining -= n as u64;
@@ -245,7 +244,7 @@ impl<R: Read> TarReader<R> {
     }
 
     pub fn with_limits(inner: R, limits: Limits) -> Self {
-        TarReader { inner, limits, offset: 0, remaining: 0, padding: 0, current: None, state: State::Entries }
+        TarReader { inner, limits, offset: 0, remaining: 0, padding: 0, header: EntryHeader::default(), state: State::Entries }
     }
 
     pub fn limits(&self) -> &Limits {
@@ -268,11 +267,7 @@ impl<R: Read> TarReader<R> {
         match self.state {
             State::Ended => return Ok(None),
             State::Failed => {
-                return Err(TarError::Malformed {
-                    offset: self.offset,
-                    entry: self.current.clone(),
-                    reason: "reading stopped at an earlier error".into(),
-                })
+                return Err(TarError::Malformed { offset: self.offset, entry: None, reason: "reading stopped at an earlier error".into() })
             }
             State::Entries => {}
         }
@@ -280,12 +275,11 @@ impl<R: Read> TarReader<R> {
             Ok(Some(header)) => {
                 self.remaining = header.size;
                 self.padding = padding(header.size);
-                self.current = Some(header.display_path());
-                Ok(Some(Entry { reader: self, header }))
+                self.header = header;
+                Ok(Some(Entry { reader: self }))
             }
             Ok(None) => {
                 self.state = State::Ended;
-                self.current = None;
                 Ok(None)
             }
             Err(e) => {
@@ -379,10 +373,9 @@ impl<R: Read> TarReader<R> {
     /// The header of a real entry, its extension records applied.
     fn entry_header(&mut self, raw: &RawHeader<'_>, flag: u8, size: u64, ext: Extensions, at: u64) -> Result<EntryHeader, TarError> {
         let path = ext.path.or(ext.long_name).unwrap_or_else(|| raw.path());
-        let entry = Some(lossy(&path));
-        let number = |field: Field, what: &str| {
-            raw.number(field).map_err(|why| malformed(at, entry.clone(), format!("its {what} field {why}")))
-        };
+        // Names for messages are made only when there is an error to report.
+        let entry = || Some(lossy(&path));
+        let number = |field: Field, what: &str| raw.number(field).map_err(|why| malformed(at, entry(), format!("its {what} field {why}")));
         let mut kind = EntryKind::from_type_flag(flag);
         // A regular-file header whose name ends in '/' is a directory (old tars, and GNU tar).
         if kind == EntryKind::File && path.ends_with(b"/") {
@@ -391,7 +384,7 @@ impl<R: Read> TarReader<R> {
         let size = ext.size.unwrap_or(size);
         if kind.is_header_only() && size > 0 {
             let reason = format!("a {} header claims {size} bytes of data, which such entries never have", kind.describe());
-            return Err(malformed(at, entry, reason));
+            return Err(malformed(at, entry(), reason));
         }
         let link_target = match kind {
             EntryKind::Symlink | EntryKind::HardLink => {
@@ -408,18 +401,24 @@ impl<R: Read> TarReader<R> {
             Some(gid) => gid,
             None => number(GID, "gid")?,
         };
+        // Owners are 32-bit on every system we write for; larger ones do not fit a header's field.
+        for (what, id) in [("uid", uid), ("gid", gid)] {
+            if id > u64::from(u32::MAX) {
+                return Err(malformed(at, entry(), format!("its {what} {id} is out of range")));
+            }
+        }
         let mtime = match ext.mtime {
             Some(t) => t,
             None => match raw.number(MTIME) {
                 Err(NumberError::Negative) => 0,
-                other => other.map_err(|why| malformed(at, entry.clone(), format!("its mtime field {why}")))?,
+                other => other.map_err(|why| malformed(at, entry(), format!("its mtime field {why}")))?,
             },
         };
         let device = match kind {
             EntryKind::CharDevice | EntryKind::BlockDevice if raw.format() != Format::Old => {
                 let num = |field, what| -> Result<u32, TarError> {
                     let n = number(field, what)?;
-                    u32::try_from(n).map_err(|_| malformed(at, entry.clone(), format!("its {what} number {n} is too large")))
+                    u32::try_from(n).map_err(|_| malformed(at, entry(), format!("its {what} number {n} is too large")))
                 };
                 Some((num(DEVMAJOR, "device major")?, num(DEVMINOR, "device minor")?))
             }
@@ -492,11 +491,26 @@ impl<R: Read> TarReader<R> {
         let left = self.remaining + self.padding;
         self.remaining = 0;
         self.padding = 0;
-        let entry = self.current.take();
-        self.skip_exact(left, entry)
+        if left == 0 {
+            return Ok(());
+        }
+        let skipped = self.skip_exact(left, None);
+        skipped.map_err(|e| match e {
+            TarError::Truncated { offset, .. } => TarError::Truncated { offset, entry: Some(self.header.display_path()) },
+            other => other,
+        })
     }
 
     fn skip_exact(&mut self, n: u64, entry: Option<String>) -> Result<(), TarError> {
+        if n <= BLOCK as u64 {
+            // Padding: no need for (and no cost of) a large buffer.
+            let mut buf = [0u8; BLOCK];
+            let n = n as usize;
+            if self.fill(&mut buf[..n])? < n {
+                return Err(TarError::Truncated { offset: self.offset, entry });
+            }
+            return Ok(());
+        }
         let mut buf = [0u8; 8192];
         let mut left = n;
         while left > 0 {
@@ -625,16 +639,14 @@ impl RawHeader<'_> {
     /// some old tars compute it) signed, must match the checksum field.
     fn checksum_ok(&self) -> bool {
         let Ok(stored) = parse_number(self.field(CHKSUM)) else { return false };
-        let (at, len) = CHKSUM;
-        let mut unsigned: u64 = 8 * u64::from(b' ');
-        let mut signed: i64 = 8 * i64::from(b' ');
-        for (i, b) in self.0.iter().enumerate() {
-            if !(at..at + len).contains(&i) {
-                unsigned += u64::from(*b);
-                signed += i64::from(*b as i8);
-            }
+        let spaces = 8 * u64::from(b' ');
+        let unsigned: u64 = self.0.iter().map(|b| u64::from(*b)).sum::<u64>() - self.field(CHKSUM).iter().map(|b| u64::from(*b)).sum::<u64>() + spaces;
+        if stored == unsigned {
+            return true;
         }
-        stored == unsigned || i64::try_from(stored).is_ok_and(|s| s == signed)
+        let signed: i64 = self.0.iter().map(|b| i64::from(*b as i8)).sum::<i64>() - self.field(CHKSUM).iter().map(|b| i64::from(*b as i8)).sum::<i64>()
+            + spaces as i64;
+        i64::try_from(stored).is_ok_and(|s| s == signed)
     }
 
     fn number(&self, field: Field) -> Result<u64, NumberError> {

@@ -344,6 +344,12 @@ fn numbers_in_base_256_and_old_and_ustar_headers() {
     let entries = read_all(&t.finish()).unwrap();
     assert_eq!((entries[0].0.uid, &entries[0].1[..]), (0o7777777 + 10, &b"abc"[..]));
 
+    // An owner beyond 32 bits cannot be written again: malformed.
+    let mut t = RawTar::new();
+    t.pax(&[("uid", b"4294967296")]).file("x", b"");
+    let (_, text) = err_text(read_all(&t.finish()));
+    assert!(text.contains("its uid 4294967296 is out of range"), "{text}");
+
     // A negative base-256 size is malformed.
     let mut h = header(b"neg", b'0', 0, b"");
     h.as_old_mut().size = [0xff; 12];
