@@ -351,7 +351,8 @@ impl<R: Read> TarReader<R> {
                     if size > self.limits.max_pax {
                         return Err(LimitExceeded { limit: Limit::PaxRecords, entry: None, actual: size, max: self.limits.max_pax }.into());
                     }
-                    self.skip_exact(size + padding(size), None)?;
+                    self.skip_exact(size, None)?;
+                    self.skip_exact(padding(size), None)?;
                 }
                 b'L' => {
                     ext.long_name = Some(self.read_long_name(size, at, ext.name())?);
@@ -488,13 +489,14 @@ impl<R: Read> TarReader<R> {
 
     /// Skip what is left of the current entry: its unread data and its padding.
     fn skip_current(&mut self) -> Result<(), TarError> {
-        let left = self.remaining + self.padding;
+        // Apart: a size near 2^64 plus its padding would overflow.
+        let (data, padding) = (self.remaining, self.padding);
         self.remaining = 0;
         self.padding = 0;
-        if left == 0 {
+        if data == 0 && padding == 0 {
             return Ok(());
         }
-        let skipped = self.skip_exact(left, None);
+        let skipped = self.skip_exact(data, None).and_then(|()| self.skip_exact(padding, None));
         skipped.map_err(|e| match e {
             TarError::Truncated { offset, .. } => TarError::Truncated { offset, entry: Some(self.header.display_path()) },
             other => other,
@@ -502,6 +504,9 @@ impl<R: Read> TarReader<R> {
     }
 
     fn skip_exact(&mut self, n: u64, entry: Option<String>) -> Result<(), TarError> {
+        if n == 0 {
+            return Ok(());
+        }
         if n <= BLOCK as u64 {
             // Padding: no need for (and no cost of) a large buffer.
             let mut buf = [0u8; BLOCK];

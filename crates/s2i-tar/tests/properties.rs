@@ -176,14 +176,30 @@ enum Mutation {
     Text { at: usize, text: String },
     Truncate { at: usize },
     Insert { at: usize, bytes: Vec<u8> },
+    /// Raw bytes into a numeric field (mode, uid, gid, size, mtime, checksum) of a header.
+    Field { header: prop::sample::Index, field: (usize, usize), bytes: Vec<u8> },
+}
+
+/// Values for a numeric field: octal text, GNU base-256 (positive or negative), extremes.
+fn field_bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        "[0-7 ]{0,12}".prop_map(String::into_bytes),
+        (prop_oneof![Just(0x80u8), Just(0xffu8)], prop::collection::vec(any::<u8>(), 11)).prop_map(|(first, rest)| [vec![first], rest].concat()),
+        Just(vec![0x80, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+        Just(vec![0xff; 12]),
+        Just(b"77777777777\0".to_vec()),
+        prop::collection::vec(any::<u8>(), 0..12),
+    ]
 }
 
 fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         6 => (any::<usize>(), any::<u8>()).prop_map(|(at, byte)| Mutation::Set { at, byte }),
-        2 => (any::<usize>(), "[0-7 ]{1,12}|\\x80[\\x00-\\xff]{1,11}|[0-9]{1,4} [a-z]{1,8}=[a-z./]{0,8}\n").prop_map(|(at, text)| Mutation::Text { at, text }),
+        2 => (any::<usize>(), "[0-7 ]{1,12}|[0-9]{1,4} [a-z]{1,8}=[a-z./]{0,8}\n").prop_map(|(at, text)| Mutation::Text { at, text }),
         1 => any::<usize>().prop_map(|at| Mutation::Truncate { at }),
         1 => (any::<usize>(), prop::collection::vec(any::<u8>(), 1..600)).prop_map(|(at, bytes)| Mutation::Insert { at, bytes }),
+        4 => (any::<prop::sample::Index>(), prop::sample::select(vec![(100, 8), (108, 8), (116, 8), (124, 12), (136, 12), (148, 8)]), field_bytes())
+            .prop_map(|(header, field, bytes)| Mutation::Field { header, field, bytes }),
     ]
 }
 
@@ -211,6 +227,18 @@ fn mutate(mut bytes: Vec<u8>, mutations: &[Mutation], fix_checksums: bool) -> Ve
                 let at = at % len;
                 bytes.splice(at..at, new.iter().copied());
             }
+            Mutation::Field { header, field: (offset, width), bytes: value } => {
+                if headers.is_empty() {
+                    continue;
+                }
+                let at = headers[header.index(headers.len())] + offset;
+                if at + width <= bytes.len() {
+                    let mut field = vec![0u8; *width];
+                    let n = value.len().min(*width);
+                    field[..n].copy_from_slice(&value[..n]);
+                    bytes[at..at + width].copy_from_slice(&field);
+                }
+            }
         }
     }
     if fix_checksums {
@@ -232,14 +260,15 @@ fn checksum_ok(block: &[u8]) -> bool {
     block.iter().any(|b| *b != 0) && h.cksum().is_ok_and(|c| c == sum)
 }
 
-/// Read everything, data included; the outcome does not matter, only that it comes.
-fn read_through(bytes: &[u8]) {
+/// Read everything, the data of the entries `read_data` picks (by position) included, the
+/// others' skipped; the outcome does not matter, only that it comes.
+fn read_through(bytes: &[u8], read_data: &[bool]) {
     let mut r = TarReader::new(bytes);
-    loop {
+    for i in 0.. {
         match r.next_entry() {
             Ok(Some(mut e)) => {
                 let mut sink = Vec::new();
-                if e.read_to_end(&mut sink).is_err() {
+                if read_data.get(i % read_data.len().max(1)).copied().unwrap_or(true) && e.read_to_end(&mut sink).is_err() {
                     return;
                 }
             }
@@ -279,9 +308,10 @@ proptest! {
         entries in prop::collection::vec(built_entry(), 1..6),
         mutations in prop::collection::vec(mutation(), 1..6),
         fix in any::<bool>(),
+        read_data in prop::collection::vec(any::<bool>(), 1..4),
     ) {
         let bytes = mutate(build(&entries), &mutations, fix);
-        read_through(&bytes);
+        read_through(&bytes, &read_data);
         copy_and_reread(&bytes)?;
     }
 }

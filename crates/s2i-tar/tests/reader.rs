@@ -522,3 +522,26 @@ fn entry_paths_are_unix_paths() {
     let entries = read_all(&t.finish()).unwrap();
     assert_eq!(entries[0].0.path(), Path::new("a/b\\c"));
 }
+
+/// A size of 2^64 − 1 (base-256) is a valid claim; skipping it must not overflow.
+#[test]
+fn the_largest_size_is_skipped_without_overflow() {
+    let mut h = header(b"huge", b'0', 0, b"");
+    h.as_old_mut().size = [0x80, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+    h.set_cksum();
+    let mut t = RawTar::new();
+    t.header(&h).data(&[b'd'; 100]);
+    let mut r = TarReader::new(&t.bytes[..]);
+    assert_eq!(r.next_entry().unwrap().unwrap().header().size, u64::MAX);
+    match r.next_entry() {
+        Err(TarError::Truncated { entry: Some(e), .. }) => assert_eq!(e, "huge"),
+        other => panic!("{:?}", other.map(|e| e.map(|e| e.header().clone()))),
+    }
+    // A global record as large, with its cap raised as far as it goes.
+    let mut g = header(b"g", b'g', 0, b"");
+    g.as_old_mut().size = h.as_old().size;
+    g.set_cksum();
+    let bytes = RawTar::new().header(&g).bytes.clone();
+    let limits = Limits { max_pax: u64::MAX, ..Limits::default() };
+    assert!(matches!(TarReader::with_limits(&bytes[..], limits).next_entry(), Err(TarError::Truncated { .. })));
+}
