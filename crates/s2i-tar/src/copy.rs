@@ -1,6 +1,8 @@
 //! Copying an untrusted tar stream into one of ours, entry by entry, through the guard.
 
+use std::ffi::OsStr;
 use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use tracing::{trace, warn};
@@ -64,7 +66,7 @@ impl Stats {
         }
     }
 
-    fn written(&mut self, entry: &CleanEntry, path: &Path) {
+    fn written(&mut self, entry: &CleanEntry, path: &[u8]) {
         self.entries += 1;
         match entry.kind {
             CleanKind::File => {
@@ -78,7 +80,7 @@ impl Stats {
         if entry.setid_stripped {
             self.setid_stripped += 1;
             if self.setid_examples.len() < EXAMPLES {
-                self.setid_examples.push(path.to_path_buf());
+                self.setid_examples.push(PathBuf::from(OsStr::from_bytes(path)));
             }
         }
     }
@@ -88,8 +90,9 @@ impl Stats {
 ///
 /// Headers are rebuilt from what was parsed and checked, never copied: a file's size is the
 /// number of bytes copied for it, directories and links carry no data, and PAX or GNU records of
-/// the input never reach the output (long names are written again as GNU records by
-/// `tar::Builder`). Extended attributes are not copied. At the end-of-archive marker the rest of
+/// the input never reach the output (long names and targets are written again as GNU `L`/`K`
+/// records, which GNU tar, busybox, Go's archive/tar and the `tar` crate read). Extended
+/// attributes are not copied: `security.capability` would grant privileges. At the end-of-archive marker the rest of
 /// the input is read to its end (the writer must not block on a full pipe); after an error it is
 /// not, and the caller drops it.
 ///
@@ -104,6 +107,9 @@ pub fn copy_guarded<R: Read, W: Write>(
     if !prefix.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
         return Err(CopyError::Prefix(prefix.to_path_buf()));
     }
+    // The prefix with a '/' after it, as bytes (empty for the top level).
+    let prefix: Vec<u8> = prefix.components().filter(|c| *c != Component::CurDir).flat_map(|c| [c.as_os_str().as_bytes(), b"/"].concat()).collect();
+    let under = |path: &Path| -> Vec<u8> { [prefix.as_slice(), path.as_os_str().as_bytes()].concat() };
     let mut reader = TarReader::with_limits(input, *limits);
     let mut stats = Stats::default();
     while let Some(mut entry) = reader.next_entry()? {
@@ -115,9 +121,14 @@ pub fn copy_guarded<R: Read, W: Write>(
                 continue;
             }
         };
-        let path = prefix.join(&clean.path);
-        write_entry(out, prefix, &path, &clean, &mut entry)?;
-        trace!("A {}", path.display());
+        let path = under(&clean.path);
+        let link = match &clean.kind {
+            CleanKind::Symlink { target } => Some(target.as_os_str().as_bytes().to_vec()),
+            CleanKind::HardLink { target } => Some(under(target)),
+            CleanKind::File | CleanKind::Dir => None,
+        };
+        write_entry(out, &path, link.as_deref(), &clean, &mut entry)?;
+        trace!("A {}", String::from_utf8_lossy(&path));
         stats.written(&clean, &path);
     }
     stats.trailing = reader.drain()?;
@@ -127,23 +138,29 @@ pub fn copy_guarded<R: Read, W: Write>(
     Ok(stats)
 }
 
+/// Write one rebuilt entry: `path` (and `link`, for links) whole, in GNU long-name records
+/// when they do not fit the header's 100-byte fields.
 fn write_entry<W: Write>(
     out: &mut tar::Builder<W>,
-    prefix: &Path,
-    path: &Path,
+    path: &[u8],
+    link: Option<&[u8]>,
     clean: &CleanEntry,
     data: &mut impl Read,
 ) -> Result<(), CopyError> {
     let mut header = tar::Header::new_gnu();
     {
-        // tar::Header's setters format each number through an allocated String: per entry that
-        // costs more than the guard's checks, so the fields are written here directly.
+        // tar::Header's numeric setters format each number through an allocated String, and
+        // its path setters want UTF-8 where a long name is cut: both are written here directly.
         let fields = header.as_old_mut();
         put_number(&mut fields.mode, u64::from(clean.mode));
         put_number(&mut fields.uid, clean.uid);
         put_number(&mut fields.gid, clean.gid);
         put_number(&mut fields.mtime, clean.mtime);
         put_number(&mut fields.size, if clean.kind == CleanKind::File { clean.size } else { 0 });
+        put_name(&mut fields.name, path);
+        if let Some(link) = link {
+            put_name(&mut fields.linkname, link);
+        }
     }
     // A name that is not UTF-8 or longer than its field is dropped: the numeric id remains.
     if let Some(name) = clean.uname.as_deref().and_then(|n| std::str::from_utf8(n).ok()) {
@@ -152,33 +169,53 @@ fn write_entry<W: Write>(
     if let Some(name) = clean.gname.as_deref().and_then(|n| std::str::from_utf8(n).ok()) {
         let _ = header.set_groupname(name);
     }
-    match &clean.kind {
-        CleanKind::File => {
-            header.set_entry_type(tar::EntryType::Regular);
-            let mut tracked = Tracked { inner: data, failed: false };
-            // The entry yields exactly `size` bytes or fails, so the header we wrote stays true.
-            return out.append_data(&mut header, path, &mut tracked).map_err(|e| {
-                if tracked.failed {
-                    input_error(e)
-                } else {
-                    CopyError::Output(e)
-                }
-            });
-        }
-        CleanKind::Dir => {
-            header.set_entry_type(tar::EntryType::Directory);
-            out.append_data(&mut header, path, io::empty())
-        }
-        CleanKind::Symlink { target } => {
-            header.set_entry_type(tar::EntryType::Symlink);
-            out.append_link(&mut header, path, target)
-        }
-        CleanKind::HardLink { target } => {
-            header.set_entry_type(tar::EntryType::Link);
-            out.append_link(&mut header, path, prefix.join(target))
-        }
+    header.set_entry_type(match clean.kind {
+        CleanKind::File => tar::EntryType::Regular,
+        CleanKind::Dir => tar::EntryType::Directory,
+        CleanKind::Symlink { .. } => tar::EntryType::Symlink,
+        CleanKind::HardLink { .. } => tar::EntryType::Link,
+    });
+    header.set_cksum();
+    if path.len() >= NAME_FIELD {
+        append_long_name(out, b'L', path).map_err(CopyError::Output)?;
     }
-    .map_err(CopyError::Output)
+    if let Some(link) = link.filter(|l| l.len() >= NAME_FIELD) {
+        append_long_name(out, b'K', link).map_err(CopyError::Output)?;
+    }
+    if clean.kind != CleanKind::File {
+        return out.append(&header, io::empty()).map_err(CopyError::Output);
+    }
+    let mut tracked = Tracked { inner: data, failed: false };
+    // The entry yields exactly `size` bytes or fails, so the header we wrote stays true.
+    out.append(&header, &mut tracked).map_err(|e| if tracked.failed { input_error(e) } else { CopyError::Output(e) })
+}
+
+/// The name and link name fields of a header.
+const NAME_FIELD: usize = 100;
+
+/// As much of a name as fits; the whole name goes in a long-name record before the header when
+/// it is this long (as GNU tar does from 100 bytes on).
+fn put_name(field: &mut [u8; NAME_FIELD], name: &[u8]) {
+    let n = name.len().min(NAME_FIELD);
+    field[..n].copy_from_slice(&name[..n]);
+}
+
+/// A GNU `L` or `K` record: the name, NUL-terminated, as the data of a `././@LongLink` entry.
+fn append_long_name<W: Write>(out: &mut tar::Builder<W>, kind: u8, name: &[u8]) -> io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    let size = name.len() as u64 + 1;
+    {
+        let fields = header.as_old_mut();
+        put_name(&mut fields.name, b"././@LongLink");
+        put_number(&mut fields.mode, 0o644);
+        put_number(&mut fields.uid, 0);
+        put_number(&mut fields.gid, 0);
+        put_number(&mut fields.mtime, 0);
+        put_number(&mut fields.size, size);
+    }
+    header.set_entry_type(tar::EntryType::new(kind));
+    header.set_cksum();
+    out.append(&header, name.chain(&[0u8][..]))
 }
 
 /// A numeric header field: zero-padded octal and a NUL when it fits, else GNU base-256 (as

@@ -369,3 +369,47 @@ fn real_extractors_unpack_the_copy_as_it_was() {
         assert_eq!(std::fs::metadata(root.join("app/again")).unwrap().ino(), std::fs::metadata(root.join("app/main.py")).unwrap().ino());
     }
 }
+
+/// Names are bytes: long ones that are not UTF-8, and ones of exactly 100 bytes, are written
+/// again whole (the `tar` crate cannot put a non-UTF-8 long name in a header by itself).
+#[test]
+fn long_and_non_utf8_names_are_written_whole() {
+    require("tar", "tar");
+    let odd: Vec<u8> = [&b"\xff\xfe"[..], &[b'n'; 150]].concat();
+    let hundred = "h".repeat(100 - "artifacts/".len());
+    let mut t = RawTar::new();
+    t.entry(&odd, b'0', b"odd").file(&hundred, b"100");
+    t.long(b'L', b"sym").long(b'K', &[&b"\xff"[..], &[b't'; 120]].concat()).symlink("short", "x");
+    t.long(b'L', b"hard").long(b'K', &odd).hardlink("short", "x");
+    let (out, stats) = copy(&t.finish()).unwrap();
+    assert_eq!(stats.entries, 4);
+    let mut r = s2i_tar::TarReader::new(&out[..]);
+    let mut seen = Vec::new();
+    while let Some(e) = r.next_entry().unwrap() {
+        seen.push((e.header().path.clone(), e.header().link_target.clone()));
+    }
+    let under = |p: &[u8]| [&b"artifacts/"[..], p].concat();
+    assert_eq!(
+        seen,
+        [
+            (under(&odd), None),
+            (under(hundred.as_bytes()), None),
+            (under(b"sym"), Some([&b"\xff"[..], &[b't'; 120]].concat())),
+            (under(b"hard"), Some(under(&odd))),
+        ]
+    );
+    let (_dir, outer) = extract(GNU_TAR, &out);
+    use std::os::unix::ffi::OsStrExt;
+    assert_eq!(std::fs::read(outer.join(std::ffi::OsStr::from_bytes(&under(&odd)))).unwrap(), b"odd");
+    assert_eq!(std::fs::read(outer.join("artifacts").join(&hundred)).unwrap(), b"100");
+
+    // At the top level (no prefix), where nothing valid comes before the odd bytes.
+    let limits = Limits::default();
+    let mut guard = Guard::new(GuardOptions::default(), &limits);
+    let mut out = tar::Builder::new(Vec::new());
+    let input = RawTar::new().entry(&odd, b'0', b"odd").finish();
+    copy_guarded(&input[..], &mut out, Path::new(""), &mut guard, &limits).unwrap();
+    let out = out.into_inner().unwrap();
+    let mut r = s2i_tar::TarReader::new(&out[..]);
+    assert_eq!(r.next_entry().unwrap().unwrap().header().path, odd);
+}
