@@ -60,8 +60,12 @@
 //! a last-component symlink can be led out), a hard link to a symlink, and a directory over a
 //! file (GNU tar keeps a symlink to a directory when a directory entry comes for it).
 //!
-//! Not covered: two guards writing under the same prefix (share one [`Guard`] instead), and a
-//! root that already holds symlinks at the archive's paths before extraction.
+//! Not covered: two guards writing under the same prefix (share one [`Guard`] instead); a root
+//! that already holds symlinks at the archive's paths before extraction; and file systems that
+//! fold case or normalise Unicode (macOS, Windows), where two names the trie tells apart are one
+//! on disk (`d/L -> ..` then `d/l/e/f/s -> ../../..` escapes there). Containers' file systems
+//! are case-sensitive; on such a host, extract with a tool that checks parents itself (the
+//! `tar` crate's `unpack_in` does).
 
 use std::collections::HashMap;
 use std::ffi::OsString;
