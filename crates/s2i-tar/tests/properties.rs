@@ -511,11 +511,15 @@ fn extractor_cases() -> u32 {
     std::env::var("S2I_TAR_EXTRACTOR_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(32)
 }
 
+/// Run an extractor on `tar`; its own errors (an entry it cannot make) are not ours to judge,
+/// but failing to run at all is.
 fn run_extractor(mut cmd: Command, tar: &[u8]) {
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     // Extractors may stop reading at an error of their own: a broken pipe is not ours to judge.
     let _ = child.stdin.take().unwrap().write_all(tar);
-    child.wait().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("chroot:"), "{cmd:?} could not run (this test must run as root, for chroot): {stderr}");
 }
 
 /// Every path under `sandbox` must be inside `root` or on the way to it, and every symlink
@@ -568,6 +572,15 @@ fn accepted_entries_never_escape_real_extractors() {
     require("tar", "tar");
     require("busybox", "busybox-static");
     let busybox = which("busybox");
+    // Once, up front: chroot needs root, and a property that cannot run must say so, not pass.
+    let probe = tempfile::tempdir().unwrap();
+    std::fs::create_dir(probe.path().join("bin")).unwrap();
+    std::fs::copy(&busybox, probe.path().join("bin/busybox")).unwrap();
+    let ran = Command::new("chroot").arg(probe.path()).args(["/bin/busybox", "true"]).output().unwrap();
+    assert!(ran.status.success(), "chroot into a directory failed (this test must run as root): {}", String::from_utf8_lossy(&ran.stderr));
+    drop(probe);
+    // Paths each extractor made over all cases: a run where they made nothing proves nothing.
+    let made = std::cell::Cell::new((0usize, 0usize));
     let mut runner = proptest::test_runner::TestRunner::new(Config { cases: extractor_cases(), failure_persistence: None, ..Config::default() });
     let outcome = runner.run(&hostile_list(24), |entries| {
         let sandbox = tempfile::tempdir().unwrap();
@@ -584,6 +597,7 @@ fn accepted_entries_never_escape_real_extractors() {
         gnu.args(["-xf", "-", "-C"]).arg(&outer);
         run_extractor(gnu, &output);
         check_sandbox(&sandbox_path, &outer.join("artifacts")).map_err(|e| TestCaseError::fail(format!("GNU tar: {e}")))?;
+        let gnu_made = common::tree(&outer).len();
 
         let jail = sandbox_path.join("jail");
         let inner: PathBuf = (0..16).map(|i| format!("d{i}")).collect::<PathBuf>().join("outer");
@@ -596,11 +610,15 @@ fn accepted_entries_never_escape_real_extractors() {
         std::fs::remove_file(jail.join("bin/busybox")).unwrap();
         std::fs::remove_dir(jail.join("bin")).unwrap();
         check_sandbox(&jail, &jail.join(&inner).join("artifacts")).map_err(|e| TestCaseError::fail(format!("busybox tar: {e}")))?;
+        let (gnu, bb) = made.get();
+        made.set((gnu + gnu_made, bb + common::tree(&jail.join(&inner)).len()));
         Ok(())
     });
     if let Err(e) = outcome {
         panic!("{e}");
     }
+    let (gnu, bb) = made.get();
+    assert!(gnu > 0 && bb > 0, "the extractors made nothing (GNU tar {gnu} paths, busybox {bb}): the property was not tested");
 }
 
 fn which(program: &str) -> PathBuf {
