@@ -179,7 +179,7 @@ async fn run_assemble(plan: &Plan<'_>, engine: &dyn Engine, id: &str, feed: Feed
         Some(prev) => {
             let (save_id, run) = start_save_artifacts(plan, engine, prev).await?;
             parts.push(tar_stream::dir("artifacts", 0o755));
-            parts.push(Box::new(ArtifactsPart { prefix: PathBuf::from("artifacts"), run, idle: cfg.limits.idle_time }));
+            parts.push(Box::new(ArtifactsPart { prefix: PathBuf::from("artifacts"), run, limits: cfg.limits }));
             Some(save_id)
         }
         None => None,

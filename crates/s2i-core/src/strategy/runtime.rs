@@ -177,7 +177,7 @@ async fn ship(
             });
         };
         let prefix = if m.destination == "." { PathBuf::new() } else { PathBuf::from(&m.destination) };
-        parts.push(Box::new(CopiedPart { prefix, tar: Box::new(StreamReader::new(stream)) }));
+        parts.push(Box::new(CopiedPart { prefix, tar: Box::new(StreamReader::new(stream)), limits: cfg.limits }));
     }
     let shipped: Vec<(&str, &[u8])> = runtime.scripts.external().chain(plan.scripts.external().filter(|(name, _)| *name == scripts::RUN)).collect();
     if !shipped.is_empty() {
