@@ -49,6 +49,7 @@ mod env;
 #[allow(missing_docs)]
 pub mod fake;
 mod http;
+mod proxy;
 mod pty;
 mod registry;
 
@@ -58,6 +59,7 @@ pub use docker::{
 };
 pub use env::{s2i_bin, TestEnv};
 pub use http::{Answer, HttpServer, RecordedRequest};
+pub use proxy::FreezableProxy;
 pub use pty::{run_with_tty_stderr, TtyRun};
 pub use registry::{write_docker_config, FakeCredentialHelper, PulledImage, RegistryUser, TestRegistry, REGISTRY_PROGRAM};
 
