@@ -261,9 +261,7 @@ async fn prepare_archive(req: &SourceConfig, limits: &Limits, file: PathBuf, for
     };
     let meta_dir = temp.path().join("root");
     std::fs::create_dir(&meta_dir).map_err(|e| BuildError::io(format!("creating {}", meta_dir.display()), e))?;
-    let context = req.context_dir.as_deref().map(|c| {
-        c.split('/').filter(|p| !p.is_empty() && *p != ".").collect::<Vec<_>>().join("/")
-    }).filter(|c| !c.is_empty());
+    let context = req.context_dir.as_deref().map(crate::mapping::clean_path).filter(|c| c != ".");
     let source = ArchiveSource { path: file, format, display: req.location.to_string(), context, limits: *limits };
     info!("Streaming the archive {} to the build container", req.location);
     let checked = source.clone();
