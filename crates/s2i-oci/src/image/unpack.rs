@@ -225,9 +225,6 @@ impl Unpacker<'_> {
     fn entry(&mut self, h: &EntryHeader, data: &mut dyn Read) -> Result<()> {
         self.stats.entries += 1;
         let kind = match h.kind {
-            Kind::Meta => return Ok(()),
-            Kind::Unsupported(b'S') => return Err(self.err(h, "GNU sparse files are not supported")),
-            Kind::Unsupported(t) => return Err(self.err(h, format!("tar entries of type {:?} (multi-volume) are not supported", t as char))),
             Kind::Unknown(t) => {
                 warn!("{}: skipping {:?}, an entry of unknown type {:?}", self.opts.name, h.display_path(), t as char);
                 self.stats.skipped += 1;
