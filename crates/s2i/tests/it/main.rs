@@ -8,6 +8,7 @@
 mod build;
 mod commands;
 mod flows;
+mod oci;
 #[cfg(feature = "python-tests")]
 mod python;
 mod security;
