@@ -237,10 +237,11 @@ pub struct BuildArgs {
 /// Which engine builds: the Docker API (Docker, Podman) or the daemonless one (an OCI store and runc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum EngineChoice {
-    /// A Docker or Podman daemon, reached at -U/--url or $DOCKER_HOST
+    // A Docker or Podman daemon, reached at -U/--url or $DOCKER_HOST. (Plain comments: doc
+    // comments here would turn every flag's --help into the long layout.)
     #[default]
     Docker,
-    /// No daemon: images in a local OCI store, build containers run by runc (needs root)
+    // No daemon: images in a local OCI store, build containers run by runc (needs root).
     Oci,
 }
 
@@ -248,8 +249,8 @@ pub enum EngineChoice {
 #[derive(Debug, Args, Clone, Default)]
 #[command(next_help_heading = "Engine options")]
 pub struct EngineArgs {
-    /// The engine: docker (a Docker or Podman daemon) or oci (no daemon: an OCI image store and runc, as root)
-    #[arg(long = "engine", global = true, env = "S2I_ENGINE", value_enum, default_value = "docker", value_name = "ENGINE")]
+    /// The engine: docker (a Docker or Podman daemon) or oci (no daemon: an OCI image store and runc; needs root)
+    #[arg(long = "engine", global = true, env = "S2I_ENGINE", hide_env_values = true, value_enum, default_value = "docker", value_name = "ENGINE")]
     pub kind: EngineChoice,
     /// The OCI engine's image store (default $XDG_DATA_HOME/s2i/oci, else ~/.local/share/s2i/oci)
     #[arg(long, global = true, value_name = "DIR")]
