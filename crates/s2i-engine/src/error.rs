@@ -65,21 +65,6 @@ impl EngineError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_failed_call_keeps_its_typed_cause() {
-        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "no");
-        let e = EngineError::Failed { op: "pulling x".into(), source: Box::new(io) };
-        assert_eq!(e.to_string(), "pulling x failed: no");
-        assert_eq!(e.find_cause::<std::io::Error>().map(|c| c.kind()), Some(std::io::ErrorKind::PermissionDenied));
-        assert!(e.find_cause::<std::fmt::Error>().is_none());
-        assert_eq!(error_chain(&e), "pulling x failed: no");
-    }
-}
-
 /// An error and its causes, `: `-separated (transport errors hide the useful part in their sources).
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
@@ -93,4 +78,19 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_call_keeps_its_typed_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "no");
+        let e = EngineError::Failed { op: "pulling x".into(), source: Box::new(io) };
+        assert_eq!(e.to_string(), "pulling x failed: no");
+        assert_eq!(e.find_cause::<std::io::Error>().map(|c| c.kind()), Some(std::io::ErrorKind::PermissionDenied));
+        assert!(e.find_cause::<std::fmt::Error>().is_none());
+        assert_eq!(error_chain(&e), "pulling x failed: no");
+    }
 }
