@@ -253,7 +253,7 @@ pub struct EngineArgs {
     #[arg(long = "engine", global = true, env = "S2I_ENGINE", hide_env_values = true, value_enum, default_value = "docker", value_name = "ENGINE")]
     pub kind: EngineChoice,
     /// The OCI engine's image store (default $XDG_DATA_HOME/s2i/oci, else ~/.local/share/s2i/oci)
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, env = "S2I_OCI_STORE", hide_env_values = true, value_name = "DIR")]
     pub oci_store: Option<PathBuf>,
     /// The OCI runtime of the oci engine (default: runc from PATH)
     #[arg(long, global = true, value_name = "PATH")]
