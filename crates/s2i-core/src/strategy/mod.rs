@@ -1,5 +1,6 @@
 //! The ways a build can go, each holding only its own flow: the standard one, with a runtime
-//! image, FROM an ONBUILD builder, and through a generated Dockerfile. [`build`] picks one.
+//! image, FROM an ONBUILD builder, and through a generated Dockerfile. [`build`] picks one, and
+//! pushes what it made when asked (`--push`).
 
 mod assemble;
 pub mod dockerfile;
@@ -14,11 +15,21 @@ use s2i_engine::Engine;
 use crate::config::{BuildConfig, BuildMethod};
 use crate::error::Result;
 use crate::plan::{Plan, ScriptNeeds};
-use crate::report::Reporter;
+use crate::registry::{self, RegistryFailure};
+use crate::report::{Phase, Reporter};
 use crate::result::{BuildResult, Phases};
 
-/// Run one build. Every container it creates is removed before it returns, whatever happens.
+/// Run one build, then push it if asked. Every container it creates is removed before it
+/// returns, whatever happens.
 pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, reporter: Arc<dyn Reporter>) -> Result<BuildResult> {
+    let mut result = run_flow(cfg, engine, reporter.clone()).await?;
+    if cfg.push {
+        push(cfg, engine, &reporter, &mut result).await?;
+    }
+    Ok(result)
+}
+
+async fn run_flow(cfg: &BuildConfig, engine: &dyn Engine, reporter: Arc<dyn Reporter>) -> Result<BuildResult> {
     let mut phases = Phases::new(reporter.clone());
     if cfg.build_method == BuildMethod::Dockerfile {
         return dockerfile::build(cfg, engine, reporter, phases).await;
@@ -33,6 +44,34 @@ pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, reporter: Arc<dyn Rep
     }
 }
 
+/// `--push`: the tag, then the builder stage an incremental runtime build kept (the next run on
+/// an empty cache pulls it for its artifacts). A failure leaves the built image in the engine.
+async fn push(cfg: &BuildConfig, engine: &dyn Engine, reporter: &Arc<dyn Reporter>, result: &mut BuildResult) -> Result<()> {
+    let Some(tag) = &cfg.tag else {
+        // The config was checked (config::check_push); a library caller may not have.
+        return Err(crate::config::check_push(None).unwrap_err());
+    };
+    let mut phases = Phases::new(reporter.clone());
+    let running = phases.start(Phase::Push);
+    for image in std::iter::once(tag).chain(result.builder_stage.as_ref()) {
+        match registry::push(engine, &cfg.registries, image, reporter).await {
+            Ok(pushed) => result.pushed.push(pushed),
+            Err(cause) => {
+                return Err(RegistryFailure::PushFailed {
+                    image: registry::push_name(image),
+                    image_id: result.image_id.clone(),
+                    pushed: std::mem::take(&mut result.pushed),
+                    cause: Box::new(cause),
+                }
+                .into())
+            }
+        }
+    }
+    phases.end(running);
+    result.timings.phases.extend(phases.into_timings().phases);
+    Ok(())
+}
+
 /// What every flow hands back.
 fn result(plan: &Plan<'_>, image_id: String, labels: std::collections::BTreeMap<String, String>, phases: Phases, stats: crate::tar_stream::WalkStats) -> BuildResult {
     BuildResult {
@@ -43,5 +82,7 @@ fn result(plan: &Plan<'_>, image_id: String, labels: std::collections::BTreeMap<
         timings: phases.into_timings(),
         source_stats: stats,
         size: None,
+        builder_stage: None,
+        pushed: Vec::new(),
     }
 }

@@ -64,14 +64,18 @@ pub async fn build(mut plan: Plan<'_>, engine: &dyn Engine, mut phases: Phases, 
     if cfg.remove_previous {
         assemble::remove_previous(engine, previous.as_ref(), &image_id).await;
     }
-    Ok(super::result(&plan, image_id, labels, phases, assembled.stats))
+    let mut result = super::result(&plan, image_id, labels, phases, assembled.stats);
+    if cfg.incremental {
+        result.builder_stage = stage_tag;
+    }
+    Ok(result)
 }
 
 /// Get the runtime image, check its user, find its artifacts mappings and assemble-runtime.
 async fn prepare_runtime<'r>(plan: &Plan<'_>, engine: &dyn Engine, phases: &mut Phases, rt: &'r RuntimeConfig) -> Result<Runtime<'r>> {
     let cfg = plan.cfg;
     let running = phases.start(Phase::RuntimeImage);
-    let image = crate::images::obtain(engine, &rt.image, rt.pull_policy, &plan.reporter).await?;
+    let image = crate::images::obtain(engine, &cfg.registries, &rt.image, rt.pull_policy, &plan.reporter).await?;
     phases.end(running);
     let named = users::needs_passwd(&cfg.allowed_uids, &image, rt.assemble_user.as_deref(), labels::ASSEMBLE_RUNTIME_USER);
     let passwd = match named {
