@@ -10,5 +10,6 @@ mod commands;
 mod flows;
 #[cfg(feature = "python-tests")]
 mod python;
+mod registry;
 mod sources;
 mod ui;
