@@ -14,6 +14,7 @@ use s2i_engine::Engine;
 
 use crate::config::{BuildConfig, BuildMethod};
 use crate::error::Result;
+use crate::image_ref::ImageRef;
 use crate::plan::{Plan, ScriptNeeds};
 use crate::registry::{self, RegistryFailure};
 use crate::report::{Phase, Reporter};
@@ -22,9 +23,14 @@ use crate::result::{BuildResult, Phases};
 /// Run one build, then push it if asked. Every container it creates is removed before it
 /// returns, whatever happens.
 pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, reporter: Arc<dyn Reporter>) -> Result<BuildResult> {
+    let push_to = match cfg.push {
+        // The CLI checked this already; a library caller may not have.
+        true => Some(crate::config::check_push(cfg.tag.as_ref()).map(|()| cfg.tag.as_ref().expect("checked"))?),
+        false => None,
+    };
     let mut result = run_flow(cfg, engine, reporter.clone()).await?;
-    if cfg.push {
-        push(cfg, engine, &reporter, &mut result).await?;
+    if let Some(tag) = push_to {
+        push(cfg, engine, &reporter, tag, &mut result).await?;
     }
     Ok(result)
 }
@@ -46,11 +52,7 @@ async fn run_flow(cfg: &BuildConfig, engine: &dyn Engine, reporter: Arc<dyn Repo
 
 /// `--push`: the tag, then the builder stage an incremental runtime build kept (the next run on
 /// an empty cache pulls it for its artifacts). A failure leaves the built image in the engine.
-async fn push(cfg: &BuildConfig, engine: &dyn Engine, reporter: &Arc<dyn Reporter>, result: &mut BuildResult) -> Result<()> {
-    let Some(tag) = &cfg.tag else {
-        // The config was checked (config::check_push); a library caller may not have.
-        return Err(crate::config::check_push(None).unwrap_err());
-    };
+async fn push(cfg: &BuildConfig, engine: &dyn Engine, reporter: &Arc<dyn Reporter>, tag: &ImageRef, result: &mut BuildResult) -> Result<()> {
     let mut phases = Phases::new(reporter.clone());
     let running = phases.start(Phase::Push);
     for image in std::iter::once(tag).chain(result.builder_stage.as_ref()) {
