@@ -256,6 +256,7 @@ fn failed_pulls_say_what_the_registry_means_and_leave_nothing() {
     let unreachable = format!("{closed}/s2i/builder:v1");
     let (good_arg, wrong_arg) = (good.display().to_string(), wrong.display().to_string());
     let home_config = s.home.join(".docker/config.json").display().to_string();
+    let nowhere = s.env.work().join("not-written/config.json").display().to_string();
 
     let cases: Vec<(&str, &str, Vec<&str>, String, String)> = vec![
         // Docker 20.10 calls this "Client sent an HTTP request to an HTTPS server".
@@ -264,6 +265,13 @@ fn failed_pulls_say_what_the_registry_means_and_leave_nothing() {
             &s.builder,
             vec![],
             format!("error: unable to get {}: {host} requires authentication: no credentials file ({home_config}", s.builder),
+            format!("docker login {host}"),
+        ),
+        (
+            "a --dockercfg-path that does not exist",
+            &s.builder,
+            vec!["--dockercfg-path", &nowhere],
+            format!("error: unable to get {}: {host} requires authentication: --dockercfg-path {nowhere} does not exist", s.builder),
             format!("docker login {host}"),
         ),
         (
@@ -289,6 +297,7 @@ fn failed_pulls_say_what_the_registry_means_and_leave_nothing() {
         assert_eq!(code, 2, "{what}: a pull failure exits 2, as in the reference: {stderr}");
         let (error, hint) = error_and_hint(&stderr);
         assert!(error.starts_with(&want_error), "{what}: {error}");
+        assert!(!error.contains("HTTP request to an HTTPS server"), "{what}: not the engine's words: {error}");
         assert!(hint.contains(&want_hint), "{what}: {hint}");
         let doc = json(&stdout);
         assert_eq!(doc["success"], false);
@@ -358,6 +367,31 @@ fn push_then_pull_what_was_pushed() {
     let repo_digests = image_inspect(&tag)["RepoDigests"].to_string();
     assert!(repo_digests.contains(&digest), "the registry serves it under the printed digest: {repo_digests}");
     assert_eq!(docker_run(&tag, &["cat", "index.html"]).1, "hello from the registry tests\n");
+    s.assert_clean();
+}
+
+#[test]
+fn rebuild_pulls_its_image_with_the_credentials_of_its_registry() {
+    let s = Setup::new("regrebuild");
+    let builder = s.env.alias(&fixture("sti-fake"));
+    let config = s.auths(&s.env.work().join("cfg"), s.reg.user());
+    let config_arg = config.display().to_string();
+    let tag = s.reg.image("s2i/app:v1");
+    let none: &[(&str, &std::ffi::OsStr)] = &[];
+    let (code, _, stderr) = s.run(&["build", "app", &builder, &tag, "--push", "--dockercfg-path", &config_arg, "-n", "Shop"], none);
+    assert_eq!(code, 0, "{stderr}");
+    docker_output(&["rmi", &tag]);
+
+    let rebuilt = s.env.tag("rebuilt");
+    let (code, _, stderr) = s.run(&["rebuild", &tag, &rebuilt, "--source", "app"], none);
+    assert_eq!(code, 2, "no credentials: {stderr}");
+    assert!(error_and_hint(&stderr).0.contains(&format!("{} requires authentication", s.reg.host())), "{stderr}");
+    let (code, stdout, stderr) = s.run(&["rebuild", &tag, &rebuilt, "--source", "app", "--dockercfg-path", &config_arg, "--output=json"], none);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains(&format!("Pulling {tag}\n")), "{stderr}");
+    assert_eq!(json(&stdout)["tag"], rebuilt.as_str());
+    assert_eq!(image_inspect(&rebuilt)["Config"]["Labels"]["io.k8s.display-name"], "Shop", "the pulled image's labels were read");
+    assert_no_secret("a rebuild", &stderr, &s.reg.user().password);
     s.assert_clean();
 }
 
