@@ -176,7 +176,7 @@ pub enum RegistryFailure {
         transfer: Transfer,
         image: String,
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
 
     /// The credentials for an image could not be looked up.
@@ -185,7 +185,7 @@ pub enum RegistryFailure {
         transfer: Transfer,
         image: String,
         #[source]
-        source: CredentialsError,
+        source: Box<CredentialsError>,
     },
 
     /// The engine's push failed, and the registry did not say why.
@@ -193,7 +193,7 @@ pub enum RegistryFailure {
     Engine {
         image: String,
         #[source]
-        source: EngineError,
+        source: Box<EngineError>,
     },
 
     /// `--push` failed after the build: the image stays in the engine.
@@ -213,7 +213,7 @@ impl RegistryFailure {
     /// What the user can do about it, in one line.
     pub fn hint(&self) -> String {
         match self {
-            RegistryFailure::Registry { transfer: Transfer::Pull, source: source @ RegistryError::AuthRequired { .. }, .. } => {
+            RegistryFailure::Registry { transfer: Transfer::Pull, source, .. } if matches!(**source, RegistryError::AuthRequired { .. }) => {
                 format!("{}; some registries answer so for an image that does not exist: check its name too", source.hint())
             }
             RegistryFailure::Registry { source, .. } => source.hint(),
@@ -258,7 +258,7 @@ impl PullAccess {
         let resolved = registries
             .resolve(&image)
             .await
-            .map_err(|source| RegistryFailure::Credentials { transfer: Transfer::Pull, image: name.to_string(), source })?;
+            .map_err(|source| RegistryFailure::Credentials { transfer: Transfer::Pull, image: name.to_string(), source: Box::new(source) })?;
         Ok(PullAccess { image: Some(image), resolved: Some(resolved) })
     }
 
@@ -275,7 +275,7 @@ impl PullAccess {
         }
         debug!("The engine's pull of {name} failed: {engine_error}; asking {}", image.registry());
         let source = registries.diagnose(Transfer::Pull, image, resolved).await?;
-        Some(RegistryFailure::Registry { transfer: Transfer::Pull, image: name.to_string(), source })
+        Some(RegistryFailure::Registry { transfer: Transfer::Pull, image: name.to_string(), source: Box::new(source) })
     }
 }
 
@@ -296,7 +296,7 @@ pub async fn push(engine: &dyn Engine, registries: &Registries, image: &ImageRef
     let resolved = registries
         .resolve(image)
         .await
-        .map_err(|source| RegistryFailure::Credentials { transfer: Transfer::Push, image: name.clone(), source })?;
+        .map_err(|source| RegistryFailure::Credentials { transfer: Transfer::Push, image: name.clone(), source: Box::new(source) })?;
     info!("Pushing image {name:?} ...");
     reporter.transfer_started(Transfer::Push, &name);
     let mut progress = |event: Progress<'_>| reporter.transfer(Transfer::Push, &name, event);
@@ -311,10 +311,10 @@ pub async fn push(engine: &dyn Engine, registries: &Registries, image: &ImageRef
             debug!("The engine's push of {name} failed: {e}; asking {}", image.registry());
             if worth_diagnosing(&e) {
                 if let Some(source) = registries.diagnose(Transfer::Push, image, &resolved).await {
-                    return Err(RegistryFailure::Registry { transfer: Transfer::Push, image: name, source });
+                    return Err(RegistryFailure::Registry { transfer: Transfer::Push, image: name, source: Box::new(source) });
                 }
             }
-            Err(RegistryFailure::Engine { image: name, source: e })
+            Err(RegistryFailure::Engine { image: name, source: Box::new(e) })
         }
     }
 }
@@ -383,7 +383,7 @@ mod tests {
     fn a_failed_push_says_the_image_is_kept() {
         let cause = RegistryFailure::Engine {
             image: "r.example/app:v1".into(),
-            source: EngineError::Api { op: "pushing".into(), message: "denied".into(), status: None },
+            source: Box::new(EngineError::Api { op: "pushing".into(), message: "denied".into(), status: None }),
         };
         let e = RegistryFailure::PushFailed { image: "r.example/app:v1".into(), image_id: "sha256:abc".into(), pushed: Vec::new(), cause: Box::new(cause) };
         assert_eq!(e.to_string(), "unable to push r.example/app:v1: pushing failed: denied; the built image r.example/app:v1 is kept locally");

@@ -64,6 +64,9 @@ fn assert_no_container_of(reg: &TestRegistry) {
     assert!(left.is_empty(), "containers left: {left:?}");
 }
 
+/// An environment variable for an s2i run.
+type EnvVar<'a> = (&'a str, &'a std::ffi::OsStr);
+
 fn remove_local(name: &str) {
     let _ = Command::new("docker").args(["rmi", name]).output();
 }
@@ -133,7 +136,7 @@ impl Setup {
 
     /// s2i with `args`, at `--loglevel 5`, with only this test's HOME and no DOCKER_CONFIG;
     /// `extra_env` sets more.
-    fn run(&self, args: &[&str], extra_env: &[(&str, &std::ffi::OsStr)]) -> (i32, String, String) {
+    fn run(&self, args: &[&str], extra_env: &[EnvVar]) -> (i32, String, String) {
         let mut cmd = self.env.s2i();
         cmd.args(args).args(["--loglevel", "5"]).env("HOME", &self.home).env_remove("DOCKER_CONFIG");
         for (k, v) in extra_env {
@@ -168,7 +171,7 @@ fn the_builder_is_pulled_with_every_credential_source() {
     let out = s.env.tag("app");
     let helper = FakeCredentialHelper::new(&s.reg.host(), &user);
     let work = s.env.work();
-    let none: &[(&str, &std::ffi::OsStr)] = &[];
+    let none: &[EnvVar] = &[];
 
     // ~/.docker/config.json, found through HOME.
     s.auths(&s.home.join(".docker"), &user);
@@ -190,7 +193,7 @@ fn the_builder_is_pulled_with_every_credential_source() {
     let helpers_arg = helpers.display().to_string();
     let store_arg = store.display().to_string();
 
-    let cases: Vec<(&str, Vec<&str>, Vec<(&str, &std::ffi::OsStr)>, &str)> = vec![
+    let cases: Vec<(&str, Vec<&str>, Vec<EnvVar>, &str)> = vec![
         ("auths in ~/.docker/config.json", vec![], vec![], &user.password),
         ("DOCKER_CONFIG, the tricky password", vec![], vec![("DOCKER_CONFIG", docker_config.as_os_str())], &tricky.password),
         ("--dockercfg-path", vec!["--dockercfg-path", &explicit_arg], vec![], &user.password),
@@ -198,6 +201,7 @@ fn the_builder_is_pulled_with_every_credential_source() {
         ("credHelpers", vec!["--dockercfg-path", &helpers_arg], vec![("PATH", path.as_os_str())], &user.password),
         ("credsStore", vec!["--dockercfg-path", &store_arg], vec![("PATH", path.as_os_str())], &user.password),
     ];
+    let counts = Regex::new(r": ([1-9]\d*) layers, [0-9.]+ [KM]?B in [0-9.]+s$").unwrap();
     for (what, flags, extra_env, secret) in cases {
         // The output's parent is the builder: both go, so that the pull downloads a layer.
         remove_local(&out);
@@ -208,7 +212,6 @@ fn the_builder_is_pulled_with_every_credential_source() {
         assert_eq!(code, 0, "{what}: {stderr}");
         assert!(stderr.contains(&format!("Pulling {}\n", s.builder)), "{what}: the pull is said: {stderr}");
         let pulled = stderr.lines().find(|l| l.starts_with(&format!("Pulled {}: ", s.builder))).unwrap_or_else(|| panic!("{what}: a line for the finished pull: {stderr}"));
-        let counts = Regex::new(r": ([1-9]\d*) layers, [0-9.]+ [KM]?B in [0-9.]+s$").unwrap();
         assert!(counts.is_match(pulled), "{what}: layers, bytes and time: {pulled}");
         assert!(image_exists(&s.builder), "{what}: pulled");
         assert_eq!(json(&stdout)["success"], true);
@@ -247,7 +250,7 @@ fn failed_pulls_say_what_the_registry_means_and_leave_nothing() {
     let user = s.reg.user().clone();
     let host = s.reg.host();
     let out = s.env.tag("app");
-    let none: &[(&str, &std::ffi::OsStr)] = &[];
+    let none: &[EnvVar] = &[];
     let good = s.auths(&s.env.work().join("good"), &user);
     let wrong_user = RegistryUser { name: user.name.clone(), password: format!("{}-wrong", user.password) };
     let wrong = s.auths(&s.env.work().join("wrong"), &wrong_user);
@@ -344,7 +347,7 @@ fn push_then_pull_what_was_pushed() {
     let config = s.auths(&s.env.work().join("cfg"), &user);
     let config_arg = config.display().to_string();
     let tag = s.reg.image("s2i/app:v1");
-    let none: &[(&str, &std::ffi::OsStr)] = &[];
+    let none: &[EnvVar] = &[];
 
     let (code, stdout, stderr) = s.run(&["build", "app", &builder, &tag, "--push", "--dockercfg-path", &config_arg, "--output=json"], none);
     assert_eq!(code, 0, "{stderr}");
@@ -377,7 +380,7 @@ fn rebuild_pulls_its_image_with_the_credentials_of_its_registry() {
     let config = s.auths(&s.env.work().join("cfg"), s.reg.user());
     let config_arg = config.display().to_string();
     let tag = s.reg.image("s2i/app:v1");
-    let none: &[(&str, &std::ffi::OsStr)] = &[];
+    let none: &[EnvVar] = &[];
     let (code, _, stderr) = s.run(&["build", "app", &builder, &tag, "--push", "--dockercfg-path", &config_arg, "-n", "Shop"], none);
     assert_eq!(code, 0, "{stderr}");
     docker_output(&["rmi", &tag]);
@@ -401,7 +404,7 @@ fn a_failed_push_exits_non_zero_and_keeps_the_image() {
     let builder = s.env.alias(&fixture("sti-fake"));
     let user = s.reg.user().clone();
     let host = s.reg.host();
-    let none: &[(&str, &std::ffi::OsStr)] = &[];
+    let none: &[EnvVar] = &[];
     let wrong_user = RegistryUser { name: user.name.clone(), password: format!("{}-wrong", user.password) };
     let wrong = s.auths(&s.env.work().join("wrong"), &wrong_user);
     let wrong_arg = wrong.display().to_string();
@@ -446,7 +449,7 @@ fn an_incremental_build_on_an_empty_cache_pulls_its_previous_image_from_the_regi
     let config = s.auths(&s.env.work().join("cfg"), s.reg.user());
     let config_arg = config.display().to_string();
     let tag = s.reg.image("team/app:v1");
-    let none: &[(&str, &std::ffi::OsStr)] = &[];
+    let none: &[EnvVar] = &[];
     let run = |n: &str| s.run(&["build", src, &builder, &tag, "--incremental", "--push", "--dockercfg-path", &config_arg, "-e", n, "--output=json"], none);
 
     // The first run: the registry has no previous image, and says so; the build is clean.
@@ -497,7 +500,7 @@ fn with_a_runtime_image_the_builder_stage_is_pushed_and_pulled_and_each_registry
     let config_arg = config.display().to_string();
     let tag = s.reg.image("team/app:v1");
     let stage = format!("{tag}-build");
-    let none: &[(&str, &std::ffi::OsStr)] = &[];
+    let none: &[EnvVar] = &[];
     let run = |n: &str| {
         s.run(
             &["build", src, &builder, &tag, "--runtime-image", &runtime, "-a", "/opt/app-root/src/deps:.", "--incremental", "--push", "--dockercfg-path", &config_arg, "-e", n, "--output=json"],
