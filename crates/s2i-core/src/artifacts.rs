@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::io;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -13,8 +13,10 @@ use std::time::Duration;
 use s2i_engine::{ContainerInput, RunningOutput};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio_util::io::SyncIoBridge;
+use s2i_tar::{CleanKind, Guard, GuardError, GuardOptions, Skipped, TarError, TarReader, Verdict};
 use tracing::{trace, warn};
 
+use crate::limits::Limits;
 use crate::tar_stream::{TarPart, TarSink};
 
 /// The save-artifacts side of a stream failed: its script exited non-zero, went quiet, or its tar
@@ -46,15 +48,23 @@ pub struct UnsafeEntry {
 pub struct ArtifactsPart {
     pub prefix: PathBuf,
     pub run: RunningOutput,
-    pub idle: Duration,
+    pub limits: Limits,
 }
 
 impl TarPart for ArtifactsPart {
     fn append(self: Box<Self>, sink: &mut TarSink<'_>) -> io::Result<()> {
         let fail = |reason: String, cause: Option<io::Error>| io::Error::other(ArtifactsFailed { reason, cause });
-        let idle = self.idle;
+        let idle = self.limits.idle_time;
         let reader = SyncIoBridge::new(IdleLimit::new(self.run.stdout, idle));
-        let copied = copy_checked(reader, sink, &self.prefix, false);
+        let copied = copy_checked(reader, sink, &self.prefix, false, &self.limits);
+        // A refused or broken stream is the reason, whatever the script's status says after its
+        // reader went away (it then fails writing to a closed pipe).
+        if let Err(e) = &copied {
+            if is_untrusted(e) {
+                let e = copied.unwrap_err();
+                return Err(fail(format!("its output is not a usable tar: {e}"), Some(e)));
+            }
+        }
         let exit = tokio::runtime::Handle::current().block_on(tokio::time::timeout(idle, self.run.exit));
         // The script's status says more than a tar it left half-written.
         let code = match exit {
@@ -80,11 +90,12 @@ impl TarPart for ArtifactsPart {
 pub struct CopiedPart {
     pub prefix: PathBuf,
     pub tar: ContainerInput,
+    pub limits: Limits,
 }
 
 impl TarPart for CopiedPart {
     fn append(self: Box<Self>, sink: &mut TarSink<'_>) -> io::Result<()> {
-        copy_checked(SyncIoBridge::new(self.tar), sink, &self.prefix, true)
+        copy_checked(SyncIoBridge::new(self.tar), sink, &self.prefix, true, &self.limits)
     }
 }
 
@@ -125,93 +136,162 @@ impl<R: AsyncRead + Unpin> AsyncRead for IdleLimit<R> {
     }
 }
 
-/// A relative, normalised path inside the root, or why not. `.` components are dropped.
-fn safe_relative(path: &Path) -> Result<PathBuf, &'static str> {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::Normal(p) => out.push(p),
-            Component::CurDir => {}
-            Component::ParentDir => return Err("it climbs out with '..'"),
-            Component::RootDir | Component::Prefix(_) => return Err("its path is absolute"),
-        }
-    }
-    Ok(out)
-}
-
-/// Where a symlink at `rel` pointing at `target` leads, if it stays inside the root.
-fn link_stays_inside(rel: &Path, target: &Path) -> bool {
-    if target.is_absolute() {
-        return false;
-    }
-    let mut depth: i64 = rel.parent().map_or(0, |p| p.components().count() as i64);
-    for c in target.components() {
-        match c {
-            Component::Normal(_) => depth += 1,
-            Component::ParentDir => {
-                depth -= 1;
-                if depth < 0 {
-                    return false;
-                }
-            }
-            Component::CurDir => {}
-            _ => return false,
-        }
-    }
-    true
-}
-
-/// Copy every entry of the tar read from `input` into `sink` under `prefix`, checked as above.
-/// The input is drained to its end (tar writers pad their output, and the writer must not block
-/// on a full pipe). With `normalize_modes`, directories become 0755 and files 0755 or 0644.
-fn copy_checked<R: io::Read>(input: R, sink: &mut TarSink<'_>, prefix: &Path, normalize_modes: bool) -> io::Result<()> {
-    let mut archive = tar::Archive::new(input);
-    let refuse = |entry: &Path, reason: &str| io::Error::other(UnsafeEntry { entry: entry.display().to_string(), reason: reason.to_string() });
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let raw = entry.path()?.into_owned();
-        let rel = safe_relative(&raw).map_err(|reason| refuse(&raw, reason))?;
-        if rel.as_os_str().is_empty() {
-            continue;
-        }
-        let kind = entry.header().entry_type();
-        let mut mode = entry.header().mode()?;
-        if normalize_modes {
-            mode = if kind.is_dir() || mode & 0o100 != 0 { 0o755 } else { 0o644 };
-        }
-        let mtime = Some(entry.header().mtime()?);
-        let name = prefix.join(&rel);
-        match kind {
-            tar::EntryType::Symlink => {
-                let target = entry.link_name()?.ok_or_else(|| refuse(&raw, "a link without a target"))?.into_owned();
-                if !link_stays_inside(&rel, &target) {
-                    return Err(refuse(&raw, "it is a link that leads out of the tree"));
-                }
-                sink.symlink(&name, &target, mtime)?;
-            }
-            tar::EntryType::Link => {
-                let target = entry.link_name()?.ok_or_else(|| refuse(&raw, "a link without a target"))?.into_owned();
-                let target = safe_relative(&target).map_err(|_| refuse(&raw, "it is a hard link to a file outside the tree"))?;
-                sink.hardlink(&name, &prefix.join(target), mode, mtime)?;
-            }
-            tar::EntryType::Directory => sink.dir(&name, mode, mtime)?,
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let size = entry.size();
-                sink.file(&name, mode, mtime, size, &mut entry)?;
-            }
-            other => {
-                warn!("Skipping {} in the archive: unsupported entry type {other:?}", raw.display());
+/// Copy every entry of the tar read from `input` into `sink` under `prefix`, through the guard of
+/// `s2i-tar` (headers rebuilt from what was checked; nothing passes as raw bytes). The input is
+/// drained to its end (tar writers pad their output, and the writer must not block on a full
+/// pipe). With `normalize_modes`, directories become 0755 and files 0755 or 0644. An empty input
+/// is no entries.
+fn copy_checked<R: io::Read>(input: R, sink: &mut TarSink<'_>, prefix: &Path, normalize_modes: bool, limits: &Limits) -> io::Result<()> {
+    let tar_limits = s2i_tar::Limits { max_name: limits.tar_name, max_pax: limits.tar_pax, max_paths: limits.tar_paths };
+    let options = GuardOptions { owner: None, strip_setid: true, normalize_modes };
+    let mut guard = Guard::new(options, &tar_limits);
+    let mut reader = TarReader::with_limits(input, tar_limits);
+    let tar_error = |e: TarError| match e {
+        TarError::Io(e) => e,
+        TarError::Limit(l) => io::Error::other(Untrusted(limits.tar_limit_message(&l))),
+        other => io::Error::other(Untrusted(other.to_string())),
+    };
+    loop {
+        let mut entry = match reader.next_entry() {
+            Ok(Some(entry)) => entry,
+            Ok(None) => break,
+            Err(TarError::Empty) => return Ok(()),
+            Err(e) => return Err(tar_error(e)),
+        };
+        let clean = match guard.check(entry.header()) {
+            Ok(Verdict::Accept(clean)) => clean,
+            Ok(Verdict::Skip(Skipped::Root)) => continue,
+            Ok(Verdict::Skip(why)) => {
+                warn!("Skipping {} ({why}) in the archive", entry.header().display_path());
                 sink.left_out();
                 continue;
             }
+            Err(GuardError::Refused(r)) => return Err(io::Error::other(UnsafeEntry { entry: r.entry, reason: r.reason.to_string() })),
+            Err(GuardError::Limit(l)) => return Err(io::Error::other(Untrusted(limits.tar_limit_message(&l)))),
+        };
+        let name = prefix.join(&clean.path);
+        let mtime = Some(clean.mtime);
+        match &clean.kind {
+            CleanKind::Dir => sink.dir(&name, clean.mode, mtime)?,
+            CleanKind::File => sink.file(&name, clean.mode, mtime, clean.size, &mut entry)?,
+            CleanKind::Symlink { target } => sink.symlink(&name, target, mtime)?,
+            CleanKind::HardLink { target } => sink.hardlink(&name, &prefix.join(target), clean.mode, mtime)?,
         }
         trace!("A {}", name.display());
     }
-    io::copy(&mut archive.into_inner(), &mut io::sink())?;
+    reader.drain().map_err(tar_error)?;
     Ok(())
+}
+
+/// An untrusted stream that cannot be read (malformed, cut short, over a limit).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Untrusted(pub String);
+
+/// Whether an I/O error of a copy says the input was hostile or broken (not our own pipe).
+pub fn is_untrusted(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<UnsafeEntry>() || inner.is::<Untrusted>())
 }
 
 /// The refusal inside an I/O error, if that is what it is.
 pub fn as_unsafe_entry(e: &io::Error) -> Option<&UnsafeEntry> {
     e.get_ref().and_then(|inner| inner.downcast_ref::<UnsafeEntry>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// The archive of finding 1: a PAX record says size=1024, the ustar header says 0, and the
+    /// 1024 bytes that follow are a header and data for `scripts/assemble`. An extractor that
+    /// ignores the PAX size would unpack that hidden entry.
+    fn hiding_archive() -> Vec<u8> {
+        let mut hidden = tar::Header::new_ustar();
+        hidden.set_path("scripts/assemble").unwrap();
+        hidden.set_size(9);
+        hidden.set_mode(0o755);
+        hidden.set_cksum();
+        let mut payload = hidden.as_bytes().to_vec();
+        payload.extend_from_slice(b"#!/bin/sh");
+        payload.resize(1024, 0);
+
+        let record = "13 size=1024\n";
+        let mut pax = tar::Header::new_ustar();
+        pax.set_path("PaxHeader").unwrap();
+        pax.set_entry_type(tar::EntryType::XHeader);
+        pax.set_size(record.len() as u64);
+        pax.set_cksum();
+        let mut out = pax.as_bytes().to_vec();
+        out.extend_from_slice(record.as_bytes());
+        out.resize(1024, 0);
+        let mut entry = tar::Header::new_ustar();
+        entry.set_path("cache/innocent").unwrap();
+        entry.set_size(0);
+        entry.set_mode(0o644);
+        entry.set_cksum();
+        out.extend_from_slice(entry.as_bytes());
+        out.extend_from_slice(&payload);
+        out.extend_from_slice(&[0u8; 1024]);
+        out
+    }
+
+    /// The entry names an extractor that ignores PAX records sees: headers walked by their ustar
+    /// size field alone (as some busybox versions do).
+    fn header_names(bytes: &[u8]) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut pos = 0;
+        while pos + 512 <= bytes.len() {
+            let block = &bytes[pos..pos + 512];
+            if block.iter().all(|b| *b == 0) {
+                break;
+            }
+            let name = String::from_utf8_lossy(&block[..100]).trim_end_matches('\0').to_string();
+            let size_field = String::from_utf8_lossy(&block[124..136]).trim_matches(|c: char| c == '\0' || c == ' ').to_string();
+            let size = u64::from_str_radix(&size_field, 8).unwrap_or(0) as usize;
+            if block[156] != b'x' && block[156] != b'g' {
+                names.push(name);
+            }
+            pos += 512 + size.div_ceil(512) * 512;
+        }
+        names
+    }
+
+    #[tokio::test]
+    async fn a_pax_size_cannot_hide_an_entry_from_what_is_passed_on() {
+        let input = hiding_archive();
+        assert!(header_names(&input).contains(&"scripts/assemble".to_string()), "the attack is in the input");
+        let part = CopiedPart { prefix: PathBuf::from("artifacts"), tar: Box::new(std::io::Cursor::new(input)), limits: Limits::default() };
+        let mut s = crate::tar_stream::spawn(vec![Box::new(part)], Default::default());
+        let mut out = Vec::new();
+        s.reader.read_to_end(&mut out).await.unwrap();
+        s.done.result().await.unwrap();
+        // Even an extractor that ignores PAX sizes sees only the re-prefixed entry.
+        assert_eq!(header_names(&out), vec!["artifacts/cache/innocent".to_string()]);
+        // What the PAX size said is the entry's content, under its own (re-prefixed) name.
+        let mut a = tar::Archive::new(&out[..]);
+        let entries: Vec<(String, u64)> = a.entries().unwrap().map(|e| { let e = e.unwrap(); (e.path().unwrap().display().to_string(), e.size()) }).collect();
+        assert_eq!(entries, vec![("artifacts/cache/innocent".to_string(), 1024)]);
+    }
+
+    #[tokio::test]
+    async fn a_refused_entry_is_named_and_an_empty_stream_is_no_artifacts() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        b.append_link(&mut h, "x", "/etc").unwrap();
+        let bytes = b.into_inner().unwrap();
+        let part = CopiedPart { prefix: PathBuf::from("a"), tar: Box::new(std::io::Cursor::new(bytes)), limits: Limits::default() };
+        let mut s = crate::tar_stream::spawn(vec![Box::new(part)], Default::default());
+        let mut out = Vec::new();
+        let _ = s.reader.read_to_end(&mut out).await;
+        let err = s.done.result().await.unwrap_err();
+        assert!(err.to_string().contains("\"x\"") && err.to_string().contains("absolute"), "{err}");
+
+        let part = CopiedPart { prefix: PathBuf::from("a"), tar: Box::new(std::io::Cursor::new(Vec::new())), limits: Limits::default() };
+        let mut s = crate::tar_stream::spawn(vec![Box::new(part)], Default::default());
+        s.reader.read_to_end(&mut out).await.unwrap();
+        assert_eq!(s.done.result().await.unwrap().files, 0);
+    }
 }

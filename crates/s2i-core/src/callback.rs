@@ -63,3 +63,26 @@ mod tests {
         assert_eq!(body(true, &labels), "{\"labels\":{\"a\":\"1\"},\"success\":true}\n");
     }
 }
+
+#[cfg(test)]
+mod send_tests {
+    use super::*;
+    use s2i_testkit::{Answer, HttpServer};
+
+    #[tokio::test]
+    async fn a_redirect_is_a_failure_and_is_not_followed() {
+        let elsewhere = HttpServer::recorder();
+        let to = format!("{}/steal", elsewhere.url());
+        let server = HttpServer::scripted(move |_| Answer::redirect(&to));
+        let err = send(&format!("{}/cb", server.url()), true, &BTreeMap::new()).await.unwrap_err();
+        assert!(err.to_string().contains("302"), "{err}");
+        assert!(elsewhere.requests().is_empty(), "the body went only where the user said");
+    }
+
+    #[tokio::test]
+    async fn credentials_in_the_callback_url_never_show() {
+        let err = send("http://user:s3cr3t@127.0.0.1:1/cb?token=t0k", false, &BTreeMap::new()).await.unwrap_err();
+        let shown = err.to_string();
+        assert!(!shown.contains("s3cr3t") && !shown.contains("t0k"), "{shown}");
+    }
+}

@@ -6,6 +6,8 @@
 use std::path::Path;
 
 use globset::{GlobBuilder, GlobMatcher};
+
+use crate::mapping::clean_path;
 use tracing::warn;
 
 pub const IGNORE_FILE: &str = ".s2iignore";
@@ -72,23 +74,12 @@ impl IgnoreRules {
     }
 }
 
-/// Clean a pattern like a path: drop `.` and empty components and a leading `/`, fold `..`.
-/// `None` when it climbs out of the root (it could never match anything inside it).
+/// Clean a pattern like a path ([`clean_path`]), a leading `/` dropped (patterns are anchored at
+/// the root anyway). `None` when it names the root or climbs out of it (it could never match
+/// anything inside).
 fn clean_pattern(pattern: &str) -> Option<String> {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in pattern.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop()?;
-            }
-            p => parts.push(p),
-        }
-    }
-    if parts.is_empty() {
-        return None;
-    }
-    Some(parts.join("/"))
+    let cleaned = clean_path(pattern.trim_start_matches('/'));
+    (cleaned != "." && cleaned != ".." && !cleaned.starts_with("../")).then_some(cleaned)
 }
 
 #[cfg(test)]

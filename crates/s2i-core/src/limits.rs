@@ -19,6 +19,12 @@ pub enum Limit {
     FileSize,
     /// Seconds the clean-up after an interruption may take before s2i gives up waiting.
     CleanupTime,
+    /// Bytes of one path or link target in an untrusted tar.
+    TarName,
+    /// Bytes of one entry's PAX records in an untrusted tar.
+    TarPax,
+    /// Distinct paths of one untrusted tar.
+    TarPaths,
 }
 
 impl Limit {
@@ -31,6 +37,9 @@ impl Limit {
             Limit::ScriptSize => "S2I_LIMIT_SCRIPT_SIZE",
             Limit::FileSize => "S2I_LIMIT_FILE_SIZE",
             Limit::CleanupTime => "S2I_LIMIT_CLEANUP_TIME",
+            Limit::TarName => "S2I_LIMIT_TAR_NAME",
+            Limit::TarPax => "S2I_LIMIT_TAR_PAX",
+            Limit::TarPaths => "S2I_LIMIT_TAR_PATHS",
         }
     }
 
@@ -42,6 +51,9 @@ impl Limit {
             Limit::ScriptSize => "script size limit",
             Limit::FileSize => "file size limit",
             Limit::CleanupTime => "clean-up time limit",
+            Limit::TarName => "archive name limit",
+            Limit::TarPax => "archive record limit",
+            Limit::TarPaths => "archive paths limit",
         }
     }
 
@@ -65,6 +77,9 @@ pub struct Limits {
     pub script_size: u64,
     pub file_size: u64,
     pub cleanup_time: Duration,
+    pub tar_name: u64,
+    pub tar_pax: u64,
+    pub tar_paths: u64,
 }
 
 impl Default for Limits {
@@ -76,6 +91,9 @@ impl Default for Limits {
             script_size: 16 << 20,
             file_size: 1 << 20,
             cleanup_time: Duration::from_secs(15),
+            tar_name: 64 << 10,
+            tar_pax: 1 << 20,
+            tar_paths: 1_000_000,
         }
     }
 }
@@ -106,6 +124,9 @@ impl Limits {
         size(Limit::ScriptSize, &mut l.script_size)?;
         size(Limit::FileSize, &mut l.file_size)?;
         time(Limit::CleanupTime, &mut l.cleanup_time)?;
+        size(Limit::TarName, &mut l.tar_name)?;
+        size(Limit::TarPax, &mut l.tar_pax)?;
+        size(Limit::TarPaths, &mut l.tar_paths)?;
         Ok(l)
     }
 
@@ -118,7 +139,21 @@ impl Limits {
             Limit::DownloadTime => show_time(self.download_time),
             Limit::IdleTime => show_time(self.idle_time),
             Limit::CleanupTime => show_time(self.cleanup_time),
+            Limit::TarName => show_size(self.tar_name),
+            Limit::TarPax => show_size(self.tar_pax),
+            Limit::TarPaths => self.tar_paths.to_string(),
         }
+    }
+
+    /// An untrusted tar's record over one of s2i-tar's caps, in the words of these limits.
+    pub fn tar_limit_message(&self, e: &s2i_tar::LimitExceeded) -> String {
+        let limit = match e.limit {
+            s2i_tar::Limit::Name => Limit::TarName,
+            s2i_tar::Limit::PaxRecords => Limit::TarPax,
+            s2i_tar::Limit::Paths => Limit::TarPaths,
+        };
+        let entry = e.entry.as_ref().map(|n| format!("entry {n:?}: ")).unwrap_or_default();
+        format!("{entry}{} of {} exceeds {limit} of {}", if limit == Limit::TarPaths { "a path count" } else { "a record" }, e.actual, self.shown(limit))
     }
 }
 

@@ -210,3 +210,26 @@ async fn usage_runs_the_usage_script() {
     assert_eq!(rec.text(), "usage: fake");
     assert!(engine.containers().is_empty());
 }
+
+#[tokio::test]
+async fn the_save_artifacts_user_is_held_to_allowed_uids() {
+    let d = tempfile::tempdir().unwrap();
+    source(d.path());
+    let engine = engine();
+    // The builder runs as 1001 through its label; the previous image would run save-artifacts as root.
+    engine.add_image("labelled:latest", builder().label("io.openshift.s2i.assemble-user", "1001"));
+    engine.add_image("app:v1", builder().user("0"));
+    let mut cfg = config(d.path(), BUILDER, Some("app:v1"));
+    cfg.incremental = true;
+    cfg.allowed_uids = s2i_core::users::parse_ranges("1000-").unwrap();
+    // The builder's own USER (1001) passes; save-artifacts would run as the previous image's root.
+    let err = s2i_core::build(&cfg, &engine, Recorder::new()).await.unwrap_err();
+    assert!(matches!(err, BuildError::UserNotAllowed { .. }), "{err}");
+    assert!(err.to_string().contains("save-artifacts"), "{err}");
+    assert!(engine.containers().is_empty());
+    // With the assemble user pinned by the builder's label, save-artifacts runs as that user.
+    let mut cfg = config(d.path(), "labelled", Some("app:v1"));
+    cfg.incremental = true;
+    cfg.allowed_uids = s2i_core::users::parse_ranges("1000-").unwrap();
+    s2i_core::build(&cfg, &engine, Recorder::new()).await.unwrap();
+}

@@ -176,6 +176,7 @@ pub enum Call {
     CreateContainer,
     RunContainer,
     RunWithStdout,
+    PathExists,
     UploadArchive,
     DownloadArchive,
     CommitContainer,
@@ -237,6 +238,7 @@ struct State {
 pub struct FakeEngine {
     state: Mutex<State>,
     counter: AtomicU64,
+    hung: Arc<tokio::sync::Notify>,
 }
 
 fn api(op: &str, message: impl Into<String>, status: Option<u16>) -> EngineError {
@@ -261,6 +263,11 @@ impl FakeEngine {
     /// Make the `nth` call (0-based) of kind `call` go wrong.
     pub fn inject(&self, call: Call, nth: usize, fault: Fault) {
         self.state.lock().unwrap().fault = Some((call, nth, fault));
+    }
+
+    /// Notified when an injected [`Fault::Hang`] starts hanging (a test then interrupts the build).
+    pub fn hung(&self) -> Arc<tokio::sync::Notify> {
+        self.hung.clone()
     }
 
     /// Every call made so far, in order.
@@ -324,7 +331,10 @@ impl FakeEngine {
     async fn apply(&self, call: Call, op: &str) -> s2i_engine::Result<Option<Fault>> {
         match self.call(call) {
             Some(Fault::Fail) => Err(api(op, "injected failure", Some(500))),
-            Some(Fault::Hang) => std::future::pending().await,
+            Some(Fault::Hang) => {
+                self.hung.notify_one();
+                std::future::pending().await
+            }
             other => Ok(other),
         }
     }
@@ -814,6 +824,7 @@ impl Engine for FakeEngine {
     }
 
     async fn path_exists(&self, id: &str, path: &str) -> s2i_engine::Result<bool> {
+        self.apply(Call::PathExists, "checking a path in the container").await?;
         let state = self.state.lock().unwrap();
         let container = state.containers.get(id).ok_or_else(|| api("checking a path", "no such container", Some(404)))?;
         Ok(container.fs.contains_key(path))

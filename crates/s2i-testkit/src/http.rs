@@ -41,6 +41,43 @@ impl RecordedRequest {
 enum Mode {
     Dir(PathBuf),
     Recorder,
+    Script(Script),
+}
+
+type Script = Arc<dyn Fn(&RecordedRequest) -> Answer + Send + Sync>;
+
+/// What a [`HttpServer::scripted`] server answers to one request.
+pub enum Answer {
+    /// A status (e.g. `302 Found`) with headers and a body.
+    Status {
+        /// The status line's code and reason, e.g. `"302 Found"`.
+        status: String,
+        /// Extra headers (`Location`, say).
+        headers: Vec<(String, String)>,
+        /// The body.
+        body: Vec<u8>,
+    },
+    /// `200 OK` announcing `length` bytes, then `sent` of them, then silence until the server goes.
+    Stall {
+        /// What the body claims to be.
+        length: u64,
+        /// What is actually sent before the silence.
+        sent: Vec<u8>,
+    },
+    /// `200 OK`, chunked, zeros without end (until the client hangs up).
+    Endless,
+}
+
+impl Answer {
+    /// `302 Found` to `location`.
+    pub fn redirect(location: &str) -> Answer {
+        Answer::Status { status: "302 Found".into(), headers: vec![("Location".into(), location.into())], body: Vec::new() }
+    }
+
+    /// `200 OK` with `body`.
+    pub fn ok(body: impl Into<Vec<u8>>) -> Answer {
+        Answer::Status { status: "200 OK".into(), headers: Vec::new(), body: body.into() }
+    }
 }
 
 struct State {
@@ -67,6 +104,12 @@ impl HttpServer {
     /// `application/octet-stream`.
     pub fn serve_dir(dir: &Path) -> HttpServer {
         Self::start(Mode::Dir(dir.to_path_buf()))
+    }
+
+    /// Answers every request with what `script` says (and records it): redirects, stalls, bodies
+    /// without end.
+    pub fn scripted(script: impl Fn(&RecordedRequest) -> Answer + Send + Sync + 'static) -> HttpServer {
+        Self::start(Mode::Script(Arc::new(script)))
     }
 
     /// Answers `200 OK` to every POST and records it (see
@@ -192,6 +235,10 @@ fn handle(conn: TcpStream, state: &State) {
         log.push(req.clone());
         state.arrived.notify_all();
     }
+    if let Mode::Script(script) = &state.mode {
+        answer_scripted(writer, script(&req));
+        return;
+    }
     let (status, body, content_type): (&str, Vec<u8>, &str) =
         match (&state.mode, req.method.as_str()) {
             (Mode::Recorder, "POST") => ("200 OK", b"OK\n".to_vec(), "text/plain"),
@@ -209,6 +256,7 @@ fn handle(conn: TcpStream, state: &State) {
                 b"GET only\n".to_vec(),
                 "text/plain",
             ),
+            (Mode::Script(_), _) => unreachable!("answered above"),
         };
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: {content_type}\r\nConnection: close\r\n\r\n",
@@ -220,6 +268,42 @@ fn handle(conn: TcpStream, state: &State) {
     }
     let _ = writer.flush();
     let _ = writer.shutdown(std::net::Shutdown::Write);
+}
+
+fn answer_scripted(mut writer: TcpStream, answer: Answer) {
+    match answer {
+        Answer::Status { status, headers, body } => {
+            let mut head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+            for (k, v) in headers {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str("\r\n");
+            let _ = writer.write_all(head.as_bytes());
+            let _ = writer.write_all(&body);
+            let _ = writer.shutdown(std::net::Shutdown::Write);
+        }
+        Answer::Stall { length, sent } => {
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n");
+            let _ = writer.write_all(head.as_bytes());
+            let _ = writer.write_all(&sent);
+            let _ = writer.flush();
+            // Silence; the client's idle limit must end it (or the peer hangs up).
+            let mut probe = [0u8; 1];
+            let _ = writer.set_read_timeout(Some(Duration::from_secs(600)));
+            let _ = writer.read(&mut probe);
+        }
+        Answer::Endless => {
+            let _ = writer.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+            let chunk = vec![0u8; 64 * 1024];
+            let head = format!("{:x}\r\n", chunk.len());
+            loop {
+                let sent = writer.write_all(head.as_bytes()).and_then(|()| writer.write_all(&chunk)).and_then(|()| writer.write_all(b"\r\n"));
+                if sent.is_err() {
+                    break;
+                }
+            }
+        }
+    }
 }
 
 fn read_request(r: &mut BufReader<TcpStream>) -> Option<RecordedRequest> {

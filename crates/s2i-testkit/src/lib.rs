@@ -49,6 +49,7 @@ mod env;
 #[allow(missing_docs)]
 pub mod fake;
 mod http;
+mod proxy;
 mod pty;
 mod registry;
 
@@ -57,7 +58,8 @@ pub use docker::{
     image_inspect, no_tar_image, python_base_image, BASE_IMAGE, NO_TAR_IMAGE, PYTHON_BASE_IMAGE,
 };
 pub use env::{s2i_bin, TestEnv};
-pub use http::{HttpServer, RecordedRequest};
+pub use http::{Answer, HttpServer, RecordedRequest};
+pub use proxy::FreezableProxy;
 pub use pty::{run_with_tty_stderr, TtyRun};
 pub use registry::{write_docker_config, FakeCredentialHelper, PulledImage, RegistryUser, TestRegistry, REGISTRY_PROGRAM};
 

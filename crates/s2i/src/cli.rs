@@ -54,7 +54,8 @@ pub struct GlobalArgs {
     /// TLS certificate authority (default <certdir>/ca.pem)
     #[arg(long, global = true, value_name = "FILE")]
     pub ca: Option<PathBuf>,
-    /// Use TLS (default: true if $DOCKER_TLS is set)
+    /// Use TLS without verifying the daemon: encrypted, but anyone on the way can answer (default:
+    /// true if $DOCKER_TLS is set; https:// endpoints always use TLS)
     #[arg(long, global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, value_name = "BOOL")]
     pub tls: Option<bool>,
     /// Use TLS and verify the daemon against --ca (default: true if $DOCKER_TLS_VERIFY is set)

@@ -1,11 +1,12 @@
 //! Archive sources: `.tar`, `.tar.gz`/`.tgz` and `.zip`. Nothing is unpacked on the host: a first
 //! pass checks every entry and reads the few files the pipeline needs before the container exists
-//! (`.s2i/bin/*`, `.sti/bin/*`, `.s2i/environment`, `.s2iignore`); the second pass re-prefixes the
-//! entries under `src/` straight into the container's input tar, checking them again as they pass.
+//! (`.s2i/bin/*`, `.sti/bin/*`, `.s2i/environment`, `.s2iignore`); the second pass writes the
+//! entries under `src/` straight into the container's input stream, checked again as they pass.
 //!
-//! An entry is refused (the whole build fails, naming it) when it would land outside the source
-//! root: an absolute path, a `..` component, a symlink whose target is absolute or climbs out, an
-//! entry whose path goes through a symlink, a hard link to something outside.
+//! Tars are read with the bounded reader of `s2i-tar`, and every entry (a zip's too) goes through
+//! its guard, whose rules keep every path and link inside the source root whatever the entry
+//! order: no absolute paths, no `..`, no link that leaves the root, nothing through a symlink.
+//! With `--context-dir`, a second guard checks the entries re-rooted at the context.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -15,15 +16,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use regex::Regex;
+use s2i_tar::{CleanEntry, CleanKind, EntryHeader, EntryKind, Guard, GuardError, GuardOptions, Skipped, TarError, TarReader, Verdict};
 use tracing::{trace, warn};
 
 use super::spec::ArchiveFormat;
 use crate::error::{BuildError, Result};
 use crate::ignore::IgnoreRules;
+use crate::limits::Limits;
 use crate::tar_stream::{TarPart, TarSink};
-
-/// Files of the application root the pipeline reads before streaming; bigger ones are refused.
-const MAX_META_FILE: u64 = 16 * 1024 * 1024;
 
 /// An archive on the host (given, or downloaded), and the part of it that is the application.
 #[derive(Debug, Clone)]
@@ -34,6 +34,7 @@ pub struct ArchiveSource {
     pub display: String,
     /// `--context-dir`, cleaned (`a/b`), or `None` for the whole archive.
     pub context: Option<String>,
+    pub limits: Limits,
 }
 
 /// What the second pass needs to write the application into the input tar.
@@ -47,88 +48,186 @@ pub struct ArchiveStream {
     pub skip: HashSet<PathBuf>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Kind {
-    File,
-    Dir,
-    Symlink(String),
-    Hardlink(String),
-    /// Pax/GNU bookkeeping entries: nothing to write.
-    Meta,
-    Special(&'static str),
-}
-
-struct Entry<'a> {
+/// One entry that passed the guards, re-rooted at the application root.
+struct Checked<'a> {
+    /// Its path inside the archive (for `--exclude`).
     name: String,
-    kind: Kind,
-    mode: u32,
-    mtime: u64,
-    size: u64,
+    /// Path and link target relative to the application root.
+    clean: CleanEntry,
     data: &'a mut dyn Read,
 }
 
-/// Call `f` with every entry of the archive, in archive order.
-fn for_each_entry(src: &ArchiveSource, f: &mut dyn FnMut(Entry<'_>) -> io::Result<()>) -> io::Result<()> {
-    let file = File::open(&src.path)?;
-    match src.format {
-        ArchiveFormat::Tar => tar_entries(BufReader::new(file), f),
-        ArchiveFormat::TarGz => tar_entries(flate2::read::MultiGzDecoder::new(BufReader::new(file)), f),
-        ArchiveFormat::Zip => zip_entries(file, f),
+/// What went wrong reading an archive, as the two passes report it.
+enum Failure {
+    Refused { entry: String, reason: String },
+    Unreadable(String),
+    Io(io::Error),
+}
+
+impl Failure {
+    fn into_build_error(self, src: &ArchiveSource) -> BuildError {
+        match self {
+            Failure::Refused { entry, reason } => BuildError::UnsafeArchiveEntry { archive: src.display.clone(), entry, reason },
+            Failure::Unreadable(reason) => BuildError::ArchiveUnreadable { archive: src.display.clone(), reason },
+            Failure::Io(e) => BuildError::ArchiveUnreadable { archive: src.display.clone(), reason: e.to_string() },
+        }
+    }
+
+    /// For the stream's writer: an I/O error that carries the build error.
+    fn into_io(self, src: &ArchiveSource) -> io::Error {
+        match self {
+            Failure::Io(e) => e,
+            other => io::Error::new(io::ErrorKind::InvalidData, other.into_build_error(src).to_string()),
+        }
     }
 }
 
-fn tar_entries<R: Read>(reader: R, f: &mut dyn FnMut(Entry<'_>) -> io::Result<()>) -> io::Result<()> {
-    let mut archive = tar::Archive::new(reader);
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let header = entry.header();
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        let kind = match header.entry_type() {
-            tar::EntryType::Regular | tar::EntryType::Continuous => Kind::File,
-            tar::EntryType::Directory => Kind::Dir,
-            tar::EntryType::Symlink => Kind::Symlink(entry.link_name_bytes().map(|b| text(&b)).unwrap_or_default()),
-            tar::EntryType::Link => Kind::Hardlink(entry.link_name_bytes().map(|b| text(&b)).unwrap_or_default()),
-            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName | tar::EntryType::GNULongLink => Kind::Meta,
-            tar::EntryType::Char | tar::EntryType::Block => Kind::Special("device"),
-            tar::EntryType::Fifo => Kind::Special("fifo"),
-            _ => Kind::Special("unsupported entry type"),
-        };
-        let mode = header.mode().unwrap_or(0o644);
-        let mtime = header.mtime().unwrap_or(0);
-        let size = entry.size();
-        let name = text(&entry.path_bytes());
-        f(Entry { name, kind, mode, mtime, size, data: &mut entry })?;
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Self {
+        Failure::Io(e)
     }
+}
+
+fn guard_failure(e: GuardError, limits: &Limits) -> Failure {
+    match e {
+        GuardError::Refused(r) => Failure::Refused { entry: r.entry, reason: r.reason.to_string() },
+        GuardError::Limit(l) => Failure::Unreadable(limits.tar_limit_message(&l)),
+    }
+}
+
+fn tar_failure(e: TarError, limits: &Limits) -> Failure {
+    match e {
+        TarError::Io(e) => Failure::Io(e),
+        TarError::Limit(l) => Failure::Unreadable(limits.tar_limit_message(&l)),
+        other => Failure::Unreadable(other.to_string()),
+    }
+}
+
+fn tar_limits(limits: &Limits) -> s2i_tar::Limits {
+    s2i_tar::Limits { max_name: limits.tar_name, max_pax: limits.tar_pax, max_paths: limits.tar_paths }
+}
+
+/// The entry re-rooted at `--context-dir`: `None` outside it (and for the context itself).
+fn rerooted(header: &EntryHeader, clean: &CleanEntry, context: &str) -> std::result::Result<Option<EntryHeader>, Failure> {
+    let Ok(rel) = clean.path.strip_prefix(context) else { return Ok(None) };
+    if rel.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let mut h = header.clone();
+    h.path = rel.as_os_str().as_encoded_bytes().to_vec();
+    if let CleanKind::HardLink { target } = &clean.kind {
+        match target.strip_prefix(context) {
+            Ok(t) if !t.as_os_str().is_empty() => h.link_target = Some(t.as_os_str().as_encoded_bytes().to_vec()),
+            _ => {
+                return Err(Failure::Refused {
+                    entry: header.display_path(),
+                    reason: format!("it is a hard link to {:?}, outside --context-dir {context}", target.display()),
+                })
+            }
+        }
+    }
+    Ok(Some(h))
+}
+
+/// Read the archive and call `f` with every entry that passes both guards, in archive order.
+/// Special files are skipped with a warning (`on_skip` counts them).
+/// Returns whether `--context-dir` (if any) was found in the archive.
+fn for_each_checked(
+    src: &ArchiveSource,
+    cancelled: &AtomicBool,
+    f: &mut dyn FnMut(Checked<'_>) -> std::result::Result<(), Failure>,
+    on_skip: &mut dyn FnMut(),
+) -> std::result::Result<bool, Failure> {
+    let mut context_seen = src.context.is_none();
+    let limits = tar_limits(&src.limits);
+    let options = GuardOptions { owner: None, strip_setid: false, normalize_modes: false };
+    let mut archive_guard = Guard::new(options.clone(), &limits);
+    let mut context_guard = Guard::new(options, &limits);
+    let mut each = |header: &EntryHeader, data: &mut dyn Read| -> std::result::Result<(), Failure> {
+        if cancelled.load(Ordering::Relaxed) {
+            return Err(Failure::Io(io::Error::new(io::ErrorKind::Interrupted, "interrupted")));
+        }
+        let clean = match archive_guard.check(header).map_err(|e| guard_failure(e, &src.limits))? {
+            Verdict::Accept(clean) => clean,
+            Verdict::Skip(Skipped::Root) => return Ok(()),
+            Verdict::Skip(why) => {
+                warn!("Skipping {} ({why}) in {}", header.display_path(), src.display);
+                on_skip();
+                return Ok(());
+            }
+        };
+        let name = clean.path.to_string_lossy().into_owned();
+        let clean = match &src.context {
+            None => clean,
+            Some(ctx) => {
+                if clean.path.starts_with(ctx) {
+                    context_seen = true;
+                }
+                let Some(h) = rerooted(header, &clean, ctx)? else { return Ok(()) };
+                match context_guard.check(&h).map_err(|e| match guard_failure(e, &src.limits) {
+                    Failure::Refused { entry, reason } => Failure::Refused { entry, reason: format!("{reason} (relative to --context-dir {ctx})") },
+                    other => other,
+                })? {
+                    Verdict::Accept(clean) => clean,
+                    Verdict::Skip(_) => return Ok(()),
+                }
+            }
+        };
+        f(Checked { name, clean, data })
+    };
+    let file = File::open(&src.path)?;
+    match src.format {
+        ArchiveFormat::Tar => tar_entries(BufReader::new(file), &limits, &src.limits, &mut each)?,
+        ArchiveFormat::TarGz => tar_entries(flate2::read::MultiGzDecoder::new(BufReader::new(file)), &limits, &src.limits, &mut each)?,
+        ArchiveFormat::Zip => zip_entries(file, &mut each)?,
+    }
+    Ok(context_seen)
+}
+
+type EachEntry<'a> = dyn FnMut(&EntryHeader, &mut dyn Read) -> std::result::Result<(), Failure> + 'a;
+
+fn tar_entries<R: Read>(reader: R, tar: &s2i_tar::Limits, limits: &Limits, f: &mut EachEntry<'_>) -> std::result::Result<(), Failure> {
+    let mut archive = TarReader::with_limits(reader, *tar);
+    while let Some(mut entry) = archive.next_entry().map_err(|e| tar_failure(e, limits))? {
+        let header = entry.header().clone();
+        f(&header, &mut entry)?;
+    }
+    archive.drain().map_err(|e| tar_failure(e, limits))?;
     Ok(())
 }
 
-fn zip_entries(file: File, f: &mut dyn FnMut(Entry<'_>) -> io::Result<()>) -> io::Result<()> {
+fn zip_entries(file: File, f: &mut EachEntry<'_>) -> std::result::Result<(), Failure> {
     let mut archive = zip::ZipArchive::new(BufReader::new(file)).map_err(zip_error)?;
     for i in 0..archive.len() {
         let mut zf = archive.by_index(i).map_err(zip_error)?;
-        let name = zf.name().to_string();
         let unix_mode = zf.unix_mode();
         let is_link = unix_mode.is_some_and(|m| m & 0o170000 == 0o120000);
-        let mtime = zf.last_modified().map(dos_time_to_unix).unwrap_or(0);
-        let size = zf.size();
-        let (kind, mode) = if zf.is_dir() {
-            (Kind::Dir, unix_mode.map_or(0o755, |m| m & 0o7777))
+        let mut header = EntryHeader::new(zf.name().as_bytes().to_vec(), EntryKind::File);
+        header.mtime = zf.last_modified().map(dos_time_to_unix).unwrap_or(0);
+        header.size = zf.size();
+        if zf.is_dir() {
+            header.kind = EntryKind::Dir;
+            header.mode = unix_mode.map_or(0o755, |m| m & 0o7777);
+            header.size = 0;
         } else if is_link {
-            let mut target = String::new();
-            (&mut zf).take(4096).read_to_string(&mut target)?;
-            (Kind::Symlink(target), 0o777)
+            let mut target = Vec::new();
+            (&mut zf).take(4096).read_to_end(&mut target)?;
+            header.kind = EntryKind::Symlink;
+            header.link_target = Some(target);
+            header.mode = 0o777;
+            header.size = 0;
         } else {
-            (Kind::File, unix_mode.map_or(0o644, |m| m & 0o7777))
-        };
-        f(Entry { name, kind, mode, mtime, size, data: &mut zf })?;
+            header.mode = unix_mode.map_or(0o644, |m| m & 0o7777);
+        }
+        f(&header, &mut zf)?;
     }
     Ok(())
 }
 
-fn zip_error(e: zip::result::ZipError) -> io::Error {
+fn zip_error(e: zip::result::ZipError) -> Failure {
     match e {
-        zip::result::ZipError::Io(e) => e,
-        other => io::Error::new(io::ErrorKind::InvalidData, other.to_string()),
+        zip::result::ZipError::Io(e) => Failure::Io(e),
+        other => Failure::Unreadable(other.to_string()),
     }
 }
 
@@ -147,179 +246,37 @@ fn dos_time_to_unix(t: zip::DateTime) -> u64 {
     secs.max(0) as u64
 }
 
-/// Clean an entry name: `./` prefixes, empty and `.` components go; `None` for the root itself.
-/// Absolute names and `..` are refused.
-fn clean_name(raw: &str) -> std::result::Result<Option<String>, String> {
-    if raw.starts_with('/') {
-        return Err("its path is absolute".into());
-    }
-    let mut parts = Vec::new();
-    for part in raw.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => return Err("its path climbs out with ..".into()),
-            p => parts.push(p),
-        }
-    }
-    Ok(if parts.is_empty() { None } else { Some(parts.join("/")) })
-}
-
-/// Remembers the symlinks seen so far, to refuse entries that go through one.
-#[derive(Default)]
-struct Checker {
-    symlinks: HashSet<String>,
-}
-
-impl Checker {
-    /// Check one entry (its cleaned name) against the root it will be extracted into.
-    fn check(&mut self, name: &str, kind: &Kind) -> std::result::Result<(), String> {
-        if let Some(link) = self.symlink_ancestor(name) {
-            return Err(format!("its path goes through the symlink {link:?}"));
-        }
-        match kind {
-            Kind::Symlink(target) => {
-                self.check_link_target(name, target)?;
-                self.symlinks.insert(name.to_string());
-            }
-            Kind::Hardlink(target) => {
-                let target_name = match clean_name(target) {
-                    Ok(Some(t)) => t,
-                    _ => return Err(format!("it is a hard link to {target:?}, outside the archive")),
-                };
-                if let Some(link) = self.symlink_ancestor(&target_name) {
-                    return Err(format!("it is a hard link through the symlink {link:?}"));
-                }
-            }
-            _ => {
-                // A directory or file entry of the same name replaces the link.
-                self.symlinks.remove(name);
-            }
-        }
-        Ok(())
-    }
-
-    /// The nearest proper ancestor of `name` that is a symlink.
-    fn symlink_ancestor(&self, name: &str) -> Option<String> {
-        let mut prefix = String::new();
-        let parts: Vec<&str> = name.split('/').collect();
-        for part in &parts[..parts.len().saturating_sub(1)] {
-            if !prefix.is_empty() {
-                prefix.push('/');
-            }
-            prefix.push_str(part);
-            if self.symlinks.contains(&prefix) {
-                return Some(prefix);
-            }
-        }
-        None
-    }
-
-    /// A link target must be relative and, resolved from the link's directory, stay inside.
-    fn check_link_target(&self, name: &str, target: &str) -> std::result::Result<(), String> {
-        if target.starts_with('/') {
-            return Err(format!("it is a symlink to the absolute path {target:?}"));
-        }
-        let mut path: Vec<&str> = name.split('/').collect();
-        path.pop();
-        let parts: Vec<&str> = target.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
-        for (i, part) in parts.iter().enumerate() {
-            if *part == ".." {
-                if path.pop().is_none() {
-                    return Err(format!("it is a symlink to {target:?}, which leaves the archive"));
-                }
-                continue;
-            }
-            path.push(part);
-            if i + 1 < parts.len() && self.symlinks.contains(&path.join("/")) {
-                return Err(format!("it is a symlink to {target:?}, which goes through another symlink"));
-            }
-        }
-        Ok(())
-    }
-}
-
 /// An entry name relative to the application root, or `None` when it is outside `--context-dir`.
-fn in_context<'a>(name: &'a str, context: Option<&str>) -> Option<&'a str> {
-    match context {
-        None => Some(name),
-        Some(ctx) => name.strip_prefix(ctx).and_then(|rest| rest.strip_prefix('/')),
-    }
-}
-
 /// The first pass: check every entry, copy the files the pipeline reads before streaming into
 /// `meta_dir` (the stand-in application root), and make sure `--context-dir` exists.
 pub(crate) fn first_pass(src: &ArchiveSource, meta_dir: &Path, cancelled: &AtomicBool) -> Result<()> {
-    let mut refused: Option<(String, String)> = None;
-    let mut archive_checker = Checker::default();
-    let mut context_checker = Checker::default();
-    let mut context_seen = src.context.is_none();
-    let outcome = for_each_entry(src, &mut |entry| {
-        if cancelled.load(Ordering::Relaxed) {
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
-        }
-        if refused.is_some() || entry.kind == Kind::Meta {
-            return Ok(());
-        }
-        let name = match clean_name(&entry.name) {
-            Ok(Some(n)) => n,
-            Ok(None) => return Ok(()),
-            Err(reason) => {
-                refused = Some((entry.name.clone(), reason));
-                return Ok(());
+    let outcome = for_each_checked(
+        src,
+        cancelled,
+        &mut |entry| {
+            let rel = entry.clean.path.to_string_lossy().into_owned();
+            if entry.clean.kind == CleanKind::File && is_meta_file(&rel) {
+                if entry.clean.size > src.limits.file_size {
+                    return Err(Failure::Unreadable(src.limits.exceeded(crate::limits::Limit::FileSize, rel).to_string()));
+                }
+                let dest = meta_dir.join(&rel);
+                if let Some(parent) = dest.parent() {
+                    fs::create_dir_all(parent)?;
+                }
+                let mut out = File::create(&dest)?;
+                io::copy(&mut entry.data.take(src.limits.file_size), &mut out)?;
+                fs::set_permissions(&dest, fs::Permissions::from_mode(entry.clean.mode & 0o777))?;
             }
-        };
-        if let Err(reason) = archive_checker.check(&name, &entry.kind) {
-            refused = Some((entry.name.clone(), reason));
-            return Ok(());
-        }
-        if let Some(ctx) = &src.context {
-            if name == *ctx || name.starts_with(&format!("{ctx}/")) {
-                context_seen = true;
-            }
-        }
-        let Some(rel) = in_context(&name, src.context.as_deref()) else { return Ok(()) };
-        if let Err(reason) = context_check(&mut context_checker, rel, &entry.kind, src.context.as_deref()) {
-            refused = Some((entry.name.clone(), reason));
-            return Ok(());
-        }
-        if entry.kind == Kind::File && is_meta_file(rel) {
-            if entry.size > MAX_META_FILE {
-                return Err(io::Error::other(format!("{rel} is bigger than 16 MiB")));
-            }
-            let dest = meta_dir.join(rel);
-            if let Some(parent) = dest.parent() {
-                fs::create_dir_all(parent)?;
-            }
-            let mut out = File::create(&dest)?;
-            io::copy(&mut entry.data.take(MAX_META_FILE), &mut out)?;
-            fs::set_permissions(&dest, fs::Permissions::from_mode(entry.mode & 0o777))?;
-        }
-        Ok(())
-    });
-    if let Some((entry, reason)) = refused {
-        return Err(BuildError::UnsafeArchiveEntry { archive: src.display.clone(), entry, reason });
-    }
-    outcome.map_err(|e| BuildError::ArchiveUnreadable { archive: src.display.clone(), reason: e.to_string() })?;
+            Ok(())
+        },
+        &mut || {},
+    );
+    let context_seen = outcome.map_err(|f| f.into_build_error(src))?;
     if !context_seen {
         let dir = src.context.clone().unwrap_or_default();
         return Err(BuildError::ContextDirNotFound { dir, source_root: PathBuf::from(&src.display) });
     }
     Ok(())
-}
-
-/// Inside `--context-dir` the context is the root: links must stay inside it too, and hard links
-/// must point at entries inside it.
-fn context_check(checker: &mut Checker, rel: &str, kind: &Kind, context: Option<&str>) -> std::result::Result<(), String> {
-    let Some(ctx) = context else { return Ok(()) };
-    let kind = match kind {
-        Kind::Hardlink(target) => match clean_name(target).ok().flatten().as_deref().and_then(|t| in_context(t, Some(ctx))) {
-            Some(t) => Kind::Hardlink(t.to_string()),
-            None => return Err(format!("it is a hard link to {target:?}, outside --context-dir {ctx}")),
-        },
-        Kind::Symlink(_) => kind.clone(),
-        _ => kind.clone(),
-    };
-    checker.check(rel, &kind).map_err(|r| format!("{r} (relative to --context-dir {ctx})"))
 }
 
 fn is_meta_file(rel: &str) -> bool {
@@ -336,46 +293,34 @@ impl ArchiveStream {
     }
 
     fn append(&self, sink: &mut TarSink<'_>, prefix: &Path) -> io::Result<()> {
-        let mut archive_checker = Checker::default();
-        let mut context_checker = Checker::default();
-        let ctx = self.source.context.as_deref();
-        let display = &self.source.display;
-        let refuse = |entry: &str, reason: String| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("archive {display}: refusing entry {entry:?}: {reason}"))
-        };
-        for_each_entry(&self.source, &mut |entry| {
-            if entry.kind == Kind::Meta {
-                return Ok(());
-            }
-            let Some(name) = clean_name(&entry.name).map_err(|r| refuse(&entry.name, r))? else { return Ok(()) };
-            archive_checker.check(&name, &entry.kind).map_err(|r| refuse(&entry.name, r))?;
-            let Some(rel) = in_context(&name, ctx) else { return Ok(()) };
-            context_check(&mut context_checker, rel, &entry.kind, ctx).map_err(|r| refuse(&entry.name, r))?;
-            if self.left_out(&name, rel) {
-                sink.left_out();
-                return Ok(());
-            }
-            let path = prefix.join(rel);
-            let mtime = Some(entry.mtime);
-            match &entry.kind {
-                Kind::Dir => sink.dir(&path, entry.mode, mtime)?,
-                Kind::File => sink.file(&path, entry.mode, mtime, entry.size, entry.data)?,
-                Kind::Symlink(target) => sink.symlink(&path, Path::new(target), mtime)?,
-                Kind::Hardlink(target) => {
-                    let target = clean_name(target).ok().flatten().unwrap_or_default();
-                    let target_rel = in_context(&target, ctx).unwrap_or(&target);
-                    sink.hardlink(&path, &prefix.join(target_rel), entry.mode, mtime)?;
-                }
-                Kind::Special(what) => {
-                    warn!("Skipping special file {} ({what}) in {}", entry.name, self.source.display);
+        let never = AtomicBool::new(false);
+        let mut skipped = 0u64;
+        let outcome = for_each_checked(
+            &self.source,
+            &never,
+            &mut |entry| {
+                let rel = entry.clean.path.to_string_lossy().into_owned();
+                if self.left_out(&entry.name, &rel) {
                     sink.left_out();
                     return Ok(());
                 }
-                Kind::Meta => {}
-            }
-            trace!("A {}", path.display());
-            Ok(())
-        })
+                let path = prefix.join(&entry.clean.path);
+                let (mode, mtime) = (entry.clean.mode, Some(entry.clean.mtime));
+                match &entry.clean.kind {
+                    CleanKind::Dir => sink.dir(&path, mode, mtime)?,
+                    CleanKind::File => sink.file(&path, mode, mtime, entry.clean.size, entry.data)?,
+                    CleanKind::Symlink { target } => sink.symlink(&path, target, mtime)?,
+                    CleanKind::HardLink { target } => sink.hardlink(&path, &prefix.join(target), mode, mtime)?,
+                }
+                trace!("A {}", path.display());
+                Ok(())
+            },
+            &mut || skipped += 1,
+        );
+        for _ in 0..skipped {
+            sink.left_out();
+        }
+        outcome.map(|_| ()).map_err(|f| f.into_io(&self.source))
     }
 
     /// `.s2iignore` (a matched directory takes everything below it), `--exclude`, moved scripts.
@@ -419,45 +364,91 @@ impl TarPart for ArchivePart {
 mod tests {
     use super::*;
 
-    fn check_all(entries: &[(&str, Kind)]) -> std::result::Result<(), (String, String)> {
-        let mut c = Checker::default();
-        for (raw, kind) in entries {
-            let name = match clean_name(raw) {
-                Ok(Some(n)) => n,
-                Ok(None) => continue,
-                Err(r) => return Err((raw.to_string(), r)),
-            };
-            c.check(&name, kind).map_err(|r| (raw.to_string(), r))?;
+    /// An entry name relative to the application root, or `None` when it is outside `--context-dir`.
+    fn in_context<'a>(name: &'a str, context: Option<&str>) -> Option<&'a str> {
+        match context {
+            None => Some(name),
+            Some(ctx) => name.strip_prefix(ctx).and_then(|rest| rest.strip_prefix('/')),
         }
-        Ok(())
     }
 
-    #[test]
-    fn names_are_cleaned_and_escapes_refused() {
-        assert_eq!(clean_name("./a//b/./c/").unwrap(), Some("a/b/c".into()));
-        assert_eq!(clean_name("./").unwrap(), None);
-        assert!(clean_name("/etc/passwd").unwrap_err().contains("absolute"));
-        assert!(clean_name("../evil").unwrap_err().contains(".."));
-        assert!(clean_name("a/../../evil").is_err());
-        assert!(clean_name("a/..").is_err());
+    fn raw_entry(name: &str, kind: tar::EntryType, target: Option<&str>, data: &[u8]) -> Vec<u8> {
+        // tar::Builder refuses hostile names, so the header's bytes are written by hand.
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        if let Some(t) = target {
+            h.as_old_mut().linkname[..t.len()].copy_from_slice(t.as_bytes());
+        }
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+        out
     }
 
+    fn archive_of(entries: &[Vec<u8>]) -> Vec<u8> {
+        let mut out: Vec<u8> = entries.concat();
+        out.extend_from_slice(&[0u8; 1024]);
+        out
+    }
+
+    fn source(d: &Path, bytes: Vec<u8>, context: Option<&str>) -> ArchiveSource {
+        let path = d.join("a.tar");
+        fs::write(&path, bytes).unwrap();
+        ArchiveSource { path, format: ArchiveFormat::Tar, display: "a.tar".into(), context: context.map(Into::into), limits: Limits::default() }
+    }
+
+    fn refusal(entries: &[Vec<u8>]) -> (String, String) {
+        let d = tempfile::tempdir().unwrap();
+        match first_pass(&source(d.path(), archive_of(entries), None), &d.path().join("meta"), &AtomicBool::new(false)) {
+            Err(BuildError::UnsafeArchiveEntry { entry, reason, .. }) => (entry, reason),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    use tar::EntryType::{Directory as D, Link as H, Regular as F, Symlink as L};
+
     #[test]
-    fn symlinks_must_stay_inside_and_never_be_gone_through() {
-        let link = |t: &str| Kind::Symlink(t.into());
-        assert!(check_all(&[("a/b", link("../c")), ("a/c", link("d/e"))]).is_ok());
-        let (entry, reason) = check_all(&[("etc", link("/etc"))]).unwrap_err();
+    fn escapes_are_refused_by_name() {
+        let (entry, reason) = refusal(&[raw_entry("/etc/passwd", F, None, b"x")]);
+        assert_eq!(entry, "/etc/passwd");
+        assert!(reason.contains("absolute"), "{reason}");
+        assert!(refusal(&[raw_entry("../evil", F, None, b"x")]).1.contains(".."));
+        assert!(refusal(&[raw_entry("a/../../evil", F, None, b"x")]).1.contains(".."));
+        let (entry, reason) = refusal(&[raw_entry("etc", L, Some("/etc"), b"")]);
         assert_eq!(entry, "etc");
         assert!(reason.contains("absolute"), "{reason}");
-        let (_, reason) = check_all(&[("a/b", link("../../x"))]).unwrap_err();
-        assert!(reason.contains("leaves the archive"), "{reason}");
-        let (entry, reason) = check_all(&[("d", link("sub")), ("d/passwd", Kind::File)]).unwrap_err();
+        assert!(refusal(&[raw_entry("a/b", L, Some("../../x"), b"")]).1.contains("out of the tree"));
+        let (entry, reason) = refusal(&[raw_entry("d", L, Some("sub"), b""), raw_entry("d/passwd", F, None, b"x")]);
         assert_eq!(entry, "d/passwd");
         assert!(reason.contains("through the symlink \"d\""), "{reason}");
-        let (_, reason) = check_all(&[("x", link(".")), ("s", link("x/.."))]).unwrap_err();
-        assert!(reason.contains("another symlink"), "{reason}");
-        assert!(check_all(&[("h", Kind::Hardlink("../x".into()))]).is_err());
-        assert!(check_all(&[("f", Kind::File), ("h", Kind::Hardlink("f".into()))]).is_ok());
+        assert!(refusal(&[raw_entry("h", H, Some("../x"), b"")]).1.contains(".."));
+    }
+
+    #[test]
+    fn link_checks_do_not_depend_on_entry_order() {
+        // The hole the old checker had: a link whose target goes through a later link.
+        let (_, reason) = refusal(&[raw_entry("s", L, Some("d/e/f/x/../../../.."), b""), raw_entry("d/e/f/x", L, Some("../.."), b"")]);
+        assert!(reason.contains("'..' after a name"), "{reason}");
+        // And an entry written under a path that only later turns out to be a link.
+        let (entry, _) = refusal(&[raw_entry("x/y", F, None, b"y"), raw_entry("x", L, Some("."), b"")]);
+        assert_eq!(entry, "x");
+        let d = tempfile::tempdir().unwrap();
+        let ok = archive_of(&[raw_entry("a", D, None, b""), raw_entry("a/b", L, Some("../c"), b""), raw_entry("c", F, None, b"c")]);
+        first_pass(&source(d.path(), ok, None), &d.path().join("m"), &AtomicBool::new(false)).unwrap();
+    }
+
+    #[test]
+    fn a_tar_cut_at_a_block_boundary_is_not_taken_as_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let cut = raw_entry("a", F, None, b"data");
+        match first_pass(&source(d.path(), cut, None), &d.path().join("m"), &AtomicBool::new(false)) {
+            Err(BuildError::ArchiveUnreadable { reason, .. }) => assert!(reason.contains("cut short"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -466,10 +457,11 @@ mod tests {
         assert_eq!(in_context("app", Some("app")), None);
         assert_eq!(in_context("apple/x", Some("app")), None);
         assert_eq!(in_context("x", None), Some("x"));
-        let mut c = Checker::default();
-        assert!(context_check(&mut c, "l", &Kind::Symlink("../other".into()), Some("app")).is_err());
-        assert!(context_check(&mut c, "h", &Kind::Hardlink("other/f".into()), Some("app")).is_err());
-        assert!(context_check(&mut c, "h", &Kind::Hardlink("app/f".into()), Some("app")).is_ok());
+        let d = tempfile::tempdir().unwrap();
+        let run = |entries: &[Vec<u8>]| first_pass(&source(d.path(), archive_of(entries), Some("app")), &d.path().join("m"), &AtomicBool::new(false));
+        assert!(matches!(run(&[raw_entry("app/l", L, Some("../other"), b"")]), Err(BuildError::UnsafeArchiveEntry { .. })));
+        assert!(matches!(run(&[raw_entry("other/f", F, None, b""), raw_entry("app/h", H, Some("other/f"), b"")]), Err(BuildError::UnsafeArchiveEntry { .. })));
+        assert!(run(&[raw_entry("app/f", F, None, b""), raw_entry("app/h", H, Some("app/f"), b"")]).is_ok());
     }
 
     #[test]
@@ -503,9 +495,8 @@ mod tests {
     #[test]
     fn both_passes_on_a_tar_with_a_context_dir() {
         let d = tempfile::tempdir().unwrap();
-        let path = d.path().join("app.tar");
-        fs::write(
-            &path,
+        let src = source(
+            d.path(),
             tar_bytes(&[
                 ("other/x", b"x"),
                 ("app/.s2i/bin/assemble", b"#!/bin/sh\n"),
@@ -515,9 +506,8 @@ mod tests {
                 ("app/debug.log", b"noise"),
                 ("app/.git/config", b"[core]"),
             ]),
-        )
-        .unwrap();
-        let src = ArchiveSource { path, format: ArchiveFormat::Tar, display: "app.tar".into(), context: Some("app".into()) };
+            Some("app"),
+        );
         let meta = d.path().join("meta");
         first_pass(&src, &meta, &AtomicBool::new(false)).unwrap();
         assert_eq!(fs::read_to_string(meta.join(".s2i/environment")).unwrap(), "A=1\n");
@@ -539,34 +529,11 @@ mod tests {
             (bytes, s.done.result().await.unwrap())
         });
         let mut a = tar::Archive::new(&bytes[..]);
-        let names: Vec<String> =
-            a.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect();
+        let names: Vec<String> = a.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect();
         assert_eq!(names, vec!["src/.s2i/environment", "src/.s2iignore", "src/main.py"]);
         assert_eq!(stats.left_out, 3);
 
         let missing = ArchiveSource { context: Some("nope".into()), ..src };
         assert!(matches!(first_pass(&missing, &d.path().join("m2"), &AtomicBool::new(false)), Err(BuildError::ContextDirNotFound { .. })));
-    }
-
-    #[test]
-    fn a_hostile_tar_is_refused_in_the_first_pass() {
-        let d = tempfile::tempdir().unwrap();
-        let path = d.path().join("evil.tar");
-        let mut raw = tar_bytes(&[("ok", b"fine")]);
-        // tar::Builder refuses `..`, so write the name into a header by hand.
-        let mut h = tar::Header::new_old();
-        h.as_old_mut().name[..7].copy_from_slice(b"../evil");
-        h.set_size(0);
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_cksum();
-        raw.truncate(raw.len() - 1024);
-        raw.extend_from_slice(h.as_bytes());
-        raw.extend_from_slice(&[0u8; 1024]);
-        fs::write(&path, raw).unwrap();
-        let src = ArchiveSource { path, format: ArchiveFormat::Tar, display: "evil.tar".into(), context: None };
-        match first_pass(&src, &d.path().join("meta"), &AtomicBool::new(false)) {
-            Err(BuildError::UnsafeArchiveEntry { entry, .. }) => assert_eq!(entry, "../evil"),
-            other => panic!("{other:?}"),
-        }
     }
 }

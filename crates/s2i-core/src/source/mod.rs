@@ -89,7 +89,7 @@ pub async fn prepare(req: &SourceConfig, limits: &Limits) -> Result<PreparedSour
         }
     }
     match &req.spec {
-        SourceSpec::Local(path) => prepare_local(req, path).await,
+        SourceSpec::Local(path) => prepare_local(req, limits, path).await,
         SourceSpec::GitRemote(url) => {
             if req.copy {
                 warn!("--copy applies only to local directories; cloning {}", req.location);
@@ -109,19 +109,19 @@ pub async fn prepare(req: &SourceConfig, limits: &Limits) -> Result<PreparedSour
             })?;
             info!("Downloaded {total} bytes from {}", req.location);
             let format = ArchiveFormat::from_name(path).unwrap_or(ArchiveFormat::Tar);
-            prepare_archive(req, file, format, Some(temp)).await
+            prepare_archive(req, limits, file, format, Some(temp)).await
         }
     }
 }
 
-async fn prepare_local(req: &SourceConfig, path: &Path) -> Result<PreparedSource> {
+async fn prepare_local(req: &SourceConfig, limits: &Limits, path: &Path) -> Result<PreparedSource> {
     let abs = std::path::absolute(path).map_err(|e| BuildError::io("resolving the source path", e))?;
     let meta = std::fs::metadata(&abs).map_err(|_| BuildError::SourceNotFound { path: path.to_path_buf() })?;
     if meta.is_file() {
         let format = ArchiveFormat::from_name(&abs.to_string_lossy()).or_else(|| sniff(&abs));
         let Some(format) = format else { return Err(BuildError::SourceNotDirectory { path: path.to_path_buf() }) };
         refuse_ref(req, "an archive")?;
-        return prepare_archive(req, abs, format, None).await;
+        return prepare_archive(req, limits, abs, format, None).await;
     }
     if !meta.is_dir() {
         return Err(BuildError::SourceNotDirectory { path: path.to_path_buf() });
@@ -254,17 +254,15 @@ fn refuse_links_out_of(clone: &Path, root: &Path, location: &str) -> Result<()> 
     Ok(())
 }
 
-async fn prepare_archive(req: &SourceConfig, file: PathBuf, format: ArchiveFormat, temp: Option<TempDir>) -> Result<PreparedSource> {
+async fn prepare_archive(req: &SourceConfig, limits: &Limits, file: PathBuf, format: ArchiveFormat, temp: Option<TempDir>) -> Result<PreparedSource> {
     let temp = match temp {
         Some(t) => t,
         None => temp_dir()?,
     };
     let meta_dir = temp.path().join("root");
     std::fs::create_dir(&meta_dir).map_err(|e| BuildError::io(format!("creating {}", meta_dir.display()), e))?;
-    let context = req.context_dir.as_deref().map(|c| {
-        c.split('/').filter(|p| !p.is_empty() && *p != ".").collect::<Vec<_>>().join("/")
-    }).filter(|c| !c.is_empty());
-    let source = ArchiveSource { path: file, format, display: req.location.to_string(), context };
+    let context = req.context_dir.as_deref().map(crate::mapping::clean_path).filter(|c| c != ".");
+    let source = ArchiveSource { path: file, format, display: req.location.to_string(), context, limits: *limits };
     info!("Streaming the archive {} to the build container", req.location);
     let checked = source.clone();
     let meta = meta_dir.clone();

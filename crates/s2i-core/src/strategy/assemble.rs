@@ -186,7 +186,7 @@ async fn run_assemble(plan: &Plan<'_>, engine: &dyn Engine, id: &str, feed: Feed
         Some(prev) => {
             let (save_id, run) = start_save_artifacts(plan, engine, prev).await?;
             parts.push(tar_stream::dir("artifacts", 0o755));
-            parts.push(Box::new(ArtifactsPart { prefix: PathBuf::from("artifacts"), run, idle: cfg.limits.idle_time }));
+            parts.push(Box::new(ArtifactsPart { prefix: PathBuf::from("artifacts"), run, limits: cfg.limits }));
             Some(save_id)
         }
         None => None,
@@ -197,23 +197,31 @@ async fn run_assemble(plan: &Plan<'_>, engine: &dyn Engine, id: &str, feed: Feed
     let options = StreamOptions { owner, tee: plan.kept_dir.as_ref().map(|d| d.join("upload.tar")), ..Default::default() };
     plan.reporter.streaming(options.progress.clone());
     let input = tar_stream::spawn(parts, options);
+    // The stream is done when its writer is, which is before assemble ends.
+    let reporter = plan.reporter.clone();
+    let done = input.done;
+    let produced = tokio::spawn(async move {
+        let produced = done.result().await;
+        reporter.streamed();
+        produced
+    });
+    let produced = async { produced.await.unwrap_or_else(|e| Err(std::io::Error::other(e))) };
     let mut log = ContainerLog::new(plan.reporter.clone(), cfg.quiet);
     let (ran, produced) = match feed {
         Feed::Stdin => {
             let ran = engine.run_container(id, Some(Box::new(input.reader)), &mut log).await;
-            (ran, input.done.result().await)
+            (ran, produced.await)
         }
         Feed::Upload => {
             let uploaded = engine.upload_archive(id, &plan.destination, Box::new(input.reader)).await;
             // The engine read the whole stream before the container starts: a failure here is real.
-            let produced = input.done.result().await;
+            let produced = produced.await;
             let ran = match (&produced, uploaded) {
                 (Ok(_), Ok(())) => engine.run_container(id, None, &mut log).await,
                 (_, Err(e)) => Err(e),
                 (Err(_), Ok(())) => Ok(0),
             };
             if let Err(e) = &produced {
-                plan.reporter.streamed();
                 if let Some(id) = save_container {
                     container::remove(engine, &id).await;
                 }
@@ -222,7 +230,6 @@ async fn run_assemble(plan: &Plan<'_>, engine: &dyn Engine, id: &str, feed: Feed
             (ran, produced)
         }
     };
-    plan.reporter.streamed();
     let tail = log.finish();
     if let Some(save_id) = save_container {
         container::remove(engine, &save_id).await;

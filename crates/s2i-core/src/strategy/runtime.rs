@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use s2i_engine::{ContainerSpec, Engine, ImageInfo};
 use tokio_util::io::StreamReader;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::assemble::{self, find_previous};
 use crate::artifacts::CopiedPart;
@@ -50,24 +50,32 @@ pub async fn build(mut plan: Plan<'_>, engine: &dyn Engine, mut phases: Phases, 
     };
     let assembled = assemble::assemble_with_fallback(&plan, engine, previous.as_ref(), &mut phases).await?;
     let outcome = async {
+        let shipped = ship(&plan, engine, &assembled.container, &runtime, runtime_cfg, &mut phases).await?;
+        // Kept for the next incremental build, which runs its save-artifacts; only once the image
+        // itself is made, so that a failed build moves no tag. A stage that cannot be kept costs
+        // the next build its artifacts, not this build its result.
+        let mut kept = None;
         if let (true, Some(stage)) = (cfg.incremental, &stage_tag) {
-            // Kept for the next incremental build, which runs its save-artifacts.
             let run = plan.scripts.command_path(scripts::RUN, &plan.destination).expect("run is required by the plan");
-            let (id, _) = assemble::commit(&plan, engine, &assembled.container, &plan.builder, run, Some(stage), &mut phases).await?;
-            info!("Builder stage kept as {} ({id}) for the next incremental build", stage.normalized());
+            match assemble::commit(&plan, engine, &assembled.container, &plan.builder, run, Some(stage), &mut phases).await {
+                Ok((id, _)) => {
+                    info!("Builder stage kept as {} ({id}) for the next incremental build", stage.normalized());
+                    kept = Some(stage.clone());
+                }
+                Err(e) => warn!("The builder stage could not be kept as {} ({e}): the next incremental build will be clean", stage.normalized()),
+            }
         }
-        ship(&plan, engine, &assembled.container, &runtime, runtime_cfg, &mut phases).await
+        Ok::<_, BuildError>((shipped, kept))
     }
     .await;
     container::remove(engine, &assembled.container).await;
-    let (image_id, labels) = outcome?;
+    let ((image_id, labels), kept) = outcome?;
     if cfg.remove_previous {
         assemble::remove_previous(engine, previous.as_ref(), &image_id).await;
     }
     let mut result = super::result(&plan, image_id, labels, phases, assembled.stats);
-    if cfg.incremental {
-        result.builder_stage = stage_tag;
-    }
+    // --push pushes the stage only when this build made it: an older one is no artifact of this one.
+    result.builder_stage = kept;
     Ok(result)
 }
 
@@ -176,7 +184,7 @@ async fn ship(
             });
         };
         let prefix = if m.destination == "." { PathBuf::new() } else { PathBuf::from(&m.destination) };
-        parts.push(Box::new(CopiedPart { prefix, tar: Box::new(StreamReader::new(stream)) }));
+        parts.push(Box::new(CopiedPart { prefix, tar: Box::new(StreamReader::new(stream)), limits: cfg.limits }));
     }
     let shipped: Vec<(&str, &[u8])> = runtime.scripts.external().chain(plan.scripts.external().filter(|(name, _)| *name == scripts::RUN)).collect();
     if !shipped.is_empty() {

@@ -62,6 +62,13 @@ fn connect_options(global: &GlobalArgs) -> Result<ConnectOptions, BuildError> {
     if let Some(key) = &global.key {
         opts.tls.key = key.clone();
     }
+    // An https:// endpoint means TLS: speaking plain HTTP to it would send everything in the clear.
+    if opts.endpoint.starts_with("https://") && !opts.tls.enabled() {
+        opts.tls.tls = true;
+    }
+    if opts.tls.tls && !opts.tls.verify {
+        warn!("--tls without --tlsverify: the connection to {} is encrypted, but nothing checks that the daemon is the one you meant", opts.endpoint);
+    }
     Ok(opts)
 }
 
@@ -140,5 +147,27 @@ impl Signals {
     async fn next(&mut self) {
         let waits: Vec<_> = self.0.iter_mut().map(|s| Box::pin(s.recv())).collect();
         let _ = futures_util::future::select_all(waits).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn global(args: &[&str]) -> GlobalArgs {
+        let mut argv = vec!["s2i"];
+        argv.extend_from_slice(args);
+        argv.push("version");
+        crate::cli::Cli::try_parse_from(argv).unwrap().global
+    }
+
+    #[test]
+    fn an_https_endpoint_is_spoken_to_with_tls() {
+        let opts = connect_options(&global(&["-U", "https://127.0.0.1:2376"])).unwrap();
+        assert!(opts.tls.enabled(), "never plain HTTP to an https:// endpoint");
+        assert!(!opts.tls.verify, "verification stays as the flags say");
+        let opts = connect_options(&global(&["-U", "tcp://127.0.0.1:2375"])).unwrap();
+        assert_eq!(opts.tls.enabled(), std::env::var_os("DOCKER_TLS").is_some() || std::env::var_os("DOCKER_TLS_VERIFY").is_some());
     }
 }

@@ -672,6 +672,12 @@ fn builds_through_a_tls_daemon_endpoint() {
         &["build", &src, &builder, &out_tls, "-U", &url, "--tls", "--ca", "/nonexistent/ca.pem", "--cert", &c("cert.pem"), "--key", &c("key.pem")],
     );
     assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stderr.matches("--tls without --tlsverify").count(), 1, "one warning: {stderr}");
+
+    // An https:// endpoint is spoken to with TLS even without --tls (never plain HTTP).
+    let https = url.replacen("tcp://", "https://", 1);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &out_tls, "-U", &https, "--cert", &c("cert.pem"), "--key", &c("key.pem")]);
+    assert_eq!(code, 0, "{stderr}");
 
     // A daemon signed by another CA is refused under --tlsverify.
     let wrong_ca = other.join("ca.pem").display().to_string();

@@ -11,5 +11,6 @@ mod flows;
 #[cfg(feature = "python-tests")]
 mod python;
 mod registry;
+mod security;
 mod sources;
 mod ui;
