@@ -53,6 +53,7 @@ impl Registries {
         Registries::with_lookup(config_path, LookupOptions::from_env())
     }
 
+    /// As [`Registries::new`], with the helpers' limits and search path given.
     pub fn with_lookup(config_path: Option<PathBuf>, lookup: LookupOptions) -> Registries {
         // The reference's default is this same path given as a flag, and a file that is not there
         // means anonymous access: scripts that pass it before any `docker login` keep working.
