@@ -102,6 +102,10 @@ pub enum BuildError {
         source: EngineError,
     },
 
+    /// A registry refused, lacked or could not be asked for an image, or `--push` failed.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryFailure),
+
     #[error("{image} is missing after its pull finished")]
     PulledImageMissing { image: String },
 
@@ -212,6 +216,7 @@ impl BuildError {
         match self {
             BuildError::ImageNotLocal { .. } => 1,
             BuildError::PullFailed { .. } | BuildError::PulledImageMissing { .. } => 2,
+            BuildError::Registry(e) => e.exit_code(),
             BuildError::Commit { .. } => 6,
             BuildError::ScriptsMissing { .. } => 11,
             BuildError::UserNotAllowed { .. } => 15,
@@ -287,6 +292,7 @@ impl BuildError {
                 format!("if you trust {image} and want that source, name it: s2i rebuild {image} --source {location}")
             }
             BuildError::ImageBuild { .. } => "the build output above shows the step that failed".into(),
+            BuildError::Registry(e) => e.hint(),
             BuildError::LabelsTooBig { .. } => "write fewer or shorter labels in image_metadata.json".into(),
             BuildError::ImageMetadata { .. } => {
                 "the file must look like {\"labels\":[{\"key\":\"value\"}]}".into()

@@ -6,6 +6,7 @@ use std::time::Instant;
 use regex::Regex;
 use s2i_core::config::{ContainerSettings, RuntimeConfig, SourceConfig};
 use s2i_core::limits::Limits;
+use s2i_core::registry::Registries;
 use s2i_core::source::ParsedSource;
 use s2i_core::{env, mapping, redact, users, BuildConfig, BuildError, OutputFormat};
 use tracing::{info, warn};
@@ -81,6 +82,9 @@ pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, after: After) -> Re
     }
     ui().line("Build completed successfully");
     ui().summary(&result, started.elapsed());
+    for pushed in &result.pushed {
+        ui().line(&format!("Pushed {}@{}", pushed.name, pushed.digest));
+    }
     if json {
         ui().json(&report::success(cfg, &result, started.elapsed()));
     }
@@ -181,6 +185,9 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
         }
     }
     let tag = args.tag.filter(|t| !t.is_empty()).map(|t| s2i_core::config::parse_tag(&t)).transpose()?;
+    if args.push {
+        s2i_core::config::check_push(tag.as_ref())?;
+    }
     let mut injections = Vec::new();
     for spec in &args.inject {
         injections.extend(mapping::parse_specs(spec, "--inject")?);
@@ -240,6 +247,8 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
         image_scripts_url: Some(args.image_scripts_url).filter(|u| !u.is_empty()),
         build_method: args.build_method,
         limits: Limits::from_env()?,
+        registries: Registries::new(args.common.dockercfg_path),
+        push: args.push,
     })
 }
 
@@ -272,8 +281,8 @@ fn refuse_conflicts(args: &BuildArgs) -> Result<(), BuildError> {
     if dockerfile_method && set(&args.runtime_image) {
         return Err(BuildError::conflict("--runtime-image", "--build-method=dockerfile"));
     }
-    if args.common.dockercfg_path.is_some() {
-        return Err(BuildError::NotBuiltYet { flag: "--dockercfg-path" });
+    if args.push && args.as_dockerfile.is_some() {
+        return Err(BuildError::conflict("--push", "--as-dockerfile"));
     }
     Ok(())
 }
@@ -311,9 +320,25 @@ mod tests {
     }
 
     #[test]
-    fn unbuilt_features_are_refused_by_name() {
-        let err = config_from_args(args(&["a", "b", "--dockercfg-path", "x"])).unwrap_err();
-        assert_eq!(err.to_string(), "--dockercfg-path: not supported yet");
+    fn registry_flags_become_config() {
+        let cfg = config_from_args(args(&["a", "b", "127.0.0.1:5000/team/app:v1", "--dockercfg-path", "/etc/s2i/auth.json", "--push"])).unwrap();
+        assert_eq!(cfg.registries.config_path(), Some(std::path::Path::new("/etc/s2i/auth.json")));
+        assert!(cfg.push);
+        let cfg = config_from_args(args(&["a", "b", "app"])).unwrap();
+        assert_eq!(cfg.registries.config_path(), None, "Docker's places");
+        assert!(!cfg.push);
+    }
+
+    #[test]
+    fn push_is_refused_before_any_work_without_a_registry_in_the_tag() {
+        for (argv, want) in [
+            (&["a", "b", "app:v1", "--push"][..], "TAG app:v1 names no registry"),
+            (&["a", "b", "--push"][..], "needs the TAG"),
+            (&["a", "b", "r.example/app", "--push", "--as-dockerfile", "out/Dockerfile"][..], "--push cannot be used with --as-dockerfile"),
+        ] {
+            let err = config_from_args(args(argv)).unwrap_err().to_string();
+            assert!(err.contains(want), "{argv:?}: {err}");
+        }
     }
 
     #[test]

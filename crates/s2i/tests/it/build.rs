@@ -332,7 +332,7 @@ fn bad_input_fails_clearly_and_leaves_nothing() {
         (vec!["build".into(), src.clone(), builder.clone(), "x".into(), "--context-dir".into(), "nope".into()], 1, "context directory \"nope\" does not exist"),
         (vec!["build".into(), src.clone(), "s2i-test/does-not-exist:1".into(), "x".into(), "--pull-policy".into(), "never".into()], 1, "unable to get metadata for s2i-test/does-not-exist:1"),
         (vec!["build".into(), src.clone(), builder.clone(), "x".into(), "--pull-policy".into(), "sometimes".into()], 1, "valid values are: always, never or if-not-present"),
-        (vec!["build".into(), src.clone(), builder.clone(), "x".into(), "--dockercfg-path".into(), "/x".into()], 1, "--dockercfg-path: not supported yet"),
+        (vec!["build".into(), src.clone(), builder.clone(), "x".into(), "--push".into()], 1, "TAG x names no registry"),
         (vec!["build".into(), src.clone(), builder.clone(), "x".into(), "-U".into(), "unix:///nonexistent/docker.sock".into()], 1, "cannot connect to the container engine at unix:///nonexistent/docker.sock"),
         (vec!["build".into(), src.clone(), builder.clone(), "x".into(), "-u".into(), "1-".into(), "--assemble-user".into(), "0".into()], 15, "--assemble-user is not allowed"),
     ];

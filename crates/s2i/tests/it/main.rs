@@ -10,6 +10,7 @@ mod commands;
 mod flows;
 #[cfg(feature = "python-tests")]
 mod python;
+mod registry;
 mod security;
 mod sources;
 mod ui;
