@@ -32,9 +32,6 @@ pub enum BuildError {
     #[error("s2i rebuild cannot use {flag}")]
     RebuildFlag { flag: &'static str },
 
-    #[error("{flag}: not supported yet")]
-    NotBuiltYet { flag: &'static str },
-
     #[error("source {path:?} does not exist")]
     SourceNotFound { path: PathBuf },
 
