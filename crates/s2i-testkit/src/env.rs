@@ -119,8 +119,9 @@ impl TestEnv {
     }
 
     /// A command running the s2i binary with `TMPDIR` set to
-    /// [`TestEnv::tmpdir`], the working directory [`TestEnv::work`], and
-    /// stdin closed. Panics if the binary does not exist.
+    /// [`TestEnv::tmpdir`], the working directory [`TestEnv::work`], stdin
+    /// closed, and `DOCKER_HOST` naming the engine under test
+    /// ([`crate::point_at_engine`]). Panics if the binary does not exist.
     pub fn s2i(&self) -> Command {
         assert!(
             self.bin.is_file(),
@@ -128,6 +129,7 @@ impl TestEnv {
             self.bin.display()
         );
         let mut cmd = Command::new(&self.bin);
+        crate::point_at_engine(&mut cmd);
         cmd.env("TMPDIR", self.tmp.path())
             .current_dir(&self.work)
             .stdin(Stdio::null());
@@ -154,8 +156,11 @@ impl TestEnv {
     /// sanitised image name (every non-alphanumeric char → `_`) followed by
     /// `_`, whether or not s2i kept the `:latest` or added a registry.
     pub fn leftover_containers(&self) -> Vec<String> {
+        if !crate::docker::engine_started() {
+            return Vec::new();
+        }
         let marks = self.container_marks();
-        let out = match Command::new("docker")
+        let out = match crate::engine_command()
             .args(["ps", "-a", "--format", "{{.Names}}"])
             .stdin(Stdio::null())
             .output()
@@ -212,8 +217,12 @@ impl TestEnv {
 
 impl Drop for TestEnv {
     fn drop(&mut self) {
+        if !crate::docker::engine_started() {
+            // Nothing of this env can be in an engine that never started.
+            return;
+        }
         let quiet = |args: &[&str]| {
-            let _ = Command::new("docker")
+            let _ = crate::engine_command()
                 .args(args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())

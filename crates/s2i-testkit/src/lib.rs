@@ -1,4 +1,6 @@
-//! Test fixtures for driving the real `s2i` binary against a real Docker daemon.
+//! Test fixtures for driving the real `s2i` binary against a real engine: the
+//! Docker daemon, or with `S2I_TEST_ENGINE=podman` a private Podman service the
+//! test kit starts ([`podman_service`]; see [`point_at_engine`]).
 //!
 //! No image can ever be pulled in the test environment, so every image a test
 //! needs is made locally:
@@ -46,13 +48,16 @@
 mod docker;
 mod env;
 mod http;
+mod podman;
 
 pub use docker::{
-    base_image, builder_image, builder_image_on, docker_output, docker_run, image_exists,
-    image_inspect, no_tar_image, python_base_image, BASE_IMAGE, NO_TAR_IMAGE, PYTHON_BASE_IMAGE,
+    base_image, builder_image, builder_image_on, docker_output, docker_run, docker_run_with, engine_command,
+    engine_host, image_exists, image_inspect, no_tar_image, point_at_engine, python_base_image,
+    test_engine, TestEngine, BASE_IMAGE, NO_TAR_IMAGE, PYTHON_BASE_IMAGE,
 };
 pub use env::{s2i_bin, TestEnv};
 pub use http::{HttpServer, RecordedRequest};
+pub use podman::{podman_service, PodmanService};
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
