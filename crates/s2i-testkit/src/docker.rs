@@ -105,7 +105,16 @@ fn run_cli(mut cmd: Command, args: &[&str]) -> Output {
 }
 
 fn docker_cmd(args: &[&str]) -> Output {
+    let _turn = matches!(args.first(), Some(&("tag" | "rmi" | "load"))).then(name_change_turn);
     run_cli(engine_command(), args)
+}
+
+/// Podman 4 renames an image by a read-modify-write of its list of names (libimage's Tag and
+/// Untag): two tests tagging or untagging the same fixture at once can lose a name. The test
+/// kit's calls that change names take turns there.
+fn name_change_turn() -> Option<std::sync::MutexGuard<'static, ()>> {
+    static NAMES: Mutex<()> = Mutex::new(());
+    (test_engine() == TestEngine::Podman).then(|| NAMES.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 fn factory_cmd(args: &[&str]) -> Output {
@@ -158,6 +167,7 @@ fn provide(image: &str) {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run docker save: {e}"));
         let archive = save.stdout.take().expect("piped stdout");
+        let _turn = name_change_turn();
         let load = engine_command()
             .args(["load", "-q"])
             .stdin(archive)
@@ -525,7 +535,8 @@ fn fixture_base(dockerfile: &str) -> Result<String, String> {
         return Err(format!("expected exactly one FROM line, found {}", froms.len()));
     };
     let name = from.strip_suffix(":latest").unwrap_or(from);
-    let bases: [(&str, fn() -> String); 2] = [
+    type MakeImage = fn() -> String;
+    let bases: [(&str, MakeImage); 2] = [
         (BASE_IMAGE, base_image),
         (NO_TAR_IMAGE, no_tar_image),
     ];
