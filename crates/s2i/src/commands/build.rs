@@ -61,20 +61,25 @@ pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, after: After) -> Re
     let cfg = cfg.clone();
     let engine = match super::connect(global).await {
         Ok(engine) => engine,
-        Err(e) => return finish_failed(&cfg, e, callback.as_deref(), json, started).await,
+        Err(e) => return finish_failed(&cfg, e, callback.as_deref(), json, started, None).await,
     };
+    let engine_doc = s2i_engine::Engine::version(&engine).await.ok().map(|v| report::engine(&v));
     let relay: s2i_core::OutputFn = std::sync::Arc::new(relay_line);
     let built = super::interruptible(&engine, s2i_core::build(&cfg, &engine, relay.clone())).await;
     let result = match built {
         Ok(result) => result,
-        Err(e) => return finish_failed(&cfg, e, callback.as_deref(), json, started).await,
+        Err(e) => return finish_failed(&cfg, e, callback.as_deref(), json, started, engine_doc).await,
     };
     if let Some(url) = &callback {
         send_callback(url, true, &result.labels).await;
     }
     print_result(&result);
     if json {
-        print_json(&report::success(&cfg, &result, started.elapsed()));
+        let mut doc = report::success(&cfg, &result, started.elapsed());
+        if let Some(engine) = engine_doc {
+            doc["engine"] = engine;
+        }
+        print_json(&doc);
     }
     if run_after {
         let image = result.tag.clone().unwrap_or_else(|| result.image_id.clone());
@@ -92,12 +97,17 @@ async fn finish_failed(
     callback: Option<&str>,
     json: bool,
     started: Instant,
+    engine: Option<serde_json::Value>,
 ) -> Result<(), BuildError> {
     if let Some(url) = callback {
         send_callback(url, false, &Default::default()).await;
     }
     if json {
-        print_json(&report::failure(&cfg.builder_image, cfg.tag.as_deref(), &e, started.elapsed()));
+        let mut doc = report::failure(&cfg.builder_image, cfg.tag.as_deref(), &e, started.elapsed());
+        if let Some(engine) = engine {
+            doc["engine"] = engine;
+        }
+        print_json(&doc);
     }
     Err(e)
 }
