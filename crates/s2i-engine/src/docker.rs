@@ -41,6 +41,8 @@ pub struct DockerEngine {
     version: EngineVersion,
     /// Containers created and not yet removed, for clean-up after an interruption.
     created: Mutex<HashSet<String>>,
+    /// Images made on the way (a two-step commit's first step) and not yet removed.
+    intermediate: Mutex<HashSet<String>>,
 }
 
 /// How long a default socket may take to answer before the next one is tried.
@@ -54,8 +56,14 @@ impl DockerEngine {
         if !opts.endpoint.is_empty() {
             return Self::connect_to(opts, &opts.endpoint).await;
         }
+        Self::connect_first(opts, &crate::connect::default_endpoints()).await
+    }
+
+    /// Connect to the first of `endpoints` that answers. The error names each one and why it
+    /// did not do, and how to start an engine.
+    pub async fn connect_first(opts: &ConnectOptions, endpoints: &[String]) -> Result<Self> {
         let mut tried = Vec::new();
-        for endpoint in crate::connect::default_endpoints() {
+        for endpoint in endpoints.iter().cloned() {
             let path = endpoint.strip_prefix("unix://").unwrap_or(&endpoint);
             if !std::path::Path::new(path).exists() {
                 tried.push(format!("{endpoint} (no such socket)"));
@@ -69,7 +77,7 @@ impl DockerEngine {
             }
         }
         Err(EngineError::Connect {
-            endpoint: "any default socket".into(),
+            endpoint: if endpoints.len() == 1 { endpoints[0].clone() } else { "any of its default sockets".into() },
             reason: format!(
                 "tried {}; start Docker, or Podman's API service (systemctl --user start podman.socket, \
                  systemctl start podman.socket as root, or podman system service --time=0 &)",
@@ -142,7 +150,14 @@ impl DockerEngine {
             }
             req
         });
-        Ok(DockerEngine { docker, unversioned, endpoint: endpoint.to_string(), version, created: Mutex::new(HashSet::new()) })
+        Ok(DockerEngine {
+            docker,
+            unversioned,
+            endpoint: endpoint.to_string(),
+            version,
+            created: Mutex::new(HashSet::new()),
+            intermediate: Mutex::new(HashSet::new()),
+        })
     }
 
     pub fn endpoint(&self) -> &str {
@@ -239,6 +254,14 @@ impl DockerEngine {
         let first = self
             .commit_request(CommitContainerOptions { repo: None, tag: None, changes: changes.clone(), ..opts.clone() })
             .await?;
+        self.intermediate.lock().unwrap().insert(first.clone());
+        // Named after the container it continues, so that whoever looks for that one finds it too.
+        let name = container
+            .name
+            .as_deref()
+            .map(|n| n.trim_start_matches('/'))
+            .filter(|n| !n.is_empty())
+            .map(|n| format!("{n}_commit"));
         let body = ContainerCreateBody {
             image: Some(first.clone()),
             cmd: Some(spec.cmd.clone()),
@@ -248,11 +271,17 @@ impl DockerEngine {
             labels: Some(plan.rest_labels),
             ..Default::default()
         };
+        if let Some(name) = &name {
+            self.created.lock().unwrap().insert(name.clone());
+        }
         let second = self
             .docker
-            .create_container(None::<CreateContainerOptions>, body)
+            .create_container(Some(CreateContainerOptions { name: name.clone(), ..Default::default() }), body)
             .await
             .map_err(|e| EngineError::api("creating the container of the second commit step", e));
+        if let Some(name) = &name {
+            self.forget(name);
+        }
         let outcome = match second {
             Ok(created) => {
                 self.created.lock().unwrap().insert(created.id.clone());
@@ -266,9 +295,12 @@ impl DockerEngine {
             }
             Err(e) => Err(e),
         };
-        // The result keeps the first step's layers; only its name goes.
-        if let Err(e) = self.remove_image(&first).await {
-            debug!("the first commit step {first} stays: {e}");
+        // The result keeps the first step's layers; only the first image goes.
+        match self.remove_image(&first).await {
+            Ok(()) => {
+                self.intermediate.lock().unwrap().remove(&first);
+            }
+            Err(e) => warn!("could not remove image {first}, the first step of a commit: {e}"),
         }
         outcome
     }
@@ -916,6 +948,12 @@ impl Engine for DockerEngine {
         for id in ids {
             if let Err(e) = self.remove_container(&id).await {
                 warn!("could not remove container {id}: {e}");
+            }
+        }
+        let images: Vec<String> = self.intermediate.lock().unwrap().drain().collect();
+        for image in images {
+            if let Err(e) = self.remove_image(&image).await {
+                warn!("could not remove image {image}: {e}");
             }
         }
     }
