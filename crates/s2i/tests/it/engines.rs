@@ -1,0 +1,196 @@
+//! What differs between the engines s2i drives, proven against the engine under test
+//! (`S2I_TEST_ENGINE`, Docker or the test kit's Podman service): awkward values reach the image
+//! intact (Podman 4 reads commit settings only from `changes` lines), the engine is found and
+//! named, and an image that lost its ONBUILD triggers is recognised.
+
+use std::process::{Command, Stdio};
+
+use s2i_engine::{ConnectOptions, DockerEngine, Engine, EngineKind};
+use s2i_testkit::{docker_output, docker_run, engine_host, fixture, image_config, image_inspect, test_engine, write_file, TestEngine, TestEnv};
+
+fn engine_kind() -> &'static str {
+    match test_engine() {
+        TestEngine::Docker => "docker",
+        TestEngine::Podman => "podman",
+    }
+}
+
+fn app(env: &TestEnv) -> String {
+    write_file(&env.work().join("app/index.html"), "hello\n", 0o644);
+    "app".into()
+}
+
+fn layers(image: &str) -> Vec<String> {
+    serde_json::from_value(image_inspect(image)["RootFS"]["Layers"].clone()).unwrap()
+}
+
+/// Values that a quoting or a line format could get wrong: quotes, `\`, `$`, spaces, `=`,
+/// newlines, and ones that read like an instruction of their own.
+const AWKWARD: [&str; 10] = [
+    "quote\" inside",
+    "\"quoted\"",
+    "back\\slash \\n \\\"",
+    "$HOME ${PATH} `id`",
+    " spaces around ",
+    "a=b=c",
+    "two\nlines",
+    "\"",
+    "",
+    "x\nLABEL evil=1\nENV EVIL=1",
+];
+
+#[test]
+fn awkward_env_and_label_values_arrive_intact_in_the_image() {
+    let env = TestEnv::new("awkward");
+    let builder = env.alias(&fixture("sti-fake"));
+    let out = env.tag("app");
+    let src = app(&env);
+    let mut args: Vec<String> = vec!["build".into(), src, builder.clone(), out.clone(), "--description".into(), "line one\nline two".into()];
+    for (i, v) in AWKWARD.iter().enumerate() {
+        args.extend(["-e".into(), format!("V{i}={v}"), "--label".into(), format!("l{i}={v}")]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, _, stderr) = env.run(&args);
+    assert_eq!(code, 0, "{stderr}");
+
+    let cfg = image_config(&out);
+    let image_env: Vec<String> = serde_json::from_value(cfg["Env"].clone()).unwrap();
+    for (i, v) in AWKWARD.iter().enumerate() {
+        // -e trims its value, as the reference does.
+        assert!(image_env.contains(&format!("V{i}={}", v.trim())), "V{i}={v:?} in {image_env:?}");
+        assert_eq!(cfg["Labels"][format!("l{i}")], *v, "label l{i}");
+    }
+    assert_eq!(cfg["Labels"]["io.k8s.description"], "line one\nline two");
+    assert!(cfg["Labels"].get("evil").is_none() && !image_env.iter().any(|e| e.starts_with("EVIL=")), "no value adds a setting: {cfg}");
+    assert_eq!(cfg["Cmd"], serde_json::json!(["/usr/libexec/s2i/run"]));
+    assert_eq!(cfg["User"], "1001");
+    // The values are what the application sees.
+    assert_eq!(docker_run(&out, &["sh", "-c", "printf '%s|%s' \"$V6\" \"$V2\""]).1, "two\nlines|back\\slash \\n \\\"");
+
+    // Docker commits in one step. Podman's changes lines cannot carry a newline: the labels with
+    // one go through a second step, whose first image must not be left behind.
+    let (built, base) = (layers(&out), layers(&builder));
+    let steps = built.len() - base.len();
+    match test_engine() {
+        TestEngine::Docker => assert_eq!(steps, 1),
+        TestEngine::Podman => {
+            assert_eq!(steps, 2, "a two-step commit");
+            let first_step = &built[..built.len() - 1];
+            let all = docker_output(&["images", "-a", "-q", "--no-trunc"]);
+            for id in all.lines() {
+                let left = serde_json::from_value::<Vec<String>>(image_inspect(id)["RootFS"]["Layers"].clone()).unwrap_or_default();
+                assert_ne!(left, first_step, "the first step {id} of the commit was left behind");
+            }
+        }
+    }
+    env.assert_clean();
+}
+
+#[test]
+fn the_engine_is_named_and_found_through_docker_host_or_container_host() {
+    let env = TestEnv::new("engine-named");
+    let builder = env.alias(&fixture("sti-fake"));
+    let src = app(&env);
+    let host = engine_host();
+
+    let (code, stdout, stderr) = env.run(&["build", &src, &builder, &env.tag("a"), "--loglevel", "1", "--output=json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let using = stderr.lines().find(|l| l.starts_with("Using ")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(using.starts_with(&format!("Using {} ", engine_kind())) && using.ends_with(&format!(" at {host}")), "{using}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["engine"]["kind"], engine_kind(), "{doc}");
+    assert_eq!(doc["engine"]["endpoint"], host.as_str());
+    assert!(doc["engine"]["version"].as_str().is_some_and(|v| !v.is_empty()) && doc["engine"]["api_version"].is_string(), "{doc}");
+
+    // CONTAINER_HOST, as Podman's tools read it, when DOCKER_HOST is not set.
+    let out = env
+        .s2i()
+        .args(["build", &src, &builder, &env.tag("b"), "--loglevel", "1"])
+        .env_remove("DOCKER_HOST")
+        .env("CONTAINER_HOST", &host)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!(" at {host}\n")), "{stderr}");
+    // DOCKER_HOST wins over CONTAINER_HOST.
+    let out = env
+        .s2i()
+        .args(["build", &src, &builder, &env.tag("c")])
+        .env("CONTAINER_HOST", "unix:///nonexistent/podman.sock")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env.s2i().args(["build", &src, &builder, "x"]).env_remove("DOCKER_HOST").env("CONTAINER_HOST", "unix:///nonexistent/podman.sock").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("unix:///nonexistent/podman.sock") && stderr.contains("podman.socket"), "{stderr}");
+    env.assert_clean();
+}
+
+#[test]
+fn without_a_named_engine_the_default_sockets_are_tried_in_order() {
+    let env = TestEnv::new("discovery");
+    let not_a_socket = env.work().join("not-a-socket");
+    std::fs::write(&not_a_socket, "").unwrap();
+    let bad = vec!["unix:///nonexistent/docker.sock".to_string(), format!("unix://{}", not_a_socket.display())];
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let opts = ConnectOptions::default();
+
+    let mut endpoints = bad.clone();
+    endpoints.push(engine_host());
+    let engine = rt.block_on(DockerEngine::connect_first(&opts, &endpoints)).expect("the engine under test answers");
+    let version = rt.block_on(engine.version()).unwrap();
+    assert_eq!(version.endpoint, engine_host());
+    let kind = match test_engine() {
+        TestEngine::Docker => EngineKind::Docker,
+        TestEngine::Podman => EngineKind::Podman,
+    };
+    assert_eq!(version.kind, kind);
+
+    let err = rt.block_on(DockerEngine::connect_first(&opts, &bad)).err().expect("nothing answers").to_string();
+    assert!(err.contains("unix:///nonexistent/docker.sock (no such socket)"), "{err}");
+    assert!(err.contains(&format!("unix://{}", not_a_socket.display())), "{err}");
+    assert!(err.contains("systemctl --user start podman.socket") && err.contains("podman system service"), "{err}");
+    env.assert_clean();
+}
+
+/// An ONBUILD builder keeps its triggers only in the Docker image format. Docker's classic
+/// builder always writes that format; Podman's own build writes OCI by default and drops them,
+/// and Podman's API reports no triggers at all (s2i reads them from the history): each engine's
+/// case is checked in its run.
+#[test]
+fn onbuild_triggers_are_found_and_an_oci_image_that_lost_them_is_named() {
+    let env = TestEnv::new("onbuild-format");
+    let base = s2i_testkit::base_image();
+    let context = env.work().join("onbuild-builder");
+    write_file(
+        &context.join("Dockerfile"),
+        &format!("FROM {base}\nRUN mkdir -p /app && chown 1001:0 /app\nWORKDIR /app\nONBUILD COPY --chown=1001:0 . /app/\nONBUILD RUN echo triggered > /app/triggered\nUSER 1001\n"),
+        0o644,
+    );
+    write_file(&env.work().join("src/run"), "#!/bin/sh\ncat /app/triggered\n", 0o755);
+    let docker_format = env.tag("docker-format");
+    docker_output(&["build", "-q", "-t", &docker_format, context.to_str().unwrap()]);
+    let out = env.tag("app");
+    let (code, _, stderr) = env.run(&["build", "src", &docker_format, &out, "--loglevel", "1"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("has ONBUILD instructions"), "{stderr}");
+    assert_eq!(docker_run(&out, &[]).1, "triggered\n");
+
+    if test_engine() == TestEngine::Podman {
+        // podman's own client, against the same service: an OCI image.
+        let oci = env.tag("oci-format");
+        let built = Command::new("podman")
+            .args(["--url", &engine_host(), "build", "-q", "--format", "oci", "-t", &oci])
+            .arg(&context)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+        let (code, _, stderr) = env.run(&["build", "src", &oci, &env.tag("oci-app")]);
+        assert_ne!(code, 0, "{stderr}");
+        assert!(stderr.contains("in the OCI format, which cannot keep them") && stderr.contains("--format docker"), "{stderr}");
+    }
+    env.assert_clean();
+}
