@@ -59,17 +59,18 @@ impl DockerEngine {
         Self::connect_first(opts, &crate::connect::default_endpoints()).await
     }
 
-    /// Connect to the first of `endpoints` that answers. The error names each one and why it
-    /// did not do, and how to start an engine.
+    /// Connect to the first of `endpoints` that answers. The error says what each one answered
+    /// and how to start an engine.
     pub async fn connect_first(opts: &ConnectOptions, endpoints: &[String]) -> Result<Self> {
         let mut tried = Vec::new();
-        for endpoint in endpoints.iter().cloned() {
-            let path = endpoint.strip_prefix("unix://").unwrap_or(&endpoint);
-            if !std::path::Path::new(path).exists() {
-                tried.push(format!("{endpoint} (no such socket)"));
-                continue;
+        for endpoint in endpoints {
+            if let Some(path) = endpoint.strip_prefix("unix://") {
+                if !std::path::Path::new(path).exists() {
+                    tried.push(format!("{endpoint} (no such socket)"));
+                    continue;
+                }
             }
-            match tokio::time::timeout(DISCOVERY_TIMEOUT, Self::connect_to(opts, &endpoint)).await {
+            match tokio::time::timeout(DISCOVERY_TIMEOUT, Self::connect_to(opts, endpoint)).await {
                 Ok(Ok(engine)) => return Ok(engine),
                 Ok(Err(EngineError::Connect { reason, .. })) => tried.push(format!("{endpoint} ({reason})")),
                 Ok(Err(other)) => return Err(other),
@@ -77,7 +78,7 @@ impl DockerEngine {
             }
         }
         Err(EngineError::Connect {
-            endpoint: if endpoints.len() == 1 { endpoints[0].clone() } else { "any of its default sockets".into() },
+            endpoint: if endpoints.len() == 1 { endpoints[0].clone() } else { "any of the endpoints tried".into() },
             reason: format!(
                 "tried {}; start Docker, or Podman's API service (systemctl --user start podman.socket, \
                  systemctl start podman.socket as root, or podman system service --time=0 &)",
