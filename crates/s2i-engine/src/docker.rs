@@ -778,7 +778,11 @@ impl Engine for DockerEngine {
         let (pumped, relayed) = tokio::join!(pump, relay);
         let code = wait_exit_code(&self.docker, id).await?;
         pumped.map_err(EngineError::Input)?;
-        relayed?;
+        if let Err(e) = relayed {
+            // Podman resets the attach connection when a container stops while input it never
+            // read is still queued: the exit code stands, the end of the output may be lost.
+            warn!("the engine cut the container's output short ({e}); its last lines may be missing");
+        }
         Ok(code)
     }
 
