@@ -20,6 +20,19 @@ fn app(env: &TestEnv) -> String {
     "app".into()
 }
 
+/// Every image of the engine, intermediate ones too. Podman fails a listing when an image goes
+/// away while it is made (other tests remove theirs): it is asked again.
+fn all_images() -> Vec<String> {
+    for _ in 0..10 {
+        let out = s2i_testkit::engine_command().args(["images", "-a", "-q", "--no-trunc"]).output().unwrap();
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    panic!("the engine never listed its images");
+}
+
 fn layers(image: &str) -> Vec<String> {
     serde_json::from_value(image_inspect(image)["RootFS"]["Layers"].clone()).unwrap()
 }
@@ -76,9 +89,10 @@ fn awkward_env_and_label_values_arrive_intact_in_the_image() {
         TestEngine::Podman => {
             assert_eq!(steps, 2, "a two-step commit");
             let first_step = &built[..built.len() - 1];
-            let all = docker_output(&["images", "-a", "-q", "--no-trunc"]);
-            for id in all.lines() {
-                let left = serde_json::from_value::<Vec<String>>(image_inspect(id)["RootFS"]["Layers"].clone()).unwrap_or_default();
+            for id in all_images() {
+                // Other tests remove images meanwhile: one gone since the listing is no leftover.
+                let out = s2i_testkit::engine_command().args(["image", "inspect", "--format", "{{json .RootFS.Layers}}", &id]).output().unwrap();
+                let left: Vec<String> = serde_json::from_slice(&out.stdout).unwrap_or_default();
                 assert_ne!(left, first_step, "the first step {id} of the commit was left behind");
             }
         }
@@ -192,5 +206,58 @@ fn onbuild_triggers_are_found_and_an_oci_image_that_lost_them_is_named() {
         assert_ne!(code, 0, "{stderr}");
         assert!(stderr.contains("in the OCI format, which cannot keep them") && stderr.contains("--format docker"), "{stderr}");
     }
+    env.assert_clean();
+}
+
+/// What the strategies rely on when they run a container, on the engine itself: stdin reaches
+/// EOF when the writer is done (Podman ignores `StdinOnce` and closes stdin on the attach's
+/// half-close), the exit code survives a container that stops before reading its input (Podman
+/// loses it when one attaches to an exited container: the engine attaches before it starts),
+/// and a container's stdout can be read as a stream.
+#[test]
+fn containers_get_eof_on_stdin_and_keep_their_exit_codes() {
+    use s2i_engine::{ContainerSpec, OutputStream};
+    let env = TestEnv::new("attach");
+    let image = env.alias(&s2i_testkit::base_image());
+    // Named the way s2i names its containers, so that assert_clean would see one left behind.
+    let prefix = format!("s2i_{}_", image.trim_end_matches(":latest").replace(|c: char| !c.is_ascii_alphanumeric(), "_"));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let opts = ConnectOptions { endpoint: engine_host(), ..Default::default() };
+    let engine = rt.block_on(DockerEngine::connect(&opts)).unwrap();
+    let spec = |name: &str, script: &str, stdin: bool| ContainerSpec {
+        name: Some(format!("{prefix}{name}")),
+        image: image.clone(),
+        cmd: vec!["sh".into(), "-c".into(), script.into()],
+        open_stdin: stdin,
+        ..Default::default()
+    };
+    let run = |spec: ContainerSpec, input: Vec<u8>| {
+        rt.block_on(async {
+            let id = engine.create_container(&spec).await.unwrap();
+            let mut out = Vec::new();
+            let mut sink = |s: OutputStream, d: &[u8]| {
+                if s == OutputStream::Stdout {
+                    out.extend_from_slice(d)
+                }
+            };
+            let input: s2i_engine::ContainerInput = Box::new(std::io::Cursor::new(input));
+            let code = tokio::time::timeout(std::time::Duration::from_secs(60), engine.run_container(&id, Some(input), &mut sink)).await;
+            engine.remove_container(&id).await.unwrap();
+            (code.expect("the container ends once its input is done").unwrap(), String::from_utf8_lossy(&out).into_owned())
+        })
+    };
+    assert_eq!(run(spec("count", "wc -c; exit 3", true), vec![b'x'; 1 << 20]), (3, "1048576\n".to_string()));
+    assert_eq!(run(spec("early", "exit 5", true), vec![b'x'; 16 << 20]).0, 5, "stopping before the input is read is no error");
+
+    let (stdout, code) = rt.block_on(async {
+        let id = engine.create_container(&spec("stdout", "echo out; echo err >&2; exit 4", false)).await.unwrap();
+        let mut running = engine.run_with_stdout(&id, Box::new(|_: OutputStream, _: &[u8]| {})).await.unwrap();
+        let mut stdout = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut running.stdout, &mut stdout).await.unwrap();
+        let code = running.exit.await.unwrap();
+        engine.remove_container(&id).await.unwrap();
+        (stdout, code)
+    });
+    assert_eq!((stdout.as_str(), code), ("out\n", 4));
     env.assert_clean();
 }
