@@ -57,7 +57,7 @@ pub use docker::{
 };
 pub use env::{s2i_bin, TestEnv};
 pub use http::{HttpServer, RecordedRequest};
-pub use podman::{podman_service, PodmanService};
+pub use podman::{podman_service, PodmanService, RootlessPodman};
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -12,6 +12,7 @@
 use std::collections::VecDeque;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -293,6 +294,264 @@ fn register_exit_cleanup() {
         unsafe { atexit(stop_supervisor) };
     });
 }
+
+/// A rootless Podman for one test: a throwaway user (`s2i-rl-<hex>`, with subordinate ids and a
+/// home and `XDG_RUNTIME_DIR` in a temp directory) running `podman system service` on its own
+/// socket, with runc and cgroupfs (crun refuses cgroup v1 hosts with a unified hierarchy mounted)
+/// and the storage driver of [`PodmanService`]. A supervisor owns it like the rootful service's:
+/// when this value is dropped, or the test process ends however it ends, the service and every
+/// process of the user are stopped, its store is reset, and the user, its subordinate ids and
+/// its files are removed. Needs root (to make the user) and `newuidmap` (`apt-get install uidmap`).
+pub struct RootlessPodman {
+    dir: PathBuf,
+    user: String,
+    subids: (u64, u64),
+    supervisor: Option<Child>,
+    /// The user exists and no supervisor will remove it: dropping this value does.
+    user_made: bool,
+}
+
+/// Subordinate ids given to a throwaway user: as many as a container image may use.
+const SUBID_COUNT: u64 = 65536;
+
+impl RootlessPodman {
+    /// Makes the user and starts its service, with the overlay storage driver (native rootless
+    /// overlay) or, where that is refused, vfs. Panics, saying what is missing, when it cannot.
+    pub fn start() -> RootlessPodman {
+        let podman = find_podman().unwrap_or_else(|e| panic!("{e}"));
+        let root = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        assert!(matches!(root, Ok(true)), "a rootless Podman test needs root to make its throwaway user");
+        for (tool, package) in [("newuidmap", "uidmap"), ("setpriv", "util-linux"), ("useradd", "passwd")] {
+            let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                .chain(["/usr/sbin".into(), "/sbin".into()])
+                .any(|d| d.join(tool).is_file());
+            assert!(found, "{tool} is missing: apt-get install {package}");
+        }
+        let mut failures = Vec::new();
+        for driver in ["overlay", "vfs"] {
+            match Self::start_with(&podman, driver) {
+                Ok(rootless) => return rootless,
+                Err(why) => failures.push(format!("with the {driver} storage driver: {why}")),
+            }
+        }
+        panic!("the rootless Podman service did not start:\n{}", failures.join("\n"));
+    }
+
+    fn start_with(podman: &Path, driver: &str) -> Result<RootlessPodman, String> {
+        let user = format!("s2i-rl-{}", crate::random_hex(8));
+        let dir = tempfile::Builder::new()
+            .prefix("s2i-rootless-")
+            .tempdir_in("/tmp")
+            .map_err(|e| format!("a temp dir for the rootless user: {e}"))?
+            .keep();
+        // From here on, dropping `me` removes the user and the directory.
+        let mut me = RootlessPodman { dir, user, subids: free_subid_range(), supervisor: None, user_made: false };
+        let run_as_root = |args: &[&str]| -> Result<(), String> {
+            let out = Command::new(args[0]).args(&args[1..]).stdin(Stdio::null()).output().map_err(|e| format!("cannot run {}: {e}", args[0]))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!("{args:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim()))
+            }
+        };
+        let d = me.dir.display().to_string();
+        let home = format!("{d}/home");
+        run_as_root(&["useradd", "--no-create-home", "--home-dir", &home, "--shell", "/bin/sh", "--user-group", "-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0", &me.user])?;
+        me.user_made = true;
+        run_as_root(&["usermod", "--add-subuids", &me.subid_range(), "--add-subgids", &me.subid_range(), &me.user])?;
+        let io = |e: std::io::Error| format!("preparing {d}: {e}");
+        fs::set_permissions(&me.dir, fs::Permissions::from_mode(0o755)).map_err(io)?;
+        for sub in ["home", "run", "run/podman"] {
+            fs::create_dir(me.dir.join(sub)).map_err(io)?;
+        }
+        let nofile = hard_limit("Max open files").unwrap_or(1024);
+        let nproc = hard_limit("Max processes").unwrap_or(MAX_NPROC).min(MAX_NPROC);
+        fs::write(
+            me.dir.join("containers.conf"),
+            format!(
+                "[containers]\ndefault_ulimits = [\"nofile={nofile}:{nofile}\", \"nproc={nproc}:{nproc}\"]\n\
+                 [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nevents_logfile_path = \"{d}/run/events.log\"\nruntime = \"runc\"\n"
+            ),
+        )
+        .map_err(io)?;
+        fs::write(me.dir.join("storage.conf"), format!("[storage]\ndriver = \"{driver}\"\ngraphroot = \"{d}/home/storage\"\nrunroot = \"{d}/run/storage\"\n"))
+            .map_err(io)?;
+        run_as_root(&["chown", "-R", &format!("{0}:{0}", me.user), &home, &format!("{d}/run")])?;
+        fs::set_permissions(me.dir.join("run"), fs::Permissions::from_mode(0o700)).map_err(io)?;
+
+        let mut supervisor = Command::new("sh")
+            .arg("-c")
+            .arg(ROOTLESS_SUPERVISOR_SCRIPT)
+            .arg("s2i-rootless-supervisor")
+            .arg(&me.dir)
+            .arg(&me.user)
+            .arg(podman)
+            .arg(me.subid_range())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("cannot run sh: {e}"))?;
+        let log = drain_log(supervisor.stderr.take().expect("piped stderr"));
+        // The supervisor removes the user and the directory from now on.
+        me.user_made = false;
+        me.supervisor = Some(supervisor);
+        let socket = me.socket();
+        let started = Instant::now();
+        while ping(&socket).is_err() {
+            let exited = me.supervisor.as_mut().and_then(|s| s.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                std::thread::sleep(Duration::from_millis(100));
+                return Err(format!("the service of {} exited ({status}):\n{}", me.user, log.lock().map(|l| tail(&l)).unwrap_or_default()));
+            }
+            if started.elapsed() > START_TIMEOUT {
+                return Err(format!("the service of {} did not answer within {}s", me.user, START_TIMEOUT.as_secs()));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(me)
+    }
+
+    fn subid_range(&self) -> String {
+        format!("{}-{}", self.subids.0, self.subids.0 + self.subids.1 - 1)
+    }
+
+    /// `unix:///…/podman.sock`, for `DOCKER_HOST`.
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    /// Where Podman's tools (and s2i) look for a user's service: `$XDG_RUNTIME_DIR/podman/podman.sock`.
+    fn socket(&self) -> PathBuf {
+        self.dir.join("run/podman/podman.sock")
+    }
+
+    /// The throwaway user's name.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The first subordinate id and how many the user has.
+    pub fn subids(&self) -> (u64, u64) {
+        self.subids
+    }
+
+    /// The user's home, which it owns: sources and temp files of its builds go there.
+    pub fn home(&self) -> PathBuf {
+        self.dir.join("home")
+    }
+
+    /// `program` run as the user, with its home, `XDG_RUNTIME_DIR`, Podman configuration and
+    /// `DOCKER_HOST` (this service), and `TMPDIR` in its home.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let d = &self.dir;
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid", &self.user, "--regid", &self.user, "--init-groups", "--"])
+            .arg(program)
+            .env_clear()
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", d.join("home"))
+            .env("USER", &self.user)
+            .env("XDG_RUNTIME_DIR", d.join("run"))
+            .env("TMPDIR", d.join("home"))
+            .env("CONTAINERS_CONF", d.join("containers.conf"))
+            .env("CONTAINERS_STORAGE_CONF", d.join("storage.conf"))
+            .env("DOCKER_HOST", self.host())
+            .env("DOCKER_BUILDKIT", "0")
+            .current_dir(d.join("home"));
+        cmd
+    }
+
+    /// Loads an image that Docker has (the test kit's image factory) into the user's store.
+    pub fn load(&self, image: &str) {
+        let mut save = Command::new("docker")
+            .args(["save", image])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("running docker save");
+        let archive = save.stdout.take().expect("piped stdout");
+        let load = Command::new("docker").args(["load", "-q"]).env("DOCKER_HOST", self.host()).stdin(archive).output().expect("running docker load");
+        let saved = save.wait().expect("docker save ends");
+        assert!(
+            saved.success() && load.status.success(),
+            "loading {image} into the rootless Podman of {} failed: {}",
+            self.user,
+            String::from_utf8_lossy(&load.stderr)
+        );
+    }
+}
+
+impl Drop for RootlessPodman {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.supervisor.take() {
+            drop(child.stdin.take());
+            let _ = child.wait();
+            return;
+        }
+        // Setting up failed before the supervisor ran.
+        if self.user_made {
+            let range = self.subid_range();
+            let _ = Command::new("usermod").args(["--del-subuids", &range, "--del-subgids", &range, &self.user]).output();
+            let _ = Command::new("userdel").arg(&self.user).output();
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The first free range of [`SUBID_COUNT`] ids after every range in `/etc/subuid` and
+/// `/etc/subgid` (and at least 400000).
+fn free_subid_range() -> (u64, u64) {
+    let mut start = 400_000u64;
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        for line in fs::read_to_string(file).unwrap_or_default().lines() {
+            let mut f = line.split(':').skip(1).map(|v| v.trim().parse::<u64>().unwrap_or(0));
+            if let (Some(first), Some(count)) = (f.next(), f.next()) {
+                start = start.max(first + count);
+            }
+        }
+    }
+    (start, SUBID_COUNT)
+}
+
+/// The rootless supervisor: `$1` dir, `$2` user, `$3` podman, `$4` subordinate id range.
+const ROOTLESS_SUPERVISOR_SCRIPT: &str = r#"
+set -u
+dir=$1 user=$2 podman=$3 range=$4
+exec 3<&0 </dev/null
+as_user() {
+  setpriv --reuid "$user" --regid "$user" --init-groups -- env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin     HOME="$dir/home" USER="$user" XDG_RUNTIME_DIR="$dir/run"     CONTAINERS_CONF="$dir/containers.conf" CONTAINERS_STORAGE_CONF="$dir/storage.conf" "$@"
+}
+# Every process of the throwaway user, by pid (conmon and Podman's pause process included).
+stop_user() {
+  for signal in TERM KILL; do
+    pids=$(ps -o pid= -u "$user" 2>/dev/null)
+    [ -n "$pids" ] || return 0
+    kill -s "$signal" $pids 2>/dev/null
+    sleep 1
+  done
+}
+(cd "$dir/home" && as_user "$podman" system service --time=0 "unix://$dir/run/podman/podman.sock") 3<&- &
+service=$!
+trap '' PIPE
+(while read -r _ <&3; do :; done; kill -TERM "$service" 2>/dev/null) &
+watcher=$!
+exec 3<&-
+wait "$service"
+status=$?
+kill "$watcher" 2>/dev/null
+stop_user
+(cd "$dir/home" && as_user "$podman" system reset --force) >/dev/null 2>&1 || echo "podman system reset failed for $user" >&2
+stop_user
+usermod --del-subuids "$range" --del-subgids "$range" "$user" >/dev/null 2>&1
+userdel "$user" >/dev/null 2>&1 || echo "userdel $user failed" >&2
+awk -v d="$dir/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r | while read -r m; do
+  umount -l "$m" 2>/dev/null
+done
+rm -rf "$dir"
+exit $status
+"#;
 
 #[cfg(test)]
 mod tests {
