@@ -261,3 +261,53 @@ fn containers_get_eof_on_stdin_and_keep_their_exit_codes() {
     assert_eq!((stdout.as_str(), code), ("out\n", 4));
     env.assert_clean();
 }
+
+/// Rootless Podman, as most Podman users run it: a throwaway user with subordinate ids runs its
+/// own service, and s2i, run as that user, finds it at `$XDG_RUNTIME_DIR/podman/podman.sock`
+/// when nothing names an engine. The builds use `--network none`: rootless networking needs
+/// slirp4netns and a `/dev/net/tun` that users may open, which a test must not change.
+#[test]
+#[ignore = "needs root and Podman: the Podman run of scripts/test.sh runs it"]
+fn rootless_podman_runs_a_standard_and_an_incremental_build() {
+    let rootless = s2i_testkit::RootlessPodman::start();
+    let builder = fixture("sti-fake");
+    rootless.load(&builder);
+    let src = rootless.home().join("inc");
+    write_file(&src.join("app.txt"), "app\n", 0o644);
+    write_file(
+        &src.join(".s2i/bin/assemble"),
+        "#!/bin/sh\nset -e\ncp -R /tmp/src/. ./\ncat /proc/self/uid_map > uid_map\n\
+         if [ -f /tmp/artifacts/deps/installed ]; then echo \"---> reusing deps from $(cat /tmp/artifacts/deps/installed)\"; cp -R /tmp/artifacts/deps ./deps;\n\
+         else mkdir deps && echo \"build-$BUILD_NO\" > deps/installed && echo '---> installed deps'; fi\n",
+        0o755,
+    );
+    write_file(&src.join(".s2i/bin/save-artifacts"), "#!/bin/sh\ncd /opt/app-root/src && tar cf - deps\n", 0o755);
+    let out = "s2i-rootless/app:latest";
+    let build = |n: &str| {
+        let output = rootless
+            .command(s2i_testkit::s2i_bin())
+            .args(["build", "inc", &builder, out, "--incremental", "-e", n, "--network", "none", "--loglevel", "1"])
+            // Nothing names the engine: s2i looks for it, Docker's socket first.
+            .env_remove("DOCKER_HOST")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "as {}: {stderr}", rootless.user());
+        stderr
+    };
+    let first = build("BUILD_NO=1");
+    assert!(first.contains("Using podman ") && first.contains(&format!(" at {}\n", rootless.host())), "{first}");
+    assert!(first.contains("---> installed deps"), "{first}");
+    let second = build("BUILD_NO=2");
+    assert!(second.contains("---> reusing deps from build-1"), "{second}");
+
+    let shown = rootless
+        .command("docker")
+        .args(["run", "--rm", "--network", "none", out, "cat", "deps/installed", "uid_map"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    // assemble ran in the user's namespace: container uid 1 and up are the user's subordinate ids.
+    let subid = rootless.subids().0.to_string();
+    assert!(shown.starts_with("build-1\n") && shown.lines().any(|l| l.split_whitespace().nth(1) == Some(subid.as_str())), "{shown}");
+}
