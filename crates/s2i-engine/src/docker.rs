@@ -251,7 +251,12 @@ impl DockerEngine {
             let opts = CommitContainerOptions { changes, ..opts };
             return self.commit_request(opts).await;
         }
-        debug!("committing in two steps: Podman's changes lines cannot carry {} settings", plan.rest_env.len() + plan.rest_labels.len());
+        debug!(
+            "committing in two steps: Podman's changes lines cannot carry {} env, {} label and {} user settings",
+            plan.rest_env.len(),
+            plan.rest_labels.len(),
+            u8::from(plan.rest_user)
+        );
         let first = self
             .commit_request(CommitContainerOptions { repo: None, tag: None, changes: changes.clone(), ..opts.clone() })
             .await?;
@@ -307,7 +312,7 @@ impl DockerEngine {
     }
 
     async fn commit_request(&self, opts: CommitContainerOptions) -> Result<String> {
-        // Podman reads no body; Docker is sent the same settings as `changes` lines would give.
+        // Podman 4 reads no body: every setting is in `changes`.
         let res = self
             .docker
             .commit_container(opts, ContainerConfig::default())
