@@ -108,6 +108,8 @@ if wants podman; then
   say "run 2: the tests that drive an engine, against Podman $(podman version --format '{{.Client.Version}}' 2>/dev/null)"
   # The Python builder's tests stay Docker-only: they would add minutes and test the builder
   # image, not the engine. The rootless Podman test (ignored by default: it needs root) runs here.
+  # The tests take turns on the engine (the test kit sees to it): Podman 4.3 mishandles
+  # concurrent clients, so this run takes about twice as long as its tests would in parallel.
   extra=(-- --skip python:: --include-ignored)
   for arg in "$@"; do [ "$arg" = -- ] && extra=(--skip python:: --include-ignored); done
   S2I_TEST_ENGINE=podman cargo test --locked --no-fail-fast -p s2i-testkit -p s2i "$@" "${extra[@]}" || status=1

@@ -269,6 +269,8 @@ fn containers_get_eof_on_stdin_and_keep_their_exit_codes() {
 #[test]
 #[ignore = "needs root and Podman: the Podman run of scripts/test.sh runs it"]
 fn rootless_podman_runs_a_standard_and_an_incremental_build() {
+    // Holds the engine turn: loading the fixture goes through the test kit's own Podman service.
+    let _env = TestEnv::new("rootless");
     let rootless = s2i_testkit::RootlessPodman::start();
     let builder = fixture("sti-fake");
     rootless.load(&builder);
