@@ -89,7 +89,7 @@ pub fn engine_command() -> Command {
 }
 
 /// A `docker` CLI command aimed at the Docker daemon, which makes the test images.
-fn factory_command() -> Command {
+pub(crate) fn factory_command() -> Command {
     let mut cmd = Command::new("docker");
     cmd.env("DOCKER_HOST", docker_host())
         .env("DOCKER_BUILDKIT", "0")
