@@ -262,7 +262,7 @@ impl BuildError {
                 format!("if the input is trusted, raise the limit with {}=<value> in the environment", limit.variable())
             }
             BuildError::EngineUnreachable { .. } | BuildError::Engine(EngineError::Connect { .. }) => {
-                "is the Docker daemon running? Point -U/--url or DOCKER_HOST at it (unix:///var/run/docker.sock, tcp://host:2375)".into()
+                "is Docker or Podman running? Start Docker, or Podman's API service (systemctl --user start podman.socket, or podman system service --time=0 &), and point -U/--url, DOCKER_HOST or CONTAINER_HOST at it unless it is at its default socket".into()
             }
             BuildError::ImageNotLocal { .. } => {
                 "build or load the image locally, or use --pull-policy if-not-present to pull it".into()

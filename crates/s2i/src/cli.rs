@@ -42,7 +42,7 @@ pub struct Cli {
 #[derive(Debug, Args, Clone)]
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
-    /// Daemon endpoint (unix:///path or tcp://host:port); default $DOCKER_HOST, else unix:///var/run/docker.sock
+    /// Engine endpoint (unix:///path or tcp://host:port); default $DOCKER_HOST, else $CONTAINER_HOST, else the first of Docker's and Podman's sockets that answers
     #[arg(short = 'U', long = "url", global = true, value_name = "URL")]
     pub url: Option<String>,
     /// TLS client certificate (default <certdir>/cert.pem)

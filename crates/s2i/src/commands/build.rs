@@ -65,13 +65,14 @@ pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, after: After) -> Re
     let After { json, run_after, callback, started } = after;
     let engine = match super::connect(global).await {
         Ok(engine) => engine,
-        Err(e) => return finish_failed(cfg, e, callback.as_deref(), json, started).await,
+        Err(e) => return finish_failed(cfg, e, callback.as_deref(), json, started, None).await,
     };
+    let engine_doc = s2i_engine::Engine::version(&engine).await.ok().map(|v| report::engine(&v));
     let reporter: Arc<dyn s2i_core::Reporter> = Arc::new(UiReporter(ui().clone()));
     let built = super::interruptible(Some(&engine), &cfg.limits, s2i_core::build(cfg, &engine, reporter.clone())).await;
     let result = match built {
         Ok(result) => result,
-        Err(e) => return finish_failed(cfg, e, callback.as_deref(), json, started).await,
+        Err(e) => return finish_failed(cfg, e, callback.as_deref(), json, started, engine_doc).await,
     };
     if let Some(url) = &callback {
         send_callback(url, true, &result.labels).await;
@@ -86,7 +87,11 @@ pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, after: After) -> Re
         ui().line(&format!("Pushed {}@{}", pushed.name, pushed.digest));
     }
     if json {
-        ui().json(&report::success(cfg, &result, started.elapsed()));
+        let mut doc = report::success(cfg, &result, started.elapsed());
+        if let Some(engine) = engine_doc {
+            doc["engine"] = engine;
+        }
+        ui().json(&doc);
     }
     if run_after {
         let image = result.tag.clone().unwrap_or_else(|| result.image_id.clone());
@@ -98,12 +103,23 @@ pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, after: After) -> Re
 
 /// A failed build still sends its callback and its JSON document; the error is returned for the
 /// binary to render once.
-async fn finish_failed(cfg: &BuildConfig, e: BuildError, callback: Option<&str>, json: bool, started: Instant) -> Result<(), BuildError> {
+async fn finish_failed(
+    cfg: &BuildConfig,
+    e: BuildError,
+    callback: Option<&str>,
+    json: bool,
+    started: Instant,
+    engine: Option<serde_json::Value>,
+) -> Result<(), BuildError> {
     if let Some(url) = callback {
         send_callback(url, false, &Default::default()).await;
     }
     if json {
-        ui().json(&report::failure(&cfg.builder_image, cfg.tag_name().as_deref(), &e, started.elapsed()));
+        let mut doc = report::failure(&cfg.builder_image, cfg.tag_name().as_deref(), &e, started.elapsed());
+        if let Some(engine) = engine {
+            doc["engine"] = engine;
+        }
+        ui().json(&doc);
     }
     Err(e)
 }

@@ -2,7 +2,8 @@
 //!
 //! ```json
 //! {"success":true,"image_id":"sha256:…","tag":"app:v1","builder_image":"python:3.12",
-//!  "strategy":"standard","labels":{…},"phases":[{"name":"assemble","seconds":1.25}],"seconds":1.9}
+//!  "strategy":"standard","labels":{…},"phases":[{"name":"assemble","seconds":1.25}],"seconds":1.9,
+//!  "engine":{"kind":"docker","version":"20.10.24","api_version":"1.41","endpoint":"unix:///var/run/docker.sock"}}
 //! {"success":false,"builder_image":"python:3.12","tag":"app:v1",
 //!  "error":{"message":"…","hint":"…","exit_code":11},"seconds":0.2}
 //! ```
@@ -16,7 +17,13 @@ use std::time::Duration;
 
 use s2i_core::registry::Pushed;
 use s2i_core::{BuildConfig, BuildError, BuildResult};
+use s2i_engine::EngineVersion;
 use serde_json::{json, Value};
+
+/// Which engine did the work: `{"kind":"podman","version":"4.3.1","api_version":"1.41","endpoint":"unix://…"}`.
+pub fn engine(v: &EngineVersion) -> Value {
+    json!({ "kind": v.kind.as_str(), "version": v.version, "api_version": v.api_version, "endpoint": v.endpoint })
+}
 
 pub fn success(cfg: &BuildConfig, result: &BuildResult, took: Duration) -> Value {
     let phases: Vec<Value> =

@@ -540,6 +540,12 @@ fn the_api_version_can_be_pinned() {
     env.assert_clean();
 }
 
+/// The unix socket of the engine under test (the Docker daemon's, or the test kit's Podman service).
+fn engine_socket() -> String {
+    let host = s2i_testkit::engine_host();
+    host.strip_prefix("unix://").unwrap_or_else(|| panic!("these tests need the engine on a unix socket, not {host}")).to_string()
+}
+
 #[test]
 fn the_daemon_can_be_reached_through_docker_host() {
     let env = TestEnv::new("dockerhost");
@@ -548,7 +554,7 @@ fn the_daemon_can_be_reached_through_docker_host() {
     let output = env
         .s2i()
         .args(["build", &src, &builder, &env.tag("a")])
-        .env("DOCKER_HOST", "unix:///var/run/docker.sock")
+        .env("DOCKER_HOST", format!("unix://{}", engine_socket()))
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -612,7 +618,7 @@ impl TlsProxy {
             certs.display()
         );
         let child = std::process::Command::new("socat")
-            .args([&listen, "UNIX-CONNECT:/var/run/docker.sock"])
+            .args([&listen, &format!("UNIX-CONNECT:{}", engine_socket())])
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("socat is installed (apt-get install socat)");
