@@ -193,10 +193,6 @@ pub fn is_untrusted(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<UnsafeEntry>() || inner.is::<Untrusted>())
 }
 
-/// The refusal inside an I/O error, if that is what it is.
-pub fn as_unsafe_entry(e: &io::Error) -> Option<&UnsafeEntry> {
-    e.get_ref().and_then(|inner| inner.downcast_ref::<UnsafeEntry>())
-}
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,7 @@ use crate::error::{BuildError, Result};
 use crate::image_ref::ImageRef;
 use crate::limits::Limits;
 use crate::mapping::Mapping;
+use crate::registry::Registries;
 use crate::source::spec::SourceSpec;
 use crate::users::UidRange;
 
@@ -174,6 +175,12 @@ pub struct BuildConfig {
     pub image_scripts_url: Option<String>,
     pub build_method: BuildMethod,
     pub limits: Limits,
+    /// Where registry credentials come from (`--dockercfg-path`, else Docker's places); every
+    /// pull and push of the build gets those of its image's registry.
+    pub registries: Registries,
+    /// `--push`: push the tag (and the builder stage an incremental runtime build keeps) once the
+    /// build succeeds. The tag names a registry ([`check_push`]).
+    pub push: bool,
 }
 
 impl BuildConfig {
@@ -202,6 +209,19 @@ pub fn parse_tag(tag: &str) -> Result<ImageRef> {
     crate::image_ref::parse_output_tag(tag).map_err(|reason| BuildError::InvalidValue { what: "tag", value: tag.to_string(), reason })
 }
 
+/// `--push` needs a tag that names its registry (`registry.example.com/team/app:v1`): a bare
+/// `app:v1` would go to Docker Hub, which is rarely what a build means.
+pub fn check_push(tag: Option<&ImageRef>) -> Result<()> {
+    let why = match tag {
+        None => "it needs the TAG of the image to push (REGISTRY/NAME[:TAG])".to_string(),
+        Some(t) if t.domain.is_none() => {
+            format!("TAG {t} names no registry: name one, as in 127.0.0.1:5000/{} or docker.io/{}", t.path, t.path)
+        }
+        Some(_) => return Ok(()),
+    };
+    Err(BuildError::InvalidValue { what: "--push", value: tag.map(ImageRef::to_string).unwrap_or_default(), reason: why })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +243,17 @@ mod tests {
         for m in BuildMethod::value_variants() {
             assert_eq!(m.to_possible_value().unwrap().get_name(), m.as_str());
         }
+    }
+
+    #[test]
+    fn push_needs_a_tag_that_names_a_registry() {
+        assert!(check_push(Some(&parse_tag("127.0.0.1:5000/team/app:v1").unwrap())).is_ok());
+        assert!(check_push(Some(&parse_tag("docker.io/team/app").unwrap())).is_ok());
+        assert!(check_push(Some(&parse_tag("localhost/app").unwrap())).is_ok());
+        let e = check_push(Some(&parse_tag("team/app:v1").unwrap())).unwrap_err().to_string();
+        assert!(e.contains("TAG team/app:v1 names no registry") && e.contains("127.0.0.1:5000/team/app"), "{e}");
+        let e = check_push(None).unwrap_err().to_string();
+        assert!(e.contains("needs the TAG"), "{e}");
     }
 
     #[test]

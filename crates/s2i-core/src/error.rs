@@ -32,9 +32,6 @@ pub enum BuildError {
     #[error("s2i rebuild cannot use {flag}")]
     RebuildFlag { flag: &'static str },
 
-    #[error("{flag}: not supported yet")]
-    NotBuiltYet { flag: &'static str },
-
     #[error("source {path:?} does not exist")]
     SourceNotFound { path: PathBuf },
 
@@ -101,6 +98,10 @@ pub enum BuildError {
         #[source]
         source: EngineError,
     },
+
+    /// A registry refused, lacked or could not be asked for an image, or `--push` failed.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryFailure),
 
     #[error("{image} is missing after its pull finished")]
     PulledImageMissing { image: String },
@@ -212,6 +213,7 @@ impl BuildError {
         match self {
             BuildError::ImageNotLocal { .. } => 1,
             BuildError::PullFailed { .. } | BuildError::PulledImageMissing { .. } => 2,
+            BuildError::Registry(e) => e.exit_code(),
             BuildError::Commit { .. } => 6,
             BuildError::ScriptsMissing { .. } => 11,
             BuildError::UserNotAllowed { .. } => 15,
@@ -260,7 +262,7 @@ impl BuildError {
                 format!("if the input is trusted, raise the limit with {}=<value> in the environment", limit.variable())
             }
             BuildError::EngineUnreachable { .. } | BuildError::Engine(EngineError::Connect { .. }) => {
-                "is the Docker daemon running? Point -U/--url or DOCKER_HOST at it (unix:///var/run/docker.sock, tcp://host:2375)".into()
+                "is Docker or Podman running? Start Docker, or Podman's API service (systemctl --user start podman.socket, or podman system service --time=0 &), and point -U/--url, DOCKER_HOST or CONTAINER_HOST at it unless it is at its default socket".into()
             }
             BuildError::ImageNotLocal { .. } => {
                 "build or load the image locally, or use --pull-policy if-not-present to pull it".into()
@@ -287,6 +289,7 @@ impl BuildError {
                 format!("if you trust {image} and want that source, name it: s2i rebuild {image} --source {location}")
             }
             BuildError::ImageBuild { .. } => "the build output above shows the step that failed".into(),
+            BuildError::Registry(e) => e.hint(),
             BuildError::LabelsTooBig { .. } => "write fewer or shorter labels in image_metadata.json".into(),
             BuildError::ImageMetadata { .. } => {
                 "the file must look like {\"labels\":[{\"key\":\"value\"}]}".into()

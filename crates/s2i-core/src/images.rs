@@ -1,4 +1,5 @@
-//! Getting an image per pull policy, and reading what s2i needs from it.
+//! Getting an image per pull policy (pulled with the credentials of its registry), and reading
+//! what s2i needs from it.
 
 use std::sync::Arc;
 
@@ -8,10 +9,12 @@ use tracing::info;
 use crate::config::PullPolicy;
 use crate::error::{BuildError, Result};
 use crate::image_ref::with_default_tag;
+use crate::registry::{PullAccess, Registries};
 use crate::report::{Reporter, Transfer};
 
-/// Inspect `name`, pulling it when the policy says so.
-pub async fn obtain(engine: &dyn Engine, name: &str, policy: PullPolicy, reporter: &Arc<dyn Reporter>) -> Result<ImageInfo> {
+/// Inspect `name`, pulling it when the policy says so with the credentials `registries` finds
+/// for its registry.
+pub async fn obtain(engine: &dyn Engine, registries: &Registries, name: &str, policy: PullPolicy, reporter: &Arc<dyn Reporter>) -> Result<ImageInfo> {
     let name = with_default_tag(name);
     match policy {
         PullPolicy::Never => {
@@ -26,21 +29,28 @@ pub async fn obtain(engine: &dyn Engine, name: &str, policy: PullPolicy, reporte
                 return Ok(found);
             }
             info!("Image {name:?} not available locally, pulling ...");
-            pull_and_inspect(engine, &name, reporter).await
+            pull_and_inspect(engine, registries, &name, reporter).await
         }
         PullPolicy::Always => {
             info!("Pulling image {name:?} ...");
-            pull_and_inspect(engine, &name, reporter).await
+            pull_and_inspect(engine, registries, &name, reporter).await
         }
     }
 }
 
-async fn pull_and_inspect(engine: &dyn Engine, name: &str, reporter: &Arc<dyn Reporter>) -> Result<ImageInfo> {
+async fn pull_and_inspect(engine: &dyn Engine, registries: &Registries, name: &str, reporter: &Arc<dyn Reporter>) -> Result<ImageInfo> {
+    let access = PullAccess::for_image(registries, name).await?;
     reporter.transfer_started(Transfer::Pull, name);
     let mut progress = |event: Progress<'_>| reporter.transfer(Transfer::Pull, name, event);
-    let pulled = engine.pull_image(name, None, &mut progress).await;
+    let pulled = engine.pull_image(name, access.auth(), &mut progress).await;
     reporter.transfer_finished(Transfer::Pull, name, pulled.is_ok());
-    pulled.map_err(|source| BuildError::PullFailed { image: name.to_string(), source })?;
+    if let Err(source) = pulled {
+        // The registry's answer says what went wrong better than the engine's wording can.
+        if let Some(failure) = access.diagnose(registries, name, &source).await {
+            return Err(failure.into());
+        }
+        return Err(BuildError::PullFailed { image: name.to_string(), source });
+    }
     engine.inspect_image(name).await?.ok_or_else(|| BuildError::PulledImageMissing { image: name.to_string() })
 }
 

@@ -28,6 +28,7 @@ pub mod mapping;
 pub mod plan;
 pub mod rebuild;
 pub mod redact;
+pub mod registry;
 pub mod report;
 pub mod result;
 mod run_image;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use s2i_engine::Engine;
 
 use crate::config::{BuildConfig, PullPolicy, SourceConfig};
+use crate::registry::Registries;
 use crate::error::{BuildError, Result};
 use crate::labels;
 use crate::report::Reporter;
@@ -66,9 +67,10 @@ fn is_git_work_tree(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) && std::fs::symlink_metadata(path.join(".git")).is_ok()
 }
 
-/// Obtain `image` per `policy` and read its build config (see [`config_from_labels`]).
-pub async fn config_for(engine: &dyn Engine, image: &str, policy: PullPolicy, source: Option<&str>, reporter: &Arc<dyn Reporter>) -> Result<BuildConfig> {
-    let info = crate::images::obtain(engine, image, policy, reporter).await?;
+/// Obtain `image` per `policy` (with the credentials `registries` finds for it) and read its
+/// build config (see [`config_from_labels`]).
+pub async fn config_for(engine: &dyn Engine, registries: &Registries, image: &str, policy: PullPolicy, source: Option<&str>, reporter: &Arc<dyn Reporter>) -> Result<BuildConfig> {
+    let info = crate::images::obtain(engine, registries, image, policy, reporter).await?;
     config_from_labels(image, &info.labels, source)
 }
 

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::image_ref::ImageRef;
+use crate::registry::Pushed;
 use crate::report::{Phase, Reporter};
 use crate::tar_stream::WalkStats;
 
@@ -20,6 +22,11 @@ pub struct BuildResult {
     pub source_stats: WalkStats,
     /// The image's size in bytes, when the engine says.
     pub size: Option<u64>,
+    /// The builder stage kept for the next incremental build (`<tag>-build`), by an incremental
+    /// build with a runtime image.
+    pub builder_stage: Option<ImageRef>,
+    /// What `--push` pushed: the tag, then the builder stage if one was kept.
+    pub pushed: Vec<Pushed>,
 }
 
 /// Wall time per phase, in the order the phases ran.

@@ -1,11 +1,35 @@
-//! Where the engine is and how to reach it: `-U/--url`, `DOCKER_HOST`, TLS flags and files.
+//! Where the engine is and how to reach it: `-U/--url`, `DOCKER_HOST`, `CONTAINER_HOST`, the
+//! default sockets of Docker and Podman, TLS flags and files.
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{EngineError, Result};
 
-/// The default daemon endpoint when neither `--url` nor `DOCKER_HOST` says otherwise.
+/// Docker's socket: the first place s2i looks when nothing names an engine.
 pub const DEFAULT_ENDPOINT: &str = "unix:///var/run/docker.sock";
+/// The socket of a rootful Podman service (`systemctl start podman.socket`).
+pub const PODMAN_ROOTFUL_ENDPOINT: &str = "unix:///run/podman/podman.sock";
+
+/// Where s2i looks for an engine, in order, when neither `-U`, `DOCKER_HOST` nor `CONTAINER_HOST`
+/// names one: Docker's socket, then Podman's rootful socket, then the user's rootless Podman
+/// socket (`$XDG_RUNTIME_DIR/podman/podman.sock`).
+pub fn default_endpoints() -> Vec<String> {
+    endpoints_to_try(non_empty_env("XDG_RUNTIME_DIR").as_deref())
+}
+
+fn endpoints_to_try(xdg_runtime_dir: Option<&str>) -> Vec<String> {
+    let mut endpoints = vec![DEFAULT_ENDPOINT.to_string(), PODMAN_ROOTFUL_ENDPOINT.to_string()];
+    if let Some(dir) = xdg_runtime_dir {
+        endpoints.push(format!("unix://{}/podman/podman.sock", dir.trim_end_matches('/')));
+    }
+    endpoints
+}
+
+/// The endpoint the environment names: `DOCKER_HOST` first (what the docker CLI reads), then
+/// `CONTAINER_HOST` (what Podman's remote client reads); empty when neither is set.
+fn endpoint_from(env: impl Fn(&str) -> Option<String>) -> String {
+    env("DOCKER_HOST").or_else(|| env("CONTAINER_HOST")).unwrap_or_default()
+}
 
 /// TLS settings as the reference reads them: TLS is on when `tls` or `verify` is set; the server is
 /// verified against `ca` only with `verify`; each file is used only if it exists.
@@ -35,7 +59,8 @@ impl TlsOptions {
 /// How to reach the engine.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConnectOptions {
-    /// `unix:///path`, `tcp://host:port`, `http://…` or `https://…`.
+    /// `unix:///path`, `tcp://host:port`, `http://…` or `https://…`; empty: the first of
+    /// [`default_endpoints`] that answers.
     pub endpoint: String,
     pub tls: TlsOptions,
     /// Pin the API version (`DOCKER_API_VERSION`) instead of negotiating it.
@@ -43,12 +68,13 @@ pub struct ConnectOptions {
 }
 
 impl ConnectOptions {
-    /// Options from the environment alone (`DOCKER_HOST`, `DOCKER_TLS`, `DOCKER_TLS_VERIFY`,
-    /// `DOCKER_CERT_PATH`, `DOCKER_API_VERSION`), as the CLI's defaults.
+    /// Options from the environment alone (`DOCKER_HOST`, else Podman's `CONTAINER_HOST`, else
+    /// none: discover; `DOCKER_TLS`, `DOCKER_TLS_VERIFY`, `DOCKER_CERT_PATH`, `DOCKER_API_VERSION`),
+    /// as the CLI's defaults.
     pub fn from_env() -> Result<Self> {
         let dir = TlsOptions::default_cert_dir();
         Ok(ConnectOptions {
-            endpoint: non_empty_env("DOCKER_HOST").unwrap_or_else(|| DEFAULT_ENDPOINT.to_string()),
+            endpoint: endpoint_from(non_empty_env),
             tls: TlsOptions {
                 tls: non_empty_env("DOCKER_TLS").is_some(),
                 verify: non_empty_env("DOCKER_TLS_VERIFY").is_some(),
@@ -103,6 +129,11 @@ pub(crate) fn parse_endpoint(endpoint: &str) -> Result<Transport<'_>> {
     if endpoint.starts_with('/') {
         return Ok(Transport::Unix(endpoint));
     }
+    if endpoint.starts_with("ssh://") {
+        return Err(unsupported(
+            "ssh:// connections are not supported: forward the remote socket (ssh -L /tmp/engine.sock:/run/podman/podman.sock host) and use unix:///tmp/engine.sock",
+        ));
+    }
     Err(unsupported("use unix:///path/to/socket or tcp://host:port"))
 }
 
@@ -127,6 +158,21 @@ mod tests {
         assert!(parse_endpoint("ssh://me@host").is_err());
         assert!(parse_endpoint("unix://").is_err());
         assert!(parse_endpoint("tcp://").is_err());
+    }
+
+    #[test]
+    fn docker_host_wins_over_container_host_and_nothing_means_discovery() {
+        let env = |vars: &'static [(&'static str, &'static str)]| move |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string());
+        assert_eq!(endpoint_from(env(&[("DOCKER_HOST", "unix:///d.sock"), ("CONTAINER_HOST", "unix:///p.sock")])), "unix:///d.sock");
+        assert_eq!(endpoint_from(env(&[("CONTAINER_HOST", "unix:///p.sock")])), "unix:///p.sock");
+        assert_eq!(endpoint_from(env(&[])), "");
+        assert_eq!(endpoints_to_try(None), ["unix:///var/run/docker.sock", "unix:///run/podman/podman.sock"]);
+        assert_eq!(
+            endpoints_to_try(Some("/run/user/1000/")),
+            ["unix:///var/run/docker.sock", "unix:///run/podman/podman.sock", "unix:///run/user/1000/podman/podman.sock"]
+        );
+        let ssh = parse_endpoint("ssh://core@host/run/podman/podman.sock").unwrap_err().to_string();
+        assert!(ssh.contains("ssh -L"), "{ssh}");
     }
 
     #[test]

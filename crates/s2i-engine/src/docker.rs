@@ -1,21 +1,22 @@
 //! The Docker Engine API backend (also Podman's Docker-compatible API), on bollard.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
 use bollard::models::{ContainerConfig, ContainerCreateBody, HostConfig, HostConfigLogConfig};
 use bollard::query_parameters::{
-    AttachContainerOptions, CommitContainerOptions, CreateContainerOptions, CreateImageOptions,
+    AttachContainerOptions, CommitContainerOptions, ContainerArchiveInfoOptions, CreateContainerOptions, CreateImageOptions,
     DownloadFromContainerOptions, KillContainerOptions, PushImageOptions, RemoveContainerOptions,
     RemoveImageOptions, UploadToContainerOptions, WaitContainerOptions,
 };
 use bollard::{ClientVersion, Docker};
 use futures_util::{StreamExt, TryStreamExt};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::connect::{parse_endpoint, ConnectOptions, Transport};
 use crate::error::{EngineError, Result};
@@ -34,20 +35,63 @@ const REQUEST_TIMEOUT_SECS: u64 = 3600;
 
 pub struct DockerEngine {
     docker: Docker,
+    /// The same connection without the API version prefix, for Podman's own (libpod) API.
+    unversioned: Docker,
     endpoint: String,
     version: EngineVersion,
     /// Containers created and not yet removed, for clean-up after an interruption.
     created: Mutex<HashSet<String>>,
+    /// Images made on the way (a two-step commit's first step) and not yet removed.
+    intermediate: Mutex<HashSet<String>>,
 }
 
+/// How long a default socket may take to answer before the next one is tried.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(15);
+
 impl DockerEngine {
-    /// Connect, ask the engine for its version and settle on an API version both sides speak.
+    /// Connect to `opts.endpoint`, or when it is empty to the first of the default sockets that
+    /// answers (Docker's, then Podman's rootful and rootless ones); ask the engine for its version
+    /// and settle on an API version both sides speak.
     pub async fn connect(opts: &ConnectOptions) -> Result<Self> {
-        let endpoint = opts.endpoint.clone();
-        let connect_err = |reason: String| EngineError::Connect { endpoint: endpoint.clone(), reason };
+        if !opts.endpoint.is_empty() {
+            return Self::connect_to(opts, &opts.endpoint).await;
+        }
+        Self::connect_first(opts, &crate::connect::default_endpoints()).await
+    }
+
+    /// Connect to the first of `endpoints` that answers. The error says what each one answered
+    /// and how to start an engine.
+    pub async fn connect_first(opts: &ConnectOptions, endpoints: &[String]) -> Result<Self> {
+        let mut tried = Vec::new();
+        for endpoint in endpoints {
+            if let Some(path) = endpoint.strip_prefix("unix://") {
+                if !std::path::Path::new(path).exists() {
+                    tried.push(format!("{endpoint} (no such socket)"));
+                    continue;
+                }
+            }
+            match tokio::time::timeout(DISCOVERY_TIMEOUT, Self::connect_to(opts, endpoint)).await {
+                Ok(Ok(engine)) => return Ok(engine),
+                Ok(Err(EngineError::Connect { reason, .. })) => tried.push(format!("{endpoint} ({reason})")),
+                Ok(Err(other)) => return Err(other),
+                Err(_) => tried.push(format!("{endpoint} (no answer within {}s)", DISCOVERY_TIMEOUT.as_secs())),
+            }
+        }
+        Err(EngineError::Connect {
+            endpoint: if endpoints.len() == 1 { endpoints[0].clone() } else { "any of the endpoints tried".into() },
+            reason: format!(
+                "tried {}; start Docker, or Podman's API service (systemctl --user start podman.socket, \
+                 systemctl start podman.socket as root, or podman system service --time=0 &)",
+                tried.join(", ")
+            ),
+        })
+    }
+
+    async fn connect_to(opts: &ConnectOptions, endpoint: &str) -> Result<Self> {
+        let connect_err = |reason: String| EngineError::Connect { endpoint: endpoint.to_string(), reason };
         // Paths are versioned by the request modifier below, so bollard's own version is irrelevant.
         let client_version = ClientVersion { major_version: MAX_API_VERSION.0, minor_version: MAX_API_VERSION.1 };
-        let docker = match parse_endpoint(&opts.endpoint)? {
+        let docker = match parse_endpoint(endpoint)? {
             Transport::Unix(path) => {
                 if !std::path::Path::new(path).exists() {
                     return Err(connect_err(format!("socket {path} does not exist")));
@@ -78,17 +122,20 @@ impl DockerEngine {
                 api.0, api.1, MIN_API_VERSION.0, MIN_API_VERSION.1
             )));
         }
-        let is_podman = server
+        let podman = server
             .components
             .as_ref()
-            .is_some_and(|cs| cs.iter().any(|c| c.name.to_ascii_lowercase().contains("podman")));
+            .and_then(|cs| cs.iter().find(|c| c.name.to_ascii_lowercase().contains("podman")));
         let version = EngineVersion {
-            kind: if is_podman { EngineKind::Podman } else { EngineKind::Docker },
-            version: server.version.unwrap_or_default(),
+            kind: if podman.is_some() { EngineKind::Podman } else { EngineKind::Docker },
+            // Podman answers with its own version in its component, and the Docker version it
+            // emulates at the top.
+            version: podman.map(|c| c.version.clone()).or(server.version).unwrap_or_default(),
             api_version: format!("{}.{}", api.0, api.1),
-            endpoint: opts.endpoint.clone(),
+            endpoint: endpoint.to_string(),
         };
-        debug!("connected to {endpoint}: engine {}, API {}{}", version.version, version.api_version, if is_podman { " (podman)" } else { "" });
+        info!("Using {} {} (API {}) at {endpoint}", version.kind, version.version, version.api_version);
+        let unversioned = docker.clone();
         let prefix = format!("/v{}.{}", api.0, api.1);
         let docker = docker.with_request_modifier(move |mut req| {
             registry_auth_url_safe(&mut req);
@@ -104,7 +151,14 @@ impl DockerEngine {
             }
             req
         });
-        Ok(DockerEngine { docker, endpoint: opts.endpoint.clone(), version, created: Mutex::new(HashSet::new()) })
+        Ok(DockerEngine {
+            docker,
+            unversioned,
+            endpoint: endpoint.to_string(),
+            version,
+            created: Mutex::new(HashSet::new()),
+            intermediate: Mutex::new(HashSet::new()),
+        })
     }
 
     pub fn endpoint(&self) -> &str {
@@ -113,6 +167,158 @@ impl DockerEngine {
 
     fn forget(&self, id: &str) {
         self.created.lock().unwrap().remove(id);
+    }
+
+    /// A `GET` of Podman's own API (`/v4.0.0/libpod{path}`), for what its Docker-compatible API
+    /// leaves out; `None` on 404. bollard has no raw request: `export_image` is a plain GET whose
+    /// body it hands back untouched, so a client whose request modifier swaps the path serves as one.
+    async fn libpod_get(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        const MAX_ANSWER: usize = 16 << 20;
+        let target: http::uri::PathAndQuery = format!("/v4.0.0/libpod{path}")
+            .parse()
+            .map_err(|e| EngineError::Api { op: format!("asking Podman for {path}"), message: format!("{e}"), status: None })?;
+        let client = self.unversioned.clone().with_request_modifier(move |mut req| {
+            let mut parts = req.uri().clone().into_parts();
+            parts.path_and_query = Some(target.clone());
+            if let Ok(uri) = http::Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
+            req
+        });
+        let mut body = Vec::new();
+        let mut stream = client.export_image("libpod").boxed();
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) if body.len() + bytes.len() <= MAX_ANSWER => body.extend_from_slice(&bytes),
+                Ok(_) => {
+                    return Err(EngineError::Api {
+                        op: format!("asking Podman for {path}"),
+                        message: format!("the answer exceeds {} MiB", MAX_ANSWER >> 20),
+                        status: None,
+                    })
+                }
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => return Ok(None),
+                Err(e) => return Err(EngineError::api(format!("asking Podman for {path}"), e)),
+            }
+        }
+        Ok(Some(body))
+    }
+
+    /// The ONBUILD triggers of an image on Podman, whose APIs do not report them: read from the
+    /// image's history (see [`pending_onbuild`]). An image in the OCI format cannot hold any (Podman
+    /// drops them when it builds one), which is worth a warning when its history lists some.
+    async fn podman_onbuild(&self, name: &str, id: &str) -> Result<Vec<String>> {
+        // Asked by id: a name (from a label, say) never becomes part of the path.
+        let hex = id.strip_prefix("sha256:").unwrap_or(id);
+        if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(Vec::new());
+        }
+        let Some(body) = self.libpod_get(&format!("/images/{hex}/json")).await? else {
+            return Ok(Vec::new());
+        };
+        let image: LibpodImage = serde_json::from_slice(&body).map_err(|e| EngineError::Api {
+            op: format!("reading Podman's description of image {name:?}"),
+            message: e.to_string(),
+            status: None,
+        })?;
+        let triggers = pending_onbuild(&image.history);
+        if image.manifest_type.contains("oci") {
+            if !triggers.is_empty() {
+                warn!(
+                    "Image {name} lists ONBUILD instructions in its history, but it is in the OCI format, which cannot keep them: \
+                     Podman will not run them (rebuild it with `podman build --format docker`)"
+                );
+            }
+            return Ok(Vec::new());
+        }
+        Ok(triggers)
+    }
+
+    /// Podman 4 reads a commit's settings only from `changes` lines, which cannot carry a newline
+    /// in a value (nor `=` in a key). A container's own settings reach its commit verbatim,
+    /// though: whatever the lines cannot say is given to a container created (never started) from
+    /// a first, untagged commit, and that container is committed again.
+    async fn podman_commit(&self, id: &str, spec: &CommitSpec, opts: CommitContainerOptions) -> Result<String> {
+        let container = self
+            .docker
+            .inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>)
+            .await
+            .map_err(|e| EngineError::api("inspecting the container to commit", e))?;
+        let config = container.config.unwrap_or_default();
+        let plan = PodmanCommit::plan(spec, &config.env.unwrap_or_default(), &config.labels.unwrap_or_default());
+        let changes = Some(plan.changes.join("\n"));
+        if plan.rest_env.is_empty() && plan.rest_labels.is_empty() && !plan.rest_user {
+            let opts = CommitContainerOptions { changes, ..opts };
+            return self.commit_request(opts).await;
+        }
+        debug!(
+            "committing in two steps: Podman's changes lines cannot carry {} env, {} label and {} user settings",
+            plan.rest_env.len(),
+            plan.rest_labels.len(),
+            u8::from(plan.rest_user)
+        );
+        let first = self
+            .commit_request(CommitContainerOptions { repo: None, tag: None, changes: changes.clone(), ..opts.clone() })
+            .await?;
+        self.intermediate.lock().unwrap().insert(first.clone());
+        // Named after the container it continues, so that whoever looks for that one finds it too.
+        let name = container
+            .name
+            .as_deref()
+            .map(|n| n.trim_start_matches('/'))
+            .filter(|n| !n.is_empty())
+            .map(|n| format!("{n}_commit"));
+        let body = ContainerCreateBody {
+            image: Some(first.clone()),
+            cmd: Some(spec.cmd.clone()),
+            entrypoint: Some(spec.entrypoint.clone()),
+            user: Some(spec.user.clone()).filter(|u| !u.is_empty()),
+            env: Some(plan.rest_env),
+            labels: Some(plan.rest_labels),
+            ..Default::default()
+        };
+        if let Some(name) = &name {
+            self.created.lock().unwrap().insert(name.clone());
+        }
+        let second = self
+            .docker
+            .create_container(Some(CreateContainerOptions { name: name.clone(), ..Default::default() }), body)
+            .await
+            .map_err(|e| EngineError::api("creating the container of the second commit step", e));
+        if let Some(name) = &name {
+            self.forget(name);
+        }
+        let outcome = match second {
+            Ok(created) => {
+                self.created.lock().unwrap().insert(created.id.clone());
+                let committed = self
+                    .commit_request(CommitContainerOptions { container: Some(created.id.clone()), changes, ..opts })
+                    .await;
+                if let Err(e) = self.remove_container(&created.id).await {
+                    warn!("could not remove container {}: {e}", created.id);
+                }
+                committed
+            }
+            Err(e) => Err(e),
+        };
+        // The result keeps the first step's layers; only the first image goes.
+        match self.remove_image(&first).await {
+            Ok(()) => {
+                self.intermediate.lock().unwrap().remove(&first);
+            }
+            Err(e) => warn!("could not remove image {first}, the first step of a commit: {e}"),
+        }
+        outcome
+    }
+
+    async fn commit_request(&self, opts: CommitContainerOptions) -> Result<String> {
+        // Podman 4 reads no body: every setting is in `changes`.
+        let res = self
+            .docker
+            .commit_container(opts, ContainerConfig::default())
+            .await
+            .map_err(|e| EngineError::api("committing the container", e))?;
+        Ok(full_image_id(res.id))
     }
 
 }
@@ -245,28 +451,127 @@ fn relay_build_stream(mut text: &str, in_stderr: &mut bool, output: &mut dyn Out
     }
 }
 
-/// The `changes` lines that make Podman (which ignores a commit's JSON config) record the same
-/// configuration. Values are JSON strings, which the Dockerfile parser accepts as quoted words.
-fn commit_changes(spec: &CommitSpec) -> String {
-    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
-    let mut lines = vec![
-        format!("CMD {}", serde_json::to_string(&spec.cmd).unwrap_or_default()),
-        format!("ENTRYPOINT {}", serde_json::to_string(&spec.entrypoint).unwrap_or_default()),
-    ];
-    if !spec.user.is_empty() {
-        lines.push(format!("USER {}", spec.user));
-    }
-    for kv in &spec.env {
-        if let Some((k, v)) = kv.split_once('=') {
-            lines.push(format!("ENV {}={}", k, q(v)));
+/// A commit as Podman 4 can take it: `changes` lines for what they can carry, and the rest
+/// (values with a newline, label keys with `=`, a user with a newline) for a second step.
+#[derive(Debug, Default, PartialEq)]
+struct PodmanCommit {
+    changes: Vec<String>,
+    rest_env: Vec<String>,
+    rest_labels: HashMap<String, String>,
+    rest_user: bool,
+}
+
+impl PodmanCommit {
+    /// `container_env` and `container_labels` are the container's own settings, which Podman
+    /// copies into the image by itself: what they already hold needs no line.
+    fn plan(spec: &CommitSpec, container_env: &[String], container_labels: &HashMap<String, String>) -> PodmanCommit {
+        let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_default();
+        // JSON arrays never hold a raw newline: CMD and ENTRYPOINT always fit on their line.
+        let mut plan = PodmanCommit {
+            changes: vec![format!("CMD {}", json(&spec.cmd)), format!("ENTRYPOINT {}", json(&spec.entrypoint))],
+            ..Default::default()
+        };
+        if !spec.user.is_empty() {
+            if spec.user.contains('\n') {
+                plan.rest_user = true;
+            } else {
+                plan.changes.push(format!("USER {}", spec.user));
+            }
         }
+        for kv in &spec.env {
+            let Some((k, v)) = kv.split_once('=') else { continue };
+            if container_env.iter().any(|e| e == kv) {
+                continue;
+            }
+            match change_pair(k, v) {
+                Some(pair) => plan.changes.push(format!("ENV {pair}")),
+                None => plan.rest_env.push(kv.clone()),
+            }
+        }
+        let mut labels: Vec<_> = spec.labels.iter().collect();
+        labels.sort();
+        for (k, v) in labels {
+            if container_labels.get(k) == Some(v) {
+                continue;
+            }
+            match change_pair(k, v) {
+                Some(pair) => plan.changes.push(format!("LABEL {pair}")),
+                None => {
+                    plan.rest_labels.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        plan
     }
-    let mut labels: Vec<_> = spec.labels.iter().collect();
-    labels.sort();
-    for (k, v) in labels {
-        lines.push(format!("LABEL {}={}", q(k), q(v)));
+}
+
+/// `"key"="value"` as Podman 4 reads an ENV or LABEL change: the lines are split at newlines,
+/// a pair at its first `=`, and one pair of surrounding quotes is stripped from each side, with
+/// no unescaping. Always quoting keeps quotes, `\`, `$`, spaces and `=` in a value intact and
+/// leading or trailing spaces from being trimmed. `None` when the pair cannot be written so.
+fn change_pair(key: &str, value: &str) -> Option<String> {
+    if key.is_empty() || key.contains('=') || key.contains('\n') || value.contains('\n') {
+        return None;
     }
-    lines.join("\n")
+    Some(format!("\"{key}\"=\"{value}\""))
+}
+
+/// Docker names images `sha256:<hex>`; Podman answers some calls with the bare hex.
+fn full_image_id(id: String) -> String {
+    if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        format!("sha256:{id}")
+    } else {
+        id
+    }
+}
+
+/// What s2i reads of Podman's own image description.
+#[derive(Debug, serde::Deserialize)]
+struct LibpodImage {
+    #[serde(rename = "ManifestType", default)]
+    manifest_type: String,
+    #[serde(rename = "History", default)]
+    history: Vec<HistoryEntry>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct HistoryEntry {
+    #[serde(default)]
+    created_by: String,
+    #[serde(default)]
+    empty_layer: bool,
+}
+
+/// The ONBUILD triggers an image holds, read from its history (oldest entry first): the ONBUILD
+/// steps after its last layer. Triggers run when an image is built FROM it and are not inherited,
+/// so steps made by layers after them (a child's COPY or RUN) mean they were used up; when only
+/// metadata steps follow, they were used up if those repeat the triggers themselves.
+fn pending_onbuild(history: &[HistoryEntry]) -> Vec<String> {
+    let trailing_start = history.iter().rposition(|h| !h.empty_layer).map_or(0, |i| i + 1);
+    let trailing: Vec<Option<String>> = history[trailing_start..].iter().map(|h| nop_instruction(&h.created_by)).collect();
+    let Some(last) = trailing.iter().rposition(|i| i.as_deref().is_some_and(|i| i.starts_with("ONBUILD "))) else {
+        return Vec::new();
+    };
+    let triggers: Vec<String> = trailing[..=last]
+        .iter()
+        .flatten()
+        .filter_map(|i| i.strip_prefix("ONBUILD ").map(|t| t.trim().to_string()))
+        .collect();
+    if triggers.is_empty() {
+        return triggers;
+    }
+    let after: Vec<&str> = trailing[last + 1..].iter().map(|i| i.as_deref().unwrap_or("")).collect();
+    let ran = after.windows(triggers.len()).any(|w| w.iter().zip(&triggers).all(|(a, t)| a == t));
+    if ran {
+        Vec::new()
+    } else {
+        triggers
+    }
+}
+
+/// The instruction of a metadata step, `USER 1001` from `/bin/sh -c #(nop)  USER 1001`.
+fn nop_instruction(created_by: &str) -> Option<String> {
+    Some(created_by.split_once("#(nop)")?.1.trim().to_string())
 }
 
 #[async_trait]
@@ -282,15 +587,20 @@ impl Engine for DockerEngine {
             Err(e) => return Err(EngineError::api(format!("inspecting image {name:?}"), e)),
         };
         let config = inspect.config.unwrap_or_default();
+        let id = full_image_id(inspect.id.unwrap_or_default());
+        let mut on_build = config.on_build.unwrap_or_default();
+        if on_build.is_empty() && self.version.is_podman() {
+            on_build = self.podman_onbuild(name, &id).await?;
+        }
         Ok(Some(ImageInfo {
-            id: inspect.id.unwrap_or_default(),
+            id,
             user: config.user.unwrap_or_default(),
             env: config.env.unwrap_or_default(),
             entrypoint: config.entrypoint.filter(|e| !e.is_empty()),
             cmd: config.cmd,
             working_dir: config.working_dir.unwrap_or_default(),
             labels: config.labels.unwrap_or_default(),
-            on_build: config.on_build.unwrap_or_default(),
+            on_build,
             size: inspect.size.and_then(|s| u64::try_from(s).ok()),
         }))
     }
@@ -474,7 +784,11 @@ impl Engine for DockerEngine {
         let (pumped, relayed) = tokio::join!(pump, relay);
         let code = wait_exit_code(&self.docker, id).await?;
         pumped.map_err(EngineError::Input)?;
-        relayed?;
+        if let Err(e) = relayed {
+            // Podman resets the attach connection when a container stops while input it never
+            // read is still queued: the exit code stands, the end of the output may be lost.
+            warn!("the engine cut the container's output short ({e}); its last lines may be missing");
+        }
         Ok(code)
     }
 
@@ -520,6 +834,14 @@ impl Engine for DockerEngine {
     }
 
     async fn upload_archive(&self, id: &str, path: &str, tar: ContainerInput) -> Result<()> {
+        if self.version.is_podman() {
+            // Podman makes a missing directory where Docker answers 404: ask first.
+            let stat = ContainerArchiveInfoOptions { path: path.to_string() };
+            self.docker
+                .get_container_archive_info(id, Some(stat))
+                .await
+                .map_err(|e| EngineError::api(format!("copying files to {path} in the container"), e))?;
+        }
         let opts = UploadToContainerOptions { path: path.to_string(), ..Default::default() };
         let body = bollard::body_try_stream(tokio_util::io::ReaderStream::new(tar));
         self.docker
@@ -534,9 +856,11 @@ impl Engine for DockerEngine {
             repo: spec.repo.clone(),
             tag: spec.tag.clone(),
             pause: false,
-            changes: self.version.is_podman().then(|| commit_changes(spec)),
             ..Default::default()
         };
+        if self.version.is_podman() {
+            return self.podman_commit(id, spec, opts).await;
+        }
         let config = ContainerConfig {
             cmd: Some(spec.cmd.clone()),
             entrypoint: Some(spec.entrypoint.clone()),
@@ -550,7 +874,7 @@ impl Engine for DockerEngine {
             .commit_container(opts, config)
             .await
             .map_err(|e| EngineError::api("committing the container", e))?;
-        Ok(res.id)
+        Ok(full_image_id(res.id))
     }
 
     async fn remove_container(&self, id: &str) -> Result<()> {
@@ -617,7 +941,7 @@ impl Engine for DockerEngine {
                 output.output(OutputStream::Stdout, format!("{status}\n").as_bytes());
             }
             if let Some(id) = info.aux.and_then(|a| a.id) {
-                image_id = Some(id);
+                image_id = Some(full_image_id(id));
             }
         }
         match image_id {
@@ -635,6 +959,12 @@ impl Engine for DockerEngine {
         for id in ids {
             if let Err(e) = self.remove_container(&id).await {
                 warn!("could not remove container {id}: {e}");
+            }
+        }
+        let images: Vec<String> = self.intermediate.lock().unwrap().drain().collect();
+        for image in images {
+            if let Err(e) = self.remove_image(&image).await {
+                warn!("could not remove image {image}: {e}");
             }
         }
     }
@@ -690,20 +1020,126 @@ mod tests {
         assert_eq!(layer_phase("Digest: sha256:x"), None);
     }
 
+    /// Podman 4.3's reading of one ENV or LABEL change value (pkg/util GetImageConfig): the whole
+    /// `changes` string is split at newlines, each line at its first space, the value trimmed,
+    /// split at its first `=`, and one pair of surrounding quotes stripped from key and value.
+    fn podman_reads(changes: &str) -> Vec<(String, String, String)> {
+        let unquote = |s: &str| -> String {
+            if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') {
+                s[1..s.len() - 1].to_string()
+            } else {
+                s.to_string()
+            }
+        };
+        changes
+            .split('\n')
+            .filter_map(|line| {
+                let (instr, value) = line.split_once(' ')?;
+                let (k, v) = value.trim().split_once('=').unwrap_or((value.trim(), ""));
+                Some((instr.to_string(), unquote(k), unquote(v)))
+            })
+            .collect()
+    }
+
     #[test]
-    fn commit_changes_quote_every_value() {
+    fn podman_changes_carry_tricky_values_intact_and_leave_newlines_to_the_second_step() {
+        let tricky = [
+            "plain",
+            "",
+            "\"",
+            "\"quoted\"",
+            "back\\slash \\\"",
+            "$HOME and ${PATH} `id`",
+            " spaces around ",
+            "a=b=c",
+            "tab\there\r",
+            "LABEL evil=1",
+        ];
         let spec = CommitSpec {
             cmd: vec!["/tmp/scripts/run".into()],
             entrypoint: vec![],
             user: "1001".into(),
-            env: vec!["A=x y\"z".into()],
-            labels: [("k".to_string(), "v\nLABEL evil=1".to_string())].into(),
+            env: tricky.iter().enumerate().map(|(i, v)| format!("V{i}={v}")).chain(["NL=one\ntwo".to_string()]).collect(),
+            labels: tricky
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (format!("l{i}"), v.to_string()))
+                .chain([("nl".to_string(), "x\nLABEL evil=1".to_string()), ("k=ey".to_string(), "v".to_string())])
+                .collect(),
             ..Default::default()
         };
-        let changes = commit_changes(&spec);
+        let plan = PodmanCommit::plan(&spec, &[], &HashMap::new());
+        assert_eq!(plan.changes[..3], ["CMD [\"/tmp/scripts/run\"]", "ENTRYPOINT []", "USER 1001"]);
+        let read = podman_reads(&plan.changes.join("\n"));
+        for (i, v) in tricky.iter().enumerate() {
+            assert!(read.contains(&("ENV".into(), format!("V{i}"), v.to_string())), "ENV V{i}={v:?}: {read:?}");
+            assert!(read.contains(&("LABEL".into(), format!("l{i}"), v.to_string())), "LABEL l{i}={v:?}: {read:?}");
+        }
+        // Nothing else was read: no line was added by a value.
+        assert_eq!(read.len(), 3 + 2 * tricky.len(), "{read:?}");
+        assert_eq!(plan.rest_env, ["NL=one\ntwo"]);
         assert_eq!(
-            changes,
-            "CMD [\"/tmp/scripts/run\"]\nENTRYPOINT []\nUSER 1001\nENV A=\"x y\\\"z\"\nLABEL \"k\"=\"v\\nLABEL evil=1\""
+            plan.rest_labels,
+            HashMap::from([("nl".to_string(), "x\nLABEL evil=1".to_string()), ("k=ey".to_string(), "v".to_string())])
         );
+        assert!(!plan.rest_user);
+    }
+
+    #[test]
+    fn what_the_container_already_holds_needs_no_change_line() {
+        let spec = CommitSpec {
+            cmd: vec!["run".into()],
+            user: "web\nUSER 0".into(),
+            env: vec!["NL=one\ntwo".into(), "A=1".into(), "B=2".into()],
+            labels: HashMap::from([("l".to_string(), "v\nw".to_string()), ("m".to_string(), "1".to_string())]),
+            ..Default::default()
+        };
+        let container_env = vec!["NL=one\ntwo".to_string(), "A=old".to_string()];
+        let container_labels = HashMap::from([("l".to_string(), "v\nw".to_string())]);
+        let plan = PodmanCommit::plan(&spec, &container_env, &container_labels);
+        assert_eq!(plan.changes, ["CMD [\"run\"]", "ENTRYPOINT []", "ENV \"A\"=\"1\"", "ENV \"B\"=\"2\"", "LABEL \"m\"=\"1\""]);
+        assert!(plan.rest_env.is_empty() && plan.rest_labels.is_empty());
+        assert!(plan.rest_user, "a user with a newline waits for the second step");
+    }
+
+    fn history(entries: &[(&str, bool)]) -> Vec<HistoryEntry> {
+        entries.iter().map(|(c, e)| HistoryEntry { created_by: c.to_string(), empty_layer: *e }).collect()
+    }
+
+    #[test]
+    fn onbuild_triggers_are_the_onbuild_steps_after_the_last_layer() {
+        let builder = [
+            ("", false),
+            ("/bin/sh -c mkdir -p /tmp/src", false),
+            ("/bin/sh -c #(nop) WORKDIR /tmp/src", true),
+            ("/bin/sh -c #(nop)  ONBUILD USER 1001", true),
+            ("/bin/sh -c #(nop)  ONBUILD COPY --chown=1001:0 . /tmp/src/", true),
+            ("/bin/sh -c #(nop) ONBUILD RUN echo \"a  b\" > /x", true),
+            ("/bin/sh -c #(nop)  CMD [\"run\"]", true),
+        ];
+        assert_eq!(
+            pending_onbuild(&history(&builder)),
+            ["USER 1001", "COPY --chown=1001:0 . /tmp/src/", "RUN echo \"a  b\" > /x"]
+        );
+        // A child whose triggers made layers: used up.
+        let mut child = builder.to_vec();
+        child.extend([("/bin/sh -c #(nop) USER 1001", true), ("/bin/sh -c #(nop) COPY dir:abc in /tmp/src/", false), ("/bin/sh -c echo hi", false)]);
+        assert!(pending_onbuild(&history(&child)).is_empty());
+        // A child of metadata-only triggers: they repeat after the ONBUILD steps.
+        let meta = [("/bin/sh -c true", false), ("/bin/sh -c #(nop)  ONBUILD ENV A=1", true), ("/bin/sh -c #(nop)  ONBUILD USER 7", true)];
+        assert_eq!(pending_onbuild(&history(&meta)), ["ENV A=1", "USER 7"]);
+        let mut meta_child = meta.to_vec();
+        meta_child.extend([("/bin/sh -c #(nop)  ENV A=1", true), ("/bin/sh -c #(nop)  USER 7", true), ("/bin/sh -c #(nop)  LABEL x=y", true)]);
+        assert!(pending_onbuild(&history(&meta_child)).is_empty());
+        assert!(pending_onbuild(&history(&[("/bin/sh -c #(nop)  CMD [\"x\"]", true)])).is_empty());
+        assert!(pending_onbuild(&[]).is_empty());
+    }
+
+    #[test]
+    fn image_ids_are_normalised() {
+        let hex = "a".repeat(64);
+        assert_eq!(full_image_id(hex.clone()), format!("sha256:{hex}"));
+        assert_eq!(full_image_id(format!("sha256:{hex}")), format!("sha256:{hex}"));
+        assert_eq!(full_image_id("abc".into()), "abc");
     }
 }

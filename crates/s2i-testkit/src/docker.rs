@@ -1,6 +1,14 @@
-//! The `docker` CLI wrappers and the locally made base and builder images.
+//! The `docker` CLI wrappers, the switch between the engines under test, and the locally made
+//! base and builder images.
+//!
+//! Every `docker` command of the test kit, and every s2i it runs, goes through
+//! [`point_at_engine`]: `S2I_TEST_ENGINE` (`docker`, the default, or `podman`) says which engine
+//! the tests drive. The test images are always made by Docker (the image factory: imports and
+//! classic builds, cached across runs); when the tests drive Podman, each image is then loaded
+//! into the test process's own Podman service ([`crate::podman_service`]) the first time it is
+//! asked for, so both engines run bit-for-bit the same images.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -19,12 +27,166 @@ const BASE_COMMENT: &str = "s2i-testkit base image v1";
 const BUSYBOX: &str = "/bin/busybox";
 const PATH_ENV: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-fn docker_cmd(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
+/// The engines the tests can drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestEngine {
+    /// The Docker daemon at `DOCKER_HOST` (default `unix:///var/run/docker.sock`).
+    Docker,
+    /// A private Podman service started by the test kit ([`crate::podman_service`]).
+    Podman,
+}
+
+/// The engine under test, from `S2I_TEST_ENGINE` (`docker` when unset). Panics on another value.
+pub fn test_engine() -> TestEngine {
+    static ENGINE: OnceLock<TestEngine> = OnceLock::new();
+    *ENGINE.get_or_init(|| match std::env::var("S2I_TEST_ENGINE").unwrap_or_default().as_str() {
+        "" | "docker" => TestEngine::Docker,
+        "podman" => TestEngine::Podman,
+        other => panic!("S2I_TEST_ENGINE={other:?}: use docker or podman"),
+    })
+}
+
+/// The Docker daemon's endpoint: `DOCKER_HOST`, else the default socket.
+fn docker_host() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string())
+}
+
+/// The endpoint of the engine under test, in the form `DOCKER_HOST` and `s2i -U` take.
+pub fn engine_host() -> String {
+    match test_engine() {
+        TestEngine::Docker => docker_host(),
+        TestEngine::Podman => crate::podman_service().host(),
+    }
+}
+
+/// Points `cmd` (the `docker` CLI, s2i, a script calling either) at the engine under test:
+/// `DOCKER_HOST` names it, Podman's own `CONTAINER_HOST` cannot override it, and `docker build`
+/// uses the classic builder, as s2i does (Podman has no BuildKit).
+pub fn point_at_engine(cmd: &mut Command) -> &mut Command {
+    cmd.env("DOCKER_HOST", engine_host())
+        .env("DOCKER_BUILDKIT", "0")
+        .env_remove("CONTAINER_HOST")
+        .env_remove("DOCKER_CONTEXT")
+}
+
+/// Whether the engine under test can be asked without starting anything: Docker always, the
+/// Podman service once it runs (before that it holds nothing a clean-up could look for).
+pub(crate) fn engine_started() -> bool {
+    match test_engine() {
+        TestEngine::Docker => true,
+        TestEngine::Podman => crate::podman::podman_service_started(),
+    }
+}
+
+/// A `docker` CLI command aimed at the engine under test.
+pub fn engine_command() -> Command {
+    let mut cmd = Command::new("docker");
+    point_at_engine(&mut cmd);
+    cmd
+}
+
+/// A `docker` CLI command aimed at the Docker daemon, which makes the test images.
+pub(crate) fn factory_command() -> Command {
+    let mut cmd = Command::new("docker");
+    cmd.env("DOCKER_HOST", docker_host())
+        .env("DOCKER_BUILDKIT", "0")
+        .env_remove("DOCKER_CONTEXT");
+    cmd
+}
+
+fn run_cli(mut cmd: Command, args: &[&str]) -> Output {
+    cmd.args(args)
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run the docker CLI ({e}); is docker installed?"))
+}
+
+fn docker_cmd(args: &[&str]) -> Output {
+    let _turn = matches!(args.first(), Some(&("tag" | "rmi" | "load"))).then(name_change_turn);
+    run_cli(engine_command(), args)
+}
+
+/// Podman 4 renames an image by a read-modify-write of its list of names (libimage's Tag and
+/// Untag): two tests tagging or untagging the same fixture at once can lose a name. The test
+/// kit's calls that change names take turns there.
+fn name_change_turn() -> Option<std::sync::MutexGuard<'static, ()>> {
+    static NAMES: Mutex<()> = Mutex::new(());
+    (test_engine() == TestEngine::Podman).then(|| NAMES.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+fn factory_cmd(args: &[&str]) -> Output {
+    run_cli(factory_command(), args)
+}
+
+/// Like [`docker_output`], against the Docker daemon that makes the test images.
+fn factory_output(args: &[&str]) -> String {
+    let out = factory_cmd(args);
+    if !out.status.success() {
+        panic!(
+            "docker {:?} (image factory at {}) failed ({}):\n{}",
+            args,
+            docker_host(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
+fn factory_image_id(image: &str) -> Option<String> {
+    let out = factory_cmd(&["image", "inspect", "--format", "{{.Id}}", image]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Makes `image`, which the Docker daemon has, available to the engine under test: nothing to do
+/// for Docker; for Podman, `docker save` is piped into the service's image load, once per image
+/// and test process. Panics with both sides' errors if the transfer fails.
+fn provide(image: &str) {
+    if test_engine() == TestEngine::Docker {
+        return;
+    }
+    static PROVIDED: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let mut provided = PROVIDED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if provided.contains(image) {
+        return;
+    }
+    if !image_exists(image) {
+        let mut save = factory_command()
+            .args(["save", image])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run docker save: {e}"));
+        let archive = save.stdout.take().expect("piped stdout");
+        let _turn = name_change_turn();
+        let load = engine_command()
+            .args(["load", "-q"])
+            .stdin(archive)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run docker load: {e}"));
+        let saved = save.wait_with_output().expect("docker save finishes");
+        if !saved.status.success() || !load.status.success() {
+            panic!(
+                "loading {image} into {} failed:\n  docker save: {} {}\n  docker load: {} {}",
+                engine_host(),
+                saved.status,
+                String::from_utf8_lossy(&saved.stderr).trim(),
+                load.status,
+                String::from_utf8_lossy(&load.stderr).trim()
+            );
+        }
+        assert!(image_exists(image), "{image} is missing in {} after its load", engine_host());
+    }
+    provided.insert(image.to_string());
 }
 
 /// Runs `docker ARGS…` and returns its stdout with trailing whitespace
@@ -46,9 +208,25 @@ pub fn docker_output(args: &[&str]) -> String {
 /// untrimmed. The exit code is the command's, or docker's own (125-127) when
 /// the container could not be run; -1 if killed by a signal.
 pub fn docker_run(image: &str, cmd: &[&str]) -> (i32, String, String) {
-    let mut args = vec!["run", "--rm", image];
+    docker_run_with(&[], image, cmd)
+}
+
+/// [`docker_run`] with more `docker run` options (`-e`, `-v`, `--user`…) before the image.
+pub fn docker_run_with(options: &[&str], image: &str, cmd: &[&str]) -> (i32, String, String) {
+    // Podman 4's compat API answers the wait for removal of `docker run --rm` with status 0,
+    // whatever the command's exit code: there the container is named, and removed afterwards.
+    let name = format!("s2i-test-run-{}", crate::random_hex(12));
+    let mut args = match test_engine() {
+        TestEngine::Docker => vec!["run", "--rm"],
+        TestEngine::Podman => vec!["run", "--name", &name],
+    };
+    args.extend_from_slice(options);
+    args.push(image);
     args.extend_from_slice(cmd);
     let out = docker_cmd(&args);
+    if test_engine() == TestEngine::Podman {
+        let _ = docker_cmd(&["rm", "-f", &name]);
+    }
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -74,13 +252,6 @@ pub fn image_exists(image: &str) -> bool {
     docker_cmd(&["image", "inspect", "--format", "{{.Id}}", image])
         .status
         .success()
-}
-
-fn image_id(image: &str) -> Option<String> {
-    let out = docker_cmd(&["image", "inspect", "--format", "{{.Id}}", image]);
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// A daemon-wide lock (an `flock` on a fixed file in /tmp) held while images
@@ -151,13 +322,16 @@ pub fn no_tar_image() -> String {
         .clone()
 }
 
-/// Imports `image` unless the daemon already has it with this `comment`.
+/// Imports `image` unless the Docker daemon already has it with this `comment`, and makes it
+/// available to the engine under test.
 fn ensure_imported(image: &str, comment: &str, without_tar: bool) -> String {
     let _lock = daemon_lock();
-    let current = image_exists(image) && image_inspect(image)["Comment"].as_str() == Some(comment);
+    let current = factory_image_id(image).is_some()
+        && factory_output(&["image", "inspect", "--format", "{{.Comment}}", image]) == comment;
     if !current {
         import_base(image, comment, without_tar);
     }
+    provide(image);
     image.to_string()
 }
 
@@ -194,14 +368,14 @@ fn import_base(image: &str, comment: &str, without_tar: bool) {
     let mut tarball = tempfile::NamedTempFile::new().expect("temp file for the base rootfs");
     write_base_tar(tarball.as_file_mut(), &busybox, &applets)
         .unwrap_or_else(|e| panic!("writing the base rootfs tar: {e}"));
-    let old_id = image_id(image);
+    let old_id = factory_image_id(image);
     let path = tarball
         .path()
         .to_str()
         .expect("utf-8 temp path")
         .to_string();
     let env_change = format!("ENV PATH={PATH_ENV}");
-    docker_output(&[
+    factory_output(&[
         "import",
         "--change",
         &env_change,
@@ -214,7 +388,7 @@ fn import_base(image: &str, comment: &str, without_tar: bool) {
     ]);
     if let Some(old) = old_id {
         // An outdated image from an older testkit: drop it unless images use it.
-        let _ = docker_cmd(&["rmi", &old]);
+        let _ = factory_cmd(&["rmi", &old]);
     }
 }
 
@@ -361,8 +535,8 @@ fn fixture_base(dockerfile: &str) -> Result<String, String> {
         return Err(format!("expected exactly one FROM line, found {}", froms.len()));
     };
     let name = from.strip_suffix(":latest").unwrap_or(from);
-    type MakeBase = fn() -> String;
-    let bases: [(&str, MakeBase); 2] = [
+    type MakeImage = fn() -> String;
+    let bases: [(&str, MakeImage); 2] = [
         (BASE_IMAGE, base_image),
         (NO_TAR_IMAGE, no_tar_image),
     ];
@@ -396,9 +570,10 @@ pub fn python_base_image() -> String {
             .filter(|s| !s.is_empty())
         {
             assert!(
-                image_exists(&image),
-                "S2I_PYTHON_BASE_IMAGE={image}: no such image in the daemon"
+                factory_image_id(&image).is_some(),
+                "S2I_PYTHON_BASE_IMAGE={image}: no such image in the Docker daemon"
             );
+            provide(&image);
             return image;
         }
         let script = crate::repo_path("builders/python/make-base.sh");
@@ -406,6 +581,7 @@ pub fn python_base_image() -> String {
         let out = Command::new("bash")
             .arg(&script)
             .arg(PYTHON_BASE_IMAGE)
+            .env("DOCKER_HOST", docker_host())
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("cannot run bash {}: {e}", script.display()));
@@ -423,6 +599,7 @@ pub fn python_base_image() -> String {
             "{} printed an unexpected name",
             script.display()
         );
+        provide(&image);
         image
     })
     .clone()
@@ -456,7 +633,7 @@ fn build_cached(dir: &Path, base: &str, suffix: Option<&str>) -> String {
     if let Some(tag) = built.get(&key) {
         return tag.clone();
     }
-    let base_id = image_id(base).unwrap_or_else(|| panic!("base image {base} does not exist"));
+    let base_id = factory_image_id(base).unwrap_or_else(|| panic!("base image {base} does not exist in the Docker daemon"));
     let mut hash = Fnv64::new();
     if suffix.is_some() {
         hash.write(b"builder_image_on\0");
@@ -470,10 +647,11 @@ fn build_cached(dir: &Path, base: &str, suffix: Option<&str>) -> String {
     let tag = format!("s2i-test/{name}{}:{:012x}", suffix.unwrap_or(""), hash.finish() >> 16);
     {
         let _lock = daemon_lock();
-        if !image_exists(&tag) {
+        if factory_image_id(&tag).is_none() {
             let args: Vec<String> = suffix.map(|_| format!("BASE_IMAGE={base}")).into_iter().collect();
             docker_build(&dir, &tag, &args);
         }
+        provide(&tag);
     }
     built.insert(key, tag.clone());
     tag
@@ -483,14 +661,13 @@ fn build_cached(dir: &Path, base: &str, suffix: Option<&str>) -> String {
 /// (it uses local images for FROM without asking a registry, and needs no
 /// buildx plugin). Panics with docker's output on failure.
 fn docker_build(dir: &Path, tag: &str, build_args: &[String]) {
-    let mut cmd = Command::new("docker");
+    let mut cmd = factory_command();
     cmd.args(["build", "-q", "-t", tag]);
     for arg in build_args {
         cmd.args(["--build-arg", arg]);
     }
     let out = cmd
         .arg(dir)
-        .env("DOCKER_BUILDKIT", "0")
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run docker build: {e}"));
@@ -667,7 +844,7 @@ mod tests {
             tarball.append_data(&mut h, path, data.as_bytes()).unwrap();
         }
         let tarball = tarball.into_inner().unwrap();
-        let mut child = Command::new("docker")
+        let mut child = engine_command()
             .args(["run", "-i", "--rm", &builder, "/bin/sh", "-c"])
             .arg("tar -C /tmp -xf - && /usr/libexec/s2i/assemble && /usr/libexec/s2i/run && stat -c '%a %u %n' bin/start")
             .stdin(Stdio::piped())

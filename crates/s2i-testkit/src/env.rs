@@ -3,9 +3,55 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
+use std::thread::ThreadId;
 
 use crate::{docker_component, random_hex, s2i_sanitize};
+
+/// Podman 4.3 mishandles concurrent clients: a build's layer cache lookup fails with "layer not
+/// known" while another client removes an image, a RUN step gets killed, tags get lost. Against
+/// Podman, tests that use the engine therefore take turns: a [`TestEnv`] holds the turn from its
+/// creation until it is dropped (after its clean-up). A thread may hold it more than once.
+struct EngineTurn;
+
+static TURN: Mutex<Option<(ThreadId, usize)>> = Mutex::new(None);
+static TURN_FREED: Condvar = Condvar::new();
+
+impl EngineTurn {
+    fn take() -> Option<EngineTurn> {
+        if crate::test_engine() != crate::TestEngine::Podman {
+            return None;
+        }
+        let me = std::thread::current().id();
+        let mut turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match turn.as_mut() {
+                None => {
+                    *turn = Some((me, 1));
+                    return Some(EngineTurn);
+                }
+                Some((holder, n)) if *holder == me => {
+                    *n += 1;
+                    return Some(EngineTurn);
+                }
+                Some(_) => turn = TURN_FREED.wait(turn).unwrap_or_else(|e| e.into_inner()),
+            }
+        }
+    }
+}
+
+impl Drop for EngineTurn {
+    fn drop(&mut self) {
+        let mut turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, n)) = turn.as_mut() {
+            *n -= 1;
+            if *n == 0 {
+                *turn = None;
+                TURN_FREED.notify_all();
+            }
+        }
+    }
+}
 
 /// Path of the `s2i` binary under test: `$S2I_BIN` if set, else
 /// `$CARGO_BIN_EXE_s2i` if set at run time, else `s2i` in the cargo target
@@ -42,6 +88,8 @@ pub struct TestEnv {
     aliases: Mutex<Vec<(String, String)>>,
     /// Output tags handed out by [`TestEnv::tag`].
     tags: Mutex<Vec<String>>,
+    /// Dropped last, after the clean-up in `drop`.
+    _turn: Option<EngineTurn>,
 }
 
 impl TestEnv {
@@ -49,6 +97,7 @@ impl TestEnv {
     /// a `work` subdirectory, and a unique id made of `test_name` (sanitised)
     /// and 6 random hex chars. The s2i binary is [`s2i_bin`]'s.
     pub fn new(test_name: &str) -> TestEnv {
+        let turn = EngineTurn::take();
         let id = format!("{}-{}", docker_component(test_name), random_hex(6));
         let tmp = tempfile::Builder::new()
             .prefix(&format!("s2i-test-{id}-"))
@@ -63,6 +112,7 @@ impl TestEnv {
             bin: s2i_bin(),
             aliases: Mutex::new(Vec::new()),
             tags: Mutex::new(Vec::new()),
+            _turn: turn,
         }
     }
 
@@ -119,8 +169,9 @@ impl TestEnv {
     }
 
     /// A command running the s2i binary with `TMPDIR` set to
-    /// [`TestEnv::tmpdir`], the working directory [`TestEnv::work`], and
-    /// stdin closed. Panics if the binary does not exist.
+    /// [`TestEnv::tmpdir`], the working directory [`TestEnv::work`], stdin
+    /// closed, and `DOCKER_HOST` naming the engine under test
+    /// ([`crate::point_at_engine`]). Panics if the binary does not exist.
     pub fn s2i(&self) -> Command {
         assert!(
             self.bin.is_file(),
@@ -128,6 +179,7 @@ impl TestEnv {
             self.bin.display()
         );
         let mut cmd = Command::new(&self.bin);
+        crate::point_at_engine(&mut cmd);
         cmd.env("TMPDIR", self.tmp.path())
             .current_dir(&self.work)
             .stdin(Stdio::null());
@@ -154,8 +206,11 @@ impl TestEnv {
     /// sanitised image name (every non-alphanumeric char → `_`) followed by
     /// `_`, whether or not s2i kept the `:latest` or added a registry.
     pub fn leftover_containers(&self) -> Vec<String> {
+        if !crate::docker::engine_started() {
+            return Vec::new();
+        }
         let marks = self.container_marks();
-        let out = match Command::new("docker")
+        let out = match crate::engine_command()
             .args(["ps", "-a", "--format", "{{.Names}}"])
             .stdin(Stdio::null())
             .output()
@@ -212,8 +267,12 @@ impl TestEnv {
 
 impl Drop for TestEnv {
     fn drop(&mut self) {
+        if !crate::docker::engine_started() {
+            // Nothing of this env can be in an engine that never started.
+            return;
+        }
         let quiet = |args: &[&str]| {
-            let _ = Command::new("docker")
+            let _ = crate::engine_command()
                 .args(args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())

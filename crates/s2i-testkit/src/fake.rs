@@ -229,6 +229,8 @@ struct State {
     calls: Vec<Call>,
     /// A fault to inject at the `n`th call (0-based) of this kind.
     fault: Option<(Call, usize, Fault)>,
+    /// Pulls and pushes: the call, the image name, the credentials handed over.
+    transfers: Vec<(Call, String, Option<RegistryAuth>)>,
 }
 
 /// The in-memory engine.
@@ -271,6 +273,11 @@ impl FakeEngine {
     /// Every call made so far, in order.
     pub fn calls(&self) -> Vec<Call> {
         self.state.lock().unwrap().calls.clone()
+    }
+
+    /// Every pull and push so far: the call, the image name and the credentials it was given.
+    pub fn transfers(&self) -> Vec<(Call, String, Option<RegistryAuth>)> {
+        self.state.lock().unwrap().transfers.clone()
     }
 
     /// Ids of containers that exist (created and not removed).
@@ -667,7 +674,8 @@ impl Engine for FakeEngine {
         }))
     }
 
-    async fn pull_image(&self, name: &str, _auth: Option<&RegistryAuth>, progress: &mut dyn ProgressSink) -> s2i_engine::Result<()> {
+    async fn pull_image(&self, name: &str, auth: Option<&RegistryAuth>, progress: &mut dyn ProgressSink) -> s2i_engine::Result<()> {
+        self.state.lock().unwrap().transfers.push((Call::PullImage, name.into(), auth.cloned()));
         self.apply(Call::PullImage, "pulling").await?;
         progress.progress(Progress::Status("fake pull"));
         let found = Self::resolve_image(&self.state.lock().unwrap(), name).is_some();
@@ -677,7 +685,8 @@ impl Engine for FakeEngine {
         }
     }
 
-    async fn push_image(&self, name: &str, _auth: Option<&RegistryAuth>, _progress: &mut dyn ProgressSink) -> s2i_engine::Result<String> {
+    async fn push_image(&self, name: &str, auth: Option<&RegistryAuth>, _progress: &mut dyn ProgressSink) -> s2i_engine::Result<String> {
+        self.state.lock().unwrap().transfers.push((Call::PushImage, name.into(), auth.cloned()));
         self.apply(Call::PushImage, "pushing").await?;
         let state = self.state.lock().unwrap();
         Self::resolve_image(&state, name).ok_or_else(|| api("pushing", "no such image", Some(404)))

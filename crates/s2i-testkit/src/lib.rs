@@ -1,4 +1,6 @@
-//! Test fixtures for driving the real `s2i` binary against a real Docker daemon.
+//! Test fixtures for driving the real `s2i` binary against a real engine: the
+//! Docker daemon, or with `S2I_TEST_ENGINE=podman` a private Podman service the
+//! test kit starts ([`podman_service`]; see [`point_at_engine`]).
 //!
 //! No image can ever be pulled in the test environment, so every image a test
 //! needs is made locally:
@@ -49,16 +51,19 @@ mod env;
 #[allow(missing_docs)]
 pub mod fake;
 mod http;
+mod podman;
 mod proxy;
 mod pty;
 mod registry;
 
 pub use docker::{
-    base_image, builder_image, builder_image_on, docker_output, docker_run, image_exists,
-    image_inspect, no_tar_image, python_base_image, BASE_IMAGE, NO_TAR_IMAGE, PYTHON_BASE_IMAGE,
+    base_image, builder_image, builder_image_on, docker_output, docker_run, docker_run_with, engine_command,
+    engine_host, image_exists, image_inspect, no_tar_image, point_at_engine, python_base_image,
+    test_engine, TestEngine, BASE_IMAGE, NO_TAR_IMAGE, PYTHON_BASE_IMAGE,
 };
 pub use env::{s2i_bin, TestEnv};
 pub use http::{Answer, HttpServer, RecordedRequest};
+pub use podman::{podman_service, PodmanService, RootlessPodman};
 pub use proxy::FreezableProxy;
 pub use pty::{run_with_tty_stderr, TtyRun};
 pub use registry::{write_docker_config, FakeCredentialHelper, PulledImage, RegistryUser, TestRegistry, REGISTRY_PROGRAM};

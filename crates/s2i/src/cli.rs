@@ -42,7 +42,7 @@ pub struct Cli {
 #[derive(Debug, Args, Clone)]
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
-    /// Daemon endpoint (unix:///path or tcp://host:port); default $DOCKER_HOST, else unix:///var/run/docker.sock
+    /// Engine endpoint (unix:///path or tcp://host:port); default $DOCKER_HOST, else $CONTAINER_HOST, else the first of Docker's and Podman's sockets that answers
     #[arg(short = 'U', long = "url", global = true, value_name = "URL")]
     pub url: Option<String>,
     /// TLS client certificate (default <certdir>/cert.pem)
@@ -113,7 +113,7 @@ pub struct CommonArgs {
     /// Keep the temporary directory (it holds a copy of what assemble was fed)
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
     pub save_temp_dir: bool,
-    /// Registry credentials file (default $HOME/.docker/config.json)
+    /// Registry credentials file: a Docker config.json (auths, credHelpers, credsStore) or a .dockercfg (default: $DOCKER_CONFIG/config.json, else ~/.docker/config.json, else ~/.dockercfg)
     #[arg(long, value_name = "PATH")]
     pub dockercfg_path: Option<PathBuf>,
     /// Where scripts, source and artifacts are placed in the container (default: the builder's io.openshift.s2i.destination label, else /tmp)
@@ -228,6 +228,10 @@ pub struct BuildArgs {
     /// Extra /etc/hosts entry host:ip for the build containers (repeatable)
     #[arg(long, value_name = "HOST:IP")]
     pub add_host: Vec<String>,
+
+    /// Push TAG to its registry once the build succeeds (TAG must name the registry, e.g. registry.example.com/team/app:v1)
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
+    pub push: bool,
     #[command(flatten)]
     pub image_outputs: ImageOutputArgs,
 }

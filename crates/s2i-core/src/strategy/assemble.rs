@@ -15,6 +15,7 @@ use crate::error::{BuildError, Result};
 use crate::image_ref::ImageRef;
 use crate::labels;
 use crate::plan::{self, Plan};
+use crate::registry::RegistryFailure;
 use crate::report::{ContainerLog, Phase};
 use crate::result::Phases;
 use crate::scripts;
@@ -40,8 +41,14 @@ pub async fn find_previous(plan: &Plan<'_>, engine: &dyn Engine, tag: Option<&Im
         return Ok(None);
     };
     let name = tag.to_string();
-    let image = match crate::images::obtain(engine, &name, cfg.incremental_pull_policy, &plan.reporter).await {
+    let image = match crate::images::obtain(engine, &cfg.registries, &name, cfg.incremental_pull_policy, &plan.reporter).await {
         Ok(image) => image,
+        // No previous image is a first build's normal case. A registry the tag names that refused
+        // us, or could not be reached, deserves a warning: the build would stay clean for good.
+        Err(BuildError::Registry(e)) if tag.domain.is_some() && matches!(&e, RegistryFailure::Registry { source, .. } if !source.is_not_found()) => {
+            warn!("Clean build will be performed: {e}");
+            return Ok(None);
+        }
         Err(e) => {
             info!("Clean build will be performed: no previous image {name} ({e})");
             return Ok(None);

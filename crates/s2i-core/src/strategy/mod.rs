@@ -1,5 +1,6 @@
 //! The ways a build can go, each holding only its own flow: the standard one, with a runtime
-//! image, FROM an ONBUILD builder, and through a generated Dockerfile. [`build`] picks one.
+//! image, FROM an ONBUILD builder, and through a generated Dockerfile. [`build`] picks one, and
+//! pushes what it made when asked (`--push`).
 
 mod assemble;
 pub mod dockerfile;
@@ -13,12 +14,28 @@ use s2i_engine::Engine;
 
 use crate::config::{BuildConfig, BuildMethod};
 use crate::error::Result;
+use crate::image_ref::ImageRef;
 use crate::plan::{Plan, ScriptNeeds};
-use crate::report::Reporter;
+use crate::registry::{self, RegistryFailure};
+use crate::report::{Phase, Reporter};
 use crate::result::{BuildResult, Phases};
 
-/// Run one build. Every container it creates is removed before it returns, whatever happens.
+/// Run one build, then push it if asked. Every container it creates is removed before it
+/// returns, whatever happens.
 pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, reporter: Arc<dyn Reporter>) -> Result<BuildResult> {
+    let push_to = match cfg.push {
+        // The CLI checked this already; a library caller may not have.
+        true => Some(crate::config::check_push(cfg.tag.as_ref()).map(|()| cfg.tag.as_ref().expect("checked"))?),
+        false => None,
+    };
+    let mut result = run_flow(cfg, engine, reporter.clone()).await?;
+    if let Some(tag) = push_to {
+        push(cfg, engine, &reporter, tag, &mut result).await?;
+    }
+    Ok(result)
+}
+
+async fn run_flow(cfg: &BuildConfig, engine: &dyn Engine, reporter: Arc<dyn Reporter>) -> Result<BuildResult> {
     let mut phases = Phases::new(reporter.clone());
     if cfg.build_method == BuildMethod::Dockerfile {
         return dockerfile::build(cfg, engine, reporter, phases).await;
@@ -33,6 +50,30 @@ pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, reporter: Arc<dyn Rep
     }
 }
 
+/// `--push`: the tag, then the builder stage an incremental runtime build kept (the next run on
+/// an empty cache pulls it for its artifacts). A failure leaves the built image in the engine.
+async fn push(cfg: &BuildConfig, engine: &dyn Engine, reporter: &Arc<dyn Reporter>, tag: &ImageRef, result: &mut BuildResult) -> Result<()> {
+    let mut phases = Phases::new(reporter.clone());
+    let running = phases.start(Phase::Push);
+    for image in std::iter::once(tag).chain(result.builder_stage.as_ref()) {
+        match registry::push(engine, &cfg.registries, image, reporter).await {
+            Ok(pushed) => result.pushed.push(pushed),
+            Err(cause) => {
+                return Err(RegistryFailure::PushFailed {
+                    image: registry::push_name(image),
+                    image_id: result.image_id.clone(),
+                    pushed: std::mem::take(&mut result.pushed),
+                    cause: Box::new(cause),
+                }
+                .into())
+            }
+        }
+    }
+    phases.end(running);
+    result.timings.phases.extend(phases.into_timings().phases);
+    Ok(())
+}
+
 /// What every flow hands back.
 fn result(plan: &Plan<'_>, image_id: String, labels: std::collections::BTreeMap<String, String>, phases: Phases, stats: crate::tar_stream::WalkStats) -> BuildResult {
     BuildResult {
@@ -43,5 +84,7 @@ fn result(plan: &Plan<'_>, image_id: String, labels: std::collections::BTreeMap<
         timings: phases.into_timings(),
         source_stats: stats,
         size: None,
+        builder_stage: None,
+        pushed: Vec::new(),
     }
 }

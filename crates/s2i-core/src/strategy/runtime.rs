@@ -54,29 +54,36 @@ pub async fn build(mut plan: Plan<'_>, engine: &dyn Engine, mut phases: Phases, 
         // Kept for the next incremental build, which runs its save-artifacts; only once the image
         // itself is made, so that a failed build moves no tag. A stage that cannot be kept costs
         // the next build its artifacts, not this build its result.
+        let mut kept = None;
         if let (true, Some(stage)) = (cfg.incremental, &stage_tag) {
             let run = plan.scripts.command_path(scripts::RUN, &plan.destination).expect("run is required by the plan");
             match assemble::commit(&plan, engine, &assembled.container, &plan.builder, run, Some(stage), &mut phases).await {
-                Ok((id, _)) => info!("Builder stage kept as {} ({id}) for the next incremental build", stage.normalized()),
+                Ok((id, _)) => {
+                    info!("Builder stage kept as {} ({id}) for the next incremental build", stage.normalized());
+                    kept = Some(stage.clone());
+                }
                 Err(e) => warn!("The builder stage could not be kept as {} ({e}): the next incremental build will be clean", stage.normalized()),
             }
         }
-        Ok::<_, BuildError>(shipped)
+        Ok::<_, BuildError>((shipped, kept))
     }
     .await;
     container::remove(engine, &assembled.container).await;
-    let (image_id, labels) = outcome?;
+    let ((image_id, labels), kept) = outcome?;
     if cfg.remove_previous {
         assemble::remove_previous(engine, previous.as_ref(), &image_id).await;
     }
-    Ok(super::result(&plan, image_id, labels, phases, assembled.stats))
+    let mut result = super::result(&plan, image_id, labels, phases, assembled.stats);
+    // --push pushes the stage only when this build made it: an older one is no artifact of this one.
+    result.builder_stage = kept;
+    Ok(result)
 }
 
 /// Get the runtime image, check its user, find its artifacts mappings and assemble-runtime.
 async fn prepare_runtime<'r>(plan: &Plan<'_>, engine: &dyn Engine, phases: &mut Phases, rt: &'r RuntimeConfig) -> Result<Runtime<'r>> {
     let cfg = plan.cfg;
     let running = phases.start(Phase::RuntimeImage);
-    let image = crate::images::obtain(engine, &rt.image, rt.pull_policy, &plan.reporter).await?;
+    let image = crate::images::obtain(engine, &cfg.registries, &rt.image, rt.pull_policy, &plan.reporter).await?;
     phases.end(running);
     let named = users::needs_passwd(&cfg.allowed_uids, &image, rt.assemble_user.as_deref(), labels::ASSEMBLE_RUNTIME_USER);
     let passwd = match named {

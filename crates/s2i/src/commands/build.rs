@@ -6,6 +6,7 @@ use std::time::Instant;
 use regex::Regex;
 use s2i_core::config::{ContainerSettings, RuntimeConfig, SourceConfig};
 use s2i_core::limits::Limits;
+use s2i_core::registry::Registries;
 use s2i_core::source::ParsedSource;
 use s2i_core::{env, mapping, redact, users, BuildConfig, BuildError, OutputFormat};
 use tracing::{info, warn};
@@ -66,27 +67,26 @@ pub struct After {
 /// print the result and run the image as asked.
 pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, after: After) -> Result<(), BuildError> {
     let After { json, run_after, callback, started, outputs } = after;
-    let mut engine_doc = super::engine::describe(global, None);
+    // Until an engine answers, the report names the one that was chosen.
+    let chosen = super::engine::chosen(global);
     if let Err(e) = super::engine::check_flags(global, cfg, &outputs) {
-        return finish_failed(cfg, e, callback.as_deref(), json, started, &engine_doc).await;
+        return finish_failed(cfg, e, callback.as_deref(), json, started, Some(chosen)).await;
     }
     let engine = match super::connect(global).await {
         Ok(engine) => engine,
-        Err(e) => return finish_failed(cfg, e, callback.as_deref(), json, started, &engine_doc).await,
+        Err(e) => return finish_failed(cfg, e, callback.as_deref(), json, started, Some(chosen)).await,
     };
-    if let Ok(v) = engine.version().await {
-        engine_doc = super::engine::describe(global, Some(&v));
-    }
+    let engine_doc = engine.version().await.ok().map(|v| report::engine(&v));
     let reporter: Arc<dyn s2i_core::Reporter> = Arc::new(UiReporter(ui().clone()));
     let built = super::interruptible(Some(&*engine), &cfg.limits, s2i_core::build(cfg, &*engine, reporter.clone())).await;
     let result = match built {
         Ok(result) => result,
-        Err(e) => return finish_failed(cfg, e, callback.as_deref(), json, started, &engine_doc).await,
+        Err(e) => return finish_failed(cfg, e, callback.as_deref(), json, started, engine_doc).await,
     };
     let image = result.tag.clone().unwrap_or_else(|| result.image_id.clone());
     let delivered = match super::engine::deliver(&engine, global, &outputs, &image).await {
         Ok(d) => d,
-        Err(e) => return finish_failed(cfg, e, callback.as_deref(), json, started, &engine_doc).await,
+        Err(e) => return finish_failed(cfg, e, callback.as_deref(), json, started, engine_doc).await,
     };
     if let Some(url) = &callback {
         send_callback(url, true, &result.labels).await;
@@ -97,9 +97,14 @@ pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, after: After) -> Re
     }
     ui().line("Build completed successfully");
     ui().summary(&result, started.elapsed());
+    for pushed in &result.pushed {
+        ui().line(&format!("Pushed {}@{}", pushed.name, pushed.digest));
+    }
     if json {
         let mut doc = report::success(cfg, &result, started.elapsed());
-        doc["engine"] = engine_doc;
+        if let Some(engine) = engine_doc {
+            doc["engine"] = engine;
+        }
         delivered.add_to(&mut doc);
         ui().json(&doc);
     }
@@ -112,13 +117,22 @@ pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, after: After) -> Re
 
 /// A failed build still sends its callback and its JSON document; the error is returned for the
 /// binary to render once.
-async fn finish_failed(cfg: &BuildConfig, e: BuildError, callback: Option<&str>, json: bool, started: Instant, engine: &serde_json::Value) -> Result<(), BuildError> {
+async fn finish_failed(
+    cfg: &BuildConfig,
+    e: BuildError,
+    callback: Option<&str>,
+    json: bool,
+    started: Instant,
+    engine: Option<serde_json::Value>,
+) -> Result<(), BuildError> {
     if let Some(url) = callback {
         send_callback(url, false, &Default::default()).await;
     }
     if json {
         let mut doc = report::failure(&cfg.builder_image, cfg.tag_name().as_deref(), &e, started.elapsed());
-        doc["engine"] = engine.clone();
+        if let Some(engine) = engine {
+            doc["engine"] = engine;
+        }
         ui().json(&doc);
     }
     Err(e)
@@ -201,6 +215,9 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
         }
     }
     let tag = args.tag.filter(|t| !t.is_empty()).map(|t| s2i_core::config::parse_tag(&t)).transpose()?;
+    if args.push {
+        s2i_core::config::check_push(tag.as_ref())?;
+    }
     let mut injections = Vec::new();
     for spec in &args.inject {
         injections.extend(mapping::parse_specs(spec, "--inject")?);
@@ -260,6 +277,8 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
         image_scripts_url: Some(args.image_scripts_url).filter(|u| !u.is_empty()),
         build_method: args.build_method,
         limits: Limits::from_env()?,
+        registries: Registries::new(args.common.dockercfg_path),
+        push: args.push,
     })
 }
 
@@ -292,8 +311,8 @@ fn refuse_conflicts(args: &BuildArgs) -> Result<(), BuildError> {
     if dockerfile_method && set(&args.runtime_image) {
         return Err(BuildError::conflict("--runtime-image", "--build-method=dockerfile"));
     }
-    if args.common.dockercfg_path.is_some() {
-        return Err(BuildError::NotBuiltYet { flag: "--dockercfg-path" });
+    if args.push && args.as_dockerfile.is_some() {
+        return Err(BuildError::conflict("--push", "--as-dockerfile"));
     }
     Ok(())
 }
@@ -331,9 +350,25 @@ mod tests {
     }
 
     #[test]
-    fn unbuilt_features_are_refused_by_name() {
-        let err = config_from_args(args(&["a", "b", "--dockercfg-path", "x"])).unwrap_err();
-        assert_eq!(err.to_string(), "--dockercfg-path: not supported yet");
+    fn registry_flags_become_config() {
+        let cfg = config_from_args(args(&["a", "b", "127.0.0.1:5000/team/app:v1", "--dockercfg-path", "/etc/s2i/auth.json", "--push"])).unwrap();
+        assert_eq!(cfg.registries.config_path(), Some(std::path::Path::new("/etc/s2i/auth.json")));
+        assert!(cfg.push);
+        let cfg = config_from_args(args(&["a", "b", "app"])).unwrap();
+        assert_eq!(cfg.registries.config_path(), None, "Docker's places");
+        assert!(!cfg.push);
+    }
+
+    #[test]
+    fn push_is_refused_before_any_work_without_a_registry_in_the_tag() {
+        for (argv, want) in [
+            (&["a", "b", "app:v1", "--push"][..], "TAG app:v1 names no registry"),
+            (&["a", "b", "--push"][..], "needs the TAG"),
+            (&["a", "b", "r.example/app", "--push", "--as-dockerfile", "out/Dockerfile"][..], "--push cannot be used with --as-dockerfile"),
+        ] {
+            let err = config_from_args(args(argv)).unwrap_err().to_string();
+            assert!(err.contains(want), "{argv:?}: {err}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::ops::Deref;
 use std::path::Path;
 
 use s2i_core::{BuildConfig, BuildError, BuildMethod};
-use s2i_engine::{ArchiveFormat, DockerEngine, Engine, EngineError, EngineVersion};
+use s2i_engine::{ArchiveFormat, DockerEngine, Engine, EngineError};
 use s2i_oci::image::Store;
 use s2i_oci::run::RunError;
 use s2i_oci::{OciEngine, OciEngineOptions};
@@ -75,12 +75,9 @@ pub fn check_flags(global: &GlobalArgs, cfg: &BuildConfig, outputs: &ImageOutput
     Ok(())
 }
 
-/// What the JSON report says about the engine: its kind, and its version and endpoint once known.
-pub fn describe(global: &GlobalArgs, version: Option<&EngineVersion>) -> Value {
-    match version {
-        Some(v) => json!({ "kind": v.kind.as_str(), "version": v.version, "endpoint": v.endpoint }),
-        None => json!({ "kind": match global.engine.kind { EngineChoice::Docker => "docker", EngineChoice::Oci => "oci" } }),
-    }
+/// The engine the flags chose, for a JSON report written before any engine answered.
+pub fn chosen(global: &GlobalArgs) -> Value {
+    json!({ "kind": match global.engine.kind { EngineChoice::Docker => "docker", EngineChoice::Oci => "oci" } })
 }
 
 /// Where the image went besides the engine's store, for the JSON report.

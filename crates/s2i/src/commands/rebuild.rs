@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use s2i_core::registry::Registries;
 use s2i_core::{BuildError, OutputFormat};
 
 use super::build::{execute, After};
@@ -31,7 +32,9 @@ pub async fn run(global: &GlobalArgs, args: RebuildArgs) -> Result<(), BuildErro
     let engine = super::connect(global).await?;
     let reporter: Arc<dyn s2i_core::Reporter> = Arc::new(UiReporter(ui().clone()));
     let source = args.source.as_deref().filter(|s| !s.is_empty());
-    let mut cfg = s2i_core::rebuild::config_for(&*engine, &image, c.pull_policy, source, &reporter).await?;
+    // One look-up per registry for the image and the build that follows.
+    let registries = Registries::new(c.dockercfg_path.clone());
+    let mut cfg = s2i_core::rebuild::config_for(&*engine, &registries, &image, c.pull_policy, source, &reporter).await?;
     // The labels of an image are not the user's word: say what will be read and run before it is.
     let at = cfg.source.git_ref.as_deref().map(|r| format!(" at {r}")).unwrap_or_default();
     ui().line(&format!("Rebuilding {image} from {}{at} with the builder {}", cfg.source.location, cfg.builder_image));
@@ -41,6 +44,7 @@ pub async fn run(global: &GlobalArgs, args: RebuildArgs) -> Result<(), BuildErro
     cfg.save_temp_dir = c.save_temp_dir;
     cfg.destination = c.destination.clone().filter(|d| !d.is_empty());
     cfg.limits = s2i_core::limits::Limits::from_env()?;
+    cfg.registries = registries;
     let after = After {
         json: args.output == OutputFormat::Json,
         run_after: false,

@@ -332,7 +332,7 @@ fn bad_input_fails_clearly_and_leaves_nothing() {
         (vec!["build".into(), src.clone(), builder.clone(), "x".into(), "--context-dir".into(), "nope".into()], 1, "context directory \"nope\" does not exist"),
         (vec!["build".into(), src.clone(), "s2i-test/does-not-exist:1".into(), "x".into(), "--pull-policy".into(), "never".into()], 1, "unable to get metadata for s2i-test/does-not-exist:1"),
         (vec!["build".into(), src.clone(), builder.clone(), "x".into(), "--pull-policy".into(), "sometimes".into()], 1, "valid values are: always, never or if-not-present"),
-        (vec!["build".into(), src.clone(), builder.clone(), "x".into(), "--dockercfg-path".into(), "/x".into()], 1, "--dockercfg-path: not supported yet"),
+        (vec!["build".into(), src.clone(), builder.clone(), "x".into(), "--push".into()], 1, "TAG x names no registry"),
         (vec!["build".into(), src.clone(), builder.clone(), "x".into(), "-U".into(), "unix:///nonexistent/docker.sock".into()], 1, "cannot connect to the container engine at unix:///nonexistent/docker.sock"),
         (vec!["build".into(), src.clone(), builder.clone(), "x".into(), "-u".into(), "1-".into(), "--assemble-user".into(), "0".into()], 15, "--assemble-user is not allowed"),
     ];
@@ -540,6 +540,12 @@ fn the_api_version_can_be_pinned() {
     env.assert_clean();
 }
 
+/// The unix socket of the engine under test (the Docker daemon's, or the test kit's Podman service).
+fn engine_socket() -> String {
+    let host = s2i_testkit::engine_host();
+    host.strip_prefix("unix://").unwrap_or_else(|| panic!("these tests need the engine on a unix socket, not {host}")).to_string()
+}
+
 #[test]
 fn the_daemon_can_be_reached_through_docker_host() {
     let env = TestEnv::new("dockerhost");
@@ -548,7 +554,7 @@ fn the_daemon_can_be_reached_through_docker_host() {
     let output = env
         .s2i()
         .args(["build", &src, &builder, &env.tag("a")])
-        .env("DOCKER_HOST", "unix:///var/run/docker.sock")
+        .env("DOCKER_HOST", format!("unix://{}", engine_socket()))
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -612,7 +618,7 @@ impl TlsProxy {
             certs.display()
         );
         let child = std::process::Command::new("socat")
-            .args([&listen, "UNIX-CONNECT:/var/run/docker.sock"])
+            .args([&listen, &format!("UNIX-CONNECT:{}", engine_socket())])
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("socat is installed (apt-get install socat)");

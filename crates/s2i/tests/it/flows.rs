@@ -244,7 +244,7 @@ fn incremental_builds_with_a_runtime_image_keep_the_builder_stage() {
     assert_eq!(docker_run(&out, &["cat", "deps/installed"]).1, "build-1\n");
     let stage_id = image_id(&stage);
     s2i_testkit::docker_output(&["rmi", &stage]);
-    let _ = std::process::Command::new("docker").args(["rmi", &stage_id]).output();
+    let _ = s2i_testkit::engine_command().args(["rmi", &stage_id]).output();
     env.assert_clean();
 }
 

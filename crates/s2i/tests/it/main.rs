@@ -2,15 +2,20 @@
 //! git, an HTTP server), one module per area. One binary, so fixtures made once (images, a
 //! registry, an engine service) serve every test of a run.
 //!
+//! `S2I_TEST_ENGINE=podman` runs them all against a Podman service that the test kit starts
+//! (`scripts/test.sh` runs both); `engines` holds what differs between the engines.
+//!
 //! The Python builder's tests take minutes (a debootstrapped base image); they run by default and
 //! can be left out with `--no-default-features` on the `s2i` crate.
 
 mod build;
 mod commands;
+mod engines;
 mod flows;
 mod oci;
 #[cfg(feature = "python-tests")]
 mod python;
+mod registry;
 mod security;
 mod sources;
 mod ui;

@@ -34,7 +34,7 @@ fn s2i(env: &TestEnv, args: &[&str]) -> (i32, String, String) {
 
 /// `docker ARGS…` → (exit code, stdout, stderr), never panicking.
 fn docker(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new("docker").args(args).stdin(Stdio::null()).output().expect("docker runs");
+    let out = s2i_testkit::engine_command().args(args).stdin(Stdio::null()).output().expect("docker runs");
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
@@ -101,11 +101,7 @@ fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
 
 /// `docker run --rm [EXTRA…] IMAGE [CMD…]` → (exit code, stdout, stderr).
 fn run_image(image: &str, extra: &[&str], cmd: &[&str]) -> (i32, String, String) {
-    let mut args = vec!["run", "--rm"];
-    args.extend_from_slice(extra);
-    args.push(image);
-    args.extend_from_slice(cmd);
-    docker(&args)
+    s2i_testkit::docker_run_with(extra, image, cmd)
 }
 
 /// Builds the wheel of `examples/packages/greeting-lib` with the base image's pip (the host
