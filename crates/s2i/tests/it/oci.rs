@@ -457,9 +457,10 @@ fn what_the_oci_engine_cannot_do_is_refused_with_the_reason() {
     t.assert_clean();
 }
 
-/// An incremental build on an empty store pulls the previous image from the test kit's registry
-/// (with the credentials of the Docker config core reads) and reuses its artifacts; the builder
-/// itself comes from the registry too.
+/// The registry flow of a CI runner with an empty store: the builder is pulled from the test
+/// kit's registry (with the credentials of the Docker config core reads), the result is pushed
+/// there with --push (Docker pulls and runs it), and the next incremental build, on another empty
+/// store, pulls that previous image and reuses its artifacts.
 #[test]
 fn an_empty_store_pulls_the_builder_and_the_previous_image_from_a_registry() {
     let t = Oci::new("oci-registry");
@@ -467,30 +468,35 @@ fn an_empty_store_pulls_the_builder_and_the_previous_image_from_a_registry() {
     let (builder, _) = registry.docker_push(&fixture("sti-fake"), "oci-test/sti-fake:v1");
     let src = incremental_app(&t.env);
     let out = registry.image("oci-test/inc:v1");
-    // The first build, with its own store; its image goes to the registry through Docker.
-    let first = t.env.tag("first");
-    let archive = t.env.tmpdir().join("first.tar");
     let cfg = registry.docker_config_dir().to_path_buf();
-    let mut cmd = t.command(&[
-        "build", src, &builder, &out, "--incremental", "-e", "BUILD_NO=1", "--output-archive", &format!("docker-archive:{}", archive.display()),
-    ]);
+    let mut cmd = t.command(&["build", src, &builder, &out, "--incremental", "-e", "BUILD_NO=1", "--push", "--output=json"]);
     cmd.env("DOCKER_CONFIG", &cfg);
-    let (code, _, stderr) = t.run_with(cmd);
+    let (code, stdout, stderr) = t.run_with(cmd);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains(&format!("Pulled {builder}")), "{stderr}");
-    docker_output(&["load", "-i", archive.to_str().unwrap()]);
-    docker_output(&["tag", &out, &first]);
-    registry.docker_push(&first, "oci-test/inc:v1");
-    let _ = Command::new("docker").args(["rmi", &out]).output();
-    std::fs::remove_file(&archive).unwrap();
+    let doc = json(&stdout);
+    let digest = doc["pushed"]["digest"].as_str().unwrap_or_else(|| panic!("{doc}")).to_string();
+    assert!(stderr.contains(&format!("Pushed {out}@{digest}")), "{stderr}");
+    // What the daemonless engine pushed, Docker pulls and runs, under the same id.
+    let pulled = registry.docker_pull(&out);
+    assert_eq!(docker_output(&["image", "inspect", "--format", "{{.Id}}", pulled.name()]), doc["image_id"].as_str().unwrap());
+    assert_eq!(docker_run(pulled.name(), &["cat", "deps/installed"]).1, "build-1\n");
+    drop(pulled);
 
-    // A fresh store: the previous image comes from the registry.
+    // Another empty store: the previous image comes from the registry.
     let fresh = tempfile::Builder::new().prefix("s2i-test-oci-store-").tempdir().unwrap();
     let mut cmd = t.command_on(fresh.path(), &["build", src, &builder, &out, "--incremental", "-e", "BUILD_NO=2"]);
     cmd.env("DOCKER_CONFIG", &cfg);
     let (code, _, stderr) = t.run_with(cmd);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("---> reusing deps from build-1"), "{stderr}");
+    assert!(stderr.contains(&format!("Pulled {out}")) && stderr.contains("---> reusing deps from build-1"), "{stderr}");
     assert!(!stderr.contains(&registry.user().password), "a password in the output");
+    // Without credentials, the registry's own answer says what is missing.
+    let empty = tempfile::Builder::new().prefix("s2i-test-oci-store-").tempdir().unwrap();
+    let mut cmd = t.command_on(empty.path(), &["build", src, &builder, &t.env.tag("anon")]);
+    cmd.env("DOCKER_CONFIG", t.env.work().join("no-docker-config"));
+    let (code, _, stderr) = t.run_with(cmd);
+    assert_ne!(code, 0, "{stderr}");
+    assert!(stderr.contains("requires authentication"), "{stderr}");
     t.assert_clean();
 }
