@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -203,8 +203,9 @@ pub struct OciEngine {
     creating: Mutex<Vec<String>>,
     /// The rootfs driver that worked last, tried first next time.
     good_driver: Mutex<Option<RootfsDriver>>,
-    /// Set by remove_leftovers: a creation that finishes afterwards removes its own container.
-    closed: Arc<AtomicBool>,
+    /// Counts remove_leftovers calls: a creation that saw one start while it was under way removes
+    /// its own container when it finishes. Later creations are fine (a build's `--run`, say).
+    sweeps: AtomicU64,
     /// The registry client, made at the first pull or push (it remembers each registry's endpoint).
     registry: Mutex<Option<Arc<RegistryClient>>>,
 }
@@ -287,7 +288,7 @@ impl OciEngine {
             names: Mutex::new(HashMap::new()),
             creating: Mutex::new(Vec::new()),
             good_driver: Mutex::new(None),
-            closed: Arc::new(AtomicBool::new(false)),
+            sweeps: AtomicU64::new(0),
             registry: Mutex::new(None),
         })
     }
@@ -703,6 +704,7 @@ impl Engine for OciEngine {
         let process = ProcessPlan { args, env, cwd, user };
 
         let id = random_id();
+        let sweeps = self.sweeps.load(Ordering::SeqCst);
         self.creating.lock().unwrap().push(id.clone());
         let drivers = container::drivers_to_try(self.opts.rootfs_driver, *self.good_driver.lock().unwrap());
         let (store, state, cgroups, opts, spec2, id2) =
@@ -719,11 +721,11 @@ impl Engine for OciEngine {
         };
         *self.good_driver.lock().unwrap() = Some(made.driver);
         let c = Arc::new(made);
-        if self.closed.load(Ordering::SeqCst) {
+        if self.sweeps.load(Ordering::SeqCst) != sweeps {
             // remove_leftovers ran while this was being made: nothing may outlive it.
             let lock = c.lock.lock().unwrap().take();
             let _ = container::teardown(&self.state, &self.runtime, &id, lock).await;
-            return Err(api(&op, "the engine is shutting down"));
+            return Err(api(&op, "the engine removed its containers (an interruption) while this one was being made"));
         }
         info!("created container {} from {} ({} rootfs)", &id[..12], spec.image, c.driver);
         self.containers.lock().unwrap().insert(id.clone(), c);
@@ -892,7 +894,7 @@ impl Engine for OciEngine {
     }
 
     async fn remove_leftovers(&self) {
-        self.closed.store(true, Ordering::SeqCst);
+        self.sweeps.fetch_add(1, Ordering::SeqCst);
         let ids: Vec<String> = self.containers.lock().unwrap().keys().cloned().collect();
         for id in ids {
             if let Err(e) = self.remove_container(&id).await {
@@ -900,7 +902,7 @@ impl Engine for OciEngine {
             }
         }
         // A creation still on its blocking thread removes its own container when it finishes
-        // (it sees `closed`); wait for it briefly so that the caller can rely on a clean state.
+        // (it sees the count move); wait for it briefly so that the caller can rely on a clean state.
         for _ in 0..600 {
             if self.creating.lock().unwrap().is_empty() {
                 break;

@@ -294,7 +294,8 @@ async fn hostile_upload_stays_inside_and_download_reads_back() {
 }
 
 /// Failures leave nothing: a missing image, a command that does not exist (an error, as Docker's
-/// start), containers created and never run (remove_leftovers), a removed one removed twice.
+/// start), containers created and never run (remove_leftovers), a removed one removed twice; and
+/// the engine works on after remove_leftovers.
 #[tokio::test(flavor = "multi_thread")]
 async fn failures_and_leftovers_leave_nothing() {
     let t = TestEngine::new(None).await;
@@ -327,6 +328,12 @@ async fn failures_and_leftovers_leave_nothing() {
         _ = t.engine.run_container(&id, None, &mut sink) => panic!("the sleep ended"),
         _ = rx => {}
     }
+    // The CLI removes leftovers after each piece of work; the engine still serves the next one
+    // (`s2i build --run` starts the built image afterwards).
+    t.engine.remove_leftovers().await;
+    assert!(std::fs::read_dir(t.engine.containers_dir()).unwrap().next().is_none(), "the sweep removed them all");
+    let (code, out, _, _) = run(&t, &sh("echo again"), None).await;
+    assert_eq!((code, out.as_str()), (0, "again\n"));
     t.finish().await;
 }
 

@@ -176,7 +176,8 @@ fn json(stdout: &str) -> Value {
 
 /// The plain flow: a builder from a `docker save` archive, the image written as a docker-archive
 /// and an oci-archive, Docker loads and runs the first; `--load` hands it to Docker directly, and
-/// says so plainly when no daemon answers. The engine is named at --loglevel 1 and in the JSON.
+/// says so plainly when no daemon answers; --run runs the result. The engine is named at
+/// --loglevel 1 and in the JSON.
 #[test]
 fn a_standard_build_without_a_daemon_runs_in_docker() {
     let t = Oci::new("oci-standard");
@@ -223,6 +224,11 @@ fn a_standard_build_without_a_daemon_runs_in_docker() {
     let names = String::from_utf8_lossy(&listing.stdout).into_owned();
     assert!(names.lines().any(|l| l == "oci-layout") && names.lines().any(|l| l == "index.json"), "{names}");
     assert!(!names.lines().any(|l| l == "manifest.json"), "an OCI archive, not Docker's: {names}");
+
+    // --run starts the built image on the same engine once the build is done.
+    let (code, stdout, stderr) = t.run(&["build", src, &builder, &out, "--run"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(format!("{stdout}{stderr}").contains("sti-fake run: .sti-fake-assemble-env"), "{stdout}{stderr}");
 
     // --load: straight into the daemon when one answers…
     let mut cmd = t.command(&["build", src, &builder, &out, "--load"]);
