@@ -271,7 +271,7 @@ pub struct ImageOutputArgs {
     /// Also write the image as an archive: docker-archive:PATH (docker load reads it) or oci-archive:PATH
     #[arg(long, value_parser = image_archive, value_name = "FORMAT:PATH")]
     pub output_archive: Option<ImageArchive>,
-    /// Hand the image built by --engine oci to the Docker or Podman daemon at -U/--url or $DOCKER_HOST
+    /// Hand the image built by --engine oci to the Docker or Podman daemon --engine docker would use (-U/--url, $DOCKER_HOST…)
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
     pub load: bool,
 }
