@@ -444,6 +444,11 @@ fn what_the_oci_engine_cannot_do_is_refused_with_the_reason() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("--load cannot be used with --engine docker"), "{stderr}");
 
+    // A runtime that is not there is named, with what to do.
+    let (code, _, stderr) = t.run(&["build", src, &builder, &t.env.tag("d"), "--oci-runtime", "/nonexistent/runc"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("cannot run the OCI runtime /nonexistent/runc") && stderr.contains("--oci-runtime PATH"), "{stderr}");
+
     // Not root: the error says so (and nothing is made in the store).
     let bin = s2i_testkit::s2i_bin();
     let store = t.env.work().join("user-store");
