@@ -38,6 +38,14 @@ pub(crate) fn docker_host() -> String {
         .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string())
 }
 
+/// The socket of the engine under test (its [`engine_host`] without `unix://`), for a test
+/// that puts a proxy in front of it.
+pub fn engine_socket() -> std::path::PathBuf {
+    let host = engine_host();
+    let path = host.strip_prefix("unix://").unwrap_or_else(|| panic!("the engine under test is not on a unix socket: {host}"));
+    std::path::PathBuf::from(path)
+}
+
 /// The endpoint of the engine under test, in the form `DOCKER_HOST` and `s2i -U` take.
 pub fn engine_host() -> String {
     match test_engine() {
@@ -105,8 +113,10 @@ pub(crate) fn factory_cmd(args: &[&str]) -> Output {
     run_cli(factory_command(), args)
 }
 
-/// Like [`docker_output`], against the Docker daemon that makes the test images.
-pub(crate) fn factory_output(args: &[&str]) -> String {
+/// Like [`docker_output`], against the Docker daemon that makes the test images (whatever engine
+/// the tests drive): for test inputs that the engine under test must only get another way, such
+/// as an image it pulls from a test registry.
+pub fn factory_output(args: &[&str]) -> String {
     let out = factory_cmd(args);
     if !out.status.success() {
         panic!(

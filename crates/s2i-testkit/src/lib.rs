@@ -70,8 +70,8 @@ mod registry;
 pub use base::{base_image, no_tar_image, BASE_IMAGE, NO_TAR_IMAGE};
 pub use builders::{builder_image, builder_image_on};
 pub use engine::{
-    docker_output, docker_run, docker_run_with, engine_command, engine_host, image_exists, image_inspect, point_at_engine,
-    test_engine, TestEngine,
+    docker_output, docker_run, docker_run_with, engine_command, engine_host, engine_socket, factory_output, image_exists,
+    image_inspect, point_at_engine, test_engine, TestEngine,
 };
 pub use python::{python_base_image, PYTHON_BASE_IMAGE};
 pub use env::{s2i_bin, TestEnv};
