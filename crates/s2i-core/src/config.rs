@@ -212,12 +212,17 @@ pub fn parse_tag(tag: &str) -> Result<ImageRef> {
 /// `--push` needs a tag that names its registry (`registry.example.com/team/app:v1`): a bare
 /// `app:v1` would go to Docker Hub, which is rarely what a build means.
 pub fn check_push(tag: Option<&ImageRef>) -> Result<()> {
+    push_target(tag).map(|_| ())
+}
+
+/// The tag `--push` pushes: it must name its registry.
+pub fn push_target(tag: Option<&ImageRef>) -> Result<&ImageRef> {
     let why = match tag {
         None => "it needs the TAG of the image to push (REGISTRY/NAME[:TAG])".to_string(),
         Some(t) if t.domain.is_none() => {
             format!("TAG {t} names no registry: name one, as in 127.0.0.1:5000/{} or docker.io/{}", t.path, t.path)
         }
-        Some(_) => return Ok(()),
+        Some(t) => return Ok(t),
     };
     Err(BuildError::InvalidValue { what: "--push", value: tag.map(ImageRef::to_string).unwrap_or_default(), reason: why })
 }

@@ -118,6 +118,15 @@ impl<'a> Plan<'a> {
         self.source.part(prefix, self.ignore.clone(), src.exclude.clone(), src.keep_symlinks, skip)
     }
 
+    /// The command that runs script `name` in a build container. A script the plan did not find is
+    /// an error (a flow asked for one its needs did not require), never a panic.
+    pub fn command(&self, name: &str) -> Result<String> {
+        self.scripts.command_path(name, &self.destination).ok_or_else(|| BuildError::ScriptsMissing {
+            missing: vec![name.to_string()],
+            looked_in: vec![format!("{} and the source (the plan did not require it)", self.cfg.builder_image)],
+        })
+    }
+
     /// Who owns what is streamed into the build: the assemble user (by number), group 0.
     /// `None` when the user is a name that the builder's /etc/passwd, if read, does not know.
     pub fn owner(&self) -> Option<Owner> {

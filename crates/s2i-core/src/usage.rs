@@ -26,7 +26,10 @@ pub async fn usage(cfg: &BuildConfig, engine: &dyn Engine, reporter: Arc<dyn Rep
     }
     .resolve(&[scripts::USAGE], &[])
     .await?;
-    let command = found.command_path(scripts::USAGE, &destination).expect("usage was resolved");
+    let command = found.command_path(scripts::USAGE, &destination).ok_or_else(|| BuildError::ScriptsMissing {
+        missing: vec![scripts::USAGE.into()],
+        looked_in: vec![cfg.builder_image.clone()],
+    })?;
     let shipped: Vec<Box<dyn TarPart>> = found
         .external()
         .map(|(n, data)| tar_stream::file(format!("scripts/{n}"), data.to_vec(), 0o755))

@@ -206,7 +206,7 @@ impl TestEnv {
     /// sanitised image name (every non-alphanumeric char → `_`) followed by
     /// `_`, whether or not s2i kept the `:latest` or added a registry.
     pub fn leftover_containers(&self) -> Vec<String> {
-        if !crate::docker::engine_started() {
+        if !crate::engine::engine_started() {
             return Vec::new();
         }
         let marks = self.container_marks();
@@ -267,7 +267,7 @@ impl TestEnv {
 
 impl Drop for TestEnv {
     fn drop(&mut self) {
-        if !crate::docker::engine_started() {
+        if !crate::engine::engine_started() {
             // Nothing of this env can be in an engine that never started.
             return;
         }

@@ -39,28 +39,41 @@
 //! Debian base with python3 by debootstrap (once per daemon, cached) and
 //! [`builder_image_on`] builds a builder directory on a given base.
 //!
-//! Small helpers: [`HttpServer`] (files over HTTP, or a POST recorder for
-//! callbacks), [`write_file`], [`git`], and thin wrappers over the `docker` CLI
-//! ([`docker_output`], [`docker_run`], [`image_inspect`], [`image_exists`]).
+//! One module per job: `engine` (which engine the tests drive, and the `docker`
+//! CLI wrappers [`docker_output`], [`docker_run`], [`image_inspect`],
+//! [`image_exists`]), `lock` (the machine-wide lock for making images), `base`
+//! (the busybox base images), `builders` (builder images cached by content),
+//! `python` (the Python base), `podman` (a private Podman service, a rootless
+//! user), `registry` ([`TestRegistry`]: a real registry with TLS and auth),
+//! `http` ([`HttpServer`]: files, a POST recorder, scripted answers), `proxy`
+//! ([`FreezableProxy`]: a daemon that stops answering), `pty`
+//! ([`run_with_tty_stderr`]), `fake` (an in-memory engine for flow tests and
+//! fault injection), `env` ([`TestEnv`]); and [`write_file`], [`git`].
 
 #![warn(missing_docs)]
 
-mod docker;
+mod base;
+mod builders;
+mod engine;
 mod env;
 // The fake mirrors the Engine types field for field; those are documented in s2i-engine.
 #[allow(missing_docs)]
 pub mod fake;
 mod http;
+mod lock;
 mod podman;
 mod proxy;
 mod pty;
+mod python;
 mod registry;
 
-pub use docker::{
-    base_image, builder_image, builder_image_on, docker_output, docker_run, docker_run_with, engine_command,
-    engine_host, image_exists, image_inspect, no_tar_image, point_at_engine, python_base_image,
-    test_engine, TestEngine, BASE_IMAGE, NO_TAR_IMAGE, PYTHON_BASE_IMAGE,
+pub use base::{base_image, no_tar_image, BASE_IMAGE, NO_TAR_IMAGE};
+pub use builders::{builder_image, builder_image_on};
+pub use engine::{
+    docker_output, docker_run, docker_run_with, engine_command, engine_host, engine_socket, factory_output, image_exists,
+    image_inspect, point_at_engine, test_engine, TestEngine,
 };
+pub use python::{python_base_image, PYTHON_BASE_IMAGE};
 pub use env::{s2i_bin, TestEnv};
 pub use http::{Answer, HttpServer, RecordedRequest};
 pub use podman::{podman_service, PodmanService, RootlessPodman};

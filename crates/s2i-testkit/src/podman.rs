@@ -128,7 +128,7 @@ fn service_dir() -> PathBuf {
     dir
 }
 
-/// `containers.conf` and `storage.conf` of the service, so that no system-wide setting (or
+/// `containers.conf`, `storage.conf` and `registries.conf` of the service, so that no system-wide setting (or
 /// state: locks, networks, image copies in /var/tmp) is shared with another Podman.
 fn write_config(dir: &Path) {
     let d = dir.display();
@@ -152,7 +152,15 @@ fn write_config(dir: &Path) {
     );
     fs::write(dir.join("containers.conf"), conf).expect("writing containers.conf");
     let storage = format!("[storage]\ndriver = \"overlay\"\ngraphroot = \"{d}/root\"\nrunroot = \"{d}/runroot\"\n");
-    fs::write(dir.join("storage.conf"), storage).expect("writing storage.conf");
+    fs::write(dir.join("storage.conf"), storage).expect("writing storage.conf");    // The test registries (crate::TestRegistry) serve TLS on 127.0.0.1 with a throwaway
+    // certificate. Docker skips verifying 127.0.0.0/8 by default; Podman wants to be told. A
+    // prefix without a port matches every port of the host (containers/image's prefix rule).
+    let registries = "# Written by the s2i test kit: loopback registries are the tests' own.\n\
+                      [[registry]]\n\
+                      prefix = \"127.0.0.1\"\n\
+                      location = \"127.0.0.1\"\n\
+                      insecure = true\n";
+    fs::write(dir.join("registries.conf"), registries).expect("writing registries.conf");
 }
 
 /// The hard limit of a resource as `/proc/self/limits` names it (`Max open files`).
@@ -200,6 +208,7 @@ fn launch(podman: &Path, dir: &Path, socket: &Path, driver: &'static str) -> Res
         .arg(podman)
         .env("CONTAINERS_CONF", dir.join("containers.conf"))
         .env("CONTAINERS_STORAGE_CONF", dir.join("storage.conf"))
+        .env("CONTAINERS_REGISTRIES_CONF", dir.join("registries.conf"))
         .env("TMPDIR", dir.join("tmp"))
         // Podman's own client settings would make it talk to another service.
         .env_remove("CONTAINER_HOST")
@@ -465,7 +474,7 @@ impl RootlessPodman {
 
     /// Loads an image that Docker has (the test kit's image factory) into the user's store.
     pub fn load(&self, image: &str) {
-        let mut save = crate::docker::factory_command()
+        let mut save = crate::engine::factory_command()
             .args(["save", image])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

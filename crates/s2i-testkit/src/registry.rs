@@ -203,20 +203,20 @@ impl TestRegistry {
         );
     }
 
-    /// Push the local image `local` as `<this registry>/<repo_tag>` with the `docker` CLI (logged
-    /// in as [`TestRegistry::user`]); the temporary local tag is removed again. Returns the pushed
-    /// name and the manifest digest Docker reported.
+    /// Push the image factory's (the Docker daemon's) image `local` as `<this registry>/<repo_tag>`
+    /// with the `docker` CLI (logged in as [`TestRegistry::user`]); the temporary local tag is
+    /// removed again. Returns the pushed name and the manifest digest Docker reported.
     pub fn docker_push(&self, local: &str, repo_tag: &str) -> (String, String) {
         let remote = self.image(repo_tag);
-        crate::docker_output(&["tag", local, &remote]);
-        let out = Command::new("docker")
+        crate::factory_output(&["tag", local, &remote]);
+        let out = crate::engine::factory_command()
             .arg("--config")
             .arg(self.docker_config.path())
             .args(["push", &remote])
             .stdin(Stdio::null())
             .output()
             .expect("running docker push");
-        let _ = Command::new("docker").args(["rmi", &remote]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let _ = crate::engine::factory_command().args(["rmi", &remote]).stdout(Stdio::null()).stderr(Stdio::null()).status();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -233,10 +233,10 @@ impl TestRegistry {
         (remote, digest)
     }
 
-    /// `docker pull` of `name` with the registry's pushing user; returns a guard that removes the
-    /// pulled tag.
+    /// `docker pull` of `name` into the engine under test, with the registry's pushing user;
+    /// returns a guard that removes the pulled tag.
     pub fn docker_pull(&self, name: &str) -> PulledImage {
-        let out = Command::new("docker")
+        let out = crate::engine_command()
             .arg("--config")
             .arg(self.docker_config.path())
             .args(["pull", name])
@@ -291,7 +291,7 @@ impl Drop for TestRegistry {
     }
 }
 
-/// A tag pulled into the Docker daemon, removed on drop.
+/// A tag pulled into the engine under test, removed on drop.
 pub struct PulledImage {
     name: String,
 }
@@ -310,7 +310,7 @@ impl PulledImage {
 
 impl Drop for PulledImage {
     fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rmi", &self.name]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let _ = crate::engine_command().args(["rmi", &self.name]).stdout(Stdio::null()).stderr(Stdio::null()).status();
     }
 }
 

@@ -129,7 +129,7 @@ async fn assemble(plan: &Plan<'_>, engine: &dyn Engine, previous: Option<&Previo
 async fn create_assemble_container(plan: &Plan<'_>, engine: &dyn Engine, feed: Feed) -> Result<String> {
     let cfg = plan.cfg;
     let spec = ContainerSpec {
-        cmd: assemble_command(plan, feed),
+        cmd: assemble_command(plan, feed)?,
         user: plan.assemble_user.clone(),
         env: plan.env.iter().map(EnvVar::to_kv).collect(),
         open_stdin: feed == Feed::Stdin,
@@ -160,18 +160,18 @@ async fn stream_owner(plan: &Plan<'_>, engine: &dyn Engine, feed: Feed) -> Resul
 /// The assemble container's command: unpack stdin then assemble (or just assemble when the engine
 /// unpacked the input), then empty the injected files whatever assemble's outcome. Paths are
 /// quoted: a destination from an image label is not trusted to be a plain word.
-fn assemble_command(plan: &Plan<'_>, feed: Feed) -> Vec<String> {
-    let assemble = plan.scripts.command_path(scripts::ASSEMBLE, &plan.destination).expect("assemble is required by the plan");
+fn assemble_command(plan: &Plan<'_>, feed: Feed) -> Result<Vec<String>> {
+    let assemble = plan.command(scripts::ASSEMBLE)?;
     let quoted = crate::inject::shell_quote(&assemble);
     let mut line = match feed {
         Feed::Stdin => format!("tar -C {} -xf - && {quoted}", crate::inject::shell_quote(&plan.destination)),
-        Feed::Upload if plan.injections.is_empty() => return vec![assemble],
+        Feed::Upload if plan.injections.is_empty() => return Ok(vec![assemble]),
         Feed::Upload => quoted,
     };
     if !plan.injections.is_empty() {
         line = format!("{line}; result=$?; . {}; exit $result", crate::inject::RM_SCRIPT);
     }
-    vec!["/bin/sh".into(), "-c".into(), line]
+    Ok(vec!["/bin/sh".into(), "-c".into(), line])
 }
 
 async fn run_assemble(plan: &Plan<'_>, engine: &dyn Engine, id: &str, feed: Feed, previous: Option<&Previous>) -> Result<WalkStats> {

@@ -25,7 +25,7 @@ use crate::result::{BuildResult, Phases};
 pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, reporter: Arc<dyn Reporter>) -> Result<BuildResult> {
     let push_to = match cfg.push {
         // The CLI checked this already; a library caller may not have.
-        true => Some(crate::config::check_push(cfg.tag.as_ref()).map(|()| cfg.tag.as_ref().expect("checked"))?),
+        true => Some(crate::config::push_target(cfg.tag.as_ref())?),
         false => None,
     };
     let mut result = run_flow(cfg, engine, reporter.clone()).await?;

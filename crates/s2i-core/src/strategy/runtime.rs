@@ -36,6 +36,7 @@ struct Runtime<'r> {
     image: ImageInfo,
     mappings: Vec<Mapping>,
     scripts: Scripts,
+    assemble_runtime: Script,
 }
 
 pub async fn build(mut plan: Plan<'_>, engine: &dyn Engine, mut phases: Phases, runtime_cfg: &RuntimeConfig) -> Result<BuildResult> {
@@ -56,7 +57,7 @@ pub async fn build(mut plan: Plan<'_>, engine: &dyn Engine, mut phases: Phases, 
         // the next build its artifacts, not this build its result.
         let mut kept = None;
         if let (true, Some(stage)) = (cfg.incremental, &stage_tag) {
-            let run = plan.scripts.command_path(scripts::RUN, &plan.destination).expect("run is required by the plan");
+            let run = plan.command(scripts::RUN)?;
             match assemble::commit(&plan, engine, &assembled.container, &plan.builder, run, Some(stage), &mut phases).await {
                 Ok((id, _)) => {
                     info!("Builder stage kept as {} ({id}) for the next incremental build", stage.normalized());
@@ -101,13 +102,13 @@ async fn prepare_runtime<'r>(plan: &Plan<'_>, engine: &dyn Engine, phases: &mut 
     }
     .resolve(&[], &[ASSEMBLE_RUNTIME])
     .await?;
-    if scripts.get(ASSEMBLE_RUNTIME).is_none() {
+    let Some(assemble_runtime) = scripts.get(ASSEMBLE_RUNTIME).cloned() else {
         return Err(BuildError::ScriptsMissing {
             missing: vec![ASSEMBLE_RUNTIME.into()],
             looked_in: vec![format!("the source's .s2i/bin and runtime image {} (it has no {} label)", rt.image, labels::SCRIPTS_URL)],
         });
-    }
-    Ok(Runtime { name: &rt.image, image, mappings, scripts })
+    };
+    Ok(Runtime { name: &rt.image, image, mappings, scripts, assemble_runtime })
 }
 
 /// `-a` mappings, or else the runtime image's assemble-input-files label; each checked.
@@ -151,8 +152,7 @@ async fn ship(
     let running = phases.start(Phase::Runtime);
     let workdir = if runtime.image.working_dir.is_empty() { "/".to_string() } else { runtime.image.working_dir.clone() };
     let in_workdir = |rel: &str| format!("{}/{rel}", workdir.trim_end_matches('/'));
-    let assemble_runtime = runtime.scripts.get(ASSEMBLE_RUNTIME).expect("checked in prepare_runtime");
-    let command = match assemble_runtime {
+    let command = match &runtime.assemble_runtime {
         Script::External { .. } => in_workdir("scripts/assemble-runtime"),
         Script::InImage { dir } => format!("{dir}/{ASSEMBLE_RUNTIME}"),
     };
@@ -220,7 +220,7 @@ async fn ship(
         phases.end(running);
         let run = match plan.scripts.get(scripts::RUN) {
             Some(Script::External { .. }) => in_workdir("scripts/run"),
-            _ => plan.scripts.command_path(scripts::RUN, &plan.destination).expect("run is required by the plan"),
+            _ => plan.command(scripts::RUN)?,
         };
         assemble::commit(plan, engine, &id, &runtime.image, run, cfg.tag.as_ref(), phases).await
     }

@@ -18,7 +18,7 @@ pub async fn build(plan: Plan<'_>, engine: &dyn Engine, mut phases: Phases) -> R
         false => None,
     };
     let assembled = assemble::assemble_with_fallback(&plan, engine, previous.as_ref(), &mut phases).await?;
-    let run = plan.scripts.command_path(scripts::RUN, &plan.destination).expect("run is required by the plan");
+    let run = plan.command(scripts::RUN)?;
     let committed = assemble::commit(&plan, engine, &assembled.container, &plan.builder, run, cfg.tag.as_ref(), &mut phases).await;
     container::remove(engine, &assembled.container).await;
     let (image_id, labels) = committed?;

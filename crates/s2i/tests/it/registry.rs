@@ -1,4 +1,4 @@
-//! Registries, end to end: the real binary, the Docker daemon and a real registry
+//! Registries, end to end: the real binary, the engine under test and a real registry
 //! (`docker-registry` on 127.0.0.1 with TLS and htpasswd, or token auth). Pulls with every
 //! credential source, failures said as the registry means them, `--push`, and the CI flow where
 //! an incremental build on an empty cache pulls its previous image from the registry.
@@ -7,12 +7,11 @@
 //! searched for the password (as is, and base64-encoded at any offset, as it travels in headers).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use regex::Regex;
 
 use s2i_testkit::{
-    docker_output, docker_run, fixture, image_exists, image_inspect, run_with_tty_stderr, write_docker_config, write_file, FakeCredentialHelper,
+    docker_output, docker_run, engine_command, factory_output, fixture, image_exists, image_inspect, run_with_tty_stderr, write_docker_config, write_file, FakeCredentialHelper,
     RegistryUser, TestEnv, TestRegistry,
 };
 
@@ -68,7 +67,7 @@ fn assert_no_container_of(reg: &TestRegistry) {
 type EnvVar<'a> = (&'a str, &'a std::ffi::OsStr);
 
 fn remove_local(name: &str) {
-    let _ = Command::new("docker").args(["rmi", name]).output();
+    let _ = engine_command().args(["rmi", name]).output();
 }
 
 /// On drop, removes every reference the daemon holds to images of a registry (tags, and the
@@ -118,16 +117,18 @@ impl Setup {
         let env = TestEnv::new(name);
         let context = env.work().join("builder-context");
         write_file(&context.join("unique"), &format!("{}\n", env.id()), 0o644);
-        // A commit, not a build: the classic builder trips over parallel builds of one base.
+        // Made and pushed by the image factory (the Docker daemon) whatever engine the tests drive,
+        // so that the engine under test only ever gets it from the registry. A commit, not a
+        // build: the classic builder trips over parallel builds of one base.
         let local = format!("s2i-test-registry-builder/{}:v1", env.id());
         let container = format!("s2i-test-registry-builder-{}", env.id());
-        docker_output(&["create", "--name", &container, &fixture("sti-fake"), "true"]);
-        docker_output(&["cp", &context.join("unique").display().to_string(), &format!("{container}:/etc/s2i-test-unique")]);
-        docker_output(&["commit", &container, &local]);
-        docker_output(&["rm", &container]);
+        factory_output(&["create", "--name", &container, &fixture("sti-fake"), "true"]);
+        factory_output(&["cp", &context.join("unique").display().to_string(), &format!("{container}:/etc/s2i-test-unique")]);
+        factory_output(&["commit", &container, &local]);
+        factory_output(&["rm", &container]);
         let (builder, _) = reg.docker_push(&local, "s2i/builder:v1");
         // Its only tag goes, so the image goes: the first pull downloads the unique layer.
-        docker_output(&["rmi", &local]);
+        factory_output(&["rmi", &local]);
         let home = env.work().join("home");
         std::fs::create_dir_all(&home).unwrap();
         write_file(&env.work().join("app/index.html"), "hello from the registry tests\n", 0o644);

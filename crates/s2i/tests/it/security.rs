@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use s2i_testkit::{docker_run, fixture, git, image_label, write_file, Answer, FreezableProxy, HttpServer, TestEnv};
+use s2i_testkit::{docker_run, engine_socket, fixture, git, image_label, write_file, Answer, FreezableProxy, HttpServer, TestEnv};
 
 fn app(env: &TestEnv) -> String {
     write_file(&env.work().join("app/index.html"), "hello\n", 0o644);
@@ -174,7 +174,7 @@ fn build_then_hang(env: &TestEnv, proxy: &FreezableProxy, cleanup_limit: &str) -
 #[test]
 fn a_second_ctrl_c_quits_at_once_while_clean_up_hangs() {
     let env = TestEnv::new("secondsig");
-    let proxy = FreezableProxy::start(std::path::Path::new("/var/run/docker.sock"));
+    let proxy = FreezableProxy::start(&engine_socket());
     let (mut child, reader) = build_then_hang(&env, &proxy, "120s");
     std::thread::sleep(Duration::from_secs(2));
     assert!(child.try_wait().unwrap().is_none(), "the clean-up is waiting for the frozen engine");
@@ -192,7 +192,7 @@ fn a_second_ctrl_c_quits_at_once_while_clean_up_hangs() {
 #[test]
 fn clean_up_after_an_interrupt_is_bounded() {
     let env = TestEnv::new("cleanbound");
-    let proxy = FreezableProxy::start(std::path::Path::new("/var/run/docker.sock"));
+    let proxy = FreezableProxy::start(&engine_socket());
     let started = Instant::now();
     let (mut child, reader) = build_then_hang(&env, &proxy, "2s");
     let status = child.wait().unwrap();
