@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """s2i's benchmark: each workload built by `s2i` and by the floor (bench/floor: only the Engine API
-calls that cannot be avoided for the same image), interleaved A B A B, after a warm-up.
+calls that cannot be avoided for the same image), interleaved A B A B, after a warm-up; and by
+`s2i --engine oci` (the daemonless engine: an OCI store and runc), against the same Docker floor.
 
-    python3 bench/run.py [--runs 5] [--only tiny,many,...] [--no-write]
+    python3 bench/run.py [--runs 5] [--only tiny,many,...] [--engines docker,oci] [--no-write]
 
 Inputs are generated under $S2I_BENCH_DIR (default /tmp/s2i-bench), outside the repository; the
 base image is made from busybox-static, so no registry is needed. Results go to bench/README.md
@@ -11,6 +12,7 @@ between the results markers (unless --no-write) and to stdout.
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import statistics
@@ -24,6 +26,8 @@ FLOOR = os.path.join(ROOT, "target/release/s2i-bench-floor")
 BUILDER = "s2i-bench/builder:latest"
 RUNTIME = "s2i-bench/runtime:latest"
 WORK = os.environ.get("S2I_BENCH_DIR", "/tmp/s2i-bench")
+# The daemonless engine's store, and the images it takes from Docker (as `docker save` archives).
+OCI_STORE = os.path.join(WORK, "oci-store")
 MIB = 1024 * 1024
 
 
@@ -83,30 +87,91 @@ def prepare():
     # take artifacts from their own last build.
     subprocess.run([S2I, "build", os.path.join(WORK, "inc-seed"), BUILDER, "s2i-bench/inc-s2i:latest", "-q"], check=True)
     sh("docker", "tag", "s2i-bench/inc-s2i:latest", "s2i-bench/inc-floor:latest")
+    prepare_oci()
     return base
 
 
+def oci(*args):
+    return [S2I, *args, "--engine", "oci", "--oci-store", OCI_STORE]
+
+
+def prepare_oci():
+    """The builder and runtime images into the OCI store (imported from `docker save` archives,
+    under their names), and the incremental workload's previous image, built there."""
+    for image, name in [(BUILDER, "builder.tar"), (RUNTIME, "runtime.tar")]:
+        sh("docker", "save", "-o", os.path.join(WORK, name), image)
+    subprocess.run(
+        oci("build", os.path.join(WORK, "tiny"), "docker-archive:" + os.path.join(WORK, "builder.tar"), "s2i-bench/oci-warm:latest", "-q",
+            "--runtime-image", "docker-archive:" + os.path.join(WORK, "runtime.tar"), "-a", "/tmp/src/index.html:."),
+        check=True,
+    )
+    subprocess.run(oci("build", os.path.join(WORK, "inc-seed"), BUILDER, "s2i-bench/inc-oci:latest", "-q"), check=True)
+
+
+def prune_oci_store():
+    """Drop the store's untagged images (superseded outputs) and what only they used: blobs and
+    unpacked layers. The store's own sweep does the same when s2i removes an image."""
+    index_path = os.path.join(OCI_STORE, "index.json")
+    index = json.load(open(index_path))
+    index["manifests"] = [m for m in index["manifests"] if m.get("annotations", {}).get("org.opencontainers.image.ref.name")]
+    blobs_dir = os.path.join(OCI_STORE, "blobs/sha256")
+    blob = lambda d: json.load(open(os.path.join(blobs_dir, d.split(":", 1)[1])))
+    keep_blobs, keep_layers = set(), {"empty"}
+    for m in index["manifests"]:
+        manifest = blob(m["digest"])
+        keep_blobs.add(m["digest"].split(":", 1)[1])
+        keep_blobs.add(manifest["config"]["digest"].split(":", 1)[1])
+        keep_blobs.update(layer["digest"].split(":", 1)[1] for layer in manifest["layers"])
+        chain = None
+        for diff_id in blob(manifest["config"]["digest"])["rootfs"]["diff_ids"]:
+            chain = diff_id if chain is None else "sha256:" + hashlib.sha256(f"{chain} {diff_id}".encode()).hexdigest()
+            keep_layers.add(chain.split(":", 1)[1])
+    tmp = index_path + ".tmp"
+    json.dump(index, open(tmp, "w"))
+    os.replace(tmp, index_path)
+    for name in os.listdir(blobs_dir):
+        if name not in keep_blobs:
+            os.remove(os.path.join(blobs_dir, name))
+    layers_dir = os.path.join(OCI_STORE, "s2i/layers")
+    for name in os.listdir(layers_dir):
+        if name.removesuffix(".lock") not in keep_layers:
+            subprocess.run(["rm", "-rf", os.path.join(layers_dir, name)], check=True)
+
+
 def workloads():
-    """name: ((s2i command, its output tag), (floor command, its output tag))."""
+    """name: {side: (command, its output tag)} for the sides s2i (Docker), floor (Docker) and oci
+    (s2i --engine oci)."""
     w = WORK
-    out_s2i, out_floor = "s2i-bench/out-s2i:latest", "s2i-bench/out-floor:latest"
-    inc_s2i, inc_floor = "s2i-bench/inc-s2i:latest", "s2i-bench/inc-floor:latest"
-    rt_s2i, rt_floor = "s2i-bench/rt-s2i:latest", "s2i-bench/rt-floor:latest"
+    out_s2i, out_floor, out_oci = "s2i-bench/out-s2i:latest", "s2i-bench/out-floor:latest", "s2i-bench/out-oci:latest"
+    inc_s2i, inc_floor, inc_oci = "s2i-bench/inc-s2i:latest", "s2i-bench/inc-floor:latest", "s2i-bench/inc-oci:latest"
+    rt_s2i, rt_floor, rt_oci = "s2i-bench/rt-s2i:latest", "s2i-bench/rt-floor:latest", "s2i-bench/rt-oci:latest"
+    rt_args = ["--runtime-image", RUNTIME, "-a", "/tmp/src/app.bin:."]
+
+    def three(s2i, floor, oci_cmd, tags):
+        return {"s2i": (s2i, tags[0]), "floor": (floor, tags[1]), "oci": (oci_cmd, tags[2])}
+
+    std = (out_s2i, out_floor, out_oci)
     return {
-        "tiny": (([S2I, "build", f"{w}/tiny", BUILDER, out_s2i], out_s2i), ([FLOOR, "standard", f"{w}/tiny", BUILDER, out_floor], out_floor)),
-        "many": (([S2I, "build", f"{w}/many", BUILDER, out_s2i], out_s2i), ([FLOOR, "standard", f"{w}/many", BUILDER, out_floor], out_floor)),
-        "big": (([S2I, "build", f"{w}/big", BUILDER, out_s2i], out_s2i), ([FLOOR, "standard", f"{w}/big", BUILDER, out_floor], out_floor)),
-        "incremental": (
-            ([S2I, "build", f"{w}/inc", BUILDER, inc_s2i, "--incremental"], inc_s2i),
-            ([FLOOR, "incremental", f"{w}/inc", BUILDER, inc_floor], inc_floor),
+        "tiny": three([S2I, "build", f"{w}/tiny", BUILDER, out_s2i], [FLOOR, "standard", f"{w}/tiny", BUILDER, out_floor], oci("build", f"{w}/tiny", BUILDER, out_oci), std),
+        "many": three([S2I, "build", f"{w}/many", BUILDER, out_s2i], [FLOOR, "standard", f"{w}/many", BUILDER, out_floor], oci("build", f"{w}/many", BUILDER, out_oci), std),
+        "big": three([S2I, "build", f"{w}/big", BUILDER, out_s2i], [FLOOR, "standard", f"{w}/big", BUILDER, out_floor], oci("build", f"{w}/big", BUILDER, out_oci), std),
+        "incremental": three(
+            [S2I, "build", f"{w}/inc", BUILDER, inc_s2i, "--incremental"],
+            [FLOOR, "incremental", f"{w}/inc", BUILDER, inc_floor],
+            oci("build", f"{w}/inc", BUILDER, inc_oci, "--incremental"),
+            (inc_s2i, inc_floor, inc_oci),
         ),
-        "runtime": (
-            ([S2I, "build", f"{w}/runtime", BUILDER, rt_s2i, "--runtime-image", RUNTIME, "-a", "/tmp/src/app.bin:."], rt_s2i),
-            ([FLOOR, "runtime", f"{w}/runtime", BUILDER, RUNTIME, "/tmp/src/app.bin", rt_floor], rt_floor),
+        "runtime": three(
+            [S2I, "build", f"{w}/runtime", BUILDER, rt_s2i, *rt_args],
+            [FLOOR, "runtime", f"{w}/runtime", BUILDER, RUNTIME, "/tmp/src/app.bin", rt_floor],
+            oci("build", f"{w}/runtime", BUILDER, rt_oci, *rt_args),
+            (rt_s2i, rt_floor, rt_oci),
         ),
-        "s2iignore": (
-            ([S2I, "build", f"{w}/ignore", BUILDER, out_s2i], out_s2i),
-            ([FLOOR, "standard", f"{w}/ignore", BUILDER, out_floor, "node_modules"], out_floor),
+        "s2iignore": three(
+            [S2I, "build", f"{w}/ignore", BUILDER, out_s2i],
+            [FLOOR, "standard", f"{w}/ignore", BUILDER, out_floor, "node_modules"],
+            oci("build", f"{w}/ignore", BUILDER, out_oci),
+            std,
         ),
     }
 
@@ -136,10 +201,15 @@ def image_id(tag):
     return p.stdout.strip() if p.returncode == 0 else None
 
 
-def run_and_tidy(cmd, tag):
+def run_and_tidy(side, cmd, tag):
     """Time `cmd`, then remove the image its tag named before (superseded, now untagged), and
     flush the disk, so that the next run does not pay for this one's clean-up. Only our own
     images are removed: a global prune would also take untagged images of other users."""
+    if side == "oci":
+        result = timed(cmd)
+        prune_oci_store()
+        subprocess.run(["sync"])
+        return result
     before = image_id(tag)
     result = timed(cmd)
     if before and image_id(tag) != before:
@@ -150,30 +220,29 @@ def run_and_tidy(cmd, tag):
     return result
 
 
-def bench(name, a, b, runs):
-    (cmd_a, tag_a), (cmd_b, tag_b) = a, b
-    run_and_tidy(cmd_a, tag_a), run_and_tidy(cmd_b, tag_b)  # warm-up
-    rows = []
+def bench(name, sides, runs):
+    """Each side of `sides` (name: (command, tag)) run `runs` times after a warm-up, the order
+    rotating each round (A B C, B C A, C A B, ...), so that whatever one run leaves behind for the
+    next (writeback, cache) falls on every side alike."""
+    names = list(sides)
+    for side in names:  # warm-up
+        run_and_tidy(side, *sides[side])
+    times = {side: [] for side in names}
+    rss = {side: 0 for side in names}
     for i in range(runs):
-        # Alternate which side goes first (A B, B A, ...): whatever one run leaves behind for the
-        # next (writeback, cache) then falls on both sides alike.
-        if i % 2 == 0:
-            ta, rss_a = run_and_tidy(cmd_a, tag_a)
-            tb, _ = run_and_tidy(cmd_b, tag_b)
-        else:
-            tb, _ = run_and_tidy(cmd_b, tag_b)
-            ta, rss_a = run_and_tidy(cmd_a, tag_a)
-        rows.append((ta, tb, rss_a))
-    s2i = [r[0] for r in rows]
-    floor = [r[1] for r in rows]
-    ratios = [r[0] / r[1] for r in rows]
-    return {
-        "workload": name,
-        "s2i": (statistics.median(s2i), min(s2i), max(s2i)),
-        "floor": (statistics.median(floor), min(floor), max(floor)),
-        "ratio": (statistics.median(ratios), min(ratios), max(ratios)),
-        "rss_mib": max(r[2] for r in rows) / 1024,
-    }
+        order = names[i % len(names):] + names[: i % len(names)]
+        for side in order:
+            t, r = run_and_tidy(side, *sides[side])
+            times[side].append(t)
+            rss[side] = max(rss[side], r)
+    out = {"workload": name}
+    for side in names:
+        out[side] = (statistics.median(times[side]), min(times[side]), max(times[side]))
+        out[side + "_rss_mib"] = rss[side] / 1024
+    for side in [s for s in names if s != "floor"]:
+        ratios = [a / b for a, b in zip(times[side], times["floor"])]
+        out[side + "_ratio"] = (statistics.median(ratios), min(ratios), max(ratios))
+    return out
 
 
 def quick(cmd, runs=21):
@@ -185,53 +254,92 @@ def quick(cmd, runs=21):
     return statistics.median(times) * 1000
 
 
-def render(results, version_ms, argerr_ms, runs):
+def header(runs, sides):
     info = json.loads(sh("docker", "info", "--format", "{{json .}}"))
-    lines = [
+    return (
         f"Run on {datetime.date.today().isoformat()}: Docker {info.get('ServerVersion')} "
         f"({info.get('Driver')} storage, cgroup {info.get('CgroupVersion')}), kernel {info.get('KernelVersion')}, "
-        f"{info.get('NCPU')} CPUs, {info.get('MemTotal', 0) // (1024 ** 3)} GiB; {runs} interleaved runs per side after a warm-up.",
+        f"{info.get('NCPU')} CPUs, {info.get('MemTotal', 0) // (1024 ** 3)} GiB; {runs} runs per side after a warm-up, "
+        f"interleaved ({', '.join(sides)})."
+    )
+
+
+def render(results, version_ms, argerr_ms, runs, sides):
+    lines = [
+        header(runs, sides),
         "",
         "| workload | s2i median (min–max) | floor median (min–max) | s2i/floor median (min–max) | s2i peak RSS |",
         "|---|---|---|---|---|",
     ]
     for r in results:
-        s, f, q = r["s2i"], r["floor"], r["ratio"]
+        s, f, q = r["s2i"], r["floor"], r["s2i_ratio"]
         lines.append(
             f"| {r['workload']}: {DESCRIPTIONS[r['workload']]} | {s[0]:.2f} s ({s[1]:.2f}–{s[2]:.2f}) | "
-            f"{f[0]:.2f} s ({f[1]:.2f}–{f[2]:.2f}) | {q[0]:.2f}x ({q[1]:.2f}–{q[2]:.2f}) | {r['rss_mib']:.1f} MiB |"
+            f"{f[0]:.2f} s ({f[1]:.2f}–{f[2]:.2f}) | {q[0]:.2f}x ({q[1]:.2f}–{q[2]:.2f}) | {r['s2i_rss_mib']:.1f} MiB |"
         )
     lines += ["", f"`s2i version`: {version_ms:.1f} ms median; an argument error: {argerr_ms:.1f} ms median (21 runs each)."]
     return "\n".join(lines)
+
+
+def render_oci(results, runs, sides):
+    runc = sh("runc", "--version").splitlines()[0]
+    lines = [
+        header(runs, sides) + f" The oci engine: {runc}, kernel overlay, store on the same disk as Docker's.",
+        "",
+        "| workload | s2i --engine oci median (min–max) | Docker floor median (min–max) | oci/floor median (min–max) | peak RSS |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results:
+        o, f, q = r["oci"], r["floor"], r["oci_ratio"]
+        lines.append(
+            f"| {r['workload']}: {DESCRIPTIONS[r['workload']]} | {o[0]:.2f} s ({o[1]:.2f}–{o[2]:.2f}) | "
+            f"{f[0]:.2f} s ({f[1]:.2f}–{f[2]:.2f}) | {q[0]:.2f}x ({q[1]:.2f}–{q[2]:.2f}) | {r['oci_rss_mib']:.1f} MiB |"
+        )
+    return "\n".join(lines)
+
+
+def write_section(start, end, table):
+    readme = os.path.join(ROOT, "bench/README.md")
+    text = open(readme).read()
+    text = text[: text.index(start) + len(start)] + "\n" + table + "\n" + text[text.index(end):]
+    open(readme, "w").write(text)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--only", default="")
+    ap.add_argument("--engines", default="docker,oci", help="docker, oci, or both: which s2i sides run beside the floor")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
+    engines = [e for e in args.engines.split(",") if e]
+    sides = [s for s, e in [("s2i", "docker"), ("floor", None), ("oci", "oci")] if e is None or e in engines]
     prepare()
     chosen = [w for w in args.only.split(",") if w] or list(workloads())
     results = []
     for name in chosen:
-        a, b = workloads()[name]
+        all_sides = workloads()[name]
         print(f"{name} ...", file=sys.stderr)
-        results.append(bench(name, a, b, args.runs))
+        results.append(bench(name, {s: all_sides[s] for s in sides}, args.runs))
         r = results[-1]
-        print(f"  s2i {r['s2i'][0]:.2f}s floor {r['floor'][0]:.2f}s ratio {r['ratio'][0]:.3f} rss {r['rss_mib']:.1f}MiB", file=sys.stderr)
-    version_ms = quick([S2I, "version"])
-    argerr_ms = quick([S2I, "build", "--pull-policy", "sometimes"])
-    table = render(results, version_ms, argerr_ms, args.runs)
-    print(table)
+        line = f"  floor {r['floor'][0]:.2f}s"
+        for side in [s for s in sides if s != "floor"]:
+            line += f" | {side} {r[side][0]:.2f}s ratio {r[side + '_ratio'][0]:.3f} rss {r[side + '_rss_mib']:.1f}MiB"
+        print(line, file=sys.stderr)
+    tables = []
+    if "s2i" in sides:
+        version_ms = quick([S2I, "version"])
+        argerr_ms = quick([S2I, "build", "--pull-policy", "sometimes"])
+        tables.append(("<!-- results -->", "<!-- /results -->", render(results, version_ms, argerr_ms, args.runs, sides)))
+    if "oci" in sides:
+        tables.append(("<!-- oci-results -->", "<!-- /oci-results -->", render_oci(results, args.runs, sides)))
+    for _, _, table in tables:
+        print(table)
     for image in ["s2i-bench/out-s2i", "s2i-bench/out-floor", "s2i-bench/rt-s2i", "s2i-bench/rt-floor"]:
         subprocess.run(["docker", "rmi", image], capture_output=True)
     if not args.no_write and not args.only:
-        readme = os.path.join(ROOT, "bench/README.md")
-        text = open(readme).read()
-        start, end = "<!-- results -->", "<!-- /results -->"
-        text = text[: text.index(start) + len(start)] + "\n" + table + "\n" + text[text.index(end):]
-        open(readme, "w").write(text)
+        for start, end, table in tables:
+            write_section(start, end, table)
 
 
 if __name__ == "__main__":

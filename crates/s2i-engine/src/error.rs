@@ -30,6 +30,11 @@ pub enum EngineError {
     /// Reading the stream we were feeding into a container failed (our side, not the container's).
     #[error("{0}")]
     Input(std::io::Error),
+
+    /// A call failed with an error that text would flatten (a registry's answer, with its own
+    /// hint): the cause is kept, typed, for callers that look for it ([`EngineError::find_cause`]).
+    #[error("{op} failed: {source}")]
+    Failed { op: String, #[source] source: Box<dyn std::error::Error + Send + Sync> },
 }
 
 impl EngineError {
@@ -40,6 +45,18 @@ impl EngineError {
             other => (error_chain(other), None),
         };
         EngineError::Api { op: op.into(), message, status }
+    }
+
+    /// The first error of type `T` among this error's causes (a `RegistryError`, say).
+    pub fn find_cause<T: std::error::Error + 'static>(&self) -> Option<&T> {
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            if let Some(found) = c.downcast_ref::<T>() {
+                return Some(found);
+            }
+            cause = c.source();
+        }
+        None
     }
 
     /// True when the engine answered "404 not found".
@@ -61,4 +78,19 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_call_keeps_its_typed_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "no");
+        let e = EngineError::Failed { op: "pulling x".into(), source: Box::new(io) };
+        assert_eq!(e.to_string(), "pulling x failed: no");
+        assert_eq!(e.find_cause::<std::io::Error>().map(|c| c.kind()), Some(std::io::ErrorKind::PermissionDenied));
+        assert!(e.find_cause::<std::fmt::Error>().is_none());
+        assert_eq!(error_chain(&e), "pulling x failed: no");
+    }
 }

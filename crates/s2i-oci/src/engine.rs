@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -15,6 +15,8 @@ use s2i_engine::{
     EngineVersion, ImageBuildSpec, ImageInfo, OutputSink, OutputStream, Progress, ProgressSink, RegistryAuth, Result,
     RunningOutput,
 };
+use s2i_registry::client::{ClientOptions, Limits as RegistryLimits};
+use s2i_registry::{RegistryClient, Resolved};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Child;
 use tracing::{debug, info, warn};
@@ -23,7 +25,7 @@ use crate::image::{self, CommitChanges, Diff, Image, Lease, Store, RUNTIME_MOUNT
 use crate::run::bundle::{self, Bind, BundleParams, EtcFiles, Network, NetworkMode, Rlimits};
 use crate::run::cgroup::{Cgroups, ContainerCgroup};
 use crate::run::container::{self, ContainerInfo, StateDir};
-use crate::run::fsroot::RootDir;
+use crate::fsroot::RootDir;
 use crate::run::rootfs::{self, OverlayDirs, RootfsDriver};
 use crate::run::runc::Runtime;
 use crate::run::{archive, netns, user, RunError};
@@ -201,8 +203,11 @@ pub struct OciEngine {
     creating: Mutex<Vec<String>>,
     /// The rootfs driver that worked last, tried first next time.
     good_driver: Mutex<Option<RootfsDriver>>,
-    /// Set by remove_leftovers: a creation that finishes afterwards removes its own container.
-    closed: Arc<AtomicBool>,
+    /// Counts remove_leftovers calls: a creation that saw one start while it was under way removes
+    /// its own container when it finishes. Later creations are fine (a build's `--run`, say).
+    sweeps: AtomicU64,
+    /// The registry client, made at the first pull or push (it remembers each registry's endpoint).
+    registry: Mutex<Option<Arc<RegistryClient>>>,
 }
 
 fn api(op: impl Into<String>, e: impl std::fmt::Display) -> EngineError {
@@ -283,7 +288,8 @@ impl OciEngine {
             names: Mutex::new(HashMap::new()),
             creating: Mutex::new(Vec::new()),
             good_driver: Mutex::new(None),
-            closed: Arc::new(AtomicBool::new(false)),
+            sweeps: AtomicU64::new(0),
+            registry: Mutex::new(None),
         })
     }
 
@@ -299,6 +305,17 @@ impl OciEngine {
     /// Where containers' directories are made.
     pub fn containers_dir(&self) -> PathBuf {
         self.state.containers()
+    }
+
+    fn registry(&self) -> Result<Arc<RegistryClient>> {
+        let mut client = self.registry.lock().unwrap();
+        if let Some(c) = client.as_ref() {
+            return Ok(c.clone());
+        }
+        let options = ClientOptions { limits: RegistryLimits::from_env(), ..Default::default() };
+        let made = Arc::new(RegistryClient::new(options).map_err(|e| EngineError::Failed { op: "setting up the registry client".into(), source: Box::new(e) })?);
+        *client = Some(made.clone());
+        Ok(made)
     }
 
     fn find(&self, id_or_name: &str) -> Option<Arc<Container>> {
@@ -570,6 +587,15 @@ fn commit_tag(spec: &CommitSpec) -> Option<String> {
     })
 }
 
+/// The credentials core handed over, or an anonymous pull (which still gets a registry's
+/// anonymous token when it hands those out).
+fn credentials(auth: Option<&RegistryAuth>) -> Resolved {
+    match auth {
+        Some(a) => Resolved::given(a.clone()),
+        None => Resolved::anonymous("no credentials were given for it"),
+    }
+}
+
 fn is_transport(name: &str) -> bool {
     image::Transport::parse(name).is_some()
 }
@@ -591,22 +617,24 @@ impl Engine for OciEngine {
         Ok(blocking(move || store.get(&n)).await??.map(|i| i.info()))
     }
 
-    async fn pull_image(&self, name: &str, _auth: Option<&RegistryAuth>, progress: &mut dyn ProgressSink) -> Result<()> {
-        if !is_transport(name) {
-            return Err(EngineError::NotSupported {
-                engine: EngineKind::Oci,
-                what: format!(
-                    "pull {name} from a registry yet; give the image as docker-archive:PATH, oci-archive:PATH or oci:DIR"
-                ),
-            });
+    async fn pull_image(&self, name: &str, auth: Option<&RegistryAuth>, progress: &mut dyn ProgressSink) -> Result<()> {
+        if is_transport(name) {
+            let image = self.image(name).await?;
+            progress.progress(Progress::Status(&format!("Imported {name} as {}", image.id)));
+            return Ok(());
         }
-        let image = self.image(name).await?;
-        progress.progress(Progress::Status(&format!("Imported {name} as {}", image.id)));
+        let client = self.registry()?;
+        image::remote::pull(&self.store, &client, name, credentials(auth), progress).await?;
         Ok(())
     }
 
-    async fn push_image(&self, name: &str, _auth: Option<&RegistryAuth>, _progress: &mut dyn ProgressSink) -> Result<String> {
-        Err(EngineError::NotSupported { engine: EngineKind::Oci, what: format!("push {name} to a registry yet; write it with --output-archive instead") })
+    async fn push_image(&self, name: &str, auth: Option<&RegistryAuth>, progress: &mut dyn ProgressSink) -> Result<String> {
+        if is_transport(name) {
+            return Err(api(format!("pushing {name}"), "name the image to push by its registry and tag; an archive is written with save_image"));
+        }
+        let image = self.image(name).await?;
+        let client = self.registry()?;
+        image::remote::push(&self.store, &client, &image, name, credentials(auth), progress).await
     }
 
     async fn save_image(&self, name: &str, format: ArchiveFormat, out: ArchiveOutput) -> Result<()> {
@@ -676,6 +704,7 @@ impl Engine for OciEngine {
         let process = ProcessPlan { args, env, cwd, user };
 
         let id = random_id();
+        let sweeps = self.sweeps.load(Ordering::SeqCst);
         self.creating.lock().unwrap().push(id.clone());
         let drivers = container::drivers_to_try(self.opts.rootfs_driver, *self.good_driver.lock().unwrap());
         let (store, state, cgroups, opts, spec2, id2) =
@@ -692,11 +721,11 @@ impl Engine for OciEngine {
         };
         *self.good_driver.lock().unwrap() = Some(made.driver);
         let c = Arc::new(made);
-        if self.closed.load(Ordering::SeqCst) {
+        if self.sweeps.load(Ordering::SeqCst) != sweeps {
             // remove_leftovers ran while this was being made: nothing may outlive it.
             let lock = c.lock.lock().unwrap().take();
             let _ = container::teardown(&self.state, &self.runtime, &id, lock).await;
-            return Err(api(&op, "the engine is shutting down"));
+            return Err(api(&op, "the engine removed its containers (an interruption) while this one was being made"));
         }
         info!("created container {} from {} ({} rootfs)", &id[..12], spec.image, c.driver);
         self.containers.lock().unwrap().insert(id.clone(), c);
@@ -810,9 +839,6 @@ impl Engine for OciEngine {
         let image = blocking(move || {
             let exclude = c.excluded_paths();
             let (upper, rootfs) = (c.dir.join("upper"), c.rootfs());
-            if c.driver == RootfsDriver::FuseOverlayfs {
-                rootfs::normalize_fuse_upper(&upper).map_err(|e| image::ImageError::Diff(error_chain(&e)))?;
-            }
             let diff = match c.driver {
                 RootfsDriver::Overlay | RootfsDriver::FuseOverlayfs => Diff::OverlayUpper { upper: &upper, exclude: &exclude },
                 RootfsDriver::Copy => Diff::Rootfs { dir: &rootfs, exclude: &exclude },
@@ -863,12 +889,12 @@ impl Engine for OciEngine {
     async fn build_image(&self, _context: ContainerInput, _spec: &ImageBuildSpec, _output: &mut dyn OutputSink) -> Result<String> {
         Err(EngineError::NotSupported {
             engine: EngineKind::Oci,
-            what: "build images from a Dockerfile (ONBUILD builders and Dockerfile builds need --engine docker)".into(),
+            what: "build FROM an ONBUILD builder or a Dockerfile: it has no image builder (use --engine docker for these)".into(),
         })
     }
 
     async fn remove_leftovers(&self) {
-        self.closed.store(true, Ordering::SeqCst);
+        self.sweeps.fetch_add(1, Ordering::SeqCst);
         let ids: Vec<String> = self.containers.lock().unwrap().keys().cloned().collect();
         for id in ids {
             if let Err(e) = self.remove_container(&id).await {
@@ -876,7 +902,7 @@ impl Engine for OciEngine {
             }
         }
         // A creation still on its blocking thread removes its own container when it finishes
-        // (it sees `closed`); wait for it briefly so that the caller can rely on a clean state.
+        // (it sees the count move); wait for it briefly so that the caller can rely on a clean state.
         for _ in 0..600 {
             if self.creating.lock().unwrap().is_empty() {
                 break;

@@ -294,7 +294,8 @@ async fn hostile_upload_stays_inside_and_download_reads_back() {
 }
 
 /// Failures leave nothing: a missing image, a command that does not exist (an error, as Docker's
-/// start), containers created and never run (remove_leftovers), a removed one removed twice.
+/// start), containers created and never run (remove_leftovers), a removed one removed twice; and
+/// the engine works on after remove_leftovers.
 #[tokio::test(flavor = "multi_thread")]
 async fn failures_and_leftovers_leave_nothing() {
     let t = TestEngine::new(None).await;
@@ -327,6 +328,12 @@ async fn failures_and_leftovers_leave_nothing() {
         _ = t.engine.run_container(&id, None, &mut sink) => panic!("the sleep ended"),
         _ = rx => {}
     }
+    // The CLI removes leftovers after each piece of work; the engine still serves the next one
+    // (`s2i build --run` starts the built image afterwards).
+    t.engine.remove_leftovers().await;
+    assert!(std::fs::read_dir(t.engine.containers_dir()).unwrap().next().is_none(), "the sweep removed them all");
+    let (code, out, _, _) = run(&t, &sh("echo again"), None).await;
+    assert_eq!((code, out.as_str()), (0, "again\n"));
     t.finish().await;
 }
 
@@ -464,7 +471,7 @@ async fn interrupted_and_killed_builds_leave_nothing() {
     env.assert_clean();
 }
 
-/// version, load_image, inspect, pull of archive transports (registries come later), save as an
+/// version, load_image, inspect, pull of archive transports and from a registry that is down, save as an
 /// OCI archive, remove_image, and build_image refused with the reason.
 #[tokio::test(flavor = "multi_thread")]
 async fn images_through_the_engine() {
@@ -488,8 +495,9 @@ async fn images_through_the_engine() {
     t.engine.pull_image(&busybox_ref(), None, &mut progress).await.unwrap();
     let events = events.lock().unwrap().clone();
     assert!(events.iter().any(|e| e.contains("Imported")), "{events:?}");
-    let err = t.engine.pull_image("registry.example/app:v1", None, &mut progress).await.unwrap_err();
-    assert!(matches!(err, EngineError::NotSupported { .. }), "{err}");
+    // A registry that does not answer: its error, typed (tests/registry.rs pulls for real).
+    let err = t.engine.pull_image("127.0.0.1:1/app:v1", None, &mut progress).await.unwrap_err();
+    assert!(matches!(err.find_cause::<s2i_registry::RegistryError>(), Some(s2i_registry::RegistryError::Unreachable { .. })), "{err}");
     let err = t.engine.build_image(Box::new(std::io::Cursor::new(Vec::new())), &Default::default(), &mut |_: s2i_engine::OutputStream, _: &[u8]| {}).await.unwrap_err();
     assert!(err.to_string().contains("--engine docker"), "{err}");
 

@@ -64,6 +64,8 @@ pub struct GlobalArgs {
     /// Verbosity: 0 errors, warnings and script output; 1 progress; 2 details and timings; 3-5 debugging
     #[arg(long, global = true, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=5), value_name = "N")]
     pub loglevel: u8,
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -230,6 +232,67 @@ pub struct BuildArgs {
     /// Push TAG to its registry once the build succeeds (TAG must name the registry, e.g. registry.example.com/team/app:v1)
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
     pub push: bool,
+    #[command(flatten)]
+    pub image_outputs: ImageOutputArgs,
+}
+
+// ---- The engine, and where a built image goes besides the engine's own store ----
+
+/// Which engine builds: the Docker API (Docker, Podman) or the daemonless one (an OCI store and runc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum EngineChoice {
+    // A Docker or Podman daemon, reached at -U/--url or $DOCKER_HOST. (Plain comments: doc
+    // comments here would turn every flag's --help into the long layout.)
+    #[default]
+    Docker,
+    // No daemon: images in a local OCI store, build containers run by runc (needs root).
+    Oci,
+}
+
+/// Flags that pick and set up the engine (valid on every subcommand).
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Engine options")]
+pub struct EngineArgs {
+    /// The engine: docker (a Docker or Podman daemon) or oci (no daemon: an OCI image store and runc; needs root)
+    #[arg(long = "engine", global = true, env = "S2I_ENGINE", hide_env_values = true, value_enum, default_value = "docker", value_name = "ENGINE")]
+    pub kind: EngineChoice,
+    /// The OCI engine's image store (default $XDG_DATA_HOME/s2i/oci, else ~/.local/share/s2i/oci)
+    #[arg(long, global = true, env = "S2I_OCI_STORE", hide_env_values = true, value_name = "DIR")]
+    pub oci_store: Option<PathBuf>,
+    /// The OCI runtime of the oci engine (default: runc from PATH)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub oci_runtime: Option<PathBuf>,
+}
+
+/// Where the built image goes besides the engine's store.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Engine options")]
+pub struct ImageOutputArgs {
+    /// Also write the image as an archive: docker-archive:PATH (docker load reads it) or oci-archive:PATH
+    #[arg(long, value_parser = image_archive, value_name = "FORMAT:PATH")]
+    pub output_archive: Option<ImageArchive>,
+    /// Hand the image built by --engine oci to the Docker or Podman daemon --engine docker would use (-U/--url, $DOCKER_HOST…)
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
+    pub load: bool,
+}
+
+/// `--output-archive FORMAT:PATH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageArchive {
+    pub format: s2i_engine::ArchiveFormat,
+    pub path: PathBuf,
+}
+
+fn image_archive(s: &str) -> Result<ImageArchive, String> {
+    let (format, path) = match s.split_once(':') {
+        Some(("docker-archive", p)) => (s2i_engine::ArchiveFormat::DockerArchive, p),
+        Some(("oci-archive", p)) => (s2i_engine::ArchiveFormat::OciArchive, p),
+        _ => return Err("use docker-archive:PATH or oci-archive:PATH".into()),
+    };
+    if path.is_empty() {
+        return Err("the archive needs a path, e.g. docker-archive:app.tar".into());
+    }
+    Ok(ImageArchive { format, path: PathBuf::from(path) })
 }
 
 #[derive(Debug, Args)]
@@ -351,6 +414,23 @@ mod tests {
         assert_eq!(b.cap_drop, ["CHOWN", "KILL", "NET_RAW"]);
         assert_eq!(cli.global.loglevel, 2);
         assert_eq!(b.exclude, r"(^|/)\.git(/|$)");
+    }
+
+    #[test]
+    fn engine_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "s2i", "build", "src", "img", "--engine", "oci", "--oci-store", "/s", "--output-archive", "oci-archive:out/a.tar", "--load",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.engine.kind, EngineChoice::Oci);
+        assert_eq!(cli.global.engine.oci_store.as_deref(), Some(std::path::Path::new("/s")));
+        let Some(Command::Build(b)) = cli.command else { panic!("not build") };
+        assert_eq!(b.image_outputs.output_archive, Some(ImageArchive { format: s2i_engine::ArchiveFormat::OciArchive, path: "out/a.tar".into() }));
+        assert!(b.image_outputs.load);
+        let err = Cli::try_parse_from(["s2i", "build", "s", "i", "--output-archive", "tar:x"]).unwrap_err();
+        assert!(err.to_string().contains("docker-archive:PATH or oci-archive:PATH"), "{err}");
+        assert!(Cli::try_parse_from(["s2i", "build", "s", "i", "--output-archive", "docker-archive:"]).is_err());
+        assert!(Cli::try_parse_from(["s2i", "--engine", "podman", "version"]).is_err());
     }
 
     #[test]

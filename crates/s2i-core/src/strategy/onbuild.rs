@@ -4,7 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use s2i_engine::{Engine, ImageBuildSpec};
+use s2i_engine::{Engine, EngineError, ImageBuildSpec};
 use tracing::info;
 
 use crate::error::{BuildError, Result};
@@ -62,6 +62,11 @@ pub async fn build(plan: Plan<'_>, engine: &dyn Engine, mut phases: Phases) -> R
     let mut log = ContainerLog::new(plan.reporter.clone(), cfg.quiet);
     let built = engine.build_image(Box::new(input.reader), &spec, &mut log).await;
     log.finish();
+    // An engine without an image builder refuses without reading the context: its own words say
+    // why (the stream's broken pipe is only a consequence), and no step failed.
+    if let Err(e @ EngineError::NotSupported { .. }) = built {
+        return Err(BuildError::Engine(e));
+    }
     let stats = input.done.result().await.map_err(BuildError::SourceStream)?;
     let image_id = built.map_err(|e| BuildError::OnbuildFailed { builder: cfg.builder_image.clone(), message: e.to_string() })?;
     phases.end(running);

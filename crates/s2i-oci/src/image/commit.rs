@@ -4,7 +4,10 @@
 //! The layer is reproducible: entries sorted by name, owners numeric (no user names), mtimes
 //! clamped to `created` when it is set (`SOURCE_DATE_EPOCH`), gzip without a name or timestamp.
 //! Overlay's whiteouts (a 0:0 character device; `trusted.overlay.opaque=y`) become the OCI ones
-//! (`.wh.NAME`, `.wh..wh..opq`); the mount points of the runtime are left out.
+//! (`.wh.NAME`, `.wh..wh..opq`); the mount points of the runtime are left out. fuse-overlayfs's
+//! upper dirs are read here too: it marks an opaque directory three ways (the kernel's xattr or
+//! its own `user.fuseoverlayfs.opaque`, a `.wh..wh..opq` file, and a `.wh..opq` whiteout device),
+//! which become one OCI marker (`docker load` refuses a layer that names a path twice).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
@@ -32,6 +35,9 @@ pub const RUNTIME_MOUNT_POINTS: &[&str] =
 
 /// fuse-overlayfs marks opaque directories this way when it cannot set trusted xattrs.
 const FUSE_OPAQUE_XATTR: &str = "user.fuseoverlayfs.opaque";
+/// fuse-overlayfs's file marking its directory opaque, and the whiteout it makes of its own.
+const FUSE_OPAQUE_FILE: &[u8] = b".wh..wh..opq";
+const FUSE_OPAQUE_WHITEOUT: &[u8] = b".wh..opq";
 
 /// What a container changed.
 #[derive(Debug, Clone, Copy)]
@@ -222,6 +228,9 @@ impl<W: Write> LayerWriter<'_, W> {
                 self.whiteout(rel, gone, dir_mtime)?;
                 continue;
             }
+            if self.upper && (name == FUSE_OPAQUE_FILE || name == FUSE_OPAQUE_WHITEOUT) {
+                continue; // the directory's own opaque marker, written with it (see entry)
+            }
             let path = join_rel(rel, &name);
             if self.excluded(&path) {
                 continue;
@@ -255,7 +264,7 @@ impl<W: Write> LayerWriter<'_, W> {
                     self.pax_xattrs(path, &fd)?;
                     self.append(&mut h, &[path, b"/"].concat(), io::empty())?;
                 }
-                if self.upper && (has(OPAQUE_XATTR) || has(FUSE_OPAQUE_XATTR)) {
+                if self.upper && (has(OPAQUE_XATTR) || has(FUSE_OPAQUE_XATTR) || has_fuse_opaque_file(&fd)) {
                     self.marker(&join_rel(path, b".wh..wh..opq"), st.st_mtime)?;
                 }
                 self.walk(&fd, path)
@@ -275,7 +284,7 @@ impl<W: Write> LayerWriter<'_, W> {
                 }
                 if self.upper && name.starts_with(b".wh.") {
                     // fuse-overlayfs without the rights for device nodes writes whiteouts as files.
-                    if name == b".wh..wh..opq" || st.st_size == 0 {
+                    if st.st_size == 0 {
                         let mut h = self.header(&st, tar::EntryType::Regular);
                         return self.append(&mut h, path, io::empty());
                     }
@@ -310,6 +319,13 @@ impl<W: Write> LayerWriter<'_, W> {
             _ => Ok(()), // sockets have no place in an image
         }
     }
+}
+
+/// Whether fuse-overlayfs left its `.wh..wh..opq` file in the directory (it does so, besides or
+/// instead of an xattr, for a directory made anew where one was).
+fn has_fuse_opaque_file(dir: &OwnedFd) -> bool {
+    rfs::statat(dir, OsStr::from_bytes(FUSE_OPAQUE_FILE), AtFlags::SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile)
 }
 
 /// Reads exactly `left` bytes: a file that shrank while it was read fails rather than shifting

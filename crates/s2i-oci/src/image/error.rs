@@ -16,6 +16,10 @@ pub enum ImageError {
     #[error("{what}: {source}")]
     Stream { what: String, source: std::io::Error },
 
+    /// A layer or archive that is not a well-formed tar (cut short, a record over a limit, sparse…).
+    #[error("{what}: {source}")]
+    Tar { what: String, source: s2i_tar::TarError },
+
     #[error("image {0:?} not found in the OCI store")]
     NotFound(String),
 

@@ -1,8 +1,11 @@
-//! Reading layer tars, behind one function so that the `tar` crate can be swapped for
-//! `s2i-tar`'s bounded reader when it lands (the `tar` crate reads GNU long names and PAX records
-//! whole, so a hostile layer can make it allocate; the caps belong in that reader).
+//! Reading layer tars (and image archives) through `s2i-tar`'s bounded reader: every header and
+//! extension record is capped (a hostile layer cannot make us allocate what its GNU long-name or
+//! PAX header claims), sparse and multi-volume entries are refused, and an archive must end with
+//! its end-of-archive marker.
 
 use std::io::Read;
+
+use s2i_tar::{EntryKind, TarError, TarReader};
 
 use super::error::{ImageError, Result};
 
@@ -16,10 +19,6 @@ pub enum Kind {
     Char,
     Block,
     Fifo,
-    /// PAX global headers and the like: metadata for the reader, nothing to create.
-    Meta,
-    /// GNU sparse files and multi-volume continuations, which no image writer produces.
-    Unsupported(u8),
     /// Anything else: skipped with a warning.
     Unknown(u8),
 }
@@ -47,61 +46,47 @@ impl EntryHeader {
     }
 }
 
-fn kind_of(t: tar::EntryType) -> Kind {
-    use tar::EntryType as T;
-    match t {
-        T::Regular | T::Continuous => Kind::File,
-        T::Directory => Kind::Dir,
-        T::Symlink => Kind::Symlink,
-        T::Link => Kind::HardLink,
-        T::Char => Kind::Char,
-        T::Block => Kind::Block,
-        T::Fifo => Kind::Fifo,
-        T::XGlobalHeader => Kind::Meta,
-        T::GNUSparse => Kind::Unsupported(b'S'),
-        other => match other.as_byte() {
-            b'M' | b'V' => Kind::Unsupported(other.as_byte()),
-            b => Kind::Unknown(b),
-        },
+fn kind_of(k: EntryKind) -> Kind {
+    match k {
+        EntryKind::File => Kind::File,
+        EntryKind::Dir => Kind::Dir,
+        EntryKind::Symlink => Kind::Symlink,
+        EntryKind::HardLink => Kind::HardLink,
+        EntryKind::CharDevice => Kind::Char,
+        EntryKind::BlockDevice => Kind::Block,
+        EntryKind::Fifo => Kind::Fifo,
+        EntryKind::Unknown(t) => Kind::Unknown(t),
     }
 }
 
 /// Calls `each` with every entry of the tar `input` and a reader of exactly its data, in stream
-/// order; returns `input` positioned after the end-of-archive blocks. `what` names the stream in
+/// order; returns `input` positioned after the end-of-archive marker. `what` names the stream in
 /// errors.
 pub fn for_each_entry<R: Read>(
     input: R,
     what: &str,
     mut each: impl FnMut(&EntryHeader, &mut dyn Read) -> Result<()>,
 ) -> Result<R> {
-    let stream_err = |source: std::io::Error| ImageError::Stream { what: what.to_string(), source };
-    let mut archive = tar::Archive::new(input);
-    for entry in archive.entries().map_err(stream_err)? {
-        let mut entry = entry.map_err(stream_err)?;
-        let mut xattrs = Vec::new();
-        if let Some(pax) = entry.pax_extensions().map_err(stream_err)? {
-            for ext in pax {
-                let ext = ext.map_err(stream_err)?;
-                if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
-                    xattrs.push((String::from_utf8_lossy(name).into_owned(), ext.value_bytes().to_vec()));
-                }
-            }
-        }
+    let tar_err = |e: TarError| ImageError::Tar { what: what.to_string(), source: e };
+    let mut reader = TarReader::new(input);
+    while let Some(mut entry) = reader.next_entry().map_err(tar_err)? {
         let h = entry.header();
+        let (dev_major, dev_minor) = h.device.unwrap_or((0, 0));
         let header = EntryHeader {
-            path: entry.path_bytes().into_owned(),
-            link: entry.link_name_bytes().map(|l| l.into_owned()),
-            kind: kind_of(h.entry_type()),
-            mode: h.mode().map_err(stream_err)?,
-            uid: h.uid().map_err(stream_err)?,
-            gid: h.gid().map_err(stream_err)?,
-            mtime: h.mtime().unwrap_or(0),
-            size: entry.size(),
-            dev_major: h.device_major().ok().flatten().unwrap_or(0),
-            dev_minor: h.device_minor().ok().flatten().unwrap_or(0),
-            xattrs,
+            path: h.path.clone(),
+            link: h.link_target.clone(),
+            kind: kind_of(h.kind),
+            mode: h.mode,
+            uid: h.uid,
+            gid: h.gid,
+            mtime: h.mtime,
+            size: h.size,
+            dev_major,
+            dev_minor,
+            // A name that is not UTF-8 matches none of the namespaces an unpack keeps.
+            xattrs: h.xattrs.iter().map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.clone())).collect(),
         };
         each(&header, &mut entry)?;
     }
-    Ok(archive.into_inner())
+    Ok(reader.into_inner())
 }

@@ -22,7 +22,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps, XattrFlags};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
 use rustix::io::Errno;
 use tracing::{debug, warn};
 
@@ -137,21 +137,7 @@ fn clean_in_root(mut base: Vec<Vec<u8>>, target: &[u8]) -> Vec<Vec<u8>> {
 
 /// Opens the directory at `comps` inside `root`, symlinks resolved inside `root`.
 pub(crate) fn open_in_root(root: &OwnedFd, comps: &[Vec<u8>], flags: OFlags) -> io::Result<OwnedFd> {
-    let path = join(comps);
-    let mut tries = 0;
-    loop {
-        // EAGAIN: a rename raced with the lookup; the kernel asks us to try again.
-        match rfs::openat2(
-            root,
-            &path,
-            flags | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        ) {
-            Err(Errno::AGAIN) if tries < 16 => tries += 1,
-            other => return other.map_err(Into::into),
-        }
-    }
+    crate::fsroot::open_in_root(root, &join(comps), flags, Mode::empty()).map_err(Into::into)
 }
 
 struct Unpacker<'a> {
@@ -239,9 +225,6 @@ impl Unpacker<'_> {
     fn entry(&mut self, h: &EntryHeader, data: &mut dyn Read) -> Result<()> {
         self.stats.entries += 1;
         let kind = match h.kind {
-            Kind::Meta => return Ok(()),
-            Kind::Unsupported(b'S') => return Err(self.err(h, "GNU sparse files are not supported")),
-            Kind::Unsupported(t) => return Err(self.err(h, format!("tar entries of type {:?} (multi-volume) are not supported", t as char))),
             Kind::Unknown(t) => {
                 warn!("{}: skipping {:?}, an entry of unknown type {:?}", self.opts.name, h.display_path(), t as char);
                 self.stats.skipped += 1;

@@ -15,7 +15,7 @@ use rustix::io::Errno;
 use tracing::warn;
 
 use super::error::{IoContext, Result, RunError};
-use super::fsroot::RootDir;
+use crate::fsroot::RootDir;
 
 /// Whether `path` exists in the root (not following its last component).
 pub fn exists(root: &RootDir, path: &Path) -> Result<bool> {

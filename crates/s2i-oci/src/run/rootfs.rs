@@ -150,31 +150,6 @@ pub fn mount_fuse_overlayfs(bin: &Path, dirs: &OverlayDirs<'_>) -> Result<()> {
     Ok(())
 }
 
-/// fuse-overlayfs marks an opaque directory three ways: the `trusted.overlay.opaque` xattr (as
-/// the kernel does), plus a `.wh..wh..opq` file and a `.wh..opq` whiteout device of its own. A
-/// layer made from such an upper dir would name the opaque marker twice (`docker load` refuses
-/// duplicate paths): keep only the kernel's form.
-pub fn normalize_fuse_upper(upper: &Path) -> Result<()> {
-    use std::os::unix::fs::FileTypeExt;
-    let entries = std::fs::read_dir(upper).context(|| format!("reading {}", upper.display()))?;
-    for e in entries {
-        let e = e.context(|| format!("reading {}", upper.display()))?;
-        let path = e.path();
-        let ft = e.file_type().context(|| format!("checking {}", path.display()))?;
-        let name = e.file_name();
-        if ft.is_dir() {
-            normalize_fuse_upper(&path)?;
-        } else if ft.is_file() && name == ".wh..wh..opq" {
-            rustix::fs::setxattr(upper, "trusted.overlay.opaque", b"y", rustix::fs::XattrFlags::empty())
-                .context(|| format!("marking {} opaque", upper.display()))?;
-            std::fs::remove_file(&path).context(|| format!("removing {}", path.display()))?;
-        } else if ft.is_char_device() && name == ".wh..opq" {
-            std::fs::remove_file(&path).context(|| format!("removing {}", path.display()))?;
-        }
-    }
-    Ok(())
-}
-
 /// Unmount `target` if something is mounted there (lazily when it is busy).
 pub fn unmount(target: &Path) -> Result<()> {
     if !mount_points_under(target)?.iter().any(|m| m == target) {

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::error::{Result, RunError};
-use super::fsroot::RootDir;
+use crate::fsroot::RootDir;
 
 /// Larger account files than this are not read (a hostile image could ship a huge one).
 const ACCOUNT_FILE_LIMIT: u64 = 4 << 20;

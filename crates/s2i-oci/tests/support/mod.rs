@@ -173,6 +173,11 @@ pub fn sh(script: &str) -> ContainerSpec {
     ContainerSpec { image: busybox_ref(), cmd: vec!["/bin/sh".into(), "-c".into(), script.into()], ..Default::default() }
 }
 
+/// A container spec running `sh -c SCRIPT` in `image`.
+pub fn sh_on(image: &str, script: &str) -> ContainerSpec {
+    ContainerSpec { image: image.to_string(), cmd: vec!["/bin/sh".into(), "-c".into(), script.into()], ..Default::default() }
+}
+
 /// Create, run (with `input` on stdin), and return (exit code, stdout, stderr, id); the container
 /// is kept for the caller.
 pub async fn run(t: &TestEngine, spec: &ContainerSpec, input: Option<Vec<u8>>) -> (i64, String, String, String) {

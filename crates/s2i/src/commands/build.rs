@@ -12,13 +12,14 @@ use s2i_core::{env, mapping, redact, users, BuildConfig, BuildError, OutputForma
 use tracing::{info, warn};
 
 use super::report;
-use crate::cli::{BuildArgs, GlobalArgs};
+use crate::cli::{BuildArgs, GlobalArgs, ImageOutputArgs};
 use crate::s2ifile::Pending;
 use crate::ui::{ui, UiReporter};
 
 pub async fn run(global: &GlobalArgs, args: BuildArgs, pending: Option<Pending>) -> Result<(), BuildError> {
     let json = args.output == OutputFormat::Json;
     let run_after = args.run;
+    let outputs = args.image_outputs.clone();
     let callback = args.common.callback_url.clone().filter(|u| !u.is_empty());
     let requested = (args.builder.clone().unwrap_or_default(), args.tag.clone().filter(|t| !t.is_empty()));
     let started = Instant::now();
@@ -36,7 +37,7 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, pending: Option<Pending>)
     if let Some(pending) = pending {
         pending.save();
     }
-    let after = After { json, run_after, callback, started };
+    let after = After { json, run_after, callback, started, outputs };
     if cfg.as_dockerfile.is_some() {
         let builder = super::inspect_if_reachable(global, &cfg.builder_image).await;
         let written = super::interruptible(None, &cfg.limits, s2i_core::write_dockerfile(&cfg, builder.as_ref(), true)).await;
@@ -58,20 +59,33 @@ pub struct After {
     pub run_after: bool,
     pub callback: Option<String>,
     pub started: Instant,
+    /// `--output-archive`, `--load`.
+    pub outputs: ImageOutputArgs,
 }
 
-/// Build `cfg` with the engine, then send the callback, print the result and run the image as asked.
+/// Build `cfg` with the engine, write and load the image where asked, then send the callback,
+/// print the result and run the image as asked.
 pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, after: After) -> Result<(), BuildError> {
-    let After { json, run_after, callback, started } = after;
+    let After { json, run_after, callback, started, outputs } = after;
+    // Until an engine answers, the report names the one that was chosen.
+    let chosen = super::engine::chosen(global);
+    if let Err(e) = super::engine::check_flags(global, cfg, &outputs) {
+        return finish_failed(cfg, e, callback.as_deref(), json, started, Some(chosen)).await;
+    }
     let engine = match super::connect(global).await {
         Ok(engine) => engine,
-        Err(e) => return finish_failed(cfg, e, callback.as_deref(), json, started, None).await,
+        Err(e) => return finish_failed(cfg, e, callback.as_deref(), json, started, Some(chosen)).await,
     };
-    let engine_doc = s2i_engine::Engine::version(&engine).await.ok().map(|v| report::engine(&v));
+    let engine_doc = engine.version().await.ok().map(|v| report::engine(&v));
     let reporter: Arc<dyn s2i_core::Reporter> = Arc::new(UiReporter(ui().clone()));
-    let built = super::interruptible(Some(&engine), &cfg.limits, s2i_core::build(cfg, &engine, reporter.clone())).await;
+    let built = super::interruptible(Some(&*engine), &cfg.limits, s2i_core::build(cfg, &*engine, reporter.clone())).await;
     let result = match built {
         Ok(result) => result,
+        Err(e) => return finish_failed(cfg, e, callback.as_deref(), json, started, engine_doc).await,
+    };
+    let image = result.tag.clone().unwrap_or_else(|| result.image_id.clone());
+    let delivered = match super::engine::deliver(&engine, global, &outputs, &image).await {
+        Ok(d) => d,
         Err(e) => return finish_failed(cfg, e, callback.as_deref(), json, started, engine_doc).await,
     };
     if let Some(url) = &callback {
@@ -91,12 +105,12 @@ pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, after: After) -> Re
         if let Some(engine) = engine_doc {
             doc["engine"] = engine;
         }
+        delivered.add_to(&mut doc);
         ui().json(&doc);
     }
     if run_after {
-        let image = result.tag.clone().unwrap_or_else(|| result.image_id.clone());
         ui().line(&format!("Running {image} as a result of the --run=true option (all its ports are published; Ctrl-C stops it)"));
-        super::interruptible(Some(&engine), &cfg.limits, s2i_core::run_image(&engine, &image, reporter)).await?;
+        super::interruptible(Some(&*engine), &cfg.limits, s2i_core::run_image(&*engine, &image, reporter)).await?;
     }
     Ok(())
 }

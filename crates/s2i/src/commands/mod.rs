@@ -1,9 +1,10 @@
 //! One module per subcommand; this one dispatches and holds what they share: connecting to the
-//! engine and running a future so that Ctrl-C (or SIGTERM, SIGHUP, SIGQUIT) removes what it made.
+//! engine (`engine` picks Docker's API or the daemonless one) and running a future so that Ctrl-C (or SIGTERM, SIGHUP, SIGQUIT) removes what it made.
 
 mod build;
 mod completion;
 mod create;
+mod engine;
 mod generate;
 mod rebuild;
 mod report;
@@ -72,7 +73,10 @@ fn connect_options(global: &GlobalArgs) -> Result<ConnectOptions, BuildError> {
     Ok(opts)
 }
 
-pub async fn connect(global: &GlobalArgs) -> Result<DockerEngine, BuildError> {
+pub use engine::connect;
+
+/// The Docker API engine (Docker, Podman) at `-U`/`DOCKER_HOST`.
+pub async fn connect_docker(global: &GlobalArgs) -> Result<DockerEngine, BuildError> {
     let opts = connect_options(global)?;
     DockerEngine::connect(&opts).await.map_err(|e| match e {
         EngineError::Connect { endpoint, reason } => BuildError::EngineUnreachable { endpoint, reason },

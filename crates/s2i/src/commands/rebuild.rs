@@ -34,7 +34,7 @@ pub async fn run(global: &GlobalArgs, args: RebuildArgs) -> Result<(), BuildErro
     let source = args.source.as_deref().filter(|s| !s.is_empty());
     // One look-up per registry for the image and the build that follows.
     let registries = Registries::new(c.dockercfg_path.clone());
-    let mut cfg = s2i_core::rebuild::config_for(&engine, &registries, &image, c.pull_policy, source, &reporter).await?;
+    let mut cfg = s2i_core::rebuild::config_for(&*engine, &registries, &image, c.pull_policy, source, &reporter).await?;
     // The labels of an image are not the user's word: say what will be read and run before it is.
     let at = cfg.source.git_ref.as_deref().map(|r| format!(" at {r}")).unwrap_or_default();
     ui().line(&format!("Rebuilding {image} from {}{at} with the builder {}", cfg.source.location, cfg.builder_image));
@@ -50,6 +50,7 @@ pub async fn run(global: &GlobalArgs, args: RebuildArgs) -> Result<(), BuildErro
         run_after: false,
         callback: c.callback_url.clone().filter(|u| !u.is_empty()),
         started,
+        outputs: Default::default(),
     };
     execute(global, &cfg, after).await
 }

@@ -27,5 +27,5 @@ pub async fn run(global: &GlobalArgs, args: UsageArgs) -> Result<(), BuildError>
     let engine = super::connect(global).await?;
     ui().set_container_stdout_to_stdout(true);
     let reporter: Arc<dyn s2i_core::Reporter> = Arc::new(UiReporter(ui().clone()));
-    super::interruptible(Some(&engine), &cfg.limits, s2i_core::usage::usage(&cfg, &engine, reporter)).await
+    super::interruptible(Some(&*engine), &cfg.limits, s2i_core::usage::usage(&cfg, &*engine, reporter)).await
 }

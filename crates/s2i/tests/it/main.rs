@@ -12,6 +12,7 @@ mod build;
 mod commands;
 mod engines;
 mod flows;
+mod oci;
 #[cfg(feature = "python-tests")]
 mod python;
 mod registry;

@@ -172,6 +172,35 @@ fn a_changed_flattened_rootfs_gives_only_its_changes() {
     assert!(flat.join("a").exists() && !flat.join("b").exists() && !flat.join("opq").exists());
 }
 
+/// fuse-overlayfs marks a directory made anew where one was opaque three ways at once: its xattr,
+/// a `.wh..wh..opq` file and a `.wh..opq` whiteout device. The layer names the marker once (as
+/// `docker load` demands) and neither of fuse-overlayfs's own entries; a `.wh..wh..opq` file
+/// alone is enough to mark the directory.
+#[test]
+fn fuse_overlayfs_opaque_markers_become_one() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("store")).unwrap();
+    let base = base(&store);
+    let upper = tmp.path().join("upper");
+    fs::create_dir_all(upper.join("opq")).unwrap();
+    rustix::fs::setxattr(upper.join("opq"), "user.fuseoverlayfs.opaque", b"y", rustix::fs::XattrFlags::empty()).unwrap();
+    fs::write(upper.join("opq/.wh..wh..opq"), "").unwrap();
+    mknod(&upper.join("opq/.wh..opq"), 0, 0);
+    fs::write(upper.join("opq/new"), "new").unwrap();
+    fs::create_dir_all(upper.join("etc")).unwrap();
+    fs::write(upper.join("etc/.wh..wh..opq"), "").unwrap();
+    fs::write(upper.join("etc/passwd"), "x\n").unwrap();
+    let img = store.commit(&base, Diff::OverlayUpper { upper: &upper, exclude: &[] }, &changes(1_700_000_000), None).unwrap();
+    let entries = layer_entries(&store, &img);
+    let paths: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(paths, ["etc/", "etc/.wh..wh..opq", "etc/passwd", "opq/", "opq/.wh..wh..opq", "opq/new"]);
+    assert!(entries.iter().all(|e| e.5.is_empty()), "fuse-overlayfs's xattr is not carried: {entries:?}");
+    let flat = tmp.path().join("flat");
+    store.flatten_into(&img, &flat).unwrap();
+    assert!(!flat.join("opq/old").exists() && flat.join("opq/new").exists() && !flat.join("opq/.wh..opq").exists());
+}
+
 #[test]
 fn an_upper_dir_with_overlay_redirects_is_refused() {
     require_root();

@@ -195,3 +195,26 @@ fn unsupported_entries_are_refused_with_their_name() {
     let err = apply(tmp.path(), &tar, Whiteouts::Apply).unwrap_err().to_string();
     assert!(err.contains("sparse"), "{err}");
 }
+
+/// A GNU long-name record that claims 1 GiB is refused by its size, before anything is read
+/// into memory (the reader is s2i-tar's bounded one); a layer cut short before its end-of-archive
+/// marker is an error too, not a smaller image.
+#[test]
+fn oversized_records_and_cut_layers_are_refused() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::GNULongName);
+    h.set_path("././@LongLink").unwrap();
+    h.set_size(1 << 30);
+    h.set_cksum();
+    let mut tar = h.as_bytes().to_vec();
+    tar.extend_from_slice(&[b'a'; 4096]);
+    let err = apply(tmp.path(), &tar, Whiteouts::Apply).unwrap_err().to_string();
+    assert!(err.contains("over the limit"), "{err}");
+
+    let mut cut = raw_tar(&[Raw::file("a", "x")]);
+    cut.truncate(cut.len() - 1024);
+    let err = apply(tmp.path(), &cut, Whiteouts::Apply).unwrap_err().to_string();
+    assert!(err.contains("cut short"), "{err}");
+}

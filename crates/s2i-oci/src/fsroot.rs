@@ -1,16 +1,18 @@
-//! Paths inside a container's root file system, resolved by the kernel as if that directory were
-//! `/` (openat2 with `RESOLVE_IN_ROOT`): an absolute symlink such as `var/run -> /run`, or a `..`,
-//! planted by an image layer or a build script, never reaches a host path.
+//! Paths inside a root file system, resolved by the kernel as if that directory were `/`
+//! (openat2 with `RESOLVE_IN_ROOT`): an absolute symlink such as `var/run -> /run`, or a `..`,
+//! planted by an image layer or a build script, never reaches a host path. The one place that
+//! makes that call, for the image side (layers unpacked into a directory) and the run side (files
+//! copied into and out of a container, users read from its /etc/passwd) alike.
 
 use std::ffi::OsStr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
 use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
-use super::error::{IoContext, Result, RunError};
+use crate::run::error::{IoContext, Result, RunError};
 
 /// An open directory used as the root of every path resolved through it.
 pub(crate) struct RootDir {
@@ -18,6 +20,21 @@ pub(crate) struct RootDir {
 }
 
 const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
+
+/// Open `rel` below the directory `root` (absolute or relative, both meaning "inside the root"),
+/// every symlink and `..` on the way resolved inside it; `ENOSYS` on kernels without openat2
+/// (before 5.6), which callers turn into a refusal, never a weaker check.
+pub(crate) fn open_in_root(root: impl AsFd, rel: &Path, flags: OFlags, mode: Mode) -> rustix::io::Result<OwnedFd> {
+    let rel = relative(rel);
+    // EAGAIN: a rename raced with a `..` lookup; the kernel asks us to try again.
+    let mut tries = 0;
+    loop {
+        match openat2(root.as_fd(), rel, flags | OFlags::CLOEXEC, mode, RESOLVE) {
+            Err(Errno::AGAIN) if tries < 16 => tries += 1,
+            other => return other,
+        }
+    }
+}
 
 impl RootDir {
     /// Open `path` as a root. Fails with [`RunError::NoOpenat2`] on kernels without openat2.
@@ -33,15 +50,7 @@ impl RootDir {
     }
 
     fn open_raw(&self, rel: &Path, flags: OFlags, mode: Mode) -> rustix::io::Result<OwnedFd> {
-        let rel = relative(rel);
-        // EAGAIN: a rename raced with a `..` lookup; the kernel asks us to try again.
-        let mut tries = 0;
-        loop {
-            match openat2(&self.fd, rel, flags | OFlags::CLOEXEC, mode, RESOLVE) {
-                Err(Errno::AGAIN) if tries < 16 => tries += 1,
-                other => return other,
-            }
-        }
+        open_in_root(&self.fd, rel, flags, mode)
     }
 
     /// Open `rel` (absolute or relative, both meaning "inside the root").
