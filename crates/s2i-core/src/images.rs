@@ -46,10 +46,10 @@ async fn pull_and_inspect(engine: &dyn Engine, registries: &Registries, name: &s
     reporter.transfer_finished(Transfer::Pull, name, pulled.is_ok());
     if let Err(source) = pulled {
         // The registry's answer says what went wrong better than the engine's wording can.
-        if let Some(failure) = access.diagnose(registries, name, &source).await {
-            return Err(failure.into());
-        }
-        return Err(BuildError::PullFailed { image: name.to_string(), source });
+        return Err(match access.diagnose(registries, name, source).await {
+            Ok(failure) => failure.into(),
+            Err(source) => BuildError::PullFailed { image: name.to_string(), source },
+        });
     }
     engine.inspect_image(name).await?.ok_or_else(|| BuildError::PulledImageMissing { image: name.to_string() })
 }

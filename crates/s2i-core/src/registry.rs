@@ -268,16 +268,30 @@ impl PullAccess {
         self.resolved.as_ref().and_then(|r| r.credentials.as_ref())
     }
 
-    /// Why the engine's pull of `name` failed, if the registry says.
-    pub async fn diagnose(&self, registries: &Registries, name: &str, engine_error: &EngineError) -> Option<RegistryFailure> {
-        let (Some(image), Some(resolved)) = (&self.image, &self.resolved) else { return None };
-        if !worth_diagnosing(engine_error) {
-            return None;
+    /// Why the engine's pull of `name` failed, when the registry says: in the engine's own error
+    /// (an engine that pulls with s2i's registry client), or asked again. Otherwise the engine's
+    /// error, as it came.
+    pub async fn diagnose(&self, registries: &Registries, name: &str, engine_error: EngineError) -> Result<RegistryFailure, EngineError> {
+        let engine_error = match registry_answer(Transfer::Pull, name, engine_error) {
+            Ok(failure) => return Ok(failure),
+            Err(e) => e,
+        };
+        let (Some(image), Some(resolved)) = (&self.image, &self.resolved) else { return Err(engine_error) };
+        if !worth_diagnosing(&engine_error) {
+            return Err(engine_error);
         }
         debug!("The engine's pull of {name} failed: {engine_error}; asking {}", image.registry());
-        let source = registries.diagnose(Transfer::Pull, image, resolved).await?;
-        Some(RegistryFailure::Registry { transfer: Transfer::Pull, image: name.to_string(), source: Box::new(source) })
+        match registries.diagnose(Transfer::Pull, image, resolved).await {
+            Some(source) => Ok(RegistryFailure::Registry { transfer: Transfer::Pull, image: name.to_string(), source: Box::new(source) }),
+            None => Err(engine_error),
+        }
     }
+}
+
+/// The registry's answer an engine's error carries (the OCI engine talks to registries with s2i's
+/// own client), as the failure of `transfer`; otherwise the error, untouched.
+fn registry_answer(transfer: Transfer, name: &str, e: EngineError) -> Result<RegistryFailure, EngineError> {
+    e.into_cause::<RegistryError>().map(|source| RegistryFailure::Registry { transfer, image: name.to_string(), source })
 }
 
 /// Errors that a registry may explain; not an engine that cannot pull at all, or is gone.
@@ -309,6 +323,10 @@ pub async fn push(engine: &dyn Engine, registries: &Registries, image: &ImageRef
             Ok(Pushed { name, digest })
         }
         Err(e) => {
+            let e = match registry_answer(Transfer::Push, &name, e) {
+                Ok(failure) => return Err(failure),
+                Err(e) => e,
+            };
             debug!("The engine's push of {name} failed: {e}; asking {}", image.registry());
             if worth_diagnosing(&e) {
                 if let Some(source) = registries.diagnose(Transfer::Push, image, &resolved).await {
@@ -377,7 +395,24 @@ mod tests {
         let access = PullAccess::for_image(&registries, "oci-archive:/tmp/x.tar").await.unwrap();
         assert!(access.auth().is_none());
         let e = EngineError::Pull { image: "x".into(), message: "y".into() };
-        assert!(access.diagnose(&registries, "oci-archive:/tmp/x.tar", &e).await.is_none());
+        assert!(access.diagnose(&registries, "oci-archive:/tmp/x.tar", e).await.is_err());
+    }
+
+    /// An engine that pulled with s2i's registry client (the OCI engine) already holds the
+    /// registry's answer: it is the failure, as it is, and the registry is not asked again (here
+    /// it could not be: `r.invalid` does not resolve).
+    #[tokio::test]
+    async fn a_registry_answer_inside_the_engine_error_is_the_failure() {
+        let registries = Registries::with_lookup(Some("/nonexistent".into()), LookupOptions::default());
+        let access = PullAccess::for_image(&registries, "r.invalid/team/app:v1").await.unwrap();
+        let denied = RegistryError::Denied { registry: "r.invalid".into(), repository: "team/app".into(), action: "pull", detail: String::new() };
+        let e = EngineError::Failed { op: "pulling r.invalid/team/app:v1".into(), source: Box::new(denied) };
+        let failure = access.diagnose(&registries, "r.invalid/team/app:v1", e).await.expect("the registry's answer");
+        assert!(
+            matches!(&failure, RegistryFailure::Registry { transfer: Transfer::Pull, source, .. } if matches!(**source, RegistryError::Denied { .. })),
+            "{failure:?}"
+        );
+        assert_eq!(failure.to_string(), "unable to get r.invalid/team/app:v1: r.invalid denied pull access to team/app");
     }
 
     #[test]

@@ -59,26 +59,22 @@ impl EngineError {
         None
     }
 
+    /// The cause of a [`EngineError::Failed`] when it is a `T`, taken out; otherwise the error
+    /// itself, untouched.
+    pub fn into_cause<T: std::error::Error + 'static>(self) -> std::result::Result<Box<T>, EngineError> {
+        match self {
+            EngineError::Failed { op, source } => source.downcast::<T>().map_err(|source| EngineError::Failed { op, source }),
+            other => Err(other),
+        }
+    }
+
     /// True when the engine answered "404 not found".
     pub fn is_not_found(&self) -> bool {
         matches!(self, EngineError::Api { status: Some(404), .. } | EngineError::ImageNotFound(_))
     }
 }
 
-/// An error and its causes, `: `-separated (transport errors hide the useful part in their sources).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = c.source();
-    }
-    text
-}
+pub use s2i_registry::error_chain;
 
 #[cfg(test)]
 mod tests {
@@ -92,5 +88,10 @@ mod tests {
         assert_eq!(e.find_cause::<std::io::Error>().map(|c| c.kind()), Some(std::io::ErrorKind::PermissionDenied));
         assert!(e.find_cause::<std::fmt::Error>().is_none());
         assert_eq!(error_chain(&e), "pulling x failed: no");
+        let e = e.into_cause::<std::fmt::Error>().expect_err("not an fmt::Error");
+        assert!(matches!(&e, EngineError::Failed { op, .. } if op == "pulling x"), "kept as it was: {e:?}");
+        assert_eq!(e.into_cause::<std::io::Error>().map(|c| c.kind()).ok(), Some(std::io::ErrorKind::PermissionDenied));
+        let api = EngineError::Api { op: "x".into(), message: "y".into(), status: None };
+        assert!(matches!(api.into_cause::<std::io::Error>(), Err(EngineError::Api { .. })));
     }
 }
