@@ -60,7 +60,7 @@ impl TlsOptions {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConnectOptions {
     /// `unix:///path`, `tcp://host:port`, `http://…` or `https://…`; empty: the first of
-    /// [`default_endpoints`] that answers.
+    /// `default_endpoints` that answers.
     pub endpoint: String,
     pub tls: TlsOptions,
     /// Pin the API version (`DOCKER_API_VERSION`) instead of negotiating it.

@@ -16,7 +16,7 @@ use s2i_engine::{
     RunningOutput,
 };
 use s2i_registry::client::{ClientOptions, Limits as RegistryLimits};
-use s2i_registry::{RegistryClient, Resolved};
+use s2i_registry::{error_chain, RegistryClient, Resolved};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Child;
 use tracing::{debug, info, warn};
@@ -219,20 +219,6 @@ fn run_err(op: &str, e: RunError) -> EngineError {
         RunError::NoSuchContainer(_) => EngineError::Api { op: op.into(), message: error_chain(&e), status: Some(404) },
         other => EngineError::Api { op: op.into(), message: error_chain(&other), status: None },
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = c.source();
-    }
-    text
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> std::result::Result<T, EngineError> {
@@ -501,31 +487,33 @@ impl OciEngine {
 
     /// After the runtime exited: the process's exit code, or why it did not run or was killed.
     fn finish(&self, c: &Container, status: std::io::Result<ExitStatus>) -> Result<i64> {
-        c.set_state(State::Stopped);
-        let status = status.map_err(|e| api("waiting for the container", e))?;
-        if let Some(err) = self.runtime.run_error(&c.dir) {
-            // Core recognises a missing /bin/sh by this op's message, as with Docker's start.
-            return Err(run_err("starting the container", err));
-        }
-        let code = match status.code() {
-            Some(code) => code as i64,
-            None => 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(9) as i64,
-        };
-        if code == 137 && c.cgroup.oom_killed() {
-            let limit_mib = c.cgroup.memory_limit.unwrap_or(0) >> 20;
-            return Err(run_err("running the container", RunError::OutOfMemory { limit_mib }));
-        }
-        if code != 0 {
-            let hits = c.cgroup.pids_limit_hits();
-            if hits > 0 {
-                warn!(
-                    "the container hit its limit of {} processes {hits} times; raise it with {PIDS_LIMIT_ENV}=<number>",
-                    self.opts.pids_limit.unwrap_or(0)
-                );
-            }
-        }
-        Ok(code)
+        finish(&self.runtime, self.opts.pids_limit, c, status)
     }
+}
+
+/// [`OciEngine::finish`] for a future that outlives the engine's borrow.
+fn finish(runtime: &Runtime, pids_limit: Option<u64>, c: &Container, status: std::io::Result<ExitStatus>) -> Result<i64> {
+    c.set_state(State::Stopped);
+    let status = status.map_err(|e| api("waiting for the container", e))?;
+    if let Some(err) = runtime.run_error(&c.dir) {
+        // Core recognises a missing /bin/sh by this op's message, as with Docker's start.
+        return Err(run_err("starting the container", err));
+    }
+    let code = match status.code() {
+        Some(code) => code as i64,
+        None => 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(9) as i64,
+    };
+    if code == 137 && c.cgroup.oom_killed() {
+        let limit_mib = c.cgroup.memory_limit.unwrap_or(0) >> 20;
+        return Err(run_err("running the container", RunError::OutOfMemory { limit_mib }));
+    }
+    if code != 0 {
+        let hits = c.cgroup.pids_limit_hits();
+        if hits > 0 {
+            warn!("the container hit its limit of {} processes {hits} times; raise it with {PIDS_LIMIT_ENV}=<number>", pids_limit.unwrap_or(0));
+        }
+    }
+    Ok(code)
 }
 
 fn etc_files(dir: &Path) -> EtcFiles {
@@ -774,24 +762,8 @@ impl Engine for OciEngine {
             let relayed = relay(None::<tokio::process::ChildStdout>, err_pipe, &mut *stderr).await;
             drop(stderr);
             let status = child.wait().await;
-            // The same checks as finish(), without &self (this future outlives the call).
-            c.set_state(State::Stopped);
-            let status = status.map_err(|e| api("waiting for the container", e))?;
-            if let Some(err) = engine_runtime.run_error(&c.dir) {
-                return Err(run_err("starting the container", err));
-            }
+            let code = finish(&engine_runtime, pids_limit, &c, status)?;
             relayed.map_err(|e| api("reading the container's output", e))?;
-            let code = match status.code() {
-                Some(code) => code as i64,
-                None => 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(9) as i64,
-            };
-            if code == 137 && c.cgroup.oom_killed() {
-                let limit_mib = c.cgroup.memory_limit.unwrap_or(0) >> 20;
-                return Err(run_err("running the container", RunError::OutOfMemory { limit_mib }));
-            }
-            if code != 0 && c.cgroup.pids_limit_hits() > 0 {
-                warn!("the container hit its limit of {} processes; raise it with {PIDS_LIMIT_ENV}=<number>", pids_limit.unwrap_or(0));
-            }
             Ok(code)
         };
         Ok(RunningOutput { stdout: Box::new(stdout), exit: Box::pin(exit) })

@@ -7,5 +7,5 @@ pub mod credentials;
 pub mod image_ref;
 
 pub use credentials::{ConfigLocation, CredentialSource, Credentials, CredentialsError, DockerConfig, LookupOptions, Resolved};
-pub use client::{RegistryClient, RegistryError};
+pub use client::{error_chain, RegistryClient, RegistryError};
 pub use image_ref::ImageRef;

@@ -56,12 +56,16 @@ pub fn engine_host() -> String {
 
 /// Points `cmd` (the `docker` CLI, s2i, a script calling either) at the engine under test:
 /// `DOCKER_HOST` names it, Podman's own `CONTAINER_HOST` cannot override it, and `docker build`
-/// uses the classic builder, as s2i does (Podman has no BuildKit).
+/// uses the classic builder, as s2i does (Podman has no BuildKit). s2i's own engine choice from
+/// the caller's shell (`S2I_ENGINE`, `S2I_OCI_STORE`) goes too: a test that wants the OCI engine
+/// says so itself.
 pub fn point_at_engine(cmd: &mut Command) -> &mut Command {
     cmd.env("DOCKER_HOST", engine_host())
         .env("DOCKER_BUILDKIT", "0")
         .env_remove("CONTAINER_HOST")
         .env_remove("DOCKER_CONTEXT")
+        .env_remove("S2I_ENGINE")
+        .env_remove("S2I_OCI_STORE")
 }
 
 /// Whether the engine under test can be asked without starting anything: Docker always, the

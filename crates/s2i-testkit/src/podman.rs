@@ -199,7 +199,8 @@ exit $status
 "#;
 
 fn launch(podman: &Path, dir: &Path, socket: &Path, driver: &'static str) -> Result<Child, String> {
-    let mut supervisor = Command::new("sh")
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
         .arg(SUPERVISOR_SCRIPT)
         .arg("s2i-podman-supervisor")
@@ -212,15 +213,8 @@ fn launch(podman: &Path, dir: &Path, socket: &Path, driver: &'static str) -> Res
         .env("TMPDIR", dir.join("tmp"))
         // Podman's own client settings would make it talk to another service.
         .env_remove("CONTAINER_HOST")
-        .env_remove("CONTAINER_CONNECTION")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        // Out of the terminal's process group: Ctrl-C ends the tests, and the supervisor cleans up.
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot run sh: {e}"))?;
-    let log = drain_log(supervisor.stderr.take().expect("piped stderr"));
+        .env_remove("CONTAINER_CONNECTION");
+    let (mut supervisor, log) = spawn_supervisor(command)?;
     let started = Instant::now();
     loop {
         if ping(socket).is_ok() {
@@ -245,9 +239,26 @@ fn launch(podman: &Path, dir: &Path, socket: &Path, driver: &'static str) -> Res
     }
 }
 
+/// Starts a supervisor script with a pipe on its stdin (its lifeline), out of the terminal's
+/// process group (Ctrl-C ends the tests, and the supervisor cleans up), its log drained.
+fn spawn_supervisor(mut command: Command) -> Result<(Child, ServiceLog), String> {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot run sh: {e}"))?;
+    let log = drain_log(child.stderr.take().expect("piped stderr"));
+    Ok((child, log))
+}
+
+/// The last lines a service logged.
+type ServiceLog = Arc<Mutex<VecDeque<String>>>;
+
 /// Reads the service's log as long as it runs, keeping the last lines for error messages
 /// (and echoing them with `S2I_TEST_VERBOSE`).
-fn drain_log(stderr: impl Read + Send + 'static) -> Arc<Mutex<VecDeque<String>>> {
+fn drain_log(stderr: impl Read + Send + 'static) -> ServiceLog {
     let lines = Arc::new(Mutex::new(VecDeque::new()));
     let keep = lines.clone();
     let verbose = std::env::var_os("S2I_TEST_VERBOSE").is_some();
@@ -388,21 +399,16 @@ impl RootlessPodman {
         run_as_root(&["chown", "-R", &format!("{0}:{0}", me.user), &home, &format!("{d}/run")])?;
         fs::set_permissions(me.dir.join("run"), fs::Permissions::from_mode(0o700)).map_err(io)?;
 
-        let mut supervisor = Command::new("sh")
+        let mut command = Command::new("sh");
+        command
             .arg("-c")
             .arg(ROOTLESS_SUPERVISOR_SCRIPT)
             .arg("s2i-rootless-supervisor")
             .arg(&me.dir)
             .arg(&me.user)
             .arg(podman)
-            .arg(me.subid_range())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .map_err(|e| format!("cannot run sh: {e}"))?;
-        let log = drain_log(supervisor.stderr.take().expect("piped stderr"));
+            .arg(me.subid_range());
+        let (supervisor, log) = spawn_supervisor(command)?;
         // The supervisor removes the user and the directory from now on.
         me.user_made = false;
         me.supervisor = Some(supervisor);

@@ -342,11 +342,11 @@ impl Store {
                 layers.push(Descriptor::new(media, digest, size));
             }
             let (config_digest, config_size) = src.store_blob(self, &entry.config, None)?;
-            let manifest = Manifest::new(Descriptor::new(spec::MEDIA_OCI_CONFIG, config_digest, config_size), layers);
+            let manifest = Manifest::new(Descriptor::new(spec::OCI_CONFIG, config_digest, config_size), layers);
             let (digest, size) = self.put_json_blob(&manifest)?;
             let raw_names = entry.repo_tags.clone().unwrap_or_default();
             let names = raw_names.iter().map(|n| normalize_name(n)).collect::<Result<Vec<_>>>()?;
-            let desc = Descriptor::new(spec::MEDIA_OCI_MANIFEST, digest.clone(), size);
+            let desc = Descriptor::new(spec::OCI_MANIFEST, digest.clone(), size);
             self.add_manifest(&desc, &names)?;
             let index = self.read_index()?;
             out.push(Imported { image: self.load_image(&digest, &index)?, raw_names });
@@ -454,7 +454,7 @@ impl Store {
                 .map_err(io_err)?;
         }
         let mut desc = Descriptor::new(
-            image.manifest.media_type.as_deref().unwrap_or(spec::MEDIA_OCI_MANIFEST),
+            image.manifest.media_type.as_deref().unwrap_or(spec::OCI_MANIFEST),
             manifest_digest.clone(),
             image.manifest_size,
         );

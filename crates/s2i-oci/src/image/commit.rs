@@ -495,7 +495,7 @@ impl Store {
         let (digest, size, buf) = compressed.finish();
         let tmp = buf.into_inner().map_err(|e| stream_err(e.into_error()))?;
         self.persist_blob(tmp, &digest)?;
-        Ok((Descriptor::new(spec::MEDIA_OCI_LAYER_GZIP, digest, size), diff_id, entries))
+        Ok((Descriptor::new(spec::OCI_LAYER_GZIP, digest, size), diff_id, entries))
     }
 
     /// A new image: `base` plus one layer made from `diff`, with `changes` applied to the base's
@@ -543,17 +543,17 @@ impl Store {
             .iter()
             .map(|l| {
                 let media = match l.media_type.as_str() {
-                    spec::MEDIA_DOCKER_LAYER => spec::MEDIA_OCI_LAYER,
-                    spec::MEDIA_DOCKER_LAYER_GZIP => spec::MEDIA_OCI_LAYER_GZIP,
+                    spec::DOCKER_LAYER => spec::OCI_LAYER,
+                    spec::DOCKER_LAYER_GZIP => spec::OCI_LAYER_GZIP,
                     other => other,
                 };
                 Descriptor::new(media, l.digest.clone(), l.size)
             })
             .collect();
         layers.push(layer);
-        let manifest = Manifest::new(Descriptor::new(spec::MEDIA_OCI_CONFIG, config_digest, config_size), layers);
+        let manifest = Manifest::new(Descriptor::new(spec::OCI_CONFIG, config_digest, config_size), layers);
         let (digest, size) = self.put_json_blob(&manifest)?;
-        self.add_manifest(&Descriptor::new(spec::MEDIA_OCI_MANIFEST, digest.clone(), size), tag.as_slice())?;
+        self.add_manifest(&Descriptor::new(spec::OCI_MANIFEST, digest.clone(), size), tag.as_slice())?;
         let index = self.read_index()?;
         self.load_image(&digest, &index)
     }

@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 
+use s2i_registry::error_chain;
 use thiserror::Error;
 
 pub type Result<T, E = ImageError> = std::result::Result<T, E>;
@@ -67,21 +68,6 @@ impl ImageError {
     pub(crate) fn layer(layer: impl std::fmt::Display, entry: impl Into<String>, reason: impl Into<String>) -> Self {
         ImageError::Layer { layer: layer.to_string(), entry: entry.into(), reason: reason.into() }
     }
-}
-
-/// An error and its causes, `: `-separated.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = c.source();
-    }
-    text
 }
 
 impl From<ImageError> for s2i_engine::EngineError {

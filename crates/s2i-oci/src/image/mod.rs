@@ -6,7 +6,7 @@
 //! - [`Store::layer_dirs`]: the overlay lower dirs of an image (top first), each layer unpacked
 //!   once, by chain id; [`Store::flatten_into`] for the copy fallback.
 //! - [`Store::commit`]: a new image from an overlay upper dir (or a changed flattened rootfs).
-//! - [`remote`]: pulls from and pushes to a registry, layers streamed into and out of the blobs.
+//! - `remote`: pulls from and pushes to a registry, layers streamed into and out of the blobs.
 //! - [`unpack()`]: a tar applied to a directory with every path kept inside it, for layers and
 //!   for archives copied into a container (`upload_archive`).
 //!

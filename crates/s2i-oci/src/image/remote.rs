@@ -140,7 +140,7 @@ pub async fn pull(
     let store2 = store.clone();
     let image = blocking(move || -> Result<Image, ImageError> {
         let (digest, size) = store2.put_blob(&mut &raw.bytes[..], Some(&manifest_digest), "the manifest")?;
-        let media = if raw.media_type.is_empty() { spec::MEDIA_OCI_MANIFEST.to_string() } else { raw.media_type.clone() };
+        let media = if raw.media_type.is_empty() { spec::OCI_MANIFEST.to_string() } else { raw.media_type.clone() };
         store2.add_manifest(&Descriptor::new(&media, digest.clone(), size), stored_name.as_slice())?;
         let index = store2.read_index()?;
         store2.load_image(&digest, &index)
@@ -278,7 +278,7 @@ pub async fn push(
         })
         .await??
     };
-    let media = image.manifest.media_type.clone().unwrap_or_else(|| spec::MEDIA_OCI_MANIFEST.to_string());
+    let media = image.manifest.media_type.clone().unwrap_or_else(|| spec::OCI_MANIFEST.to_string());
     let tag = reference.tag.clone().unwrap_or_else(|| "latest".into());
     let digest = repo.push_manifest(&tag, &media, Bytes::from(bytes)).await.map_err(failed(op.clone()))?;
     drop(lease);

@@ -4,7 +4,10 @@
 //!
 //! Our own small types rather than a spec crate's: maps are `BTreeMap`s, so what we write is the
 //! same bytes every time (reproducible digests), and Docker's media types and config fields
-//! (`OnBuild`, `Healthcheck`…) pass through untouched.
+//! (`OnBuild`, `Healthcheck`…) pass through untouched. Media types and platforms are
+//! s2i-registry's; descriptors, manifests and indexes are not, because here a digest becomes a
+//! path in the store and so is a validated [`Digest`], where the registry client's are the
+//! strings a registry sent (checked when content arrives).
 
 use std::collections::BTreeMap;
 
@@ -13,15 +16,10 @@ use serde::{Deserialize, Serialize};
 use super::digest::Digest;
 
 pub const OCI_LAYOUT_VERSION: &str = "1.0.0";
-pub const MEDIA_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const MEDIA_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const MEDIA_OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub const MEDIA_OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
-pub const MEDIA_OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub const MEDIA_OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-pub const MEDIA_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-pub const MEDIA_DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
-pub const MEDIA_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+pub use s2i_registry::client::manifest::{
+    Platform, DOCKER_LAYER, DOCKER_LAYER_GZIP, DOCKER_MANIFEST_LIST, OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD,
+    OCI_MANIFEST,
+};
 
 /// The annotation naming a manifest in an OCI layout's `index.json`.
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -50,17 +48,8 @@ impl Descriptor {
     }
 
     pub fn is_index(&self) -> bool {
-        matches!(self.media_type.as_str(), MEDIA_OCI_INDEX | MEDIA_DOCKER_LIST)
+        matches!(self.media_type.as_str(), OCI_INDEX | DOCKER_MANIFEST_LIST)
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Platform {
-    pub architecture: String,
-    pub os: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,7 +66,7 @@ pub struct Manifest {
 
 impl Manifest {
     pub fn new(config: Descriptor, layers: Vec<Descriptor>) -> Manifest {
-        Manifest { schema_version: 2, media_type: Some(MEDIA_OCI_MANIFEST.into()), config, layers, annotations: BTreeMap::new() }
+        Manifest { schema_version: 2, media_type: Some(OCI_MANIFEST.into()), config, layers, annotations: BTreeMap::new() }
     }
 }
 
@@ -92,7 +81,7 @@ pub struct Index {
 
 impl Index {
     pub fn new(manifests: Vec<Descriptor>) -> Index {
-        Index { schema_version: 2, media_type: Some(MEDIA_OCI_INDEX.into()), manifests }
+        Index { schema_version: 2, media_type: Some(OCI_INDEX.into()), manifests }
     }
 }
 
@@ -116,9 +105,9 @@ pub enum Compression {
 /// The compression of a layer of this media type; an error for what we cannot read.
 pub fn layer_compression(media_type: &str) -> Result<Compression, String> {
     match media_type {
-        MEDIA_OCI_LAYER | MEDIA_DOCKER_LAYER => Ok(Compression::None),
-        MEDIA_OCI_LAYER_GZIP | MEDIA_DOCKER_LAYER_GZIP => Ok(Compression::Gzip),
-        MEDIA_OCI_LAYER_ZSTD => Err("read zstd-compressed layers (convert the image with skopeo copy --dest-compress-format gzip)".into()),
+        OCI_LAYER | DOCKER_LAYER => Ok(Compression::None),
+        OCI_LAYER_GZIP | DOCKER_LAYER_GZIP => Ok(Compression::Gzip),
+        OCI_LAYER_ZSTD => Err("read zstd-compressed layers (convert the image with skopeo copy --dest-compress-format gzip)".into()),
         other => Err(format!("read layers of media type {other:?}")),
     }
 }
@@ -127,11 +116,11 @@ pub fn layer_compression(media_type: &str) -> Result<Compression, String> {
 /// no media types).
 pub fn sniff_layer_media_type(magic: &[u8]) -> Result<&'static str, String> {
     match magic {
-        [0x1f, 0x8b, ..] => Ok(MEDIA_OCI_LAYER_GZIP),
+        [0x1f, 0x8b, ..] => Ok(OCI_LAYER_GZIP),
         [0x28, 0xb5, 0x2f, 0xfd, ..] => Err("read zstd-compressed layers (re-save the image with gzip or no compression)".into()),
         [0x42, 0x5a, 0x68, ..] => Err("read bzip2-compressed layers".into()),
         [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..] => Err("read xz-compressed layers".into()),
-        _ => Ok(MEDIA_OCI_LAYER),
+        _ => Ok(OCI_LAYER),
     }
 }
 
@@ -230,10 +219,10 @@ mod tests {
 
     #[test]
     fn layer_media_types() {
-        assert_eq!(sniff_layer_media_type(&[0x1f, 0x8b, 8]).unwrap(), MEDIA_OCI_LAYER_GZIP);
-        assert_eq!(sniff_layer_media_type(b"etc/").unwrap(), MEDIA_OCI_LAYER);
+        assert_eq!(sniff_layer_media_type(&[0x1f, 0x8b, 8]).unwrap(), OCI_LAYER_GZIP);
+        assert_eq!(sniff_layer_media_type(b"etc/").unwrap(), OCI_LAYER);
         assert!(sniff_layer_media_type(&[0x28, 0xb5, 0x2f, 0xfd]).unwrap_err().contains("zstd"));
-        assert_eq!(layer_compression(MEDIA_DOCKER_LAYER_GZIP).unwrap(), Compression::Gzip);
-        assert!(layer_compression(MEDIA_OCI_LAYER_ZSTD).is_err());
+        assert_eq!(layer_compression(DOCKER_LAYER_GZIP).unwrap(), Compression::Gzip);
+        assert!(layer_compression(OCI_LAYER_ZSTD).is_err());
     }
 }

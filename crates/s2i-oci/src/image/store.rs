@@ -95,7 +95,7 @@ impl Image {
 
     /// The manifest's descriptor (no annotations).
     pub(crate) fn descriptor(&self) -> Descriptor {
-        let media = self.manifest.media_type.as_deref().unwrap_or(spec::MEDIA_OCI_MANIFEST);
+        let media = self.manifest.media_type.as_deref().unwrap_or(spec::OCI_MANIFEST);
         Descriptor::new(media, Digest::parse(&self.manifest_digest).expect("a stored digest"), self.manifest_size)
     }
 

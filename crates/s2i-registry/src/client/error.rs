@@ -125,7 +125,8 @@ impl RegistryError {
 }
 
 /// An error and its causes, `: `-separated (transport errors hide the useful part in their sources).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+/// The one copy for every s2i crate (s2i-engine re-exports it).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

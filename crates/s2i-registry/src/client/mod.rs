@@ -25,7 +25,7 @@ use crate::image_ref::ImageRef;
 use auth::{parse_www_authenticate, Challenge, TokenAnswer};
 pub use blob::{sha256_digest, BlobStream};
 pub use error::RegistryError;
-use error::error_chain;
+pub use error::error_chain;
 use manifest::{Descriptor, Manifest, Parsed, Platform, RawManifest};
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;

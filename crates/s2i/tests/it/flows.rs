@@ -1,46 +1,11 @@
 //! Build flows beyond the plain one, against the real daemon: incremental builds (and later
 //! runtime images, injections, builders without tar, ONBUILD builders).
 
+use crate::apps::incremental_app;
 use s2i_testkit::{docker_run, fixture, image_config, image_exists, image_inspect, write_file, TestEnv};
 
 fn image_id(image: &str) -> String {
     image_inspect(image)["Id"].as_str().unwrap().to_string()
-}
-
-/// An app whose assemble installs "dependencies" once and reuses them from /tmp/artifacts after;
-/// its save-artifacts hands them on. `SAVE_FAIL` and `SAVE_EVIL` make save-artifacts misbehave.
-fn incremental_app(env: &TestEnv) -> String {
-    let root = env.work().join("inc");
-    write_file(&root.join("app.txt"), "app\n", 0o644);
-    write_file(
-        &root.join(".s2i/bin/assemble"),
-        r#"#!/bin/sh
-set -e
-cp -R /tmp/src/. ./
-if [ -f /tmp/artifacts/deps/installed ]; then
-  echo "---> reusing deps from $(cat /tmp/artifacts/deps/installed)"
-  cp -R /tmp/artifacts/deps ./deps
-else
-  mkdir -p deps && echo "build-$BUILD_NO" > deps/installed
-  if [ -n "$BIG_MB" ]; then dd if=/dev/urandom of=deps/big bs=1048576 count="$BIG_MB" 2>/dev/null; fi
-  echo "---> installed deps"
-fi
-if [ -n "$ASSEMBLE_FAIL" ]; then exit 1; fi
-"#,
-        0o755,
-    );
-    write_file(
-        &root.join(".s2i/bin/save-artifacts"),
-        r#"#!/bin/sh
-cd /opt/app-root/src
-echo "---> saving deps" >&2
-if [ -n "$SAVE_EVIL" ]; then ln -s /etc deps/etc; fi
-tar cf - deps
-if [ -n "$SAVE_FAIL" ]; then exit 3; fi
-"#,
-        0o755,
-    );
-    "inc".into()
 }
 
 #[test]
@@ -48,7 +13,7 @@ fn incremental_builds_reuse_the_previous_artifacts() {
     let env = TestEnv::new("incremental");
     let builder = env.alias(&fixture("sti-fake"));
     let out = env.tag("app");
-    let src = incremental_app(&env);
+    let src = incremental_app(&env).to_string();
 
     let (code, _, stderr) = env.run(&["build", &src, &builder, &out, "--incremental", "-e", "BUILD_NO=1", "-e", "BIG_MB=40", "--loglevel", "1"]);
     assert_eq!(code, 0, "{stderr}");
@@ -82,7 +47,7 @@ fn a_failing_or_hostile_save_artifacts_falls_back_to_a_clean_build() {
     let env = TestEnv::new("incfallback");
     let builder = env.alias(&fixture("sti-fake"));
     let out = env.tag("app");
-    let src = incremental_app(&env);
+    let src = incremental_app(&env).to_string();
     for (what, extra, expect) in [
         ("failing", "SAVE_FAIL=1", "save-artifacts exited with status 3"),
         ("hostile", "SAVE_EVIL=1", "refusing entry \"deps/etc\": it is a symlink to the absolute path \"/etc\""),
@@ -106,7 +71,7 @@ fn a_failed_incremental_build_leaves_the_previous_image_and_tag_alone() {
     let env = TestEnv::new("incfail");
     let builder = env.alias(&fixture("sti-fake"));
     let out = env.tag("app");
-    let src = incremental_app(&env);
+    let src = incremental_app(&env).to_string();
     assert_eq!(env.run(&["build", &src, &builder, &out, "-e", "BUILD_NO=1"]).0, 0);
     let before = image_id(&out);
     let (code, _, stderr) = env.run(&["build", &src, &builder, &out, "--incremental", "--rm", "-e", "ASSEMBLE_FAIL=1"]);
@@ -223,7 +188,7 @@ fn incremental_builds_with_a_runtime_image_keep_the_builder_stage() {
     let builder = env.alias(&fixture("sti-fake"));
     let runtime = env.alias(&fixture("sti-fake-runtime"));
     let out = env.tag("app");
-    let src = incremental_app(&env);
+    let src = incremental_app(&env).to_string();
     let stage = format!("{}-build", out);
     let args = |n: &str| -> Vec<String> {
         ["build", &src, &builder, &out, "--runtime-image", &runtime, "-a", "/opt/app-root/src/deps:.", "--incremental", "-e", n]

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
+use crate::apps::incremental_app;
 use s2i_testkit::{docker_output, docker_run, fixture, image_config, write_file, HttpServer, TestEnv, TestRegistry};
 use serde_json::Value;
 
@@ -270,19 +271,6 @@ fn scripts_from_the_source_and_a_url() {
     assert_eq!(docker_run(&out, &[]).1, "assembled by http\n");
     assert!(server.requests().iter().any(|p| p == "/assemble"), "{:?}", server.requests());
     t.assert_clean();
-}
-
-/// The incremental app of flows.rs: assemble installs "deps" once, save-artifacts hands them on.
-fn incremental_app(env: &TestEnv) -> &'static str {
-    let root = env.work().join("inc");
-    write_file(&root.join("app.txt"), "app\n", 0o644);
-    write_file(
-        &root.join(".s2i/bin/assemble"),
-        "#!/bin/sh\nset -e\ncp -R /tmp/src/. ./\nif [ -f /tmp/artifacts/deps/installed ]; then\n  echo \"---> reusing deps from $(cat /tmp/artifacts/deps/installed)\"\n  cp -R /tmp/artifacts/deps ./deps\nelse\n  mkdir -p deps && echo \"build-$BUILD_NO\" > deps/installed\n  echo \"---> installed deps\"\nfi\n",
-        0o755,
-    );
-    write_file(&root.join(".s2i/bin/save-artifacts"), "#!/bin/sh\ncd /opt/app-root/src\necho \"---> saving deps\" >&2\ntar cf - deps\n", 0o755);
-    "inc"
 }
 
 /// Incremental builds take the previous image from the store, --rm removes it there; with a

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use regex::Regex;
 
+use crate::apps::incremental_app;
 use s2i_testkit::{
     docker_output, docker_run, engine_command, factory_output, fixture, image_exists, image_inspect, run_with_tty_stderr, write_docker_config, write_file, FakeCredentialHelper,
     RegistryUser, TestEnv, TestRegistry,
@@ -314,30 +315,6 @@ fn failed_pulls_say_what_the_registry_means_and_leave_nothing() {
         assert!(!image_exists(builder) && !image_exists(&out), "{what}: nothing pulled or built");
     }
     s.assert_clean();
-}
-
-/// An app whose assemble installs "dependencies" once (`deps/installed` records the build number)
-/// and reuses them from /tmp/artifacts after; its save-artifacts hands them on.
-fn incremental_app(env: &TestEnv) -> &'static str {
-    let root = env.work().join("inc");
-    write_file(&root.join("app.txt"), "app\n", 0o644);
-    write_file(
-        &root.join(".s2i/bin/assemble"),
-        r#"#!/bin/sh
-set -e
-cp -R /tmp/src/. ./
-if [ -f /tmp/artifacts/deps/installed ]; then
-  echo "---> reusing deps from $(cat /tmp/artifacts/deps/installed)"
-  cp -R /tmp/artifacts/deps ./deps
-else
-  mkdir -p deps && echo "build-$BUILD_NO" > deps/installed
-  echo "---> installed deps"
-fi
-"#,
-        0o755,
-    );
-    write_file(&root.join(".s2i/bin/save-artifacts"), "#!/bin/sh\ncd /opt/app-root/src\ntar cf - deps\n", 0o755);
-    "inc"
 }
 
 #[test]
