@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, and integration tests against real parts (the Docker daemon,
-# git, an HTTP server; later a registry and runc), then the tests that drive an engine a second
+# git, HTTP servers, a local registry, runc), then the tests that drive an engine a second
 # time against Podman (a private rootful Podman service the test kit starts and removes). Works on
 # a fresh Debian machine with Docker and Rust: as root it installs the Debian packages the tests
 # need, once; otherwise it says exactly what is missing and how to get it, before any test runs.
-# The tests make every image they use themselves (no registry is ever needed).
+# The tests make every image they use themselves (no outside registry is ever needed).
 #
 #   bash scripts/test.sh [extra cargo test arguments…]
 #
