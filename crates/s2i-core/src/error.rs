@@ -90,11 +90,18 @@ pub enum BuildError {
     EngineUnreachable { endpoint: String, reason: String },
 
     #[error("unable to get metadata for {image}: the image is not present locally and the pull policy is {policy}")]
-    ImageNotLocal { image: String, policy: &'static str },
+    ImageNotLocal {
+        image: String,
+        policy: &'static str,
+        /// The flag that sets this image's pull policy, for the hint.
+        flag: &'static str,
+    },
 
     #[error("unable to get {image}: {source}")]
     PullFailed {
         image: String,
+        /// The flag that sets this image's pull policy, for the hint.
+        flag: &'static str,
         #[source]
         source: EngineError,
     },
@@ -264,11 +271,11 @@ impl BuildError {
             BuildError::EngineUnreachable { .. } | BuildError::Engine(EngineError::Connect { .. }) => {
                 "is Docker or Podman running? Start Docker, or Podman's API service (systemctl --user start podman.socket, or podman system service --time=0 &), and point -U/--url, DOCKER_HOST or CONTAINER_HOST at it unless it is at its default socket".into()
             }
-            BuildError::ImageNotLocal { .. } => {
-                "build or load the image locally, or use --pull-policy if-not-present to pull it".into()
+            BuildError::ImageNotLocal { flag, .. } => {
+                format!("build or load the image locally, or use {flag} if-not-present to pull it")
             }
-            BuildError::PullFailed { .. } => {
-                "check the image name; for an image that exists only locally use --pull-policy never".into()
+            BuildError::PullFailed { flag, .. } => {
+                format!("check the image name; for an image that exists only locally use {flag} never")
             }
             BuildError::ScriptsMissing { .. } => {
                 "give the scripts with --scripts-url, in the source's .s2i/bin, or set the builder's io.openshift.s2i.scripts-url label".into()

@@ -13,8 +13,9 @@ use crate::registry::{PullAccess, Registries};
 use crate::report::{Reporter, Transfer};
 
 /// Inspect `name`, pulling it when the policy says so with the credentials `registries` finds
-/// for its registry.
-pub async fn obtain(engine: &dyn Engine, registries: &Registries, name: &str, policy: PullPolicy, reporter: &Arc<dyn Reporter>) -> Result<ImageInfo> {
+/// for its registry. `flag` is the option that set `policy` (`--pull-policy`,
+/// `--runtime-pull-policy`, …): errors name it in their hint.
+pub async fn obtain(engine: &dyn Engine, registries: &Registries, name: &str, policy: PullPolicy, flag: &'static str, reporter: &Arc<dyn Reporter>) -> Result<ImageInfo> {
     let name = with_default_tag(name);
     match policy {
         PullPolicy::Never => {
@@ -22,23 +23,23 @@ pub async fn obtain(engine: &dyn Engine, registries: &Registries, name: &str, po
             engine
                 .inspect_image(&name)
                 .await?
-                .ok_or(BuildError::ImageNotLocal { image: name.clone(), policy: policy.as_str() })
+                .ok_or(BuildError::ImageNotLocal { image: name.clone(), policy: policy.as_str(), flag })
         }
         PullPolicy::IfNotPresent => {
             if let Some(found) = engine.inspect_image(&name).await? {
                 return Ok(found);
             }
             info!("Image {name:?} not available locally, pulling ...");
-            pull_and_inspect(engine, registries, &name, reporter).await
+            pull_and_inspect(engine, registries, &name, flag, reporter).await
         }
         PullPolicy::Always => {
             info!("Pulling image {name:?} ...");
-            pull_and_inspect(engine, registries, &name, reporter).await
+            pull_and_inspect(engine, registries, &name, flag, reporter).await
         }
     }
 }
 
-async fn pull_and_inspect(engine: &dyn Engine, registries: &Registries, name: &str, reporter: &Arc<dyn Reporter>) -> Result<ImageInfo> {
+async fn pull_and_inspect(engine: &dyn Engine, registries: &Registries, name: &str, flag: &'static str, reporter: &Arc<dyn Reporter>) -> Result<ImageInfo> {
     let access = PullAccess::for_image(registries, name).await?;
     reporter.transfer_started(Transfer::Pull, name);
     let mut progress = |event: Progress<'_>| reporter.transfer(Transfer::Pull, name, event);
@@ -48,7 +49,7 @@ async fn pull_and_inspect(engine: &dyn Engine, registries: &Registries, name: &s
         // The registry's answer says what went wrong better than the engine's wording can.
         return Err(match access.diagnose(registries, name, source).await {
             Ok(failure) => failure.into(),
-            Err(source) => BuildError::PullFailed { image: name.to_string(), source },
+            Err(source) => BuildError::PullFailed { image: name.to_string(), flag, source },
         });
     }
     engine.inspect_image(name).await?.ok_or_else(|| BuildError::PulledImageMissing { image: name.to_string() })

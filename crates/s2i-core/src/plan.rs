@@ -57,7 +57,7 @@ impl<'a> Plan<'a> {
     /// Check the request, get the builder image, resolve scripts, environment and the source tree.
     pub async fn prepare(cfg: &'a BuildConfig, engine: &dyn Engine, reporter: Arc<dyn Reporter>, phases: &mut Phases, needs: ScriptNeeds) -> Result<Plan<'a>> {
         let running = phases.start(Phase::BuilderImage);
-        let builder = crate::images::obtain(engine, &cfg.registries, &cfg.builder_image, cfg.pull_policy, &reporter).await?;
+        let builder = crate::images::obtain(engine, &cfg.registries, &cfg.builder_image, cfg.pull_policy, "--pull-policy", &reporter).await?;
         phases.end(running);
         let named = users::needs_passwd(&cfg.allowed_uids, &builder, cfg.assemble_user.as_deref(), labels::ASSEMBLE_USER);
         let passwd = match named {

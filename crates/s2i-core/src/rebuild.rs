@@ -70,7 +70,7 @@ fn is_git_work_tree(path: &Path) -> bool {
 /// Obtain `image` per `policy` (with the credentials `registries` finds for it) and read its
 /// build config (see [`config_from_labels`]).
 pub async fn config_for(engine: &dyn Engine, registries: &Registries, image: &str, policy: PullPolicy, source: Option<&str>, reporter: &Arc<dyn Reporter>) -> Result<BuildConfig> {
-    let info = crate::images::obtain(engine, registries, image, policy, reporter).await?;
+    let info = crate::images::obtain(engine, registries, image, policy, "--pull-policy", reporter).await?;
     config_from_labels(image, &info.labels, source)
 }
 

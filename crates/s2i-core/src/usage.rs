@@ -15,7 +15,7 @@ use crate::tar_stream::{self, StreamOptions, TarPart};
 /// no `--scripts-url`) as the image's user. `cfg.destination` overrides where a downloaded script
 /// is put, as in a build.
 pub async fn usage(cfg: &BuildConfig, engine: &dyn Engine, reporter: Arc<dyn Reporter>) -> Result<()> {
-    let builder = crate::images::obtain(engine, &cfg.registries, &cfg.builder_image, cfg.pull_policy, &reporter).await?;
+    let builder = crate::images::obtain(engine, &cfg.registries, &cfg.builder_image, cfg.pull_policy, "--pull-policy", &reporter).await?;
     let destination = crate::plan::destination(cfg, &builder);
     let found = Resolver {
         scripts_url: None,

@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use common::*;
-use s2i_core::config::BuildMethod;
+use s2i_core::config::{BuildMethod, PullPolicy};
 use s2i_core::{BuildError, Reporter};
 use s2i_testkit::fake::Node;
 
@@ -100,6 +100,28 @@ async fn a_runtime_image_gets_only_the_artifacts() {
     assert_eq!(info.cmd, Some(vec!["/usr/libexec/s2i/run".to_string()]));
     assert_eq!(uid_of(&files, "/srv/deps/installed"), Some(1001), "the runtime user owns the artifacts");
     assert!(engine.containers().is_empty());
+}
+
+/// A missing image under the policy `never` is an error whose hint names the flag that set that
+/// image's policy, and the flow leaves nothing.
+#[tokio::test]
+async fn a_missing_image_names_the_pull_policy_flag_of_that_image() {
+    let d = tempfile::tempdir().unwrap();
+    source(d.path());
+    let engine = engine();
+    let mut cfg = with_runtime(config(d.path(), BUILDER, Some("slim:v1")));
+    cfg.runtime.as_mut().unwrap().image = "absent/runtime:1".into();
+    cfg.runtime.as_mut().unwrap().pull_policy = PullPolicy::Never;
+    let err = s2i_core::build(&cfg, &engine, Recorder::new()).await.unwrap_err();
+    assert!(matches!(&err, BuildError::ImageNotLocal { image, .. } if image == "absent/runtime:1"), "{err}");
+    assert_eq!(err.hint().as_deref(), Some("build or load the image locally, or use --runtime-pull-policy if-not-present to pull it"));
+    assert!(engine.containers().is_empty());
+    assert!(engine.image_id("slim:v1").is_none());
+
+    let mut cfg = config(d.path(), "absent/builder:1", Some("app:v1"));
+    cfg.pull_policy = PullPolicy::Never;
+    let err = s2i_core::build(&cfg, &engine, Recorder::new()).await.unwrap_err();
+    assert_eq!(err.hint().as_deref(), Some("build or load the image locally, or use --pull-policy if-not-present to pull it"));
 }
 
 #[tokio::test]

@@ -436,7 +436,7 @@ fn clear_previous_upload(upload: &Path) -> Result<()> {
 /// builder, the context streamed straight from the source walk.
 pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, reporter: Arc<dyn Reporter>, mut phases: Phases) -> Result<BuildResult> {
     let running = phases.start(Phase::BuilderImage);
-    let builder = crate::images::obtain(engine, &cfg.registries, &cfg.builder_image, cfg.pull_policy, &reporter).await?;
+    let builder = crate::images::obtain(engine, &cfg.registries, &cfg.builder_image, cfg.pull_policy, "--pull-policy", &reporter).await?;
     phases.end(running);
     users::check_builder(&cfg.allowed_uids, &builder, &cfg.builder_image, cfg.assemble_user.as_deref(), None)?;
     let assemble_user = crate::plan::assemble_user(cfg, &builder, &builder.user).unwrap_or_else(|| "root".into());
