@@ -196,3 +196,110 @@ async fn a_tampered_layer_is_refused_and_not_stored() {
     t.finish().await;
     builder.finish().await;
 }
+
+/// A TCP proxy in front of the registry that cuts a connection once it has carried more than
+/// `after` bytes from the registry, `cuts` times in all: a registry (or a network) that drops
+/// transfers mid-layer, as flaky CI networks do.
+struct CuttingProxy {
+    addr: std::net::SocketAddr,
+    cut: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CuttingProxy {
+    fn start(upstream: String, after: u64, cuts: usize) -> CuttingProxy {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cuts_left = Arc::new(std::sync::atomic::AtomicUsize::new(cuts));
+        let cut = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (left, done) = (cuts_left, cut.clone());
+        // Threads end when their sockets do; the listener's thread when the test process does.
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(&upstream) else { continue };
+                let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_in, &mut s_out);
+                    let _ = s_out.shutdown(Shutdown::Write);
+                });
+                let (left, done) = (left.clone(), done.clone());
+                std::thread::spawn(move || {
+                    let (mut s_in, mut c_out) = (server, client);
+                    let mut buf = [0u8; 16 << 10];
+                    let mut carried = 0u64;
+                    loop {
+                        let n = match s_in.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if c_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        carried += n as u64;
+                        if carried > after && left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| l.checked_sub(1)).is_ok() {
+                            done.fetch_add(1, Ordering::SeqCst);
+                            let _ = c_out.shutdown(Shutdown::Both);
+                            let _ = s_in.shutdown(Shutdown::Both);
+                            return;
+                        }
+                    }
+                    let _ = c_out.shutdown(Shutdown::Write);
+                });
+            }
+        });
+        CuttingProxy { addr, cut }
+    }
+
+    fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    fn cuts(&self) -> usize {
+        self.cut.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Layers cut mid-transfer are fetched again (as Docker's daemon does), so a blink of the network
+/// does not fail a CI job: two cuts, and the pull still lands with the pushed image's id. A
+/// connection that keeps being cut fails the pull after the last try, with the registry named
+/// and nothing stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn layers_cut_mid_transfer_are_fetched_again() {
+    let registry = TestRegistry::start();
+    let builder = TestEngine::new(None).await;
+    let (code, _, err, id) = run(&builder, &sh("head -c 4194304 /dev/urandom > /data"), None).await;
+    assert_eq!(code, 0, "{err}");
+    let spec = CommitSpec { repo: Some(format!("{}/oci-test/blink", registry.host())), tag: Some("v1".into()), ..Default::default() };
+    let image_id = builder.engine.commit_container(&id, &spec).await.unwrap();
+    builder.engine.remove_container(&id).await.unwrap();
+    let user = auth(&registry, registry.user());
+    builder.engine.push_image(&format!("{}/oci-test/blink:v1", registry.host()), Some(&user), &mut |_: Progress<'_>| {}).await.unwrap();
+
+    // Cut twice, each time after 1 MiB of a connection (only layers are that big).
+    let proxy = CuttingProxy::start(registry.host(), 1 << 20, 2);
+    let name = format!("{}/oci-test/blink:v1", proxy.host());
+    let user = RegistryAuth { server: proxy.host(), ..auth(&registry, registry.user()) };
+    let t = TestEngine::new(None).await;
+    let pulled = t.engine.pull_image(&name, Some(&user), &mut |_: Progress<'_>| {}).await;
+    assert_eq!(proxy.cuts(), 2, "the proxy cut transfers twice");
+    pulled.unwrap_or_else(|e| panic!("the pull did not survive two cuts: {e}"));
+    assert_eq!(t.engine.inspect_image(&name).await.unwrap().map(|i| i.id), Some(image_id));
+    assert_no_temp_files(&t);
+    t.finish().await;
+
+    // Cut every time: the pull fails after its last try, and stores nothing.
+    let proxy = CuttingProxy::start(registry.host(), 1 << 20, usize::MAX);
+    let name = format!("{}/oci-test/blink:v1", proxy.host());
+    let user = RegistryAuth { server: proxy.host(), ..auth(&registry, registry.user()) };
+    let t = TestEngine::new(None).await;
+    let err = t.engine.pull_image(&name, Some(&user), &mut |_: Progress<'_>| {}).await.unwrap_err();
+    let cause = registry_cause(&err);
+    assert!(cause.is_transient() && cause.to_string().contains(&proxy.host()), "{err}");
+    assert!(proxy.cuts() >= 3, "each layer is tried three times: {} cuts", proxy.cuts());
+    assert!(t.engine.inspect_image(&name).await.unwrap().is_none());
+    assert_no_temp_files(&t);
+    t.finish().await;
+    builder.finish().await;
+}

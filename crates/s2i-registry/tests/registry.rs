@@ -477,3 +477,39 @@ fn token_auth_with_passwords_identity_tokens_and_refusals() {
     let pushed = rt().block_on(client.repository_of(&image, creds_of(&reg, reg.user())).push_blob(&desc, once(blob))).unwrap();
     assert_eq!(pushed, BlobPush::Uploaded);
 }
+
+/// A registry that is overloaded (429) or failing (5xx) is told apart from one that answers
+/// something wrong: the error says so with the status, and callers may try again
+/// (`is_transient`); a 404 and a malformed answer are not worth another try.
+#[test]
+fn overloaded_and_failing_registries_are_transient_errors() {
+    use s2i_testkit::{Answer, HttpServer};
+    let server = HttpServer::scripted(|req| match req.path.as_str() {
+        "/v2/" => Answer::ok("{}"),
+        "/v2/busy/app/manifests/v1" => Answer::Status { status: "429 Too Many Requests".into(), headers: Vec::new(), body: Vec::new() },
+        "/v2/down/app/manifests/v1" => Answer::Status {
+            status: "503 Service Unavailable".into(),
+            headers: Vec::new(),
+            body: br#"{"errors":[{"code":"UNAVAILABLE","message":"storage is read-only"}]}"#.to_vec(),
+        },
+        "/v2/odd/app/manifests/v1" => Answer::Status { status: "418 I'm a teapot".into(), headers: Vec::new(), body: Vec::new() },
+        _ => Answer::Status { status: "404 Not Found".into(), headers: Vec::new(), body: Vec::new() },
+    });
+    let host = format!("127.0.0.1:{}", server.port());
+    let client = client();
+    let get = |repo: &str| {
+        let image = ImageRef::parse(&format!("{host}/{repo}:v1")).unwrap();
+        fetch(&client, &image, Resolved::anonymous("nowhere")).unwrap_err()
+    };
+    let busy = get("busy/app");
+    assert!(matches!(busy, RegistryError::Unavailable { .. }) && busy.is_transient(), "{busy:?}");
+    assert!(busy.to_string().contains("429 too many requests (rate limited)"), "{busy}");
+    let down = get("down/app");
+    assert!(matches!(down, RegistryError::Unavailable { .. }) && down.is_transient(), "{down:?}");
+    assert!(down.to_string().contains("503 Service Unavailable: storage is read-only (UNAVAILABLE)"), "{down}");
+    assert!(down.hint().contains("try again later"), "{}", down.hint());
+    let odd = get("odd/app");
+    assert!(matches!(odd, RegistryError::Protocol { .. }) && !odd.is_transient(), "{odd:?}");
+    let missing = get("missing/app");
+    assert!(missing.is_not_found() && !missing.is_transient(), "{missing:?}");
+}

@@ -3,8 +3,10 @@
 //! held whole in memory), then records the manifest under the image's name; a push streams the
 //! store's blobs out and puts the manifest last. Progress goes out per layer.
 
+use std::future::Future;
 use std::io::{self, Read};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
@@ -13,7 +15,7 @@ use s2i_registry::client::manifest::Descriptor as RemoteDescriptor;
 use s2i_registry::client::{BlobPush, RegistryError, Repository};
 use s2i_registry::{ImageRef, RegistryClient, Resolved};
 use tokio::sync::mpsc;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::digest::Digest;
 use super::error::ImageError;
@@ -26,6 +28,43 @@ const CONCURRENT_LAYERS: usize = 3;
 const CHUNKS_IN_FLIGHT: usize = 16;
 /// Progress is reported at most once per this many bytes of a layer.
 const PROGRESS_STEP: u64 = 1 << 20;
+/// Tries of one transfer (a manifest, a config, a layer, a blob pushed) when the failures are
+/// transient (see [`RegistryError::is_transient`]); the pause before the second try, doubled
+/// for each further one. A CI job should not fail because a registry blinked once.
+const TRIES: u32 = 3;
+const FIRST_PAUSE: Duration = Duration::from_secs(1);
+
+/// Runs `attempt` until it succeeds, fails for good, or has failed transiently [`TRIES`] times.
+/// `transient` gives the reason of a failure worth another try (each is logged as a warning).
+async fn retrying<T, E, Fut>(what: &str, transient: impl Fn(&E) -> Option<String>, mut attempt: impl FnMut() -> Fut) -> Result<T, E>
+where
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut pause = FIRST_PAUSE;
+    let mut tried = 1;
+    loop {
+        match attempt().await {
+            Err(e) if tried < TRIES => match transient(&e) {
+                Some(reason) => {
+                    warn!("{what}: {reason}; trying again in {} s (try {} of {TRIES})", pause.as_secs(), tried + 1);
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    tried += 1;
+                }
+                None => return Err(e),
+            },
+            done => return done,
+        }
+    }
+}
+
+fn transient_registry(e: &RegistryError) -> Option<String> {
+    e.is_transient().then(|| e.to_string())
+}
+
+fn transient_engine(e: &EngineError) -> Option<String> {
+    e.find_cause::<RegistryError>().and_then(transient_registry)
+}
 
 /// A progress event that outlives the borrow `Progress` needs, sent from the layer tasks to the
 /// one sink.
@@ -96,7 +135,7 @@ pub async fn pull(
     let reference = ImageRef::parse(name).map_err(|reason| ImageError::Reference { reference: name.into(), reason })?;
     let op = format!("pulling {name}");
     let repo = client.repository_of(&reference, credentials);
-    let manifest = repo.image_manifest(reference.reference()).await.map_err(failed(op.clone()))?;
+    let manifest = retrying(&op, transient_registry, || repo.image_manifest(reference.reference())).await.map_err(failed(op.clone()))?;
     for layer in manifest.layers() {
         spec::layer_compression(&layer.media_type).map_err(ImageError::Unsupported)?;
         if !layer.urls.is_empty() {
@@ -114,7 +153,7 @@ pub async fn pull(
     };
 
     if !store.has_blob(&config_digest) {
-        let config = repo.config(&manifest).await.map_err(failed(op.clone()))?;
+        let config = retrying(&op, transient_registry, || repo.config(&manifest)).await.map_err(failed(op.clone()))?;
         let (store, digest, what) = (store.clone(), config_digest.clone(), format!("the config of {name}"));
         blocking(move || store.put_blob(&mut &config[..], Some(&digest), &what)).await??;
     }
@@ -125,7 +164,14 @@ pub async fn pull(
     // The stream owns the sender: once every download is done, nothing holds it.
     let downloads = futures_util::stream::iter(layers.into_iter().map(move |layer| {
         let tx = tx.clone();
-        async move { fetch_layer(store, repo_ref, layer, &tx).await }
+        async move {
+            let what = format!("pulling layer {}", short(&layer.digest));
+            let transient = |e: &Fetch| match e {
+                Fetch::Registry(e) => transient_registry(e),
+                _ => None,
+            };
+            retrying(&what, transient, || fetch_layer(store, repo_ref, layer.clone(), &tx)).await
+        }
     }))
     .buffer_unordered(CONCURRENT_LAYERS)
     .try_collect::<Vec<()>>();
@@ -260,7 +306,8 @@ pub async fn push(
     let blobs: Vec<Descriptor> = image.manifest.layers.iter().cloned().chain([image.manifest.config.clone()]).collect();
     let uploads = async {
         for blob in &blobs {
-            push_blob(store, &repo, blob, &tx).await?;
+            let what = format!("pushing layer {}", short(blob.digest.as_str()));
+            retrying(&what, transient_engine, || push_blob(store, &repo, blob, &tx)).await?;
         }
         Ok::<(), EngineError>(())
     };
@@ -280,7 +327,8 @@ pub async fn push(
     };
     let media = image.manifest.media_type.clone().unwrap_or_else(|| spec::OCI_MANIFEST.to_string());
     let tag = reference.tag.clone().unwrap_or_else(|| "latest".into());
-    let digest = repo.push_manifest(&tag, &media, Bytes::from(bytes)).await.map_err(failed(op.clone()))?;
+    let bytes = Bytes::from(bytes);
+    let digest = retrying(&op, transient_registry, || repo.push_manifest(&tag, &media, bytes.clone())).await.map_err(failed(op.clone()))?;
     drop(lease);
     sink.progress(Progress::Status(&format!("{tag}: digest: {digest} size: {}", image.manifest_size)));
     Ok(digest)

@@ -59,9 +59,13 @@ pub enum RegistryError {
     #[error("{image} in {registry} is a {media_type} manifest, which s2i does not read")]
     UnsupportedManifest { registry: String, image: String, media_type: String },
 
-    /// The registry answered something the distribution API does not allow, or failed itself.
+    /// The registry answered something the distribution API does not allow.
     #[error("registry {registry}: {detail}")]
     Protocol { registry: String, detail: String },
+
+    /// The registry is overloaded or failing (429, or a 5xx status): worth another try later.
+    #[error("registry {registry}: {what}: {status}{}", detail_suffix(.detail))]
+    Unavailable { registry: String, what: String, status: String, detail: String },
 
     /// Reading what we were pushing failed (our side).
     #[error("reading {what} to push to {registry}: {source}")]
@@ -105,6 +109,7 @@ impl RegistryError {
             RegistryError::NoMatchingPlatform { .. } => "use an image built for this platform, or name a single-platform image by its digest".into(),
             RegistryError::UnsupportedManifest { .. } => "push the image again with a current Docker, Podman or Buildah".into(),
             RegistryError::Protocol { .. } => "the registry misbehaved: try again, or check the registry's logs".into(),
+            RegistryError::Unavailable { .. } => "the registry is overloaded or failing: try again later, or check the registry's logs".into(),
             RegistryError::Source { .. } => "check the local image store".into(),
             RegistryError::CaFile { .. } => "give a PEM file holding one or more CA certificates".into(),
         }
@@ -113,6 +118,19 @@ impl RegistryError {
     /// True for a missing image (so callers may try elsewhere, or build instead).
     pub fn is_not_found(&self) -> bool {
         matches!(self, RegistryError::NotFound { .. })
+    }
+
+    /// True for failures that another try may not meet: the registry could not be reached, went
+    /// quiet, cut a transfer short, or answered 429 or 5xx. Content that does not match its digest
+    /// counts too (cut or corrupted on the way): a try again fetches it whole.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            RegistryError::Unreachable { .. }
+                | RegistryError::Timeout { .. }
+                | RegistryError::Unavailable { .. }
+                | RegistryError::DigestMismatch { .. }
+        )
     }
 
     /// True when credentials are missing, rejected or not enough.

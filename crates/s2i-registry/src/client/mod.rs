@@ -593,10 +593,13 @@ impl<'c> Repository<'c> {
             StatusCode::UNAUTHORIZED => self.auth_error(access, &detail, endpoint.challenge == Challenge::Basic),
             StatusCode::FORBIDDEN => self.auth_error(access, &detail, false),
             StatusCode::NOT_FOUND => RegistryError::NotFound { registry: self.registry.clone(), image: what.to_string(), detail },
-            StatusCode::TOO_MANY_REQUESTS => RegistryError::Protocol {
+            StatusCode::TOO_MANY_REQUESTS => RegistryError::Unavailable {
                 registry: self.registry.clone(),
-                detail: format!("too many requests (rate limited){}", if detail.is_empty() { String::new() } else { format!(": {detail}") }),
+                what: what.to_string(),
+                status: "429 too many requests (rate limited)".into(),
+                detail,
             },
+            s if s.is_server_error() => RegistryError::Unavailable { registry: self.registry.clone(), what: what.to_string(), status: s.to_string(), detail },
             _ => RegistryError::Protocol {
                 registry: self.registry.clone(),
                 detail: format!("{what}: {status}{}", if detail.is_empty() { String::new() } else { format!(": {detail}") }),
