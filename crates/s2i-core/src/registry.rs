@@ -141,6 +141,7 @@ fn explains_a_failure(e: &RegistryError) -> bool {
             | RegistryError::Unreachable { .. }
             | RegistryError::Tls { .. }
             | RegistryError::Timeout { .. }
+            | RegistryError::Unavailable { .. }
     )
 }
 
