@@ -264,38 +264,33 @@ def header(runs, sides):
     )
 
 
-def render(results, version_ms, argerr_ms, runs, sides):
+def table(results, side, columns):
+    """The results table of one side (`s2i` or `oci`) against the floor; `columns` names the
+    side's time, the floor's time and their ratio."""
     lines = [
-        header(runs, sides),
-        "",
-        "| workload | s2i median (min–max) | floor median (min–max) | s2i/floor median (min–max) | s2i peak RSS |",
+        f"| workload | {columns[0]} median (min–max) | {columns[1]} median (min–max) | {columns[2]} median (min–max) | {columns[3]} |",
         "|---|---|---|---|---|",
     ]
     for r in results:
-        s, f, q = r["s2i"], r["floor"], r["s2i_ratio"]
+        s, f, q = r[side], r["floor"], r[f"{side}_ratio"]
         lines.append(
             f"| {r['workload']}: {DESCRIPTIONS[r['workload']]} | {s[0]:.2f} s ({s[1]:.2f}–{s[2]:.2f}) | "
-            f"{f[0]:.2f} s ({f[1]:.2f}–{f[2]:.2f}) | {q[0]:.2f}x ({q[1]:.2f}–{q[2]:.2f}) | {r['s2i_rss_mib']:.1f} MiB |"
+            f"{f[0]:.2f} s ({f[1]:.2f}–{f[2]:.2f}) | {q[0]:.2f}x ({q[1]:.2f}–{q[2]:.2f}) | {r[f'{side}_rss_mib']:.1f} MiB |"
         )
+    return lines
+
+
+def render(results, version_ms, argerr_ms, runs, sides):
+    lines = [header(runs, sides), ""] + table(results, "s2i", ("s2i", "floor", "s2i/floor", "s2i peak RSS"))
     lines += ["", f"`s2i version`: {version_ms:.1f} ms median; an argument error: {argerr_ms:.1f} ms median (21 runs each)."]
     return "\n".join(lines)
 
 
 def render_oci(results, runs, sides):
     runc = sh("runc", "--version").splitlines()[0]
-    lines = [
-        header(runs, sides) + f" The oci engine: {runc}, kernel overlay, store on the same disk as Docker's.",
-        "",
-        "| workload | s2i --engine oci median (min–max) | Docker floor median (min–max) | oci/floor median (min–max) | peak RSS |",
-        "|---|---|---|---|---|",
-    ]
-    for r in results:
-        o, f, q = r["oci"], r["floor"], r["oci_ratio"]
-        lines.append(
-            f"| {r['workload']}: {DESCRIPTIONS[r['workload']]} | {o[0]:.2f} s ({o[1]:.2f}–{o[2]:.2f}) | "
-            f"{f[0]:.2f} s ({f[1]:.2f}–{f[2]:.2f}) | {q[0]:.2f}x ({q[1]:.2f}–{q[2]:.2f}) | {r['oci_rss_mib']:.1f} MiB |"
-        )
-    return "\n".join(lines)
+    first = header(runs, sides) + f" The oci engine: {runc}, kernel overlay, store on the same disk as Docker's."
+    columns = ("s2i --engine oci", "Docker floor", "oci/floor", "peak RSS")
+    return "\n".join([first, ""] + table(results, "oci", columns))
 
 
 def write_section(start, end, table):
