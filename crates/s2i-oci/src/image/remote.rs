@@ -20,7 +20,7 @@ use tracing::{debug, warn};
 use super::digest::Digest;
 use super::error::ImageError;
 use super::spec::{self, Descriptor};
-use super::store::{normalize_name, Image, Store};
+use super::store::{normalize_name, short_id, Image, Store};
 
 /// Layers fetched at once (as Docker does by default).
 const CONCURRENT_LAYERS: usize = 3;
@@ -79,12 +79,6 @@ type Events = mpsc::UnboundedSender<Event>;
 
 fn send(events: &Events, id: &str, phase: LayerPhase, current: u64, total: Option<u64>) {
     let _ = events.send(Event { id: id.to_string(), phase, current, total });
-}
-
-/// The short form a layer is shown by (`sha256:0123456789ab…` → `0123456789ab`), as Docker does.
-fn short(digest: &str) -> &str {
-    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    &hex[..hex.len().min(12)]
 }
 
 fn failed(op: String) -> impl FnOnce(RegistryError) -> EngineError {
@@ -165,7 +159,7 @@ pub async fn pull(
     let downloads = futures_util::stream::iter(layers.into_iter().map(move |layer| {
         let tx = tx.clone();
         async move {
-            let what = format!("pulling layer {}", short(&layer.digest));
+            let what = format!("pulling layer {}", short_id(&layer.digest));
             let transient = |e: &Fetch| match e {
                 Fetch::Registry(e) => transient_registry(e),
                 _ => None,
@@ -208,7 +202,7 @@ enum Fetch {
 
 /// One layer into the store's blobs (nothing when it is there already).
 async fn fetch_layer(store: &Arc<Store>, repo: &Repository<'_>, layer: RemoteDescriptor, events: &Events) -> Result<(), Fetch> {
-    let id = short(&layer.digest).to_string();
+    let id = short_id(&layer.digest).to_string();
     let digest = Digest::parse(&layer.digest)
         .ok_or_else(|| Fetch::Store(ImageError::archive(repo.registry(), format!("unsupported layer digest {:?}", layer.digest))))?;
     if store.has_blob(&digest) {
@@ -306,7 +300,7 @@ pub async fn push(
     let blobs: Vec<Descriptor> = image.manifest.layers.iter().cloned().chain([image.manifest.config.clone()]).collect();
     let uploads = async {
         for blob in &blobs {
-            let what = format!("pushing layer {}", short(blob.digest.as_str()));
+            let what = format!("pushing layer {}", short_id(blob.digest.as_str()));
             retrying(&what, transient_engine, || push_blob(store, &repo, blob, &tx)).await?;
         }
         Ok::<(), EngineError>(())
@@ -335,7 +329,7 @@ pub async fn push(
 }
 
 async fn push_blob(store: &Arc<Store>, repo: &Repository<'_>, blob: &Descriptor, events: &Events) -> Result<(), EngineError> {
-    let id = short(blob.digest.as_str()).to_string();
+    let id = short_id(blob.digest.as_str()).to_string();
     let path = store.blob_path(&blob.digest);
     let file = tokio::fs::File::open(&path).await.map_err(|e| ImageError::io("opening", path.clone(), e))?;
     let size = blob.size;

@@ -636,6 +636,8 @@ impl Store {
     }
 }
 
+/// The short form an image or layer is shown by (`sha256:0123456789ab…` → `0123456789ab`), as
+/// Docker does.
 pub(crate) fn short_id(id: &str) -> &str {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
     &hex[..hex.len().min(12)]
