@@ -41,7 +41,7 @@ pub mod users;
 
 use std::sync::Arc;
 
-pub use config::{BuildConfig, BuildMethod, OutputFormat, PullPolicy};
+pub use config::{BuildConfig, BuildMethod, PullPolicy};
 pub use error::{BuildError, Result};
 pub use report::{Reporter, Silent};
 pub use result::{BuildResult, Timings};

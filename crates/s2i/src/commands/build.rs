@@ -8,11 +8,11 @@ use s2i_core::config::{ContainerSettings, RuntimeConfig, SourceConfig};
 use s2i_core::limits::Limits;
 use s2i_core::registry::Registries;
 use s2i_core::source::ParsedSource;
-use s2i_core::{env, mapping, redact, users, BuildConfig, BuildError, OutputFormat};
+use s2i_core::{env, mapping, redact, users, BuildConfig, BuildError};
 use tracing::{info, warn};
 
 use super::report;
-use crate::cli::{BuildArgs, GlobalArgs, ImageOutputArgs};
+use crate::cli::{BuildArgs, GlobalArgs, ImageOutputArgs, OutputFormat};
 use crate::s2ifile::Pending;
 use crate::ui::{ui, UiReporter};
 

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use s2i_core::registry::Registries;
-use s2i_core::{BuildError, OutputFormat};
+use s2i_core::BuildError;
 
 use super::build::{execute, After};
-use crate::cli::{GlobalArgs, RebuildArgs};
+use crate::cli::{GlobalArgs, OutputFormat, RebuildArgs};
 use crate::ui::{ui, UiReporter};
 
 pub async fn run(global: &GlobalArgs, args: RebuildArgs) -> Result<(), BuildError> {
