@@ -97,7 +97,7 @@ impl FromStr for BuildMethod {
 /// The application source and how to take it.
 #[derive(Debug, Clone, Default)]
 pub struct SourceConfig {
-    /// SOURCE, parsed (§3.1).
+    /// SOURCE, parsed: a local path, a git URL or an http(s) archive.
     pub spec: SourceSpec,
     /// SOURCE as the user wrote it (messages; the source-location label of copies), with any
     /// credentials in a URL already removed.

@@ -57,9 +57,9 @@ pub async fn usage(cfg: &BuildConfig, engine: &dyn Engine, reporter: Arc<dyn Rep
         None => (None, None),
     };
     let ran = engine.run_container(&id, reader, &mut log).await;
-    let tail = log.finish();
+    let tail = log.into_stderr_tail();
     if let Some(done) = done {
-        let _ = done.result().await;
+        let _ = done.written().await;
     }
     container::remove(engine, &id).await;
     let code = ran?;

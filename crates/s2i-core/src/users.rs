@@ -1,4 +1,4 @@
-//! `--allowed-uids` ranges and the checks of §10: the user that runs assemble must be numeric and
+//! `--allowed-uids` ranges and their checks: the user that runs assemble must be numeric and
 //! inside the ranges, wherever it comes from.
 
 use std::fmt;

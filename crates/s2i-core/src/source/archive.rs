@@ -526,7 +526,7 @@ mod tests {
             let mut s = crate::tar_stream::spawn(vec![stream.part("src")], Default::default());
             let mut bytes = Vec::new();
             s.reader.read_to_end(&mut bytes).await.unwrap();
-            (bytes, s.done.result().await.unwrap())
+            (bytes, s.done.written().await.unwrap())
         });
         let mut a = tar::Archive::new(&bytes[..]);
         let names: Vec<String> = a.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect();

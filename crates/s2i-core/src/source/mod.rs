@@ -178,8 +178,8 @@ async fn prepare_local(req: &SourceConfig, limits: &Limits, path: &Path) -> Resu
     prepare_clone(req, &url, true).await
 }
 
-/// Spec §3.2: a `.git` (directory, or a `gitdir:` file) with no file at all under `objects` or
-/// `refs` is a repository without commits.
+/// A `.git` (directory, or a `gitdir:` file) with no file at all under `objects` or `refs` is a
+/// repository without commits, as the reference decides.
 fn git_dir_has_content(work_tree: &Path) -> bool {
     let dot_git = work_tree.join(".git");
     let git_dir = if dot_git.is_file() {

@@ -201,7 +201,7 @@ async fn run_assemble(plan: &Plan<'_>, engine: &dyn Engine, id: &str, feed: Feed
     let reporter = plan.reporter.clone();
     let done = input.done;
     let produced = tokio::spawn(async move {
-        let produced = done.result().await;
+        let produced = done.written().await;
         reporter.streamed();
         produced
     });
@@ -230,7 +230,7 @@ async fn run_assemble(plan: &Plan<'_>, engine: &dyn Engine, id: &str, feed: Feed
             (ran, produced)
         }
     };
-    let tail = log.finish();
+    let tail = log.into_stderr_tail();
     if let Some(save_id) = save_container {
         container::remove(engine, &save_id).await;
     }

@@ -402,7 +402,7 @@ pub async fn write(cfg: &BuildConfig, builder: Option<&ImageInfo>, with_source: 
     })
     .await
     .map_err(|e| BuildError::io("writing the Dockerfile context", std::io::Error::other(e)))?;
-    input.done.result().await.map_err(BuildError::SourceStream)?;
+    input.done.written().await.map_err(BuildError::SourceStream)?;
     unpacked.map_err(|e| BuildError::io(format!("writing the Dockerfile context into {}", dir.display()), e))?;
     debug!("wrote {} and its context", path.display());
     Ok(path)
@@ -486,8 +486,8 @@ pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, reporter: Arc<dyn Rep
     }
     let mut log = ContainerLog::new(reporter, cfg.quiet);
     let built = engine.build_image(Box::new(input.reader), &spec, &mut log).await;
-    log.finish();
-    input.done.result().await.map_err(BuildError::SourceStream)?;
+    log.into_stderr_tail();
+    input.done.written().await.map_err(BuildError::SourceStream)?;
     let image_id = built.map_err(|e| match e {
         s2i_engine::EngineError::Api { message, .. } => BuildError::ImageBuild { message },
         other => other.into(),

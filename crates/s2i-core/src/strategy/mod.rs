@@ -75,7 +75,7 @@ async fn push(cfg: &BuildConfig, engine: &dyn Engine, reporter: &Arc<dyn Reporte
 }
 
 /// What every flow hands back.
-fn result(plan: &Plan<'_>, image_id: String, labels: std::collections::BTreeMap<String, String>, phases: Phases, stats: crate::tar_stream::WalkStats) -> BuildResult {
+fn result_of_build(plan: &Plan<'_>, image_id: String, labels: std::collections::BTreeMap<String, String>, phases: Phases, stats: crate::tar_stream::WalkStats) -> BuildResult {
     BuildResult {
         image_id,
         tag: plan.cfg.tag_name(),

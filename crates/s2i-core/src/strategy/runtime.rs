@@ -74,7 +74,7 @@ pub async fn build(mut plan: Plan<'_>, engine: &dyn Engine, mut phases: Phases, 
     if cfg.remove_previous {
         assemble::remove_previous(engine, previous.as_ref(), &image_id).await;
     }
-    let mut result = super::result(&plan, image_id, labels, phases, assembled.stats);
+    let mut result = super::result_of_build(&plan, image_id, labels, phases, assembled.stats);
     // --push pushes the stage only when this build made it: an older one is no artifact of this one.
     result.builder_stage = kept;
     Ok(result)
@@ -213,7 +213,7 @@ async fn ship(
         info!("Copied {} entries ({} bytes) into the runtime image", stats.files, stats.bytes);
         let mut log = ContainerLog::new(plan.reporter.clone(), cfg.quiet);
         let code = engine.run_container(&id, None, &mut log).await?;
-        let tail = log.finish();
+        let tail = log.into_stderr_tail();
         if code != 0 {
             return Err(BuildError::ScriptFailed { script: ASSEMBLE_RUNTIME.into(), image: runtime.name.into(), code, stderr_tail: tail });
         }

@@ -25,5 +25,5 @@ pub async fn build(plan: Plan<'_>, engine: &dyn Engine, mut phases: Phases) -> R
     if cfg.remove_previous {
         assemble::remove_previous(engine, previous.as_ref(), &image_id).await;
     }
-    Ok(super::result(&plan, image_id, labels, phases, assembled.stats))
+    Ok(super::result_of_build(&plan, image_id, labels, phases, assembled.stats))
 }

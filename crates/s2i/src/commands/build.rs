@@ -11,14 +11,14 @@ use s2i_core::source::ParsedSource;
 use s2i_core::{env, mapping, redact, users, BuildConfig, BuildError};
 use tracing::{info, warn};
 
-use super::report;
+use crate::json_output as report;
 use crate::cli::{BuildArgs, GlobalArgs, ImageOutputArgs, OutputFormat};
 use crate::s2ifile::Pending;
 use crate::ui::{ui, UiReporter};
 
 pub async fn run(global: &GlobalArgs, args: BuildArgs, pending: Option<Pending>) -> Result<(), BuildError> {
     let json = args.output == OutputFormat::Json;
-    let run_after = args.run;
+    let run_image = args.run;
     let outputs = args.image_outputs.clone();
     let callback = args.common.callback_url.clone().filter(|u| !u.is_empty());
     let requested = (args.builder.clone().unwrap_or_default(), args.tag.clone().filter(|t| !t.is_empty()));
@@ -37,9 +37,9 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, pending: Option<Pending>)
     if let Some(pending) = pending {
         pending.save();
     }
-    let after = After { json, run_after, callback, started, outputs };
+    let handling = ResultHandling { json, run_image, callback, started, outputs };
     if cfg.as_dockerfile.is_some() {
-        let builder = super::inspect_if_reachable(global, &cfg.builder_image).await;
+        let builder = crate::engine::inspect_if_reachable(global, &cfg.builder_image).await;
         let written = super::interruptible(None, &cfg.limits, s2i_core::write_dockerfile(&cfg, builder.as_ref(), true)).await;
         if json {
             ui().json(&match &written {
@@ -50,13 +50,14 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, pending: Option<Pending>)
         ui().line(&format!("Application dockerfile generated in {}", written?.display()));
         return Ok(());
     }
-    execute(global, &cfg, after).await
+    execute(global, &cfg, handling).await
 }
 
-/// What happens around a build: JSON output, the callback, running the result.
-pub struct After {
+/// What is done with a build's outcome besides showing it: the JSON document, the callback, the
+/// image's archive and load, and running it.
+pub struct ResultHandling {
     pub json: bool,
-    pub run_after: bool,
+    pub run_image: bool,
     pub callback: Option<String>,
     pub started: Instant,
     /// `--output-archive`, `--load`.
@@ -65,28 +66,28 @@ pub struct After {
 
 /// Build `cfg` with the engine, write and load the image where asked, then send the callback,
 /// print the result and run the image as asked.
-pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, after: After) -> Result<(), BuildError> {
-    let After { json, run_after, callback, started, outputs } = after;
+pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, handling: ResultHandling) -> Result<(), BuildError> {
+    let ResultHandling { json, run_image, callback, started, outputs } = handling;
     // Until an engine answers, the report names the one that was chosen.
-    let chosen = super::engine::chosen(global);
-    if let Err(e) = super::engine::check_flags(global, cfg, &outputs) {
-        return finish_failed(cfg, e, callback.as_deref(), json, started, Some(chosen)).await;
+    let chosen = crate::engine::chosen(global);
+    if let Err(e) = crate::engine::check_flags(global, cfg, &outputs) {
+        return report_failure(cfg, e, callback.as_deref(), json, started, Some(chosen)).await;
     }
-    let engine = match super::connect(global).await {
+    let engine = match crate::engine::connect(global).await {
         Ok(engine) => engine,
-        Err(e) => return finish_failed(cfg, e, callback.as_deref(), json, started, Some(chosen)).await,
+        Err(e) => return report_failure(cfg, e, callback.as_deref(), json, started, Some(chosen)).await,
     };
     let engine_doc = engine.version().await.ok().map(|v| report::engine(&v));
     let reporter: Arc<dyn s2i_core::Reporter> = Arc::new(UiReporter(ui().clone()));
     let built = super::interruptible(Some(&*engine), &cfg.limits, s2i_core::build(cfg, &*engine, reporter.clone())).await;
     let result = match built {
         Ok(result) => result,
-        Err(e) => return finish_failed(cfg, e, callback.as_deref(), json, started, engine_doc).await,
+        Err(e) => return report_failure(cfg, e, callback.as_deref(), json, started, engine_doc).await,
     };
     let image = result.tag.clone().unwrap_or_else(|| result.image_id.clone());
-    let delivered = match super::engine::deliver(&engine, global, &outputs, &image).await {
+    let delivered = match crate::delivery::deliver(&engine, global, &outputs, &image).await {
         Ok(d) => d,
-        Err(e) => return finish_failed(cfg, e, callback.as_deref(), json, started, engine_doc).await,
+        Err(e) => return report_failure(cfg, e, callback.as_deref(), json, started, engine_doc).await,
     };
     if let Some(url) = &callback {
         send_callback(url, true, &result.labels).await;
@@ -108,7 +109,7 @@ pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, after: After) -> Re
         delivered.add_to(&mut doc);
         ui().json(&doc);
     }
-    if run_after {
+    if run_image {
         ui().line(&format!("Running {image} as a result of the --run=true option (all its ports are published; Ctrl-C stops it)"));
         super::interruptible(Some(&*engine), &cfg.limits, s2i_core::run_image(&*engine, &image, reporter)).await?;
     }
@@ -117,7 +118,7 @@ pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, after: After) -> Re
 
 /// A failed build still sends its callback and its JSON document; the error is returned for the
 /// binary to render once.
-async fn finish_failed(
+async fn report_failure(
     cfg: &BuildConfig,
     e: BuildError,
     callback: Option<&str>,

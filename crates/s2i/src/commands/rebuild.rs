@@ -7,7 +7,7 @@ use std::time::Instant;
 use s2i_core::registry::Registries;
 use s2i_core::BuildError;
 
-use super::build::{execute, After};
+use super::build::{execute, ResultHandling};
 use crate::cli::{GlobalArgs, OutputFormat, RebuildArgs};
 use crate::ui::{ui, UiReporter};
 
@@ -29,7 +29,7 @@ pub async fn run(global: &GlobalArgs, args: RebuildArgs) -> Result<(), BuildErro
     }
     ui().set_quiet(c.quiet);
     let tag = s2i_core::config::parse_tag(&args.new_tag.clone().filter(|t| !t.is_empty()).unwrap_or_else(|| image.clone()))?;
-    let engine = super::connect(global).await?;
+    let engine = crate::engine::connect(global).await?;
     let reporter: Arc<dyn s2i_core::Reporter> = Arc::new(UiReporter(ui().clone()));
     let source = args.source.as_deref().filter(|s| !s.is_empty());
     // One look-up per registry for the image and the build that follows.
@@ -45,12 +45,12 @@ pub async fn run(global: &GlobalArgs, args: RebuildArgs) -> Result<(), BuildErro
     cfg.destination = c.destination.clone().filter(|d| !d.is_empty());
     cfg.limits = s2i_core::limits::Limits::from_env()?;
     cfg.registries = registries;
-    let after = After {
+    let handling = ResultHandling {
         json: args.output == OutputFormat::Json,
-        run_after: false,
+        run_image: false,
         callback: c.callback_url.clone().filter(|u| !u.is_empty()),
         started,
         outputs: Default::default(),
     };
-    execute(global, &cfg, after).await
+    execute(global, &cfg, handling).await
 }

@@ -24,7 +24,7 @@ pub async fn run(global: &GlobalArgs, args: UsageArgs) -> Result<(), BuildError>
         registries: s2i_core::registry::Registries::new(args.common.dockercfg_path),
         ..Default::default()
     };
-    let engine = super::connect(global).await?;
+    let engine = crate::engine::connect(global).await?;
     ui().set_container_stdout_to_stdout(true);
     let reporter: Arc<dyn s2i_core::Reporter> = Arc::new(UiReporter(ui().clone()));
     super::interruptible(Some(&*engine), &cfg.limits, s2i_core::usage::usage(&cfg, &*engine, reporter)).await

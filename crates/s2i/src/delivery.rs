@@ -1,84 +1,15 @@
-//! The engine a command runs on (`--engine`, `S2I_ENGINE`): a Docker or Podman daemon through the
-//! Docker API (the default), or the daemonless OCI engine (an image store and runc). And where a
-//! built image goes besides the engine's own store: `--output-archive` (any engine) and `--load`
-//! (from the OCI engine into a daemon).
+//! Where a built image goes besides the engine's own store: `--output-archive` (any engine) and
+//! `--load` (from the OCI engine into a daemon).
 
-use std::ops::Deref;
 use std::path::Path;
 
-use s2i_core::{BuildConfig, BuildError, BuildMethod};
-use s2i_engine::{ArchiveFormat, DockerEngine, Engine, EngineError};
-use s2i_oci::image::Store;
-use s2i_oci::run::RunError;
-use s2i_oci::{OciEngine, OciEngineOptions};
+use s2i_core::BuildError;
+use s2i_engine::{ArchiveFormat, Engine, EngineError};
+use s2i_oci::OciEngine;
 use serde_json::{json, Value};
-use tracing::info;
 
-use crate::cli::{EngineArgs, EngineChoice, GlobalArgs, ImageOutputArgs};
-
-/// The engine a command was connected to. Strategies see only `dyn Engine` (through `Deref`).
-pub enum Connected {
-    Docker(DockerEngine),
-    Oci(OciEngine),
-}
-
-impl Deref for Connected {
-    type Target = dyn Engine;
-
-    fn deref(&self) -> &Self::Target {
-        match self {
-            Connected::Docker(e) => e,
-            Connected::Oci(e) => e,
-        }
-    }
-}
-
-/// Connect the engine the flags chose, and say which one answers (`--loglevel 1`).
-pub async fn connect(global: &GlobalArgs) -> Result<Connected, BuildError> {
-    let engine = match global.engine.kind {
-        EngineChoice::Docker => Connected::Docker(super::connect_docker(global).await?),
-        EngineChoice::Oci => Connected::Oci(open_oci(&global.engine).await?),
-    };
-    if let Ok(v) = engine.version().await {
-        info!("Using the {} engine ({}) at {}", v.kind, v.version, v.endpoint);
-    }
-    Ok(engine)
-}
-
-async fn open_oci(args: &EngineArgs) -> Result<OciEngine, BuildError> {
-    let root = args.oci_store.clone().unwrap_or_else(Store::default_root);
-    let mut opts = OciEngineOptions::from_env(&root).map_err(|e| match e {
-        RunError::BadSetting { name, value, reason } => BuildError::InvalidValue { what: name, value, reason },
-        other => BuildError::Engine(EngineError::Failed { op: "setting up the oci engine".into(), source: Box::new(other) }),
-    })?;
-    if let Some(runtime) = &args.oci_runtime {
-        opts.runtime = runtime.clone();
-    }
-    Ok(OciEngine::open(opts).await?)
-}
-
-/// Flags that cannot work with the chosen engine, refused before any work.
-pub fn check_flags(global: &GlobalArgs, cfg: &BuildConfig, outputs: &ImageOutputArgs) -> Result<(), BuildError> {
-    let oci = global.engine.kind == EngineChoice::Oci;
-    if oci && cfg.build_method == BuildMethod::Dockerfile {
-        return Err(BuildError::conflict(
-            "--build-method=dockerfile",
-            "--engine oci, which runs containers but has no image builder to build a Dockerfile (use --engine docker)",
-        ));
-    }
-    if outputs.load && !oci {
-        return Err(BuildError::conflict(
-            "--load",
-            "--engine docker: the image is in the daemon already (--load hands an image built with --engine oci to a daemon)",
-        ));
-    }
-    Ok(())
-}
-
-/// The engine the flags chose, for a JSON report written before any engine answered.
-pub fn chosen(global: &GlobalArgs) -> Value {
-    json!({ "kind": match global.engine.kind { EngineChoice::Docker => "docker", EngineChoice::Oci => "oci" } })
-}
+use crate::cli::{GlobalArgs, ImageOutputArgs};
+use crate::engine::{connect_docker, Connected};
 
 /// Where the image went besides the engine's store, for the JSON report.
 #[derive(Debug, Default)]
@@ -142,7 +73,7 @@ async fn write_archive(engine: &Connected, image: &str, format: ArchiveFormat, p
 
 /// Stream the image out of the OCI store into the daemon's load, through a pipe.
 async fn load_into_daemon(oci: &OciEngine, global: &GlobalArgs, image: &str) -> Result<(String, Vec<String>), BuildError> {
-    let docker = super::connect_docker(global).await.map_err(|e| match e {
+    let docker = connect_docker(global).await.map_err(|e| match e {
         BuildError::EngineUnreachable { endpoint, reason } => BuildError::EngineUnreachable {
             endpoint,
             reason: format!(
