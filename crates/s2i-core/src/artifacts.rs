@@ -142,7 +142,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for IdleLimit<R> {
 /// pipe). With `normalize_modes`, directories become 0755 and files 0755 or 0644. An empty input
 /// is no entries.
 fn copy_checked<R: io::Read>(input: R, sink: &mut TarSink<'_>, prefix: &Path, normalize_modes: bool, limits: &Limits) -> io::Result<()> {
-    let tar_limits = s2i_tar::Limits { max_name: limits.tar_name, max_pax: limits.tar_pax, max_paths: limits.tar_paths };
+    let tar_limits = limits.tar();
     let options = GuardOptions { owner: None, strip_setid: true, normalize_modes };
     let mut guard = Guard::new(options, &tar_limits);
     let mut reader = TarReader::with_limits(input, tar_limits);

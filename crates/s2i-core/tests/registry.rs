@@ -12,7 +12,7 @@ use common::*;
 use s2i_core::config::{BuildConfig, PullPolicy};
 use s2i_core::registry::{Registries, RegistryFailure};
 use s2i_core::BuildError;
-use s2i_registry::LookupOptions;
+use s2i_core::limits::Limits;
 use s2i_testkit::fake::{Call, Fault};
 
 /// A loopback port that nothing listens on (it was free a moment ago).
@@ -58,7 +58,7 @@ async fn every_pull_and_push_gets_the_credentials_of_its_own_registry() {
     cfg.incremental_pull_policy = PullPolicy::Always;
     cfg.incremental = true;
     cfg.push = true;
-    cfg.registries = Registries::with_lookup(Some(credentials), LookupOptions::default());
+    cfg.registries = Registries::new(Some(credentials), &Limits::default());
 
     // The first build finds no previous stage (its registry does not answer) and builds clean.
     let first = s2i_core::build(&cfg, &engine, Recorder::new()).await.unwrap();
@@ -95,7 +95,7 @@ async fn a_failed_push_keeps_the_image_and_says_what_the_registry_says() {
     let tag = format!("{registry}/app:v1");
     let mut cfg: BuildConfig = config(d.path(), BUILDER, Some(&tag));
     cfg.push = true;
-    cfg.registries = Registries::with_lookup(Some(d.path().join("no-such-config.json")), LookupOptions::default());
+    cfg.registries = Registries::new(Some(d.path().join("no-such-config.json")), &Limits::default());
     engine.inject(Call::PushImage, 0, Fault::Fail);
     let err = s2i_core::build(&cfg, &engine, Recorder::new()).await.unwrap_err();
     let BuildError::Registry(RegistryFailure::PushFailed { image, image_id, pushed, cause }) = &err else { panic!("{err:?}") };

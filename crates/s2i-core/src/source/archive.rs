@@ -103,10 +103,6 @@ fn tar_failure(e: TarError, limits: &Limits) -> Failure {
     }
 }
 
-fn tar_limits(limits: &Limits) -> s2i_tar::Limits {
-    s2i_tar::Limits { max_name: limits.tar_name, max_pax: limits.tar_pax, max_paths: limits.tar_paths }
-}
-
 /// The entry re-rooted at `--context-dir`: `None` outside it (and for the context itself).
 fn rerooted(header: &EntryHeader, clean: &CleanEntry, context: &str) -> std::result::Result<Option<EntryHeader>, Failure> {
     let Ok(rel) = clean.path.strip_prefix(context) else { return Ok(None) };
@@ -139,7 +135,7 @@ fn for_each_checked(
     on_skip: &mut dyn FnMut(),
 ) -> std::result::Result<bool, Failure> {
     let mut context_seen = src.context.is_none();
-    let limits = tar_limits(&src.limits);
+    let limits = src.limits.tar();
     let options = GuardOptions { owner: None, strip_setid: false, normalize_modes: false };
     let mut archive_guard = Guard::new(options.clone(), &limits);
     let mut context_guard = Guard::new(options, &limits);

@@ -40,7 +40,7 @@ pub enum Content {
     /// repository must not pull host files into the image.
     Dir { cloned: bool },
     /// An archive, streamed entry by entry.
-    Archive(ArchiveSource),
+    Archive(Box<ArchiveSource>),
 }
 
 /// A source ready to be streamed.
@@ -73,7 +73,7 @@ impl PreparedSource {
                 world_writable: false,
             }
             .part(prefix),
-            Content::Archive(source) => ArchiveStream { source: source.clone(), ignore, exclude, skip }.part(prefix),
+            Content::Archive(source) => ArchiveStream { source: (**source).clone(), ignore, exclude, skip }.part(prefix),
         }
     }
 }
@@ -276,7 +276,7 @@ async fn prepare_archive(req: &SourceConfig, limits: &Limits, file: PathBuf, for
     drop(cancel);
     Ok(PreparedSource {
         root: meta_dir,
-        content: Content::Archive(source),
+        content: Content::Archive(Box::new(source)),
         commit: None,
         location: req.location.to_string(),
         _temp: Some(temp),

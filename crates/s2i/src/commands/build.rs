@@ -39,7 +39,7 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, pending: Option<Pending>)
     }
     let handling = ResultHandling { json, run_image, callback, started, outputs };
     if cfg.as_dockerfile.is_some() {
-        let builder = crate::engine::inspect_if_reachable(global, &cfg.builder_image).await;
+        let builder = crate::engine::inspect_if_reachable(global, &cfg.limits, &cfg.builder_image).await;
         let written = super::interruptible(None, &cfg.limits, s2i_core::write_dockerfile(&cfg, builder.as_ref(), true)).await;
         if json {
             ui().json(&match &written {
@@ -73,7 +73,7 @@ pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, handling: ResultHan
     if let Err(e) = crate::engine::check_flags(global, cfg, &outputs) {
         return report_failure(cfg, e, callback.as_deref(), json, started, Some(chosen)).await;
     }
-    let engine = match crate::engine::connect(global).await {
+    let engine = match crate::engine::connect(global, &cfg.limits).await {
         Ok(engine) => engine,
         Err(e) => return report_failure(cfg, e, callback.as_deref(), json, started, Some(chosen)).await,
     };
@@ -149,6 +149,7 @@ async fn send_callback(url: &str, success: bool, labels: &std::collections::BTre
 /// Turn flags into a config, checked once: nothing after this parses or validates a flag again.
 pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
     refuse_conflicts(&args)?;
+    let limits = Limits::from_env()?;
     let (Some(source), Some(builder)) = (args.source.clone(), args.builder.clone()) else {
         return Err(BuildError::InvalidValue {
             what: "arguments",
@@ -277,8 +278,8 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
         as_dockerfile: args.as_dockerfile.filter(|p| !p.as_os_str().is_empty()),
         image_scripts_url: Some(args.image_scripts_url).filter(|u| !u.is_empty()),
         build_method: args.build_method,
-        limits: Limits::from_env()?,
-        registries: Registries::new(args.common.dockercfg_path),
+        registries: Registries::new(args.common.dockercfg_path, &limits),
+        limits,
         push: args.push,
     })
 }

@@ -23,7 +23,7 @@ pub async fn run(global: &GlobalArgs, args: GenerateArgs) -> Result<(), BuildErr
         ..Default::default()
     };
     // The builder's scripts label, when the local engine has the image, says where its scripts are.
-    let info = crate::engine::inspect_if_reachable(global, &cfg.builder_image).await;
+    let info = crate::engine::inspect_if_reachable(global, &cfg.limits, &cfg.builder_image).await;
     let path = super::interruptible(None, &cfg.limits, s2i_core::write_dockerfile(&cfg, info.as_ref(), false)).await?;
     crate::ui::ui().line(&format!("Application dockerfile generated in {}", path.display()));
     Ok(())

@@ -29,11 +29,12 @@ pub async fn run(global: &GlobalArgs, args: RebuildArgs) -> Result<(), BuildErro
     }
     ui().set_quiet(c.quiet);
     let tag = s2i_core::config::parse_tag(&args.new_tag.clone().filter(|t| !t.is_empty()).unwrap_or_else(|| image.clone()))?;
-    let engine = crate::engine::connect(global).await?;
+    let limits = s2i_core::limits::Limits::from_env()?;
+    let engine = crate::engine::connect(global, &limits).await?;
     let reporter: Arc<dyn s2i_core::Reporter> = Arc::new(UiReporter(ui().clone()));
     let source = args.source.as_deref().filter(|s| !s.is_empty());
     // One look-up per registry for the image and the build that follows.
-    let registries = Registries::new(c.dockercfg_path.clone());
+    let registries = Registries::new(c.dockercfg_path.clone(), &limits);
     let mut cfg = s2i_core::rebuild::config_for(&*engine, &registries, &image, c.pull_policy, source, &reporter).await?;
     // The labels of an image are not the user's word: say what will be read and run before it is.
     let at = cfg.source.git_ref.as_deref().map(|r| format!(" at {r}")).unwrap_or_default();
@@ -43,7 +44,7 @@ pub async fn run(global: &GlobalArgs, args: RebuildArgs) -> Result<(), BuildErro
     cfg.quiet = c.quiet;
     cfg.save_temp_dir = c.save_temp_dir;
     cfg.destination = c.destination.clone().filter(|d| !d.is_empty());
-    cfg.limits = s2i_core::limits::Limits::from_env()?;
+    cfg.limits = limits;
     cfg.registries = registries;
     let handling = ResultHandling {
         json: args.output == OutputFormat::Json,

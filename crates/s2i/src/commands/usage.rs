@@ -16,15 +16,16 @@ pub async fn run(global: &GlobalArgs, args: UsageArgs) -> Result<(), BuildError>
             reason: "s2i usage needs IMAGE; see s2i usage --help".into(),
         });
     };
+    let limits = s2i_core::limits::Limits::from_env()?;
     let cfg = BuildConfig {
         builder_image: image,
         pull_policy: args.common.pull_policy,
         destination: args.common.destination.filter(|d| !d.is_empty()),
-        limits: s2i_core::limits::Limits::from_env()?,
-        registries: s2i_core::registry::Registries::new(args.common.dockercfg_path),
+        registries: s2i_core::registry::Registries::new(args.common.dockercfg_path, &limits),
+        limits,
         ..Default::default()
     };
-    let engine = crate::engine::connect(global).await?;
+    let engine = crate::engine::connect(global, &cfg.limits).await?;
     ui().set_container_stdout_to_stdout(true);
     let reporter: Arc<dyn s2i_core::Reporter> = Arc::new(UiReporter(ui().clone()));
     super::interruptible(Some(&*engine), &cfg.limits, s2i_core::usage::usage(&cfg, &*engine, reporter)).await

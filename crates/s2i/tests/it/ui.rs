@@ -58,6 +58,34 @@ fn error_texts_match_their_snapshots() {
     env.assert_clean();
 }
 
+/// Every limit variable is read with one grammar, and a value it cannot read is an error that
+/// names it: the registry client's, the credential helpers' and the OCI store's were dropped
+/// without a word, and the build went on with the default.
+#[test]
+fn a_limit_variable_that_cannot_be_read_is_an_error_naming_it() {
+    let env = TestEnv::new("limit-vars");
+    write_file(&env.work().join("app/index.html"), "hi\n", 0o644);
+    let store = env.work().join("oci-store");
+    let store = store.to_str().unwrap();
+    for (variable, value, engine) in [
+        ("S2I_REGISTRY_IDLE_TIMEOUT", "lots", "docker"),
+        ("S2I_REGISTRY_CONFIG_MAX_BYTES", "big", "docker"),
+        ("S2I_CREDENTIAL_HELPER_TIMEOUT", "soon", "docker"),
+        ("S2I_OCI_MAX_JSON_BYTES", "lots", "oci"),
+    ] {
+        let out = env
+            .s2i()
+            .args(["build", "app", "s2i-test/not-here:1", "--pull-policy", "never", "--engine", engine, "--oci-store", store])
+            .env(variable, value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(&format!("invalid {variable} {value:?}: use ")), "{variable}: {stderr}");
+    }
+    env.assert_clean();
+}
+
 #[test]
 fn a_terminal_gets_a_live_line_and_colours_and_no_color_turns_them_off() {
     let env = TestEnv::new("tty");
