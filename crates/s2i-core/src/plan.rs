@@ -6,25 +6,28 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use s2i_engine::{Engine, ImageInfo};
+use s2i_engine::ImageInfo;
 use tracing::{info, warn};
 
-use crate::config::BuildConfig;
-use crate::env::{self, EnvVar};
+use crate::config::{BuildConfig, EnvVar};
+use crate::env;
 use crate::error::{BuildError, Result};
 use crate::ignore::IgnoreRules;
 use crate::inject::Injection;
-use crate::labels::{self, BuildFacts};
+use crate::labels;
+use crate::registry::Registries;
 use crate::report::{Phase, Reporter};
 use crate::result::Phases;
 use crate::scripts::{self, Resolver, Scripts};
-use crate::source::{self, PreparedSource};
+use crate::services::Services;
+use crate::source::{self, CommitInfo, PreparedSource};
 use crate::tar_stream::{Owner, TarPart};
 use crate::users;
 
 /// Everything decided before the first container starts.
 pub struct Plan<'a> {
     pub cfg: &'a BuildConfig,
+    pub registries: Registries,
     pub reporter: Arc<dyn Reporter>,
     pub builder: ImageInfo,
     pub scripts: Scripts,
@@ -55,9 +58,10 @@ pub enum ScriptNeeds {
 
 impl<'a> Plan<'a> {
     /// Check the request, get the builder image, resolve scripts, environment and the source tree.
-    pub async fn prepare(cfg: &'a BuildConfig, engine: &dyn Engine, reporter: Arc<dyn Reporter>, phases: &mut Phases, needs: ScriptNeeds) -> Result<Plan<'a>> {
+    pub async fn prepare(cfg: &'a BuildConfig, services: &Services<'_>, phases: &mut Phases, needs: ScriptNeeds) -> Result<Plan<'a>> {
+        let Services { engine, registries, reporter } = services.clone();
         let running = phases.start(Phase::BuilderImage);
-        let builder = crate::images::obtain(engine, &cfg.registries, &cfg.builder_image, cfg.pull_policy, "--pull-policy", &reporter).await?;
+        let builder = crate::images::obtain(engine, &registries, &cfg.builder_image, cfg.pull_policy, "--pull-policy", &reporter).await?;
         phases.end(running);
         let named = users::needs_passwd(&cfg.allowed_uids, &builder, cfg.assemble_user.as_deref(), labels::ASSEMBLE_USER);
         let passwd = match named {
@@ -95,6 +99,7 @@ impl<'a> Plan<'a> {
         let injections = crate::inject::resolve(&cfg.injections, &builder.working_dir)?;
         Ok(Plan {
             cfg,
+            registries,
             reporter,
             destination: destination(cfg, &builder),
             assemble_user: assemble_user(cfg, &builder, &builder.user),
@@ -139,7 +144,7 @@ impl<'a> Plan<'a> {
         let cfg = self.cfg;
         let tag = cfg.tag_name();
         let mut labels: HashMap<String, String> = base.labels.clone();
-        labels.extend(labels::generated(&BuildFacts {
+        labels.extend(generated_labels(&BuildFacts {
             builder_image: &cfg.builder_image,
             tag: tag.as_deref(),
             application_name: cfg.application_name.as_deref(),
@@ -153,6 +158,40 @@ impl<'a> Plan<'a> {
         labels::check_size(&labels, tag.as_deref().unwrap_or(&cfg.builder_image))?;
         Ok(labels)
     }
+}
+
+/// What the build knows that becomes a generated label.
+#[derive(Debug, Default, Clone)]
+pub struct BuildFacts<'a> {
+    pub builder_image: &'a str,
+    pub tag: Option<&'a str>,
+    pub application_name: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub source_location: Option<&'a str>,
+    pub context_dir: Option<&'a str>,
+    /// The commit a git source was built from.
+    pub commit: Option<&'a CommitInfo>,
+}
+
+/// The labels s2i generates; only non-empty values are emitted.
+pub fn generated_labels(facts: &BuildFacts) -> HashMap<String, String> {
+    let display_name = facts.application_name.or(facts.tag);
+    let builder = crate::image_ref::normalize_for_label(facts.builder_image);
+    [
+        (labels::DESCRIPTION, facts.description),
+        (labels::DISPLAY_NAME, display_name),
+        (labels::BUILD_IMAGE, Some(builder.as_str())),
+        (labels::SOURCE_LOCATION, facts.source_location),
+        (labels::SOURCE_CONTEXT_DIR, facts.context_dir),
+        (labels::COMMIT_ID, facts.commit.map(|c| c.id.as_str())),
+        (labels::COMMIT_REF, facts.commit.map(|c| c.reference.as_str())),
+        (labels::COMMIT_AUTHOR, facts.commit.map(|c| c.author.as_str())),
+        (labels::COMMIT_DATE, facts.commit.map(|c| c.date.as_str())),
+        (labels::COMMIT_MESSAGE, facts.commit.map(|c| c.message.as_str())),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| (k.to_string(), v.to_string())))
+    .collect()
 }
 
 /// dest = `--destination` ‖ the builder's destination label (or its deprecated forms) ‖ `/tmp`.
@@ -216,4 +255,45 @@ fn kept_dir(cfg: &BuildConfig) -> Result<Option<PathBuf>> {
         .keep();
     warn!("Temporary directory {} is kept (--save-temp-dir); upload.tar holds what assemble was fed", dir.display());
     Ok(Some(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_labels_follow_the_reference() {
+        let facts = BuildFacts {
+            builder_image: "busybox",
+            tag: Some("app:v1"),
+            source_location: Some("/src/app"),
+            ..Default::default()
+        };
+        let l = generated_labels(&facts);
+        assert_eq!(l[labels::BUILD_IMAGE], "docker.io/library/busybox:latest");
+        assert_eq!(l[labels::DISPLAY_NAME], "app:v1");
+        assert_eq!(l[labels::SOURCE_LOCATION], "/src/app");
+        assert!(!l.contains_key(labels::DESCRIPTION));
+        assert!(!l.contains_key(labels::SOURCE_CONTEXT_DIR));
+        assert!(!l.contains_key(labels::COMMIT_ID));
+
+        let named = generated_labels(&BuildFacts { application_name: Some("My App"), description: Some("d"), ..facts });
+        assert_eq!(named[labels::DISPLAY_NAME], "My App");
+        assert_eq!(named[labels::DESCRIPTION], "d");
+
+        let commit = CommitInfo {
+            id: "a".repeat(40),
+            reference: "main".into(),
+            author: "A U Thor <a@example.com>".into(),
+            date: "Sat Nov 21 12:00:00 2026 +0000".into(),
+            message: "first".into(),
+        };
+        let l = generated_labels(&BuildFacts { commit: Some(&commit), context_dir: Some("app"), ..Default::default() });
+        assert_eq!(l[labels::COMMIT_ID], "a".repeat(40));
+        assert_eq!(l[labels::COMMIT_REF], "main");
+        assert_eq!(l[labels::COMMIT_AUTHOR], "A U Thor <a@example.com>");
+        assert_eq!(l[labels::COMMIT_DATE], "Sat Nov 21 12:00:00 2026 +0000");
+        assert_eq!(l[labels::COMMIT_MESSAGE], "first");
+        assert_eq!(l[labels::SOURCE_CONTEXT_DIR], "app");
+    }
 }

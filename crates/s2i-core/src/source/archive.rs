@@ -19,7 +19,7 @@ use regex::Regex;
 use s2i_tar::{CleanEntry, CleanKind, EntryHeader, EntryKind, Guard, GuardError, GuardOptions, Skipped, TarError, TarReader, Verdict};
 use tracing::{trace, warn};
 
-use super::spec::ArchiveFormat;
+use crate::config::ArchiveFormat;
 use crate::error::{BuildError, Result};
 use crate::ignore::IgnoreRules;
 use crate::limits::Limits;

@@ -9,7 +9,6 @@
 
 pub mod archive;
 pub mod git;
-pub mod spec;
 pub mod tree;
 
 use std::collections::HashSet;
@@ -23,10 +22,9 @@ use tracing::{info, warn};
 
 pub use archive::{ArchiveSource, ArchiveStream};
 pub use git::CommitInfo;
-pub use spec::{ArchiveFormat, ParsedSource, SourceSpec};
 pub use tree::{SourceTree, DEFAULT_EXCLUDE};
 
-use crate::config::SourceConfig;
+use crate::config::{ArchiveFormat, SourceConfig, SourceSpec};
 use crate::error::{BuildError, Result};
 use crate::http::{FetchError, Fetcher};
 use crate::ignore::IgnoreRules;

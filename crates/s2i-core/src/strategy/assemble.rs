@@ -9,8 +9,8 @@ use s2i_engine::{CommitSpec, ContainerSpec, Engine, EngineError, ImageInfo};
 use tracing::{debug, info, warn};
 
 use crate::artifacts::{self, ArtifactsPart};
+use crate::config::EnvVar;
 use crate::container;
-use crate::env::EnvVar;
 use crate::error::{BuildError, Result};
 use crate::image_ref::ImageRef;
 use crate::labels;
@@ -41,7 +41,7 @@ pub async fn find_previous(plan: &Plan<'_>, engine: &dyn Engine, tag: Option<&Im
         return Ok(None);
     };
     let name = tag.to_string();
-    let image = match crate::images::obtain(engine, &cfg.registries, &name, cfg.incremental_pull_policy, "--incremental-pull-policy", &plan.reporter).await {
+    let image = match crate::images::obtain(engine, &plan.registries, &name, cfg.incremental_pull_policy, "--incremental-pull-policy", &plan.reporter).await {
         Ok(image) => image,
         // No previous image is a first build's normal case. A registry the tag names that refused
         // us, or could not be reached, deserves a warning: the build would stay clean for good.

@@ -14,9 +14,8 @@ use tracing::{debug, info, warn};
 
 use super::assemble::{self, find_previous};
 use crate::artifacts::CopiedPart;
-use crate::config::RuntimeConfig;
+use crate::config::{EnvVar, RuntimeConfig};
 use crate::container;
-use crate::env::EnvVar;
 use crate::error::{BuildError, Result};
 use crate::image_ref::ImageRef;
 use crate::labels;
@@ -84,7 +83,7 @@ pub async fn build(mut plan: Plan<'_>, engine: &dyn Engine, mut phases: Phases, 
 async fn prepare_runtime<'r>(plan: &Plan<'_>, engine: &dyn Engine, phases: &mut Phases, rt: &'r RuntimeConfig) -> Result<Runtime<'r>> {
     let cfg = plan.cfg;
     let running = phases.start(Phase::RuntimeImage);
-    let image = crate::images::obtain(engine, &cfg.registries, &rt.image, rt.pull_policy, "--runtime-pull-policy", &plan.reporter).await?;
+    let image = crate::images::obtain(engine, &plan.registries, &rt.image, rt.pull_policy, "--runtime-pull-policy", &plan.reporter).await?;
     phases.end(running);
     let named = users::needs_passwd(&cfg.allowed_uids, &image, rt.assemble_user.as_deref(), labels::ASSEMBLE_RUNTIME_USER);
     let passwd = match named {

@@ -4,11 +4,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use regex::Regex;
-use s2i_core::config::{ContainerSettings, RuntimeConfig, SourceConfig};
+use s2i_core::config::{self, ContainerSettings, ParsedSource, RuntimeConfig, SourceConfig};
 use s2i_core::limits::Limits;
 use s2i_core::registry::Registries;
-use s2i_core::source::ParsedSource;
-use s2i_core::{env, mapping, redact, users, BuildConfig, BuildError};
+use s2i_core::{mapping, redact, BuildConfig, BuildError, Services};
 use tracing::{info, warn};
 
 use crate::json_output as report;
@@ -50,7 +49,8 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, pending: Option<Pending>)
         ui().line(&format!("Application dockerfile generated in {}", written?.display()));
         return Ok(());
     }
-    execute(global, &cfg, handling).await
+    let registries = Registries::new(cfg.dockercfg_path.clone(), &cfg.limits);
+    execute(global, &cfg, registries, handling).await
 }
 
 /// What is done with a build's outcome besides showing it: the JSON document, the callback, the
@@ -64,9 +64,9 @@ pub struct ResultHandling {
     pub outputs: ImageOutputArgs,
 }
 
-/// Build `cfg` with the engine, write and load the image where asked, then send the callback,
-/// print the result and run the image as asked.
-pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, handling: ResultHandling) -> Result<(), BuildError> {
+/// Build `cfg` with the engine (pulling and pushing with `registries`), write and load the image
+/// where asked, then send the callback, print the result and run the image as asked.
+pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, registries: Registries, handling: ResultHandling) -> Result<(), BuildError> {
     let ResultHandling { json, run_image, callback, started, outputs } = handling;
     // Until an engine answers, the report names the one that was chosen.
     let chosen = crate::engine::chosen(global);
@@ -79,7 +79,8 @@ pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, handling: ResultHan
     };
     let engine_doc = engine.version().await.ok().map(|v| report::engine(&v));
     let reporter: Arc<dyn s2i_core::Reporter> = Arc::new(UiReporter(ui().clone()));
-    let built = super::interruptible(Some(&*engine), &cfg.limits, s2i_core::build(cfg, &*engine, reporter.clone())).await;
+    let services = Services { engine: &*engine, registries, reporter: reporter.clone() };
+    let built = super::interruptible(Some(&*engine), &cfg.limits, s2i_core::build(cfg, &services)).await;
     let result = match built {
         Ok(result) => result,
         Err(e) => return report_failure(cfg, e, callback.as_deref(), json, started, engine_doc).await,
@@ -172,11 +173,11 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
 
     let mut env_vars = Vec::new();
     for e in &args.env {
-        env_vars.push(env::parse_env_flag(e)?);
+        env_vars.push(config::parse_env_flag(e)?);
     }
     // Repeating --allowed-uids replaces the list, as in the reference.
     let allowed_uids = match args.allowed_uids.last() {
-        Some(text) => users::parse_ranges(text)?,
+        Some(text) => config::parse_ranges(text)?,
         None => Vec::new(),
     };
     let exclude = if args.exclude.is_empty() {
@@ -216,9 +217,9 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
             return Err(BuildError::InvalidValue { what: flag, value: bad.clone(), reason: reason.into() });
         }
     }
-    let tag = args.tag.filter(|t| !t.is_empty()).map(|t| s2i_core::config::parse_tag(&t)).transpose()?;
+    let tag = args.tag.filter(|t| !t.is_empty()).map(|t| config::parse_tag(&t)).transpose()?;
     if args.push {
-        s2i_core::config::check_push(tag.as_ref())?;
+        config::check_push(tag.as_ref())?;
     }
     let mut injections = Vec::new();
     for spec in &args.inject {
@@ -230,7 +231,7 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
     }
     let context_dir = args.context_dir.filter(|c| !c.is_empty());
     if let Some(ctx) = &context_dir {
-        s2i_core::config::validate_context_dir(ctx)?;
+        config::validate_context_dir(ctx)?;
     }
     let runtime = args.runtime_image.filter(|r| !r.is_empty()).map(|image| RuntimeConfig {
         image,
@@ -278,7 +279,7 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
         as_dockerfile: args.as_dockerfile.filter(|p| !p.as_os_str().is_empty()),
         image_scripts_url: Some(args.image_scripts_url).filter(|u| !u.is_empty()),
         build_method: args.build_method,
-        registries: Registries::new(args.common.dockercfg_path, &limits),
+        dockercfg_path: args.common.dockercfg_path,
         limits,
         push: args.push,
     })
@@ -323,7 +324,7 @@ fn refuse_conflicts(args: &BuildArgs) -> Result<(), BuildError> {
 mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
-    use s2i_core::source::SourceSpec;
+    use s2i_core::config::SourceSpec;
     use std::path::PathBuf;
     use clap::Parser;
 
@@ -354,10 +355,10 @@ mod tests {
     #[test]
     fn registry_flags_become_config() {
         let cfg = config_from_args(args(&["a", "b", "127.0.0.1:5000/team/app:v1", "--dockercfg-path", "/etc/s2i/auth.json", "--push"])).unwrap();
-        assert_eq!(cfg.registries.config_path(), Some(std::path::Path::new("/etc/s2i/auth.json")));
+        assert_eq!(cfg.dockercfg_path.as_deref(), Some(std::path::Path::new("/etc/s2i/auth.json")));
         assert!(cfg.push);
         let cfg = config_from_args(args(&["a", "b", "app"])).unwrap();
-        assert_eq!(cfg.registries.config_path(), None, "Docker's places");
+        assert_eq!(cfg.dockercfg_path, None, "Docker's places");
         assert!(!cfg.push);
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use s2i_core::registry::Registries;
-use s2i_core::BuildError;
+use s2i_core::{BuildError, Services};
 
 use super::build::{execute, ResultHandling};
 use crate::cli::{GlobalArgs, OutputFormat, RebuildArgs};
@@ -35,7 +35,8 @@ pub async fn run(global: &GlobalArgs, args: RebuildArgs) -> Result<(), BuildErro
     let source = args.source.as_deref().filter(|s| !s.is_empty());
     // One look-up per registry for the image and the build that follows.
     let registries = Registries::new(c.dockercfg_path.clone(), &limits);
-    let mut cfg = s2i_core::rebuild::config_for(&*engine, &registries, &image, c.pull_policy, source, &reporter).await?;
+    let services = Services { engine: &*engine, registries: registries.clone(), reporter };
+    let mut cfg = s2i_core::rebuild::config_for(&services, &image, c.pull_policy, source).await?;
     // The labels of an image are not the user's word: say what will be read and run before it is.
     let at = cfg.source.git_ref.as_deref().map(|r| format!(" at {r}")).unwrap_or_default();
     ui().line(&format!("Rebuilding {image} from {}{at} with the builder {}", cfg.source.location, cfg.builder_image));
@@ -45,7 +46,7 @@ pub async fn run(global: &GlobalArgs, args: RebuildArgs) -> Result<(), BuildErro
     cfg.save_temp_dir = c.save_temp_dir;
     cfg.destination = c.destination.clone().filter(|d| !d.is_empty());
     cfg.limits = limits;
-    cfg.registries = registries;
+    cfg.dockercfg_path = c.dockercfg_path.clone();
     let handling = ResultHandling {
         json: args.output == OutputFormat::Json,
         run_image: false,
@@ -53,5 +54,5 @@ pub async fn run(global: &GlobalArgs, args: RebuildArgs) -> Result<(), BuildErro
         started,
         outputs: Default::default(),
     };
-    execute(global, &cfg, handling).await
+    execute(global, &cfg, registries, handling).await
 }

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use s2i_core::{BuildConfig, BuildError};
+use s2i_core::registry::Registries;
+use s2i_core::{BuildConfig, BuildError, Services};
 
 use crate::cli::{GlobalArgs, UsageArgs};
 use crate::ui::{ui, UiReporter};
@@ -21,12 +22,13 @@ pub async fn run(global: &GlobalArgs, args: UsageArgs) -> Result<(), BuildError>
         builder_image: image,
         pull_policy: args.common.pull_policy,
         destination: args.common.destination.filter(|d| !d.is_empty()),
-        registries: s2i_core::registry::Registries::new(args.common.dockercfg_path, &limits),
+        dockercfg_path: args.common.dockercfg_path,
         limits,
         ..Default::default()
     };
     let engine = crate::engine::connect(global, &cfg.limits).await?;
     ui().set_container_stdout_to_stdout(true);
     let reporter: Arc<dyn s2i_core::Reporter> = Arc::new(UiReporter(ui().clone()));
-    super::interruptible(Some(&*engine), &cfg.limits, s2i_core::usage::usage(&cfg, &*engine, reporter)).await
+    let services = Services { engine: &*engine, registries: Registries::new(cfg.dockercfg_path.clone(), &cfg.limits), reporter };
+    super::interruptible(Some(&*engine), &cfg.limits, s2i_core::usage::usage(&cfg, &services)).await
 }

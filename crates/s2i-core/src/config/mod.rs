@@ -1,5 +1,12 @@
 //! One build's settings, resolved, typed and validated before any work starts: the stages after
 //! this one never parse or check a flag again.
+//!
+//! Plain data at the bottom of the pipeline: this module imports none of the stages, only value
+//! types and the shared error and limits. What a build works with besides its settings (the
+//! engine, the registries' credentials, the reporter) travels beside it as `Services`.
+
+mod source_spec;
+mod values;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -7,14 +14,13 @@ use std::str::FromStr;
 
 use regex::Regex;
 
-use crate::env::EnvVar;
+pub use source_spec::{ArchiveFormat, ParsedSource, SourceSpec};
+pub use values::{parse_env_flag, parse_ranges, EnvVar, UidRange};
+
 use crate::error::{BuildError, Result};
 use crate::image_ref::ImageRef;
 use crate::limits::Limits;
 use crate::mapping::Mapping;
-use crate::registry::Registries;
-use crate::source::spec::SourceSpec;
-use crate::users::UidRange;
 
 /// When to pull an image from its registry. Parsed with [`FromStr`] (the flags' spelling).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -174,9 +180,9 @@ pub struct BuildConfig {
     pub image_scripts_url: Option<String>,
     pub build_method: BuildMethod,
     pub limits: Limits,
-    /// Where registry credentials come from (`--dockercfg-path`, else Docker's places); every
-    /// pull and push of the build gets those of its image's registry.
-    pub registries: Registries,
+    /// `--dockercfg-path`: the file registry credentials come from (Docker's places when `None`).
+    /// The `Registries` service is made from it.
+    pub dockercfg_path: Option<PathBuf>,
     /// `--push`: push the tag (and the builder stage an incremental runtime build keeps) once the
     /// build succeeds. The tag names a registry ([`check_push`]).
     pub push: bool,

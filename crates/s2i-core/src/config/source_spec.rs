@@ -1,5 +1,5 @@
-//! Parsing the SOURCE argument as the reference does: a URL with a scheme, an scp-like `[user@]host:path`,
-//! or a local path; each may carry a `#fragment` naming a git ref.
+//! Parsing the SOURCE argument as the reference does: a URL with a scheme, an scp-like
+//! `[user@]host:path`, or a local path; each may carry a `#fragment` naming a git ref.
 
 use std::path::{Path, PathBuf};
 
