@@ -50,6 +50,13 @@ pub fn numeric_owner(user: Option<&str>, passwd: Option<&str>) -> Option<(u64, u
     Some((u64::from(uid), group.unwrap_or(0)))
 }
 
+/// Whether `user[:group]` is a name that only the image's /etc/passwd turns into a number (no
+/// user, root and numbers need no look-up).
+pub fn is_named(user: Option<&str>) -> bool {
+    let name = user_part(user.unwrap_or(""));
+    !name.is_empty() && name != "root" && name.parse::<u32>().is_err()
+}
+
 /// Whether judging the users of `image` needs its /etc/passwd (some user is a name, not a number).
 pub fn needs_passwd(ranges: &[UidRange], image: &ImageInfo, flag_user: Option<&str>, label: &str) -> bool {
     if ranges.is_empty() {
@@ -188,6 +195,8 @@ mod tests {
         assert_eq!(numeric_owner(Some("1001:5"), None), Some((1001, 5)));
         assert_eq!(numeric_owner(Some("web"), Some(passwd)), Some((1001, 0)));
         assert_eq!(numeric_owner(Some("web"), None), None);
+        assert!(is_named(Some("web")) && is_named(Some("web:0")));
+        assert!(!is_named(None) && !is_named(Some("")) && !is_named(Some("root")) && !is_named(Some("1001:5")));
         assert!(check_user(&parse_ranges("1000-").unwrap(), "the save-artifacts user", "0", None).is_err());
         assert!(check_user(&[], "x", "0", None).is_ok());
     }

@@ -158,6 +158,33 @@ async fn a_builder_without_tar_gets_its_input_from_the_engine_owned_by_the_assem
     assert!(engine.containers().is_empty());
 }
 
+/// Users given by name are turned into numbers while planning: what the engine unpacks into a
+/// builder without tar, and the artifacts it copies into the runtime image, belong to them; a name
+/// the builder does not know is refused before the engine unpacks anything as root.
+#[tokio::test]
+async fn named_users_own_what_the_engine_unpacks() {
+    let d = tempfile::tempdir().unwrap();
+    source(d.path());
+    let engine = engine();
+    engine.add_image("named:latest", builder().user("default").without("/bin/tar"));
+    engine.add_image("named-runtime:latest", runtime().user("default"));
+    let mut cfg = with_runtime(config(d.path(), "named", Some("slim:v1")));
+    cfg.runtime.as_mut().unwrap().image = "named-runtime".into();
+    s2i_core::build(&cfg, &services(&engine, Recorder::new())).await.unwrap();
+    let (_, files) = engine.image("slim:v1").unwrap();
+    assert_eq!(uid_of(&files, "/srv/deps/installed"), Some(1001), "the runtime user's number");
+    let cfg = config(d.path(), "named", Some("app:v1"));
+    s2i_core::build(&cfg, &services(&engine, Recorder::new())).await.unwrap();
+    let (_, files) = engine.image("app:v1").unwrap();
+    assert_eq!(uid_of(&files, "/tmp/src/index.html"), Some(1001), "the assemble user's number");
+
+    engine.add_image("ghost:latest", builder().user("ghost").without("/bin/tar"));
+    let err = s2i_core::build(&config(d.path(), "ghost", Some("ghost-app:v1")), &services(&engine, Recorder::new())).await.unwrap_err();
+    assert!(matches!(&err, BuildError::UserNotAllowed { what, .. } if what.contains("ghost")), "{err}");
+    assert!(engine.image_id("ghost-app:v1").is_none());
+    assert!(engine.containers().is_empty());
+}
+
 #[tokio::test]
 async fn a_script_printing_tar_not_found_does_not_force_the_engine_fallback() {
     let d = tempfile::tempdir().unwrap();

@@ -11,7 +11,7 @@ mod standard;
 use crate::config::{BuildConfig, BuildMethod};
 use crate::error::Result;
 use crate::image_ref::ImageRef;
-use crate::plan::{Plan, ScriptNeeds};
+use crate::plan::{Flow, Plan};
 use crate::registry::{self, RegistryFailure};
 use crate::report::Phase;
 use crate::result::{BuildResult, Phases};
@@ -38,13 +38,11 @@ async fn run_flow(cfg: &BuildConfig, services: &Services<'_>) -> Result<BuildRes
     if cfg.build_method == BuildMethod::Dockerfile {
         return dockerfile::build(cfg, services, phases).await;
     }
-    let plan = Plan::prepare(cfg, services, &mut phases, ScriptNeeds::Build).await?;
-    if !plan.builder.on_build.is_empty() {
-        return onbuild::build(plan, engine, phases).await;
-    }
-    match &cfg.runtime {
-        Some(runtime) => runtime::build(plan, engine, phases, runtime).await,
-        None => standard::build(plan, engine, phases).await,
+    let plan = Plan::prepare(cfg, services, &mut phases).await?;
+    match &plan.flow {
+        Flow::Standard => standard::build(&plan, engine, phases).await,
+        Flow::Runtime(runtime) => runtime::build(&plan, runtime, engine, phases).await,
+        Flow::Onbuild => onbuild::build(&plan, engine, phases).await,
     }
 }
 

@@ -1,6 +1,12 @@
-//! The preparation every strategy shares: get the builder image, check its users, fetch the
-//! source, find the scripts, read the ignore rules and the environment, resolve injections. What
-//! comes out, a [`Plan`], holds everything decided before the first build container starts.
+//! The preparation every flow shares, and every decision of the build: get the builder image,
+//! check its users, fetch the source, find the scripts, read the ignore rules and the
+//! environment, resolve injections, pick the flow (with the runtime image and its scripts when
+//! there is one) and find the previous image of an incremental build. What comes out, a
+//! [`Plan`], holds everything decided before the first build container starts; the flows get it
+//! by shared reference, and nothing changes it afterwards.
+
+mod previous;
+mod runtime;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -8,6 +14,9 @@ use std::sync::Arc;
 
 use s2i_engine::ImageInfo;
 use tracing::{info, warn};
+
+pub use previous::Previous;
+pub use runtime::{RuntimePlan, ASSEMBLE_RUNTIME};
 
 use crate::config::{BuildConfig, EnvVar};
 use crate::env;
@@ -34,47 +43,58 @@ pub struct Plan<'a> {
     /// Where scripts, source and artifacts go in the container (`/tmp` by default).
     pub destination: String,
     pub assemble_user: Option<String>,
-    /// The builder's /etc/passwd, when a user had to be judged by name.
-    pub passwd: Option<String>,
+    /// Who owns what is streamed into the assemble container: the assemble user by number, group
+    /// 0. `None` for a name that the builder's /etc/passwd does not know.
+    pub owner: Option<Owner>,
     pub env: Vec<EnvVar>,
     /// The fetched source (a directory, clone or archive) and how to walk it.
     pub source: PreparedSource,
     pub ignore: IgnoreRules,
-    /// Paths left out of `src/` (scripts moved to `scripts/`).
+    /// Paths left out of `src/`: the scripts the source ships for the builder and the runtime
+    /// image (they go to `scripts/`).
     pub skip: HashSet<PathBuf>,
     /// `--save-temp-dir`: a kept directory that gets a copy of what assemble was fed.
     pub kept_dir: Option<PathBuf>,
     pub injections: Vec<Injection>,
+    /// The flow that makes the image, with what only it needs.
+    pub flow: Flow,
+    /// The previous image of an incremental build, when it has artifacts to give.
+    pub previous: Option<Previous>,
 }
 
-/// Which scripts a strategy needs of the builder.
-#[derive(Debug, Clone, Copy)]
-pub enum ScriptNeeds {
-    /// assemble and run must be found; save-artifacts is looked for too.
-    Build,
-    /// Nothing is required (a Dockerfile build falls back to the image's scripts directory).
-    Lenient,
+/// How the image is made (the Dockerfile build method has its own plan and is not among them).
+pub enum Flow {
+    /// Assemble in a container of the builder and commit it.
+    Standard,
+    /// Assemble on the builder, then ship the artifacts into the runtime image.
+    Runtime(Box<RuntimePlan>),
+    /// The builder has ONBUILD instructions: build `FROM` it.
+    Onbuild,
 }
 
 impl<'a> Plan<'a> {
-    /// Check the request, get the builder image, resolve scripts, environment and the source tree.
-    pub async fn prepare(cfg: &'a BuildConfig, services: &Services<'_>, phases: &mut Phases, needs: ScriptNeeds) -> Result<Plan<'a>> {
+    /// Make every decision of the build, fetching and asking the engine what that takes.
+    pub async fn prepare(cfg: &'a BuildConfig, services: &Services<'_>, phases: &mut Phases) -> Result<Plan<'a>> {
         let Services { engine, registries, reporter } = services.clone();
         let running = phases.start(Phase::BuilderImage);
         let builder = crate::images::obtain(engine, &registries, &cfg.builder_image, cfg.pull_policy, "--pull-policy", &reporter).await?;
         phases.end(running);
-        let named = users::needs_passwd(&cfg.allowed_uids, &builder, cfg.assemble_user.as_deref(), labels::ASSEMBLE_USER);
+        // An ONBUILD builder does its own work: no script is required of it, nothing is streamed.
+        let onbuild = !builder.on_build.is_empty();
+        let assemble_user = assemble_user(cfg, &builder, &builder.user);
+        // A user given by name is looked up once, here: --allowed-uids and the owner of the input
+        // both need its number.
+        let named = users::needs_passwd(&cfg.allowed_uids, &builder, cfg.assemble_user.as_deref(), labels::ASSEMBLE_USER)
+            || (!onbuild && users::is_named(assemble_user.as_deref()));
         let passwd = match named {
             true => crate::images::passwd(engine, &cfg.builder_image, cfg.limits.file_size).await?,
             false => None,
         };
         users::check_builder(&cfg.allowed_uids, &builder, &cfg.builder_image, cfg.assemble_user.as_deref(), passwd.as_deref())?;
-        // An ONBUILD builder does its own work: no script is required of it.
-        let onbuild = !builder.on_build.is_empty();
-        let (required, optional): (&[&str], &[&str]) = match needs {
-            ScriptNeeds::Build if !onbuild => (&[scripts::ASSEMBLE, scripts::RUN], &[scripts::SAVE_ARTIFACTS]),
-            ScriptNeeds::Build => (&[], &[scripts::ASSEMBLE, scripts::RUN]),
-            ScriptNeeds::Lenient => (&[], &[scripts::ASSEMBLE, scripts::RUN, scripts::SAVE_ARTIFACTS]),
+        let owner = users::numeric_owner(assemble_user.as_deref(), passwd.as_deref()).map(|(uid, gid)| Owner { uid, gid });
+        let (required, optional): (&[&str], &[&str]) = match onbuild {
+            false => (&[scripts::ASSEMBLE, scripts::RUN], &[scripts::SAVE_ARTIFACTS]),
+            true => (&[], &[scripts::ASSEMBLE, scripts::RUN]),
         };
         // After the cheap builder checks: a clone or a download can take a while.
         let running = phases.start(Phase::Source);
@@ -97,22 +117,41 @@ impl<'a> Plan<'a> {
         let env = build_environment(cfg, Some(&source.root), &ignore)?;
         let skip = scripts.moved_from_source.iter().cloned().collect::<HashSet<PathBuf>>();
         let injections = crate::inject::resolve(&cfg.injections, &builder.working_dir)?;
-        Ok(Plan {
+        let mut plan = Plan {
             cfg,
             registries,
             reporter,
             destination: destination(cfg, &builder),
-            assemble_user: assemble_user(cfg, &builder, &builder.user),
-            passwd,
+            assemble_user,
+            owner,
             builder,
             scripts,
             env,
             source,
             ignore,
             skip,
-            kept_dir: kept_dir(cfg)?,
+            kept_dir: None,
             injections,
-        })
+            flow: if onbuild { Flow::Onbuild } else { Flow::Standard },
+            previous: None,
+        };
+        // The flow's own decisions, on the plan made so far; each is made once, here.
+        if let (false, Some(rt)) = (onbuild, &cfg.runtime) {
+            let runtime = runtime::prepare(&plan, engine, phases, rt).await?;
+            plan.skip.extend(runtime.scripts.moved_from_source.iter().cloned());
+            plan.flow = Flow::Runtime(Box::new(runtime));
+        }
+        if cfg.incremental && !onbuild {
+            // A runtime build takes the artifacts from the builder stage it kept, not the image.
+            let tag = match &plan.flow {
+                Flow::Runtime(runtime) => runtime.stage_tag.clone(),
+                _ => cfg.tag.clone(),
+            };
+            plan.previous = previous::find(&plan, engine, tag.as_ref()).await?;
+        }
+        // Last: a plan that fails leaves no kept directory behind.
+        plan.kept_dir = kept_dir(cfg)?;
+        Ok(plan)
     }
 
     /// The part that streams the application under `prefix/`, minus what `extra_skip` names.
@@ -124,18 +163,9 @@ impl<'a> Plan<'a> {
     }
 
     /// The command that runs script `name` in a build container. A script the plan did not find is
-    /// an error (a flow asked for one its needs did not require), never a panic.
+    /// an error (a flow asked for one the plan did not require), never a panic.
     pub fn command(&self, name: &str) -> Result<String> {
-        self.scripts.command_path(name, &self.destination).ok_or_else(|| BuildError::ScriptsMissing {
-            missing: vec![name.to_string()],
-            looked_in: vec![format!("{} and the source (the plan did not require it)", self.cfg.builder_image)],
-        })
-    }
-
-    /// Who owns what is streamed into the build: the assemble user (by number), group 0.
-    /// `None` when the user is a name that the builder's /etc/passwd, if read, does not know.
-    pub fn owner(&self) -> Option<Owner> {
-        users::numeric_owner(self.assemble_user.as_deref(), self.passwd.as_deref()).map(|(uid, gid)| Owner { uid, gid })
+        script_command(&self.scripts, name, &self.destination, &self.cfg.builder_image)
     }
 
     /// The labels of the output image: `base`'s, the generated ones, `--label`, then what assemble
@@ -241,6 +271,14 @@ pub fn build_environment(cfg: &BuildConfig, app_root: Option<&Path>, ignore: &Ig
     };
     let from_file = cfg.environment_file.as_deref().map(|p| env::read_environment_file(p, &cfg.limits)).unwrap_or_default();
     Ok(env::merge(&[&from_source, &cfg.env, &from_file]))
+}
+
+/// The command that runs script `name` of `scripts` (found for `image`) with `destination`.
+fn script_command(scripts: &Scripts, name: &str, destination: &str, image: &str) -> Result<String> {
+    scripts.command_path(name, destination).ok_or_else(|| BuildError::ScriptsMissing {
+        missing: vec![name.to_string()],
+        looked_in: vec![format!("{image} and the source (the plan did not require it)")],
+    })
 }
 
 /// `--save-temp-dir`: the kept directory (the only host directory a plain build makes).
