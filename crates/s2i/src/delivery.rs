@@ -6,27 +6,16 @@ use std::path::Path;
 use s2i_core::BuildError;
 use s2i_engine::{ArchiveFormat, Engine, EngineError};
 use s2i_oci::OciEngine;
-use serde_json::{json, Value};
 
 use crate::cli::{GlobalArgs, ImageOutputArgs};
 use crate::engine::{connect_docker, Connected};
+use crate::json_output::{ArchiveWritten, Loaded};
 
-/// Where the image went besides the engine's store, for the JSON report.
+/// Where the image went besides the engine's store.
 #[derive(Debug, Default)]
 pub struct Delivered {
-    pub archive: Option<Value>,
-    pub loaded: Option<Value>,
-}
-
-impl Delivered {
-    pub fn add_to(&self, doc: &mut Value) {
-        if let Some(a) = &self.archive {
-            doc["archive"] = a.clone();
-        }
-        if let Some(l) = &self.loaded {
-            doc["loaded"] = l.clone();
-        }
-    }
+    pub archive: Option<ArchiveWritten>,
+    pub loaded: Option<Loaded>,
 }
 
 fn format_name(format: ArchiveFormat) -> &'static str {
@@ -43,13 +32,13 @@ pub async fn deliver(engine: &Connected, global: &GlobalArgs, outputs: &ImageOut
         write_archive(engine, image, archive.format, &archive.path).await?;
         let shown = format!("{}:{}", format_name(archive.format), archive.path.display());
         crate::ui::ui().line(&format!("Wrote {image} to {shown}"));
-        delivered.archive = Some(json!({ "format": format_name(archive.format), "path": archive.path.display().to_string() }));
+        delivered.archive = Some(ArchiveWritten { format: format_name(archive.format), path: archive.path.display().to_string() });
     }
     if outputs.load {
         let Connected::Oci(oci) = engine else { unreachable!("check_flags refuses --load without --engine oci") };
         let (endpoint, names) = load_into_daemon(oci, global, image).await?;
         crate::ui::ui().line(&format!("Loaded {} into the daemon at {endpoint}", names.join(", ")));
-        delivered.loaded = Some(json!({ "endpoint": endpoint, "images": names }));
+        delivered.loaded = Some(Loaded { endpoint, images: names });
     }
     Ok(delivered)
 }

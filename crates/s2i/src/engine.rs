@@ -12,10 +12,10 @@ use s2i_oci::engine::{MEMORY_LIMIT_ENV, PIDS_LIMIT_ENV, ROOTFS_ENV};
 use s2i_oci::image::{Store, MAX_BLOB_ENV, MAX_JSON_ENV};
 use s2i_oci::run::rootfs::RootfsDriver;
 use s2i_oci::{OciEngine, OciEngineOptions};
-use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use crate::cli::{EngineArgs, EngineChoice, GlobalArgs, ImageOutputArgs};
+use crate::json_output::EngineReport;
 
 /// The engine a command was connected to. Strategies see only `dyn Engine` (through `Deref`).
 pub enum Connected {
@@ -95,8 +95,11 @@ pub fn check_flags(global: &GlobalArgs, cfg: &BuildConfig, outputs: &ImageOutput
 }
 
 /// The engine the flags chose, for a JSON report written before any engine answered.
-pub fn chosen(global: &GlobalArgs) -> Value {
-    json!({ "kind": match global.engine.kind { EngineChoice::Docker => "docker", EngineChoice::Oci => "oci" } })
+pub fn chosen(global: &GlobalArgs) -> EngineReport {
+    EngineReport::chosen(match global.engine.kind {
+        EngineChoice::Docker => "docker",
+        EngineChoice::Oci => "oci",
+    })
 }
 
 /// Connection settings: the environment's, overridden by the global flags.

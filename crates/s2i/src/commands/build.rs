@@ -10,7 +10,7 @@ use s2i_core::registry::Registries;
 use s2i_core::{mapping, redact, BuildConfig, BuildError, Services};
 use tracing::{info, warn};
 
-use crate::json_output as report;
+use crate::json_output::{BuildDocument, EngineReport};
 use crate::cli::{BuildArgs, GlobalArgs, ImageOutputArgs, OutputFormat};
 use crate::s2ifile::Pending;
 use crate::ui::{ui, UiReporter};
@@ -28,7 +28,7 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, pending: Option<Pending>)
         Ok(cfg) => cfg,
         Err(e) => {
             if json {
-                ui().json(&report::failure(&requested.0, requested.1.as_deref(), &e, started.elapsed()));
+                ui().json(&BuildDocument::failure(&requested.0, requested.1.as_deref(), &e, started.elapsed()));
             }
             return Err(e);
         }
@@ -42,8 +42,8 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, pending: Option<Pending>)
         let written = super::interruptible(None, &cfg.limits, s2i_core::write_dockerfile(&cfg, builder.as_ref(), true)).await;
         if json {
             ui().json(&match &written {
-                Ok(path) => report::dockerfile(&cfg, path, started.elapsed()),
-                Err(e) => report::failure(&cfg.builder_image, cfg.tag_name().as_deref(), e, started.elapsed()),
+                Ok(path) => BuildDocument::dockerfile(&cfg, path, started.elapsed()),
+                Err(e) => BuildDocument::failure(&cfg.builder_image, cfg.tag_name().as_deref(), e, started.elapsed()),
             });
         }
         ui().line(&format!("Application dockerfile generated in {}", written?.display()));
@@ -77,7 +77,7 @@ pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, registries: Registr
         Ok(engine) => engine,
         Err(e) => return report_failure(cfg, e, callback.as_deref(), json, started, Some(chosen)).await,
     };
-    let engine_doc = engine.version().await.ok().map(|v| report::engine(&v));
+    let engine_doc = engine.version().await.ok().map(|v| EngineReport::answered(&v));
     let reporter: Arc<dyn s2i_core::Reporter> = Arc::new(UiReporter(ui().clone()));
     let services = Services { engine: &*engine, registries, reporter: reporter.clone() };
     let built = super::interruptible(Some(&*engine), &cfg.limits, s2i_core::build(cfg, &services)).await;
@@ -103,11 +103,12 @@ pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, registries: Registr
         ui().line(&format!("Pushed {}@{}", pushed.name, pushed.digest));
     }
     if json {
-        let mut doc = report::success(cfg, &result, started.elapsed());
-        if let Some(engine) = engine_doc {
-            doc["engine"] = engine;
-        }
-        delivered.add_to(&mut doc);
+        let doc = BuildDocument {
+            engine: engine_doc,
+            archive: delivered.archive,
+            loaded: delivered.loaded,
+            ..BuildDocument::success(cfg, &result, started.elapsed())
+        };
         ui().json(&doc);
     }
     if run_image {
@@ -125,16 +126,13 @@ async fn report_failure(
     callback: Option<&str>,
     json: bool,
     started: Instant,
-    engine: Option<serde_json::Value>,
+    engine: Option<EngineReport>,
 ) -> Result<(), BuildError> {
     if let Some(url) = callback {
         send_callback(url, false, &Default::default()).await;
     }
     if json {
-        let mut doc = report::failure(&cfg.builder_image, cfg.tag_name().as_deref(), &e, started.elapsed());
-        if let Some(engine) = engine {
-            doc["engine"] = engine;
-        }
+        let doc = BuildDocument { engine, ..BuildDocument::failure(&cfg.builder_image, cfg.tag_name().as_deref(), &e, started.elapsed()) };
         ui().json(&doc);
     }
     Err(e)

@@ -58,6 +58,33 @@ fn error_texts_match_their_snapshots() {
     env.assert_clean();
 }
 
+/// The `--output=json` documents of a real build and of a failure, as printed: the fields, their
+/// order and their kinds (ids, times and the engine's version filtered). docs/json-output.md
+/// describes each field.
+#[test]
+fn json_documents_match_their_snapshots() {
+    let env = TestEnv::new("json-shape");
+    let builder = env.alias(&fixture("sti-fake"));
+    write_file(&env.work().join("app/index.html"), "hi\n", 0o644);
+    let out = env.tag("app");
+    let mut s = settings(&env);
+    s.add_filter(r#""seconds":[0-9.]+"#, r#""seconds":[SECS]"#);
+    s.add_filter(r"sha256:[0-9a-f]{64}", "sha256:[DIGEST]");
+    s.add_filter(r#""kind":"(docker|podman|oci)""#, r#""kind":"[ENGINE]""#);
+    s.add_filter(r#""(version|api_version|endpoint)":"[^"]*""#, r#""$1":"[…]""#);
+    for (name, args, code) in [
+        ("json-build-success", vec!["build", "app", &builder, &out, "--output=json", "--label", "team=payments"], 0),
+        ("json-build-failure", vec!["build", "app", "s2i-test/not-here:1", &out, "--pull-policy", "never", "--output=json"], 1),
+    ] {
+        let output = env.s2i().args(&args).output().unwrap();
+        assert_eq!(output.status.code(), Some(code), "{name}: {}", String::from_utf8_lossy(&output.stderr));
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        assert_eq!(stdout.lines().count(), 1, "one document: {stdout}");
+        s.bind(|| insta::assert_snapshot!(name, stdout));
+    }
+    env.assert_clean();
+}
+
 /// Every limit variable is read with one grammar, and a value it cannot read is an error that
 /// names it: the registry client's, the credential helpers' and the OCI store's were dropped
 /// without a word, and the build went on with the default.
