@@ -23,7 +23,7 @@ use crate::error::{EngineError, Result};
 use crate::{
     ArchiveFormat, ArchiveOutput, ByteStream, CommitSpec, ContainerInput, ContainerSpec, Engine, EngineKind,
     EngineVersion, ImageBuildSpec, ImageInfo, LayerPhase, OutputSink, OutputStream, Progress, ProgressSink,
-    RegistryAuth, RunningOutput,
+    RegistryAuth, RunningOutput, SeccompProfile, SecurityOptions,
 };
 
 /// The newest API version we speak. Negotiation picks the lower of this and the engine's.
@@ -574,6 +574,22 @@ fn nop_instruction(created_by: &str) -> Option<String> {
     Some(created_by.split_once("#(nop)")?.1.trim().to_string())
 }
 
+/// `HostConfig.SecurityOpt`: Docker takes a seccomp profile's JSON itself (its CLI reads the
+/// file), Podman's compatible API a path that the service opens.
+fn security_opt(security: &SecurityOptions, podman: bool) -> Option<Vec<String>> {
+    let mut opts = Vec::new();
+    match &security.seccomp {
+        SeccompProfile::Default => {}
+        SeccompProfile::Unconfined => opts.push("seccomp=unconfined".to_string()),
+        SeccompProfile::File { path, .. } if podman => opts.push(format!("seccomp={}", path.display())),
+        SeccompProfile::File { json, .. } => opts.push(format!("seccomp={json}")),
+    }
+    if security.no_new_privileges {
+        opts.push("no-new-privileges".to_string());
+    }
+    (!opts.is_empty()).then_some(opts)
+}
+
 #[async_trait]
 impl Engine for DockerEngine {
     async fn version(&self) -> Result<EngineVersion> {
@@ -701,6 +717,7 @@ impl Engine for DockerEngine {
             network_mode: spec.network_mode.clone(),
             publish_all_ports: spec.publish_all_ports.then_some(true),
             shm_size: spec.shm_size,
+            security_opt: security_opt(&spec.security, self.version.is_podman()),
             log_config: spec
                 .no_log
                 .then(|| HostConfigLogConfig { typ: Some("none".into()), config: None }),
@@ -973,6 +990,19 @@ impl Engine for DockerEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn security_options_in_docker_and_podman_words() {
+        assert_eq!(security_opt(&SecurityOptions::default(), false), None, "the engine's default profile");
+        let unconfined = SecurityOptions { seccomp: SeccompProfile::Unconfined, no_new_privileges: true };
+        assert_eq!(security_opt(&unconfined, false).unwrap(), ["seccomp=unconfined", "no-new-privileges"]);
+        let file = SecurityOptions {
+            seccomp: SeccompProfile::File { path: "/etc/s2i/profile.json".into(), json: r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#.into() },
+            no_new_privileges: false,
+        };
+        assert_eq!(security_opt(&file, false).unwrap(), [r#"seccomp={"defaultAction":"SCMP_ACT_ALLOW"}"#]);
+        assert_eq!(security_opt(&file, true).unwrap(), ["seccomp=/etc/s2i/profile.json"]);
+    }
 
     #[test]
     fn build_output_colours_mark_stderr() {
