@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
-use crate::apps::incremental_app;
+use crate::apps::{incremental_app, probe_app, renice_denying_profile};
 use s2i_testkit::{docker_output, docker_run, fixture, image_config, write_file, HttpServer, TestEnv, TestRegistry};
 use serde_json::Value;
 
@@ -32,7 +32,7 @@ fn rustix_is_root() -> bool {
 
 /// `docker-archive:PATH` of a `docker save` of `image`, written once per test run (named by the
 /// image id, so a rebuilt fixture gets a new archive).
-fn archive_of(image: &str) -> String {
+pub(crate) fn archive_of(image: &str) -> String {
     static MADE: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
     let made = MADE.get_or_init(Default::default);
     let mut made = made.lock().unwrap();
@@ -54,15 +54,15 @@ fn archive_of(image: &str) -> String {
 
 /// One test's environment for the oci engine: the test kit's env (temp dir, tags it removes from
 /// Docker) and a private store, with every build's containers checked for leftovers.
-struct Oci {
-    env: TestEnv,
+pub(crate) struct Oci {
+    pub(crate) env: TestEnv,
     store: tempfile::TempDir,
     /// The first 12 hex digits of each container a build reported creating.
     containers: Mutex<Vec<String>>,
 }
 
 impl Oci {
-    fn new(name: &str) -> Oci {
+    pub(crate) fn new(name: &str) -> Oci {
         require_parts();
         let store = tempfile::Builder::new().prefix("s2i-test-oci-store-").tempdir().unwrap();
         Oci { env: TestEnv::new(name), store, containers: Mutex::new(Vec::new()) }
@@ -105,7 +105,7 @@ impl Oci {
     }
 
     /// Builds `args` and writes the result as a docker-archive that Docker loads under its tag.
-    fn build_and_load(&self, args: &[&str]) -> String {
+    pub(crate) fn build_and_load(&self, args: &[&str]) -> String {
         let archive = self.env.tmpdir().join(format!("out-{}.tar", self.containers.lock().unwrap().len()));
         let target = format!("docker-archive:{}", archive.display());
         let mut all = args.to_vec();
@@ -130,7 +130,7 @@ impl Oci {
 
     /// Nothing of a build container is left: mounts under the store, runc containers, bundle
     /// directories, cgroups; and nothing of Docker's (the test kit's check).
-    fn assert_clean(&self) {
+    pub(crate) fn assert_clean(&self) {
         self.assert_clean_on(self.store());
     }
 
@@ -535,6 +535,44 @@ fn other_host_users_cannot_reach_the_store_or_a_builders_setuid_binary() {
         assert_eq!(mode & 0o777, 0o700, "{}", dir.display());
     }
     t.assert_clean_on(&store);
+}
+
+/// Every build container runs under Docker's default seccomp profile: assemble can neither make a
+/// user namespace nor mount, even inside one. `--security-opt seccomp=unconfined` lifts the filter
+/// (which shows the probe can tell), `seccomp=FILE` replaces it, `no-new-privileges` sets the
+/// flag; a bad value or file stops the build before anything is made.
+#[test]
+fn build_containers_run_under_dockers_seccomp_profile() {
+    let t = Oci::new("oci-seccomp");
+    let builder = archive_of(&fixture("sti-fake"));
+    let src = probe_app(&t.env);
+    let probe = |extra: &[&str]| {
+        let mut args = vec!["build", src, &builder];
+        args.extend_from_slice(extra);
+        let (code, _, stderr) = t.run(&args);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stderr.contains("---> sti-fake assemble (uid 1001"), "{stderr}");
+        let line = stderr.lines().find_map(|l| l.split("---> probe: ").nth(1)).unwrap_or_else(|| panic!("no probe: {stderr}"));
+        line.trim().to_string()
+    };
+    assert_eq!(probe(&[]), "userns=denied mount=denied renice=ok NoNewPrivs:0");
+    assert_eq!(probe(&["--security-opt", "seccomp=unconfined"]), "userns=ok mount=ok renice=ok NoNewPrivs:0");
+    let profile = renice_denying_profile(&t.env);
+    let own = format!("seccomp={profile}");
+    assert_eq!(probe(&["--security-opt", &own, "--security-opt", "no-new-privileges"]), "userns=ok mount=ok renice=denied NoNewPrivs:1");
+
+    write_file(&t.env.work().join("bad.json"), r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"]}]}"#, 0o644);
+    for (value, says) in [
+        ("apparmor=unconfined", "invalid --security-opt \"apparmor=unconfined\": s2i takes seccomp=unconfined, seccomp=builtin, seccomp=PROFILE.json and no-new-privileges"),
+        ("seccomp=missing.json", "no profile file at "),
+        ("seccomp=bad.json", "missing field `action`"),
+    ] {
+        let (code, _, stderr) = t.run(&["build", src, &builder, "--security-opt", value]);
+        assert_ne!(code, 0, "{stderr}");
+        assert!(stderr.contains(says), "{value}: {stderr}");
+        assert!(!stderr.contains("created container"), "nothing starts: {stderr}");
+    }
+    t.assert_clean();
 }
 
 /// What the daemonless engine cannot do is refused, saying why: Dockerfile builds and ONBUILD

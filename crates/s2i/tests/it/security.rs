@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::apps::{probe_app, renice_denying_profile};
 use s2i_testkit::{docker_run, engine_socket, fixture, git, image_label, write_file, Answer, FreezableProxy, HttpServer, TestEnv};
 
 fn app(env: &TestEnv) -> String {
@@ -221,5 +222,33 @@ fn eight_builds_at_once_on_one_builder_all_succeed_and_leave_nothing() {
     for tag in &tags {
         assert_eq!(docker_run(tag, &["cat", "index.html"]).1, "hello\n", "{tag}");
     }
+    env.assert_clean();
+}
+
+/// `--security-opt` reaches the Docker and Podman engines as their own CLIs send it. Docker's
+/// default profile keeps assemble from making a user namespace (Podman's allows that, and mount,
+/// as its own `podman run` does); `seccomp=unconfined` lifts it, a profile file replaces it (its
+/// JSON for Docker, its path for Podman), `no-new-privileges` sets the flag.
+#[test]
+fn security_opts_reach_the_engine() {
+    let env = TestEnv::new("security-opt");
+    let builder = env.alias(&fixture("sti-fake"));
+    let src = probe_app(&env);
+    let probe = |extra: &[&str]| {
+        let mut args = vec!["build", src, &builder];
+        args.extend_from_slice(extra);
+        let (code, _, stderr) = env.run(&args);
+        assert_eq!(code, 0, "{stderr}");
+        let line = stderr.lines().find_map(|l| l.split("---> probe: ").nth(1)).unwrap_or_else(|| panic!("no probe: {stderr}"));
+        line.trim().to_string()
+    };
+    let by_default = match s2i_testkit::test_engine() {
+        s2i_testkit::TestEngine::Docker => "userns=denied mount=denied renice=ok NoNewPrivs:0",
+        s2i_testkit::TestEngine::Podman => "userns=ok mount=ok renice=ok NoNewPrivs:0",
+    };
+    assert_eq!(probe(&[]), by_default);
+    assert_eq!(probe(&["--security-opt", "seccomp=unconfined"]), "userns=ok mount=ok renice=ok NoNewPrivs:0");
+    let own = format!("seccomp={}", renice_denying_profile(&env));
+    assert_eq!(probe(&["--security-opt", &own, "--security-opt", "no-new-privileges"]), "userns=ok mount=ok renice=denied NoNewPrivs:1");
     env.assert_clean();
 }
