@@ -36,8 +36,8 @@ pub const DEFAULT_CAPABILITIES: [Capability; 14] = [
     Capability::AuditWrite,
 ];
 
-/// Docker's masked and read-only paths under /proc and /sys (as of Docker 28: `/proc/interrupts`
-/// and the RAPL power meters of `/sys/devices/virtual/powercap` joined the older ten). runc
+/// Docker's masked and read-only paths under /proc and /sys (recent releases added
+/// `/proc/interrupts` and the power meters of `/sys/devices/virtual/powercap` to the older ten). runc
 /// mounts an empty read-only tmpfs over a directory, `/dev/null` over a file, and skips a path
 /// the host does not have.
 const MASKED_PATHS: [&str; 12] = [
