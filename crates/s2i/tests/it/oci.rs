@@ -662,6 +662,45 @@ fn an_empty_store_pulls_the_builder_and_the_previous_image_from_a_registry() {
     t.assert_clean();
 }
 
+/// `--push` from the daemonless engine (s2i's own registry client) to a registry whose uploads
+/// go to another host (its external URL names a recorder): the layers are sent there without the
+/// registry's token, and the token service the registry named is shown in the debug log. Before,
+/// every upload carried the registry's Authorization to that host.
+#[test]
+fn a_push_whose_uploads_go_elsewhere_sends_no_credentials_there() {
+    use s2i_testkit::{Answer, RegistryOptions};
+    let t = Oci::new("oci-push-elsewhere");
+    let other = HttpServer::scripted(|req| match req.method.as_str() {
+        // It takes nothing: the push fails at the manifest, which the registry checks.
+        "PUT" => Answer::Status { status: "201 Created".into(), headers: Vec::new(), body: Vec::new() },
+        _ => Answer::Status { status: "404 Not Found".into(), headers: Vec::new(), body: Vec::new() },
+    });
+    let registry = TestRegistry::start_with_options(RegistryOptions { token_auth: true, plain_http: true, external_url: Some(other.url()), ..Default::default() });
+    let builder = archive_of(&fixture("sti-fake"));
+    let src = app(&t.env);
+    let out = registry.image("oci-test/elsewhere:v1");
+    let mut cmd = t.env.s2i();
+    cmd.args(["build", src, &builder, &out, "--push", "--engine", "oci", "--oci-store"])
+        .arg(t.store())
+        .args(["--loglevel", "5"])
+        .env("DOCKER_HOST", NO_DOCKER)
+        .env("DOCKER_CONFIG", registry.docker_config_dir());
+    let (code, _, stderr) = t.run_with(cmd);
+    assert_ne!(code, 0, "the registry has none of the layers: {stderr}");
+    assert!(stderr.lines().any(|l| l.starts_with(&format!("error: unable to push {out}"))), "{stderr}");
+    let puts: Vec<_> = other.received().into_iter().filter(|r| r.method == "PUT").collect();
+    assert!(!puts.is_empty(), "the layers went to the other host: {stderr}");
+    for put in &puts {
+        assert_eq!(put.header("authorization"), None, "{} reached the other host with credentials", put.path);
+    }
+    assert!(stderr.contains(&format!("goes to {}, without credentials", other.url())), "{stderr}");
+    let realm = registry.token_realm().unwrap();
+    let realm_origin = realm.trim_end_matches("/token");
+    assert!(stderr.contains(&format!("asking the token service at {realm_origin} for repository:oci-test/elsewhere:pull,push")), "{stderr}");
+    assert!(!stderr.contains(&registry.user().password), "a password in the output");
+    t.assert_clean();
+}
+
 /// The image `docker load` names, in Docker's short form: Docker prints `s2i-test-out/x:latest`,
 /// Podman the full `docker.io/s2i-test-out/x:latest` for the same archive.
 fn loaded_name(output: &str) -> String {
