@@ -26,7 +26,8 @@ pub fn name(image: &str) -> String {
 }
 
 /// What every build container of a build shares: a name after the builder, the image (`:latest`
-/// when untagged), the `none` log driver, volumes, network, capabilities, hosts, shared memory.
+/// when untagged), the `none` log driver, volumes, network, capabilities, hosts, shared memory,
+/// the seccomp profile and no-new-privileges.
 pub fn spec(settings: &ContainerSettings, builder: &str, image: &str) -> ContainerSpec {
     ContainerSpec {
         name: Some(name(builder)),
@@ -37,6 +38,7 @@ pub fn spec(settings: &ContainerSettings, builder: &str, image: &str) -> Contain
         network_mode: settings.network.clone(),
         extra_hosts: settings.add_hosts.clone(),
         shm_size: Some(SHM_SIZE),
+        security: settings.security.clone(),
         ..Default::default()
     }
 }

@@ -23,7 +23,7 @@ use crate::error::{EngineError, Result};
 use crate::{
     ArchiveFormat, ArchiveOutput, ByteStream, CommitSpec, ContainerInput, ContainerSpec, Engine, EngineKind,
     EngineVersion, ImageBuildSpec, ImageInfo, LayerPhase, OutputSink, OutputStream, Progress, ProgressSink,
-    RegistryAuth, RunningOutput,
+    RegistryAuth, RunningOutput, SeccompProfile, SecurityOptions,
 };
 
 /// The newest API version we speak. Negotiation picks the lower of this and the engine's.
@@ -44,6 +44,10 @@ pub struct DockerEngine {
     /// Images made on the way (a two-step commit's first step) and not yet removed.
     intermediate: Mutex<HashSet<String>>,
 }
+
+/// How long output may pause, once a container has exited, before the rest of it is given up
+/// (the engine may never end the attach; see `run_container`).
+const OUTPUT_AFTER_EXIT: Duration = Duration::from_secs(2);
 
 /// How long a default socket may take to answer before the next one is tried.
 const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -574,6 +578,22 @@ fn nop_instruction(created_by: &str) -> Option<String> {
     Some(created_by.split_once("#(nop)")?.1.trim().to_string())
 }
 
+/// `HostConfig.SecurityOpt`: Docker takes a seccomp profile's JSON itself (its CLI reads the
+/// file), Podman's compatible API a path that the service opens.
+fn security_opt(security: &SecurityOptions, podman: bool) -> Option<Vec<String>> {
+    let mut opts = Vec::new();
+    match &security.seccomp {
+        SeccompProfile::Default => {}
+        SeccompProfile::Unconfined => opts.push("seccomp=unconfined".to_string()),
+        SeccompProfile::File { path, .. } if podman => opts.push(format!("seccomp={}", path.display())),
+        SeccompProfile::File { json, .. } => opts.push(format!("seccomp={json}")),
+    }
+    if security.no_new_privileges {
+        opts.push("no-new-privileges".to_string());
+    }
+    (!opts.is_empty()).then_some(opts)
+}
+
 #[async_trait]
 impl Engine for DockerEngine {
     async fn version(&self) -> Result<EngineVersion> {
@@ -701,6 +721,7 @@ impl Engine for DockerEngine {
             network_mode: spec.network_mode.clone(),
             publish_all_ports: spec.publish_all_ports.then_some(true),
             shm_size: spec.shm_size,
+            security_opt: security_opt(&spec.security, self.version.is_podman()),
             log_config: spec
                 .no_log
                 .then(|| HostConfigLogConfig { typ: Some("none".into()), config: None }),
@@ -759,37 +780,59 @@ impl Engine for DockerEngine {
             .map_err(|e| EngineError::api("starting the container", e))?;
 
         let pump = async {
-            let Some(input) = input else { return Ok(()) };
-            let result = pump_stdin(input, &mut stdin).await;
-            if result.is_err() {
-                // The container got a truncated stream; don't let it carry on with half its input.
-                let kill = KillContainerOptions { signal: "KILL".into() };
-                let _ = self.docker.kill_container(id, Some(kill)).await;
+            match input {
+                Some(input) => pump_stdin(input, &mut stdin).await,
+                None => Ok(()),
             }
-            result
         };
-        let relay = async {
-            while let Some(item) = out.next().await {
-                match item {
-                    Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
-                        output.output(OutputStream::Stdout, &message)
+        let exited = wait_exit_code(&self.docker, id);
+        tokio::pin!(pump, exited);
+        // The container's exit ends the run, not the end of the streams: a container that dies
+        // without reading its input (a tar that cannot write) leaves our write blocked, and Docker
+        // holds the attach open, its output included, for as long as its own copy of that input
+        // is stuck. Once the exit is known, output still arriving is relayed until it pauses.
+        let (mut pumped, mut code, mut output_ended, mut cut_short) = (None, None, false, None);
+        loop {
+            tokio::select! {
+                item = out.next(), if !output_ended => match item {
+                    Some(Ok(LogOutput::StdOut { message } | LogOutput::Console { message })) => output.output(OutputStream::Stdout, &message),
+                    Some(Ok(LogOutput::StdErr { message })) => output.output(OutputStream::Stderr, &message),
+                    Some(Ok(LogOutput::StdIn { .. })) => {}
+                    Some(Err(e)) => {
+                        cut_short = Some(e);
+                        output_ended = true;
                     }
-                    Ok(LogOutput::StdErr { message }) => output.output(OutputStream::Stderr, &message),
-                    Ok(LogOutput::StdIn { .. }) => {}
-                    Err(e) => return Err(EngineError::api("reading the container's output", e)),
+                    None => output_ended = true,
+                },
+                result = &mut pump, if pumped.is_none() => {
+                    if result.is_err() {
+                        // The container got a truncated stream; don't let it carry on with half its input.
+                        let kill = KillContainerOptions { signal: "KILL".into() };
+                        let _ = self.docker.kill_container(id, Some(kill)).await;
+                    }
+                    pumped = Some(result);
+                }
+                exit = &mut exited, if code.is_none() => code = Some(exit?),
+                () = tokio::time::sleep(OUTPUT_AFTER_EXIT), if code.is_some() => {
+                    debug!("the engine kept the attach open {OUTPUT_AFTER_EXIT:?} after the container exited; not waiting for it");
+                    break;
                 }
             }
-            Ok(())
-        };
-        let (pumped, relayed) = tokio::join!(pump, relay);
-        let code = wait_exit_code(&self.docker, id).await?;
-        pumped.map_err(EngineError::Input)?;
-        if let Err(e) = relayed {
+            if output_ended && code.is_some() {
+                break;
+            }
+        }
+        if let Some(Err(e)) = pumped {
+            return Err(EngineError::Input(e));
+        }
+        if let Some(e) = cut_short {
             // Podman resets the attach connection when a container stops while input it never
             // read is still queued: the exit code stands, the end of the output may be lost.
-            warn!("the engine cut the container's output short ({e}); its last lines may be missing");
+            warn!("the engine cut the container's output short ({}); its last lines may be missing", stream_error(e));
         }
-        Ok(code)
+        // Dropping the pump here ends an upload the container never read: the input's writer sees
+        // a closed pipe and stops.
+        Ok(code.expect("the loop ends only after the exit"))
     }
 
     async fn run_with_stdout(&self, id: &str, mut stderr: Box<dyn OutputSink>) -> Result<RunningOutput> {
@@ -973,6 +1016,19 @@ impl Engine for DockerEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn security_options_in_docker_and_podman_words() {
+        assert_eq!(security_opt(&SecurityOptions::default(), false), None, "the engine's default profile");
+        let unconfined = SecurityOptions { seccomp: SeccompProfile::Unconfined, no_new_privileges: true };
+        assert_eq!(security_opt(&unconfined, false).unwrap(), ["seccomp=unconfined", "no-new-privileges"]);
+        let file = SecurityOptions {
+            seccomp: SeccompProfile::File { path: "/etc/s2i/profile.json".into(), json: r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#.into() },
+            no_new_privileges: false,
+        };
+        assert_eq!(security_opt(&file, false).unwrap(), [r#"seccomp={"defaultAction":"SCMP_ACT_ALLOW"}"#]);
+        assert_eq!(security_opt(&file, true).unwrap(), ["seccomp=/etc/s2i/profile.json"]);
+    }
 
     #[test]
     fn build_output_colours_mark_stderr() {

@@ -10,6 +10,7 @@ mod error;
 mod tls;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::pin::Pin;
 
 use async_trait::async_trait;
@@ -119,6 +120,28 @@ pub struct ContainerSpec {
     pub extra_hosts: Vec<String>,
     pub publish_all_ports: bool,
     pub shm_size: Option<i64>,
+    /// `--security-opt`: the seccomp filter and no-new-privileges.
+    pub security: SecurityOptions,
+}
+
+/// `--security-opt`, in the words Docker and Podman use for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecurityOptions {
+    pub seccomp: SeccompProfile,
+    /// `no-new-privileges`: setuid and setgid bits and file capabilities grant nothing.
+    pub no_new_privileges: bool,
+}
+
+/// The system call filter of a container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SeccompProfile {
+    /// The engine's default: Docker's and Podman's own, the same profile on the oci engine.
+    #[default]
+    Default,
+    /// No filter (`seccomp=unconfined`).
+    Unconfined,
+    /// A profile in Docker's JSON format (`seccomp=PATH`), read when the flag was parsed.
+    File { path: PathBuf, json: String },
 }
 
 /// The configuration recorded in a committed image.

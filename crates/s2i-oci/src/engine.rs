@@ -28,6 +28,7 @@ use crate::run::container::{self, ContainerInfo, StateDir};
 use crate::fsroot::RootDir;
 use crate::run::rootfs::{self, OverlayDirs, RootfsDriver};
 use crate::run::runc::Runtime;
+use crate::run::seccomp::Security;
 use crate::run::{archive, netns, user, RunError};
 
 /// The default pids limit of a build container: room for a parallel compiler, not for a fork bomb.
@@ -118,6 +119,7 @@ struct Container {
     cap_drop: Vec<String>,
     binds: Vec<Bind>,
     shm_size: u64,
+    security: Security,
     cgroup: ContainerCgroup,
     hostname: String,
     state: Mutex<State>,
@@ -302,6 +304,7 @@ impl OciEngine {
         process: ProcessPlan,
         network_mode: NetworkMode,
         binds: Vec<Bind>,
+        security: Security,
     ) -> std::result::Result<Container, RunError> {
         let (lock, dir) = state.claim(id)?;
         let mut info = ContainerInfo { id: id.to_string(), name: spec.name.clone(), ..Default::default() };
@@ -398,6 +401,7 @@ impl OciEngine {
             cap_drop: spec.cap_drop.clone(),
             binds,
             shm_size: spec.shm_size.filter(|s| *s > 0).map(|s| s as u64).unwrap_or(bundle::DEFAULT_SHM_SIZE),
+            security,
             cgroup,
             hostname,
             state: Mutex::new(State::Created),
@@ -432,6 +436,7 @@ impl OciEngine {
             resources: c.cgroup.runc_resources,
             shm_size: c.shm_size,
             rlimits: self.rlimits,
+            security: &c.security,
         };
         let spec = bundle::spec(&params)?;
         let path = c.dir.join("config.json");
@@ -621,6 +626,7 @@ impl Engine for OciEngine {
         let network_mode = NetworkMode::parse(spec.network_mode.as_deref()).map_err(|e| run_err(&op, e))?;
         let binds = spec.binds.iter().map(|b| Bind::parse(b)).collect::<std::result::Result<Vec<_>, _>>().map_err(|e| run_err(&op, e))?;
         bundle::capabilities(&spec.cap_drop).map_err(|e| run_err(&op, e))?;
+        let security = Security::from_options(&spec.security).map_err(|e| run_err(&op, e))?;
         for h in &spec.extra_hosts {
             bundle::host_line(h).map_err(|e| run_err(&op, e))?;
         }
@@ -666,7 +672,7 @@ impl Engine for OciEngine {
         let drivers = container::drivers_to_try(self.opts.rootfs_driver, *self.good_driver.lock().unwrap());
         let (store, state, cgroups, opts, spec2, id2) =
             (self.store.clone(), self.state.clone(), self.cgroups.clone(), self.opts.clone(), spec.clone(), id.clone());
-        let made = blocking(move || Self::make_container(&store, &state, &cgroups, &opts, drivers, &id2, &spec2, image, process, network_mode, binds)).await;
+        let made = blocking(move || Self::make_container(&store, &state, &cgroups, &opts, drivers, &id2, &spec2, image, process, network_mode, binds, security)).await;
         self.creating.lock().unwrap().retain(|i| *i != id);
         let made = match made {
             Ok(Ok(c)) => c,

@@ -125,6 +125,72 @@ async fn users_caps_env_and_workdir() {
     t.finish().await;
 }
 
+/// Every container gets Docker's default seccomp profile, whoever it runs as: no user namespace,
+/// and so no mount even inside one. `seccomp=unconfined` lifts the filter (which shows this test
+/// can fail), a profile file replaces it, and no-new-privileges sets the process's flag.
+#[tokio::test(flavor = "multi_thread")]
+async fn seccomp_filters_every_container_unless_told_otherwise() {
+    use s2i_engine::{SeccompProfile, SecurityOptions};
+    let t = TestEngine::new(None).await;
+    let probe = "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status | tr '\\t\\n' ' '; \
+        if unshare -U true 2>/dev/null; then echo -n 'userns=ok '; else echo -n 'userns=denied '; fi; \
+        if unshare -Urm mount -t tmpfs none /tmp 2>/dev/null; then echo -n 'mount=ok '; else echo -n 'mount=denied '; fi; \
+        if renice -n 1 -p $$ >/dev/null 2>&1; then echo 'renice=ok'; else echo 'renice=denied'; fi";
+    let probe_as = |user: &str, security: SecurityOptions| {
+        let mut spec = sh(probe);
+        spec.user = Some(user.into());
+        spec.security = security;
+        spec
+    };
+    for user in ["1001", "0"] {
+        let (code, out, err, _) = run(&t, &probe_as(user, SecurityOptions::default()), None).await;
+        assert_eq!((code, out.as_str()), (0, "NoNewPrivs: 0 Seccomp: 2 userns=denied mount=denied renice=ok\n"), "as {user}: {err}");
+    }
+    let unconfined = SecurityOptions { seccomp: SeccompProfile::Unconfined, no_new_privileges: false };
+    let (code, out, err, _) = run(&t, &probe_as("1001", unconfined), None).await;
+    assert_eq!((code, out.as_str()), (0, "NoNewPrivs: 0 Seccomp: 0 userns=ok mount=ok renice=ok\n"), "{err}");
+
+    // A profile of one's own: everything but setpriority(2) (renice), and no setuid gains.
+    let json = r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["setpriority"], "action": "SCMP_ACT_ERRNO"}]}"#;
+    let own = SecurityOptions { seccomp: SeccompProfile::File { path: "/own.json".into(), json: json.into() }, no_new_privileges: true };
+    let (code, out, err, _) = run(&t, &probe_as("1001", own), None).await;
+    assert_eq!((code, out.as_str()), (0, "NoNewPrivs: 1 Seccomp: 2 userns=ok mount=ok renice=denied\n"), "{err}");
+
+    // A broken one is refused before anything is made.
+    let bad = SecurityOptions { seccomp: SeccompProfile::File { path: "/bad.json".into(), json: "{".into() }, no_new_privileges: false };
+    let err = t.engine.create_container(&probe_as("1001", bad)).await.unwrap_err().to_string();
+    assert!(err.contains("the seccomp profile /bad.json cannot be used"), "{err}");
+    t.finish().await;
+}
+
+/// Docker's masked and read-only paths, as the container's root sees them: those of the kernel's
+/// memory image, keyrings, interrupt counts, timers and firmware tables that the host has (and
+/// that are not empty there) read empty, and /proc/sys refuses writes (the probe writes back the
+/// value it read, so that a failure of this test changes nothing).
+#[tokio::test(flavor = "multi_thread")]
+async fn masked_and_read_only_paths() {
+    let t = TestEngine::new(None).await;
+    let files: Vec<&str> = ["/proc/kcore", "/proc/keys", "/proc/interrupts", "/proc/timer_list", "/proc/sched_debug"]
+        .into_iter()
+        .filter(|f| std::fs::read(f).is_ok_and(|c| !c.is_empty()))
+        .collect();
+    assert!(files.len() >= 2, "the host shows too few of the masked files to test: {files:?}");
+    assert!(std::fs::read_dir("/sys/firmware").is_ok_and(|mut d| d.next().is_some()), "the host's /sys/firmware is empty");
+    let probe = format!(
+        "for f in {}; do echo \"$f $(wc -c < $f)\"; done; echo \"/sys/firmware $(ls -A /sys/firmware | wc -l)\"; \
+         v=$(cat /proc/sys/kernel/printk_ratelimit); \
+         if echo \"$v\" 2>/dev/null > /proc/sys/kernel/printk_ratelimit; then echo proc-sys=written; else echo proc-sys=read-only; fi",
+        files.join(" ")
+    );
+    let mut spec = sh(&probe);
+    spec.user = Some("0".into());
+    let (code, out, err, _) = run(&t, &spec, None).await;
+    assert_eq!(code, 0, "{err}");
+    let expected: String = files.iter().map(|f| format!("{f} 0\n")).collect::<String>() + "/sys/firmware 0\nproc-sys=read-only\n";
+    assert_eq!(out, expected, "{err}");
+    t.finish().await;
+}
+
 /// --network none has only lo, up; host sees the host's interfaces; --add-host and binds.
 #[tokio::test(flavor = "multi_thread")]
 async fn networks_hosts_and_binds() {

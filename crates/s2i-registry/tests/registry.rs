@@ -11,7 +11,7 @@ use s2i_registry::client::manifest::{Descriptor, ImageManifest, DOCKER_CONFIG, D
 use s2i_registry::client::{sha256_digest, BlobPush, ClientOptions, Limits, MANIFEST_MAX_ENV, REQUEST_TIMEOUT_ENV};
 use s2i_registry::credentials::{ConfigLocation, CredentialSource, CredentialsError, DockerConfig, LookupOptions, Resolved};
 use s2i_registry::{Credentials, ImageRef, RegistryClient, RegistryError};
-use s2i_testkit::{base_image, docker_run, image_inspect, write_docker_config, FakeCredentialHelper, RegistryUser, TestRegistry};
+use s2i_testkit::{base_image, docker_run, image_inspect, write_docker_config, FakeCredentialHelper, RegistryOptions, RegistryUser, TestRegistry};
 use sha2::Digest as _;
 
 fn rt() -> tokio::runtime::Runtime {
@@ -512,4 +512,131 @@ fn overloaded_and_failing_registries_are_transient_errors() {
     assert!(matches!(odd, RegistryError::Protocol { .. }) && !odd.is_transient(), "{odd:?}");
     let missing = get("missing/app");
     assert!(missing.is_not_found() && !missing.is_transient(), "{missing:?}");
+}
+
+/// Another host, standing in for a registry's storage or a second registry: records every request
+/// (headers included), takes any PUT as distribution takes an upload (201 with the body's digest)
+/// and answers anything else with `blob`.
+fn other_host(blob: Bytes) -> s2i_testkit::HttpServer {
+    use s2i_testkit::Answer;
+    s2i_testkit::HttpServer::scripted(move |req| {
+        if req.method == "PUT" {
+            Answer::Status { status: "201 Created".into(), headers: vec![("Docker-Content-Digest".into(), sha256_digest(&req.body))], body: Vec::new() }
+        } else {
+            Answer::ok(blob.to_vec())
+        }
+    })
+}
+
+#[track_caller]
+fn assert_no_credentials(server: &s2i_testkit::HttpServer, what: &str) {
+    for req in server.received() {
+        assert_eq!(req.header("authorization"), None, "{what}: {} {} reached another host with credentials", req.method, req.path);
+    }
+}
+
+fn descriptor_of(bytes: &Bytes) -> Descriptor {
+    Descriptor { media_type: DOCKER_LAYER_GZIP.into(), digest: sha256_digest(bytes), size: bytes.len() as u64, urls: vec![], annotations: Default::default(), platform: None }
+}
+
+/// An upload whose `Location` names another host (the registry's external URL points there) is
+/// sent there without the registry's credentials, Basic or a token; from HTTPS to plain HTTP it
+/// is not sent at all. Before, the upload carried the registry's Authorization wherever it went.
+#[test]
+fn an_upload_sent_elsewhere_gets_no_credentials() {
+    let blob = Bytes::from_static(b"a layer uploaded elsewhere");
+    let desc = descriptor_of(&blob);
+    for token_auth in [false, true] {
+        let what = if token_auth { "token auth" } else { "basic auth" };
+        let other = other_host(Bytes::new());
+        let reg = TestRegistry::start_with_options(RegistryOptions { token_auth, plain_http: true, external_url: Some(other.url()), ..Default::default() });
+        let image = ImageRef::parse(&reg.image("s2i/elsewhere:v1")).unwrap();
+        let pushed = rt().block_on(client().repository_of(&image, creds_of(&reg, reg.user())).push_blob(&desc, once(blob.clone())));
+        assert_eq!(pushed.unwrap(), BlobPush::Uploaded, "{what}: the other host took the upload");
+        let received = other.received();
+        assert_eq!(received.iter().map(|r| r.method.as_str()).collect::<Vec<_>>(), ["PUT"], "{what}");
+        assert_eq!(received[0].body, blob.to_vec(), "{what}");
+        assert_no_credentials(&other, what);
+    }
+
+    // An HTTPS registry whose uploads would go to plain HTTP.
+    let other = other_host(Bytes::new());
+    let reg = TestRegistry::start_with_options(RegistryOptions { external_url: Some(other.url()), ..Default::default() });
+    let image = ImageRef::parse(&reg.image("s2i/downgrade:v1")).unwrap();
+    let err = rt().block_on(client().repository_of(&image, creds_of(&reg, reg.user())).push_blob(&desc, once(blob))).unwrap_err();
+    assert!(matches!(&err, RegistryError::Downgrade { to, .. } if *to == other.url()), "{err:?}");
+    assert!(err.to_string().contains("from HTTPS to plain HTTP") && !err.is_transient(), "{err}");
+    assert!(other.received().is_empty(), "nothing goes to plain HTTP: {:?}", other.requests());
+}
+
+/// A blob download that the registry redirects to its storage (S3-style, here distribution's
+/// redirect middleware) is fetched there without credentials, and verified; the push before it,
+/// at the registry's own origin, is authenticated. A redirect from HTTPS to plain HTTP is refused.
+#[test]
+fn a_blob_redirected_to_storage_is_fetched_without_credentials() {
+    let (layer, _) = layer_with_file("stored.txt", "kept in the storage\n");
+    let desc = descriptor_of(&layer);
+    let fetch_blob = |reg: &TestRegistry, repo: &str| {
+        let image = ImageRef::parse(&reg.image(repo)).unwrap();
+        let client = client();
+        rt().block_on(async {
+            let repo = client.repository_of(&image, creds_of(reg, reg.user()));
+            assert_eq!(repo.push_blob(&desc, once(layer.clone())).await.unwrap(), BlobPush::Uploaded);
+            let mut stream = repo.blob(&desc).await?;
+            let mut body = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                body.extend_from_slice(&chunk.unwrap());
+            }
+            Ok::<_, RegistryError>(body)
+        })
+    };
+    let storage = other_host(layer.clone());
+    let reg = TestRegistry::start_with_options(RegistryOptions { plain_http: true, blob_redirect: Some(storage.url()), ..Default::default() });
+    assert_eq!(fetch_blob(&reg, "s2i/stored:v1").unwrap(), layer.to_vec());
+    assert!(storage.received().iter().any(|r| r.method == "GET"), "the download went to the storage: {:?}", storage.requests());
+    assert_no_credentials(&storage, "a redirected blob download");
+
+    let storage = other_host(layer.clone());
+    let reg = TestRegistry::start_with_options(RegistryOptions { blob_redirect: Some(storage.url()), ..Default::default() });
+    let err = fetch_blob(&reg, "s2i/stored:v1").unwrap_err();
+    assert!(matches!(&err, RegistryError::Downgrade { to, .. } if *to == storage.url()), "{err:?}");
+    assert!(storage.received().is_empty(), "nothing goes to plain HTTP: {:?}", storage.requests());
+}
+
+/// A registry (here a scripted one with Basic auth) that answers a manifest PUT with `307` to
+/// another host: the PUT is sent again there, body and all, without the credentials.
+#[test]
+fn a_put_redirected_elsewhere_carries_no_credentials() {
+    use s2i_testkit::{Answer, HttpServer};
+    let other = other_host(Bytes::new());
+    let user = Credentials { username: "front-user".into(), password: "front-secret".into(), identity_token: None, server: String::new() };
+    let expected = {
+        use base64::Engine as _;
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("front-user:front-secret"))
+    };
+    let target = other.url();
+    let front = HttpServer::scripted(move |req| match (req.method.as_str(), req.header("authorization") == Some(expected.as_str())) {
+        (_, false) => Answer::Status {
+            status: "401 Unauthorized".into(),
+            headers: vec![("WWW-Authenticate".into(), r#"Basic realm="front""#.into())],
+            body: Vec::new(),
+        },
+        ("PUT", true) => Answer::Status {
+            status: "307 Temporary Redirect".into(),
+            headers: vec![("Location".into(), format!("{target}{}", req.path))],
+            body: Vec::new(),
+        },
+        _ => Answer::ok("{}"),
+    });
+    let host = format!("127.0.0.1:{}", front.port());
+    let image = ImageRef::parse(&format!("{host}/s2i/redirected:v1")).unwrap();
+    let manifest = Bytes::from_static(br#"{"schemaVersion":2}"#);
+    let creds = Resolved::given(Credentials { server: host.clone(), ..user });
+    let digest = rt().block_on(client().repository_of(&image, creds).push_manifest("v1", DOCKER_MANIFEST, manifest.clone())).unwrap();
+    assert_eq!(digest, sha256_digest(&manifest));
+    let put = front.received().into_iter().find(|r| r.method == "PUT").expect("the PUT reached the registry");
+    assert!(put.header("authorization").is_some(), "the registry's own origin gets the credentials");
+    let moved = other.received();
+    assert_eq!((moved.len(), moved[0].method.as_str(), moved[0].body.as_slice()), (1, "PUT", &manifest[..]));
+    assert_no_credentials(&other, "a redirected PUT");
 }

@@ -43,11 +43,28 @@ pub struct TestRegistry {
     token_server: Option<TokenServer>,
 }
 
+/// How a [`TestRegistry`] differs from the default one (TLS, htpasswd auth).
+#[derive(Clone, Debug, Default)]
+pub struct RegistryOptions {
+    /// Token auth instead of htpasswd (see [`TestRegistry::start_with_token_auth`]).
+    pub token_auth: bool,
+    /// Plain HTTP instead of TLS.
+    pub plain_http: bool,
+    /// The registry's external URL (distribution's `http.host`), e.g. `http://127.0.0.1:PORT`:
+    /// the base of every URL it hands out, an upload's `Location` included. With another
+    /// server's URL, uploads are sent there.
+    pub external_url: Option<String>,
+    /// Answer blob downloads with `307 Temporary Redirect` to this base URL followed by the
+    /// blob's storage path (distribution's `redirect` storage middleware), as a registry whose
+    /// blobs live in S3 or a CDN does.
+    pub blob_redirect: Option<String>,
+}
+
 impl TestRegistry {
     /// Start a registry with TLS and htpasswd auth (HTTP Basic) on a free port of 127.0.0.1.
     /// Panics, saying what is missing and how to get it, when `docker-registry` is not installed.
     pub fn start() -> TestRegistry {
-        Self::start_with(false)
+        Self::start_with_options(RegistryOptions::default())
     }
 
     /// Start a registry with TLS and token auth (`Bearer`, the distribution token protocol, as
@@ -57,10 +74,12 @@ impl TestRegistry {
     /// token without any access. A POST with `grant_type=refresh_token` and
     /// [`TestRegistry::identity_token`] acts for the ordinary user.
     pub fn start_with_token_auth() -> TestRegistry {
-        Self::start_with(true)
+        Self::start_with_options(RegistryOptions { token_auth: true, ..Default::default() })
     }
 
-    fn start_with(token_auth: bool) -> TestRegistry {
+    /// Start a registry set up as `options` say. A registry whose uploads go elsewhere
+    /// ([`RegistryOptions::external_url`]) cannot be pushed to with [`TestRegistry::docker_push`].
+    pub fn start_with_options(options: RegistryOptions) -> TestRegistry {
         assert!(
             which(REGISTRY_PROGRAM).is_some(),
             "{REGISTRY_PROGRAM} is not installed: the registry tests need Debian's docker-registry \
@@ -76,7 +95,8 @@ impl TestRegistry {
             .collect();
         std::fs::write(dir.path().join("htpasswd"), htpasswd).expect("writing htpasswd");
         std::fs::create_dir(dir.path().join("data")).expect("creating the registry's data dir");
-        let mut token_server = token_auth.then(|| TokenServer::start(dir.path(), vec![(user.clone(), true), (tricky_user.clone(), false)]));
+        let mut token_server =
+            options.token_auth.then(|| TokenServer::start(dir.path(), vec![(user.clone(), true), (tricky_user.clone(), false)]));
 
         // The port is free when asked and taken a moment later: a lost race is retried.
         let mut last_log = String::new();
@@ -87,7 +107,7 @@ impl TestRegistry {
                 Some(t) => token_auth_config(dir.path(), &t.realm()),
                 None => htpasswd_auth_config(dir.path()),
             };
-            std::fs::write(dir.path().join("config.yml"), registry_config(dir.path(), addr, &auth)).expect("writing config.yml");
+            std::fs::write(dir.path().join("config.yml"), registry_config(dir.path(), addr, &auth, &options)).expect("writing config.yml");
             let (mut watchdog, lifeline) = spawn_watchdog(dir.path());
             match wait_listening(addr, &mut watchdog, &dir.path().join("registry.log")) {
                 Ok(()) => {
@@ -333,8 +353,13 @@ fn write_tls_files(dir: &Path) {
     std::fs::write(dir.join("key.pem"), key.signing_key.serialize_pem()).expect("writing key.pem");
 }
 
-fn registry_config(dir: &Path, addr: SocketAddr, auth: &str) -> String {
+fn registry_config(dir: &Path, addr: SocketAddr, auth: &str, options: &RegistryOptions) -> String {
     let d = dir.display();
+    let tls = if options.plain_http { String::new() } else { format!("  tls:\n    certificate: {d}/cert.pem\n    key: {d}/key.pem\n") };
+    let host = options.external_url.as_ref().map_or(String::new(), |url| format!("  host: {url}\n"));
+    let middleware = options.blob_redirect.as_ref().map_or(String::new(), |url| {
+        format!("middleware:\n  storage:\n    - name: redirect\n      options:\n        baseurl: {url}\n")
+    });
     format!(
         "version: 0.1
 log:
@@ -349,10 +374,7 @@ storage:
 http:
   addr: {addr}
   secret: {secret}
-  tls:
-    certificate: {d}/cert.pem
-    key: {d}/key.pem
-{auth}",
+{tls}{host}{auth}{middleware}",
         secret = random_hex(32)
     )
 }

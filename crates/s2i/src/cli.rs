@@ -198,6 +198,9 @@ pub struct BuildArgs {
     /// Capabilities to drop from the build containers (comma-separated, repeatable)
     #[arg(long, value_delimiter = ',', value_name = "CAP")]
     pub cap_drop: Vec<String>,
+    /// Security option of the build containers, as docker takes it: seccomp=unconfined, seccomp=builtin, seccomp=PROFILE.json (Docker's format) or no-new-privileges (repeatable)
+    #[arg(long, value_name = "OPT")]
+    pub security_opt: Vec<String>,
     /// Build a local directory as it is, even when it is a git repository
     #[arg(short = 'c', long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
     pub copy: bool,

@@ -130,6 +130,8 @@ pub struct ContainerSettings {
     pub cap_drop: Vec<String>,
     pub network: Option<String>,
     pub add_hosts: Vec<String>,
+    /// `--security-opt`: the seccomp profile and no-new-privileges.
+    pub security: s2i_engine::SecurityOptions,
 }
 
 /// `--runtime-image` and what goes with it.

@@ -485,6 +485,10 @@ pub async fn build(cfg: &BuildConfig, services: &Services<'_>, mut phases: Phase
     if !cfg.container.volumes.is_empty() || !cfg.container.cap_drop.is_empty() {
         warn!("--volume and --cap-drop do not apply to Dockerfile builds");
     }
+    if cfg.container.security != s2i_engine::SecurityOptions::default() {
+        // The image build API has no such setting: RUN steps get the daemon's default profile.
+        warn!("--security-opt does not apply to Dockerfile builds");
+    }
     let mut log = ContainerLog::new(reporter, cfg.quiet);
     let built = engine.build_image(Box::new(input.reader), &spec, &mut log).await;
     log.into_stderr_tail();

@@ -51,6 +51,11 @@ pub enum ImageError {
     #[error("{0}")]
     Diff(String),
 
+    /// The store belongs to another user, who could open it to everyone again or change what
+    /// the engine reads and writes in it.
+    #[error("the OCI store {} belongs to uid {owner}, not to uid {user} who runs s2i; the store must be private to the user s2i runs as (chown it, or name another with --oci-store)", path.display())]
+    StoreNotOwned { path: PathBuf, owner: u32, user: u32 },
+
     /// Unpacking layers needs root (owners, device nodes, trusted xattrs).
     #[error("{0} needs root: run s2i as root for --engine oci")]
     NotRoot(&'static str),

@@ -7,13 +7,19 @@
 //! exclusive `flock` on `s2i/index.lock`. Work that writes blobs before an index update holds a
 //! shared `flock` on `s2i/gc.lock` (a [`Lease`]); the sweep after a removal needs it exclusively
 //! and skips when anyone holds a lease, so it never takes a blob or layer dir someone is using.
+//!
+//! The store root is private to its owner (0700, owned by the user s2i runs as, root for the
+//! engine): the layers it unpacks keep their setuid bits and owners, and the containers' root
+//! file systems are mounted inside it, so any user who could reach them could run a builder's
+//! setuid-root binary on the host (the hole of Docker's CVE-2021-41091).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::FlockOperation;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use s2i_registry::ImageRef;
 
@@ -151,11 +157,13 @@ pub(crate) fn read_capped(r: impl Read, limit: u64) -> io::Result<Option<Vec<u8>
 
 impl Store {
     /// Opens the store at `root`, creating the layout when it is missing; the default limits
-    /// apply until [`Store::set_limits`].
+    /// apply until [`Store::set_limits`]. The root is made private first ([`make_private`]):
+    /// nothing is written into a store others can reach.
     pub fn open(root: &Path) -> Result<Store> {
+        make_private(root)?;
         let store = Store { root: root.to_path_buf(), limits: Limits::default() };
         for dir in [store.blobs_dir(), store.s2i_dir().join("layers"), store.tmp_dir()] {
-            fs::create_dir_all(&dir).map_err(io_at("creating", &dir))?;
+            private_dirs(&dir)?;
         }
         let layout = root.join("oci-layout");
         if !layout.exists() {
@@ -644,6 +652,33 @@ pub fn normalize_name(name: &str) -> Result<String> {
         return Err(ImageError::Reference { reference: name.into(), reason: "a tag cannot carry a digest".into() });
     }
     Ok(r.normalized())
+}
+
+/// Creates `dir` and its missing parents 0700.
+fn private_dirs(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_at("creating", dir))
+}
+
+/// Makes the store root `root` reachable by its owner only: created 0700 with any missing
+/// parents (`$XDG_DATA_HOME/s2i` too), an existing one tightened to 0700 with a warning, and one
+/// owned by another user refused: whoever owns it could chmod it open again, or swap what is
+/// inside for links that the engine, as root, would follow.
+pub(crate) fn make_private(root: &Path) -> Result<()> {
+    private_dirs(root)?;
+    let meta = fs::metadata(root).map_err(io_at("reading the mode of", root))?;
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(ImageError::StoreNotOwned { path: root.to_path_buf(), owner: meta.uid(), user: me });
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        fs::set_permissions(root, fs::Permissions::from_mode(0o700)).map_err(io_at("making private", root))?;
+        warn!(
+            "the OCI store {} was open to other users (mode {mode:o}); it is now 0700, so that no one else can read or run what its images hold",
+            root.display()
+        );
+    }
+    Ok(())
 }
 
 pub(crate) fn require_root(what: &'static str) -> Result<()> {

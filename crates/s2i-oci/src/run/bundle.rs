@@ -1,6 +1,7 @@
 //! The OCI runtime bundle's `config.json`, from `oci-spec`'s types: what Docker would give the
-//! same container (namespaces, mounts, Docker's default capabilities, masked paths), with rlimits
-//! that fit the host and the container's own `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname`.
+//! same container (namespaces, mounts, Docker's default capabilities, masked and read-only paths,
+//! its seccomp profile), with rlimits that fit the host and the container's own `/etc/hosts`,
+//! `/etc/resolv.conf` and `/etc/hostname`.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -14,6 +15,7 @@ use oci_spec::runtime::{
 };
 
 use super::error::{Result, RunError};
+use super::seccomp::{Machine, Security};
 use super::user::ResolvedUser;
 
 /// Docker's default capability set (moby's `caps.DefaultCapabilities`).
@@ -34,10 +36,14 @@ pub const DEFAULT_CAPABILITIES: [Capability; 14] = [
     Capability::AuditWrite,
 ];
 
-/// Docker's masked and read-only paths under /proc and /sys.
-const MASKED_PATHS: [&str; 10] = [
+/// Docker's masked and read-only paths under /proc and /sys (recent releases added
+/// `/proc/interrupts` and the power meters of `/sys/devices/virtual/powercap` to the older ten). runc
+/// mounts an empty read-only tmpfs over a directory, `/dev/null` over a file, and skips a path
+/// the host does not have.
+const MASKED_PATHS: [&str; 12] = [
     "/proc/asound",
     "/proc/acpi",
+    "/proc/interrupts",
     "/proc/kcore",
     "/proc/keys",
     "/proc/latency_stats",
@@ -46,6 +52,7 @@ const MASKED_PATHS: [&str; 10] = [
     "/proc/sched_debug",
     "/proc/scsi",
     "/sys/firmware",
+    "/sys/devices/virtual/powercap",
 ];
 const READONLY_PATHS: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
@@ -227,6 +234,7 @@ pub struct BundleParams<'a> {
     pub resources: RuncResources,
     pub shm_size: u64,
     pub rlimits: Rlimits,
+    pub security: &'a Security,
 }
 
 fn mount(destination: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount> {
@@ -281,6 +289,9 @@ pub fn mounts(p: &BundleParams<'_>) -> Result<Vec<Mount>> {
 /// The whole `config.json`.
 pub fn spec(p: &BundleParams<'_>) -> Result<Spec> {
     let caps = capabilities(p.cap_drop)?;
+    // Resolved against the bounding set, as Docker does: a call that needs a capability the
+    // container can never have stays out.
+    let seccomp = p.security.seccomp.as_ref().and_then(|profile| profile.resolve(&caps, &Machine::this()));
     // As Docker does: a non-root user keeps the bounding set but starts with no effective or
     // permitted capabilities (file capabilities and setuid binaries still work).
     let user_caps = if p.user.uid == 0 { caps.clone() } else { HashSet::new() };
@@ -310,7 +321,7 @@ pub fn spec(p: &BundleParams<'_>) -> Result<Spec> {
             rlimit(PosixRlimitType::RlimitNofile, p.rlimits.nofile)?,
             rlimit(PosixRlimitType::RlimitNproc, p.rlimits.nproc)?,
         ])
-        .no_new_privileges(false)
+        .no_new_privileges(p.security.no_new_privileges)
         .build()
         .map_err(spec_error)?;
 
@@ -341,7 +352,11 @@ pub fn spec(p: &BundleParams<'_>) -> Result<Spec> {
     if let Some(limit) = p.resources.pids {
         resources = resources.pids(LinuxPidsBuilder::default().limit(limit as i64).build().map_err(spec_error)?);
     }
-    let linux = LinuxBuilder::default()
+    let mut linux = LinuxBuilder::default();
+    if let Some(seccomp) = seccomp {
+        linux = linux.seccomp(seccomp);
+    }
+    let linux = linux
         .namespaces(namespaces)
         .cgroups_path(&p.cgroups_path)
         .resources(resources.build().map_err(spec_error)?)
@@ -381,7 +396,13 @@ mod tests {
             resources: RuncResources::default(),
             shm_size: DEFAULT_SHM_SIZE,
             rlimits: Rlimits { nofile: 20000, nproc: 32768 },
+            security: default_security(),
         }
+    }
+
+    fn default_security() -> &'static Security {
+        static DEFAULT: std::sync::OnceLock<Security> = std::sync::OnceLock::new();
+        DEFAULT.get_or_init(Security::default)
     }
 
     fn etc() -> EtcFiles {
@@ -409,6 +430,28 @@ mod tests {
 
         assert!(capabilities(&["all".into()]).unwrap().is_empty());
         assert!(matches!(capabilities(&["NET_WIZARD".into()]), Err(RunError::UnknownCapability(c)) if c == "NET_WIZARD"));
+    }
+
+    #[test]
+    fn seccomp_no_new_privileges_and_masked_paths() {
+        let user = ResolvedUser { uid: 1001, gid: 0, additional_gids: vec![], home: "/home/default".into() };
+        let (net, etc) = (Network::Host, etc());
+        let json = serde_json::to_value(spec(&params(&user, &net, &[], &[], &etc)).unwrap()).unwrap();
+        // Docker's defaults: its seccomp profile, setuid binaries working.
+        assert_eq!(json["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        assert!(json["linux"]["seccomp"]["syscalls"].as_array().is_some_and(|s| s.len() > 10));
+        assert_eq!(json["process"]["noNewPrivileges"], false);
+        let masked = json["linux"]["maskedPaths"].as_array().unwrap();
+        for path in ["/proc/kcore", "/proc/keys", "/proc/interrupts", "/sys/firmware", "/sys/devices/virtual/powercap"] {
+            assert!(masked.iter().any(|m| m == path), "{path} is not masked");
+        }
+        assert!(json["linux"]["readonlyPaths"].as_array().unwrap().iter().any(|p| p == "/proc/sys"));
+
+        let security = Security { seccomp: None, no_new_privileges: true };
+        let p = BundleParams { security: &security, ..params(&user, &net, &[], &[], &etc) };
+        let json = serde_json::to_value(spec(&p).unwrap()).unwrap();
+        assert!(json["linux"].get("seccomp").is_none(), "seccomp=unconfined: no filter");
+        assert_eq!(json["process"]["noNewPrivileges"], true);
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub enum RunError {
     #[error("the container was killed: it used its whole memory limit of {limit_mib} MiB; raise the limit with S2I_OCI_MEMORY_LIMIT=<bytes, or with a suffix such as 8g>")]
     OutOfMemory { limit_mib: u64 },
 
+    #[error("the seccomp profile {profile} cannot be used: {reason}")]
+    BadSeccompProfile { profile: String, reason: String },
+
     #[error("invalid {name}={value:?}: {reason}")]
     BadSetting { name: &'static str, value: String, reason: String },
 

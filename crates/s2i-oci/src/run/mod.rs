@@ -8,6 +8,7 @@ pub(crate) mod error;
 pub(crate) mod netns;
 pub mod rootfs;
 pub mod runc;
+pub mod seccomp;
 pub mod user;
 
 pub use error::{Result, RunError};

@@ -59,6 +59,10 @@ pub enum RegistryError {
     #[error("{image} in {registry} is a {media_type} manifest, which s2i does not read")]
     UnsupportedManifest { registry: String, image: String, media_type: String },
 
+    /// The registry sent s2i (by a redirect, or an upload's Location) from HTTPS to plain HTTP.
+    #[error("registry {registry} sent s2i from HTTPS to plain HTTP ({to}); s2i does not follow it there")]
+    Downgrade { registry: String, to: String },
+
     /// The registry answered something the distribution API does not allow.
     #[error("registry {registry}: {detail}")]
     Protocol { registry: String, detail: String },
@@ -108,6 +112,9 @@ impl RegistryError {
             }
             RegistryError::NoMatchingPlatform { .. } => "use an image built for this platform, or name a single-platform image by its digest".into(),
             RegistryError::UnsupportedManifest { .. } => "push the image again with a current Docker, Podman or Buildah".into(),
+            RegistryError::Downgrade { .. } => {
+                "a registry served over HTTPS must not send its clients to plain HTTP: check its configuration (its external URL, its storage's redirects)".into()
+            }
             RegistryError::Protocol { .. } => "the registry misbehaved: try again, or check the registry's logs".into(),
             RegistryError::Unavailable { .. } => "the registry is overloaded or failing: try again later, or check the registry's logs".into(),
             RegistryError::Source { .. } => "check the local image store".into(),

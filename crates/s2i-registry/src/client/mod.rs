@@ -86,6 +86,52 @@ struct Endpoint {
     challenge: Challenge,
 }
 
+impl Endpoint {
+    /// Whether `url` is at the endpoint's own origin (scheme, host and port): the only place its
+    /// credentials go.
+    fn owns(&self, url: &reqwest::Url) -> bool {
+        reqwest::Url::parse(&self.base).is_ok_and(|base| base.origin() == url.origin())
+    }
+}
+
+/// A URL's origin as shown in logs and errors: never its path or query, which may hold a
+/// storage service's signature.
+fn origin_of(url: &reqwest::Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+fn is_loopback_url(url: &reqwest::Url) -> bool {
+    url.host_str().is_some_and(|h| is_loopback_registry(h.trim_matches(['[', ']'])))
+}
+
+/// A redirect from HTTPS to plain HTTP, refused by [`redirect_policy`].
+#[derive(Debug, thiserror::Error)]
+#[error("a redirect from HTTPS to plain HTTP ({to})")]
+struct DowngradeRefused {
+    to: String,
+}
+
+/// How both HTTP clients follow redirects: at most 10, never from HTTPS down to plain HTTP
+/// (whatever the host), and for the insecure client only to loopback hosts, so that its lack of
+/// verification never extends to a registry's storage elsewhere. reqwest itself drops the
+/// `Authorization` header when a redirect leaves the host or port: a registry's storage gets no
+/// credentials, as with Docker and containerd.
+fn redirect_policy(loopback_only: bool) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        let downgrade = attempt.url().scheme() != "https" && attempt.previous().iter().any(|u| u.scheme() == "https");
+        if attempt.previous().len() >= 10 {
+            attempt.error("too many redirects")
+        } else if downgrade {
+            let to = origin_of(attempt.url());
+            attempt.error(DowngradeRefused { to })
+        } else if loopback_only && !is_loopback_url(attempt.url()) {
+            attempt.error("an insecure (loopback) registry redirected elsewhere")
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
 /// A registry client. Cheap to share; it remembers each registry's endpoint.
 pub struct RegistryClient {
     secure: reqwest::Client,
@@ -123,6 +169,9 @@ fn api_host(registry: &str) -> String {
 
 /// A transport error, classified: TLS, a timeout (which one), or unreachable.
 pub(crate) fn transport_error(registry: &str, e: reqwest::Error, limits: &Limits) -> RegistryError {
+    if let Some(refused) = find_cause::<DowngradeRefused>(&e) {
+        return RegistryError::Downgrade { registry: registry.into(), to: refused.to.clone() };
+    }
     if is_tls_failure(&e) {
         return RegistryError::Tls { registry: registry.into(), detail: tls_detail(&e), cause: Some(Box::new(e)) };
     }
@@ -146,6 +195,18 @@ pub(crate) fn transport_error(registry: &str, e: reqwest::Error, limits: &Limits
         };
     }
     RegistryError::Unreachable { registry: registry.into(), detail: short_chain(&e), cause: Some(Box::new(e)) }
+}
+
+/// The first cause of type `T`.
+fn find_cause<'e, T: std::error::Error + 'static>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e T> {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(found) = c.downcast_ref::<T>() {
+            return Some(found);
+        }
+        cause = c.source();
+    }
+    None
 }
 
 /// Whether a rustls error is among the causes. I/O errors wrap it, sometimes twice, and an I/O
@@ -209,23 +270,8 @@ impl RegistryClient {
             }
         }
         let build_error = |e: reqwest::Error| RegistryError::Protocol { registry: String::new(), detail: format!("cannot set up HTTP: {}", error_chain(&e)) };
-        let secure = secure.build().map_err(build_error)?;
-        // The insecure client follows redirects only to loopback hosts: its lack of verification
-        // must never extend to a registry's storage elsewhere.
-        let insecure = base()
-            .danger_accept_invalid_certs(true)
-            .redirect(reqwest::redirect::Policy::custom(|attempt| {
-                let loopback = attempt.url().host_str().is_some_and(|h| is_loopback_registry(h.trim_matches(['[', ']'])));
-                if attempt.previous().len() >= 10 {
-                    attempt.error("too many redirects")
-                } else if loopback {
-                    attempt.follow()
-                } else {
-                    attempt.error("an insecure (loopback) registry redirected elsewhere")
-                }
-            }))
-            .build()
-            .map_err(build_error)?;
+        let secure = secure.redirect(redirect_policy(false)).build().map_err(build_error)?;
+        let insecure = base().danger_accept_invalid_certs(true).redirect(redirect_policy(true)).build().map_err(build_error)?;
         Ok(RegistryClient {
             secure,
             insecure,
@@ -274,6 +320,16 @@ impl RegistryClient {
 
     fn http(&self, endpoint: &Endpoint) -> &reqwest::Client {
         if endpoint.insecure {
+            &self.insecure
+        } else {
+            &self.secure
+        }
+    }
+
+    /// The client for a URL that is not an endpoint's (a token realm, an upload's Location): TLS
+    /// goes unverified only for a loopback host, as for a loopback registry.
+    fn http_for(&self, url: &reqwest::Url) -> &reqwest::Client {
+        if is_loopback_url(url) && !self.verify_loopback {
             &self.insecure
         } else {
             &self.secure
@@ -482,13 +538,11 @@ impl<'c> Repository<'c> {
     async fn fetch_token(&self, realm: &str, service: Option<&str>, access: Access) -> Result<String> {
         let url = reqwest::Url::parse(realm)
             .map_err(|e| RegistryError::Protocol { registry: self.registry.clone(), detail: format!("invalid token realm {realm:?}: {e}") })?;
-        let loopback = url.host_str().is_some_and(|h| is_loopback_registry(h.trim_matches(['[', ']'])));
-        let http = if loopback && !self.client.verify_loopback {
-            &self.client.insecure
-        } else {
-            &self.client.secure
-        };
+        let http = self.client.http_for(&url);
         let scope = format!("repository:{}:{}", self.path, access.actions());
+        // The registry names its token service, wherever it is, and gets the credentials sent
+        // there (as Docker does): say where that is.
+        debug!("registry {}: asking the token service at {} for {scope}", self.registry, origin_of(&url));
         let creds = self.credentials.credentials.as_ref();
         let req = match creds {
             Some(c) if c.identity_token.is_some() => {
@@ -769,6 +823,17 @@ impl<'c> Repository<'c> {
         let resp = self.check(resp, Access::Push, &what).await?;
         let mut location = self.location(&resp, &what)?;
         location.query_pairs_mut().append_pair("digest", digest);
+        // The upload may go elsewhere (a registry behind another name, its storage): credentials
+        // go only to the registry's own origin, and never from HTTPS down to plain HTTP.
+        let endpoint = self.endpoint().await?;
+        let authenticate = endpoint.owns(&location);
+        if !authenticate {
+            if endpoint.base.starts_with("https:") && location.scheme() != "https" {
+                return Err(RegistryError::Downgrade { registry: self.registry.clone(), to: origin_of(&location) });
+            }
+            debug!("registry {}: the upload of {digest} goes to {}, without credentials", self.registry, origin_of(&location));
+        }
+        let http = self.client.http_for(&location).clone();
 
         // Record the source's failure before the request sees the broken body, and each chunk's
         // arrival for the idle watchdog.
@@ -785,21 +850,13 @@ impl<'c> Repository<'c> {
                 })
             })
         };
-        let mut body = Some(reqwest::Body::wrap_stream(body));
-        let size = descriptor.size;
-        let mut build = move |http: &reqwest::Client, _: &str| {
-            let req = http.put(location.clone()).header(CONTENT_TYPE, "application/octet-stream").header(CONTENT_LENGTH, size);
-            match body.take() {
-                Some(b) => req.body(b),
-                None => req,
-            }
-        };
+        let body = reqwest::Body::wrap_stream(body);
+        let req = http.put(location).header(CONTENT_TYPE, "application/octet-stream").header(CONTENT_LENGTH, descriptor.size).body(body);
         // Not through send(): its request timeout would cap the whole upload, however big. The
         // watchdog below stops an upload that makes no progress instead.
         let idle = self.client.limits.idle_timeout;
         let put = async {
-            let endpoint = self.endpoint().await?;
-            let (req, _) = self.authorize(build(self.client.http(&endpoint), &endpoint.base), &endpoint, Access::Push, false).await?;
+            let req = if authenticate { self.authorize(req, &endpoint, Access::Push, false).await?.0 } else { req };
             req.send().await.map_err(|e| transport_error(&self.registry, e, &self.client.limits))
         };
         tokio::pin!(put);

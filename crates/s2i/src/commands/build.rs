@@ -1,13 +1,15 @@
 //! `s2i build SOURCE BUILDER_IMAGE [TAG]`.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use regex::Regex;
 use s2i_core::config::{self, ContainerSettings, ParsedSource, RuntimeConfig, SourceConfig};
-use s2i_core::limits::Limits;
+use s2i_core::limits::{Limit, Limits};
 use s2i_core::registry::Registries;
 use s2i_core::{mapping, redact, BuildConfig, BuildError, Services};
+use s2i_engine::{SeccompProfile, SecurityOptions};
 use tracing::{info, warn};
 
 use crate::json_output::{BuildDocument, EngineReport};
@@ -215,6 +217,7 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
             return Err(BuildError::InvalidValue { what: flag, value: bad.clone(), reason: reason.into() });
         }
     }
+    let security = security_options(&args.security_opt, &limits)?;
     let tag = args.tag.filter(|t| !t.is_empty()).map(|t| config::parse_tag(&t)).transpose()?;
     if args.push {
         config::check_push(tag.as_ref())?;
@@ -270,6 +273,7 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
             cap_drop: args.cap_drop.into_iter().filter(|c| !c.is_empty()).collect(),
             network: args.network.filter(|n| !n.is_empty()),
             add_hosts: args.add_host,
+            security,
         },
         injections,
         runtime,
@@ -281,6 +285,47 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
         limits,
         push: args.push,
     })
+}
+
+/// `--security-opt`, in docker's words (`KEY=VALUE`, or the older `KEY:VALUE`); the last seccomp
+/// value counts. A profile file is read and checked here, so that a bad one stops the build
+/// before anything starts, whichever engine runs it.
+fn security_options(values: &[String], limits: &Limits) -> Result<SecurityOptions, BuildError> {
+    let mut options = SecurityOptions::default();
+    for value in values.iter().filter(|v| !v.is_empty()) {
+        let bad = |reason: &str| BuildError::InvalidValue { what: "--security-opt", value: value.clone(), reason: reason.into() };
+        match value.split_once('=').or_else(|| value.split_once(':')) {
+            None if value == "no-new-privileges" => options.no_new_privileges = true,
+            Some(("no-new-privileges", flag)) => {
+                options.no_new_privileges = match flag {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad("no-new-privileges takes true or false")),
+                }
+            }
+            Some(("seccomp", "unconfined")) => options.seccomp = SeccompProfile::Unconfined,
+            Some(("seccomp", "builtin")) => options.seccomp = SeccompProfile::Default,
+            Some(("seccomp", "")) => return Err(bad("name a profile file (Docker's JSON format), unconfined or builtin")),
+            Some(("seccomp", file)) => options.seccomp = seccomp_file(value, Path::new(file), limits)?,
+            _ => return Err(bad("s2i takes seccomp=unconfined, seccomp=builtin, seccomp=PROFILE.json and no-new-privileges")),
+        }
+    }
+    Ok(options)
+}
+
+/// A seccomp profile file, read (a small regular file) and parsed as the oci engine will use it.
+fn seccomp_file(value: &str, file: &Path, limits: &Limits) -> Result<SeccompProfile, BuildError> {
+    let bad = |reason: String| BuildError::InvalidValue { what: "--security-opt", value: value.to_string(), reason };
+    // Absolute: Podman's service opens the path itself, from its own working directory.
+    let path = std::path::absolute(file).map_err(|e| bad(e.to_string()))?;
+    let data = s2i_core::fsutil::read_regular(&path, Limit::FileSize, limits.file_size, limits)?
+        .ok_or_else(|| bad(format!("no profile file at {}", path.display())))?;
+    let json = String::from_utf8(data).map_err(|_| bad(format!("{} is not UTF-8 text", path.display())))?;
+    s2i_oci::run::seccomp::Profile::parse(&json, &path.display().to_string()).map_err(|e| match e {
+        s2i_oci::run::RunError::BadSeccompProfile { reason, .. } => bad(format!("not a usable seccomp profile: {reason}")),
+        other => bad(other.to_string()),
+    })?;
+    Ok(SeccompProfile::File { path, json })
 }
 
 /// `--label key=value`: split at the first `=`; the key must not be empty.
@@ -348,6 +393,40 @@ mod tests {
         assert_eq!(cfg.destination.as_deref(), Some("/opt"));
         assert_eq!(cfg.allowed_uids.len(), 1);
         assert!(cfg.source.exclude.is_none());
+    }
+
+    #[test]
+    fn security_opts_become_config() {
+        let security = |extra: &[&str]| {
+            let mut argv = vec!["a", "b"];
+            argv.extend_from_slice(extra);
+            config_from_args(args(&argv)).map(|cfg| cfg.container.security)
+        };
+        assert_eq!(security(&[]).unwrap(), SecurityOptions::default());
+        let s = security(&["--security-opt", "seccomp=unconfined", "--security-opt=no-new-privileges"]).unwrap();
+        assert_eq!((s.seccomp, s.no_new_privileges), (SeccompProfile::Unconfined, true));
+        // Docker's older colon form; the last seccomp value counts.
+        let s = security(&["--security-opt", "seccomp:unconfined", "--security-opt", "seccomp=builtin", "--security-opt", "no-new-privileges:false"]).unwrap();
+        assert_eq!(s, SecurityOptions::default());
+
+        let dir = tempfile::tempdir().unwrap();
+        let profile = dir.path().join("p.json");
+        let json = r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["setpriority"], "action": "SCMP_ACT_ERRNO"}]}"#;
+        std::fs::write(&profile, json).unwrap();
+        let s = security(&["--security-opt", &format!("seccomp={}", profile.display())]).unwrap();
+        assert_eq!(s.seccomp, SeccompProfile::File { path: profile.clone(), json: json.into() });
+
+        std::fs::write(&profile, r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": []}]}"#).unwrap();
+        for (value, says) in [
+            ("label=disable".to_string(), "s2i takes seccomp=unconfined, seccomp=builtin, seccomp=PROFILE.json and no-new-privileges"),
+            ("seccomp=".to_string(), "name a profile file"),
+            ("no-new-privileges=yes".to_string(), "takes true or false"),
+            (format!("seccomp={}", dir.path().join("none.json").display()), "no profile file at"),
+            (format!("seccomp={}", profile.display()), "not a usable seccomp profile: missing field `action`"),
+        ] {
+            let err = security(&["--security-opt", &value]).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("invalid --security-opt {value:?}: ")) && err.contains(says), "{value}: {err}");
+        }
     }
 
     #[test]

@@ -39,3 +39,35 @@ if [ -n "$SAVE_FAIL" ]; then exit 3; fi
     );
     "inc"
 }
+
+/// An app whose assemble reports what the build container lets it do, then runs the builder's
+/// own assemble: `---> probe: userns=ok|denied mount=ok|denied renice=ok|denied NoNewPrivs:N`.
+/// `mount` is a tmpfs mounted inside a new user namespace (where the container's user would be
+/// root); `renice` is setpriority(2), which the default profile allows. Returns the source's
+/// path relative to the test's work dir.
+pub fn probe_app(env: &TestEnv) -> &'static str {
+    let root = env.work().join("probe");
+    write_file(&root.join("index.html"), "probed\n", 0o644);
+    write_file(
+        &root.join(".s2i/bin/assemble"),
+        r#"#!/bin/sh
+probe() { if "$@" >/dev/null 2>&1; then printf ok; else printf denied; fi; }
+echo "---> probe: userns=$(probe unshare -U true) mount=$(probe unshare -Urm mount -t tmpfs none /tmp) renice=$(probe renice -n 1 -p $$) $(grep NoNewPrivs /proc/self/status | tr -d '\t')"
+exec "$STI_SCRIPTS_PATH/assemble"
+"#,
+        0o755,
+    );
+    "probe"
+}
+
+/// A seccomp profile in Docker's format that allows everything but setpriority(2), written in
+/// the test's work dir; its path.
+pub fn renice_denying_profile(env: &TestEnv) -> String {
+    let path = env.work().join("no-renice.json");
+    write_file(
+        &path,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["setpriority"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}"#,
+        0o644,
+    );
+    path.display().to_string()
+}

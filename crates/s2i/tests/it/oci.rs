@@ -7,11 +7,12 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
-use crate::apps::incremental_app;
+use crate::apps::{incremental_app, probe_app, renice_denying_profile};
 use s2i_testkit::{docker_output, docker_run, fixture, image_config, write_file, HttpServer, TestEnv, TestRegistry};
 use serde_json::Value;
 
@@ -31,7 +32,7 @@ fn rustix_is_root() -> bool {
 
 /// `docker-archive:PATH` of a `docker save` of `image`, written once per test run (named by the
 /// image id, so a rebuilt fixture gets a new archive).
-fn archive_of(image: &str) -> String {
+pub(crate) fn archive_of(image: &str) -> String {
     static MADE: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
     let made = MADE.get_or_init(Default::default);
     let mut made = made.lock().unwrap();
@@ -53,15 +54,15 @@ fn archive_of(image: &str) -> String {
 
 /// One test's environment for the oci engine: the test kit's env (temp dir, tags it removes from
 /// Docker) and a private store, with every build's containers checked for leftovers.
-struct Oci {
-    env: TestEnv,
+pub(crate) struct Oci {
+    pub(crate) env: TestEnv,
     store: tempfile::TempDir,
     /// The first 12 hex digits of each container a build reported creating.
     containers: Mutex<Vec<String>>,
 }
 
 impl Oci {
-    fn new(name: &str) -> Oci {
+    pub(crate) fn new(name: &str) -> Oci {
         require_parts();
         let store = tempfile::Builder::new().prefix("s2i-test-oci-store-").tempdir().unwrap();
         Oci { env: TestEnv::new(name), store, containers: Mutex::new(Vec::new()) }
@@ -104,7 +105,7 @@ impl Oci {
     }
 
     /// Builds `args` and writes the result as a docker-archive that Docker loads under its tag.
-    fn build_and_load(&self, args: &[&str]) -> String {
+    pub(crate) fn build_and_load(&self, args: &[&str]) -> String {
         let archive = self.env.tmpdir().join(format!("out-{}.tar", self.containers.lock().unwrap().len()));
         let target = format!("docker-archive:{}", archive.display());
         let mut all = args.to_vec();
@@ -129,17 +130,22 @@ impl Oci {
 
     /// Nothing of a build container is left: mounts under the store, runc containers, bundle
     /// directories, cgroups; and nothing of Docker's (the test kit's check).
-    fn assert_clean(&self) {
-        let store = self.store().display().to_string();
+    pub(crate) fn assert_clean(&self) {
+        self.assert_clean_on(self.store());
+    }
+
+    /// [`Oci::assert_clean`] for another store.
+    fn assert_clean_on(&self, store_dir: &Path) {
+        let store = store_dir.display().to_string();
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&store)).collect();
         assert!(left.is_empty(), "mounts left under the store:\n{}", left.join("\n"));
-        let runc_root = self.store().join("s2i/run/runc");
+        let runc_root = store_dir.join("s2i/run/runc");
         if runc_root.exists() {
             let out = Command::new("runc").arg("--root").arg(&runc_root).args(["list", "-q"]).output().unwrap();
             assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "", "runc still has containers");
         }
-        let bundles: Vec<PathBuf> = std::fs::read_dir(self.store().join("s2i/run/containers"))
+        let bundles: Vec<PathBuf> = std::fs::read_dir(store_dir.join("s2i/run/containers"))
             .map(|rd| rd.flatten().map(|e| e.path()).collect())
             .unwrap_or_default();
         assert!(bundles.is_empty(), "bundle directories left: {bundles:?}");
@@ -416,6 +422,159 @@ fn failures_and_interrupts_leave_nothing() {
     t.assert_clean();
 }
 
+/// Runs the shell command `script` as the host user nobody (uid and gid 65534, no groups, no
+/// capabilities), with `$1` set to `path`: whether it succeeded, and what it said on stderr.
+/// Through a shell: setpriv keeps root's capabilities until its own exec, so a path it executes
+/// itself is resolved with them.
+fn as_nobody(script: &str, path: &Path) -> (bool, String) {
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--", "/bin/sh", "-c", script, "sh"])
+        .arg(path)
+        .output()
+        .expect("setpriv runs (util-linux)");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// An s2i process that a failed assertion interrupts (as Ctrl-C does) and waits for, so that
+/// it removes its container before the test's temp dirs go.
+struct Interrupted(std::process::Child);
+
+impl Drop for Interrupted {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = Command::new("kill").args(["-INT", &self.0.id().to_string()]).status();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// `path` is there for root, and the host user nobody can neither stat it, read it (list it, for
+/// a directory) nor run it: each attempt is refused with EACCES.
+fn assert_closed_to_others(path: &Path) {
+    let meta = std::fs::metadata(path).unwrap_or_else(|e| panic!("{} should exist: {e}", path.display()));
+    let mut attempts = if meta.is_file() { vec!["\"$1\" id", "cat -- \"$1\""] } else { vec!["ls -- \"$1\""] };
+    attempts.push("stat -- \"$1\"");
+    for script in attempts {
+        let (ok, stderr) = as_nobody(script, path);
+        assert!(!ok && stderr.contains("Permission denied"), "nobody ran `{script}` on {}: {stderr}", path.display());
+    }
+}
+
+/// The store is root's alone (the class of hole of Docker's CVE-2021-41091): during a build and
+/// after it, another host user can reach neither the layer that holds a builder's setuid-root
+/// binary, nor the running container's root file system or upper dir, nor anything else in the
+/// store. The store and the parents s2i makes for it are 0700, under a parent others may
+/// traverse (as /var/lib is), and the build still runs as its non-root user.
+#[test]
+fn other_host_users_cannot_reach_the_store_or_a_builders_setuid_binary() {
+    let t = Oci::new("oci-private-store");
+    let builder = archive_of(&fixture("sti-fake-setuid"));
+    let parent = tempfile::Builder::new().prefix("s2i-test-oci-parent-").tempdir().unwrap();
+    std::fs::set_permissions(parent.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let store = parent.path().join("data/s2i/oci");
+    let src = app(&t.env);
+    write_file(
+        &t.env.work().join("app/.s2i/bin/assemble"),
+        "#!/bin/sh\necho \"---> waiting for the test as $(id -u)\"\ni=0\n\
+         while [ ! -e /tmp/go ] && [ $i -lt 600 ]; do usleep 100000; i=$((i+1)); done\n\
+         [ -e /tmp/go ] || { echo 'the test never said go' >&2; exit 1; }\ncp -Rf /tmp/src/. ./\n",
+        0o755,
+    );
+    write_file(&t.env.work().join("app/.s2i/bin/run"), "#!/bin/sh\ncat index.html\n", 0o755);
+    let child = t.command_on(&store, &["build", src, &builder, &t.env.tag("app")]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = Interrupted(child);
+    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    loop {
+        let line = lines.next().unwrap_or_else(|| panic!("s2i ended before assemble started:\n{seen}")).unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("---> waiting for the test as 1001") {
+            break;
+        }
+    }
+
+    // During the build: the image's layers, the container's bundle, its mounted root file system.
+    let bundles: Vec<PathBuf> = std::fs::read_dir(store.join("s2i/run/containers")).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    let [bundle] = bundles.as_slice() else { panic!("one container expected: {bundles:?}") };
+    let layers: Vec<PathBuf> = std::fs::read_dir(store.join("s2i/layers")).unwrap().flatten().map(|e| e.path()).collect();
+    let layer = layers.iter().find(|l| l.join("bin/suid-busybox").exists()).unwrap_or_else(|| panic!("no layer holds the binary: {layers:?}"));
+    let binary = layer.join("bin/suid-busybox");
+    let mode = std::fs::metadata(&binary).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o4755, "the layer keeps the setuid bit, as Docker's does");
+    let rootfs = bundle.join("rootfs");
+    for path in [
+        binary.clone(),
+        rootfs.join("bin/suid-busybox"),
+        layer.clone(),
+        rootfs.clone(),
+        bundle.join("upper"),
+        bundle.join("config.json"),
+        store.clone(),
+        store.join("index.json"),
+        store.join("blobs/sha256"),
+    ] {
+        assert_closed_to_others(&path);
+    }
+
+    std::fs::write(rootfs.join("tmp/go"), "").unwrap();
+    for line in lines.map_while(Result::ok) {
+        seen.push_str(&line);
+        seen.push('\n');
+    }
+    let code = child.0.wait().unwrap().code();
+    t.note_containers(&seen);
+    assert_eq!(code, Some(0), "{seen}");
+
+    // After it: the cached layer stays, as closed as before.
+    for path in [store.clone(), binary] {
+        assert_closed_to_others(&path);
+    }
+    for dir in [parent.path().join("data"), parent.path().join("data/s2i"), store.clone()] {
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{}", dir.display());
+    }
+    t.assert_clean_on(&store);
+}
+
+/// Every build container runs under Docker's default seccomp profile: assemble can neither make a
+/// user namespace nor mount, even inside one. `--security-opt seccomp=unconfined` lifts the filter
+/// (which shows the probe can tell), `seccomp=FILE` replaces it, `no-new-privileges` sets the
+/// flag; a bad value or file stops the build before anything is made.
+#[test]
+fn build_containers_run_under_dockers_seccomp_profile() {
+    let t = Oci::new("oci-seccomp");
+    let builder = archive_of(&fixture("sti-fake"));
+    let src = probe_app(&t.env);
+    let probe = |extra: &[&str]| {
+        let mut args = vec!["build", src, &builder];
+        args.extend_from_slice(extra);
+        let (code, _, stderr) = t.run(&args);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stderr.contains("---> sti-fake assemble (uid 1001"), "{stderr}");
+        let line = stderr.lines().find_map(|l| l.split("---> probe: ").nth(1)).unwrap_or_else(|| panic!("no probe: {stderr}"));
+        line.trim().to_string()
+    };
+    assert_eq!(probe(&[]), "userns=denied mount=denied renice=ok NoNewPrivs:0");
+    assert_eq!(probe(&["--security-opt", "seccomp=unconfined"]), "userns=ok mount=ok renice=ok NoNewPrivs:0");
+    let profile = renice_denying_profile(&t.env);
+    let own = format!("seccomp={profile}");
+    assert_eq!(probe(&["--security-opt", &own, "--security-opt", "no-new-privileges"]), "userns=ok mount=ok renice=denied NoNewPrivs:1");
+
+    write_file(&t.env.work().join("bad.json"), r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"]}]}"#, 0o644);
+    for (value, says) in [
+        ("apparmor=unconfined", "invalid --security-opt \"apparmor=unconfined\": s2i takes seccomp=unconfined, seccomp=builtin, seccomp=PROFILE.json and no-new-privileges"),
+        ("seccomp=missing.json", "no profile file at "),
+        ("seccomp=bad.json", "missing field `action`"),
+    ] {
+        let (code, _, stderr) = t.run(&["build", src, &builder, "--security-opt", value]);
+        assert_ne!(code, 0, "{stderr}");
+        assert!(stderr.contains(says), "{value}: {stderr}");
+        assert!(!stderr.contains("created container"), "nothing starts: {stderr}");
+    }
+    t.assert_clean();
+}
+
 /// What the daemonless engine cannot do is refused, saying why: Dockerfile builds and ONBUILD
 /// builders (no image builder), --load with the Docker engine, and running without root.
 #[test]
@@ -500,6 +659,45 @@ fn an_empty_store_pulls_the_builder_and_the_previous_image_from_a_registry() {
     let (code, _, stderr) = t.run_with(cmd);
     assert_ne!(code, 0, "{stderr}");
     assert!(stderr.contains("requires authentication"), "{stderr}");
+    t.assert_clean();
+}
+
+/// `--push` from the daemonless engine (s2i's own registry client) to a registry whose uploads
+/// go to another host (its external URL names a recorder): the layers are sent there without the
+/// registry's token, and the token service the registry named is shown in the debug log. Before,
+/// every upload carried the registry's Authorization to that host.
+#[test]
+fn a_push_whose_uploads_go_elsewhere_sends_no_credentials_there() {
+    use s2i_testkit::{Answer, RegistryOptions};
+    let t = Oci::new("oci-push-elsewhere");
+    let other = HttpServer::scripted(|req| match req.method.as_str() {
+        // It takes nothing: the push fails at the manifest, which the registry checks.
+        "PUT" => Answer::Status { status: "201 Created".into(), headers: Vec::new(), body: Vec::new() },
+        _ => Answer::Status { status: "404 Not Found".into(), headers: Vec::new(), body: Vec::new() },
+    });
+    let registry = TestRegistry::start_with_options(RegistryOptions { token_auth: true, plain_http: true, external_url: Some(other.url()), ..Default::default() });
+    let builder = archive_of(&fixture("sti-fake"));
+    let src = app(&t.env);
+    let out = registry.image("oci-test/elsewhere:v1");
+    let mut cmd = t.env.s2i();
+    cmd.args(["build", src, &builder, &out, "--push", "--engine", "oci", "--oci-store"])
+        .arg(t.store())
+        .args(["--loglevel", "5"])
+        .env("DOCKER_HOST", NO_DOCKER)
+        .env("DOCKER_CONFIG", registry.docker_config_dir());
+    let (code, _, stderr) = t.run_with(cmd);
+    assert_ne!(code, 0, "the registry has none of the layers: {stderr}");
+    assert!(stderr.lines().any(|l| l.starts_with(&format!("error: unable to push {out}"))), "{stderr}");
+    let puts: Vec<_> = other.received().into_iter().filter(|r| r.method == "PUT").collect();
+    assert!(!puts.is_empty(), "the layers went to the other host: {stderr}");
+    for put in &puts {
+        assert_eq!(put.header("authorization"), None, "{} reached the other host with credentials", put.path);
+    }
+    assert!(stderr.contains(&format!("goes to {}, without credentials", other.url())), "{stderr}");
+    let realm = registry.token_realm().unwrap();
+    let realm_origin = realm.trim_end_matches("/token");
+    assert!(stderr.contains(&format!("asking the token service at {realm_origin} for repository:oci-test/elsewhere:pull,push")), "{stderr}");
+    assert!(!stderr.contains(&registry.user().password), "a password in the output");
     t.assert_clean();
 }
 

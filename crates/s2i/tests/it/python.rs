@@ -208,6 +208,24 @@ fn the_hello_example_builds_and_answers_http() {
     env.assert_clean();
 }
 
+/// The hello example built by the daemonless engine, whose build containers run under Docker's
+/// default seccomp profile: python, venv and pip work under it, and Docker runs the result.
+#[test]
+fn the_hello_example_builds_on_the_oci_engine_under_its_seccomp_filter() {
+    let t = crate::oci::Oci::new("python_hello_oci");
+    let builder = crate::oci::archive_of(&python_builder());
+    let out = t.env.tag("hello-oci");
+    let loaded = t.build_and_load(&["build", &example("python-hello"), &builder, &out]);
+    assert_eq!(loaded, out);
+    {
+        let app = Running::start(&out, &[]);
+        let (status, body) = app.get("/");
+        assert_eq!(status, 200);
+        assert!(body.starts_with("Hello from Python 3.") && body.ends_with(", built with s2i!\n"), "{body:?}");
+    }
+    t.assert_clean();
+}
+
 #[test]
 fn the_greeter_example_installs_from_a_local_index_and_an_incremental_build_reuses_the_virtualenv() {
     let env = TestEnv::new("python_greeter");

@@ -5,7 +5,8 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use s2i_testkit::{docker_run, engine_socket, fixture, git, image_label, write_file, Answer, FreezableProxy, HttpServer, TestEnv};
+use crate::apps::{probe_app, renice_denying_profile};
+use s2i_testkit::{docker_run, engine_socket, fixture, git, image_label, test_engine, write_file, Answer, FreezableProxy, HttpServer, TestEngine, TestEnv};
 
 fn app(env: &TestEnv) -> String {
     write_file(&env.work().join("app/index.html"), "hello\n", 0o644);
@@ -222,4 +223,107 @@ fn eight_builds_at_once_on_one_builder_all_succeed_and_leave_nothing() {
         assert_eq!(docker_run(tag, &["cat", "index.html"]).1, "hello\n", "{tag}");
     }
     env.assert_clean();
+}
+
+/// `--security-opt` reaches the Docker and Podman engines as their own CLIs send it. Docker's
+/// default profile keeps assemble from making a user namespace (Podman's allows that, and mount,
+/// as its own `podman run` does); `seccomp=unconfined` lifts it, a profile file replaces it (its
+/// JSON for Docker, its path for Podman), `no-new-privileges` sets the flag.
+#[test]
+fn security_opts_reach_the_engine() {
+    let env = TestEnv::new("security-opt");
+    let builder = env.alias(&fixture("sti-fake"));
+    let src = probe_app(&env);
+    let probe = |extra: &[&str]| {
+        let mut args = vec!["build", src, &builder];
+        args.extend_from_slice(extra);
+        let (code, _, stderr) = env.run(&args);
+        assert_eq!(code, 0, "{stderr}");
+        let line = stderr.lines().find_map(|l| l.split("---> probe: ").nth(1)).unwrap_or_else(|| panic!("no probe: {stderr}"));
+        line.trim().to_string()
+    };
+    let by_default = match s2i_testkit::test_engine() {
+        s2i_testkit::TestEngine::Docker => "userns=denied mount=denied renice=ok NoNewPrivs:0",
+        s2i_testkit::TestEngine::Podman => "userns=ok mount=ok renice=ok NoNewPrivs:0",
+    };
+    assert_eq!(probe(&[]), by_default);
+    assert_eq!(probe(&["--security-opt", "seccomp=unconfined"]), "userns=ok mount=ok renice=ok NoNewPrivs:0");
+    let own = format!("seccomp={}", renice_denying_profile(&env));
+    assert_eq!(probe(&["--security-opt", &own, "--security-opt", "no-new-privileges"]), "userns=ok mount=ok renice=denied NoNewPrivs:1");
+    env.assert_clean();
+}
+
+/// `cmd`'s exit code, stdout and stderr, and how long it took; `None` (the process killed) when
+/// it is still running after `limit`.
+fn output_within(mut cmd: std::process::Command, limit: Duration) -> Option<(i32, String, String, Duration)> {
+    use std::io::Read;
+    let started = Instant::now();
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("s2i runs");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let elapsed = started.elapsed();
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    status.map(|s| (s.code().unwrap_or(-1), stdout, stderr, elapsed))
+}
+
+/// A builder whose tar dies at once (its user cannot write the destination) fed a source far
+/// larger than any pipe or socket buffer: the engine stopped reading the upload, and s2i waited
+/// for the upload before the container's exit, for ever. Now the exit ends the upload, every
+/// time, with tar's own message.
+#[test]
+fn a_tar_that_dies_at_once_ends_the_build_with_its_own_error_every_time() {
+    const RUNS: usize = 10;
+    let env = TestEnv::new("tardies");
+    let builder = env.alias(&fixture("sti-fake-readonly-dest"));
+    // 64 MiB, written in full (no sparse files: tar sends every byte).
+    let block = vec![0x5au8; 1 << 20];
+    std::fs::create_dir_all(env.work().join("big")).unwrap();
+    for f in 0..4 {
+        let mut file = std::fs::File::create(env.work().join(format!("big/f{f}"))).unwrap();
+        for _ in 0..16 {
+            std::io::Write::write_all(&mut file, &block).unwrap();
+        }
+    }
+    let out = env.tag("out");
+    let (mut times, mut lost) = (Vec::new(), 0);
+    for run in 1..=RUNS {
+        let mut cmd = env.s2i();
+        cmd.args(["build", "big", &builder, &out]);
+        let Some((code, _, stderr, took)) = output_within(cmd, Duration::from_secs(30)) else {
+            panic!("run {run} of {RUNS}: s2i was still running after 30 s (earlier runs took {times:?})");
+        };
+        assert_eq!(code, 1, "run {run}: {stderr}");
+        let error = stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("run {run}: no error line: {stderr}"));
+        assert!(error.contains("assemble exited with status 1"), "run {run}: the container's own exit: {stderr}");
+        let tar_said = stderr.contains("tar: ") && stderr.contains("Permission denied");
+        // Podman's conmon closes its attach socket with our unread input in it; Podman's copy of
+        // the streams then fails (a reset, a broken pipe), drops the container's last output, and
+        // puts its own error in the stream instead. The old code lost it the same way.
+        let podman_lost_it = test_engine() == TestEngine::Podman && stderr.contains(" unixpacket ") && stderr.contains("/attach: ");
+        assert!(tar_said || podman_lost_it, "run {run}: tar's own message: {stderr}");
+        lost += usize::from(!tar_said);
+        times.push(took);
+        env.assert_clean();
+    }
+    eprintln!("{RUNS} builds whose tar died at once took {times:?}; the engine lost tar's message in {lost}");
+    let slowest = times.iter().max().unwrap();
+    assert!(*slowest < Duration::from_secs(15), "each run ends within seconds: {times:?}");
 }

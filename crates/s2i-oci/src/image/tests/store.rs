@@ -256,3 +256,34 @@ fn skopeo_and_umoci_read_the_store() {
     fs::File::open(&oci_archive).unwrap().read_to_end(&mut flat).unwrap();
     assert_eq!(fresh.import_archive(&mut &flat[..]).unwrap()[0].id, img.id);
 }
+
+/// The store root is private to the user s2i runs as: a new one (and the parents s2i makes for
+/// it) is 0700 whatever the umask, an existing one open to others is tightened, and one that
+/// belongs to another user is refused before anything is written into it.
+#[test]
+fn the_store_is_private_to_its_owner() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let root = tmp.path().join("data/s2i/oci");
+    let store = Store::open(&root).unwrap();
+    for dir in [tmp.path().join("data"), tmp.path().join("data/s2i"), root.clone()] {
+        assert_eq!(mode_of(&dir) & 0o7777, 0o700, "{}", dir.display());
+    }
+    drop(store);
+
+    // A store made before (or by hand) with the usual 0755 is closed again.
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+    Store::open(&root).unwrap();
+    assert_eq!(mode_of(&root) & 0o7777, 0o700);
+
+    // Another user's directory is not taken over, and nothing is written into it.
+    let theirs = tmp.path().join("theirs");
+    fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let err = Store::open(&theirs).err().expect("another user's store is refused");
+    assert!(matches!(err, ImageError::StoreNotOwned { owner: 65534, user: 0, .. }), "{err}");
+    assert!(err.to_string().contains("--oci-store"), "{err}");
+    assert_eq!(fs::read_dir(&theirs).unwrap().count(), 0);
+    assert_eq!(mode_of(&theirs) & 0o7777, 0o755);
+}
