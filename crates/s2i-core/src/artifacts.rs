@@ -142,7 +142,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for IdleLimit<R> {
 /// pipe). With `normalize_modes`, directories become 0755 and files 0755 or 0644. An empty input
 /// is no entries.
 fn copy_checked<R: io::Read>(input: R, sink: &mut TarSink<'_>, prefix: &Path, normalize_modes: bool, limits: &Limits) -> io::Result<()> {
-    let tar_limits = s2i_tar::Limits { max_name: limits.tar_name, max_pax: limits.tar_pax, max_paths: limits.tar_paths };
+    let tar_limits = limits.tar();
     let options = GuardOptions { owner: None, strip_setid: true, normalize_modes };
     let mut guard = Guard::new(options, &tar_limits);
     let mut reader = TarReader::with_limits(input, tar_limits);
@@ -261,7 +261,7 @@ mod tests {
         let mut s = crate::tar_stream::spawn(vec![Box::new(part)], Default::default());
         let mut out = Vec::new();
         s.reader.read_to_end(&mut out).await.unwrap();
-        s.done.result().await.unwrap();
+        s.done.written().await.unwrap();
         // Even an extractor that ignores PAX sizes sees only the re-prefixed entry.
         assert_eq!(header_names(&out), vec!["artifacts/cache/innocent".to_string()]);
         // What the PAX size said is the entry's content, under its own (re-prefixed) name.
@@ -282,12 +282,12 @@ mod tests {
         let mut s = crate::tar_stream::spawn(vec![Box::new(part)], Default::default());
         let mut out = Vec::new();
         let _ = s.reader.read_to_end(&mut out).await;
-        let err = s.done.result().await.unwrap_err();
+        let err = s.done.written().await.unwrap_err();
         assert!(err.to_string().contains("\"x\"") && err.to_string().contains("absolute"), "{err}");
 
         let part = CopiedPart { prefix: PathBuf::from("a"), tar: Box::new(std::io::Cursor::new(Vec::new())), limits: Limits::default() };
         let mut s = crate::tar_stream::spawn(vec![Box::new(part)], Default::default());
         s.reader.read_to_end(&mut out).await.unwrap();
-        assert_eq!(s.done.result().await.unwrap().files, 0);
+        assert_eq!(s.done.written().await.unwrap().files, 0);
     }
 }

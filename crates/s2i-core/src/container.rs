@@ -68,7 +68,7 @@ pub async fn upload(engine: &dyn Engine, id: &str, path: &str, parts: Vec<Box<dy
     let input = tar_stream::spawn(parts, options);
     let uploaded = engine.upload_archive(id, path, Box::new(input.reader)).await;
     // Our side's failure says more than the engine's view of a broken stream.
-    let stats = input.done.result().await.map_err(BuildError::SourceStream)?;
+    let stats = input.done.written().await.map_err(BuildError::SourceStream)?;
     uploaded?;
     Ok(stats)
 }

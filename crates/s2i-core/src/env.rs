@@ -5,37 +5,7 @@ use std::path::Path;
 
 use tracing::{debug, warn};
 
-use crate::error::{BuildError, Result};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvVar {
-    pub name: String,
-    pub value: String,
-}
-
-impl EnvVar {
-    pub fn to_kv(&self) -> String {
-        format!("{}={}", self.name, self.value)
-    }
-}
-
-/// Parse one `-e` value: split at the first `=`, trim both sides; the name must not be empty.
-pub fn parse_env_flag(text: &str) -> Result<EnvVar> {
-    let invalid = || BuildError::InvalidValue {
-        what: "environment variable",
-        value: text.to_string(),
-        reason: "must be NAME=VALUE".into(),
-    };
-    let (name, value) = text.split_once('=').ok_or_else(invalid)?;
-    let (name, value) = (name.trim(), value.trim());
-    if name.is_empty() {
-        return Err(invalid());
-    }
-    if value.contains(',') && value.contains('=') {
-        warn!("DEPRECATED: Use multiple -e flags to specify multiple environment variables instead of comma ({text:?} is kept whole)");
-    }
-    Ok(EnvVar { name: name.to_string(), value: value.to_string() })
-}
+use crate::config::EnvVar;
 
 /// Parse the application's `.s2i/environment`. Like the reference, lines starting with `#` are
 /// comments and quotes are kept; unlike it, a line that is dropped gets a warning naming the file and line.
@@ -102,15 +72,6 @@ mod tests {
 
     fn var(n: &str, v: &str) -> EnvVar {
         EnvVar { name: n.into(), value: v.into() }
-    }
-
-    #[test]
-    fn env_flag_splits_at_first_equals_and_trims() {
-        assert_eq!(parse_env_flag(" A = b=c ").unwrap(), var("A", "b=c"));
-        assert_eq!(parse_env_flag("EMPTY=").unwrap(), var("EMPTY", ""));
-        assert!(parse_env_flag("NOEQUALS").is_err());
-        assert!(parse_env_flag("=value").is_err());
-        assert!(parse_env_flag("  =value").is_err());
     }
 
     #[test]

@@ -202,7 +202,7 @@ impl Limits {
 
 impl From<InvalidLimit> for BuildError {
     fn from(e: InvalidLimit) -> Self {
-        BuildError::InvalidValue { what: e.limit.variable(), value: e.value.clone(), reason: e.reason().into() }
+        BuildError::InvalidValue { what: e.variable, reason: e.reason(), value: e.value }
     }
 }
 

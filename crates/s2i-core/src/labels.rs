@@ -1,9 +1,9 @@
-//! Labels read from builder images and written on output images.
+//! Labels read from builder images and written on output images: their names, and the checks of
+//! what a script adds. The labels a build generates are the plan's (`plan::generated_labels`).
 
 use std::collections::HashMap;
 
 use crate::error::{BuildError, Result};
-use crate::source::git::CommitInfo;
 
 pub const SCRIPTS_URL: &str = "io.openshift.s2i.scripts-url";
 pub const SCRIPTS_URL_DEPRECATED: &str = "io.s2i.scripts-url";
@@ -31,40 +31,6 @@ pub const MAX_LABELS_SIZE: usize = 10240;
 
 /// The path assemble may write extra labels to, in the container being committed.
 pub const IMAGE_METADATA_PATH: &str = "/tmp/.s2i/image_metadata.json";
-
-/// What the build knows that becomes a generated label.
-#[derive(Debug, Default, Clone)]
-pub struct BuildFacts<'a> {
-    pub builder_image: &'a str,
-    pub tag: Option<&'a str>,
-    pub application_name: Option<&'a str>,
-    pub description: Option<&'a str>,
-    pub source_location: Option<&'a str>,
-    pub context_dir: Option<&'a str>,
-    /// The commit a git source was built from.
-    pub commit: Option<&'a CommitInfo>,
-}
-
-/// The labels s2i generates; only non-empty values are emitted.
-pub fn generated(facts: &BuildFacts) -> HashMap<String, String> {
-    let display_name = facts.application_name.or(facts.tag);
-    let builder = crate::image_ref::normalize_for_label(facts.builder_image);
-    [
-        (DESCRIPTION, facts.description),
-        (DISPLAY_NAME, display_name),
-        (BUILD_IMAGE, Some(builder.as_str())),
-        (SOURCE_LOCATION, facts.source_location),
-        (SOURCE_CONTEXT_DIR, facts.context_dir),
-        (COMMIT_ID, facts.commit.map(|c| c.id.as_str())),
-        (COMMIT_REF, facts.commit.map(|c| c.reference.as_str())),
-        (COMMIT_AUTHOR, facts.commit.map(|c| c.author.as_str())),
-        (COMMIT_DATE, facts.commit.map(|c| c.date.as_str())),
-        (COMMIT_MESSAGE, facts.commit.map(|c| c.message.as_str())),
-    ]
-    .into_iter()
-    .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| (k.to_string(), v.to_string())))
-    .collect()
-}
 
 /// Parse `image_metadata.json`: `{"labels":[{"k1":"v1"},{"k2":"v2"}]}`. Unlike the reference, a
 /// missing `labels` key or a non-string value is an error rather than a crash.
@@ -114,42 +80,6 @@ pub fn check_size(labels: &HashMap<String, String>, image: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn generated_labels_follow_the_reference() {
-        let facts = BuildFacts {
-            builder_image: "busybox",
-            tag: Some("app:v1"),
-            source_location: Some("/src/app"),
-            ..Default::default()
-        };
-        let l = generated(&facts);
-        assert_eq!(l[BUILD_IMAGE], "docker.io/library/busybox:latest");
-        assert_eq!(l[DISPLAY_NAME], "app:v1");
-        assert_eq!(l[SOURCE_LOCATION], "/src/app");
-        assert!(!l.contains_key(DESCRIPTION));
-        assert!(!l.contains_key(SOURCE_CONTEXT_DIR));
-        assert!(!l.contains_key(COMMIT_ID));
-
-        let named = generated(&BuildFacts { application_name: Some("My App"), description: Some("d"), ..facts });
-        assert_eq!(named[DISPLAY_NAME], "My App");
-        assert_eq!(named[DESCRIPTION], "d");
-
-        let commit = CommitInfo {
-            id: "a".repeat(40),
-            reference: "main".into(),
-            author: "A U Thor <a@example.com>".into(),
-            date: "Sat Nov 21 12:00:00 2026 +0000".into(),
-            message: "first".into(),
-        };
-        let l = generated(&BuildFacts { commit: Some(&commit), context_dir: Some("app"), ..Default::default() });
-        assert_eq!(l[COMMIT_ID], "a".repeat(40));
-        assert_eq!(l[COMMIT_REF], "main");
-        assert_eq!(l[COMMIT_AUTHOR], "A U Thor <a@example.com>");
-        assert_eq!(l[COMMIT_DATE], "Sat Nov 21 12:00:00 2026 +0000");
-        assert_eq!(l[COMMIT_MESSAGE], "first");
-        assert_eq!(l[SOURCE_CONTEXT_DIR], "app");
-    }
 
     #[test]
     fn image_metadata_is_parsed_strictly() {

@@ -4,10 +4,11 @@
 //! config → source → scripts → plan → strategy → container → engine → result
 //! ```
 //!
-//! The binary turns flags into a [`BuildConfig`] (typed and validated once), connects an
-//! [`s2i_engine::Engine`] and calls [`build`]. Nothing here writes to the terminal: log lines go
-//! through `tracing`, everything else (scripts' output, phases, progress) through the
-//! [`Reporter`] the caller hands in. docs/architecture.md walks through the stages.
+//! The binary turns flags into a [`BuildConfig`] (plain values, typed and validated once),
+//! connects an [`s2i_engine::Engine`] and calls [`build`] with the config and the [`Services`]
+//! beside it. Nothing here writes to the terminal: log lines go through `tracing`, everything else
+//! (scripts' output, phases, progress) through the [`Reporter`] the caller hands in.
+//! docs/architecture.md walks through the stages.
 
 pub mod artifacts;
 pub mod callback;
@@ -33,27 +34,26 @@ pub mod report;
 pub mod result;
 mod run_image;
 pub mod scripts;
+pub mod services;
 pub mod source;
 mod strategy;
 pub mod tar_stream;
 pub mod usage;
 pub mod users;
 
-use std::sync::Arc;
-
-pub use config::{BuildConfig, BuildMethod, OutputFormat, PullPolicy};
+pub use config::{BuildConfig, BuildMethod, PullPolicy};
 pub use error::{BuildError, Result};
 pub use report::{Reporter, Silent};
 pub use result::{BuildResult, Timings};
 pub use run_image::run_image;
-use s2i_engine::Engine;
+pub use services::Services;
 pub use strategy::dockerfile::{quote as dockerfile_quote, DockerfileSpec, ScriptPlace};
 pub use tar_stream::WalkStats;
 
 /// Run one build. Every container it creates is removed before it returns, whatever happens.
-pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, reporter: Arc<dyn Reporter>) -> Result<BuildResult> {
-    let mut result = strategy::build(cfg, engine, reporter).await?;
-    result.size = engine.inspect_image(&result.image_id).await.ok().flatten().and_then(|i| i.size);
+pub async fn build(cfg: &BuildConfig, services: &Services<'_>) -> Result<BuildResult> {
+    let mut result = strategy::build(cfg, services).await?;
+    result.size = services.engine.inspect_image(&result.image_id).await.ok().flatten().and_then(|i| i.size);
     Ok(result)
 }
 

@@ -7,16 +7,11 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 
-use s2i_engine::Engine;
-
-use crate::config::{BuildConfig, PullPolicy, SourceConfig};
-use crate::registry::Registries;
+use crate::config::{BuildConfig, ParsedSource, PullPolicy, SourceConfig, SourceSpec};
 use crate::error::{BuildError, Result};
 use crate::labels;
-use crate::report::Reporter;
-use crate::source::{ParsedSource, SourceSpec};
+use crate::services::Services;
 
 /// The build that made an image, from its labels: builder and source are required; context dir,
 /// display name and description are taken when present. Unlike the reference, the image's
@@ -67,10 +62,11 @@ fn is_git_work_tree(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) && std::fs::symlink_metadata(path.join(".git")).is_ok()
 }
 
-/// Obtain `image` per `policy` (with the credentials `registries` finds for it) and read its
+/// Obtain `image` per `policy` (with the credentials the registries find for it) and read its
 /// build config (see [`config_from_labels`]).
-pub async fn config_for(engine: &dyn Engine, registries: &Registries, image: &str, policy: PullPolicy, source: Option<&str>, reporter: &Arc<dyn Reporter>) -> Result<BuildConfig> {
-    let info = crate::images::obtain(engine, registries, image, policy, "--pull-policy", reporter).await?;
+pub async fn config_for(services: &Services<'_>, image: &str, policy: PullPolicy, source: Option<&str>) -> Result<BuildConfig> {
+    let s = services;
+    let info = crate::images::obtain(s.engine, &s.registries, image, policy, "--pull-policy", &s.reporter).await?;
     config_from_labels(image, &info.labels, source)
 }
 

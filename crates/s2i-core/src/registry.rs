@@ -13,13 +13,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use s2i_engine::{Engine, EngineError, Progress};
-use s2i_registry::client::{ClientOptions, Limits};
+use s2i_registry::client::{ClientOptions, Limits as ClientLimits};
 use s2i_registry::credentials::registry_key;
 use s2i_registry::{ConfigLocation, CredentialsError, DockerConfig, LookupOptions, RegistryClient, RegistryError, Resolved};
 use thiserror::Error;
 use tracing::{debug, info, warn};
 
 use crate::image_ref::ImageRef;
+use crate::limits::Limits;
 use crate::report::{Reporter, Transfer};
 
 /// The registries of one run: where credentials are looked up, and what was found. Clones share
@@ -29,6 +30,8 @@ pub struct Registries {
     /// `--dockercfg-path`; Docker's own places when `None`.
     config_path: Option<PathBuf>,
     lookup: LookupOptions,
+    /// For asking a registry why a transfer failed.
+    client_limits: ClientLimits,
     found: Arc<tokio::sync::Mutex<Found>>,
 }
 
@@ -48,19 +51,15 @@ impl fmt::Debug for Registries {
 impl Registries {
     /// Credentials from `config_path` (`--dockercfg-path`), else from Docker's places
     /// (`$DOCKER_CONFIG/config.json`, `~/.docker/config.json`, `~/.dockercfg`); credential
-    /// helpers limited as `S2I_CREDENTIAL_HELPER_TIMEOUT` says.
-    pub fn new(config_path: Option<PathBuf>) -> Registries {
-        Registries::with_lookup(config_path, LookupOptions::from_env())
-    }
-
-    /// As [`Registries::new`], with the helpers' limits and search path given.
-    pub fn with_lookup(config_path: Option<PathBuf>, lookup: LookupOptions) -> Registries {
+    /// helpers and the registry client bounded by `limits`.
+    pub fn new(config_path: Option<PathBuf>, limits: &Limits) -> Registries {
         // The reference's default is this same path given as a flag, and a file that is not there
         // means anonymous access: scripts that pass it before any `docker login` keep working.
         if let Some(path) = config_path.as_deref().filter(|p| !p.exists()) {
             warn!("--dockercfg-path {} does not exist: images are pulled and pushed without credentials", path.display());
         }
-        Registries { config_path, lookup, found: Arc::default() }
+        let lookup = LookupOptions { helper_timeout: limits.credential_helper_timeout, ..Default::default() };
+        Registries { config_path, lookup, client_limits: limits.registry, found: Arc::default() }
     }
 
     /// The file named with `--dockercfg-path`, if any.
@@ -102,7 +101,7 @@ impl Registries {
     /// Ask the registry why `transfer` of `image` failed: `None` when it sees nothing wrong (the
     /// engine's own error then stands) or fails in a way the engine's pull would not have.
     pub async fn diagnose(&self, transfer: Transfer, image: &ImageRef, resolved: &Resolved) -> Option<RegistryError> {
-        let client = match RegistryClient::new(client_options(image.registry())) {
+        let client = match RegistryClient::new(client_options(image.registry(), self.client_limits)) {
             Ok(client) => client,
             Err(e) => {
                 debug!("Cannot ask {} why the {} failed: {e}", image.registry(), verb(transfer));
@@ -145,14 +144,14 @@ fn explains_a_failure(e: &RegistryError) -> bool {
     )
 }
 
-/// The client's settings for asking `registry`: the limits from the environment, and the CA that
-/// Docker (or Podman) is given for it in its certs.d, so that both trust the same certificates.
-fn client_options(registry: &str) -> ClientOptions {
+/// The client's settings for asking `registry`: the run's limits, and the CA that Docker (or
+/// Podman) is given for it in its certs.d, so that both trust the same certificates.
+fn client_options(registry: &str, limits: ClientLimits) -> ClientOptions {
     let ca_file = ["/etc/docker/certs.d", "/etc/containers/certs.d"]
         .iter()
         .map(|dir| Path::new(dir).join(registry).join("ca.crt"))
         .find(|p| p.is_file());
-    ClientOptions { limits: Limits::from_env(), ca_file, ..Default::default() }
+    ClientOptions { limits, ca_file, ..Default::default() }
 }
 
 fn verb(transfer: Transfer) -> &'static str {
@@ -355,7 +354,7 @@ mod tests {
         let path = dir.path().join("config.json");
         // "dTpw" is base64 of "u:p".
         std::fs::write(&path, r#"{"auths":{"r.example:5000":{"auth":"dTpw"}}}"#).unwrap();
-        let registries = Registries::with_lookup(Some(path.clone()), LookupOptions::default());
+        let registries = Registries::new(Some(path.clone()), &Limits::default());
         let image = ImageRef::parse("r.example:5000/app:v1").unwrap();
         let found = registries.resolve(&image).await.unwrap();
         assert_eq!(found.credentials.as_ref().map(|c| c.password.as_str()), Some("p"));
@@ -372,7 +371,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_explicit_file_means_anonymous_and_says_so() {
-        let registries = Registries::with_lookup(Some("/nonexistent/s2i/config.json".into()), LookupOptions::default());
+        let registries = Registries::new(Some("/nonexistent/s2i/config.json".into()), &Limits::default());
         let found = registries.resolve(&ImageRef::parse("r.example/app").unwrap()).await.unwrap();
         assert_eq!(found.credentials, None);
         assert_eq!(found.looked_in(), "--dockercfg-path /nonexistent/s2i/config.json does not exist");
@@ -383,7 +382,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.json");
         std::fs::write(&path, "{not json").unwrap();
-        let registries = Registries::with_lookup(Some(path), LookupOptions::default());
+        let registries = Registries::new(Some(path), &Limits::default());
         let err = PullAccess::for_image(&registries, "r.example/app:latest").await.err().expect("an invalid file fails the pull");
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().starts_with("unable to get r.example/app:latest: the credentials file"), "{err}");
@@ -392,7 +391,7 @@ mod tests {
 
     #[tokio::test]
     async fn names_that_are_no_references_go_without_credentials() {
-        let registries = Registries::with_lookup(Some("/nonexistent".into()), LookupOptions::default());
+        let registries = Registries::new(Some("/nonexistent".into()), &Limits::default());
         let access = PullAccess::for_image(&registries, "oci-archive:/tmp/x.tar").await.unwrap();
         assert!(access.auth().is_none());
         let e = EngineError::Pull { image: "x".into(), message: "y".into() };
@@ -404,7 +403,7 @@ mod tests {
     /// it could not be: `r.invalid` does not resolve).
     #[tokio::test]
     async fn a_registry_answer_inside_the_engine_error_is_the_failure() {
-        let registries = Registries::with_lookup(Some("/nonexistent".into()), LookupOptions::default());
+        let registries = Registries::new(Some("/nonexistent".into()), &Limits::default());
         let access = PullAccess::for_image(&registries, "r.invalid/team/app:v1").await.unwrap();
         let denied = RegistryError::Denied { registry: "r.invalid".into(), repository: "team/app".into(), action: "pull", detail: String::new() };
         let e = EngineError::Failed { op: "pulling r.invalid/team/app:v1".into(), source: Box::new(denied) };

@@ -144,7 +144,7 @@ impl ContainerLog {
     }
 
     /// Pass on what is left of unfinished lines; returns the stderr tail.
-    pub fn finish(mut self) -> String {
+    pub fn into_stderr_tail(mut self) -> String {
         self.flush();
         self.tail.iter().filter(|l| !l.is_empty()).cloned().collect::<Vec<_>>().join("\n")
     }
@@ -210,7 +210,7 @@ mod tests {
             log.output(OutputStream::Stderr, format!("line {i}\n").as_bytes());
         }
         log.output(OutputStream::Stderr, b"no newline");
-        let tail = log.finish();
+        let tail = log.into_stderr_tail();
         let seen = seen.0.lock().unwrap();
         assert_eq!(seen[0], (OutputStream::Stderr, "err one".into()));
         assert_eq!(seen[1], (OutputStream::Stderr, "err two".into()));

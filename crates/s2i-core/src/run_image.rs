@@ -16,7 +16,7 @@ pub async fn run_image(engine: &dyn Engine, image: &str, reporter: Arc<dyn Repor
     let id = engine.create_container(&spec).await?;
     let mut log = ContainerLog::new(reporter, false);
     let ran = engine.run_container(&id, None, &mut log).await;
-    let tail = log.finish();
+    let tail = log.into_stderr_tail();
     container::remove(engine, &id).await;
     match ran? {
         0 => Ok(()),

@@ -207,7 +207,7 @@ pub struct StreamDone(JoinHandle<io::Result<WalkStats>>);
 
 impl StreamDone {
     /// What was written; a producer that panicked is an I/O error too.
-    pub async fn result(self) -> io::Result<WalkStats> {
+    pub async fn written(self) -> io::Result<WalkStats> {
         match self.0.await {
             Ok(outcome) => outcome,
             Err(e) => Err(io::Error::other(format!("the input stream's writer failed: {e}"))),
@@ -319,7 +319,7 @@ mod tests {
         let mut s = spawn(parts, StreamOptions { owner, ..Default::default() });
         let mut bytes = Vec::new();
         let read = s.reader.read_to_end(&mut bytes).await;
-        let done = s.done.result().await;
+        let done = s.done.written().await;
         if let Err(e) = read {
             assert!(done.is_err(), "the reader failed ({e}) but the producer did not");
         }
@@ -372,7 +372,7 @@ mod tests {
         let mut bytes = Vec::new();
         let read = s.reader.read_to_end(&mut bytes).await;
         assert!(read.is_err(), "the reader must see the failure");
-        assert!(s.done.result().await.is_err());
+        assert!(s.done.written().await.is_err());
     }
 
     struct Short;

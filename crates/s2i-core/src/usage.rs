@@ -1,21 +1,21 @@
 //! `s2i usage IMAGE`: run the builder's usage script and relay what it prints. Nothing is committed.
 
-use std::sync::Arc;
-
-use s2i_engine::{ContainerInput, ContainerSpec, Engine};
+use s2i_engine::{ContainerInput, ContainerSpec};
 
 use crate::config::BuildConfig;
 use crate::container;
 use crate::error::{BuildError, Result};
-use crate::report::{ContainerLog, Reporter};
+use crate::report::ContainerLog;
 use crate::scripts::{self, Resolver};
+use crate::services::Services;
 use crate::tar_stream::{self, StreamOptions, TarPart};
 
 /// Run the usage script of `cfg.builder_image` (found through the image's scripts label; no source,
 /// no `--scripts-url`) as the image's user. `cfg.destination` overrides where a downloaded script
 /// is put, as in a build.
-pub async fn usage(cfg: &BuildConfig, engine: &dyn Engine, reporter: Arc<dyn Reporter>) -> Result<()> {
-    let builder = crate::images::obtain(engine, &cfg.registries, &cfg.builder_image, cfg.pull_policy, "--pull-policy", &reporter).await?;
+pub async fn usage(cfg: &BuildConfig, services: &Services<'_>) -> Result<()> {
+    let (engine, reporter) = (services.engine, &services.reporter);
+    let builder = crate::images::obtain(engine, &services.registries, &cfg.builder_image, cfg.pull_policy, "--pull-policy", reporter).await?;
     let destination = crate::plan::destination(cfg, &builder);
     let found = Resolver {
         scripts_url: None,
@@ -51,15 +51,15 @@ pub async fn usage(cfg: &BuildConfig, engine: &dyn Engine, reporter: Arc<dyn Rep
         parts.extend(shipped);
         tar_stream::spawn(parts, StreamOptions::default())
     });
-    let mut log = ContainerLog::new(reporter, false);
+    let mut log = ContainerLog::new(reporter.clone(), false);
     let (reader, done) = match input {
         Some(s) => (Some(Box::new(s.reader) as ContainerInput), Some(s.done)),
         None => (None, None),
     };
     let ran = engine.run_container(&id, reader, &mut log).await;
-    let tail = log.finish();
+    let tail = log.into_stderr_tail();
     if let Some(done) = done {
-        let _ = done.result().await;
+        let _ = done.written().await;
     }
     container::remove(engine, &id).await;
     let code = ran?;

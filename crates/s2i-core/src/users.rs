@@ -1,68 +1,11 @@
-//! `--allowed-uids` ranges and the checks of §10: the user that runs assemble must be numeric and
+//! `--allowed-uids` ranges and their checks: the user that runs assemble must be numeric and
 //! inside the ranges, wherever it comes from.
-
-use std::fmt;
 
 use s2i_engine::ImageInfo;
 
+use crate::config::UidRange;
 use crate::error::{BuildError, Result};
 use crate::labels;
-
-/// An inclusive uid range; `None` ends are open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UidRange {
-    pub low: Option<u32>,
-    pub high: Option<u32>,
-}
-
-impl UidRange {
-    pub fn contains(&self, uid: u32) -> bool {
-        self.low.is_none_or(|l| uid >= l) && self.high.is_none_or(|h| uid <= h)
-    }
-}
-
-impl fmt::Display for UidRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.low, self.high) {
-            (Some(l), Some(h)) if l == h => write!(f, "{l}"),
-            (Some(l), Some(h)) => write!(f, "{l}-{h}"),
-            (Some(l), None) => write!(f, "{l}-"),
-            (None, Some(h)) => write!(f, "-{h}"),
-            (None, None) => write!(f, "-"),
-        }
-    }
-}
-
-/// Parse `N`, `N-`, `-N`, `N-M` items separated by commas.
-pub fn parse_ranges(text: &str) -> Result<Vec<UidRange>> {
-    let invalid = |reason: &str| BuildError::InvalidValue {
-        what: "--allowed-uids",
-        value: text.to_string(),
-        reason: reason.to_string(),
-    };
-    let num = |s: &str| s.trim().parse::<u32>().map_err(|_| invalid("a range must be N, N-, -N or N-M with non-negative whole numbers"));
-    let mut ranges = Vec::new();
-    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let range = match item.split_once('-') {
-            None => {
-                let n = num(item)?;
-                UidRange { low: Some(n), high: Some(n) }
-            }
-            Some(("", "")) => return Err(invalid("a range needs at least one end")),
-            Some((l, "")) => UidRange { low: Some(num(l)?), high: None },
-            Some(("", h)) => UidRange { low: None, high: Some(num(h)?) },
-            Some((l, h)) => {
-                let (l, h) = (num(l)?, num(h)?);
-                if h < l {
-                    return Err(invalid("the end of a range must not be below its start"));
-                }
-                UidRange { low: Some(l), high: Some(h) }
-            }
-        };
-        ranges.push(range);
-    }
-    Ok(ranges)
-}
 
 /// The uid of `user`: a number, or a name found in the image's /etc/passwd.
 pub fn uid_of(user: &str, passwd: Option<&str>) -> Option<u32> {
@@ -105,6 +48,13 @@ pub fn numeric_owner(user: Option<&str>, passwd: Option<&str>) -> Option<(u64, u
         n => uid_of(n, passwd)?,
     };
     Some((u64::from(uid), group.unwrap_or(0)))
+}
+
+/// Whether `user[:group]` is a name that only the image's /etc/passwd turns into a number (no
+/// user, root and numbers need no look-up).
+pub fn is_named(user: Option<&str>) -> bool {
+    let name = user_part(user.unwrap_or(""));
+    !name.is_empty() && name != "root" && name.parse::<u32>().is_err()
 }
 
 /// Whether judging the users of `image` needs its /etc/passwd (some user is a name, not a number).
@@ -196,22 +146,7 @@ pub fn check_runtime(ranges: &[UidRange], image: &ImageInfo, image_name: &str, f
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ranges_parse() {
-        let r = parse_ranges("1001, 2000-3000,5000-,-10").unwrap();
-        assert_eq!(r.len(), 4);
-        assert!(r[0].contains(1001) && !r[0].contains(1002));
-        assert!(r[1].contains(2500) && !r[1].contains(3001));
-        assert!(r[2].contains(u32::MAX));
-        assert!(r[3].contains(0) && !r[3].contains(11));
-        assert_eq!(r.iter().map(|r| r.to_string()).collect::<Vec<_>>(), vec!["1001", "2000-3000", "5000-", "-10"]);
-        assert!(parse_ranges("-").is_err());
-        assert!(parse_ranges("a-b").is_err());
-        assert!(parse_ranges("10-5").is_err());
-        assert!(parse_ranges("-5-").is_err());
-        assert!(parse_ranges("").unwrap().is_empty());
-    }
+    use crate::config::parse_ranges;
 
     fn image(user: &str, label: Option<&str>) -> ImageInfo {
         let mut i = ImageInfo { user: user.into(), ..Default::default() };
@@ -260,6 +195,8 @@ mod tests {
         assert_eq!(numeric_owner(Some("1001:5"), None), Some((1001, 5)));
         assert_eq!(numeric_owner(Some("web"), Some(passwd)), Some((1001, 0)));
         assert_eq!(numeric_owner(Some("web"), None), None);
+        assert!(is_named(Some("web")) && is_named(Some("web:0")));
+        assert!(!is_named(None) && !is_named(Some("")) && !is_named(Some("root")) && !is_named(Some("1001:5")));
         assert!(check_user(&parse_ranges("1000-").unwrap(), "the save-artifacts user", "0", None).is_err());
         assert!(check_user(&[], "x", "0", None).is_ok());
     }

@@ -1,5 +1,7 @@
 //! The shape of the crate, checked: no file of s2i-core imports, directly or through others, a
-//! file that imports it back. The pipeline's stages point one way (docs/architecture.md).
+//! file that imports it back; and the pipeline's stages point one way (docs/architecture.md):
+//! config, then source, scripts, plan and strategy, each importing only its own stage, earlier
+//! ones and the shared modules, which import no stage but config (plain data).
 //!
 //! Imports are read from `crate::…` and `super::…` paths (in `use` lines and inline), test
 //! modules (`#[cfg(test)]` to the end of a file) left out.
@@ -219,6 +221,85 @@ fn no_file_imports_one_that_imports_it_back() {
     }
 }
 
+/// The pipeline's stages in order, by top-level module.
+const STAGES: &[&[&str]] = &[
+    &["config"],
+    &["source", "ignore"],
+    &["scripts"],
+    &["plan", "env", "images", "inject", "users"],
+    &["strategy"],
+];
+
+/// Modules every stage may use: errors, limits, streams, containers, registries, reporting.
+const SHARED: &[&str] = &[
+    "artifacts", "callback", "container", "error", "fsutil", "http", "image_ref", "labels", "limits", "mapping", "redact",
+    "registry", "report", "result", "services", "tar_stream",
+];
+
+/// Entry points beside the pipeline (lib is `""`): they may use anything; only lib names them.
+const ENTRIES: &[&str] = &["", "create", "rebuild", "run_image", "usage"];
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Layer {
+    Stage(usize),
+    Shared,
+    Entry,
+}
+
+fn layer(top: &str) -> Option<Layer> {
+    if let Some(i) = STAGES.iter().position(|s| s.contains(&top)) {
+        return Some(Layer::Stage(i));
+    }
+    if SHARED.contains(&top) {
+        return Some(Layer::Shared);
+    }
+    ENTRIES.contains(&top).then_some(Layer::Entry)
+}
+
+/// Whether a module of layer `from` may import one of layer `to`.
+fn allowed(from: Layer, to: Layer) -> bool {
+    match (from, to) {
+        (_, Layer::Entry) => false,
+        (Layer::Entry, _) => true,
+        (Layer::Stage(i), Layer::Stage(j)) => j <= i,
+        (Layer::Stage(_), Layer::Shared) | (Layer::Shared, Layer::Shared) => true,
+        (Layer::Shared, Layer::Stage(j)) => j == 0,
+    }
+}
+
+/// Every import that goes against the order, as `from -> to` (by top-level module).
+fn order_violations(modules: &BTreeMap<Vec<String>, PathBuf>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (module, file) in modules {
+        let from = module.first().map(String::as_str).unwrap_or("");
+        let text = std::fs::read_to_string(file).unwrap();
+        let is_mod = file.file_name().is_some_and(|n| n == "mod.rs" || n == "lib.rs");
+        for path in paths_in(&text, module, is_mod) {
+            let to = path[0].as_str();
+            if to == from || from.is_empty() {
+                continue;
+            }
+            match (layer(from), layer(to)) {
+                (Some(f), Some(t)) if allowed(f, t) => {}
+                (f, t) => out.push(format!("{} ({f:?}) -> {to} ({t:?})", show(module))),
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[test]
+fn stages_import_only_earlier_stages_and_shared_modules() {
+    let modules = modules();
+    let tops: BTreeSet<&str> = modules.keys().map(|m| m.first().map(String::as_str).unwrap_or("")).collect();
+    let unplaced: Vec<&&str> = tops.iter().filter(|t| layer(t).is_none()).collect();
+    assert!(unplaced.is_empty(), "modules without a place in STAGES, SHARED or ENTRIES: {unplaced:?}");
+    let wrong = order_violations(&modules);
+    assert!(wrong.is_empty(), "imports against the order of the stages:\n{}", wrong.join("\n"));
+}
+
 #[test]
 fn the_checker_sees_paths_and_cycles() {
     let own = vec!["source".to_string(), "tree".to_string()];
@@ -235,4 +316,11 @@ fn the_checker_sees_paths_and_cycles() {
     edges.entry(vec!["a".into()]).or_default().insert(vec!["b".into()]);
     edges.entry(vec!["b".into()]).or_default().insert(vec!["a".into()]);
     assert!(find_cycle(&edges).is_some());
+    // The order: a later stage may import an earlier one, not the reverse; shared modules only config.
+    assert!(allowed(layer("plan").unwrap(), layer("source").unwrap()));
+    assert!(!allowed(layer("source").unwrap(), layer("plan").unwrap()));
+    assert!(allowed(layer("container").unwrap(), layer("config").unwrap()));
+    assert!(!allowed(layer("container").unwrap(), layer("source").unwrap()));
+    assert!(!allowed(layer("strategy").unwrap(), layer("usage").unwrap()));
+    assert!(layer("nonesuch").is_none());
 }

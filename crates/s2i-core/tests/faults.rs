@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use s2i_core::config::{BuildConfig, BuildMethod};
-use s2i_core::source::SourceSpec;
+use s2i_core::config::SourceSpec;
 use s2i_engine::Engine;
 use s2i_testkit::fake::{Call, FakeEngine};
 
@@ -108,7 +108,8 @@ async fn run(engine: &Arc<FakeEngine>, cfg: &BuildConfig) -> (Ending, Vec<String
     let hung = engine.hung();
     let reporter = Recorder::new();
     let ending = {
-        let build = s2i_core::build(cfg, engine.as_ref(), reporter);
+        let services = services(engine.as_ref(), reporter);
+        let build = s2i_core::build(cfg, &services);
         tokio::select! {
             built = build => match built {
                 Ok(_) => Ending::Built,

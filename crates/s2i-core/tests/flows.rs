@@ -5,11 +5,10 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::sync::Arc;
 
 use common::*;
 use s2i_core::config::{BuildMethod, PullPolicy};
-use s2i_core::{BuildError, Reporter};
+use s2i_core::BuildError;
 use s2i_testkit::fake::Node;
 
 fn uid_of(tree: &s2i_testkit::fake::Tree, path: &str) -> Option<u64> {
@@ -26,7 +25,7 @@ async fn standard_build_streams_assembles_commits_and_leaves_no_container() {
     let engine = engine();
     let rec = Recorder::new();
     let cfg = config(d.path(), BUILDER, Some("app:v1"));
-    let result = s2i_core::build(&cfg, &engine, rec.clone()).await.unwrap();
+    let result = s2i_core::build(&cfg, &services(&engine, rec.clone())).await.unwrap();
     assert_eq!(result.tag.as_deref(), Some("app:v1"));
     assert!(rec.text().contains("installed the dependencies"), "{}", rec.text());
     let (info, files) = engine.image("app:v1").expect("tagged");
@@ -45,12 +44,12 @@ async fn an_incremental_build_reuses_the_previous_artifacts() {
     source(d.path());
     let engine = engine();
     let mut cfg = config(d.path(), BUILDER, Some("app:v1"));
-    s2i_core::build(&cfg, &engine, Recorder::new()).await.unwrap();
+    s2i_core::build(&cfg, &services(&engine, Recorder::new())).await.unwrap();
     let first = engine.image_id("app:v1").unwrap();
     cfg.incremental = true;
     cfg.remove_previous = true;
     let rec = Recorder::new();
-    s2i_core::build(&cfg, &engine, rec.clone()).await.unwrap();
+    s2i_core::build(&cfg, &services(&engine, rec.clone())).await.unwrap();
     assert!(rec.text().contains("reused the artifacts"), "{}", rec.text());
     assert_ne!(engine.image_id("app:v1").unwrap(), first);
     assert!(engine.image(&first).is_none(), "--rm removed the previous image");
@@ -80,7 +79,7 @@ async fn hostile_artifacts_make_a_clean_build() {
     let mut cfg = config(d.path(), BUILDER, Some("app:v1"));
     cfg.incremental = true;
     let rec = Recorder::new();
-    s2i_core::build(&cfg, &engine, rec.clone()).await.unwrap();
+    s2i_core::build(&cfg, &services(&engine, rec.clone())).await.unwrap();
     assert!(rec.text().contains("installed the dependencies"), "a clean build: {}", rec.text());
     assert!(engine.containers().is_empty());
 }
@@ -92,7 +91,7 @@ async fn a_runtime_image_gets_only_the_artifacts() {
     let engine = engine();
     let cfg = with_runtime(config(d.path(), BUILDER, Some("slim:v1")));
     let rec = Recorder::new();
-    s2i_core::build(&cfg, &engine, rec.clone()).await.unwrap();
+    s2i_core::build(&cfg, &services(&engine, rec.clone())).await.unwrap();
     assert!(rec.text().contains("assemble-runtime"), "{}", rec.text());
     let (info, files) = engine.image("slim:v1").unwrap();
     assert!(files.contains_key("/srv/deps/installed"), "the artifact is in the runtime workdir");
@@ -112,7 +111,7 @@ async fn a_missing_image_names_the_pull_policy_flag_of_that_image() {
     let mut cfg = with_runtime(config(d.path(), BUILDER, Some("slim:v1")));
     cfg.runtime.as_mut().unwrap().image = "absent/runtime:1".into();
     cfg.runtime.as_mut().unwrap().pull_policy = PullPolicy::Never;
-    let err = s2i_core::build(&cfg, &engine, Recorder::new()).await.unwrap_err();
+    let err = s2i_core::build(&cfg, &services(&engine, Recorder::new())).await.unwrap_err();
     assert!(matches!(&err, BuildError::ImageNotLocal { image, .. } if image == "absent/runtime:1"), "{err}");
     assert_eq!(err.hint().as_deref(), Some("build or load the image locally, or use --runtime-pull-policy if-not-present to pull it"));
     assert!(engine.containers().is_empty());
@@ -120,7 +119,7 @@ async fn a_missing_image_names_the_pull_policy_flag_of_that_image() {
 
     let mut cfg = config(d.path(), "absent/builder:1", Some("app:v1"));
     cfg.pull_policy = PullPolicy::Never;
-    let err = s2i_core::build(&cfg, &engine, Recorder::new()).await.unwrap_err();
+    let err = s2i_core::build(&cfg, &services(&engine, Recorder::new())).await.unwrap_err();
     assert_eq!(err.hint().as_deref(), Some("build or load the image locally, or use --pull-policy if-not-present to pull it"));
 }
 
@@ -133,7 +132,7 @@ async fn injections_are_readable_during_assemble_and_empty_afterwards() {
     let mut cfg = config(&d.path().join("src"), BUILDER, Some("app:v1"));
     cfg.injections = s2i_core::mapping::parse_specs(&format!("{}:/tmp/secret", d.path().join("secret").display()), "--inject").unwrap();
     let rec = Recorder::new();
-    s2i_core::build(&cfg, &engine, rec.clone()).await.unwrap();
+    s2i_core::build(&cfg, &services(&engine, rec.clone())).await.unwrap();
     assert!(rec.text().contains("secret: s3cr3t"), "{}", rec.text());
     assert_eq!(engine.file("app:v1", "/tmp/secret").unwrap(), b"");
 }
@@ -148,7 +147,7 @@ async fn a_builder_without_tar_gets_its_input_from_the_engine_owned_by_the_assem
     engine.add_image("notar:latest", builder().without("/bin/tar"));
     let cfg = config(d.path(), "notar", Some("app:v1"));
     let rec = Recorder::new();
-    s2i_core::build(&cfg, &engine, rec.clone()).await.unwrap();
+    s2i_core::build(&cfg, &services(&engine, rec.clone())).await.unwrap();
     let (_, files) = engine.image("app:v1").unwrap();
     // The engine unpacks as root, keeping the header's owner: it must be the assemble user's.
     assert_eq!(uid_of(&files, "/tmp/src/index.html"), Some(1001));
@@ -156,6 +155,33 @@ async fn a_builder_without_tar_gets_its_input_from_the_engine_owned_by_the_assem
         Some(Node::File { mode, .. }) => assert_eq!(mode & 0o7777, 0o755, "setuid is stripped"),
         other => panic!("{other:?}"),
     }
+    assert!(engine.containers().is_empty());
+}
+
+/// Users given by name are turned into numbers while planning: what the engine unpacks into a
+/// builder without tar, and the artifacts it copies into the runtime image, belong to them; a name
+/// the builder does not know is refused before the engine unpacks anything as root.
+#[tokio::test]
+async fn named_users_own_what_the_engine_unpacks() {
+    let d = tempfile::tempdir().unwrap();
+    source(d.path());
+    let engine = engine();
+    engine.add_image("named:latest", builder().user("default").without("/bin/tar"));
+    engine.add_image("named-runtime:latest", runtime().user("default"));
+    let mut cfg = with_runtime(config(d.path(), "named", Some("slim:v1")));
+    cfg.runtime.as_mut().unwrap().image = "named-runtime".into();
+    s2i_core::build(&cfg, &services(&engine, Recorder::new())).await.unwrap();
+    let (_, files) = engine.image("slim:v1").unwrap();
+    assert_eq!(uid_of(&files, "/srv/deps/installed"), Some(1001), "the runtime user's number");
+    let cfg = config(d.path(), "named", Some("app:v1"));
+    s2i_core::build(&cfg, &services(&engine, Recorder::new())).await.unwrap();
+    let (_, files) = engine.image("app:v1").unwrap();
+    assert_eq!(uid_of(&files, "/tmp/src/index.html"), Some(1001), "the assemble user's number");
+
+    engine.add_image("ghost:latest", builder().user("ghost").without("/bin/tar"));
+    let err = s2i_core::build(&config(d.path(), "ghost", Some("ghost-app:v1")), &services(&engine, Recorder::new())).await.unwrap_err();
+    assert!(matches!(&err, BuildError::UserNotAllowed { what, .. } if what.contains("ghost")), "{err}");
+    assert!(engine.image_id("ghost-app:v1").is_none());
     assert!(engine.containers().is_empty());
 }
 
@@ -172,7 +198,7 @@ async fn a_script_printing_tar_not_found_does_not_force_the_engine_fallback() {
         }),
     );
     let cfg = config(d.path(), "liar", Some("app:v1"));
-    let err = s2i_core::build(&cfg, &engine, Recorder::new()).await.unwrap_err();
+    let err = s2i_core::build(&cfg, &services(&engine, Recorder::new())).await.unwrap_err();
     assert!(matches!(err, BuildError::ScriptFailed { code: 1, .. }), "{err}");
     let uploads = engine.calls().iter().filter(|c| **c == s2i_testkit::fake::Call::UploadArchive).count();
     assert_eq!(uploads, 0, "the input went in on stdin, once");
@@ -185,7 +211,7 @@ async fn a_failing_assemble_is_reported_and_leaves_no_container_and_no_tag() {
     std::fs::write(d.path().join("fail"), "").unwrap();
     let engine = engine();
     let cfg = config(d.path(), BUILDER, Some("app:v1"));
-    let err = s2i_core::build(&cfg, &engine, Recorder::new()).await.unwrap_err();
+    let err = s2i_core::build(&cfg, &services(&engine, Recorder::new())).await.unwrap_err();
     match &err {
         BuildError::ScriptFailed { code, stderr_tail, .. } => {
             assert_eq!(*code, 3);
@@ -203,7 +229,7 @@ async fn onbuild_builders_build_from_the_source() {
     source(d.path());
     let engine = engine();
     let cfg = config(d.path(), ONBUILD, Some("app:v1"));
-    s2i_core::build(&cfg, &engine, Recorder::new()).await.unwrap();
+    s2i_core::build(&cfg, &services(&engine, Recorder::new())).await.unwrap();
     let (_, files) = engine.image("app:v1").unwrap();
     assert!(files.contains_key("/tmp/src/index.html"));
     let dockerfile = String::from_utf8(engine.file("app:v1", "/tmp/src/Dockerfile").unwrap()).unwrap();
@@ -217,7 +243,7 @@ async fn dockerfile_builds_go_through_the_engines_builder() {
     let engine = engine();
     let mut cfg = config(d.path(), BUILDER, Some("app:v1"));
     cfg.build_method = BuildMethod::Dockerfile;
-    s2i_core::build(&cfg, &engine, Recorder::new()).await.unwrap();
+    s2i_core::build(&cfg, &services(&engine, Recorder::new())).await.unwrap();
     let dockerfile = String::from_utf8(engine.file("app:v1", "/opt/app/Dockerfile").unwrap()).unwrap();
     assert!(dockerfile.contains("COPY --chown=1001:0 upload/src /tmp/src"), "{dockerfile}");
     assert!(dockerfile.contains("RUN /usr/libexec/s2i/assemble"), "{dockerfile}");
@@ -228,7 +254,7 @@ async fn usage_runs_the_usage_script() {
     let engine = engine();
     let cfg = s2i_core::BuildConfig { builder_image: BUILDER.into(), ..Default::default() };
     let rec = Recorder::new();
-    s2i_core::usage::usage(&cfg, &engine, rec.clone() as Arc<dyn Reporter>).await.unwrap();
+    s2i_core::usage::usage(&cfg, &services(&engine, rec.clone())).await.unwrap();
     assert_eq!(rec.text(), "usage: fake");
     assert!(engine.containers().is_empty());
 }
@@ -243,15 +269,15 @@ async fn the_save_artifacts_user_is_held_to_allowed_uids() {
     engine.add_image("app:v1", builder().user("0"));
     let mut cfg = config(d.path(), BUILDER, Some("app:v1"));
     cfg.incremental = true;
-    cfg.allowed_uids = s2i_core::users::parse_ranges("1000-").unwrap();
+    cfg.allowed_uids = s2i_core::config::parse_ranges("1000-").unwrap();
     // The builder's own USER (1001) passes; save-artifacts would run as the previous image's root.
-    let err = s2i_core::build(&cfg, &engine, Recorder::new()).await.unwrap_err();
+    let err = s2i_core::build(&cfg, &services(&engine, Recorder::new())).await.unwrap_err();
     assert!(matches!(err, BuildError::UserNotAllowed { .. }), "{err}");
     assert!(err.to_string().contains("save-artifacts"), "{err}");
     assert!(engine.containers().is_empty());
     // With the assemble user pinned by the builder's label, save-artifacts runs as that user.
     let mut cfg = config(d.path(), "labelled", Some("app:v1"));
     cfg.incremental = true;
-    cfg.allowed_uids = s2i_core::users::parse_ranges("1000-").unwrap();
-    s2i_core::build(&cfg, &engine, Recorder::new()).await.unwrap();
+    cfg.allowed_uids = s2i_core::config::parse_ranges("1000-").unwrap();
+    s2i_core::build(&cfg, &services(&engine, Recorder::new())).await.unwrap();
 }

@@ -16,7 +16,7 @@ use s2i_core::ignore::IgnoreRules;
 use s2i_core::image_ref::{parse_output_tag, ImageRef};
 use s2i_core::labels::parse_image_metadata;
 use s2i_core::mapping::{clean_path, parse_specs};
-use s2i_core::source::{ParsedSource, SourceSpec};
+use s2i_core::config::{ParsedSource, SourceSpec};
 
 fn config() -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(3000);
@@ -70,7 +70,7 @@ proptest! {
                 prop_assert!(!v.value.contains('\n'));
             }
         }
-        if let Ok(v) = env::parse_env_flag(&s) {
+        if let Ok(v) = s2i_core::config::parse_env_flag(&s) {
             prop_assert!(!v.name.trim().is_empty() && !v.name.contains('='));
         }
     }

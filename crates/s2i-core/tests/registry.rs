@@ -5,14 +5,15 @@
 mod common;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use base64::Engine as _;
 
 use common::*;
 use s2i_core::config::{BuildConfig, PullPolicy};
 use s2i_core::registry::{Registries, RegistryFailure};
-use s2i_core::BuildError;
-use s2i_registry::LookupOptions;
+use s2i_core::limits::Limits;
+use s2i_core::{BuildError, Services};
 use s2i_testkit::fake::{Call, Fault};
 
 /// A loopback port that nothing listens on (it was free a moment ago).
@@ -58,15 +59,16 @@ async fn every_pull_and_push_gets_the_credentials_of_its_own_registry() {
     cfg.incremental_pull_policy = PullPolicy::Always;
     cfg.incremental = true;
     cfg.push = true;
-    cfg.registries = Registries::with_lookup(Some(credentials), LookupOptions::default());
+    let registries = Registries::new(Some(credentials), &Limits::default());
+    let with_credentials = |reporter: Arc<Recorder>| Services { engine: &engine, registries: registries.clone(), reporter };
 
     // The first build finds no previous stage (its registry does not answer) and builds clean.
-    let first = s2i_core::build(&cfg, &engine, Recorder::new()).await.unwrap();
+    let first = s2i_core::build(&cfg, &with_credentials(Recorder::new())).await.unwrap();
     assert_eq!(first.builder_stage.as_ref().map(|s| s.to_string()), Some(format!("{tag}-build")));
     let seen = engine.transfers().len();
 
     let rec = Recorder::new();
-    let result = s2i_core::build(&cfg, &engine, rec.clone()).await.unwrap();
+    let result = s2i_core::build(&cfg, &with_credentials(rec.clone())).await.unwrap();
     assert!(rec.text().contains("reused the artifacts"), "{}", rec.text());
     let transfers: Vec<(Call, String, Option<String>)> = engine.transfers()[seen..].iter().map(|(call, name, auth)| (*call, name.clone(), user_of(auth))).collect();
     assert_eq!(
@@ -95,9 +97,9 @@ async fn a_failed_push_keeps_the_image_and_says_what_the_registry_says() {
     let tag = format!("{registry}/app:v1");
     let mut cfg: BuildConfig = config(d.path(), BUILDER, Some(&tag));
     cfg.push = true;
-    cfg.registries = Registries::with_lookup(Some(d.path().join("no-such-config.json")), LookupOptions::default());
+    let registries = Registries::new(Some(d.path().join("no-such-config.json")), &Limits::default());
     engine.inject(Call::PushImage, 0, Fault::Fail);
-    let err = s2i_core::build(&cfg, &engine, Recorder::new()).await.unwrap_err();
+    let err = s2i_core::build(&cfg, &Services { engine: &engine, registries, reporter: Recorder::new() }).await.unwrap_err();
     let BuildError::Registry(RegistryFailure::PushFailed { image, image_id, pushed, cause }) = &err else { panic!("{err:?}") };
     assert_eq!(image, &tag);
     assert!(pushed.is_empty());
@@ -120,7 +122,7 @@ async fn a_failed_pull_is_explained_by_the_registry_and_exits_2() {
     let registry = format!("127.0.0.1:{}", closed_port());
     let builder = format!("{registry}/nope:v1");
     let cfg = config(d.path(), &builder, None);
-    let err = s2i_core::build(&cfg, &engine, Recorder::new()).await.unwrap_err();
+    let err = s2i_core::build(&cfg, &services(&engine, Recorder::new())).await.unwrap_err();
     assert!(matches!(err, BuildError::Registry(RegistryFailure::Registry { .. })), "{err:?}");
     assert!(err.to_string().starts_with(&format!("unable to get {builder}: cannot reach registry {registry}")), "{err}");
     assert_eq!(err.exit_code(), 2);
@@ -135,7 +137,7 @@ async fn push_without_a_tag_is_refused_before_building_by_a_library_caller_too()
     let engine = engine();
     let mut cfg = config(d.path(), BUILDER, None);
     cfg.push = true;
-    let err = s2i_core::build(&cfg, &engine, Recorder::new()).await.unwrap_err();
+    let err = s2i_core::build(&cfg, &services(&engine, Recorder::new())).await.unwrap_err();
     assert!(err.to_string().contains("--push"), "{err}");
     assert!(engine.calls().is_empty(), "nothing was done: {:?}", engine.calls());
 }

@@ -33,7 +33,8 @@ use crate::run::{archive, netns, user, RunError};
 
 /// The default pids limit of a build container: room for a parallel compiler, not for a fork bomb.
 pub const DEFAULT_PIDS_LIMIT: u64 = 4096;
-/// Environment variables that set the engine's limits and rootfs driver.
+/// Environment variables that set the engine's limits and rootfs driver, named in its messages.
+/// The engine does not read them: the binary does, with s2i-core's grammar of limits.
 pub const MEMORY_LIMIT_ENV: &str = "S2I_OCI_MEMORY_LIMIT";
 pub const PIDS_LIMIT_ENV: &str = "S2I_OCI_PIDS_LIMIT";
 pub const ROOTFS_ENV: &str = "S2I_OCI_ROOTFS";
@@ -52,6 +53,10 @@ pub struct OciEngineOptions {
     pub memory_limit: Option<u64>,
     /// Most processes and threads in a build container (`None`: no limit).
     pub pids_limit: Option<u64>,
+    /// What the image store reads of untrusted archives and registries.
+    pub store_limits: image::Limits,
+    /// The registry client's timeouts and sizes, for pulls and pushes.
+    pub registry_limits: RegistryLimits,
 }
 
 impl OciEngineOptions {
@@ -65,47 +70,10 @@ impl OciEngineOptions {
             fuse_overlayfs: PathBuf::from("fuse-overlayfs"),
             memory_limit: default_memory_limit(),
             pids_limit: Some(DEFAULT_PIDS_LIMIT),
+            store_limits: image::Limits::default(),
+            registry_limits: RegistryLimits::default(),
         }
     }
-
-    /// [`OciEngineOptions::new`] with `S2I_OCI_MEMORY_LIMIT` (bytes, or with a k/m/g suffix;
-    /// `0` or `none` for no limit), `S2I_OCI_PIDS_LIMIT` and `S2I_OCI_ROOTFS`
-    /// (`overlay`, `fuse-overlayfs`, `copy`) applied.
-    pub fn from_env(store_root: impl Into<PathBuf>) -> std::result::Result<OciEngineOptions, RunError> {
-        let mut o = OciEngineOptions::new(store_root);
-        if let Ok(v) = std::env::var(MEMORY_LIMIT_ENV) {
-            o.memory_limit = parse_size(&v).map_err(|reason| RunError::BadSetting { name: MEMORY_LIMIT_ENV, value: v.clone(), reason })?;
-        }
-        if let Ok(v) = std::env::var(PIDS_LIMIT_ENV) {
-            o.pids_limit = parse_size(&v).map_err(|reason| RunError::BadSetting { name: PIDS_LIMIT_ENV, value: v.clone(), reason })?;
-        }
-        if let Ok(v) = std::env::var(ROOTFS_ENV) {
-            if !v.is_empty() && v != "auto" {
-                o.rootfs_driver = Some(RootfsDriver::parse(&v).ok_or_else(|| RunError::BadSetting {
-                    name: ROOTFS_ENV,
-                    value: v.clone(),
-                    reason: "use overlay, fuse-overlayfs, copy or auto".into(),
-                })?);
-            }
-        }
-        Ok(o)
-    }
-}
-
-/// `512m`, `2g`, `1048576`; `0` and `none` mean no limit.
-fn parse_size(s: &str) -> std::result::Result<Option<u64>, String> {
-    let t = s.trim().to_ascii_lowercase();
-    if t == "none" || t == "0" {
-        return Ok(None);
-    }
-    let (num, mult) = match t.char_indices().last() {
-        Some((i, 'k')) => (&t[..i], 1u64 << 10),
-        Some((i, 'm')) => (&t[..i], 1 << 20),
-        Some((i, 'g')) => (&t[..i], 1 << 30),
-        _ => (t.as_str(), 1),
-    };
-    let n: u64 = num.trim().parse().map_err(|_| "expected a number, optionally with k, m or g".to_string())?;
-    n.checked_mul(mult).map(Some).ok_or_else(|| "too large".to_string())
 }
 
 /// Half of the host's memory: a build that runs away gets killed before the host swaps.
@@ -256,8 +224,9 @@ impl OciEngine {
         if !rustix::process::geteuid().is_root() {
             return Err(run_err("starting the oci engine", RunError::NotRoot));
         }
-        let root = opts.store_root.clone();
-        let store = blocking(move || Store::open(&root)).await??;
+        let (root, limits) = (opts.store_root.clone(), opts.store_limits);
+        let mut store = blocking(move || Store::open(&root)).await??;
+        store.set_limits(limits);
         let state = StateDir::new(store.root().join("s2i/run")).map_err(|e| run_err("starting the oci engine", e))?;
         let runtime = Runtime::new(which(&opts.runtime), state.runtime_root());
         let runtime_version = runtime.version().await.map_err(|e| run_err("starting the oci engine", e))?;
@@ -300,7 +269,7 @@ impl OciEngine {
         if let Some(c) = client.as_ref() {
             return Ok(c.clone());
         }
-        let options = ClientOptions { limits: RegistryLimits::from_env(), ..Default::default() };
+        let options = ClientOptions { limits: self.opts.registry_limits, ..Default::default() };
         let made = Arc::new(RegistryClient::new(options).map_err(|e| EngineError::Failed { op: "setting up the registry client".into(), source: Box::new(e) })?);
         *client = Some(made.clone());
         Ok(made)
@@ -913,12 +882,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_and_tags() {
-        assert_eq!(parse_size("512m"), Ok(Some(512 << 20)));
-        assert_eq!(parse_size("2G"), Ok(Some(2 << 30)));
-        assert_eq!(parse_size("1000"), Ok(Some(1000)));
-        assert_eq!(parse_size("none"), Ok(None));
-        assert!(parse_size("lots").is_err());
+    fn commit_tags_and_ids() {
         let spec = CommitSpec { repo: Some("127.0.0.1:5000/app".into()), tag: Some("v1".into()), ..Default::default() };
         assert_eq!(commit_tag(&spec).as_deref(), Some("127.0.0.1:5000/app:v1"));
         assert_eq!(commit_tag(&CommitSpec::default()), None);

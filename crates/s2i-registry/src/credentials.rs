@@ -65,23 +65,13 @@ pub struct LookupOptions {
     pub helper_path: Option<OsString>,
 }
 
-/// The environment variable that raises [`LookupOptions::helper_timeout`] (seconds).
+/// The environment variable that changes [`LookupOptions::helper_timeout`], named in its error.
+/// This crate does not read it: s2i-core does, once per run.
 pub const HELPER_TIMEOUT_ENV: &str = "S2I_CREDENTIAL_HELPER_TIMEOUT";
 
 impl Default for LookupOptions {
     fn default() -> Self {
         LookupOptions { helper_timeout: Duration::from_secs(30), helper_path: None }
-    }
-}
-
-impl LookupOptions {
-    /// The defaults, with the helper timeout from `S2I_CREDENTIAL_HELPER_TIMEOUT` when set.
-    pub fn from_env() -> Self {
-        let mut opts = LookupOptions::default();
-        if let Some(secs) = std::env::var(HELPER_TIMEOUT_ENV).ok().and_then(|v| v.trim().parse::<u64>().ok()) {
-            opts.helper_timeout = Duration::from_secs(secs.max(1));
-        }
-        opts
     }
 }
 

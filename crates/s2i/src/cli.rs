@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
-use s2i_core::{BuildMethod, OutputFormat, PullPolicy};
+use s2i_core::{BuildMethod, PullPolicy};
 
 const ABOUT: &str = "Source-to-Image (s2i): build ready-to-run container images from application source";
 
@@ -379,12 +379,24 @@ pub fn go_bool(s: &str) -> Result<bool, String> {
     }
 }
 
+/// What `s2i build` prints on stdout when it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    /// Nothing: stdout is left to the scripts' users.
+    #[default]
+    Text,
+    /// One JSON document describing the outcome, on failure too.
+    Json,
+}
+
+// Core's enums parse with FromStr; these give clap the flags' own messages (a derived ValueEnum
+// would belong to s2i-core, which has no business knowing clap).
 fn build_method(s: &str) -> Result<BuildMethod, String> {
-    BuildMethod::parse(s).map_err(|_| format!("invalid value {s:?}, valid values are: standard or dockerfile"))
+    s.parse::<BuildMethod>().map_err(|_| format!("invalid value {s:?}, valid values are: standard or dockerfile"))
 }
 
 fn pull_policy(s: &str) -> Result<PullPolicy, String> {
-    PullPolicy::parse(s).map_err(|_| format!("invalid value {s:?}, valid values are: always, never or if-not-present"))
+    s.parse::<PullPolicy>().map_err(|_| format!("invalid value {s:?}, valid values are: always, never or if-not-present"))
 }
 
 /// `text` or `json`, listed in the help as the reference-style possible values.

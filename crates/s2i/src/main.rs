@@ -3,6 +3,9 @@
 
 mod cli;
 mod commands;
+mod delivery;
+mod engine;
+mod json_output;
 mod logging;
 mod s2ifile;
 mod ui;

@@ -132,9 +132,10 @@ impl Ui {
     }
 
     /// The machine interface: one JSON document on stdout.
-    pub fn json(&self, doc: &serde_json::Value) {
+    pub fn json(&self, doc: &crate::json_output::BuildDocument) {
+        let text = serde_json::to_string(doc).expect("the document is plain data");
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{doc}");
+        let _ = writeln!(out, "{text}");
         let _ = out.flush();
     }
 

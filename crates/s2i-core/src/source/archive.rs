@@ -19,7 +19,7 @@ use regex::Regex;
 use s2i_tar::{CleanEntry, CleanKind, EntryHeader, EntryKind, Guard, GuardError, GuardOptions, Skipped, TarError, TarReader, Verdict};
 use tracing::{trace, warn};
 
-use super::spec::ArchiveFormat;
+use crate::config::ArchiveFormat;
 use crate::error::{BuildError, Result};
 use crate::ignore::IgnoreRules;
 use crate::limits::Limits;
@@ -103,10 +103,6 @@ fn tar_failure(e: TarError, limits: &Limits) -> Failure {
     }
 }
 
-fn tar_limits(limits: &Limits) -> s2i_tar::Limits {
-    s2i_tar::Limits { max_name: limits.tar_name, max_pax: limits.tar_pax, max_paths: limits.tar_paths }
-}
-
 /// The entry re-rooted at `--context-dir`: `None` outside it (and for the context itself).
 fn rerooted(header: &EntryHeader, clean: &CleanEntry, context: &str) -> std::result::Result<Option<EntryHeader>, Failure> {
     let Ok(rel) = clean.path.strip_prefix(context) else { return Ok(None) };
@@ -139,7 +135,7 @@ fn for_each_checked(
     on_skip: &mut dyn FnMut(),
 ) -> std::result::Result<bool, Failure> {
     let mut context_seen = src.context.is_none();
-    let limits = tar_limits(&src.limits);
+    let limits = src.limits.tar();
     let options = GuardOptions { owner: None, strip_setid: false, normalize_modes: false };
     let mut archive_guard = Guard::new(options.clone(), &limits);
     let mut context_guard = Guard::new(options, &limits);
@@ -526,7 +522,7 @@ mod tests {
             let mut s = crate::tar_stream::spawn(vec![stream.part("src")], Default::default());
             let mut bytes = Vec::new();
             s.reader.read_to_end(&mut bytes).await.unwrap();
-            (bytes, s.done.result().await.unwrap())
+            (bytes, s.done.written().await.unwrap())
         });
         let mut a = tar::Archive::new(&bytes[..]);
         let names: Vec<String> = a.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect();

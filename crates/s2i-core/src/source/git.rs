@@ -208,8 +208,8 @@ async fn has_commits(dir: &Path, location: &str) -> Result<bool> {
     Ok(out.status.success() && !out.stdout.trim_ascii().is_empty())
 }
 
-/// Is the work tree at `dir` (a local source) empty of commits, the way the reference decides it
-/// (spec §3.2): nothing at all under `.git/objects` or `.git/refs`, or no commit git can find?
+/// Is the work tree at `dir` (a local source) empty of commits, the way the reference decides it:
+/// nothing at all under `.git/objects` or `.git/refs`, or no commit git can find?
 pub(crate) async fn local_repo_is_empty(dir: &Path, location: &str, reference: Option<&str>) -> Result<bool> {
     if reference.is_some() {
         return Ok(!has_commits(dir, location).await?);
@@ -265,18 +265,19 @@ fn truncate_subject(subject: &str) -> String {
 
 /// git's error lines, for a one-line message.
 fn git_detail(stderr: &str) -> String {
-    let lines: Vec<&str> = stderr
+    let error_lines: Vec<&str> = stderr
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .filter(|l| l.starts_with("fatal:") || l.starts_with("error:") || l.starts_with("ssh:") || l.contains("denied"))
         .collect();
-    let chosen = if lines.is_empty() {
+    // Without an error line, the last line git printed says most.
+    let shown = if error_lines.is_empty() {
         stderr.lines().map(str::trim).rfind(|l| !l.is_empty()).into_iter().collect()
     } else {
-        lines
+        error_lines
     };
-    let mut detail = crate::redact::text(&chosen.join("; "));
+    let mut detail = crate::redact::text(&shown.join("; "));
     if detail.chars().count() > 400 {
         detail = detail.chars().take(400).collect::<String>() + "…";
     }

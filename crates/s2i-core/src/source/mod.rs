@@ -9,7 +9,6 @@
 
 pub mod archive;
 pub mod git;
-pub mod spec;
 pub mod tree;
 
 use std::collections::HashSet;
@@ -23,10 +22,9 @@ use tracing::{info, warn};
 
 pub use archive::{ArchiveSource, ArchiveStream};
 pub use git::CommitInfo;
-pub use spec::{ArchiveFormat, ParsedSource, SourceSpec};
 pub use tree::{SourceTree, DEFAULT_EXCLUDE};
 
-use crate::config::SourceConfig;
+use crate::config::{ArchiveFormat, SourceConfig, SourceSpec};
 use crate::error::{BuildError, Result};
 use crate::http::{FetchError, Fetcher};
 use crate::ignore::IgnoreRules;
@@ -40,7 +38,7 @@ pub enum Content {
     /// repository must not pull host files into the image.
     Dir { cloned: bool },
     /// An archive, streamed entry by entry.
-    Archive(ArchiveSource),
+    Archive(Box<ArchiveSource>),
 }
 
 /// A source ready to be streamed.
@@ -73,7 +71,7 @@ impl PreparedSource {
                 world_writable: false,
             }
             .part(prefix),
-            Content::Archive(source) => ArchiveStream { source: source.clone(), ignore, exclude, skip }.part(prefix),
+            Content::Archive(source) => ArchiveStream { source: (**source).clone(), ignore, exclude, skip }.part(prefix),
         }
     }
 }
@@ -178,8 +176,8 @@ async fn prepare_local(req: &SourceConfig, limits: &Limits, path: &Path) -> Resu
     prepare_clone(req, &url, true).await
 }
 
-/// Spec §3.2: a `.git` (directory, or a `gitdir:` file) with no file at all under `objects` or
-/// `refs` is a repository without commits.
+/// A `.git` (directory, or a `gitdir:` file) with no file at all under `objects` or `refs` is a
+/// repository without commits, as the reference decides.
 fn git_dir_has_content(work_tree: &Path) -> bool {
     let dot_git = work_tree.join(".git");
     let git_dir = if dot_git.is_file() {
@@ -276,7 +274,7 @@ async fn prepare_archive(req: &SourceConfig, limits: &Limits, file: PathBuf, for
     drop(cancel);
     Ok(PreparedSource {
         root: meta_dir,
-        content: Content::Archive(source),
+        content: Content::Archive(Box::new(source)),
         commit: None,
         location: req.location.to_string(),
         _temp: Some(temp),

@@ -166,7 +166,7 @@ mod tests {
             let mut s = tar_stream::spawn(vec![t.part("src")], Default::default());
             let mut bytes = Vec::new();
             s.reader.read_to_end(&mut bytes).await.unwrap();
-            (bytes, s.done.result().await.unwrap())
+            (bytes, s.done.written().await.unwrap())
         })
     }
 

@@ -9,64 +9,16 @@ use s2i_engine::{CommitSpec, ContainerSpec, Engine, EngineError, ImageInfo};
 use tracing::{debug, info, warn};
 
 use crate::artifacts::{self, ArtifactsPart};
+use crate::config::EnvVar;
 use crate::container;
-use crate::env::EnvVar;
 use crate::error::{BuildError, Result};
 use crate::image_ref::ImageRef;
 use crate::labels;
-use crate::plan::{self, Plan};
-use crate::registry::RegistryFailure;
+use crate::plan::{Plan, Previous};
 use crate::report::{ContainerLog, Phase};
 use crate::result::Phases;
 use crate::scripts;
 use crate::tar_stream::{self, Owner, StreamOptions, TarPart, WalkStats};
-
-/// The previous image of an incremental build, and how to run its save-artifacts.
-pub struct Previous {
-    pub image: ImageInfo,
-    command: String,
-    user: Option<String>,
-}
-
-/// The previous image of an incremental build of `tag`, when there is one with a save-artifacts
-/// script; otherwise one line says why the build is clean.
-pub async fn find_previous(plan: &Plan<'_>, engine: &dyn Engine, tag: Option<&ImageRef>) -> Result<Option<Previous>> {
-    let cfg = plan.cfg;
-    let Some(tag) = tag else {
-        info!("Clean build will be performed: an incremental build needs a tag to find the previous image");
-        return Ok(None);
-    };
-    let Some(command) = plan.scripts.command_path(scripts::SAVE_ARTIFACTS, &plan.destination) else {
-        info!("Clean build will be performed: there is no save-artifacts script");
-        return Ok(None);
-    };
-    let name = tag.to_string();
-    let image = match crate::images::obtain(engine, &cfg.registries, &name, cfg.incremental_pull_policy, "--incremental-pull-policy", &plan.reporter).await {
-        Ok(image) => image,
-        // No previous image is a first build's normal case. A registry the tag names that refused
-        // us, or could not be reached, deserves a warning: the build would stay clean for good.
-        Err(BuildError::Registry(e)) if tag.domain.is_some() && matches!(&e, RegistryFailure::Registry { source, .. } if !source.is_not_found()) => {
-            warn!("Clean build will be performed: {e}");
-            return Ok(None);
-        }
-        Err(e) => {
-            info!("Clean build will be performed: no previous image {name} ({e})");
-            return Ok(None);
-        }
-    };
-    info!("Existing image for tag {name} detected for incremental build");
-    // save-artifacts runs as the assemble user, else the previous image's own USER: it is held to
-    // --allowed-uids like any other user of the build.
-    let user = plan::assemble_user(cfg, &plan.builder, &image.user);
-    let passwd = match (&user, cfg.allowed_uids.is_empty()) {
-        (Some(u), false) if u.split(':').next().is_some_and(|n| n.parse::<u32>().is_err()) => {
-            crate::images::passwd(engine, &image.id, cfg.limits.file_size).await?
-        }
-        _ => None,
-    };
-    crate::users::check_user(&cfg.allowed_uids, format!("the save-artifacts user of {name}"), user.as_deref().unwrap_or(""), passwd.as_deref())?;
-    Ok(Some(Previous { image, command, user }))
-}
 
 /// A finished assemble: its stopped container (the caller commits and removes it).
 pub struct Assembled {
@@ -75,7 +27,8 @@ pub struct Assembled {
 }
 
 /// Assemble with the previous image's artifacts; when they cannot be used, assemble again clean.
-pub async fn assemble_with_fallback(plan: &Plan<'_>, engine: &dyn Engine, previous: Option<&Previous>, phases: &mut Phases) -> Result<Assembled> {
+pub async fn assemble_with_fallback(plan: &Plan<'_>, engine: &dyn Engine, phases: &mut Phases) -> Result<Assembled> {
+    let previous = plan.previous.as_ref();
     let running = phases.start(Phase::Assemble);
     let outcome = match assemble(plan, engine, previous).await {
         Err(BuildError::ArtifactsUnusable { reason, .. }) if previous.is_some() => {
@@ -139,22 +92,19 @@ async fn create_assemble_container(plan: &Plan<'_>, engine: &dyn Engine, feed: F
     Ok(engine.create_container(&spec).await?)
 }
 
-/// The owner of everything streamed in: the assemble user by number. When the engine unpacks the
-/// input (as root), a user known only by name is looked up in the builder's /etc/passwd.
-async fn stream_owner(plan: &Plan<'_>, engine: &dyn Engine, feed: Feed) -> Result<Owner> {
-    if let Some(owner) = plan.owner() {
-        return Ok(owner);
+/// The owner of everything streamed in: the plan's (the assemble user by number). A name the
+/// builder's /etc/passwd does not know can do with headers of root when its own `tar -x` unpacks
+/// the input (a non-root user owns what it unpacks, whatever the headers say), not when the engine
+/// does it as root.
+fn stream_owner(plan: &Plan<'_>, feed: Feed) -> Result<Owner> {
+    match (plan.owner, feed) {
+        (Some(owner), _) => Ok(owner),
+        (None, Feed::Stdin) => Ok(Owner::default()),
+        (None, Feed::Upload) => Err(BuildError::UserNotAllowed {
+            what: format!("the assemble user {:?}", plan.assemble_user.as_deref().unwrap_or("")),
+            reason: format!("{} has no such user in its /etc/passwd", plan.cfg.builder_image),
+        }),
     }
-    if feed == Feed::Stdin {
-        // `tar -x` run by a non-root user owns what it unpacks, whatever the headers say.
-        return Ok(Owner::default());
-    }
-    let passwd = crate::images::passwd(engine, &plan.cfg.builder_image, plan.cfg.limits.file_size).await?;
-    let user = plan.assemble_user.as_deref();
-    crate::users::numeric_owner(user, passwd.as_deref()).map(|(uid, gid)| Owner { uid, gid }).ok_or_else(|| BuildError::UserNotAllowed {
-        what: format!("the assemble user {:?}", user.unwrap_or("")),
-        reason: format!("{} has no such user in its /etc/passwd", plan.cfg.builder_image),
-    })
 }
 
 /// The assemble container's command: unpack stdin then assemble (or just assemble when the engine
@@ -176,7 +126,7 @@ fn assemble_command(plan: &Plan<'_>, feed: Feed) -> Result<Vec<String>> {
 
 async fn run_assemble(plan: &Plan<'_>, engine: &dyn Engine, id: &str, feed: Feed, previous: Option<&Previous>) -> Result<WalkStats> {
     let cfg = plan.cfg;
-    let owner = stream_owner(plan, engine, feed).await?;
+    let owner = stream_owner(plan, feed)?;
     crate::inject::upload(engine, id, &plan.injections, owner).await?;
     let mut parts: Vec<Box<dyn TarPart>> = vec![tar_stream::dir("scripts", 0o755)];
     for (name, data) in plan.scripts.external() {
@@ -201,7 +151,7 @@ async fn run_assemble(plan: &Plan<'_>, engine: &dyn Engine, id: &str, feed: Feed
     let reporter = plan.reporter.clone();
     let done = input.done;
     let produced = tokio::spawn(async move {
-        let produced = done.result().await;
+        let produced = done.written().await;
         reporter.streamed();
         produced
     });
@@ -230,7 +180,7 @@ async fn run_assemble(plan: &Plan<'_>, engine: &dyn Engine, id: &str, feed: Feed
             (ran, produced)
         }
     };
-    let tail = log.finish();
+    let tail = log.into_stderr_tail();
     if let Some(save_id) = save_container {
         container::remove(engine, &save_id).await;
     }
@@ -334,8 +284,8 @@ async fn read_image_metadata(engine: &dyn Engine, id: &str, limit: u64) -> Resul
 }
 
 /// `--rm`: the previous image goes once the new one is committed (a failure is only logged).
-pub async fn remove_previous(engine: &dyn Engine, previous: Option<&Previous>, new_id: &str) {
-    let Some(prev) = previous.filter(|p| p.image.id != new_id) else { return };
+pub async fn remove_previous(plan: &Plan<'_>, engine: &dyn Engine, new_id: &str) {
+    let Some(prev) = plan.previous.as_ref().filter(|p| p.image.id != new_id) else { return };
     match engine.remove_image(&prev.image.id).await {
         Ok(()) => info!("Removed previous image {}", prev.image.id),
         Err(e) => warn!("Could not remove the previous image {}: {e}", prev.image.id),

@@ -11,21 +11,21 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use s2i_engine::{Engine, ImageBuildSpec, ImageInfo};
+use s2i_engine::{ImageBuildSpec, ImageInfo};
 use tracing::{debug, info, warn};
 
-use crate::config::BuildConfig;
-use crate::env::EnvVar;
+use crate::config::{BuildConfig, EnvVar};
 use crate::error::{BuildError, Result};
 use crate::ignore::IgnoreRules;
 use crate::image_ref::ImageRef;
-use crate::labels::{self, BuildFacts};
+use crate::labels;
+use crate::plan::{generated_labels, BuildFacts};
 use crate::redact;
-use crate::report::{ContainerLog, Phase, Reporter};
+use crate::report::{ContainerLog, Phase};
 use crate::result::{BuildResult, Phases};
 use crate::scripts::{self, Resolver, Script};
+use crate::services::Services;
 use crate::source::{self, PreparedSource};
 use crate::tar_stream::{self, StreamOptions, TarPart};
 use crate::users;
@@ -315,7 +315,7 @@ async fn context(req: Request<'_>) -> Result<Context> {
     };
 
     let tag = cfg.tag_name();
-    let mut labels: BTreeMap<String, String> = labels::generated(&BuildFacts {
+    let mut labels: BTreeMap<String, String> = generated_labels(&BuildFacts {
         builder_image: &cfg.builder_image,
         tag: tag.as_deref(),
         application_name: cfg.application_name.as_deref(),
@@ -402,7 +402,7 @@ pub async fn write(cfg: &BuildConfig, builder: Option<&ImageInfo>, with_source: 
     })
     .await
     .map_err(|e| BuildError::io("writing the Dockerfile context", std::io::Error::other(e)))?;
-    input.done.result().await.map_err(BuildError::SourceStream)?;
+    input.done.written().await.map_err(BuildError::SourceStream)?;
     unpacked.map_err(|e| BuildError::io(format!("writing the Dockerfile context into {}", dir.display()), e))?;
     debug!("wrote {} and its context", path.display());
     Ok(path)
@@ -434,9 +434,10 @@ fn clear_previous_upload(upload: &Path) -> Result<()> {
 
 /// `--build-method=dockerfile`: generate the Dockerfile and build it with the engine's image
 /// builder, the context streamed straight from the source walk.
-pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, reporter: Arc<dyn Reporter>, mut phases: Phases) -> Result<BuildResult> {
+pub async fn build(cfg: &BuildConfig, services: &Services<'_>, mut phases: Phases) -> Result<BuildResult> {
+    let (engine, reporter) = (services.engine, services.reporter.clone());
     let running = phases.start(Phase::BuilderImage);
-    let builder = crate::images::obtain(engine, &cfg.registries, &cfg.builder_image, cfg.pull_policy, "--pull-policy", &reporter).await?;
+    let builder = crate::images::obtain(engine, &services.registries, &cfg.builder_image, cfg.pull_policy, "--pull-policy", &reporter).await?;
     phases.end(running);
     users::check_builder(&cfg.allowed_uids, &builder, &cfg.builder_image, cfg.assemble_user.as_deref(), None)?;
     let assemble_user = crate::plan::assemble_user(cfg, &builder, &builder.user).unwrap_or_else(|| "root".into());
@@ -490,8 +491,8 @@ pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, reporter: Arc<dyn Rep
     }
     let mut log = ContainerLog::new(reporter, cfg.quiet);
     let built = engine.build_image(Box::new(input.reader), &spec, &mut log).await;
-    log.finish();
-    input.done.result().await.map_err(BuildError::SourceStream)?;
+    log.into_stderr_tail();
+    input.done.written().await.map_err(BuildError::SourceStream)?;
     let image_id = built.map_err(|e| match e {
         s2i_engine::EngineError::Api { message, .. } => BuildError::ImageBuild { message },
         other => other.into(),

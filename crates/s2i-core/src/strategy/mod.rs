@@ -8,55 +8,51 @@ mod onbuild;
 mod runtime;
 mod standard;
 
-use std::sync::Arc;
-
-use s2i_engine::Engine;
-
 use crate::config::{BuildConfig, BuildMethod};
 use crate::error::Result;
 use crate::image_ref::ImageRef;
-use crate::plan::{Plan, ScriptNeeds};
+use crate::plan::{Flow, Plan};
 use crate::registry::{self, RegistryFailure};
-use crate::report::{Phase, Reporter};
+use crate::report::Phase;
 use crate::result::{BuildResult, Phases};
+use crate::services::Services;
 
 /// Run one build, then push it if asked. Every container it creates is removed before it
 /// returns, whatever happens.
-pub async fn build(cfg: &BuildConfig, engine: &dyn Engine, reporter: Arc<dyn Reporter>) -> Result<BuildResult> {
+pub async fn build(cfg: &BuildConfig, services: &Services<'_>) -> Result<BuildResult> {
     let push_to = match cfg.push {
         // The CLI checked this already; a library caller may not have.
         true => Some(crate::config::push_target(cfg.tag.as_ref())?),
         false => None,
     };
-    let mut result = run_flow(cfg, engine, reporter.clone()).await?;
+    let mut result = run_flow(cfg, services).await?;
     if let Some(tag) = push_to {
-        push(cfg, engine, &reporter, tag, &mut result).await?;
+        push(services, tag, &mut result).await?;
     }
     Ok(result)
 }
 
-async fn run_flow(cfg: &BuildConfig, engine: &dyn Engine, reporter: Arc<dyn Reporter>) -> Result<BuildResult> {
-    let mut phases = Phases::new(reporter.clone());
+async fn run_flow(cfg: &BuildConfig, services: &Services<'_>) -> Result<BuildResult> {
+    let engine = services.engine;
+    let mut phases = Phases::new(services.reporter.clone());
     if cfg.build_method == BuildMethod::Dockerfile {
-        return dockerfile::build(cfg, engine, reporter, phases).await;
+        return dockerfile::build(cfg, services, phases).await;
     }
-    let plan = Plan::prepare(cfg, engine, reporter, &mut phases, ScriptNeeds::Build).await?;
-    if !plan.builder.on_build.is_empty() {
-        return onbuild::build(plan, engine, phases).await;
-    }
-    match &cfg.runtime {
-        Some(runtime) => runtime::build(plan, engine, phases, runtime).await,
-        None => standard::build(plan, engine, phases).await,
+    let plan = Plan::prepare(cfg, services, &mut phases).await?;
+    match &plan.flow {
+        Flow::Standard => standard::build(&plan, engine, phases).await,
+        Flow::Runtime(runtime) => runtime::build(&plan, runtime, engine, phases).await,
+        Flow::Onbuild => onbuild::build(&plan, engine, phases).await,
     }
 }
 
 /// `--push`: the tag, then the builder stage an incremental runtime build kept (the next run on
 /// an empty cache pulls it for its artifacts). A failure leaves the built image in the engine.
-async fn push(cfg: &BuildConfig, engine: &dyn Engine, reporter: &Arc<dyn Reporter>, tag: &ImageRef, result: &mut BuildResult) -> Result<()> {
-    let mut phases = Phases::new(reporter.clone());
+async fn push(services: &Services<'_>, tag: &ImageRef, result: &mut BuildResult) -> Result<()> {
+    let mut phases = Phases::new(services.reporter.clone());
     let running = phases.start(Phase::Push);
     for image in std::iter::once(tag).chain(result.builder_stage.as_ref()) {
-        match registry::push(engine, &cfg.registries, image, reporter).await {
+        match registry::push(services.engine, &services.registries, image, &services.reporter).await {
             Ok(pushed) => result.pushed.push(pushed),
             Err(cause) => {
                 return Err(RegistryFailure::PushFailed {
@@ -75,7 +71,7 @@ async fn push(cfg: &BuildConfig, engine: &dyn Engine, reporter: &Arc<dyn Reporte
 }
 
 /// What every flow hands back.
-fn result(plan: &Plan<'_>, image_id: String, labels: std::collections::BTreeMap<String, String>, phases: Phases, stats: crate::tar_stream::WalkStats) -> BuildResult {
+fn result_of_build(plan: &Plan<'_>, image_id: String, labels: std::collections::BTreeMap<String, String>, phases: Phases, stats: crate::tar_stream::WalkStats) -> BuildResult {
     BuildResult {
         image_id,
         tag: plan.cfg.tag_name(),

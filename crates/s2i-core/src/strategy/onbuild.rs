@@ -18,7 +18,7 @@ use crate::tar_stream::{self, StreamOptions, TarPart};
 /// Files that may start the application, in the order they are looked for.
 const ENTRYPOINTS: [&str; 8] = ["exec", "exec.sh", "execute", "execute.sh", "run", "run.sh", "start", "start.sh"];
 
-pub async fn build(plan: Plan<'_>, engine: &dyn Engine, mut phases: Phases) -> Result<BuildResult> {
+pub async fn build(plan: &Plan<'_>, engine: &dyn Engine, mut phases: Phases) -> Result<BuildResult> {
     let cfg = plan.cfg;
     if cfg.runtime.is_some() {
         return Err(BuildError::conflict("--runtime-image", format!("{}, which has ONBUILD instructions", cfg.builder_image)));
@@ -41,7 +41,7 @@ pub async fn build(plan: Plan<'_>, engine: &dyn Engine, mut phases: Phases) -> R
         value: cfg.source.location.clone(),
         reason: format!("no valid entrypoint specified: an ONBUILD build needs an executable {} in the source", ENTRYPOINTS.join(", ")),
     })?;
-    let env_from_source = source_env(&plan)?;
+    let env_from_source = source_env(plan)?;
     let dockerfile = dockerfile(&cfg.builder_image, &env_from_source, shipped.iter().any(|(n, _)| n == scripts::ASSEMBLE), &entry)?;
 
     // The generated Dockerfile and the shipped scripts replace files of the same name.
@@ -61,16 +61,16 @@ pub async fn build(plan: Plan<'_>, engine: &dyn Engine, mut phases: Phases) -> R
     };
     let mut log = ContainerLog::new(plan.reporter.clone(), cfg.quiet);
     let built = engine.build_image(Box::new(input.reader), &spec, &mut log).await;
-    log.finish();
+    log.into_stderr_tail();
     // An engine without an image builder refuses without reading the context: its own words say
     // why (the stream's broken pipe is only a consequence), and no step failed.
     if let Err(e @ EngineError::NotSupported { .. }) = built {
         return Err(BuildError::Engine(e));
     }
-    let stats = input.done.result().await.map_err(BuildError::SourceStream)?;
+    let stats = input.done.written().await.map_err(BuildError::SourceStream)?;
     let image_id = built.map_err(|e| BuildError::OnbuildFailed { builder: cfg.builder_image.clone(), message: e.to_string() })?;
     phases.end(running);
-    Ok(super::result(&plan, image_id, Default::default(), phases, stats))
+    Ok(super::result_of_build(plan, image_id, Default::default(), phases, stats))
 }
 
 /// `.s2i/environment` only: `-e` and `-E` do not apply to ONBUILD builds, as in the reference.

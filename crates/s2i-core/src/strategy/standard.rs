@@ -4,26 +4,22 @@
 
 use s2i_engine::Engine;
 
-use super::assemble::{self, find_previous};
+use super::assemble;
 use crate::container;
 use crate::error::Result;
 use crate::plan::Plan;
 use crate::result::{BuildResult, Phases};
 use crate::scripts;
 
-pub async fn build(plan: Plan<'_>, engine: &dyn Engine, mut phases: Phases) -> Result<BuildResult> {
+pub async fn build(plan: &Plan<'_>, engine: &dyn Engine, mut phases: Phases) -> Result<BuildResult> {
     let cfg = plan.cfg;
-    let previous = match cfg.incremental {
-        true => find_previous(&plan, engine, cfg.tag.as_ref()).await?,
-        false => None,
-    };
-    let assembled = assemble::assemble_with_fallback(&plan, engine, previous.as_ref(), &mut phases).await?;
+    let assembled = assemble::assemble_with_fallback(plan, engine, &mut phases).await?;
     let run = plan.command(scripts::RUN)?;
-    let committed = assemble::commit(&plan, engine, &assembled.container, &plan.builder, run, cfg.tag.as_ref(), &mut phases).await;
+    let committed = assemble::commit(plan, engine, &assembled.container, &plan.builder, run, cfg.tag.as_ref(), &mut phases).await;
     container::remove(engine, &assembled.container).await;
     let (image_id, labels) = committed?;
     if cfg.remove_previous {
-        assemble::remove_previous(engine, previous.as_ref(), &image_id).await;
+        assemble::remove_previous(plan, engine, &image_id).await;
     }
-    Ok(super::result(&plan, image_id, labels, phases, assembled.stats))
+    Ok(super::result_of_build(plan, image_id, labels, phases, assembled.stats))
 }

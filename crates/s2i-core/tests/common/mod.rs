@@ -4,11 +4,12 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use s2i_core::config::{BuildConfig, RuntimeConfig, SourceConfig};
+use s2i_core::config::{BuildConfig, RuntimeConfig, SourceConfig, SourceSpec};
 use s2i_core::mapping::Mapping;
+use s2i_core::registry::Registries;
 use s2i_core::report::Reporter;
-use s2i_core::source::SourceSpec;
-use s2i_engine::OutputStream;
+use s2i_core::Services;
+use s2i_engine::{Engine, OutputStream};
 use s2i_testkit::fake::{Exec, FakeEngine, FakeImage, Node};
 
 pub const BUILDER: &str = "builder:latest";
@@ -112,6 +113,12 @@ pub fn config(src: &Path, builder: &str, tag: Option<&str>) -> BuildConfig {
 pub fn with_runtime(mut cfg: BuildConfig) -> BuildConfig {
     cfg.runtime = Some(RuntimeConfig { image: RUNTIME.into(), pull_policy: Default::default(), artifacts: Vec::<Mapping>::new(), assemble_user: None });
     cfg
+}
+
+/// The services of a test build: `engine`, credentials from Docker's places (none on a test
+/// machine), and `reporter`.
+pub fn services<'a>(engine: &'a dyn Engine, reporter: Arc<dyn Reporter>) -> Services<'a> {
+    Services { engine, registries: Registries::default(), reporter }
 }
 
 /// A reporter that keeps the scripts' output.

@@ -37,6 +37,8 @@ pub struct Limits {
     pub max_blob_bytes: u64,
 }
 
+/// The environment variables that change the [`Limits`], named in their errors. The store does
+/// not read them: the binary does, with s2i-core's grammar of limits, and sets them.
 pub const MAX_JSON_ENV: &str = "S2I_OCI_MAX_JSON_BYTES";
 pub const MAX_BLOB_ENV: &str = "S2I_OCI_MAX_BLOB_BYTES";
 
@@ -47,15 +49,6 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// The defaults, or what `S2I_OCI_MAX_JSON_BYTES` and `S2I_OCI_MAX_BLOB_BYTES` say.
-    pub fn from_env() -> Limits {
-        let read = |name: &str, default: u64| {
-            std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
-        };
-        let d = Limits::default();
-        Limits { max_json_bytes: read(MAX_JSON_ENV, d.max_json_bytes), max_blob_bytes: read(MAX_BLOB_ENV, d.max_blob_bytes) }
-    }
-
     pub(crate) fn json_error(&self, what: impl Into<String>) -> ImageError {
         ImageError::Limit { what: what.into(), limit: self.max_json_bytes, hint: format!("raise it with {MAX_JSON_ENV}=BYTES") }
     }
@@ -163,11 +156,12 @@ pub(crate) fn read_capped(r: impl Read, limit: u64) -> io::Result<Option<Vec<u8>
 }
 
 impl Store {
-    /// Opens the store at `root`, creating the layout when it is missing. The root is made
-    /// private first ([`make_private`]): nothing is written into a store others can reach.
+    /// Opens the store at `root`, creating the layout when it is missing; the default limits
+    /// apply until [`Store::set_limits`]. The root is made private first ([`make_private`]):
+    /// nothing is written into a store others can reach.
     pub fn open(root: &Path) -> Result<Store> {
         make_private(root)?;
-        let store = Store { root: root.to_path_buf(), limits: Limits::from_env() };
+        let store = Store { root: root.to_path_buf(), limits: Limits::default() };
         for dir in [store.blobs_dir(), store.s2i_dir().join("layers"), store.tmp_dir()] {
             private_dirs(&dir)?;
         }

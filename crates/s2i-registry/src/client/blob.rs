@@ -55,7 +55,7 @@ impl BlobStream {
             size,
             seen: 0,
             registry: registry.to_string(),
-            limits: limits.clone(),
+            limits: *limits,
             idle_timer: Box::pin(tokio::time::sleep(limits.idle_timeout)),
             done: false,
         }

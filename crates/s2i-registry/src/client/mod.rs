@@ -30,7 +30,8 @@ use manifest::{Descriptor, Manifest, Parsed, Platform, RawManifest};
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
-/// Environment variables that raise the [`Limits`] (seconds, or bytes for sizes).
+/// The environment variables that change the [`Limits`], named in the errors of each limit. This
+/// crate does not read them: s2i-core does, once per run, and hands the values in.
 pub const CONNECT_TIMEOUT_ENV: &str = "S2I_REGISTRY_CONNECT_TIMEOUT";
 pub const IDLE_TIMEOUT_ENV: &str = "S2I_REGISTRY_IDLE_TIMEOUT";
 pub const REQUEST_TIMEOUT_ENV: &str = "S2I_REGISTRY_REQUEST_TIMEOUT";
@@ -38,7 +39,7 @@ pub const MANIFEST_MAX_ENV: &str = "S2I_REGISTRY_MANIFEST_MAX_BYTES";
 pub const CONFIG_MAX_ENV: &str = "S2I_REGISTRY_CONFIG_MAX_BYTES";
 
 /// How long and how much: every one has an error naming it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Establishing a connection (TCP and TLS).
     pub connect_timeout: Duration,
@@ -61,30 +62,6 @@ impl Default for Limits {
             manifest_max_bytes: 4 << 20,
             config_max_bytes: 32 << 20,
         }
-    }
-}
-
-impl Limits {
-    /// The defaults, with each limit raised (or lowered) by its environment variable when set.
-    pub fn from_env() -> Limits {
-        let num = |name: &str| std::env::var(name).ok().and_then(|v| v.trim().parse::<u64>().ok()).filter(|n| *n > 0);
-        let mut limits = Limits::default();
-        if let Some(s) = num(CONNECT_TIMEOUT_ENV) {
-            limits.connect_timeout = Duration::from_secs(s);
-        }
-        if let Some(s) = num(IDLE_TIMEOUT_ENV) {
-            limits.idle_timeout = Duration::from_secs(s);
-        }
-        if let Some(s) = num(REQUEST_TIMEOUT_ENV) {
-            limits.request_timeout = Duration::from_secs(s);
-        }
-        if let Some(n) = num(MANIFEST_MAX_ENV) {
-            limits.manifest_max_bytes = n;
-        }
-        if let Some(n) = num(CONFIG_MAX_ENV) {
-            limits.config_max_bytes = n;
-        }
-        limits
     }
 }
 
@@ -272,7 +249,7 @@ fn tls_detail(e: &reqwest::Error) -> String {
 
 impl RegistryClient {
     pub fn new(options: ClientOptions) -> Result<RegistryClient> {
-        let limits = options.limits.clone();
+        let limits = options.limits;
         let base = || {
             reqwest::Client::builder()
                 .connect_timeout(limits.connect_timeout)

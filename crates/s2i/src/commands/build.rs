@@ -5,22 +5,21 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use regex::Regex;
-use s2i_core::config::{ContainerSettings, RuntimeConfig, SourceConfig};
+use s2i_core::config::{self, ContainerSettings, ParsedSource, RuntimeConfig, SourceConfig};
 use s2i_core::limits::{Limit, Limits};
 use s2i_core::registry::Registries;
-use s2i_core::source::ParsedSource;
-use s2i_core::{env, mapping, redact, users, BuildConfig, BuildError, OutputFormat};
+use s2i_core::{mapping, redact, BuildConfig, BuildError, Services};
 use s2i_engine::{SeccompProfile, SecurityOptions};
 use tracing::{info, warn};
 
-use super::report;
-use crate::cli::{BuildArgs, GlobalArgs, ImageOutputArgs};
+use crate::json_output::{BuildDocument, EngineReport};
+use crate::cli::{BuildArgs, GlobalArgs, ImageOutputArgs, OutputFormat};
 use crate::s2ifile::Pending;
 use crate::ui::{ui, UiReporter};
 
 pub async fn run(global: &GlobalArgs, args: BuildArgs, pending: Option<Pending>) -> Result<(), BuildError> {
     let json = args.output == OutputFormat::Json;
-    let run_after = args.run;
+    let run_image = args.run;
     let outputs = args.image_outputs.clone();
     let callback = args.common.callback_url.clone().filter(|u| !u.is_empty());
     let requested = (args.builder.clone().unwrap_or_default(), args.tag.clone().filter(|t| !t.is_empty()));
@@ -31,7 +30,7 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, pending: Option<Pending>)
         Ok(cfg) => cfg,
         Err(e) => {
             if json {
-                ui().json(&report::failure(&requested.0, requested.1.as_deref(), &e, started.elapsed()));
+                ui().json(&BuildDocument::failure(&requested.0, requested.1.as_deref(), &e, started.elapsed()));
             }
             return Err(e);
         }
@@ -39,56 +38,59 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, pending: Option<Pending>)
     if let Some(pending) = pending {
         pending.save();
     }
-    let after = After { json, run_after, callback, started, outputs };
+    let handling = ResultHandling { json, run_image, callback, started, outputs };
     if cfg.as_dockerfile.is_some() {
-        let builder = super::inspect_if_reachable(global, &cfg.builder_image).await;
+        let builder = crate::engine::inspect_if_reachable(global, &cfg.limits, &cfg.builder_image).await;
         let written = super::interruptible(None, &cfg.limits, s2i_core::write_dockerfile(&cfg, builder.as_ref(), true)).await;
         if json {
             ui().json(&match &written {
-                Ok(path) => report::dockerfile(&cfg, path, started.elapsed()),
-                Err(e) => report::failure(&cfg.builder_image, cfg.tag_name().as_deref(), e, started.elapsed()),
+                Ok(path) => BuildDocument::dockerfile(&cfg, path, started.elapsed()),
+                Err(e) => BuildDocument::failure(&cfg.builder_image, cfg.tag_name().as_deref(), e, started.elapsed()),
             });
         }
         ui().line(&format!("Application dockerfile generated in {}", written?.display()));
         return Ok(());
     }
-    execute(global, &cfg, after).await
+    let registries = Registries::new(cfg.dockercfg_path.clone(), &cfg.limits);
+    execute(global, &cfg, registries, handling).await
 }
 
-/// What happens around a build: JSON output, the callback, running the result.
-pub struct After {
+/// What is done with a build's outcome besides showing it: the JSON document, the callback, the
+/// image's archive and load, and running it.
+pub struct ResultHandling {
     pub json: bool,
-    pub run_after: bool,
+    pub run_image: bool,
     pub callback: Option<String>,
     pub started: Instant,
     /// `--output-archive`, `--load`.
     pub outputs: ImageOutputArgs,
 }
 
-/// Build `cfg` with the engine, write and load the image where asked, then send the callback,
-/// print the result and run the image as asked.
-pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, after: After) -> Result<(), BuildError> {
-    let After { json, run_after, callback, started, outputs } = after;
+/// Build `cfg` with the engine (pulling and pushing with `registries`), write and load the image
+/// where asked, then send the callback, print the result and run the image as asked.
+pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, registries: Registries, handling: ResultHandling) -> Result<(), BuildError> {
+    let ResultHandling { json, run_image, callback, started, outputs } = handling;
     // Until an engine answers, the report names the one that was chosen.
-    let chosen = super::engine::chosen(global);
-    if let Err(e) = super::engine::check_flags(global, cfg, &outputs) {
-        return finish_failed(cfg, e, callback.as_deref(), json, started, Some(chosen)).await;
+    let chosen = crate::engine::chosen(global);
+    if let Err(e) = crate::engine::check_flags(global, cfg, &outputs) {
+        return report_failure(cfg, e, callback.as_deref(), json, started, Some(chosen)).await;
     }
-    let engine = match super::connect(global).await {
+    let engine = match crate::engine::connect(global, &cfg.limits).await {
         Ok(engine) => engine,
-        Err(e) => return finish_failed(cfg, e, callback.as_deref(), json, started, Some(chosen)).await,
+        Err(e) => return report_failure(cfg, e, callback.as_deref(), json, started, Some(chosen)).await,
     };
-    let engine_doc = engine.version().await.ok().map(|v| report::engine(&v));
+    let engine_doc = engine.version().await.ok().map(|v| EngineReport::answered(&v));
     let reporter: Arc<dyn s2i_core::Reporter> = Arc::new(UiReporter(ui().clone()));
-    let built = super::interruptible(Some(&*engine), &cfg.limits, s2i_core::build(cfg, &*engine, reporter.clone())).await;
+    let services = Services { engine: &*engine, registries, reporter: reporter.clone() };
+    let built = super::interruptible(Some(&*engine), &cfg.limits, s2i_core::build(cfg, &services)).await;
     let result = match built {
         Ok(result) => result,
-        Err(e) => return finish_failed(cfg, e, callback.as_deref(), json, started, engine_doc).await,
+        Err(e) => return report_failure(cfg, e, callback.as_deref(), json, started, engine_doc).await,
     };
     let image = result.tag.clone().unwrap_or_else(|| result.image_id.clone());
-    let delivered = match super::engine::deliver(&engine, global, &outputs, &image).await {
+    let delivered = match crate::delivery::deliver(&engine, global, &outputs, &image).await {
         Ok(d) => d,
-        Err(e) => return finish_failed(cfg, e, callback.as_deref(), json, started, engine_doc).await,
+        Err(e) => return report_failure(cfg, e, callback.as_deref(), json, started, engine_doc).await,
     };
     if let Some(url) = &callback {
         send_callback(url, true, &result.labels).await;
@@ -103,14 +105,15 @@ pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, after: After) -> Re
         ui().line(&format!("Pushed {}@{}", pushed.name, pushed.digest));
     }
     if json {
-        let mut doc = report::success(cfg, &result, started.elapsed());
-        if let Some(engine) = engine_doc {
-            doc["engine"] = engine;
-        }
-        delivered.add_to(&mut doc);
+        let doc = BuildDocument {
+            engine: engine_doc,
+            archive: delivered.archive,
+            loaded: delivered.loaded,
+            ..BuildDocument::success(cfg, &result, started.elapsed())
+        };
         ui().json(&doc);
     }
-    if run_after {
+    if run_image {
         ui().line(&format!("Running {image} as a result of the --run=true option (all its ports are published; Ctrl-C stops it)"));
         super::interruptible(Some(&*engine), &cfg.limits, s2i_core::run_image(&*engine, &image, reporter)).await?;
     }
@@ -119,22 +122,19 @@ pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, after: After) -> Re
 
 /// A failed build still sends its callback and its JSON document; the error is returned for the
 /// binary to render once.
-async fn finish_failed(
+async fn report_failure(
     cfg: &BuildConfig,
     e: BuildError,
     callback: Option<&str>,
     json: bool,
     started: Instant,
-    engine: Option<serde_json::Value>,
+    engine: Option<EngineReport>,
 ) -> Result<(), BuildError> {
     if let Some(url) = callback {
         send_callback(url, false, &Default::default()).await;
     }
     if json {
-        let mut doc = report::failure(&cfg.builder_image, cfg.tag_name().as_deref(), &e, started.elapsed());
-        if let Some(engine) = engine {
-            doc["engine"] = engine;
-        }
+        let doc = BuildDocument { engine, ..BuildDocument::failure(&cfg.builder_image, cfg.tag_name().as_deref(), &e, started.elapsed()) };
         ui().json(&doc);
     }
     Err(e)
@@ -150,6 +150,7 @@ async fn send_callback(url: &str, success: bool, labels: &std::collections::BTre
 /// Turn flags into a config, checked once: nothing after this parses or validates a flag again.
 pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
     refuse_conflicts(&args)?;
+    let limits = Limits::from_env()?;
     let (Some(source), Some(builder)) = (args.source.clone(), args.builder.clone()) else {
         return Err(BuildError::InvalidValue {
             what: "arguments",
@@ -172,11 +173,11 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
 
     let mut env_vars = Vec::new();
     for e in &args.env {
-        env_vars.push(env::parse_env_flag(e)?);
+        env_vars.push(config::parse_env_flag(e)?);
     }
     // Repeating --allowed-uids replaces the list, as in the reference.
     let allowed_uids = match args.allowed_uids.last() {
-        Some(text) => users::parse_ranges(text)?,
+        Some(text) => config::parse_ranges(text)?,
         None => Vec::new(),
     };
     let exclude = if args.exclude.is_empty() {
@@ -216,11 +217,10 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
             return Err(BuildError::InvalidValue { what: flag, value: bad.clone(), reason: reason.into() });
         }
     }
-    let limits = Limits::from_env()?;
     let security = security_options(&args.security_opt, &limits)?;
-    let tag = args.tag.filter(|t| !t.is_empty()).map(|t| s2i_core::config::parse_tag(&t)).transpose()?;
+    let tag = args.tag.filter(|t| !t.is_empty()).map(|t| config::parse_tag(&t)).transpose()?;
     if args.push {
-        s2i_core::config::check_push(tag.as_ref())?;
+        config::check_push(tag.as_ref())?;
     }
     let mut injections = Vec::new();
     for spec in &args.inject {
@@ -232,7 +232,7 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
     }
     let context_dir = args.context_dir.filter(|c| !c.is_empty());
     if let Some(ctx) = &context_dir {
-        s2i_core::config::validate_context_dir(ctx)?;
+        config::validate_context_dir(ctx)?;
     }
     let runtime = args.runtime_image.filter(|r| !r.is_empty()).map(|image| RuntimeConfig {
         image,
@@ -281,8 +281,8 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
         as_dockerfile: args.as_dockerfile.filter(|p| !p.as_os_str().is_empty()),
         image_scripts_url: Some(args.image_scripts_url).filter(|u| !u.is_empty()),
         build_method: args.build_method,
+        dockercfg_path: args.common.dockercfg_path,
         limits,
-        registries: Registries::new(args.common.dockercfg_path),
         push: args.push,
     })
 }
@@ -367,7 +367,7 @@ fn refuse_conflicts(args: &BuildArgs) -> Result<(), BuildError> {
 mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
-    use s2i_core::source::SourceSpec;
+    use s2i_core::config::SourceSpec;
     use std::path::PathBuf;
     use clap::Parser;
 
@@ -432,10 +432,10 @@ mod tests {
     #[test]
     fn registry_flags_become_config() {
         let cfg = config_from_args(args(&["a", "b", "127.0.0.1:5000/team/app:v1", "--dockercfg-path", "/etc/s2i/auth.json", "--push"])).unwrap();
-        assert_eq!(cfg.registries.config_path(), Some(std::path::Path::new("/etc/s2i/auth.json")));
+        assert_eq!(cfg.dockercfg_path.as_deref(), Some(std::path::Path::new("/etc/s2i/auth.json")));
         assert!(cfg.push);
         let cfg = config_from_args(args(&["a", "b", "app"])).unwrap();
-        assert_eq!(cfg.registries.config_path(), None, "Docker's places");
+        assert_eq!(cfg.dockercfg_path, None, "Docker's places");
         assert!(!cfg.push);
     }
 

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use s2i_core::registry::Registries;
-use s2i_core::{BuildError, OutputFormat};
+use s2i_core::{BuildError, Services};
 
-use super::build::{execute, After};
-use crate::cli::{GlobalArgs, RebuildArgs};
+use super::build::{execute, ResultHandling};
+use crate::cli::{GlobalArgs, OutputFormat, RebuildArgs};
 use crate::ui::{ui, UiReporter};
 
 pub async fn run(global: &GlobalArgs, args: RebuildArgs) -> Result<(), BuildError> {
@@ -29,12 +29,14 @@ pub async fn run(global: &GlobalArgs, args: RebuildArgs) -> Result<(), BuildErro
     }
     ui().set_quiet(c.quiet);
     let tag = s2i_core::config::parse_tag(&args.new_tag.clone().filter(|t| !t.is_empty()).unwrap_or_else(|| image.clone()))?;
-    let engine = super::connect(global).await?;
+    let limits = s2i_core::limits::Limits::from_env()?;
+    let engine = crate::engine::connect(global, &limits).await?;
     let reporter: Arc<dyn s2i_core::Reporter> = Arc::new(UiReporter(ui().clone()));
     let source = args.source.as_deref().filter(|s| !s.is_empty());
     // One look-up per registry for the image and the build that follows.
-    let registries = Registries::new(c.dockercfg_path.clone());
-    let mut cfg = s2i_core::rebuild::config_for(&*engine, &registries, &image, c.pull_policy, source, &reporter).await?;
+    let registries = Registries::new(c.dockercfg_path.clone(), &limits);
+    let services = Services { engine: &*engine, registries: registries.clone(), reporter };
+    let mut cfg = s2i_core::rebuild::config_for(&services, &image, c.pull_policy, source).await?;
     // The labels of an image are not the user's word: say what will be read and run before it is.
     let at = cfg.source.git_ref.as_deref().map(|r| format!(" at {r}")).unwrap_or_default();
     ui().line(&format!("Rebuilding {image} from {}{at} with the builder {}", cfg.source.location, cfg.builder_image));
@@ -43,14 +45,14 @@ pub async fn run(global: &GlobalArgs, args: RebuildArgs) -> Result<(), BuildErro
     cfg.quiet = c.quiet;
     cfg.save_temp_dir = c.save_temp_dir;
     cfg.destination = c.destination.clone().filter(|d| !d.is_empty());
-    cfg.limits = s2i_core::limits::Limits::from_env()?;
-    cfg.registries = registries;
-    let after = After {
+    cfg.limits = limits;
+    cfg.dockercfg_path = c.dockercfg_path.clone();
+    let handling = ResultHandling {
         json: args.output == OutputFormat::Json,
-        run_after: false,
+        run_image: false,
         callback: c.callback_url.clone().filter(|u| !u.is_empty()),
         started,
         outputs: Default::default(),
     };
-    execute(global, &cfg, after).await
+    execute(global, &cfg, registries, handling).await
 }

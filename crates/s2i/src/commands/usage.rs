@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use s2i_core::{BuildConfig, BuildError};
+use s2i_core::registry::Registries;
+use s2i_core::{BuildConfig, BuildError, Services};
 
 use crate::cli::{GlobalArgs, UsageArgs};
 use crate::ui::{ui, UiReporter};
@@ -16,16 +17,18 @@ pub async fn run(global: &GlobalArgs, args: UsageArgs) -> Result<(), BuildError>
             reason: "s2i usage needs IMAGE; see s2i usage --help".into(),
         });
     };
+    let limits = s2i_core::limits::Limits::from_env()?;
     let cfg = BuildConfig {
         builder_image: image,
         pull_policy: args.common.pull_policy,
         destination: args.common.destination.filter(|d| !d.is_empty()),
-        limits: s2i_core::limits::Limits::from_env()?,
-        registries: s2i_core::registry::Registries::new(args.common.dockercfg_path),
+        dockercfg_path: args.common.dockercfg_path,
+        limits,
         ..Default::default()
     };
-    let engine = super::connect(global).await?;
+    let engine = crate::engine::connect(global, &cfg.limits).await?;
     ui().set_container_stdout_to_stdout(true);
     let reporter: Arc<dyn s2i_core::Reporter> = Arc::new(UiReporter(ui().clone()));
-    super::interruptible(Some(&*engine), &cfg.limits, s2i_core::usage::usage(&cfg, &*engine, reporter)).await
+    let services = Services { engine: &*engine, registries: Registries::new(cfg.dockercfg_path.clone(), &cfg.limits), reporter };
+    super::interruptible(Some(&*engine), &cfg.limits, s2i_core::usage::usage(&cfg, &services)).await
 }

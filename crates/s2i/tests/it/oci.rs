@@ -636,7 +636,7 @@ fn an_empty_store_pulls_the_builder_and_the_previous_image_from_a_registry() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains(&format!("Pulled {builder}")), "{stderr}");
     let doc = json(&stdout);
-    let digest = doc["pushed"]["digest"].as_str().unwrap_or_else(|| panic!("{doc}")).to_string();
+    let digest = doc["pushed"][0]["digest"].as_str().unwrap_or_else(|| panic!("{doc}")).to_string();
     assert!(stderr.contains(&format!("Pushed {out}@{digest}")), "{stderr}");
     // What the daemonless engine pushed, Docker pulls and runs, under the same id.
     let pulled = registry.docker_pull(&out);

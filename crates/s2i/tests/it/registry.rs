@@ -332,8 +332,8 @@ fn push_then_pull_what_was_pushed() {
     assert_no_secret("a push", &stderr, &user.password);
     assert_no_secret("a push", &stdout, &user.password);
     let doc = json(&stdout);
-    let digest = doc["pushed"]["digest"].as_str().unwrap_or_else(|| panic!("pushed.digest: {doc}")).to_string();
-    assert_eq!(doc["pushed"]["name"], tag);
+    let digest = doc["pushed"][0]["digest"].as_str().unwrap_or_else(|| panic!("pushed[0].digest: {doc}")).to_string();
+    assert_eq!(doc["pushed"][0]["name"], tag);
     assert!(digest.starts_with("sha256:") && digest.len() == 71, "{digest}");
     assert!(stderr.contains(&format!("Pushing {tag}\n")), "{stderr}");
     assert!(stderr.lines().any(|l| l == format!("Pushed {tag}@{digest}")), "the digest is printed: {stderr}");
@@ -435,7 +435,7 @@ fn an_incremental_build_on_an_empty_cache_pulls_its_previous_image_from_the_regi
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains(&format!("Clean build will be performed: no previous image {tag} (unable to get {tag}: {tag} not found")), "{stderr}");
     assert!(stderr.contains("---> installed deps"), "{stderr}");
-    let first = json(&stdout)["pushed"]["digest"].as_str().unwrap().to_string();
+    let first = json(&stdout)["pushed"][0]["digest"].as_str().unwrap().to_string();
 
     // A fresh CI machine: nothing local. The previous image comes from the registry.
     docker_output(&["rmi", &tag]);
@@ -444,7 +444,7 @@ fn an_incremental_build_on_an_empty_cache_pulls_its_previous_image_from_the_regi
     assert!(stderr.contains(&format!("Pulling {tag}\n")), "{stderr}");
     assert!(stderr.contains(&format!("Existing image for tag {tag} detected for incremental build")), "{stderr}");
     assert!(stderr.contains("---> reusing deps from build-1"), "{stderr}");
-    let second = json(&stdout)["pushed"]["digest"].as_str().unwrap().to_string();
+    let second = json(&stdout)["pushed"][0]["digest"].as_str().unwrap().to_string();
     assert_ne!(first, second);
     docker_output(&["rmi", &tag]);
     let _pulled = s.reg.docker_pull(&tag);

@@ -1,7 +1,7 @@
-//! Every kind of SOURCE `s2i build` takes (spec §3, §4, §7.2, §9.4), built through the real
-//! daemon with the real binary and checked inside the resulting image: git repositories (local
-//! work trees, file://, dumb http, refs of every kind, submodules, context dirs), archives (tar,
-//! tar.gz, zip; local and http; hostile ones) and the errors a user can meet.
+//! Every kind of SOURCE `s2i build` takes, built through the real daemon with the real binary
+//! and checked inside the resulting image: git repositories (local work trees, file://, dumb
+//! http, refs of every kind, submodules, context dirs), archives (tar, tar.gz, zip; local and
+//! http; hostile ones) and the errors a user can meet.
 
 use std::collections::BTreeMap;
 use std::fs;

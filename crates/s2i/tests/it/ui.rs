@@ -58,6 +58,61 @@ fn error_texts_match_their_snapshots() {
     env.assert_clean();
 }
 
+/// The `--output=json` documents of a real build and of a failure, as printed: the fields, their
+/// order and their kinds (ids, times and the engine's version filtered). docs/json-output.md
+/// describes each field.
+#[test]
+fn json_documents_match_their_snapshots() {
+    let env = TestEnv::new("json-shape");
+    let builder = env.alias(&fixture("sti-fake"));
+    write_file(&env.work().join("app/index.html"), "hi\n", 0o644);
+    let out = env.tag("app");
+    let mut s = settings(&env);
+    s.add_filter(r#""seconds":[0-9.]+"#, r#""seconds":[SECS]"#);
+    s.add_filter(r"sha256:[0-9a-f]{64}", "sha256:[DIGEST]");
+    s.add_filter(r#""kind":"(docker|podman|oci)""#, r#""kind":"[ENGINE]""#);
+    s.add_filter(r#""(version|api_version|endpoint)":"[^"]*""#, r#""$1":"[…]""#);
+    for (name, args, code) in [
+        ("json-build-success", vec!["build", "app", &builder, &out, "--output=json", "--label", "team=payments"], 0),
+        ("json-build-failure", vec!["build", "app", "s2i-test/not-here:1", &out, "--pull-policy", "never", "--output=json"], 1),
+    ] {
+        let output = env.s2i().args(&args).output().unwrap();
+        assert_eq!(output.status.code(), Some(code), "{name}: {}", String::from_utf8_lossy(&output.stderr));
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        assert_eq!(stdout.lines().count(), 1, "one document: {stdout}");
+        s.bind(|| insta::assert_snapshot!(name, stdout));
+    }
+    env.assert_clean();
+}
+
+/// Every limit variable is read with one grammar, and a value it cannot read is an error that
+/// names it: the registry client's, the credential helpers' and the OCI store's were dropped
+/// without a word, and the build went on with the default.
+#[test]
+fn a_limit_variable_that_cannot_be_read_is_an_error_naming_it() {
+    let env = TestEnv::new("limit-vars");
+    write_file(&env.work().join("app/index.html"), "hi\n", 0o644);
+    let store = env.work().join("oci-store");
+    let store = store.to_str().unwrap();
+    for (variable, value, engine) in [
+        ("S2I_REGISTRY_IDLE_TIMEOUT", "lots", "docker"),
+        ("S2I_REGISTRY_CONFIG_MAX_BYTES", "big", "docker"),
+        ("S2I_CREDENTIAL_HELPER_TIMEOUT", "soon", "docker"),
+        ("S2I_OCI_MAX_JSON_BYTES", "lots", "oci"),
+    ] {
+        let out = env
+            .s2i()
+            .args(["build", "app", "s2i-test/not-here:1", "--pull-policy", "never", "--engine", engine, "--oci-store", store])
+            .env(variable, value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(&format!("invalid {variable} {value:?}: use ")), "{variable}: {stderr}");
+    }
+    env.assert_clean();
+}
+
 #[test]
 fn a_terminal_gets_a_live_line_and_colours_and_no_color_turns_them_off() {
     let env = TestEnv::new("tty");

@@ -1,5 +1,5 @@
-//! Parsing the SOURCE argument (spec §3.1): a URL with a scheme, an scp-like `[user@]host:path`,
-//! or a local path; each may carry a `#fragment` naming a git ref.
+//! Parsing the SOURCE argument as the reference does: a URL with a scheme, an scp-like
+//! `[user@]host:path`, or a local path; each may carry a `#fragment` naming a git ref.
 
 use std::path::{Path, PathBuf};
 
@@ -68,8 +68,8 @@ impl ArchiveFormat {
 }
 
 impl ParsedSource {
-    /// Classify SOURCE as spec §3.1 does. A local path that exists as written (even with a `#`
-    /// in its name) is taken whole.
+    /// Classify SOURCE: a URL with a scheme, then an scp-like `[user@]host:path`, then a local
+    /// path. A local path that exists as written (even with a `#` in its name) is taken whole.
     pub fn parse(source: &str) -> Result<ParsedSource> {
         let err = |reason: String| BuildError::SourceParse { input: source.to_string(), reason };
         if source.is_empty() {

@@ -1,22 +1,29 @@
 //! One build's settings, resolved, typed and validated before any work starts: the stages after
 //! this one never parse or check a flag again.
+//!
+//! Plain data at the bottom of the pipeline: this module imports none of the stages, only value
+//! types and the shared error and limits. What a build works with besides its settings (the
+//! engine, the registries' credentials, the reporter) travels beside it as `Services`.
+
+mod source_spec;
+mod values;
 
 use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use regex::Regex;
 
-use crate::env::EnvVar;
+pub use source_spec::{ArchiveFormat, ParsedSource, SourceSpec};
+pub use values::{parse_env_flag, parse_ranges, EnvVar, UidRange};
+
 use crate::error::{BuildError, Result};
 use crate::image_ref::ImageRef;
 use crate::limits::Limits;
 use crate::mapping::Mapping;
-use crate::registry::Registries;
-use crate::source::spec::SourceSpec;
-use crate::users::UidRange;
 
-/// When to pull an image from its registry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+/// When to pull an image from its registry. Parsed with [`FromStr`] (the flags' spelling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PullPolicy {
     Always,
     #[default]
@@ -32,9 +39,13 @@ impl PullPolicy {
             PullPolicy::Never => "never",
         }
     }
+}
+
+impl FromStr for PullPolicy {
+    type Err = BuildError;
 
     /// The reference's spelling and message; `""` is the default, as there.
-    pub fn parse(s: &str) -> Result<PullPolicy> {
+    fn from_str(s: &str) -> Result<PullPolicy> {
         match s {
             "always" => Ok(PullPolicy::Always),
             "if-not-present" | "" => Ok(PullPolicy::IfNotPresent),
@@ -54,8 +65,8 @@ impl fmt::Display for PullPolicy {
     }
 }
 
-/// How the output image is made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+/// How the output image is made. Parsed with [`FromStr`] (the flag's spelling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BuildMethod {
     /// The reference's way: run assemble in a container of the builder, commit that container.
     #[default]
@@ -71,8 +82,12 @@ impl BuildMethod {
             BuildMethod::Dockerfile => "dockerfile",
         }
     }
+}
 
-    pub fn parse(s: &str) -> Result<BuildMethod> {
+impl FromStr for BuildMethod {
+    type Err = BuildError;
+
+    fn from_str(s: &str) -> Result<BuildMethod> {
         match s {
             "standard" | "" => Ok(BuildMethod::Standard),
             "dockerfile" => Ok(BuildMethod::Dockerfile),
@@ -85,20 +100,10 @@ impl BuildMethod {
     }
 }
 
-/// What `s2i build` prints on stdout when it ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum OutputFormat {
-    /// Nothing: stdout is left to the scripts' users.
-    #[default]
-    Text,
-    /// One JSON document describing the outcome, on failure too.
-    Json,
-}
-
 /// The application source and how to take it.
 #[derive(Debug, Clone, Default)]
 pub struct SourceConfig {
-    /// SOURCE, parsed (§3.1).
+    /// SOURCE, parsed: a local path, a git URL or an http(s) archive.
     pub spec: SourceSpec,
     /// SOURCE as the user wrote it (messages; the source-location label of copies), with any
     /// credentials in a URL already removed.
@@ -177,9 +182,9 @@ pub struct BuildConfig {
     pub image_scripts_url: Option<String>,
     pub build_method: BuildMethod,
     pub limits: Limits,
-    /// Where registry credentials come from (`--dockercfg-path`, else Docker's places); every
-    /// pull and push of the build gets those of its image's registry.
-    pub registries: Registries,
+    /// `--dockercfg-path`: the file registry credentials come from (Docker's places when `None`).
+    /// The `Registries` service is made from it.
+    pub dockercfg_path: Option<PathBuf>,
     /// `--push`: push the tag (and the builder stage an incremental runtime build keeps) once the
     /// build succeeds. The tag names a registry ([`check_push`]).
     pub push: bool,
@@ -235,20 +240,19 @@ mod tests {
 
     #[test]
     fn pull_policies_parse_with_the_reference_message() {
-        assert_eq!(PullPolicy::parse("never").unwrap(), PullPolicy::Never);
-        assert_eq!(PullPolicy::parse("").unwrap(), PullPolicy::IfNotPresent);
-        let e = PullPolicy::parse("sometimes").unwrap_err().to_string();
+        assert_eq!("never".parse::<PullPolicy>().unwrap(), PullPolicy::Never);
+        assert_eq!("".parse::<PullPolicy>().unwrap(), PullPolicy::IfNotPresent);
+        let e = "sometimes".parse::<PullPolicy>().unwrap_err().to_string();
         assert!(e.contains("valid values are: always, never or if-not-present"), "{e}");
     }
 
     #[test]
-    fn value_enums_name_values_as_the_flags_do() {
-        use clap::ValueEnum;
-        for p in PullPolicy::value_variants() {
-            assert_eq!(p.to_possible_value().unwrap().get_name(), p.as_str());
+    fn values_parse_back_from_their_names() {
+        for p in [PullPolicy::Always, PullPolicy::IfNotPresent, PullPolicy::Never] {
+            assert_eq!(p.as_str().parse::<PullPolicy>().unwrap(), p);
         }
-        for m in BuildMethod::value_variants() {
-            assert_eq!(m.to_possible_value().unwrap().get_name(), m.as_str());
+        for m in [BuildMethod::Standard, BuildMethod::Dockerfile] {
+            assert_eq!(m.as_str().parse::<BuildMethod>().unwrap(), m);
         }
     }
 

@@ -1,0 +1,337 @@
+//! The preparation every flow shares, and every decision of the build: get the builder image,
+//! check its users, fetch the source, find the scripts, read the ignore rules and the
+//! environment, resolve injections, pick the flow (with the runtime image and its scripts when
+//! there is one) and find the previous image of an incremental build. What comes out, a
+//! [`Plan`], holds everything decided before the first build container starts; the flows get it
+//! by shared reference, and nothing changes it afterwards.
+
+mod previous;
+mod runtime;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use s2i_engine::ImageInfo;
+use tracing::{info, warn};
+
+pub use previous::Previous;
+pub use runtime::{RuntimePlan, ASSEMBLE_RUNTIME};
+
+use crate::config::{BuildConfig, EnvVar};
+use crate::env;
+use crate::error::{BuildError, Result};
+use crate::ignore::IgnoreRules;
+use crate::inject::Injection;
+use crate::labels;
+use crate::registry::Registries;
+use crate::report::{Phase, Reporter};
+use crate::result::Phases;
+use crate::scripts::{self, Resolver, Scripts};
+use crate::services::Services;
+use crate::source::{self, CommitInfo, PreparedSource};
+use crate::tar_stream::{Owner, TarPart};
+use crate::users;
+
+/// Everything decided before the first container starts.
+pub struct Plan<'a> {
+    pub cfg: &'a BuildConfig,
+    pub registries: Registries,
+    pub reporter: Arc<dyn Reporter>,
+    pub builder: ImageInfo,
+    pub scripts: Scripts,
+    /// Where scripts, source and artifacts go in the container (`/tmp` by default).
+    pub destination: String,
+    pub assemble_user: Option<String>,
+    /// Who owns what is streamed into the assemble container: the assemble user by number, group
+    /// 0. `None` for a name that the builder's /etc/passwd does not know.
+    pub owner: Option<Owner>,
+    pub env: Vec<EnvVar>,
+    /// The fetched source (a directory, clone or archive) and how to walk it.
+    pub source: PreparedSource,
+    pub ignore: IgnoreRules,
+    /// Paths left out of `src/`: the scripts the source ships for the builder and the runtime
+    /// image (they go to `scripts/`).
+    pub skip: HashSet<PathBuf>,
+    /// `--save-temp-dir`: a kept directory that gets a copy of what assemble was fed.
+    pub kept_dir: Option<PathBuf>,
+    pub injections: Vec<Injection>,
+    /// The flow that makes the image, with what only it needs.
+    pub flow: Flow,
+    /// The previous image of an incremental build, when it has artifacts to give.
+    pub previous: Option<Previous>,
+}
+
+/// How the image is made (the Dockerfile build method has its own plan and is not among them).
+pub enum Flow {
+    /// Assemble in a container of the builder and commit it.
+    Standard,
+    /// Assemble on the builder, then ship the artifacts into the runtime image.
+    Runtime(Box<RuntimePlan>),
+    /// The builder has ONBUILD instructions: build `FROM` it.
+    Onbuild,
+}
+
+impl<'a> Plan<'a> {
+    /// Make every decision of the build, fetching and asking the engine what that takes.
+    pub async fn prepare(cfg: &'a BuildConfig, services: &Services<'_>, phases: &mut Phases) -> Result<Plan<'a>> {
+        let Services { engine, registries, reporter } = services.clone();
+        let running = phases.start(Phase::BuilderImage);
+        let builder = crate::images::obtain(engine, &registries, &cfg.builder_image, cfg.pull_policy, "--pull-policy", &reporter).await?;
+        phases.end(running);
+        // An ONBUILD builder does its own work: no script is required of it, nothing is streamed.
+        let onbuild = !builder.on_build.is_empty();
+        let assemble_user = assemble_user(cfg, &builder, &builder.user);
+        // A user given by name is looked up once, here: --allowed-uids and the owner of the input
+        // both need its number.
+        let named = users::needs_passwd(&cfg.allowed_uids, &builder, cfg.assemble_user.as_deref(), labels::ASSEMBLE_USER)
+            || (!onbuild && users::is_named(assemble_user.as_deref()));
+        let passwd = match named {
+            true => crate::images::passwd(engine, &cfg.builder_image, cfg.limits.file_size).await?,
+            false => None,
+        };
+        users::check_builder(&cfg.allowed_uids, &builder, &cfg.builder_image, cfg.assemble_user.as_deref(), passwd.as_deref())?;
+        let owner = users::numeric_owner(assemble_user.as_deref(), passwd.as_deref()).map(|(uid, gid)| Owner { uid, gid });
+        let (required, optional): (&[&str], &[&str]) = match onbuild {
+            false => (&[scripts::ASSEMBLE, scripts::RUN], &[scripts::SAVE_ARTIFACTS]),
+            true => (&[], &[scripts::ASSEMBLE, scripts::RUN]),
+        };
+        // After the cheap builder checks: a clone or a download can take a while.
+        let running = phases.start(Phase::Source);
+        let source = source::prepare(&cfg.source, &cfg.limits).await?;
+        phases.end(running);
+
+        let running = phases.start(Phase::Scripts);
+        let scripts = Resolver {
+            scripts_url: cfg.scripts_url.as_deref(),
+            source_root: Some(&source.root),
+            image_url: scripts::image_scripts_url(&builder, &cfg.builder_image),
+            image_name: &cfg.builder_image,
+            limits: &cfg.limits,
+        }
+        .resolve(required, optional)
+        .await?;
+        phases.end(running);
+
+        let ignore = IgnoreRules::load(&source.root, &cfg.limits)?;
+        let env = build_environment(cfg, Some(&source.root), &ignore)?;
+        let skip = scripts.moved_from_source.iter().cloned().collect::<HashSet<PathBuf>>();
+        let injections = crate::inject::resolve(&cfg.injections, &builder.working_dir)?;
+        let mut plan = Plan {
+            cfg,
+            registries,
+            reporter,
+            destination: destination(cfg, &builder),
+            assemble_user,
+            owner,
+            builder,
+            scripts,
+            env,
+            source,
+            ignore,
+            skip,
+            kept_dir: None,
+            injections,
+            flow: if onbuild { Flow::Onbuild } else { Flow::Standard },
+            previous: None,
+        };
+        // The flow's own decisions, on the plan made so far; each is made once, here.
+        if let (false, Some(rt)) = (onbuild, &cfg.runtime) {
+            let runtime = runtime::prepare(&plan, engine, phases, rt).await?;
+            plan.skip.extend(runtime.scripts.moved_from_source.iter().cloned());
+            plan.flow = Flow::Runtime(Box::new(runtime));
+        }
+        if cfg.incremental && !onbuild {
+            // A runtime build takes the artifacts from the builder stage it kept, not the image.
+            let tag = match &plan.flow {
+                Flow::Runtime(runtime) => runtime.stage_tag.clone(),
+                _ => cfg.tag.clone(),
+            };
+            plan.previous = previous::find(&plan, engine, tag.as_ref()).await?;
+        }
+        // Last: a plan that fails leaves no kept directory behind.
+        plan.kept_dir = kept_dir(cfg)?;
+        Ok(plan)
+    }
+
+    /// The part that streams the application under `prefix/`, minus what `extra_skip` names.
+    pub fn source_part(&self, prefix: &str, extra_skip: &[PathBuf]) -> Box<dyn TarPart> {
+        let mut skip = self.skip.clone();
+        skip.extend(extra_skip.iter().cloned());
+        let src = &self.cfg.source;
+        self.source.part(prefix, self.ignore.clone(), src.exclude.clone(), src.keep_symlinks, skip)
+    }
+
+    /// The command that runs script `name` in a build container. A script the plan did not find is
+    /// an error (a flow asked for one the plan did not require), never a panic.
+    pub fn command(&self, name: &str) -> Result<String> {
+        script_command(&self.scripts, name, &self.destination, &self.cfg.builder_image)
+    }
+
+    /// The labels of the output image: `base`'s, the generated ones, `--label`, then what assemble
+    /// wrote to image_metadata.json (provenance labels excepted).
+    pub fn labels(&self, base: &ImageInfo, metadata: Vec<(String, String)>) -> Result<HashMap<String, String>> {
+        let cfg = self.cfg;
+        let tag = cfg.tag_name();
+        let mut labels: HashMap<String, String> = base.labels.clone();
+        labels.extend(generated_labels(&BuildFacts {
+            builder_image: &cfg.builder_image,
+            tag: tag.as_deref(),
+            application_name: cfg.application_name.as_deref(),
+            description: cfg.description.as_deref(),
+            source_location: Some(&self.source.location),
+            context_dir: cfg.source.context_dir.as_deref(),
+            commit: self.source.commit.as_ref(),
+        }));
+        labels.extend(cfg.labels.iter().cloned());
+        labels::add_metadata(&mut labels, metadata);
+        labels::check_size(&labels, tag.as_deref().unwrap_or(&cfg.builder_image))?;
+        Ok(labels)
+    }
+}
+
+/// What the build knows that becomes a generated label.
+#[derive(Debug, Default, Clone)]
+pub struct BuildFacts<'a> {
+    pub builder_image: &'a str,
+    pub tag: Option<&'a str>,
+    pub application_name: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub source_location: Option<&'a str>,
+    pub context_dir: Option<&'a str>,
+    /// The commit a git source was built from.
+    pub commit: Option<&'a CommitInfo>,
+}
+
+/// The labels s2i generates; only non-empty values are emitted.
+pub fn generated_labels(facts: &BuildFacts) -> HashMap<String, String> {
+    let display_name = facts.application_name.or(facts.tag);
+    let builder = crate::image_ref::normalize_for_label(facts.builder_image);
+    [
+        (labels::DESCRIPTION, facts.description),
+        (labels::DISPLAY_NAME, display_name),
+        (labels::BUILD_IMAGE, Some(builder.as_str())),
+        (labels::SOURCE_LOCATION, facts.source_location),
+        (labels::SOURCE_CONTEXT_DIR, facts.context_dir),
+        (labels::COMMIT_ID, facts.commit.map(|c| c.id.as_str())),
+        (labels::COMMIT_REF, facts.commit.map(|c| c.reference.as_str())),
+        (labels::COMMIT_AUTHOR, facts.commit.map(|c| c.author.as_str())),
+        (labels::COMMIT_DATE, facts.commit.map(|c| c.date.as_str())),
+        (labels::COMMIT_MESSAGE, facts.commit.map(|c| c.message.as_str())),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| (k.to_string(), v.to_string())))
+    .collect()
+}
+
+/// dest = `--destination` ‖ the builder's destination label (or its deprecated forms) ‖ `/tmp`.
+pub fn destination(cfg: &BuildConfig, builder: &ImageInfo) -> String {
+    if let Some(d) = cfg.destination.as_deref().filter(|d| !d.is_empty()) {
+        return d.to_string();
+    }
+    if let Some(d) = builder.label(labels::DESTINATION) {
+        return d.to_string();
+    }
+    if let Some(d) = builder.label(labels::DESTINATION_DEPRECATED) {
+        warn!("Image {} uses deprecated label '{}', please migrate it to {} instead!", cfg.builder_image, labels::DESTINATION_DEPRECATED, labels::DESTINATION);
+        return d.to_string();
+    }
+    if let Some(d) = builder.env_var(labels::ENV_LOCATION).filter(|d| !d.is_empty()) {
+        warn!("Image {} uses deprecated environment variable {}, please migrate it to the {} label instead!", cfg.builder_image, labels::ENV_LOCATION, labels::DESTINATION);
+        return d.to_string();
+    }
+    "/tmp".to_string()
+}
+
+/// Who runs the build's scripts: `--assemble-user` ‖ the builder's assemble-user label ‖
+/// `image_user` (the USER of the image the container runs); `None` means the image's default.
+pub fn assemble_user(cfg: &BuildConfig, builder: &ImageInfo, image_user: &str) -> Option<String> {
+    cfg.assemble_user
+        .clone()
+        .or_else(|| builder.label(labels::ASSEMBLE_USER).map(str::to_string))
+        .or_else(|| Some(image_user.to_string()))
+        .filter(|u| !u.is_empty())
+}
+
+/// `.s2i/environment` of `app_root` (unless `.s2iignore` removes it), then `-e`, then `-E`; last wins.
+pub fn build_environment(cfg: &BuildConfig, app_root: Option<&Path>, ignore: &IgnoreRules) -> Result<Vec<EnvVar>> {
+    let from_source = match app_root {
+        Some(root) if !(ignore.is_ignored(".s2i") || ignore.is_ignored(".s2i/environment")) => {
+            let env_file = root.join(".s2i/environment");
+            match crate::fsutil::read_text(&env_file, &cfg.limits)? {
+                Some(text) => {
+                    let vars = env::parse_s2i_environment(&text, &env_file);
+                    info!("Setting {} environment variables from .s2i/environment", vars.len());
+                    vars
+                }
+                None => Vec::new(),
+            }
+        }
+        _ => Vec::new(),
+    };
+    let from_file = cfg.environment_file.as_deref().map(|p| env::read_environment_file(p, &cfg.limits)).unwrap_or_default();
+    Ok(env::merge(&[&from_source, &cfg.env, &from_file]))
+}
+
+/// The command that runs script `name` of `scripts` (found for `image`) with `destination`.
+fn script_command(scripts: &Scripts, name: &str, destination: &str, image: &str) -> Result<String> {
+    scripts.command_path(name, destination).ok_or_else(|| BuildError::ScriptsMissing {
+        missing: vec![name.to_string()],
+        looked_in: vec![format!("{image} and the source (the plan did not require it)")],
+    })
+}
+
+/// `--save-temp-dir`: the kept directory (the only host directory a plain build makes).
+fn kept_dir(cfg: &BuildConfig) -> Result<Option<PathBuf>> {
+    if !cfg.save_temp_dir {
+        return Ok(None);
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("s2i")
+        .tempdir()
+        .map_err(|e| BuildError::io("creating the temporary directory", e))?
+        .keep();
+    warn!("Temporary directory {} is kept (--save-temp-dir); upload.tar holds what assemble was fed", dir.display());
+    Ok(Some(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_labels_follow_the_reference() {
+        let facts = BuildFacts {
+            builder_image: "busybox",
+            tag: Some("app:v1"),
+            source_location: Some("/src/app"),
+            ..Default::default()
+        };
+        let l = generated_labels(&facts);
+        assert_eq!(l[labels::BUILD_IMAGE], "docker.io/library/busybox:latest");
+        assert_eq!(l[labels::DISPLAY_NAME], "app:v1");
+        assert_eq!(l[labels::SOURCE_LOCATION], "/src/app");
+        assert!(!l.contains_key(labels::DESCRIPTION));
+        assert!(!l.contains_key(labels::SOURCE_CONTEXT_DIR));
+        assert!(!l.contains_key(labels::COMMIT_ID));
+
+        let named = generated_labels(&BuildFacts { application_name: Some("My App"), description: Some("d"), ..facts });
+        assert_eq!(named[labels::DISPLAY_NAME], "My App");
+        assert_eq!(named[labels::DESCRIPTION], "d");
+
+        let commit = CommitInfo {
+            id: "a".repeat(40),
+            reference: "main".into(),
+            author: "A U Thor <a@example.com>".into(),
+            date: "Sat Nov 21 12:00:00 2026 +0000".into(),
+            message: "first".into(),
+        };
+        let l = generated_labels(&BuildFacts { commit: Some(&commit), context_dir: Some("app"), ..Default::default() });
+        assert_eq!(l[labels::COMMIT_ID], "a".repeat(40));
+        assert_eq!(l[labels::COMMIT_REF], "main");
+        assert_eq!(l[labels::COMMIT_AUTHOR], "A U Thor <a@example.com>");
+        assert_eq!(l[labels::COMMIT_DATE], "Sat Nov 21 12:00:00 2026 +0000");
+        assert_eq!(l[labels::COMMIT_MESSAGE], "first");
+        assert_eq!(l[labels::SOURCE_CONTEXT_DIR], "app");
+    }
+}
