@@ -38,15 +38,6 @@ pub enum EngineError {
 }
 
 impl EngineError {
-    pub(crate) fn api(op: impl Into<String>, err: bollard::errors::Error) -> Self {
-        use bollard::errors::Error as B;
-        let (message, status) = match &err {
-            B::DockerResponseServerError { status_code, message } => (message.clone(), Some(*status_code)),
-            other => (error_chain(other), None),
-        };
-        EngineError::Api { op: op.into(), message, status }
-    }
-
     /// The first error of type `T` among this error's causes (a `RegistryError`, say).
     pub fn find_cause<T: std::error::Error + 'static>(&self) -> Option<&T> {
         let mut cause = std::error::Error::source(self);

@@ -1,13 +1,10 @@
-//! The container engine behind s2i.
+//! The container engine behind s2i: the [`Engine`] trait and the types it speaks.
 //!
-//! Strategies talk to an [`Engine`]; this crate ships the Docker backend ([`DockerEngine`], which also
-//! serves Podman's compatible API). A second backend (a daemonless one, say) fits behind the same trait
-//! without touching the strategies.
+//! Strategies talk to an [`Engine`] and never know which one runs them. The implementations sit
+//! side by side, each in its own crate: `s2i-docker` (the Docker Engine API, for Docker and
+//! Podman), `s2i-oci` (daemonless: an OCI image store and runc), and the test kit's fake.
 
-mod connect;
-mod docker;
 mod error;
-mod tls;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,8 +15,6 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio::io::AsyncRead;
 
-pub use connect::{ConnectOptions, TlsOptions};
-pub use docker::DockerEngine;
 pub use error::{error_chain, EngineError, Result};
 
 /// What the engine knows of an image, reduced to what s2i reads.

@@ -312,7 +312,7 @@ fn a_password_whose_encodings_hold_plus_and_slash() {
     let name = image.normalized();
     let _cleanup = s2i_testkit::PulledImage::from_name(&name);
     rt().block_on(async {
-        let engine = s2i_engine::DockerEngine::connect(&s2i_engine::ConnectOptions::from_env().unwrap()).await.unwrap();
+        let engine = s2i_docker::DockerEngine::connect(&s2i_docker::ConnectOptions::from_env().unwrap()).await.unwrap();
         use s2i_engine::Engine as _;
         let mut events = Vec::new();
         let mut sink = |p: s2i_engine::Progress<'_>| events.push(format!("{p:?}"));
@@ -383,7 +383,7 @@ fn failures_are_typed_and_diagnose_says_why() {
 
     // What Docker 20.10 says about the anonymous pull misleads; diagnose says what is wrong.
     rt().block_on(async {
-        let engine = s2i_engine::DockerEngine::connect(&s2i_engine::ConnectOptions::from_env().unwrap()).await.unwrap();
+        let engine = s2i_docker::DockerEngine::connect(&s2i_docker::ConnectOptions::from_env().unwrap()).await.unwrap();
         use s2i_engine::Engine as _;
         let name = image.normalized();
         let _cleanup = s2i_testkit::PulledImage::from_name(&name);

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use s2i_core::limits::{Env, Grammar, Limits};
 use s2i_core::{BuildConfig, BuildError, BuildMethod};
-use s2i_engine::{ConnectOptions, DockerEngine, Engine, EngineError, ImageInfo};
+use s2i_docker::{ConnectOptions, DockerEngine};
+use s2i_engine::{Engine, EngineError, ImageInfo};
 use s2i_oci::engine::{MEMORY_LIMIT_ENV, PIDS_LIMIT_ENV, ROOTFS_ENV};
 use s2i_oci::image::{Store, MAX_BLOB_ENV, MAX_JSON_ENV};
 use s2i_oci::run::rootfs::RootfsDriver;

@@ -5,7 +5,8 @@
 
 use std::process::{Command, Stdio};
 
-use s2i_engine::{ConnectOptions, DockerEngine, Engine, EngineKind};
+use s2i_docker::{ConnectOptions, DockerEngine};
+use s2i_engine::{Engine, EngineKind};
 use s2i_testkit::{docker_output, docker_run, engine_host, fixture, image_config, image_inspect, test_engine, write_file, TestEngine, TestEnv};
 
 fn engine_kind() -> &'static str {

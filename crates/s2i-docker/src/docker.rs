@@ -19,8 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, info, warn};
 
 use crate::connect::{parse_endpoint, ConnectOptions, Transport};
-use crate::error::{EngineError, Result};
-use crate::{
+use crate::error::{api_error, EngineError, Result};
+use s2i_engine::{
     ArchiveFormat, ArchiveOutput, ByteStream, CommitSpec, ContainerInput, ContainerSpec, Engine, EngineKind,
     EngineVersion, ImageBuildSpec, ImageInfo, LayerPhase, OutputSink, OutputStream, Progress, ProgressSink,
     RegistryAuth, RunningOutput, SeccompProfile, SecurityOptions,
@@ -202,7 +202,7 @@ impl DockerEngine {
                     })
                 }
                 Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => return Ok(None),
-                Err(e) => return Err(EngineError::api(format!("asking Podman for {path}"), e)),
+                Err(e) => return Err(api_error(format!("asking Podman for {path}"), e)),
             }
         }
         Ok(Some(body))
@@ -247,7 +247,7 @@ impl DockerEngine {
             .docker
             .inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>)
             .await
-            .map_err(|e| EngineError::api("inspecting the container to commit", e))?;
+            .map_err(|e| api_error("inspecting the container to commit", e))?;
         let config = container.config.unwrap_or_default();
         let plan = PodmanCommit::plan(spec, &config.env.unwrap_or_default(), &config.labels.unwrap_or_default());
         let changes = Some(plan.changes.join("\n"));
@@ -288,7 +288,7 @@ impl DockerEngine {
             .docker
             .create_container(Some(CreateContainerOptions { name: name.clone(), ..Default::default() }), body)
             .await
-            .map_err(|e| EngineError::api("creating the container of the second commit step", e));
+            .map_err(|e| api_error("creating the container of the second commit step", e));
         if let Some(name) = &name {
             self.forget(name);
         }
@@ -321,7 +321,7 @@ impl DockerEngine {
             .docker
             .commit_container(opts, ContainerConfig::default())
             .await
-            .map_err(|e| EngineError::api("committing the container", e))?;
+            .map_err(|e| api_error("committing the container", e))?;
         Ok(full_image_id(res.id))
     }
 
@@ -334,7 +334,7 @@ async fn wait_exit_code(docker: &Docker, id: &str) -> Result<i64> {
     match waits.next().await {
         Some(Ok(resp)) => Ok(resp.status_code),
         Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
-        Some(Err(e)) => Err(EngineError::api("waiting for the container", e)),
+        Some(Err(e)) => Err(api_error("waiting for the container", e)),
         None => Err(EngineError::Api {
             op: "waiting for the container".into(),
             message: "the engine closed the wait without an exit code".into(),
@@ -604,7 +604,7 @@ impl Engine for DockerEngine {
         let inspect = match self.docker.inspect_image(name).await {
             Ok(i) => i,
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => return Ok(None),
-            Err(e) => return Err(EngineError::api(format!("inspecting image {name:?}"), e)),
+            Err(e) => return Err(api_error(format!("inspecting image {name:?}"), e)),
         };
         let config = inspect.config.unwrap_or_default();
         let id = full_image_id(inspect.id.unwrap_or_default());
@@ -684,7 +684,7 @@ impl Engine for DockerEngine {
         }
         let mut stream = self.docker.export_image(name);
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| EngineError::api(format!("saving image {name}"), e))?;
+            let chunk = chunk.map_err(|e| api_error(format!("saving image {name}"), e))?;
             out.write_all(&chunk).await.map_err(EngineError::Input)?;
         }
         out.shutdown().await.map_err(EngineError::Input)?;
@@ -697,7 +697,7 @@ impl Engine for DockerEngine {
         let mut stream = self.docker.import_image_stream(opts, body, None);
         let mut loaded = Vec::new();
         while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| EngineError::api("loading an image archive", e))?;
+            let info = item.map_err(|e| api_error("loading an image archive", e))?;
             if let Some(detail) = info.error_detail.and_then(|d| d.message) {
                 return Err(EngineError::Api { op: "loading an image archive".into(), message: detail, status: None });
             }
@@ -752,7 +752,7 @@ impl Engine for DockerEngine {
         if let Some(name) = &spec.name {
             self.forget(name);
         }
-        let created = created.map_err(|e| EngineError::api(format!("creating a container from {:?}", spec.image), e))?;
+        let created = created.map_err(|e| api_error(format!("creating a container from {:?}", spec.image), e))?;
         for w in created.warnings.iter().filter(|w| !w.is_empty()) {
             warn!("{w}");
         }
@@ -772,12 +772,12 @@ impl Engine for DockerEngine {
             .docker
             .attach_container(id, Some(opts))
             .await
-            .map_err(|e| EngineError::api("attaching to the container", e))?;
+            .map_err(|e| api_error("attaching to the container", e))?;
         let (mut out, mut stdin) = (attached.output, attached.input);
         self.docker
             .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
             .await
-            .map_err(|e| EngineError::api("starting the container", e))?;
+            .map_err(|e| api_error("starting the container", e))?;
 
         let pump = async {
             match input {
@@ -841,11 +841,11 @@ impl Engine for DockerEngine {
             .docker
             .attach_container(id, Some(opts))
             .await
-            .map_err(|e| EngineError::api("attaching to the container", e))?;
+            .map_err(|e| api_error("attaching to the container", e))?;
         self.docker
             .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
             .await
-            .map_err(|e| EngineError::api("starting the container", e))?;
+            .map_err(|e| api_error("starting the container", e))?;
         let (writer, reader) = tokio::io::duplex(256 * 1024);
         let (docker, id) = (self.docker.clone(), id.to_string());
         let mut output = attached.output;
@@ -863,7 +863,7 @@ impl Engine for DockerEngine {
                     }
                     Ok(LogOutput::StdErr { message }) => stderr.output(OutputStream::Stderr, &message),
                     Ok(LogOutput::StdIn { .. }) => {}
-                    Err(e) => return Err(EngineError::api("reading the container's output", e)),
+                    Err(e) => return Err(api_error("reading the container's output", e)),
                 }
             }
             drop(writer);
@@ -883,14 +883,14 @@ impl Engine for DockerEngine {
             self.docker
                 .get_container_archive_info(id, Some(stat))
                 .await
-                .map_err(|e| EngineError::api(format!("copying files to {path} in the container"), e))?;
+                .map_err(|e| api_error(format!("copying files to {path} in the container"), e))?;
         }
         let opts = UploadToContainerOptions { path: path.to_string(), ..Default::default() };
         let body = bollard::body_try_stream(tokio_util::io::ReaderStream::new(tar));
         self.docker
             .upload_to_container(id, Some(opts), body)
             .await
-            .map_err(|e| EngineError::api(format!("copying files to {path} in the container"), e))
+            .map_err(|e| api_error(format!("copying files to {path} in the container"), e))
     }
 
     async fn commit_container(&self, id: &str, spec: &CommitSpec) -> Result<String> {
@@ -916,7 +916,7 @@ impl Engine for DockerEngine {
             .docker
             .commit_container(opts, config)
             .await
-            .map_err(|e| EngineError::api("committing the container", e))?;
+            .map_err(|e| api_error("committing the container", e))?;
         Ok(full_image_id(res.id))
     }
 
@@ -927,7 +927,7 @@ impl Engine for DockerEngine {
                 self.forget(id);
                 Ok(())
             }
-            Err(e) => Err(EngineError::api(format!("removing container {id}"), e)),
+            Err(e) => Err(api_error(format!("removing container {id}"), e)),
         }
     }
 
@@ -937,7 +937,7 @@ impl Engine for DockerEngine {
             .remove_image(name, Some(opts), None)
             .await
             .map(|_| ())
-            .map_err(|e| EngineError::api(format!("removing image {name}"), e))
+            .map_err(|e| api_error(format!("removing image {name}"), e))
     }
 
     async fn download_archive(&self, id: &str, path: &str) -> Result<Option<ByteStream>> {
@@ -946,7 +946,7 @@ impl Engine for DockerEngine {
         let first = match stream.next().await {
             None => return Ok(Some(Box::pin(futures_util::stream::empty()))),
             Some(Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })) => return Ok(None),
-            Some(Err(e)) => return Err(EngineError::api(format!("copying {path} out of the container"), e)),
+            Some(Err(e)) => return Err(api_error(format!("copying {path} out of the container"), e)),
             Some(Ok(bytes)) => bytes,
         };
         let rest = stream.map_err(|e| std::io::Error::other(e.to_string()));
@@ -973,7 +973,7 @@ impl Engine for DockerEngine {
             let info = match item {
                 Ok(info) => info,
                 Err(bollard::errors::Error::DockerStreamError { error }) => return Err(failed(error)),
-                Err(e) => return Err(EngineError::api("building the image", e)),
+                Err(e) => return Err(api_error("building the image", e)),
             };
             if let Some(detail) = info.error_detail {
                 return Err(failed(detail.message.unwrap_or_else(|| "the build failed".into())));
