@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::sync::{Mutex, OnceLock};
 
 use crate::engine::*;
+use crate::factory::factory_command;
 use crate::lock::daemon_lock;
 use crate::base::{base_image, no_tar_image, BASE_IMAGE, NO_TAR_IMAGE};
 

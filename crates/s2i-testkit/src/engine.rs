@@ -11,6 +11,8 @@ use std::collections::HashSet;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
 
+use crate::factory::{docker_host, factory_command};
+
 /// The engines the tests can drive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TestEngine {
@@ -30,13 +32,6 @@ pub fn test_engine() -> TestEngine {
     })
 }
 
-/// The Docker daemon's endpoint: `DOCKER_HOST`, else the default socket.
-pub(crate) fn docker_host() -> String {
-    std::env::var("DOCKER_HOST")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string())
-}
 
 /// The socket of the engine under test (its [`engine_host`] without `unix://`), for a test
 /// that puts a proxy in front of it.
@@ -84,14 +79,6 @@ pub fn engine_command() -> Command {
     cmd
 }
 
-/// A `docker` CLI command aimed at the Docker daemon, which makes the test images.
-pub(crate) fn factory_command() -> Command {
-    let mut cmd = Command::new("docker");
-    cmd.env("DOCKER_HOST", docker_host())
-        .env("DOCKER_BUILDKIT", "0")
-        .env_remove("DOCKER_CONTEXT");
-    cmd
-}
 
 pub(crate) fn run_cli(mut cmd: Command, args: &[&str]) -> Output {
     cmd.args(args)

@@ -55,6 +55,7 @@
 mod base;
 mod builders;
 mod engine;
+mod factory;
 mod env;
 // The fake mirrors the Engine types field for field; those are documented in s2i-engine.
 #[allow(missing_docs)]

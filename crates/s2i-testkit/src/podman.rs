@@ -480,7 +480,7 @@ impl RootlessPodman {
 
     /// Loads an image that Docker has (the test kit's image factory) into the user's store.
     pub fn load(&self, image: &str) {
-        let mut save = crate::engine::factory_command()
+        let mut save = crate::factory::factory_command()
             .args(["save", image])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -5,6 +5,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use crate::engine::*;
+use crate::factory::docker_host;
 use crate::lock::daemon_lock;
 
 /// Name of the image made by [`python_base_image`].

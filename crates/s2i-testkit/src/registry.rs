@@ -229,14 +229,14 @@ impl TestRegistry {
     pub fn docker_push(&self, local: &str, repo_tag: &str) -> (String, String) {
         let remote = self.image(repo_tag);
         crate::factory_output(&["tag", local, &remote]);
-        let out = crate::engine::factory_command()
+        let out = crate::factory::factory_command()
             .arg("--config")
             .arg(self.docker_config.path())
             .args(["push", &remote])
             .stdin(Stdio::null())
             .output()
             .expect("running docker push");
-        let _ = crate::engine::factory_command().args(["rmi", &remote]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let _ = crate::factory::factory_command().args(["rmi", &remote]).stdout(Stdio::null()).stderr(Stdio::null()).status();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
