@@ -171,6 +171,28 @@ fn hard_limit(name: &str) -> Option<u64> {
     fields.get(1)?.parse().ok()
 }
 
+/// What both supervisors do: `supervise PID` waits for the service, and stops it when fd 3 (the
+/// test process's end of a pipe, which only ever reaches EOF) closes, leaving its exit status in
+/// `$status`; `remove_dir DIR` unmounts what is left below DIR, deepest first, and removes it.
+const SUPERVISION: &str = r#"
+supervise() {
+  # Clean up even when nobody reads our stderr any more.
+  trap '' PIPE
+  (while read -r _ <&3; do :; done; kill -TERM "$1" 2>/dev/null) &
+  watcher=$!
+  exec 3<&-
+  wait "$1"
+  status=$?
+  kill "$watcher" 2>/dev/null
+}
+remove_dir() {
+  awk -v d="$1/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r | while read -r m; do
+    umount -l "$m" 2>/dev/null
+  done
+  rm -rf "$1"
+}
+"#;
+
 /// The supervisor: starts the service, and when its stdin reaches EOF (the test process has
 /// ended) stops it and removes everything it made. `$1` dir, `$2` storage driver, `$3` podman.
 const SUPERVISOR_SCRIPT: &str = r#"
@@ -180,21 +202,10 @@ dir=$1 driver=$2 podman=$3
 exec 3<&0 </dev/null
 flags="--root $dir/root --runroot $dir/runroot --tmpdir $dir/tmp --storage-driver $driver --cgroup-manager cgroupfs --events-backend file"
 "$podman" $flags system service --time=0 "unix://$dir/podman.sock" 3<&- &
-service=$!
-# Clean up even when nobody reads our stderr any more.
-trap '' PIPE
-(while read -r _ <&3; do :; done; kill -TERM "$service" 2>/dev/null) &
-watcher=$!
-exec 3<&-
-wait "$service"
-status=$?
-kill "$watcher" 2>/dev/null
+supervise $!
 # Containers still there (running ones with their conmon), images, volumes, the store itself.
 "$podman" $flags system reset --force >/dev/null 2>&1 || echo "podman system reset failed in $dir" >&2
-awk -v d="$dir/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r | while read -r m; do
-  umount -l "$m" 2>/dev/null
-done
-rm -rf "$dir"
+remove_dir "$dir"
 exit $status
 "#;
 
@@ -202,7 +213,7 @@ fn launch(podman: &Path, dir: &Path, socket: &Path, driver: &'static str) -> Res
     let mut command = Command::new("sh");
     command
         .arg("-c")
-        .arg(SUPERVISOR_SCRIPT)
+        .arg(format!("{SUPERVISION}{SUPERVISOR_SCRIPT}"))
         .arg("s2i-podman-supervisor")
         .arg(dir)
         .arg(driver)
@@ -402,7 +413,7 @@ impl RootlessPodman {
         let mut command = Command::new("sh");
         command
             .arg("-c")
-            .arg(ROOTLESS_SUPERVISOR_SCRIPT)
+            .arg(format!("{SUPERVISION}{ROOTLESS_SUPERVISOR_SCRIPT}"))
             .arg("s2i-rootless-supervisor")
             .arg(&me.dir)
             .arg(&me.user)
@@ -548,23 +559,13 @@ stop_user() {
   done
 }
 (cd "$dir/home" && as_user "$podman" system service --time=0 "unix://$dir/run/podman/podman.sock") 3<&- &
-service=$!
-trap '' PIPE
-(while read -r _ <&3; do :; done; kill -TERM "$service" 2>/dev/null) &
-watcher=$!
-exec 3<&-
-wait "$service"
-status=$?
-kill "$watcher" 2>/dev/null
+supervise $!
 stop_user
 (cd "$dir/home" && as_user "$podman" system reset --force) >/dev/null 2>&1 || echo "podman system reset failed for $user" >&2
 stop_user
 usermod --del-subuids "$range" --del-subgids "$range" "$user" >/dev/null 2>&1
 userdel "$user" >/dev/null 2>&1 || echo "userdel $user failed" >&2
-awk -v d="$dir/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r | while read -r m; do
-  umount -l "$m" 2>/dev/null
-done
-rm -rf "$dir"
+remove_dir "$dir"
 exit $status
 "#;
 
