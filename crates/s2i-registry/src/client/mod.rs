@@ -216,6 +216,7 @@ impl RegistryClient {
             reqwest::Client::builder()
                 .connect_timeout(limits.connect_timeout)
                 .user_agent(concat!("s2i/", env!("CARGO_PKG_VERSION")))
+                .dns_resolver(crate::dns::resolver())
                 // Registries are asked directly; a proxy from the environment still applies.
                 .pool_idle_timeout(Duration::from_secs(30))
         };
