@@ -110,6 +110,10 @@ pub enum BuildError {
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryFailure),
 
+    /// A CA file given for registries (`--ca-file`, `SSL_CERT_FILE`) that cannot be used.
+    #[error(transparent)]
+    RegistryTrust(Box<s2i_registry::RegistryError>),
+
     #[error("{image} is missing after its pull finished")]
     PulledImageMissing { image: String },
 
@@ -297,6 +301,7 @@ impl BuildError {
             }
             BuildError::ImageBuild { .. } => "the build output above shows the step that failed".into(),
             BuildError::Registry(e) => e.hint(),
+            BuildError::RegistryTrust(e) => e.hint(),
             BuildError::LabelsTooBig { .. } => "write fewer or shorter labels in image_metadata.json".into(),
             BuildError::ImageMetadata { .. } => {
                 "the file must look like {\"labels\":[{\"key\":\"value\"}]}".into()

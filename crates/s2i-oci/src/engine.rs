@@ -15,7 +15,7 @@ use s2i_engine::{
     EngineVersion, ImageBuildSpec, ImageInfo, OutputSink, OutputStream, Progress, ProgressSink, RegistryAuth, Result,
     RunningOutput,
 };
-use s2i_registry::client::{ClientOptions, Limits as RegistryLimits};
+use s2i_registry::client::{CaFile, ClientOptions, Limits as RegistryLimits};
 use s2i_registry::{error_chain, RegistryClient, Resolved};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Child;
@@ -52,6 +52,8 @@ pub struct OciEngineOptions {
     pub memory_limit: Option<u64>,
     /// Most processes and threads in a build container (`None`: no limit).
     pub pids_limit: Option<u64>,
+    /// CA files the registry client trusts beside its built-in and the system's roots.
+    pub registry_ca_files: Vec<CaFile>,
 }
 
 impl OciEngineOptions {
@@ -65,6 +67,7 @@ impl OciEngineOptions {
             fuse_overlayfs: PathBuf::from("fuse-overlayfs"),
             memory_limit: default_memory_limit(),
             pids_limit: Some(DEFAULT_PIDS_LIMIT),
+            registry_ca_files: Vec::new(),
         }
     }
 
@@ -300,7 +303,7 @@ impl OciEngine {
         if let Some(c) = client.as_ref() {
             return Ok(c.clone());
         }
-        let options = ClientOptions { limits: RegistryLimits::from_env(), ..Default::default() };
+        let options = ClientOptions { limits: RegistryLimits::from_env(), ca_files: self.opts.registry_ca_files.clone(), ..Default::default() };
         let made = Arc::new(RegistryClient::new(options).map_err(|e| EngineError::Failed { op: "setting up the registry client".into(), source: Box::new(e) })?);
         *client = Some(made.clone());
         Ok(made)

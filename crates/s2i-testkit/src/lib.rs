@@ -79,7 +79,7 @@ pub use http::{Answer, HttpServer, RecordedRequest};
 pub use podman::{podman_service, PodmanService, RootlessPodman};
 pub use proxy::FreezableProxy;
 pub use pty::{run_with_tty_stderr, TtyRun};
-pub use registry::{write_docker_config, FakeCredentialHelper, PulledImage, RegistryUser, TestRegistry, REGISTRY_PROGRAM};
+pub use registry::{write_docker_config, FakeCredentialHelper, PulledImage, RegistryUser, TestRegistry, REGISTRY_NAME, REGISTRY_PROGRAM};
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

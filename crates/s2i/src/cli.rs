@@ -66,6 +66,17 @@ pub struct GlobalArgs {
     pub loglevel: u8,
     #[command(flatten)]
     pub engine: EngineArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// How s2i itself talks to registries (valid on every subcommand).
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Registry options")]
+pub struct RegistryArgs {
+    /// PEM file of CA certificates to trust beside the built-in and system roots ($SSL_CERT_FILE is added too), where s2i talks to registries itself: the oci engine's pulls and pushes, and asking a registry why a pull or push failed (a Docker or Podman daemon's own pulls trust its certs.d)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -27,7 +27,12 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, pending: Option<Pending>)
     let started = Instant::now();
     ui().set_quiet(args.common.quiet);
 
-    let cfg = match config_from_args(args) {
+    let configured = super::registry_ca_files(global).and_then(|ca_files| {
+        let mut cfg = config_from_args(args)?;
+        cfg.registries = std::mem::take(&mut cfg.registries).with_ca_files(ca_files);
+        Ok(cfg)
+    });
+    let cfg = match configured {
         Ok(cfg) => cfg,
         Err(e) => {
             if json {

@@ -6,6 +6,7 @@
 use std::ops::Deref;
 use std::path::Path;
 
+use s2i_core::registry::CaFile;
 use s2i_core::{BuildConfig, BuildError, BuildMethod};
 use s2i_engine::{ArchiveFormat, DockerEngine, Engine, EngineError};
 use s2i_oci::image::Store;
@@ -37,7 +38,7 @@ impl Deref for Connected {
 pub async fn connect(global: &GlobalArgs) -> Result<Connected, BuildError> {
     let engine = match global.engine.kind {
         EngineChoice::Docker => Connected::Docker(super::connect_docker(global).await?),
-        EngineChoice::Oci => Connected::Oci(open_oci(&global.engine).await?),
+        EngineChoice::Oci => Connected::Oci(open_oci(&global.engine, super::registry_ca_files(global)?).await?),
     };
     if let Ok(v) = engine.version().await {
         info!("Using the {} engine ({}) at {}", v.kind, v.version, v.endpoint);
@@ -45,7 +46,7 @@ pub async fn connect(global: &GlobalArgs) -> Result<Connected, BuildError> {
     Ok(engine)
 }
 
-async fn open_oci(args: &EngineArgs) -> Result<OciEngine, BuildError> {
+async fn open_oci(args: &EngineArgs, registry_ca_files: Vec<CaFile>) -> Result<OciEngine, BuildError> {
     let root = args.oci_store.clone().unwrap_or_else(Store::default_root);
     let mut opts = OciEngineOptions::from_env(&root).map_err(|e| match e {
         RunError::BadSetting { name, value, reason } => BuildError::InvalidValue { what: name, value, reason },
@@ -54,6 +55,7 @@ async fn open_oci(args: &EngineArgs) -> Result<OciEngine, BuildError> {
     if let Some(runtime) = &args.oci_runtime {
         opts.runtime = runtime.clone();
     }
+    opts.registry_ca_files = registry_ca_files;
     Ok(OciEngine::open(opts).await?)
 }
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use s2i_core::BuildError;
 use s2i_engine::{ConnectOptions, DockerEngine, Engine, EngineError, ImageInfo};
+use s2i_core::registry::CaFile;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 
@@ -40,6 +41,23 @@ pub async fn run(cli: Cli, pending: Option<Pending>) -> Result<(), BuildError> {
         Some(Command::Generate(args)) => generate::run(&cli.global, args).await,
         Some(Command::Completion(args)) => completion::run(args),
     }
+}
+
+/// The CA files trusted for registries s2i talks to itself: `--ca-file`, then `SSL_CERT_FILE`
+/// (which the system roots also read). Each is read here, so that a file that cannot be used stops
+/// the command before any work, with an error that names the flag or the variable.
+pub fn registry_ca_files(global: &GlobalArgs) -> Result<Vec<CaFile>, BuildError> {
+    let mut files = Vec::new();
+    if let Some(path) = global.registry.ca_file.as_ref().filter(|p| !p.as_os_str().is_empty()) {
+        files.push(CaFile::new(path, "--ca-file"));
+    }
+    if let Some(path) = std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()) {
+        files.push(CaFile::new(path, "SSL_CERT_FILE"));
+    }
+    for file in &files {
+        file.certificates().map_err(|e| BuildError::RegistryTrust(Box::new(e)))?;
+    }
+    Ok(files)
 }
 
 /// Connection settings: the environment's, overridden by the global flags.

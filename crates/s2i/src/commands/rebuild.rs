@@ -33,7 +33,7 @@ pub async fn run(global: &GlobalArgs, args: RebuildArgs) -> Result<(), BuildErro
     let reporter: Arc<dyn s2i_core::Reporter> = Arc::new(UiReporter(ui().clone()));
     let source = args.source.as_deref().filter(|s| !s.is_empty());
     // One look-up per registry for the image and the build that follows.
-    let registries = Registries::new(c.dockercfg_path.clone());
+    let registries = Registries::new(c.dockercfg_path.clone()).with_ca_files(super::registry_ca_files(global)?);
     let mut cfg = s2i_core::rebuild::config_for(&*engine, &registries, &image, c.pull_policy, source, &reporter).await?;
     // The labels of an image are not the user's word: say what will be read and run before it is.
     let at = cfg.source.git_ref.as_deref().map(|r| format!(" at {r}")).unwrap_or_default();

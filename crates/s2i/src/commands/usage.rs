@@ -21,7 +21,7 @@ pub async fn run(global: &GlobalArgs, args: UsageArgs) -> Result<(), BuildError>
         pull_policy: args.common.pull_policy,
         destination: args.common.destination.filter(|d| !d.is_empty()),
         limits: s2i_core::limits::Limits::from_env()?,
-        registries: s2i_core::registry::Registries::new(args.common.dockercfg_path),
+        registries: s2i_core::registry::Registries::new(args.common.dockercfg_path).with_ca_files(super::registry_ca_files(global)?),
         ..Default::default()
     };
     let engine = super::connect(global).await?;

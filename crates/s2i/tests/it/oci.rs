@@ -13,7 +13,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
 use crate::apps::{incremental_app, probe_app, renice_denying_profile};
-use s2i_testkit::{docker_output, docker_run, fixture, image_config, write_file, HttpServer, TestEnv, TestRegistry};
+use s2i_testkit::{
+    docker_output, docker_run, fixture, image_config, write_docker_config, write_file, HttpServer, TestEnv, TestRegistry, REGISTRY_NAME,
+};
 use serde_json::Value;
 
 const NO_DOCKER: &str = "unix:///nonexistent/docker.sock";
@@ -71,6 +73,7 @@ impl Oci {
     fn store(&self) -> &Path {
         self.store.path()
     }
+
 
     /// `s2i ARGS --engine oci --oci-store STORE --loglevel 1`, the Docker socket unreachable.
     fn command(&self, args: &[&str]) -> Command {
@@ -667,4 +670,110 @@ fn an_empty_store_pulls_the_builder_and_the_previous_image_from_a_registry() {
 fn loaded_name(output: &str) -> String {
     let name = output.lines().find_map(|l| l.strip_prefix("Loaded image: ")).unwrap_or_else(|| panic!("docker load said: {output}"));
     name.strip_prefix("docker.io/").unwrap_or(name).to_string()
+}
+
+/// `cmd` run in a mount namespace of its own where each `(file, replacement)` of `files` is bind
+/// mounted over the machine's `/etc` file: a test's own `/etc/hosts` (names of the test registry),
+/// `nsswitch.conf` or `resolv.conf`, the machine's files untouched.
+fn with_own_etc(cmd: &Command, files: &[(&str, &Path)]) -> Command {
+    let mut script = String::new();
+    for (i, (file, _)) in files.iter().enumerate() {
+        assert!(Path::new(file).exists(), "{file} is missing on this machine: a test bind mounts its own over it");
+        script.push_str(&format!("mount --bind \"${}\" {file} && ", i + 1));
+    }
+    script.push_str(&format!("shift {} && exec \"$@\"", files.len()));
+    let mut wrapped = Command::new("unshare");
+    wrapped.args(["--mount", "--propagation", "private", "sh", "-c", &script, "sh"]);
+    wrapped.args(files.iter().map(|(_, with)| with)).arg(cmd.get_program()).args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(v) => wrapped.env(key, v),
+            None => wrapped.env_remove(key),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    wrapped.stdin(Stdio::null());
+    wrapped
+}
+
+/// The test registry (htpasswd, TLS by its own CA) with the sti-fake builder pushed, and a Docker
+/// config with its user's credentials for each name it is reached by.
+struct NamedRegistry {
+    registry: TestRegistry,
+    config_dir: PathBuf,
+    repo: &'static str,
+}
+
+impl NamedRegistry {
+    fn start(env: &TestEnv, repo: &'static str) -> NamedRegistry {
+        let registry = TestRegistry::start();
+        registry.docker_push(&fixture("sti-fake"), repo);
+        let localhost = format!("localhost:{}", registry.port());
+        let mut auths = registry.auths_config(&registry.named_host(), registry.user());
+        auths["auths"][&localhost] = registry.auths_config(&localhost, registry.user())["auths"][&localhost].clone();
+        let config_dir = env.work().join("docker-config");
+        write_docker_config(&config_dir, &auths);
+        NamedRegistry { registry, config_dir, repo }
+    }
+
+    /// The builder's name under `host` (`registry.s2i.test:PORT`, `localhost:PORT`).
+    fn image(&self, host: &str) -> String {
+        format!("{host}/{}", self.repo)
+    }
+}
+
+/// `--ca-file` makes the oci engine trust a registry signed by a private CA, and so does
+/// `SSL_CERT_FILE`; without either, TLS fails as it must for a registry that is not on loopback
+/// (here the test registry under a name that its own /etc/hosts maps to 127.0.0.1). A file that
+/// cannot be used stops the command before any work, with an error naming the flag or variable.
+#[test]
+fn the_oci_engine_trusts_a_registry_ca_given_with_ca_file_or_ssl_cert_file() {
+    let t = Oci::new("oci-ca-file");
+    let reg = NamedRegistry::start(&t.env, "oci-test/sti-fake:ca");
+    let host = reg.registry.named_host();
+    let image = reg.image(&host);
+    let hosts = t.env.work().join("hosts");
+    std::fs::write(&hosts, format!("127.0.0.1 localhost {REGISTRY_NAME}\n")).unwrap();
+    let ca = reg.registry.ca_cert();
+    let run = |extra: &[&str], ssl_cert_file: Option<&Path>| {
+        let mut args = vec!["usage", image.as_str(), "--pull-policy", "always"];
+        args.extend_from_slice(extra);
+        let mut cmd = t.command(&args);
+        cmd.env("DOCKER_CONFIG", &reg.config_dir).env_remove("SSL_CERT_DIR");
+        match ssl_cert_file {
+            Some(file) => cmd.env("SSL_CERT_FILE", file),
+            None => cmd.env_remove("SSL_CERT_FILE"),
+        };
+        t.run_with(with_own_etc(&cmd, &[("/etc/hosts", &hosts)]))
+    };
+
+    let (code, _, stderr) = run(&[], None);
+    eprintln!("without the CA:\n{stderr}");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains(&format!("TLS connection to registry {host} failed")) && stderr.contains("certificate"), "{stderr}");
+    let (code, stdout, stderr) = run(&["--ca-file", ca.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "sti-fake: a fake s2i builder image for tests\n", "{stderr}");
+    assert!(stderr.contains(&format!("Pulled {image}")), "{stderr}");
+    let (code, stdout, stderr) = run(&[], Some(&ca));
+    assert_eq!((code, stdout.as_str()), (0, "sti-fake: a fake s2i builder image for tests\n"), "{stderr}");
+
+    let not_pem = t.env.work().join("ca.txt");
+    std::fs::write(&not_pem, "not a certificate\n").unwrap();
+    let refusals = [
+        (vec!["--ca-file", "/nonexistent/ca.pem"], None, "cannot use the CA file /nonexistent/ca.pem (--ca-file): No such file or directory".to_string()),
+        (vec!["--ca-file", not_pem.to_str().unwrap()], None, format!("cannot use the CA file {} (--ca-file): no PEM certificate in it", not_pem.display())),
+        (vec![], Some(Path::new("/nonexistent/bundle.pem")), "cannot use the CA file /nonexistent/bundle.pem (SSL_CERT_FILE): No such file".to_string()),
+    ];
+    for (args, ssl_cert_file, error) in refusals {
+        let (code, _, stderr) = run(&args, ssl_cert_file);
+        eprintln!("{stderr}");
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains(&format!("error: {error}")), "{stderr}");
+        assert!(stderr.contains("must name a readable PEM file holding one or more CA certificates"), "{stderr}");
+        assert!(!stderr.contains("Pulling"), "refused before any work: {stderr}");
+    }
+    t.assert_clean();
 }
