@@ -14,7 +14,7 @@ use std::sync::{Mutex, OnceLock};
 
 use crate::apps::{incremental_app, probe_app, renice_denying_profile};
 use s2i_testkit::{
-    docker_output, docker_run, fixture, image_config, write_docker_config, write_file, HttpServer, TestEnv, TestRegistry, REGISTRY_NAME,
+    docker_output, docker_run, fixture, image_config, static_s2i, write_docker_config, write_file, HttpServer, TestEnv, TestRegistry, REGISTRY_NAME,
 };
 use serde_json::Value;
 
@@ -74,6 +74,11 @@ impl Oci {
         self.store.path()
     }
 
+    /// The same, running another s2i binary (the static one).
+    fn with_bin(mut self, bin: PathBuf) -> Oci {
+        self.env = self.env.with_bin(bin);
+        self
+    }
 
     /// `s2i ARGS --engine oci --oci-store STORE --loglevel 1`, the Docker socket unreachable.
     fn command(&self, args: &[&str]) -> Command {
@@ -775,5 +780,42 @@ fn the_oci_engine_trusts_a_registry_ca_given_with_ca_file_or_ssl_cert_file() {
         assert!(stderr.contains("must name a readable PEM file holding one or more CA certificates"), "{stderr}");
         assert!(!stderr.contains("Pulling"), "refused before any work: {stderr}");
     }
+    t.assert_clean();
+}
+
+/// The static binary finds registries by name without the C library's resolver (whose NSS modules
+/// would be the builder image's, for another libc): from /etc/hosts even where nsswitch.conf
+/// says `hosts: dns` and no nameserver answers, and `localhost` with no nameserver at all.
+#[test]
+fn the_static_binary_resolves_registry_names_without_the_c_library() {
+    let t = Oci::new("oci-static-names").with_bin(static_s2i());
+    let reg = NamedRegistry::start(&t.env, "oci-test/sti-fake:names");
+    let etc = t.env.work().join("etc");
+    std::fs::create_dir(&etc).unwrap();
+    let file = |name: &str, content: &str| {
+        let path = etc.join(name);
+        std::fs::write(&path, content).unwrap();
+        path
+    };
+    // Only the hosts file names the registry; the C library would never read it (nsswitch), and
+    // would ask a nameserver that is not there.
+    let hosts = file("hosts", &format!("127.0.0.1 {REGISTRY_NAME}\n"));
+    let nsswitch = file("nsswitch.conf", "hosts: dns\n");
+    let refused_dns = file("resolv.conf", "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n");
+    let no_dns = file("resolv.conf.empty", "");
+    let run = |image: &str, resolv_conf: &Path| {
+        let mut cmd = t.command(&["usage", image, "--pull-policy", "always"]);
+        cmd.env("DOCKER_CONFIG", &reg.config_dir).env("SSL_CERT_FILE", reg.registry.ca_cert()).env_remove("SSL_CERT_DIR");
+        t.run_with(with_own_etc(&cmd, &[("/etc/hosts", &hosts), ("/etc/nsswitch.conf", &nsswitch), ("/etc/resolv.conf", resolv_conf)]))
+    };
+    let usage = "sti-fake: a fake s2i builder image for tests\n";
+    let (code, stdout, stderr) = run(&reg.image(&reg.registry.named_host()), &refused_dns);
+    assert_eq!((code, stdout.as_str()), (0, usage), "{stderr}");
+    let (code, stdout, stderr) = run(&reg.image(&format!("localhost:{}", reg.registry.port())), &no_dns);
+    assert_eq!((code, stdout.as_str()), (0, usage), "{stderr}");
+    // A name nowhere: the error says what was missing.
+    let (code, _, stderr) = run("registry.s2i-nowhere.test:5000/x:v1", &no_dns);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("cannot resolve registry.s2i-nowhere.test: it is not in /etc/hosts and there is no nameserver"), "{stderr}");
     t.assert_clean();
 }
