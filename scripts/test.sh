@@ -36,6 +36,8 @@ requirements=(
   "fuse-overlayfs|fuse-overlayfs|the daemonless engine's rootfs where kernel overlay is refused"
   "skopeo|skopeo|reads the OCI image store and writes OCI archives (s2i-oci image tests)"
   "umoci|umoci|unpacks images of the OCI image store (s2i-oci image tests)"
+  "file:/usr/lib/x86_64-linux-gnu/libc.a|libc6-dev|the static s2i binary (glibc, crt-static) that the test kit builds links libc.a"
+  "readelf|binutils|scripts/s2i-image.sh checks that the binary it packages is static"
 )
 if wants podman; then
   requirements+=(
@@ -54,6 +56,7 @@ have() {
     busybox-static) dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' ;;
     # Helpers that live outside PATH (/usr/lib/podman): the package says.
     pkg:*) dpkg-query -W -f='${Status}' "${1#pkg:}" 2>/dev/null | grep -q 'install ok installed' ;;
+    file:*) [ -e "${1#file:}" ] ;;
     *) command -v "$1" >/dev/null 2>&1 ;;
   esac
 }

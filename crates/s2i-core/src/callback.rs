@@ -26,6 +26,7 @@ pub fn body(success: bool, labels: &BTreeMap<String, String>) -> String {
 pub async fn send(url: &str, success: bool, labels: &BTreeMap<String, String>) -> Result<()> {
     let failed = |reason: String| BuildError::Callback { url: crate::redact::url(url), reason: crate::redact::text(&reason) };
     let client = reqwest::Client::builder()
+        .dns_resolver(s2i_registry::dns::resolver())
         .timeout(Duration::from_secs(30))
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -110,6 +110,19 @@ pub enum BuildError {
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryFailure),
 
+    /// A CA file given for registries (`--ca-file`, `SSL_CERT_FILE`) that cannot be used.
+    #[error(transparent)]
+    RegistryTrust(Box<s2i_registry::RegistryError>),
+
+    /// `s2i copy-binary` could not put the binary at `dest`.
+    #[error("cannot copy s2i to {}: {reason}", dest.display())]
+    CopyBinary {
+        dest: PathBuf,
+        reason: String,
+        #[source]
+        source: Option<std::io::Error>,
+    },
+
     #[error("{image} is missing after its pull finished")]
     PulledImageMissing { image: String },
 
@@ -297,6 +310,8 @@ impl BuildError {
             }
             BuildError::ImageBuild { .. } => "the build output above shows the step that failed".into(),
             BuildError::Registry(e) => e.hint(),
+            BuildError::RegistryTrust(e) => e.hint(),
+            BuildError::CopyBinary { .. } => "give a directory that exists and that this user may write to (the shared volume of the step that runs the copy)".into(),
             BuildError::LabelsTooBig { .. } => "write fewer or shorter labels in image_metadata.json".into(),
             BuildError::ImageMetadata { .. } => {
                 "the file must look like {\"labels\":[{\"key\":\"value\"}]}".into()

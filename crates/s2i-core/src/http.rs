@@ -60,6 +60,7 @@ impl Fetcher {
             }
         });
         let client = builder
+            .dns_resolver(s2i_registry::dns::resolver())
             .connect_timeout(Duration::from_secs(30))
             .timeout(limits.download_time)
             .redirect(policy)

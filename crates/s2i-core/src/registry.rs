@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use s2i_engine::{Engine, EngineError, Progress};
+pub use s2i_registry::client::CaFile;
 use s2i_registry::client::{ClientOptions, Limits as ClientLimits};
 use s2i_registry::credentials::registry_key;
 use s2i_registry::{ConfigLocation, CredentialsError, DockerConfig, LookupOptions, RegistryClient, RegistryError, Resolved};
@@ -32,6 +33,8 @@ pub struct Registries {
     lookup: LookupOptions,
     /// For asking a registry why a transfer failed.
     client_limits: ClientLimits,
+    /// CA files trusted for every registry s2i asks itself (`--ca-file`, `SSL_CERT_FILE`).
+    ca_files: Vec<CaFile>,
     found: Arc<tokio::sync::Mutex<Found>>,
 }
 
@@ -44,7 +47,7 @@ struct Found {
 
 impl fmt::Debug for Registries {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Registries").field("config_path", &self.config_path).field("lookup", &self.lookup).finish()
+        f.debug_struct("Registries").field("config_path", &self.config_path).field("lookup", &self.lookup).field("ca_files", &self.ca_files).finish()
     }
 }
 
@@ -59,7 +62,13 @@ impl Registries {
             warn!("--dockercfg-path {} does not exist: images are pulled and pushed without credentials", path.display());
         }
         let lookup = LookupOptions { helper_timeout: limits.credential_helper_timeout, ..Default::default() };
-        Registries { config_path, lookup, client_limits: limits.registry, found: Arc::default() }
+        Registries { config_path, lookup, client_limits: limits.registry, ca_files: Vec::new(), found: Arc::default() }
+    }
+
+    /// Trust `ca_files` too when asking registries (checked already: see [`CaFile::certificates`]).
+    pub fn with_ca_files(mut self, ca_files: Vec<CaFile>) -> Registries {
+        self.ca_files = ca_files;
+        self
     }
 
     /// The file named with `--dockercfg-path`, if any.
@@ -101,7 +110,7 @@ impl Registries {
     /// Ask the registry why `transfer` of `image` failed: `None` when it sees nothing wrong (the
     /// engine's own error then stands) or fails in a way the engine's pull would not have.
     pub async fn diagnose(&self, transfer: Transfer, image: &ImageRef, resolved: &Resolved) -> Option<RegistryError> {
-        let client = match RegistryClient::new(client_options(image.registry(), self.client_limits)) {
+        let client = match RegistryClient::new(client_options(image.registry(), self.client_limits, &self.ca_files)) {
             Ok(client) => client,
             Err(e) => {
                 debug!("Cannot ask {} why the {} failed: {e}", image.registry(), verb(transfer));
@@ -144,14 +153,16 @@ fn explains_a_failure(e: &RegistryError) -> bool {
     )
 }
 
-/// The client's settings for asking `registry`: the run's limits, and the CA that Docker (or
-/// Podman) is given for it in its certs.d, so that both trust the same certificates.
-fn client_options(registry: &str, limits: ClientLimits) -> ClientOptions {
-    let ca_file = ["/etc/docker/certs.d", "/etc/containers/certs.d"]
+/// The client's settings for asking `registry`: the run's limits, the CA files the user gave,
+/// and the CA that Docker (or Podman) is given for it in its certs.d, so that both trust the same
+/// certificates.
+fn client_options(registry: &str, limits: ClientLimits, ca_files: &[CaFile]) -> ClientOptions {
+    let engine_ca = ["/etc/docker/certs.d", "/etc/containers/certs.d"]
         .iter()
         .map(|dir| Path::new(dir).join(registry).join("ca.crt"))
-        .find(|p| p.is_file());
-    ClientOptions { limits, ca_file, ..Default::default() }
+        .find(|p| p.is_file())
+        .map(|p| CaFile::new(p, "the engine's certs.d"));
+    ClientOptions { limits, ca_files: ca_files.iter().cloned().chain(engine_ca).collect(), ..Default::default() }
 }
 
 fn verb(transfer: Transfer) -> &'static str {

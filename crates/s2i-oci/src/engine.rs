@@ -15,7 +15,7 @@ use s2i_engine::{
     EngineVersion, ImageBuildSpec, ImageInfo, OutputSink, OutputStream, Progress, ProgressSink, RegistryAuth, Result,
     RunningOutput,
 };
-use s2i_registry::client::{ClientOptions, Limits as RegistryLimits};
+use s2i_registry::client::{CaFile, ClientOptions, Limits as RegistryLimits};
 use s2i_registry::{error_chain, RegistryClient, Resolved};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Child;
@@ -57,6 +57,8 @@ pub struct OciEngineOptions {
     pub store_limits: image::Limits,
     /// The registry client's timeouts and sizes, for pulls and pushes.
     pub registry_limits: RegistryLimits,
+    /// CA files the registry client trusts beside its built-in and the system's roots.
+    pub registry_ca_files: Vec<CaFile>,
 }
 
 impl OciEngineOptions {
@@ -72,6 +74,7 @@ impl OciEngineOptions {
             pids_limit: Some(DEFAULT_PIDS_LIMIT),
             store_limits: image::Limits::default(),
             registry_limits: RegistryLimits::default(),
+            registry_ca_files: Vec::new(),
         }
     }
 }
@@ -269,7 +272,7 @@ impl OciEngine {
         if let Some(c) = client.as_ref() {
             return Ok(c.clone());
         }
-        let options = ClientOptions { limits: self.opts.registry_limits, ..Default::default() };
+        let options = ClientOptions { limits: self.opts.registry_limits, ca_files: self.opts.registry_ca_files.clone(), ..Default::default() };
         let made = Arc::new(RegistryClient::new(options).map_err(|e| EngineError::Failed { op: "setting up the registry client".into(), source: Box::new(e) })?);
         *client = Some(made.clone());
         Ok(made)

@@ -1,9 +1,10 @@
 //! Everything s2i knows about registries, below any engine: image references
 //! ([`image_ref`]), where their credentials come from ([`credentials`]), and a client for the
-//! registry API ([`client`]).
+//! registry API ([`client`]). And how every HTTP client of s2i resolves host names ([`dns`]).
 
 pub mod client;
 pub mod credentials;
+pub mod dns;
 pub mod image_ref;
 
 pub use credentials::{ConfigLocation, CredentialSource, Credentials, CredentialsError, DockerConfig, LookupOptions, Resolved};

@@ -2,13 +2,13 @@
 //! and htpasswd, from the test kit), with images pushed and pulled by the real Docker daemon.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use s2i_registry::client::manifest::{Descriptor, ImageManifest, DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST};
-use s2i_registry::client::{sha256_digest, BlobPush, ClientOptions, Limits, MANIFEST_MAX_ENV, REQUEST_TIMEOUT_ENV};
+use s2i_registry::client::{sha256_digest, BlobPush, CaFile, ClientOptions, Limits, MANIFEST_MAX_ENV, REQUEST_TIMEOUT_ENV};
 use s2i_registry::credentials::{ConfigLocation, CredentialSource, CredentialsError, DockerConfig, LookupOptions, Resolved};
 use s2i_registry::{Credentials, ImageRef, RegistryClient, RegistryError};
 use s2i_testkit::{base_image, docker_run, image_inspect, write_docker_config, FakeCredentialHelper, RegistryOptions, RegistryUser, TestRegistry};
@@ -404,9 +404,9 @@ fn tls_is_verified_when_asked_and_a_ca_file_makes_it_pass() {
     assert!(matches!(err, RegistryError::Tls { .. }), "{err:?}");
     eprintln!("error: {err}\nhint: {}", err.hint());
     assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
-    let with_ca = RegistryClient::new(ClientOptions { verify_loopback: true, ca_file: Some(reg.ca_cert()), ..Default::default() }).unwrap();
+    let with_ca = RegistryClient::new(ClientOptions { verify_loopback: true, ca_files: vec![CaFile::new(reg.ca_cert(), "--ca-file")], ..Default::default() }).unwrap();
     assert_eq!(fetch(&with_ca, &image, creds).unwrap(), digest);
-    let err = RegistryClient::new(ClientOptions { ca_file: Some(PathBuf::from("/nonexistent/ca.pem")), ..Default::default() }).err().unwrap();
+    let err = RegistryClient::new(ClientOptions { ca_files: vec![CaFile::new("/nonexistent/ca.pem", "--ca-file")], ..Default::default() }).err().unwrap();
     assert!(matches!(err, RegistryError::CaFile { .. }) && err.to_string().contains("/nonexistent/ca.pem"), "{err}");
 }
 

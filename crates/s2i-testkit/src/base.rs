@@ -138,7 +138,7 @@ fn rename_tar_applet(busybox: &mut [u8]) {
 }
 
 /// Whether an ELF file has a PT_INTERP program header (needs a dynamic loader).
-fn elf_is_dynamic(elf: &[u8]) -> bool {
+pub(crate) fn elf_is_dynamic(elf: &[u8]) -> bool {
     let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
     let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap());
     let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap()) as usize;

@@ -48,7 +48,9 @@
 //! `http` ([`HttpServer`]: files, a POST recorder, scripted answers), `proxy`
 //! ([`FreezableProxy`]: a daemon that stops answering), `pty`
 //! ([`run_with_tty_stderr`]), `fake` (an in-memory engine for flow tests and
-//! fault injection), `env` ([`TestEnv`]); and [`write_file`], [`git`].
+//! fault injection), `env` ([`TestEnv`]), `static_bin` (the static s2i binary,
+//! [`static_s2i`], and the minimal s2i image made from it, [`s2i_image`]); and
+//! [`write_file`], [`git`].
 
 #![warn(missing_docs)]
 
@@ -67,6 +69,7 @@ mod proxy;
 mod pty;
 mod python;
 mod registry;
+mod static_bin;
 
 pub use base::{base_image, no_tar_image, BASE_IMAGE, NO_TAR_IMAGE};
 pub use builders::{builder_image, builder_image_on};
@@ -80,7 +83,8 @@ pub use http::{Answer, HttpServer, RecordedRequest};
 pub use podman::{podman_service, PodmanService, RootlessPodman};
 pub use proxy::FreezableProxy;
 pub use pty::{run_with_tty_stderr, TtyRun};
-pub use registry::{write_docker_config, FakeCredentialHelper, PulledImage, RegistryOptions, RegistryUser, TestRegistry, REGISTRY_PROGRAM};
+pub use static_bin::{s2i_image, static_s2i, STATIC_TARGET};
+pub use registry::{write_docker_config, FakeCredentialHelper, PulledImage, RegistryOptions, RegistryUser, TestRegistry, REGISTRY_NAME, REGISTRY_PROGRAM};
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -1,5 +1,6 @@
 //! A real registry for tests: Debian's `docker-registry` (distribution 2.8) on a free 127.0.0.1
-//! port, with TLS (a fresh self-signed certificate for IP 127.0.0.1) and htpasswd users, its data
+//! port, with TLS (a fresh self-signed certificate for IP 127.0.0.1, localhost and
+//! [`REGISTRY_NAME`]) and htpasswd users, its data
 //! in a temp dir. Plus what tests around it need: Docker config files for its users, pushes with
 //! the `docker` CLI under a private `DOCKER_CONFIG`, and a fake credential helper.
 //!
@@ -15,6 +16,10 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::random_hex;
+
+/// A name of every test registry besides 127.0.0.1 and localhost, in its certificate (`.test` is
+/// reserved: no real host has it).
+pub const REGISTRY_NAME: &str = "registry.s2i.test";
 
 /// The registry program, from Debian's `docker-registry` package.
 pub const REGISTRY_PROGRAM: &str = "docker-registry";
@@ -137,6 +142,13 @@ impl TestRegistry {
     /// `127.0.0.1:PORT`, the registry part of image names.
     pub fn host(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// `registry.s2i.test:PORT` ([`REGISTRY_NAME`], which its certificate names too): the registry
+    /// under a name that is not loopback to s2i, which then verifies its TLS. Resolves only where
+    /// a test maps it to 127.0.0.1 (an /etc/hosts of its own).
+    pub fn named_host(&self) -> String {
+        format!("{REGISTRY_NAME}:{}", self.port())
     }
 
     /// The port it listens on.
@@ -347,7 +359,7 @@ pub fn write_docker_config(dir: &Path, value: &serde_json::Value) -> PathBuf {
 }
 
 fn write_tls_files(dir: &Path) {
-    let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+    let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string(), REGISTRY_NAME.to_string()])
         .expect("making a self-signed certificate");
     std::fs::write(dir.join("cert.pem"), key.cert.pem()).expect("writing cert.pem");
     std::fs::write(dir.join("key.pem"), key.signing_key.serialize_pem()).expect("writing key.pem");

@@ -66,6 +66,17 @@ pub struct GlobalArgs {
     pub loglevel: u8,
     #[command(flatten)]
     pub engine: EngineArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// How s2i itself talks to registries (valid on every subcommand).
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Registry options")]
+pub struct RegistryArgs {
+    /// PEM file of CA certificates to trust beside the built-in and system roots ($SSL_CERT_FILE is added too), where s2i talks to registries itself: the oci engine's pulls and pushes, and asking a registry why a pull or push failed (a Docker or Podman daemon's own pulls trust its certs.d)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,6 +95,9 @@ pub enum Command {
     Version,
     /// Print a shell completion script (bash, zsh or fish)
     Completion(CompletionArgs),
+    /// Copy this s2i binary to DEST, for a step that fills a shared volume with it
+    #[command(after_help = COPY_BINARY_EXAMPLES)]
+    CopyBinary(CopyBinaryArgs),
 }
 
 /// Flags shared by build, rebuild and usage.
@@ -363,6 +377,19 @@ const GENERATE_EXAMPLES: &str = "Examples:
   # Write build/Dockerfile and build/upload/; put the application in build/upload/src
   s2i generate my-builder build/
   docker build -t myapp build/";
+
+/// `s2i copy-binary DEST`.
+#[derive(Debug, Args)]
+pub struct CopyBinaryArgs {
+    /// Where to put the binary: a directory (the binary goes in as DEST/s2i) or a file name in an existing directory; replaced atomically, mode 0755
+    #[arg(value_name = "DEST")]
+    pub dest: PathBuf,
+}
+
+const COPY_BINARY_EXAMPLES: &str = "Examples:
+  # A Tekton step of the s2i image fills the shared volume; a later step, in the builder image, runs it
+  s2i copy-binary /workspace/bin
+  /workspace/bin/s2i version";
 
 #[derive(Debug, Args)]
 pub struct CompletionArgs {

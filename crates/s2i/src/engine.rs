@@ -6,6 +6,7 @@ use std::ops::Deref;
 use std::time::Duration;
 
 use s2i_core::limits::{Env, Grammar, Limits};
+use s2i_core::registry::CaFile;
 use s2i_core::{BuildConfig, BuildError, BuildMethod};
 use s2i_docker::{ConnectOptions, DockerEngine};
 use s2i_engine::{Engine, EngineError, ImageInfo};
@@ -39,7 +40,11 @@ impl Deref for Connected {
 pub async fn connect(global: &GlobalArgs, limits: &Limits) -> Result<Connected, BuildError> {
     let engine = match global.engine.kind {
         EngineChoice::Docker => Connected::Docker(connect_docker(global).await?),
-        EngineChoice::Oci => Connected::Oci(OciEngine::open(oci_options(&global.engine, limits, &Env::process())?).await?),
+        EngineChoice::Oci => {
+            let mut opts = oci_options(&global.engine, limits, &Env::process())?;
+            opts.registry_ca_files = registry_ca_files(global)?;
+            Connected::Oci(OciEngine::open(opts).await?)
+        }
     };
     if let Ok(v) = engine.version().await {
         info!("Using the {} engine ({}) at {}", v.kind, v.version, v.endpoint);
@@ -101,6 +106,23 @@ pub fn chosen(global: &GlobalArgs) -> EngineReport {
         EngineChoice::Docker => "docker",
         EngineChoice::Oci => "oci",
     })
+}
+
+/// The CA files trusted for registries s2i talks to itself: `--ca-file`, then `SSL_CERT_FILE`
+/// (which the system roots also read). Each is read here, so that a file that cannot be used stops
+/// the command before any work, with an error that names the flag or the variable.
+pub fn registry_ca_files(global: &GlobalArgs) -> Result<Vec<CaFile>, BuildError> {
+    let mut files = Vec::new();
+    if let Some(path) = global.registry.ca_file.as_ref().filter(|p| !p.as_os_str().is_empty()) {
+        files.push(CaFile::new(path, "--ca-file"));
+    }
+    if let Some(path) = std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()) {
+        files.push(CaFile::new(path, "SSL_CERT_FILE"));
+    }
+    for file in &files {
+        file.certificates().map_err(|e| BuildError::RegistryTrust(Box::new(e)))?;
+    }
+    Ok(files)
 }
 
 /// Connection settings: the environment's, overridden by the global flags.

@@ -75,8 +75,9 @@ pub enum RegistryError {
     #[error("reading {what} to push to {registry}: {source}")]
     Source { registry: String, what: String, source: std::io::Error },
 
-    #[error("cannot use the CA file {path}: {detail}")]
-    CaFile { path: std::path::PathBuf, detail: String },
+    /// A CA file (named by `given_by`: `--ca-file`, `SSL_CERT_FILE`…) that cannot be used.
+    #[error("cannot use the CA file {} ({given_by}): {detail}", path.display())]
+    CaFile { path: std::path::PathBuf, given_by: &'static str, detail: String },
 }
 
 fn detail_suffix(detail: &str) -> String {
@@ -103,7 +104,7 @@ impl RegistryError {
                 format!("check that {registry} is the right host and port and that it runs, and your network or proxy settings")
             }
             RegistryError::Tls { .. } => {
-                "check the registry's certificate; for a private CA, install it in the system's trust store or pass its file".into()
+                "check the registry's certificate; for a private CA, give its file with --ca-file (a Docker or Podman daemon's own pulls read its certs.d)".into()
             }
             RegistryError::Timeout { env, .. } => format!("check the registry and the network, or raise the limit with {env}=SECONDS"),
             RegistryError::TooLarge { env, .. } => format!("if the registry is trusted, raise the limit with {env}=BYTES"),
@@ -118,7 +119,7 @@ impl RegistryError {
             RegistryError::Protocol { .. } => "the registry misbehaved: try again, or check the registry's logs".into(),
             RegistryError::Unavailable { .. } => "the registry is overloaded or failing: try again later, or check the registry's logs".into(),
             RegistryError::Source { .. } => "check the local image store".into(),
-            RegistryError::CaFile { .. } => "give a PEM file holding one or more CA certificates".into(),
+            RegistryError::CaFile { given_by, .. } => format!("{given_by} must name a readable PEM file holding one or more CA certificates"),
         }
     }
 

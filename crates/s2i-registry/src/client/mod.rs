@@ -8,9 +8,9 @@ mod auth;
 mod blob;
 mod error;
 pub mod manifest;
+mod trust;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +26,7 @@ use auth::{parse_www_authenticate, Challenge, TokenAnswer};
 pub use blob::{sha256_digest, BlobStream};
 pub use error::RegistryError;
 pub use error::error_chain;
+pub use trust::CaFile;
 use manifest::{Descriptor, Manifest, Parsed, Platform, RawManifest};
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
@@ -69,8 +70,8 @@ impl Default for Limits {
 #[derive(Debug, Clone, Default)]
 pub struct ClientOptions {
     pub limits: Limits,
-    /// A PEM file of extra CA certificates, trusted beside the system's.
-    pub ca_file: Option<PathBuf>,
+    /// PEM files of CA certificates, trusted beside the built-in and the system's roots.
+    pub ca_files: Vec<CaFile>,
     /// The platform picked from manifest lists; the host's when `None`.
     pub platform: Option<Platform>,
     /// Verify TLS for loopback registries too, instead of treating them as insecure as Docker does.
@@ -254,18 +255,13 @@ impl RegistryClient {
             reqwest::Client::builder()
                 .connect_timeout(limits.connect_timeout)
                 .user_agent(concat!("s2i/", env!("CARGO_PKG_VERSION")))
+                .dns_resolver(crate::dns::resolver())
                 // Registries are asked directly; a proxy from the environment still applies.
                 .pool_idle_timeout(Duration::from_secs(30))
         };
         let mut secure = base();
-        if let Some(path) = &options.ca_file {
-            let ca_error = |detail: String| RegistryError::CaFile { path: path.clone(), detail };
-            let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca_error(error_chain(&e)))?;
-            if certs.is_empty() {
-                return Err(ca_error("no certificate in it".into()));
-            }
-            for cert in certs {
+        for ca in &options.ca_files {
+            for cert in ca.certificates()? {
                 secure = secure.add_root_certificate(cert);
             }
         }

@@ -26,8 +26,10 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, pending: Option<Pending>)
     let started = Instant::now();
     ui().set_quiet(args.common.quiet);
 
-    let cfg = match config_from_args(args) {
-        Ok(cfg) => cfg,
+    // The CA files are read now: one that cannot be used stops the build before any work.
+    let configured = config_from_args(args).and_then(|cfg| Ok((crate::engine::registry_ca_files(global)?, cfg)));
+    let (ca_files, cfg) = match configured {
+        Ok(configured) => configured,
         Err(e) => {
             if json {
                 ui().json(&BuildDocument::failure(&requested.0, requested.1.as_deref(), &e, started.elapsed()));
@@ -51,7 +53,7 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, pending: Option<Pending>)
         ui().line(&format!("Application dockerfile generated in {}", written?.display()));
         return Ok(());
     }
-    let registries = Registries::new(cfg.dockercfg_path.clone(), &cfg.limits);
+    let registries = Registries::new(cfg.dockercfg_path.clone(), &cfg.limits).with_ca_files(ca_files);
     execute(global, &cfg, registries, handling).await
 }
 

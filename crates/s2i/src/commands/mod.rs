@@ -3,6 +3,7 @@
 
 mod build;
 mod completion;
+mod copy_binary;
 mod create;
 mod generate;
 mod rebuild;
@@ -36,6 +37,7 @@ pub async fn run(cli: Cli, pending: Option<Pending>) -> Result<(), BuildError> {
         Some(Command::Create(args)) => create::run(args),
         Some(Command::Generate(args)) => generate::run(&cli.global, args).await,
         Some(Command::Completion(args)) => completion::run(args),
+        Some(Command::CopyBinary(args)) => copy_binary::run(args),
     }
 }
 

@@ -34,7 +34,7 @@ pub async fn run(global: &GlobalArgs, args: RebuildArgs) -> Result<(), BuildErro
     let reporter: Arc<dyn s2i_core::Reporter> = Arc::new(UiReporter(ui().clone()));
     let source = args.source.as_deref().filter(|s| !s.is_empty());
     // One look-up per registry for the image and the build that follows.
-    let registries = Registries::new(c.dockercfg_path.clone(), &limits);
+    let registries = Registries::new(c.dockercfg_path.clone(), &limits).with_ca_files(crate::engine::registry_ca_files(global)?);
     let services = Services { engine: &*engine, registries: registries.clone(), reporter };
     let mut cfg = s2i_core::rebuild::config_for(&services, &image, c.pull_policy, source).await?;
     // The labels of an image are not the user's word: say what will be read and run before it is.

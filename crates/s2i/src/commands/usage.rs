@@ -29,6 +29,6 @@ pub async fn run(global: &GlobalArgs, args: UsageArgs) -> Result<(), BuildError>
     let engine = crate::engine::connect(global, &cfg.limits).await?;
     ui().set_container_stdout_to_stdout(true);
     let reporter: Arc<dyn s2i_core::Reporter> = Arc::new(UiReporter(ui().clone()));
-    let services = Services { engine: &*engine, registries: Registries::new(cfg.dockercfg_path.clone(), &cfg.limits), reporter };
+    let services = Services { engine: &*engine, registries: Registries::new(cfg.dockercfg_path.clone(), &cfg.limits).with_ca_files(crate::engine::registry_ca_files(global)?), reporter };
     super::interruptible(Some(&*engine), &cfg.limits, s2i_core::usage::usage(&cfg, &services)).await
 }

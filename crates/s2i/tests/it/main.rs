@@ -19,4 +19,5 @@ mod python;
 mod registry;
 mod security;
 mod sources;
+mod static_binary;
 mod ui;

@@ -13,7 +13,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
 use crate::apps::{incremental_app, probe_app, renice_denying_profile};
-use s2i_testkit::{docker_output, docker_run, fixture, image_config, write_file, HttpServer, TestEnv, TestRegistry};
+use s2i_testkit::{
+    docker_output, docker_run, fixture, image_config, static_s2i, write_docker_config, write_file, HttpServer, TestEnv, TestRegistry, REGISTRY_NAME,
+};
 use serde_json::Value;
 
 const NO_DOCKER: &str = "unix:///nonexistent/docker.sock";
@@ -70,6 +72,12 @@ impl Oci {
 
     fn store(&self) -> &Path {
         self.store.path()
+    }
+
+    /// The same, running another s2i binary (the static one).
+    fn with_bin(mut self, bin: PathBuf) -> Oci {
+        self.env = self.env.with_bin(bin);
+        self
     }
 
     /// `s2i ARGS --engine oci --oci-store STORE --loglevel 1`, the Docker socket unreachable.
@@ -706,4 +714,147 @@ fn a_push_whose_uploads_go_elsewhere_sends_no_credentials_there() {
 fn loaded_name(output: &str) -> String {
     let name = output.lines().find_map(|l| l.strip_prefix("Loaded image: ")).unwrap_or_else(|| panic!("docker load said: {output}"));
     name.strip_prefix("docker.io/").unwrap_or(name).to_string()
+}
+
+/// `cmd` run in a mount namespace of its own where each `(file, replacement)` of `files` is bind
+/// mounted over the machine's `/etc` file: a test's own `/etc/hosts` (names of the test registry),
+/// `nsswitch.conf` or `resolv.conf`, the machine's files untouched.
+fn with_own_etc(cmd: &Command, files: &[(&str, &Path)]) -> Command {
+    let mut script = String::new();
+    for (i, (file, _)) in files.iter().enumerate() {
+        assert!(Path::new(file).exists(), "{file} is missing on this machine: a test bind mounts its own over it");
+        script.push_str(&format!("mount --bind \"${}\" {file} && ", i + 1));
+    }
+    script.push_str(&format!("shift {} && exec \"$@\"", files.len()));
+    let mut wrapped = Command::new("unshare");
+    wrapped.args(["--mount", "--propagation", "private", "sh", "-c", &script, "sh"]);
+    wrapped.args(files.iter().map(|(_, with)| with)).arg(cmd.get_program()).args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(v) => wrapped.env(key, v),
+            None => wrapped.env_remove(key),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    wrapped.stdin(Stdio::null());
+    wrapped
+}
+
+/// The test registry (htpasswd, TLS by its own CA) with the sti-fake builder pushed, and a Docker
+/// config with its user's credentials for each name it is reached by.
+struct NamedRegistry {
+    registry: TestRegistry,
+    config_dir: PathBuf,
+    repo: &'static str,
+}
+
+impl NamedRegistry {
+    fn start(env: &TestEnv, repo: &'static str) -> NamedRegistry {
+        let registry = TestRegistry::start();
+        registry.docker_push(&fixture("sti-fake"), repo);
+        let localhost = format!("localhost:{}", registry.port());
+        let mut auths = registry.auths_config(&registry.named_host(), registry.user());
+        auths["auths"][&localhost] = registry.auths_config(&localhost, registry.user())["auths"][&localhost].clone();
+        let config_dir = env.work().join("docker-config");
+        write_docker_config(&config_dir, &auths);
+        NamedRegistry { registry, config_dir, repo }
+    }
+
+    /// The builder's name under `host` (`registry.s2i.test:PORT`, `localhost:PORT`).
+    fn image(&self, host: &str) -> String {
+        format!("{host}/{}", self.repo)
+    }
+}
+
+/// `--ca-file` makes the oci engine trust a registry signed by a private CA, and so does
+/// `SSL_CERT_FILE`; without either, TLS fails as it must for a registry that is not on loopback
+/// (here the test registry under a name that its own /etc/hosts maps to 127.0.0.1). A file that
+/// cannot be used stops the command before any work, with an error naming the flag or variable.
+#[test]
+fn the_oci_engine_trusts_a_registry_ca_given_with_ca_file_or_ssl_cert_file() {
+    let t = Oci::new("oci-ca-file");
+    let reg = NamedRegistry::start(&t.env, "oci-test/sti-fake:ca");
+    let host = reg.registry.named_host();
+    let image = reg.image(&host);
+    let hosts = t.env.work().join("hosts");
+    std::fs::write(&hosts, format!("127.0.0.1 localhost {REGISTRY_NAME}\n")).unwrap();
+    let ca = reg.registry.ca_cert();
+    let run = |extra: &[&str], ssl_cert_file: Option<&Path>| {
+        let mut args = vec!["usage", image.as_str(), "--pull-policy", "always"];
+        args.extend_from_slice(extra);
+        let mut cmd = t.command(&args);
+        cmd.env("DOCKER_CONFIG", &reg.config_dir).env_remove("SSL_CERT_DIR");
+        match ssl_cert_file {
+            Some(file) => cmd.env("SSL_CERT_FILE", file),
+            None => cmd.env_remove("SSL_CERT_FILE"),
+        };
+        t.run_with(with_own_etc(&cmd, &[("/etc/hosts", &hosts)]))
+    };
+
+    let (code, _, stderr) = run(&[], None);
+    eprintln!("without the CA:\n{stderr}");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains(&format!("TLS connection to registry {host} failed")) && stderr.contains("certificate"), "{stderr}");
+    let (code, stdout, stderr) = run(&["--ca-file", ca.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "sti-fake: a fake s2i builder image for tests\n", "{stderr}");
+    assert!(stderr.contains(&format!("Pulled {image}")), "{stderr}");
+    let (code, stdout, stderr) = run(&[], Some(&ca));
+    assert_eq!((code, stdout.as_str()), (0, "sti-fake: a fake s2i builder image for tests\n"), "{stderr}");
+
+    let not_pem = t.env.work().join("ca.txt");
+    std::fs::write(&not_pem, "not a certificate\n").unwrap();
+    let refusals = [
+        (vec!["--ca-file", "/nonexistent/ca.pem"], None, "cannot use the CA file /nonexistent/ca.pem (--ca-file): No such file or directory".to_string()),
+        (vec!["--ca-file", not_pem.to_str().unwrap()], None, format!("cannot use the CA file {} (--ca-file): no PEM certificate in it", not_pem.display())),
+        (vec![], Some(Path::new("/nonexistent/bundle.pem")), "cannot use the CA file /nonexistent/bundle.pem (SSL_CERT_FILE): No such file".to_string()),
+    ];
+    for (args, ssl_cert_file, error) in refusals {
+        let (code, _, stderr) = run(&args, ssl_cert_file);
+        eprintln!("{stderr}");
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains(&format!("error: {error}")), "{stderr}");
+        assert!(stderr.contains("must name a readable PEM file holding one or more CA certificates"), "{stderr}");
+        assert!(!stderr.contains("Pulling"), "refused before any work: {stderr}");
+    }
+    t.assert_clean();
+}
+
+/// The static binary finds registries by name without the C library's resolver (whose NSS modules
+/// would be the builder image's, for another libc): from /etc/hosts even where nsswitch.conf
+/// says `hosts: dns` and no nameserver answers, and `localhost` with no nameserver at all.
+#[test]
+fn the_static_binary_resolves_registry_names_without_the_c_library() {
+    let t = Oci::new("oci-static-names").with_bin(static_s2i());
+    let reg = NamedRegistry::start(&t.env, "oci-test/sti-fake:names");
+    let etc = t.env.work().join("etc");
+    std::fs::create_dir(&etc).unwrap();
+    let file = |name: &str, content: &str| {
+        let path = etc.join(name);
+        std::fs::write(&path, content).unwrap();
+        path
+    };
+    // Only the hosts file names the registry; the C library would never read it (nsswitch), and
+    // would ask a nameserver that is not there.
+    let hosts = file("hosts", &format!("127.0.0.1 {REGISTRY_NAME}\n"));
+    let nsswitch = file("nsswitch.conf", "hosts: dns\n");
+    let refused_dns = file("resolv.conf", "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n");
+    let no_dns = file("resolv.conf.empty", "");
+    let run = |image: &str, resolv_conf: &Path| {
+        let mut cmd = t.command(&["usage", image, "--pull-policy", "always"]);
+        cmd.env("DOCKER_CONFIG", &reg.config_dir).env("SSL_CERT_FILE", reg.registry.ca_cert()).env_remove("SSL_CERT_DIR");
+        t.run_with(with_own_etc(&cmd, &[("/etc/hosts", &hosts), ("/etc/nsswitch.conf", &nsswitch), ("/etc/resolv.conf", resolv_conf)]))
+    };
+    let usage = "sti-fake: a fake s2i builder image for tests\n";
+    let (code, stdout, stderr) = run(&reg.image(&reg.registry.named_host()), &refused_dns);
+    assert_eq!((code, stdout.as_str()), (0, usage), "{stderr}");
+    let (code, stdout, stderr) = run(&reg.image(&format!("localhost:{}", reg.registry.port())), &no_dns);
+    assert_eq!((code, stdout.as_str()), (0, usage), "{stderr}");
+    // A name nowhere: the error says what was missing.
+    let (code, _, stderr) = run("registry.s2i-nowhere.test:5000/x:v1", &no_dns);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("cannot resolve registry.s2i-nowhere.test: it is not in /etc/hosts and there is no nameserver"), "{stderr}");
+    t.assert_clean();
 }
