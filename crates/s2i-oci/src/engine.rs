@@ -57,6 +57,9 @@ pub struct OciEngineOptions {
     pub store_limits: image::Limits,
     /// The registry client's timeouts and sizes, for pulls and pushes.
     pub registry_limits: RegistryLimits,
+    /// The creation time of committed images, which also caps the mtimes in their layers: the
+    /// same input then gives the same image. `None`: `SOURCE_DATE_EPOCH` if set, else now.
+    pub source_date_epoch: Option<std::time::SystemTime>,
 }
 
 impl OciEngineOptions {
@@ -72,6 +75,7 @@ impl OciEngineOptions {
             pids_limit: Some(DEFAULT_PIDS_LIMIT),
             store_limits: image::Limits::default(),
             registry_limits: RegistryLimits::default(),
+            source_date_epoch: None,
         }
     }
 }
@@ -770,7 +774,10 @@ impl Engine for OciEngine {
                 RunError::BadState { id: c.id.clone(), state: "running", what: "stop it before committing".into() },
             ));
         }
-        let created = image::source_date_epoch()?;
+        let created = match self.opts.source_date_epoch {
+            Some(t) => Some(t),
+            None => image::source_date_epoch()?,
+        };
         let changes = CommitChanges {
             cmd: spec.cmd.clone(),
             entrypoint: Some(spec.entrypoint.clone()),
@@ -838,6 +845,13 @@ impl Engine for OciEngine {
             engine: EngineKind::Oci,
             what: "build FROM an ONBUILD builder or a Dockerfile: it has no image builder (use --engine docker for these)".into(),
         })
+    }
+
+    async fn published_port(&self, id: &str, port: u16) -> Result<Option<std::net::SocketAddr>> {
+        let c = self.get(id)?;
+        // Containers share the host's network (there is no bridge to publish from), or have none.
+        Ok((c.state() == State::Running && matches!(c.network, Network::Host))
+            .then(|| std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port))))
     }
 
     async fn remove_leftovers(&self) {
