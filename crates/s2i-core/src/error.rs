@@ -174,6 +174,10 @@ pub enum BuildError {
 
     #[error("the image build failed: {message}")]
     ImageBuild { message: String },
+
+    /// `s2i verify`: one side could not be built or examined; the cause says why.
+    #[error("side {side} ({image}): {source}")]
+    VerifySide { side: char, image: String, source: Box<BuildError> },
 }
 
 fn format_detail(detail: &str) -> String {
@@ -226,6 +230,7 @@ impl BuildError {
             BuildError::UserNotAllowed { .. } => 15,
             BuildError::EmptyGitRepository { .. } => 16,
             BuildError::Interrupted => 2,
+            BuildError::VerifySide { source, .. } => source.exit_code(),
             _ => 1,
         }
     }
@@ -297,6 +302,7 @@ impl BuildError {
             }
             BuildError::ImageBuild { .. } => "the build output above shows the step that failed".into(),
             BuildError::Registry(e) => e.hint(),
+            BuildError::VerifySide { source, .. } => return source.hint(),
             BuildError::LabelsTooBig { .. } => "write fewer or shorter labels in image_metadata.json".into(),
             BuildError::ImageMetadata { .. } => {
                 "the file must look like {\"labels\":[{\"key\":\"value\"}]}".into()
