@@ -4,7 +4,7 @@
 //! side against side and run against run ([`report`]), and what differs between the images
 //! explains it ([`image`], [`diff`]).
 //!
-//! The binary builds the two images (with [`crate::build`]), calls [`observe_both`] and
+//! The binary builds the two images (with `s2i_core::build`), calls [`observe_both`] and
 //! [`image::examine`], and renders the [`Report`]. Everything the images print or answer is
 //! untrusted and bounded; nothing of it is run on the host.
 
