@@ -177,7 +177,7 @@ pub enum BuildError {
 
     /// `s2i verify`: one side could not be built or examined; the cause says why.
     #[error("side {side} ({image}): {source}")]
-    VerifySide { side: char, image: String, source: Box<BuildError> },
+    VerifySide { side: String, image: String, source: Box<BuildError> },
 }
 
 fn format_detail(detail: &str) -> String {

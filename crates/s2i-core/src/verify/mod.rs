@@ -16,7 +16,7 @@ pub mod report;
 
 use s2i_engine::Engine;
 
-pub use diff::{FieldDiff, FileChange, FilesDiff, ImageDiff};
+pub use diff::{FieldDiff, FileChange, FileCounts, FilesDiff, ImageDiff};
 pub use image::{examine, ImageFacts};
 pub use mask::{MaskInfo, Masks};
 pub use observe::{Checks, HttpProbe, Observation};
