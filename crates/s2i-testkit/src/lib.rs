@@ -67,7 +67,7 @@ mod pty;
 mod python;
 mod registry;
 
-pub use base::{base_image, no_tar_image, BASE_IMAGE, NO_TAR_IMAGE};
+pub use base::{alt_base_image, base_image, no_tar_image, ALT_BASE_IMAGE, BASE_IMAGE, NO_TAR_IMAGE};
 pub use builders::{builder_image, builder_image_on};
 pub use engine::{
     docker_output, docker_run, docker_run_with, engine_command, engine_host, engine_socket, factory_output, image_exists,

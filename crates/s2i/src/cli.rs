@@ -84,7 +84,7 @@ pub enum Command {
     Version,
     /// Print a shell completion script (bash, zsh or fish)
     Completion(CompletionArgs),
-    /// Build a source with two builders, run both results the same way and compare what they do
+    /// Build a source with two builders, run both images, compare what they do
     Verify(Box<VerifyArgs>),
 }
 

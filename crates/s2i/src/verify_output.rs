@@ -419,7 +419,8 @@ fn twice_section(out: &mut Out, twice: &Twice) {
         field_row(out, "config", row);
     }
     files_section(out, &twice.files, "files of the two builds");
-    if twice.config.iter().all(|r| r.name == "created") && twice.files.counts.added + twice.files.counts.removed + twice.files.counts.changed == 0 {
+    let only_created = !twice.config.is_empty() && twice.config.iter().all(|r| r.name == "created");
+    if only_created && twice.files.counts.added + twice.files.counts.removed + twice.files.counts.changed == 0 {
         out.line("  Only times differ: with the oci engine, SOURCE_DATE_EPOCH makes such builds the same image.");
     }
 }

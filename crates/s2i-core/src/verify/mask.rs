@@ -23,13 +23,13 @@ fn defaults() -> Vec<(&'static str, &'static str, String)> {
             "date",
             "log, HTTP and clock times ([02/Jan/2024:03:04:05 +0000], Tue, 02 Jan 2024 03:04:05 GMT)",
             format!(
-                r"\d{{1,2}}/{MONTH}/\d{{4}}[: ]\d{{2}}:\d{{2}}:\d{{2}}(?: [+-]\d{{4}})?|(?:{WEEKDAY},? )?\d{{1,2}} {MONTH} \d{{4}} \d{{2}}:\d{{2}}:\d{{2}}(?: (?:GMT|UTC|[+-]\d{{4}}))?|(?:{WEEKDAY} )?{MONTH} +\d{{1,2}} \d{{2}}:\d{{2}}:\d{{2}}(?: [A-Z]{{2,5}})?(?: \d{{4}})?|\b\d{{2}}:\d{{2}}:\d{{2}}(?:[.,]\d+)?\b"
+                r"\d{{1,2}}/{MONTH}/\d{{4}}[: ]\d{{2}}:\d{{2}}:\d{{2}}(?: [+-]\d{{4}})?|(?:{WEEKDAY},? )?\d{{1,2}} {MONTH} \d{{4}} \d{{2}}:\d{{2}}:\d{{2}}(?: (?:GMT|UTC|[+-]\d{{4}}))?|(?:{WEEKDAY} )?{MONTH} +\d{{1,2}} \d{{2}}:\d{{2}}(?::\d{{2}})?(?: [A-Z]{{2,5}})?(?: \d{{4}})?|\b\d{{2}}:\d{{2}}:\d{{2}}(?:[.,]\d+)?\b"
             ),
         ),
         ("uuid", "UUIDs", r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b".into()),
         ("hex-id", "hex ids of 12 or more characters (container and image ids, digests)", r"\b[0-9a-fA-F]{12,}\b".into()),
         ("ipv4", "IPv4 addresses", r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b".into()),
-        ("duration", "durations (0.123s, 15ms, 2 s)", r"\b\d+(?:\.\d+)?\s?(?:ns|us|µs|ms|s)\b".into()),
+        ("duration", "durations (15ms, 2 s, 0.25 s)", r"\b\d+(?:\.\d+)?\s?(?:ns|us|µs|ms|s)\b".into()),
     ]
 }
 
@@ -115,6 +115,7 @@ mod tests {
             ("[02/Jan/2024:03:04:05 +0000]", "[<date>]"),
             ("Date: Tue, 02 Jan 2024 03:04:05 GMT", "Date: <date>"),
             ("Tue Jan  2 03:04:05 UTC 2024", "<date>"),
+            ("-rw-r--r--    1 default  root   171 Dec  6 19:11 .env", "-rw-r--r--    1 default  root   171 <date> .env"),
             ("INFO 03:04:05,123 ready", "INFO <date> ready"),
             ("id 3f1c2b4a5d6e7f80 done", "id <hex-id> done"),
             ("sha256:3f1c2b4a5d6e7f8090a1b2c3d4e5f60718293a4b5c6d7e8f9012345678901234", "sha256:<hex-id>"),

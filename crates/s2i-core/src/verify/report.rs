@@ -169,7 +169,7 @@ impl Twice {
         let mut fields: Vec<FieldDiff> = created.into_iter().collect();
         fields.append(&mut config.config);
         fields.append(&mut config.env);
-        fields.extend(config.labels.into_iter().filter(|l| !(l.expected && l.name == "io.k8s.display-name")));
+        fields.append(&mut config.labels);
         Twice { identical: first.id == second.id, ids: [first.id.clone(), second.id.clone()], config: fields, files: diff_files(&first.top_layer, &second.top_layer) }
     }
 }

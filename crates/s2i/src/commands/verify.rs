@@ -74,6 +74,11 @@ async fn verify(global: &GlobalArgs, args: VerifyArgs, engine_doc: &mut Option<E
         for (side, builder) in wanted {
             let mut cfg = crate::commands::build::config_from_flags(source, builder, args.flags.clone(), limits)?;
             cfg.tag = Some(config::parse_tag(&temp(&side.to_lowercase()))?);
+            // The display name defaults to the tag: A's second build takes A's, so that the name
+            // it is built under makes no difference of its own.
+            if side == "A2" && cfg.application_name.is_none() {
+                cfg.application_name = Some(temp("a"));
+            }
             crate::engine::check_flags(global, &cfg, &ImageOutputArgs::default())?;
             configs.push((side.to_string(), cfg));
         }

@@ -20,3 +20,4 @@ mod registry;
 mod security;
 mod sources;
 mod ui;
+mod verify;

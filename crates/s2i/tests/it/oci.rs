@@ -84,7 +84,7 @@ impl Oci {
         cmd
     }
 
-    fn run(&self, args: &[&str]) -> (i32, String, String) {
+    pub(crate) fn run(&self, args: &[&str]) -> (i32, String, String) {
         self.run_with(self.command(args))
     }
 
@@ -118,7 +118,7 @@ impl Oci {
     }
 
     /// The store's images: tag name → manifest digest.
-    fn store_tags(&self) -> HashMap<String, String> {
+    pub(crate) fn store_tags(&self) -> HashMap<String, String> {
         let index: Value = serde_json::from_slice(&std::fs::read(self.store().join("index.json")).unwrap()).unwrap();
         index["manifests"]
             .as_array()
