@@ -73,7 +73,7 @@ pub use engine::{
     docker_output, docker_run, docker_run_with, engine_command, engine_host, engine_socket, factory_output, image_exists,
     image_inspect, point_at_engine, test_engine, TestEngine,
 };
-pub use python::{python_base_image, PYTHON_BASE_IMAGE};
+pub use python::{other_python_base_image, python_base_image, python_base_image_for, OTHER_PYTHON_SUITE, PYTHON_BASE_IMAGE};
 pub use env::{s2i_bin, TestEnv};
 pub use http::{Answer, HttpServer, RecordedRequest};
 pub use podman::{podman_service, PodmanService, RootlessPodman};

@@ -16,7 +16,7 @@ use crate::ui::{bytes, short_id, tint, Tone};
 pub const WIDTH: usize = 100;
 /// Widths of the outcome table's columns: what was observed, side A, side B (then the verdict).
 const LABEL: usize = 22;
-const VALUE: usize = 32;
+const VALUE: usize = 31;
 /// Lines of one unified diff shown; the rest are counted.
 const DIFF_LINES: usize = 40;
 /// Lines of each file listing shown (added, removed, changed).
@@ -191,10 +191,10 @@ fn versions(out: &mut Out, image: &ImageDiff) {
         return;
     }
     out.blank();
-    out.line(&format!("{}{}  {}", cell("Builders", LABEL + 2), cell("A", VALUE), "B"));
+    out.line(&format!("{}  {}  B", cell("Builders", LABEL + 2), cell("A", VALUE)));
     for row in &image.versions {
         let (a, b) = (row.a.as_deref().unwrap_or("(none)"), row.b.as_deref().unwrap_or("(none)"));
-        let text = format!("  {}{}  {}", cell(&row.name, LABEL), cell(a, VALUE), fit(b, VALUE));
+        let text = format!("  {}  {}  {}", cell(&row.name, LABEL), cell(a, VALUE), fit(b, VALUE));
         if a == b {
             out.line(&text);
         } else {
@@ -207,7 +207,7 @@ fn outcome_table(out: &mut Out, outcomes: &Outcomes) {
     out.blank();
     let runs = if outcomes.runs == 1 { "1 run of each side".to_string() } else { format!("{} runs of each side", outcomes.runs) };
     out.line(&format!("Outcomes ({runs})"));
-    out.line(&format!("{}{}  {}", cell("", LABEL + 2), cell("A", VALUE), "B"));
+    out.line(&format!("{}  {}  B", cell("", LABEL + 2), cell("A", VALUE)));
     let mut check = "";
     for aspect in &outcomes.aspects {
         if aspect.check != check {
@@ -215,7 +215,7 @@ fn outcome_table(out: &mut Out, outcomes: &Outcomes) {
             out.line(&format!("  {check}"));
         }
         let (word, tone) = verdict_word(aspect.verdict);
-        let row = format!("    {}{}  {}  ", cell(&aspect.field, LABEL - 2), cell(&side_summary(&aspect.a), VALUE), cell(&side_summary(&aspect.b), VALUE));
+        let row = format!("    {}  {}  {}  ", cell(&aspect.field, LABEL - 2), cell(&side_summary(&aspect.a), VALUE), cell(&side_summary(&aspect.b), VALUE));
         let row = fit(&row, WIDTH - word.len());
         out.lines.push(format!("{row}{}", tint(out.color, tone, word)));
     }
@@ -319,9 +319,9 @@ fn image_section(out: &mut Out, image: &ImageDiff, outcomes_differ: bool) {
     let lead = if counted == 0 {
         "The images differ in nothing else that s2i compares".to_string()
     } else if outcomes_differ {
-        format!("What differs between the images ({counted}), which may explain it:")
+        "What differs between the images, which may explain it:".to_string()
     } else {
-        format!("The images differ ({counted}), though not in anything the checks saw:")
+        "The images differ, though not in anything the checks saw:".to_string()
     };
     out.line(&lead);
     for (kind, rows) in [("config", &image.config), ("env", &image.env), ("label", &image.labels)] {
@@ -369,14 +369,17 @@ fn files_section(out: &mut Out, files: &FilesDiff, what: &str) {
 }
 
 fn file_line(change: &FileChange) -> String {
-    if let (Some(n), Some(size)) = (change.entries, change.bytes) {
-        return format!("{}/  (a directory: {n} entries, {})", change.path, bytes(size));
+    match (change.entries, change.bytes) {
+        (Some(0), _) => return format!("{}/  (an empty directory)", change.path),
+        (Some(n), Some(size)) => return format!("{}/  (a directory: {n} entries, {})", change.path, bytes(size)),
+        _ => {}
     }
     match (&change.a, &change.b) {
         (Some(a), Some(b)) => {
             let mut parts = Vec::new();
             for what in &change.what {
                 parts.push(match *what {
+                    "size" if bytes(a.size) == bytes(b.size) => format!("size {} B → {} B", a.size, b.size),
                     "size" => format!("size {} → {}", bytes(a.size), bytes(b.size)),
                     "mode" => format!("mode {} → {}", a.mode, b.mode),
                     "owner" => format!("owner {} → {}", a.owner, b.owner),
@@ -513,7 +516,7 @@ mod tests {
         assert!(text.contains("Changes between runs on both sides (not counted): run stderr"), "{text}");
         assert!(text.contains("Changes between runs on side B only: exec: xxx"), "{text}");
         assert!(text.contains("A and B differ: GET :8080/ body"), "{text}");
-        assert!(text.contains("  PYTHON_VERSION        3.11.2"), "{text}");
+        assert!(text.contains(&format!("  {:<LABEL$}  {:<VALUE$}  3.13.5", "PYTHON_VERSION", "3.11.2")), "{text}");
         assert!(!text.contains("No newline at end of file"), "{text}");
         assert!(text.contains("  env    GREETING"), "{text}");
         assert!(text.contains("- venv/lib/python3.11/  (a directory: 1532 entries, 21.3 MB)"), "{text}");

@@ -177,7 +177,7 @@ fn map_diff(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> Vec<F
 /// What the images say of the builders' versions: the builder's name (s2i records it), version
 /// labels, and `*_VERSION` variables (`PYTHON_VERSION`, `NODEJS_VERSION`), which builders set.
 fn versions(a: &ImageFacts, b: &ImageFacts) -> Vec<FieldDiff> {
-    const LABELS: [&str; 5] = ["io.openshift.s2i.build.image", "org.opencontainers.image.version", "version", "release", "io.openshift.tags"];
+    const LABELS: [&str; 4] = ["io.openshift.s2i.build.image", "org.opencontainers.image.version", "version", "release"];
     let mut rows = Vec::new();
     for label in LABELS {
         let (va, vb) = (a.config.labels.get(label).cloned(), b.config.labels.get(label).cloned());

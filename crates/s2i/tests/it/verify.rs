@@ -63,6 +63,11 @@ fn assert_fits(report: &str) {
     assert!(!report.contains('\x1b'), "colours in a report that is not on a terminal:\n{report}");
 }
 
+/// A row of the outcome table, as far as its B column: field, A, B.
+fn row(field: &str, a: &str, b: &str) -> String {
+    format!("    {field:<20}  {a:<31}  {b:<31}")
+}
+
 fn aspect<'a>(doc: &'a Value, check: &str, field: &str) -> &'a Value {
     doc["outcomes"]["aspects"]
         .as_array()
@@ -86,7 +91,7 @@ fn two_builders_on_different_bases_that_run_the_app_alike_are_the_same() {
     let (code, stdout, stderr) = env.run(&["verify", &src, &a, &b, "--runs", "2"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.starts_with("s2i verify: SAME (0 of 3 aspects differ; exit 0)"), "{stdout}");
-    assert!(stdout.contains(&format!("    {:<20}{:<32}  GREETING=hello (+3 lines)", "stdout", "GREETING=hello (+3 lines)")), "{stdout}");
+    assert!(stdout.contains(&row("stdout", "GREETING=hello (+3 lines)", "GREETING=hello (+3 lines)")), "{stdout}");
     // What differs between the images is shown, and does not count.
     assert!(stdout.contains("The images differ") && stdout.contains("though not in anything the checks saw"), "{stdout}");
     assert!(stdout.contains(&format!("  env    {:<22}  (none) → merged-usr", "BASE_FLAVOUR")), "{stdout}");
@@ -175,7 +180,7 @@ fn a_flaky_app_is_reported_flaky_not_different() {
     let (code, stdout, stderr) = env.run(&["verify", &src, &a, &b, "--runs", "3"]);
     assert_eq!(code, 0, "flaky on both sides is not the builders' doing: {stdout}{stderr}");
     assert!(stdout.starts_with("s2i verify: SAME (0 of 3 aspects differ, 1 flaky on both sides; exit 0)"), "{stdout}");
-    assert!(stdout.contains(&format!("    {:<20}{:<32}  {:<32}  flaky", "stdout", "(varies: 3 values)", "(varies: 3 values)")), "{stdout}");
+    assert!(stdout.contains(&format!("{}  flaky", row("stdout", "(varies: 3 values)", "(varies: 3 values)"))), "{stdout}");
     assert!(stdout.contains("Changes between runs on both sides (not counted): run stdout"), "{stdout}");
     assert!(stdout.contains("  side A: 3 values (runs: 1, 1, 1); the first two:"), "{stdout}");
     assert_fits(&stdout);
@@ -323,4 +328,43 @@ fn on_the_oci_engine_the_same_pair_is_same_and_the_differing_pair_differs() {
     let left = t.store_tags();
     assert!(left.keys().all(|name| !name.contains("s2i-verify-")), "images left in the store: {left:?}");
     t.assert_clean();
+}
+
+/// The Python builder on bookworm's Python 3.11 against the same builder on trixie's 3.13, with
+/// the hello example: the page names the Python, so it differs, and the report says why (the
+/// builders' PYTHON_VERSION, the virtualenv's lib/python3.X); /healthz and the app's log (its
+/// times and addresses masked) are the same.
+#[cfg(feature = "python-tests")]
+#[test]
+fn the_python_builder_on_two_pythons_and_the_hello_example() {
+    use s2i_testkit::{builder_image_on, other_python_base_image, python_base_image, repo_path};
+    let env = TestEnv::new("verify_python");
+    let dir = repo_path("builders/python");
+    let a = env.alias(&builder_image_on(&dir, &python_base_image()));
+    let b = env.alias(&builder_image_on(&dir, &other_python_base_image()));
+    let src = repo_path("examples/python-hello").to_string_lossy().into_owned();
+    let (code, stdout, stderr) = env.run(&["verify", &src, &a, &b, "--http", "8080/", "--http", "8080/healthz", "--runs", "2"]);
+    // Shown for docs/verify.md, which quotes it.
+    eprintln!("{stdout}");
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.starts_with("s2i verify: DIFFER (1 of "), "{stdout}");
+    assert!(stdout.contains("A and B differ: GET :8080/ body"), "{stdout}");
+    let minor = |v: &str| v.split('.').take(2).collect::<Vec<_>>().join(".");
+    let version = |image: &str| {
+        let env = s2i_testkit::image_config(image)["Env"].as_array().unwrap().iter().filter_map(|v| v.as_str()?.strip_prefix("PYTHON_VERSION=").map(str::to_string)).next();
+        env.unwrap_or_else(|| panic!("{image} records no PYTHON_VERSION"))
+    };
+    let (va, vb) = (version(&a), version(&b));
+    assert!(va.starts_with("3.11.") && vb.starts_with("3.13."), "{va} {vb}");
+    assert!(stdout.contains(&format!("    -Hello from Python {va}, built with s2i!\n    +Hello from Python {vb}, built with s2i!\n")), "{stdout}");
+    assert!(stdout.contains(&format!("  {:<22}  {va:<31}  {vb}", "PYTHON_VERSION")), "{stdout}");
+    // The rest is the same: status, headers, /healthz, the app's log with addresses masked.
+    for same in [row("status", "200", "200"), row("body", "ok", "ok"), row("stderr", "---> Running python app.py", "---> Running python app.py")] {
+        assert!(stdout.contains(&format!("{same}  same")), "{same}: {stdout}");
+    }
+    assert!(stdout.contains(&format!("opt/app-root/venv/lib/python{}/  (a directory: ", minor(&vb))), "{stdout}");
+    assert!(stdout.contains(&format!("opt/app-root/venv/lib/python{}/  (a directory: ", minor(&va))), "{stdout}");
+    assert_fits(&stdout);
+    assert_nothing_left(&run_id(&stderr));
+    env.assert_clean();
 }
