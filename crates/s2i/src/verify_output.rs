@@ -139,14 +139,29 @@ impl Out {
     }
 }
 
-/// At most `width` characters: cut with `…`.
+/// At most `width` characters: cut with `…`. What the images printed is untrusted: a control
+/// character (an escape sequence's start, a carriage return) is shown as `\xNN`, never sent to
+/// the terminal.
 fn fit(text: &str, width: usize) -> String {
+    let text = printable(text);
     if text.chars().count() <= width {
-        return text.to_string();
+        return text;
     }
     let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
     cut.push('…');
     cut
+}
+
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\t' => out.push(' '),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Padded or cut to exactly `width` characters.
@@ -525,6 +540,18 @@ mod tests {
         assert!(text.contains("Built twice with A: different images"), "{text}");
         assert!(text.contains("Only times differ"), "{text}");
         assert!(text.contains("Masked before comparing: <timestamp> <hostname>"), "{text}");
+    }
+
+    #[test]
+    fn control_characters_from_the_images_never_reach_the_terminal() {
+        let mut report = sample(8, 1);
+        let outcomes = report.outcomes.as_mut().unwrap();
+        outcomes.aspects[1].a.values[0] = "\x1b]0;pwned\x07\x1b[2Jred\r\nnext\n".into();
+        report.sides[0].image = "evil\x1b[31m".into();
+        let text = render(&report, false);
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+        assert!(text.contains("\\x1b]0;pwned\\x07\\x1b[2Jred"), "{text}");
+        assert!(text.contains("evil\\x1b[31m"), "{text}");
     }
 
     #[test]
