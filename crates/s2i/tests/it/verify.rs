@@ -223,6 +223,25 @@ fn a_build_that_fails_on_one_side_is_an_error_naming_the_side() {
     env.assert_clean();
 }
 
+/// The build flags are build's, for both sides: -e reaches assemble, and --incremental builds
+/// each side twice, the second time on the artifacts of the first.
+#[test]
+fn build_flags_apply_to_both_sides_and_incremental_builds_on_the_first_build() {
+    let env = TestEnv::new("verify_flags");
+    let builder = env.alias(&fixture("sti-fake"));
+    write_file(&env.work().join("app/index.html"), "hi\n", 0o644);
+    write_file(&env.work().join("app/artifacts/cache.txt"), "cached\n", 0o644);
+    let (code, stdout, stderr) = env.run(&["verify", "app", &builder, &builder, "--incremental", "-e", "VERIFY_FLAG=on", "--exec", "grep VERIFY_FLAG .sti-fake-assemble-env", "--json"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let doc = json(&stdout);
+    let exec = aspect(&doc, "exec: grep VERIFY_FLAG .sti-fake-assemble-env", "stdout");
+    assert_eq!((exec["verdict"].as_str(), exec["a"]["values"][0].as_str()), (Some("same"), Some("VERIFY_FLAG=on\n")), "{doc}");
+    assert_eq!(stderr.matches("---> sti-fake assemble").count(), 4, "two builds a side: {stderr}");
+    assert_eq!(stderr.matches("---> restoring artifacts").count(), 2, "each second build used the first's artifacts: {stderr}");
+    assert_nothing_left(&run_id(&stderr));
+    env.assert_clean();
+}
+
 #[test]
 fn images_compares_two_images_that_exist() {
     let env = TestEnv::new("verify_images");
