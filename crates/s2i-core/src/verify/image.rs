@@ -465,7 +465,7 @@ pub(crate) mod tests {
             assert_eq!(c.env_map()["PYTHON_VERSION"], "3.11.2");
             assert_eq!(c.created.as_deref(), Some("2024-01-02T03:04:05Z"));
         }
-        let facts = read_archive(&archive(&[top.clone()], &config(), false)[..], &Limits::default()).unwrap();
+        let facts = read_archive(&archive(std::slice::from_ref(&top), &config(), false)[..], &Limits::default()).unwrap();
         assert_eq!(facts.top_layer.len(), 5);
     }
 
