@@ -208,7 +208,12 @@ fn versions(out: &mut Out, image: &ImageDiff) {
     out.blank();
     out.line(&format!("{}  {}  B", cell("Builders", LABEL + 2), cell("A", VALUE)));
     for row in &image.versions {
-        let (a, b) = (row.a.as_deref().unwrap_or("(none)"), row.b.as_deref().unwrap_or("(none)"));
+        // The builder's name as s2i records it spells out Docker Hub; the rest tells the builders apart.
+        let shown = |v: &Option<String>| match v.as_deref() {
+            None => "(none)".to_string(),
+            Some(v) => v.strip_prefix("docker.io/library/").or_else(|| v.strip_prefix("docker.io/")).unwrap_or(v).to_string(),
+        };
+        let (a, b) = (&shown(&row.a), &shown(&row.b));
         let text = format!("  {}  {}  {}", cell(&row.name, LABEL), cell(a, VALUE), fit(b, VALUE));
         if a == b {
             out.line(&text);
@@ -356,10 +361,18 @@ fn image_section(out: &mut Out, image: &ImageDiff, outcomes_differ: bool) {
     }
 }
 
+/// `kind name  a → b`, or, when that does not fit, A's and B's values on lines of their own.
 fn field_row(out: &mut Out, kind: &str, row: &FieldDiff) {
     let none = "(none)";
-    let text = format!("  {:<7}{}  {} → {}", kind, cell(&row.name, LABEL), row.a.as_deref().unwrap_or(none), row.b.as_deref().unwrap_or(none));
-    out.line(&text);
+    let (a, b) = (row.a.as_deref().unwrap_or(none), row.b.as_deref().unwrap_or(none));
+    let lead = format!("  {:<7}{}  ", kind, cell(&row.name, LABEL));
+    let one = format!("{lead}{a} → {b}");
+    if printable(&one).chars().count() <= WIDTH {
+        out.line(&one);
+        return;
+    }
+    out.line(&format!("{lead}A: {a}"));
+    out.line(&format!("{}B: {b}", " ".repeat(lead.chars().count())));
 }
 
 fn files_section(out: &mut Out, files: &FilesDiff, what: &str) {
@@ -462,7 +475,7 @@ mod tests {
     pub(crate) fn sample(long: usize, added: usize) -> Report {
         let long = "x".repeat(long);
         let aspects = vec![
-            aspect("run", "exit", AspectVerdict::Same, &["running after the HTTP checks (stopped)"], &["running after the HTTP checks (stopped)"]),
+            aspect("run", "exit", AspectVerdict::Same, &["still running after the checks"], &["still running after the checks"]),
             aspect("run", "stdout", AspectVerdict::Differ, &["GREETING=hello\nline 2\n"], &["GREETING=bonjour\nline 2\n"]),
             aspect("run", "stderr", AspectVerdict::Flaky, &["a", "b"], &["c", "d"]),
             aspect(&format!("exec: {long}"), "stdout", AspectVerdict::FlakyB, &[&long], &[&long, "y"]),
@@ -533,7 +546,7 @@ mod tests {
         assert!(text.contains("A and B differ: GET :8080/ body"), "{text}");
         assert!(text.contains(&format!("  {:<LABEL$}  {:<VALUE$}  3.13.5", "PYTHON_VERSION", "3.11.2")), "{text}");
         assert!(!text.contains("No newline at end of file"), "{text}");
-        assert!(text.contains("  env    GREETING"), "{text}");
+        assert!(text.contains("  env    GREETING                A: hello\n                                 B: xxx"), "{text}");
         assert!(text.contains("- venv/lib/python3.11/  (a directory: 1532 entries, 21.3 MB)"), "{text}");
         assert!(text.contains("      … 18 more"), "{text}");
         assert!(text.contains("as expected, the builds' own labels differ: io.openshift.s2i.build.image"), "{text}");

@@ -109,7 +109,7 @@ mod tests {
         // The first run hangs: it is stopped at the timeout; it is an outcome, not an error.
         engine.inject(Call::RunContainer, 0, Fault::Hang);
         let obs = observe::observe(&engine, "a:latest", "a", &checks(&[], 1)).await.unwrap();
-        assert_eq!(obs.values[0].1, "timed out after 2 s (stopped)");
+        assert_eq!(obs.values[0].1, "timed out after 2 s");
         assert!(engine.containers().is_empty());
     }
 

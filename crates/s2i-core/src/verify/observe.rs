@@ -199,9 +199,9 @@ impl Ended {
     fn describe(&self, timeout: Duration, serving: bool) -> String {
         match self {
             Ended::Exited(code) => format!("exit {code}"),
-            Ended::TimedOut if serving => format!("running at the timeout ({} s; stopped)", timeout.as_secs()),
-            Ended::TimedOut => format!("timed out after {} s (stopped)", timeout.as_secs()),
-            Ended::Serving => "running after the HTTP checks (stopped)".into(),
+            Ended::TimedOut if serving => format!("still running at the timeout ({} s)", timeout.as_secs()),
+            Ended::TimedOut => format!("timed out after {} s", timeout.as_secs()),
+            Ended::Serving => "still running after the checks".into(),
             Ended::NotStarted(why) => format!("did not start: {why}"),
         }
     }
@@ -447,8 +447,8 @@ mod tests {
     fn outcomes_read_as_words() {
         let t = Duration::from_secs(30);
         assert_eq!(Ended::Exited(3).describe(t, false), "exit 3");
-        assert_eq!(Ended::TimedOut.describe(t, false), "timed out after 30 s (stopped)");
-        assert_eq!(Ended::TimedOut.describe(t, true), "running at the timeout (30 s; stopped)");
-        assert_eq!(Ended::Serving.describe(t, true), "running after the HTTP checks (stopped)");
+        assert_eq!(Ended::TimedOut.describe(t, false), "timed out after 30 s");
+        assert_eq!(Ended::TimedOut.describe(t, true), "still running at the timeout (30 s)");
+        assert_eq!(Ended::Serving.describe(t, true), "still running after the checks");
     }
 }

@@ -165,7 +165,7 @@ fn an_app_that_answers_http_otherwise_differs() {
     assert_eq!((body["a"]["values"][0].as_str(), body["b"]["values"][0].as_str()), (Some("<h1>hello</h1>\n"), Some("<h1>served by B</h1>\n")));
     assert_eq!(aspect(&doc, &format!("GET :{port}/nope"), "status")["a"]["values"][0], "404");
     // A server runs until the checks are done, then it is stopped.
-    assert_eq!(aspect(&doc, "run", "exit")["a"]["values"][0], "running after the HTTP checks (stopped)");
+    assert_eq!(aspect(&doc, "run", "exit")["a"]["values"][0], "still running after the checks");
     assert_eq!(doc["outcomes"]["differences"], 1);
     assert!(doc["image"]["scripts"].as_array().unwrap().iter().any(|s| s["path"] == "/usr/libexec/s2i/run"), "{doc}");
     assert_nothing_left(&run_id(&stderr));
