@@ -73,7 +73,7 @@ impl Oci {
     }
 
     /// `s2i ARGS --engine oci --oci-store STORE --loglevel 1`, the Docker socket unreachable.
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         self.command_on(self.store(), args)
     }
 
@@ -95,7 +95,7 @@ impl Oci {
         (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
     }
 
-    fn note_containers(&self, stderr: &str) {
+    pub(crate) fn note_containers(&self, stderr: &str) {
         let mut seen = self.containers.lock().unwrap();
         for line in stderr.lines() {
             if let Some(rest) = line.split("created container ").nth(1) {

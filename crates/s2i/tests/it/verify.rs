@@ -319,6 +319,42 @@ fn an_interrupted_verify_leaves_nothing() {
     env.assert_clean();
 }
 
+/// Interrupted on the daemonless engine while an app is being waited for: no mount, runc
+/// container, bundle or cgroup is left, and none of the run's images in the store.
+#[test]
+fn an_interrupted_verify_on_the_oci_engine_leaves_nothing() {
+    let t = Oci::new("verify-oci-interrupt");
+    let (a, b) = (archive_of(&fixture("verify-a")), archive_of(&fixture("verify-b")));
+    let src = app(&t.env, "app", Some("http"), Some(free_port()));
+    let silent = format!("{}/", free_port());
+    let mut child = t.command(&["verify", &src, &a, &b, "--http", &silent, "--timeout", "5m"]).stderr(Stdio::piped()).spawn().unwrap();
+    let (running_tx, running_rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut seen = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.starts_with("Running both images") {
+                let _ = running_tx.send(());
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        seen
+    });
+    let running = running_rx.recv_timeout(std::time::Duration::from_secs(120)).is_ok();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let status = child.wait().unwrap();
+    let seen = reader.join().unwrap();
+    t.note_containers(&seen);
+    assert!(running, "{seen}");
+    assert_eq!(status.code(), Some(2), "{seen}");
+    assert!(seen.contains("created container") && seen.contains("error: interrupted"), "{seen}");
+    let left = t.store_tags();
+    assert!(left.keys().all(|name| !name.contains("s2i-verify-")), "images left in the store: {left:?}");
+    t.assert_clean();
+}
+
 /// The daemonless engine: builders from archives, sides run one after the other on the host's
 /// network; the pair that runs alike is the same, the differing pair differs, a --twice is one
 /// image (SOURCE_DATE_EPOCH), and nothing is left in the store.
