@@ -149,8 +149,10 @@ async fn read_archive_of(engine: &dyn Engine, image: &str, limits: &Limits) -> R
     let unreadable = |reason: String| BuildError::io(format!("reading the archive of {image}"), io::Error::other(reason));
     match (read, saved) {
         (Ok(facts), Ok(())) => Ok(facts),
-        // A reader that gave up makes the writer fail; the reader's reason is the one to tell.
         (Err(ArchiveError::Limit(e)), _) => Err(e),
+        // An engine that failed leaves the reader a cut archive: the engine's reason is the one
+        // to tell, unless it only failed writing to a reader that had given up.
+        (_, Err(e)) if !matches!(e, s2i_engine::EngineError::Input(_)) => Err(e.into()),
         (Err(ArchiveError::Other(reason)), _) => Err(unreadable(reason)),
         (Ok(_), Err(e)) => Err(e.into()),
     }

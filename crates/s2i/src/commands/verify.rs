@@ -14,7 +14,6 @@ use s2i_core::registry::Registries;
 use s2i_core::verify::{self, Checks, HttpProbe, Masks, Report, SideInfo, Subject, Twice};
 use s2i_core::{BuildConfig, BuildError, Services};
 use s2i_engine::Engine;
-use tracing::info;
 
 use crate::cli::{EngineChoice, GlobalArgs, ImageOutputArgs, VerifyArgs};
 use crate::json_output::EngineReport;
@@ -24,9 +23,10 @@ use crate::verify_output::{self, VerifyDocument};
 /// The exit code of an error: a pipeline tells "differ" (1) from "could not tell" (2).
 pub const ERROR_EXIT: u8 = 2;
 
-/// What to compare: two images to build from one source, or two that exist.
+/// What to compare: images to build from one source (B's builder is absent for a `--twice` of
+/// one builder), or two images that exist.
 enum Sides {
-    Build { source: String, builders: [String; 2], b: bool },
+    Build { source: String, a: String, b: Option<String> },
     Images([String; 2]),
 }
 
@@ -60,16 +60,16 @@ async fn verify(global: &GlobalArgs, args: VerifyArgs, engine_doc: &mut Option<E
     let checks = checks_of(&args, &limits)?;
     ui().set_quiet(args.flags.common.quiet);
     // Names of this run's images: random, so that runs side by side never meet.
-    let run_id = format!("{:08x}", rand_u32());
+    let run_id = format!("{:08x}", rand::random::<u32>());
     let temp = |side: &str| format!("s2i-verify-{run_id}/{side}:latest");
     let mut configs: Vec<(String, BuildConfig)> = Vec::new();
-    if let Sides::Build { source, builders, b } = &sides {
-        let mut wanted = vec![("A", &builders[0])];
-        if *b {
-            wanted.push(("B", &builders[1]));
+    if let Sides::Build { source, a, b } = &sides {
+        let mut wanted = vec![("A", a)];
+        if let Some(b) = b {
+            wanted.push(("B", b));
         }
         if args.twice {
-            wanted.push(("A2", &builders[0]));
+            wanted.push(("A2", a));
         }
         for (side, builder) in wanted {
             let mut cfg = crate::commands::build::config_from_flags(source, builder, args.flags.clone(), limits)?;
@@ -92,22 +92,15 @@ async fn verify(global: &GlobalArgs, args: VerifyArgs, engine_doc: &mut Option<E
     if let Ok(v) = engine.version().await {
         *engine_doc = Some(EngineReport::answered(&v));
     }
-    let work = compare(&engine, &sides, configs, &checks, &limits);
+    let work = build_and_compare(&engine, &sides, configs, &checks, &limits);
     super::interruptible_removing(Some(&*engine), &limits, &temp_images, work).await
 }
 
-/// `SOURCE_DATE_EPOCH` when set (the engine reads it then), else this second.
+/// The one creation time of both builds of `--twice`: this second, in whole seconds
+/// (`SOURCE_DATE_EPOCH`, when it is set, wins: the engine reads it then).
 fn reproducible_time() -> SystemTime {
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(now)
-}
-
-fn rand_u32() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
-    h.write_u32(std::process::id());
-    h.finish() as u32
 }
 
 /// The two sides the arguments name, checked before any work.
@@ -140,7 +133,7 @@ fn sides_of(args: &VerifyArgs) -> Result<Sides, BuildError> {
             return Err(BuildError::conflict("--exec, --http and --runs", "a --twice of one builder, which runs nothing: name BUILDER_B to compare what two builders' images do"));
         }
     }
-    Ok(Sides::Build { source, builders: [a, b.clone().unwrap_or_default()], b: b.is_some() })
+    Ok(Sides::Build { source, a, b })
 }
 
 fn checks_of(args: &VerifyArgs, limits: &Limits) -> Result<Checks, BuildError> {
@@ -172,7 +165,7 @@ fn checks_of(args: &VerifyArgs, limits: &Limits) -> Result<Checks, BuildError> {
 }
 
 /// Build what is to be built, run the checks and examine the images.
-async fn compare(engine: &crate::engine::Connected, sides: &Sides, configs: Vec<(String, BuildConfig)>, checks: &Checks, limits: &Limits) -> Result<Report, BuildError> {
+async fn build_and_compare(engine: &crate::engine::Connected, sides: &Sides, configs: Vec<(String, BuildConfig)>, checks: &Checks, limits: &Limits) -> Result<Report, BuildError> {
     let engine: &dyn Engine = &**engine;
     let reporter: Arc<dyn s2i_core::Reporter> = Arc::new(UiReporter(ui().clone()));
     let mut infos: Vec<SideInfo> = Vec::new();
@@ -218,7 +211,6 @@ async fn compare(engine: &crate::engine::Connected, sides: &Sides, configs: Vec<
         };
         twice = Some(Twice::new(&first, &examine(a2).await?));
     }
-    info!("verify: done");
     Ok(Report::new(infos, outcomes, image_diff, twice))
 }
 
