@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
-# Makes a local Debian bookworm image with python3, venv and pip, without any
-# container registry: debootstrap (variant minbase) a root filesystem on the
-# host, then `docker import` it. Used by scripts/demo.sh and the tests as the
-# base of builders/python where `python:3.11-slim` cannot be pulled.
+# Makes a local Debian image with python3, venv and pip, without any container
+# registry: debootstrap (variant minbase) a root filesystem on the host, then
+# `docker import` it. Used by scripts/demo.sh and the tests as the base of
+# builders/python where `python:3.11-slim` cannot be pulled. SUITE picks the
+# Debian release, and so the Python: bookworm has 3.11, trixie 3.13. The image
+# records its Python as PYTHON_VERSION, as the official python images do.
 #
-#   bash builders/python/make-base.sh [IMAGE]     # default s2i-python-base:bookworm
+#   bash builders/python/make-base.sh [IMAGE [SUITE]]
+#   # default IMAGE s2i-python-base:SUITE, SUITE bookworm
 #
 # Idempotent: does nothing when IMAGE exists with this script's recipe (its
-# `Comment`). The root filesystem tarball is cached in
+# `Comment`) and its PYTHON_VERSION. The root filesystem tarball is cached in
 # ${XDG_CACHE_HOME:-$HOME/.cache}/s2i, so that making the image again after a
 # `docker rmi` is a plain import. Needs root (debootstrap) and an apt mirror
 # (DEBIAN_MIRROR, default http://deb.debian.org/debian); installs debootstrap
 # with apt-get when it is missing. Prints the image name on stdout.
 set -euo pipefail
 
-image=${1:-s2i-python-base:bookworm}
-suite=bookworm
+suite=${2:-bookworm}
+image=${1:-s2i-python-base:$suite}
+case "$suite" in
+  *[!a-z]* | "") echo "make-base: SUITE must be a Debian release name (bookworm, trixie…), not '$suite'" >&2; exit 2 ;;
+esac
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # python3-wheel-whl puts wheel's own wheel next to pip's and setuptools' in
 # /usr/share/python-wheels: the tests serve them from a local index, so that
@@ -29,7 +35,8 @@ tarball=$cache_dir/python-base-$suite-$(printf '%s' "$recipe" | cksum | cut -d' 
 
 log() { echo "make-base: $*" >&2; }
 
-if [ "$(docker image inspect --format '{{.Comment}}' "$image" 2>/dev/null)" = "$recipe" ]; then
+if [ "$(docker image inspect --format '{{.Comment}}' "$image" 2>/dev/null)" = "$recipe" ] &&
+   docker image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$image" | grep -q '^PYTHON_VERSION='; then
   echo "$image"
   exit 0
 fi
@@ -88,11 +95,20 @@ if [ ! -s "$tarball" ]; then
   trap - EXIT
 fi
 
-log "importing $tarball as $image"
+# The Python the suite ships: the upstream part of the python3 package's version
+# (3.11.2-1+b1 is 3.11.2), read from the tree's dpkg status.
+python_version=$(tar -xzOf "$tarball" ./var/lib/dpkg/status |
+  awk '/^Package: /{p=$2} p=="python3" && /^Version: / && !v {v=$2} END {print v}' | sed 's/^[0-9]*://; s/-.*//')
+case "$python_version" in
+  3.*) ;;
+  *) log "no python3 package version in $tarball (got '$python_version')"; exit 1 ;;
+esac
+log "importing $tarball as $image (Python $python_version)"
 old=$(docker image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
 docker import \
   --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   --change 'ENV LANG=C.UTF-8' \
+  --change "ENV PYTHON_VERSION=$python_version" \
   --change 'CMD ["/bin/bash"]' \
   --message "$recipe" \
   "$tarball" "$image" >/dev/null

@@ -105,6 +105,18 @@ pub async fn read_image_file(engine: &dyn Engine, image: &str, path: &str, limit
     read
 }
 
+/// Several files of an image, each as [`read_image_file`] reads one, from one container: a file
+/// that cannot be read is an error of its own, not of the others.
+pub async fn read_image_files(engine: &dyn Engine, image: &str, paths: &[String], limit: u64) -> Result<Vec<Result<Option<Vec<u8>>>>> {
+    let id = engine.create_container(&inert_spec(image)).await?;
+    let mut read = Vec::with_capacity(paths.len());
+    for path in paths {
+        read.push(read_file(engine, &id, path, limit).await);
+    }
+    remove(engine, &id).await;
+    Ok(read)
+}
+
 /// Whether the image of the created container `id` has `tar` (in one of the usual places): the
 /// builder's files decide how the input gets in, never what a script prints.
 pub async fn has_tar(engine: &dyn Engine, id: &str) -> Result<bool> {

@@ -187,6 +187,10 @@ pub enum BuildError {
 
     #[error("the image build failed: {message}")]
     ImageBuild { message: String },
+
+    /// `s2i verify`: one side could not be built or examined; the cause says why.
+    #[error("side {side} ({image}): {source}")]
+    VerifySide { side: String, image: String, source: Box<BuildError> },
 }
 
 fn format_detail(detail: &str) -> String {
@@ -239,6 +243,7 @@ impl BuildError {
             BuildError::UserNotAllowed { .. } => 15,
             BuildError::EmptyGitRepository { .. } => 16,
             BuildError::Interrupted => 2,
+            BuildError::VerifySide { source, .. } => source.exit_code(),
             _ => 1,
         }
     }
@@ -312,6 +317,7 @@ impl BuildError {
             BuildError::Registry(e) => e.hint(),
             BuildError::RegistryTrust(e) => e.hint(),
             BuildError::CopyBinary { .. } => "give a directory that exists and that this user may write to (the shared volume of the step that runs the copy)".into(),
+            BuildError::VerifySide { source, .. } => return source.hint(),
             BuildError::LabelsTooBig { .. } => "write fewer or shorter labels in image_metadata.json".into(),
             BuildError::ImageMetadata { .. } => {
                 "the file must look like {\"labels\":[{\"key\":\"value\"}]}".into()

@@ -40,6 +40,7 @@ mod strategy;
 pub mod tar_stream;
 pub mod usage;
 pub mod users;
+pub mod verify;
 
 pub use config::{BuildConfig, BuildMethod, PullPolicy};
 pub use error::{BuildError, Result};

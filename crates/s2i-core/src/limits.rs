@@ -37,6 +37,8 @@ pub enum Limit {
     TarPax,
     /// Distinct paths of one untrusted tar.
     TarPaths,
+    /// Bytes `s2i verify` keeps of one output it compares (a run's stdout or stderr, an HTTP body).
+    VerifyOutput,
 }
 
 impl Limit {
@@ -52,6 +54,7 @@ impl Limit {
             Limit::TarName => "S2I_LIMIT_TAR_NAME",
             Limit::TarPax => "S2I_LIMIT_TAR_PAX",
             Limit::TarPaths => "S2I_LIMIT_TAR_PATHS",
+            Limit::VerifyOutput => "S2I_LIMIT_VERIFY_OUTPUT",
         }
     }
 
@@ -66,6 +69,7 @@ impl Limit {
             Limit::TarName => "archive name limit",
             Limit::TarPax => "archive record limit",
             Limit::TarPaths => "archive paths limit",
+            Limit::VerifyOutput => "verify output limit",
         }
     }
 }
@@ -89,6 +93,7 @@ pub struct Limits {
     pub tar_name: u64,
     pub tar_pax: u64,
     pub tar_paths: u64,
+    pub verify_output: u64,
     /// The registry client's (`S2I_REGISTRY_*`), for asking a registry why a transfer failed.
     pub registry: RegistryLimits,
     /// How long a credential helper may take to answer (`S2I_CREDENTIAL_HELPER_TIMEOUT`).
@@ -107,6 +112,7 @@ impl Default for Limits {
             tar_name: 64 << 10,
             tar_pax: 1 << 20,
             tar_paths: 1_000_000,
+            verify_output: 1 << 20,
             registry: RegistryLimits::default(),
             credential_helper_timeout: s2i_registry::LookupOptions::default().helper_timeout,
         }
@@ -139,6 +145,7 @@ impl Limits {
         time(Limit::CleanupTime, &mut l.cleanup_time)?;
         size(Limit::TarName, &mut l.tar_name)?;
         size(Limit::TarPax, &mut l.tar_pax)?;
+        size(Limit::VerifyOutput, &mut l.verify_output)?;
         if let Some(n) = env.count(Limit::TarPaths.variable())? {
             l.tar_paths = n;
         }
@@ -174,6 +181,7 @@ impl Limits {
             Limit::TarName => show_size(self.tar_name),
             Limit::TarPax => show_size(self.tar_pax),
             Limit::TarPaths => self.tar_paths.to_string(),
+            Limit::VerifyOutput => show_size(self.verify_output),
         }
     }
 

@@ -237,7 +237,7 @@ const SHARED: &[&str] = &[
 ];
 
 /// Entry points beside the pipeline (lib is `""`): they may use anything; only lib names them.
-const ENTRIES: &[&str] = &["", "create", "rebuild", "run_image", "usage"];
+const ENTRIES: &[&str] = &["", "create", "rebuild", "run_image", "usage", "verify"];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Layer {

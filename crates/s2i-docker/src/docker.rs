@@ -1,13 +1,14 @@
 //! The Docker Engine API backend (also Podman's Docker-compatible API), on bollard.
 
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
-use bollard::models::{ContainerConfig, ContainerCreateBody, HostConfig, HostConfigLogConfig};
+use bollard::models::{ContainerConfig, ContainerCreateBody, HostConfig, HostConfigLogConfig, PortBinding, PortMap};
 use bollard::query_parameters::{
     AttachContainerOptions, CommitContainerOptions, ContainerArchiveInfoOptions, CreateContainerOptions, CreateImageOptions,
     DownloadFromContainerOptions, KillContainerOptions, PushImageOptions, RemoveContainerOptions,
@@ -521,6 +522,20 @@ fn change_pair(key: &str, value: &str) -> Option<String> {
 }
 
 /// Docker names images `sha256:<hex>`; Podman answers some calls with the bare hex.
+/// The address a published port answers on: its loopback binding (an empty or unspecified host
+/// address, as Podman reports one, means every address, loopback included).
+fn published_address(bindings: &[PortBinding]) -> Option<SocketAddr> {
+    bindings.iter().find_map(|b| {
+        let port: u16 = b.host_port.as_deref()?.parse().ok().filter(|p| *p != 0)?;
+        let ip: std::net::IpAddr = match b.host_ip.as_deref().unwrap_or("") {
+            "" | "0.0.0.0" | "127.0.0.1" => std::net::Ipv4Addr::LOCALHOST.into(),
+            "::" | "::1" => std::net::Ipv6Addr::LOCALHOST.into(),
+            _ => return None,
+        };
+        Some(SocketAddr::new(ip, port))
+    })
+}
+
 fn full_image_id(id: String) -> String {
     if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
         format!("sha256:{id}")
@@ -714,7 +729,14 @@ impl Engine for DockerEngine {
 
     async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
         let non_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+        let published: Vec<String> = spec.publish.iter().map(|p| format!("{p}/tcp")).collect();
+        // Published on the loopback address only, at a port the engine picks.
+        let port_bindings: PortMap = published
+            .iter()
+            .map(|p| (p.clone(), Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) }])))
+            .collect();
         let host_config = HostConfig {
+            port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
             binds: non_empty(&spec.binds),
             cap_drop: non_empty(&spec.cap_drop),
             extra_hosts: non_empty(&spec.extra_hosts),
@@ -739,6 +761,7 @@ impl Engine for DockerEngine {
             attach_stdin: Some(spec.open_stdin),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
+            exposed_ports: non_empty(&published),
             host_config: Some(host_config),
             ..Default::default()
         };
@@ -997,6 +1020,20 @@ impl Engine for DockerEngine {
         }
     }
 
+    async fn published_port(&self, id: &str, port: u16) -> Result<Option<SocketAddr>> {
+        let inspect = self
+            .docker
+            .inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>)
+            .await
+            .map_err(|e| api_error("inspecting the container's ports", e))?;
+        if !inspect.state.and_then(|s| s.running).unwrap_or(false) {
+            return Ok(None);
+        }
+        let ports = inspect.network_settings.and_then(|n| n.ports).unwrap_or_default();
+        let bindings = ports.get(&format!("{port}/tcp")).cloned().flatten().unwrap_or_default();
+        Ok(published_address(&bindings))
+    }
+
     async fn remove_leftovers(&self) {
         let ids: Vec<String> = self.created.lock().unwrap().iter().cloned().collect();
         for id in ids {
@@ -1189,6 +1226,17 @@ mod tests {
         assert!(pending_onbuild(&history(&meta_child)).is_empty());
         assert!(pending_onbuild(&history(&[("/bin/sh -c #(nop)  CMD [\"x\"]", true)])).is_empty());
         assert!(pending_onbuild(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_published_port_is_reached_on_the_loopback_address() {
+        let binding = |ip: &str, port: &str| PortBinding { host_ip: Some(ip.into()), host_port: Some(port.into()) };
+        assert_eq!(published_address(&[binding("127.0.0.1", "49153")]), Some("127.0.0.1:49153".parse().unwrap()));
+        assert_eq!(published_address(&[binding("", "8080")]), Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(published_address(&[binding("::", "8080")]), Some("[::1]:8080".parse().unwrap()));
+        assert_eq!(published_address(&[binding("10.0.0.5", "8080"), binding("0.0.0.0", "9")]), Some("127.0.0.1:9".parse().unwrap()));
+        assert_eq!(published_address(&[binding("127.0.0.1", "")]), None, "not started yet");
+        assert_eq!(published_address(&[]), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 mod error;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 
@@ -114,6 +115,10 @@ pub struct ContainerSpec {
     pub network_mode: Option<String>,
     pub extra_hosts: Vec<String>,
     pub publish_all_ports: bool,
+    /// TCP ports of the container to publish on the host's 127.0.0.1, each at a port the engine
+    /// picks ([`Engine::published_port`] says which). An engine whose containers share the host's
+    /// network publishes nothing: the port is the host's own.
+    pub publish: Vec<u16>,
     pub shm_size: Option<i64>,
     /// `--security-opt`: the seccomp filter and no-new-privileges.
     pub security: SecurityOptions,
@@ -324,6 +329,12 @@ pub trait Engine: Send + Sync {
     /// to `output` as [`OutputStream::Stdout`]; a failing step is an error carrying its message.
     /// Intermediate containers are removed by the engine, on failure too.
     async fn build_image(&self, context: ContainerInput, spec: &ImageBuildSpec, output: &mut dyn OutputSink) -> Result<String>;
+
+    /// Where this host reaches TCP port `port` of the running container `id`: the address the
+    /// engine published it on (see [`ContainerSpec::publish`]), or `127.0.0.1:port` when the
+    /// container shares the host's network. `None` while the container is not running, or when
+    /// the port was not published and the container has a network of its own.
+    async fn published_port(&self, id: &str, port: u16) -> Result<Option<SocketAddr>>;
 
     /// Remove every container this engine created and has not removed yet. Used on interruption
     /// and as a last line of defence; never fails, only logs.

@@ -59,6 +59,9 @@ pub struct OciEngineOptions {
     pub registry_limits: RegistryLimits,
     /// CA files the registry client trusts beside its built-in and the system's roots.
     pub registry_ca_files: Vec<CaFile>,
+    /// The creation time of committed images, which also caps the mtimes in their layers: the
+    /// same input then gives the same image. `None`: `SOURCE_DATE_EPOCH` if set, else now.
+    pub source_date_epoch: Option<std::time::SystemTime>,
 }
 
 impl OciEngineOptions {
@@ -75,6 +78,7 @@ impl OciEngineOptions {
             store_limits: image::Limits::default(),
             registry_limits: RegistryLimits::default(),
             registry_ca_files: Vec::new(),
+            source_date_epoch: None,
         }
     }
 }
@@ -773,7 +777,10 @@ impl Engine for OciEngine {
                 RunError::BadState { id: c.id.clone(), state: "running", what: "stop it before committing".into() },
             ));
         }
-        let created = image::source_date_epoch()?;
+        let created = match self.opts.source_date_epoch {
+            Some(t) => Some(t),
+            None => image::source_date_epoch()?,
+        };
         let changes = CommitChanges {
             cmd: spec.cmd.clone(),
             entrypoint: Some(spec.entrypoint.clone()),
@@ -841,6 +848,13 @@ impl Engine for OciEngine {
             engine: EngineKind::Oci,
             what: "build FROM an ONBUILD builder or a Dockerfile: it has no image builder (use --engine docker for these)".into(),
         })
+    }
+
+    async fn published_port(&self, id: &str, port: u16) -> Result<Option<std::net::SocketAddr>> {
+        let c = self.get(id)?;
+        // Containers share the host's network (there is no bridge to publish from), or have none.
+        Ok((c.state() == State::Running && matches!(c.network, Network::Host))
+            .then(|| std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port))))
     }
 
     async fn remove_leftovers(&self) {

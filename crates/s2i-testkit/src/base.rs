@@ -36,7 +36,7 @@ const PATH_ENV: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
 /// [`no_tar_image`] for an image without tar, and full paths for fakes.
 pub fn base_image() -> String {
     static BASE: OnceLock<String> = OnceLock::new();
-    BASE.get_or_init(|| ensure_imported(BASE_IMAGE, BASE_COMMENT, false))
+    BASE.get_or_init(|| ensure_imported(BASE_IMAGE, BASE_COMMENT, Variant::Plain))
         .clone()
 }
 
@@ -51,24 +51,49 @@ const NO_TAR_COMMENT: &str = "s2i-testkit base image without tar v1";
 pub fn no_tar_image() -> String {
     static NO_TAR: OnceLock<String> = OnceLock::new();
     NO_TAR
-        .get_or_init(|| ensure_imported(NO_TAR_IMAGE, NO_TAR_COMMENT, true))
+        .get_or_init(|| ensure_imported(NO_TAR_IMAGE, NO_TAR_COMMENT, Variant::NoTar))
         .clone()
+}
+
+/// Name of the image made by [`alt_base_image`].
+pub const ALT_BASE_IMAGE: &str = "s2i-test/busybox-alt:latest";
+const ALT_COMMENT: &str = "s2i-testkit merged-usr base image v1";
+const ALT_PATH_ENV: &str = "/usr/bin:/bin";
+
+/// Ensures `s2i-test/busybox-alt:latest` exists and returns its name: another base that runs
+/// the same busybox but is laid out otherwise, for tests of builders on different bases. It is
+/// merged-usr: busybox and every applet are in `/usr/bin`, and `/bin`, `/sbin` and `/usr/sbin`
+/// are symlinks to it; `/etc/os-release` names it (`ID=s2i-test-alt`); `PATH` is
+/// `/usr/bin:/bin` and `BASE_FLAVOUR=merged-usr` is set. Users, `/tmp` and `/opt/app-root/src`
+/// are as in [`base_image`].
+pub fn alt_base_image() -> String {
+    static ALT: OnceLock<String> = OnceLock::new();
+    ALT.get_or_init(|| ensure_imported(ALT_BASE_IMAGE, ALT_COMMENT, Variant::MergedUsr)).clone()
+}
+
+/// What a base image is made of.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Plain,
+    NoTar,
+    MergedUsr,
 }
 
 /// Imports `image` unless the Docker daemon already has it with this `comment`, and makes it
 /// available to the engine under test.
-fn ensure_imported(image: &str, comment: &str, without_tar: bool) -> String {
+fn ensure_imported(image: &str, comment: &str, variant: Variant) -> String {
     let _lock = daemon_lock();
     let current = factory_image_id(image).is_some()
         && factory_output(&["image", "inspect", "--format", "{{.Comment}}", image]) == comment;
     if !current {
-        import_base(image, comment, without_tar);
+        import_base(image, comment, variant);
     }
     provide(image);
     image.to_string()
 }
 
-fn import_base(image: &str, comment: &str, without_tar: bool) {
+fn import_base(image: &str, comment: &str, variant: Variant) {
+    let without_tar = variant == Variant::NoTar;
     let mut busybox = fs::read(BUSYBOX).unwrap_or_else(|e| {
         panic!("{BUSYBOX} not readable ({e}): the test images need a static busybox; run `apt-get install busybox-static`")
     });
@@ -99,26 +124,24 @@ fn import_base(image: &str, comment: &str, without_tar: bool) {
     }
 
     let mut tarball = tempfile::NamedTempFile::new().expect("temp file for the base rootfs");
-    write_base_tar(tarball.as_file_mut(), &busybox, &applets)
-        .unwrap_or_else(|e| panic!("writing the base rootfs tar: {e}"));
+    let written = match variant {
+        Variant::MergedUsr => write_merged_usr_tar(tarball.as_file_mut(), &busybox, &applets),
+        _ => write_base_tar(tarball.as_file_mut(), &busybox, &applets),
+    };
+    written.unwrap_or_else(|e| panic!("writing the base rootfs tar: {e}"));
     let old_id = factory_image_id(image);
     let path = tarball
         .path()
         .to_str()
         .expect("utf-8 temp path")
         .to_string();
-    let env_change = format!("ENV PATH={PATH_ENV}");
-    factory_output(&[
-        "import",
-        "--change",
-        &env_change,
-        "--change",
-        "CMD [\"/bin/sh\"]",
-        "--message",
-        comment,
-        &path,
-        image,
-    ]);
+    let env_change = format!("ENV PATH={}", if variant == Variant::MergedUsr { ALT_PATH_ENV } else { PATH_ENV });
+    let mut args = vec!["import", "--change", &env_change, "--change", "CMD [\"/bin/sh\"]"];
+    if variant == Variant::MergedUsr {
+        args.extend(["--change", "ENV BASE_FLAVOUR=merged-usr"]);
+    }
+    args.extend(["--message", comment, &path, image]);
+    factory_output(&args);
     if let Some(old) = old_id {
         // An outdated image from an older testkit: drop it unless images use it.
         let _ = factory_cmd(&["rmi", &old]);
@@ -235,6 +258,62 @@ fn write_base_tar(out: &mut File, busybox: &[u8], applets: &[&str]) -> std::io::
 }
 
 
+/// The merged-usr layout of [`alt_base_image`]: one `/usr/bin` holding busybox and its applets.
+fn write_merged_usr_tar(out: &mut File, busybox: &[u8], applets: &[&str]) -> std::io::Result<()> {
+    const MTIME: u64 = 1_600_000_000;
+    const ALT_BUSYBOX: &str = "/usr/bin/busybox";
+    let mut b = tar::Builder::new(out);
+    let header = |kind: tar::EntryType, mode: u32, uid: u64, size: u64| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(uid);
+        h.set_gid(0);
+        h.set_mtime(MTIME);
+        h.set_size(size);
+        h
+    };
+    for (dir, mode, uid) in [
+        ("usr", 0o755, 0),
+        ("usr/bin", 0o755, 0),
+        ("etc", 0o755, 0),
+        ("dev", 0o755, 0),
+        ("proc", 0o755, 0),
+        ("sys", 0o755, 0),
+        ("var", 0o755, 0),
+        ("home", 0o755, 0),
+        ("opt", 0o755, 0),
+        ("tmp", 0o1777, 0),
+        ("var/tmp", 0o1777, 0),
+        ("root", 0o700, 0),
+        ("home/default", 0o775, 1001),
+        ("opt/app-root", 0o775, 1001),
+        ("opt/app-root/src", 0o775, 1001),
+    ] {
+        b.append_data(&mut header(tar::EntryType::Directory, mode, uid, 0), format!("{dir}/"), std::io::empty())?;
+    }
+    for (link, target) in [("bin", "usr/bin"), ("sbin", "usr/bin"), ("usr/sbin", "bin")] {
+        b.append_link(&mut header(tar::EntryType::Symlink, 0o777, 0, 0), link, target)?;
+    }
+    let files: [(&str, &[u8]); 4] = [
+        ("usr/bin/busybox", busybox),
+        ("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\ndefault:x:1001:0::/home/default:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"),
+        ("etc/group", b"root:x:0:\nnogroup:x:65534:\n"),
+        ("etc/os-release", b"NAME=\"s2i test alt\"\nID=s2i-test-alt\nVERSION_ID=2\n"),
+    ];
+    for (path, data) in files {
+        let mode = if path.ends_with("busybox") { 0o755 } else { 0o644 };
+        b.append_data(&mut header(tar::EntryType::Regular, mode, 0, data.len() as u64), path, data)?;
+    }
+    let mut names: Vec<&str> = applets.iter().filter_map(|a| a.rsplit('/').next()).filter(|n| *n != "busybox").collect();
+    names.sort_unstable();
+    names.dedup();
+    for name in names {
+        b.append_link(&mut header(tar::EntryType::Symlink, 0o777, 0, 0), format!("usr/bin/{name}"), ALT_BUSYBOX)?;
+    }
+    b.into_inner()?.flush()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,6 +353,18 @@ mod tests {
                 .is_none(),
             "{inspect}"
         );
+    }
+
+    #[test]
+    fn the_alt_base_runs_the_same_busybox_laid_out_otherwise() {
+        let image = alt_base_image();
+        assert_eq!(image, ALT_BASE_IMAGE);
+        let (code, out, err) = docker_run(
+            &image,
+            &["sh", "-c", "echo $PATH $BASE_FLAVOUR; readlink /bin; . /etc/os-release; echo $ID; id -u default; stat -c '%a %u' /tmp /opt/app-root/src; ls /usr/bin/tar"],
+        );
+        assert_eq!(code, 0, "stderr: {err}");
+        assert_eq!(out, "/usr/bin:/bin merged-usr\nusr/bin\ns2i-test-alt\n1001\n1777 0\n775 1001\n/usr/bin/tar\n");
     }
 
     #[test]

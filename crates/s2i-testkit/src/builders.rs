@@ -11,11 +11,11 @@ use std::sync::{Mutex, OnceLock};
 use crate::engine::*;
 use crate::factory::factory_command;
 use crate::lock::daemon_lock;
-use crate::base::{base_image, no_tar_image, BASE_IMAGE, NO_TAR_IMAGE};
+use crate::base::{alt_base_image, base_image, no_tar_image, ALT_BASE_IMAGE, BASE_IMAGE, NO_TAR_IMAGE};
 
 /// Builds (or reuses) a builder image from `fixture_dir`, a directory holding a
 /// `Dockerfile` that starts `FROM` one of the test kit's bases
-/// ([`BASE_IMAGE`] or [`NO_TAR_IMAGE`], made first when missing) and the files it COPYs,
+/// ([`BASE_IMAGE`], [`NO_TAR_IMAGE`] or [`ALT_BASE_IMAGE`], made first when missing) and the files it COPYs,
 /// and returns its tag: `s2i-test/<dir name>:<12 hex>`, the hex being a hash of
 /// every file's path, mode and content (and of the base image's id). An image
 /// with that tag already in the daemon is reused, so an unchanged fixture is
@@ -48,9 +48,10 @@ fn fixture_base(dockerfile: &str) -> Result<String, String> {
     };
     let name = from.strip_suffix(":latest").unwrap_or(from);
     type MakeImage = fn() -> String;
-    let bases: [(&str, MakeImage); 2] = [
+    let bases: [(&str, MakeImage); 3] = [
         (BASE_IMAGE, base_image),
         (NO_TAR_IMAGE, no_tar_image),
+        (ALT_BASE_IMAGE, alt_base_image),
     ];
     bases
         .iter()

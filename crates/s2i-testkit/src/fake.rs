@@ -861,6 +861,13 @@ impl Engine for FakeEngine {
         Ok(new_id)
     }
 
+    /// Fake containers run to their end within `run_container`: none is ever running to be reached.
+    async fn published_port(&self, id: &str, _port: u16) -> s2i_engine::Result<Option<std::net::SocketAddr>> {
+        let state = self.state.lock().unwrap();
+        state.containers.get(id).ok_or_else(|| api("inspecting the container's ports", "no such container", Some(404)))?;
+        Ok(None)
+    }
+
     async fn remove_leftovers(&self) {
         let ids = self.containers();
         for id in ids {

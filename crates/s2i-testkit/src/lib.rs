@@ -71,13 +71,13 @@ mod python;
 mod registry;
 mod static_bin;
 
-pub use base::{base_image, no_tar_image, BASE_IMAGE, NO_TAR_IMAGE};
+pub use base::{alt_base_image, base_image, no_tar_image, ALT_BASE_IMAGE, BASE_IMAGE, NO_TAR_IMAGE};
 pub use builders::{builder_image, builder_image_on};
 pub use engine::{
     docker_output, docker_run, docker_run_with, engine_command, engine_host, engine_socket, factory_output, image_exists,
     image_inspect, point_at_engine, test_engine, TestEngine,
 };
-pub use python::{python_base_image, PYTHON_BASE_IMAGE};
+pub use python::{other_python_base_image, python_base_image, python_base_image_for, OTHER_PYTHON_SUITE, PYTHON_BASE_IMAGE};
 pub use env::{s2i_bin, TestEnv};
 pub use http::{Answer, HttpServer, RecordedRequest};
 pub use podman::{podman_service, PodmanService, RootlessPodman};

@@ -98,6 +98,8 @@ pub enum Command {
     /// Copy this s2i binary to DEST, for a step that fills a shared volume with it
     #[command(after_help = COPY_BINARY_EXAMPLES)]
     CopyBinary(CopyBinaryArgs),
+    /// Build a source with two builders, run both images, compare what they do
+    Verify(Box<VerifyArgs>),
 }
 
 /// Flags shared by build, rebuild and usage.
@@ -150,11 +152,32 @@ pub struct BuildArgs {
     pub tag: Option<String>,
 
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub flags: BuildFlags,
 
     /// Run the image once it is built
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
     pub run: bool,
+    /// Read arguments from ./.s2ifile and save them there
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
+    pub use_config: bool,
+    /// Write a Dockerfile and its context (upload/) to this path instead of building
+    #[arg(long, value_name = "PATH")]
+    pub as_dockerfile: Option<PathBuf>,
+    /// What to print on stdout when the build ends: text (nothing) or json (one JSON document, on failure too)
+    #[arg(long, default_value = "text", value_parser = output_format(), value_name = "FORMAT")]
+    pub output: OutputFormat,
+    /// Push TAG to its registry once the build succeeds (TAG must name the registry, e.g. registry.example.com/team/app:v1)
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
+    pub push: bool,
+    #[command(flatten)]
+    pub image_outputs: ImageOutputArgs,
+}
+
+/// The flags that make a build, shared by `s2i build` and `s2i verify` (which builds twice).
+#[derive(Debug, Args, Clone)]
+pub struct BuildFlags {
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// Don't initialise the git submodules of a git source
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
     pub ignore_submodules: bool,
@@ -188,9 +211,6 @@ pub struct BuildArgs {
     /// DEPRECATED: use --destination
     #[arg(short = 'l', long, hide = true, value_name = "DIR")]
     pub location: Option<String>,
-    /// Read arguments from ./.s2ifile and save them there
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
-    pub use_config: bool,
     /// File of NAME=VALUE lines, applied after -e
     #[arg(short = 'E', long, value_name = "FILE")]
     pub environment_file: Option<PathBuf>,
@@ -227,30 +247,18 @@ pub struct BuildArgs {
     /// Network mode of the build containers (bridge, host, none, container:<id> or a network name)
     #[arg(long, value_name = "MODE")]
     pub network: Option<String>,
-    /// Write a Dockerfile and its context (upload/) to this path instead of building
-    #[arg(long, value_name = "PATH")]
-    pub as_dockerfile: Option<PathBuf>,
     /// How to make the image: standard (run assemble in a container and commit it) or dockerfile (build the --as-dockerfile Dockerfile with the engine's image builder)
     #[arg(long, default_value = "standard", value_parser = build_method, value_name = "METHOD")]
     pub build_method: BuildMethod,
     /// Extra label key=value on the output image, applied after the generated ones (repeatable)
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
-    /// What to print on stdout when the build ends: text (nothing) or json (one JSON document, on failure too)
-    #[arg(long, default_value = "text", value_parser = output_format(), value_name = "FORMAT")]
-    pub output: OutputFormat,
     /// Copy symlinks of a local source as symlinks instead of following them
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
     pub keep_symlinks: bool,
     /// Extra /etc/hosts entry host:ip for the build containers (repeatable)
     #[arg(long, value_name = "HOST:IP")]
     pub add_host: Vec<String>,
-
-    /// Push TAG to its registry once the build succeeds (TAG must name the registry, e.g. registry.example.com/team/app:v1)
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
-    pub push: bool,
-    #[command(flatten)]
-    pub image_outputs: ImageOutputArgs,
 }
 
 // ---- The engine, and where a built image goes besides the engine's own store ----
@@ -392,6 +400,86 @@ const COPY_BINARY_EXAMPLES: &str = "Examples:
   /workspace/bin/s2i version";
 
 #[derive(Debug, Args)]
+#[command(after_help = verify_help())]
+pub struct VerifyArgs {
+    /// The application source, as s2i build takes it
+    #[arg(value_name = "SOURCE")]
+    pub source: Option<String>,
+    /// The builder image of side A
+    #[arg(value_name = "BUILDER_A")]
+    pub builder_a: Option<String>,
+    /// The builder image of side B (none with --twice: only A is built, twice)
+    #[arg(value_name = "BUILDER_B")]
+    pub builder_b: Option<String>,
+
+    /// Compare two images that exist already instead of building (no SOURCE or builders then)
+    #[arg(long, num_args = 2, value_names = ["IMAGE_A", "IMAGE_B"], help_heading = "Verify options")]
+    pub images: Vec<String>,
+    /// Longest each run may take: a command still running then is stopped (with --http, the app must answer within it)
+    #[arg(long, default_value = "30s", value_parser = seconds, value_name = "TIME", help_heading = "Verify options")]
+    pub timeout: std::time::Duration,
+    /// Run everything N times on each side: what changes between runs of one image is flaky, not a difference
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100), value_name = "N", help_heading = "Verify options")]
+    pub runs: u32,
+    /// Also run CMD with /bin/sh -c in a fresh container of each image and compare (repeatable)
+    #[arg(long, value_name = "CMD", help_heading = "Verify options")]
+    pub exec: Vec<String>,
+    /// While the image's command runs, GET PATH (default /) on its PORT once it answers, and compare status, headers and body (repeatable)
+    #[arg(long, value_name = "PORT[/PATH]", help_heading = "Verify options")]
+    pub http: Vec<String>,
+    /// Response header compared by --http (repeatable; replaces the default)
+    #[arg(long, default_value = "content-type", value_name = "NAME", help_heading = "Verify options")]
+    pub header: Vec<String>,
+    /// Regular expression of output to mask before comparing, besides the defaults below (repeatable)
+    #[arg(long, value_name = "REGEX", help_heading = "Verify options")]
+    pub ignore: Vec<String>,
+    /// Mask only what --ignore says, none of the defaults
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL", help_heading = "Verify options")]
+    pub no_default_ignores: bool,
+    /// Don't run the image's own command (only --exec); --http needs it
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL", help_heading = "Verify options")]
+    pub no_run: bool,
+    /// Also build SOURCE a second time with BUILDER_A and say whether the two images are identical, and if not, how they differ
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL", help_heading = "Verify options")]
+    pub twice: bool,
+    /// Print the report as one JSON document on stdout (docs/verify.md), on failure too
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL", help_heading = "Verify options")]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub flags: BuildFlags,
+}
+
+fn verify_help() -> String {
+    format!(
+        "Exit status: 0 when the outcomes match (what changes between runs on both sides aside), 1 when
+they differ (or, with --twice alone, when the two builds differ), 2 on an error.
+
+Default ignores, each replaced by its <name> before comparing (--no-default-ignores drops them):
+{}
+
+Examples:
+  # Does the app behave the same on the new Python builder?
+  s2i verify ./app builders/python:3.11 builders/python:3.13 --http 8080/ --http 8080/healthz
+
+  # Run the app's tests in both images, three times each, to tell flaky tests from real changes
+  s2i verify ./app old-builder new-builder --exec 'python -m pytest -q' --runs 3
+
+  # Compare two images that exist already, masking request ids too
+  s2i verify --images app:v1 app:v2 --http 8080/ --ignore 'req-[0-9]+'
+
+  # Is the build reproducible? (the OCI engine sets SOURCE_DATE_EPOCH for it)
+  s2i verify ./app my-builder --twice --engine oci",
+        s2i_core::verify::mask::describe_defaults()
+    )
+}
+
+/// `--timeout`: seconds, or a number with s, m or h.
+fn seconds(s: &str) -> Result<std::time::Duration, String> {
+    s2i_core::limits::parse_duration(s).filter(|d| !d.is_zero()).ok_or_else(|| format!("invalid time {s:?}: use seconds, or a number with s, m or h (90s, 10m)"))
+}
+
+#[derive(Debug, Args)]
 pub struct CompletionArgs {
     #[arg(value_name = "SHELL")]
     pub shell: Vec<String>,
@@ -450,12 +538,12 @@ mod tests {
         ])
         .unwrap();
         let Some(Command::Build(b)) = cli.command else { panic!("not build") };
-        assert!(b.common.incremental && b.common.quiet && !b.common.remove_previous);
-        assert_eq!(b.env, ["A=1", "B=2"]);
-        assert_eq!(b.common.pull_policy, PullPolicy::Never);
-        assert_eq!(b.cap_drop, ["CHOWN", "KILL", "NET_RAW"]);
+        assert!(b.flags.common.incremental && b.flags.common.quiet && !b.flags.common.remove_previous);
+        assert_eq!(b.flags.env, ["A=1", "B=2"]);
+        assert_eq!(b.flags.common.pull_policy, PullPolicy::Never);
+        assert_eq!(b.flags.cap_drop, ["CHOWN", "KILL", "NET_RAW"]);
         assert_eq!(cli.global.loglevel, 2);
-        assert_eq!(b.exclude, r"(^|/)\.git(/|$)");
+        assert_eq!(b.flags.exclude, r"(^|/)\.git(/|$)");
     }
 
     #[test]

@@ -38,11 +38,21 @@ impl Deref for Connected {
 
 /// Connect the engine the flags chose, and say which one answers (`--loglevel 1`).
 pub async fn connect(global: &GlobalArgs, limits: &Limits) -> Result<Connected, BuildError> {
+    connect_with(global, limits, None).await
+}
+
+/// [`connect`], with one creation time for every image the OCI engine commits (what makes two
+/// builds of one input the same image; Docker cannot be told one).
+pub async fn connect_with(global: &GlobalArgs, limits: &Limits, fixed_time: Option<std::time::SystemTime>) -> Result<Connected, BuildError> {
     let engine = match global.engine.kind {
         EngineChoice::Docker => Connected::Docker(connect_docker(global).await?),
         EngineChoice::Oci => {
             let mut opts = oci_options(&global.engine, limits, &Env::process())?;
             opts.registry_ca_files = registry_ca_files(global)?;
+            // SOURCE_DATE_EPOCH, when set, is the user's word: the engine reads it.
+            if Env::process().text("SOURCE_DATE_EPOCH").is_none() {
+                opts.source_date_epoch = fixed_time;
+            }
             Connected::Oci(OciEngine::open(opts).await?)
         }
     };

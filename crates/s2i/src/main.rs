@@ -9,6 +9,7 @@ mod json_output;
 mod logging;
 mod s2ifile;
 mod ui;
+mod verify_output;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -43,10 +44,10 @@ fn main() -> ExitCode {
     // A blocking task still reading an archive after an interruption must not hold the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));
     match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            report(&e);
-            ExitCode::from(e.exit_code().clamp(1, 255) as u8)
+        Ok(code) => ExitCode::from(code),
+        Err(failed) => {
+            report(&failed.error);
+            ExitCode::from(failed.exit_code)
         }
     }
 }

@@ -34,6 +34,8 @@ pub fn ui() -> &'static Arc<Ui> {
 pub struct Ui {
     tty: bool,
     color: bool,
+    /// Colours in a report written to stdout (`s2i verify`): only when stdout is a terminal.
+    report_color: bool,
     state: Mutex<State>,
 }
 
@@ -70,7 +72,8 @@ impl Ui {
     fn detect() -> Ui {
         let tty = std::io::stderr().is_terminal();
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        Ui { tty, color: tty && !no_color, state: Mutex::new(State::default()) }
+        let report_color = std::io::stdout().is_terminal() && !no_color;
+        Ui { tty, color: tty && !no_color, report_color, state: Mutex::new(State::default()) }
     }
 
     pub fn set_quiet(&self, quiet: bool) {
@@ -132,10 +135,23 @@ impl Ui {
     }
 
     /// The machine interface: one JSON document on stdout.
-    pub fn json(&self, doc: &crate::json_output::BuildDocument) {
+    pub fn json<T: serde::Serialize>(&self, doc: &T) {
         let text = serde_json::to_string(doc).expect("the document is plain data");
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    }
+
+    /// Whether a report on stdout may use colours.
+    pub fn report_color(&self) -> bool {
+        self.report_color
+    }
+
+    /// A command's report (`s2i verify`'s), on stdout: the command's answer, as `s2i usage`'s
+    /// output is, while its progress stays on stderr.
+    pub fn report(&self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
         let _ = out.flush();
     }
 
@@ -207,6 +223,29 @@ impl Ui {
             ui.redraw(&mut state);
         });
     }
+}
+
+/// What a piece of a report says, for its colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    Good,
+    Bad,
+    Warn,
+    Dim,
+}
+
+/// `text` in the colour of `tone` when `on`.
+pub fn tint(on: bool, tone: Tone, text: &str) -> String {
+    if !on {
+        return text.to_string();
+    }
+    let color = match tone {
+        Tone::Good => GREEN,
+        Tone::Bad => RED,
+        Tone::Warn => YELLOW,
+        Tone::Dim => DIM,
+    };
+    format!("{color}{text}{RESET}")
 }
 
 /// The [`Reporter`] of a command: the process's [`Ui`].
@@ -341,7 +380,7 @@ pub fn short_id(id: &str) -> &str {
 }
 
 /// Bytes for people: `512 B`, `12.3 KB`, `45.6 MB`, `1.2 GB` (powers of 1000, as registries show them).
-fn bytes(n: u64) -> String {
+pub fn bytes(n: u64) -> String {
     let n = n as f64;
     match n {
         n if n >= 1e9 => format!("{:.1} GB", n / 1e9),

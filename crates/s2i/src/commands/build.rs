@@ -13,7 +13,7 @@ use s2i_engine::{SeccompProfile, SecurityOptions};
 use tracing::{info, warn};
 
 use crate::json_output::{BuildDocument, EngineReport};
-use crate::cli::{BuildArgs, GlobalArgs, ImageOutputArgs, OutputFormat};
+use crate::cli::{BuildArgs, BuildFlags, GlobalArgs, ImageOutputArgs, OutputFormat};
 use crate::s2ifile::Pending;
 use crate::ui::{ui, UiReporter};
 
@@ -21,10 +21,10 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, pending: Option<Pending>)
     let json = args.output == OutputFormat::Json;
     let run_image = args.run;
     let outputs = args.image_outputs.clone();
-    let callback = args.common.callback_url.clone().filter(|u| !u.is_empty());
+    let callback = args.flags.common.callback_url.clone().filter(|u| !u.is_empty());
     let requested = (args.builder.clone().unwrap_or_default(), args.tag.clone().filter(|t| !t.is_empty()));
     let started = Instant::now();
-    ui().set_quiet(args.common.quiet);
+    ui().set_quiet(args.flags.common.quiet);
 
     // The CA files are read now: one that cannot be used stops the build before any work.
     let configured = config_from_args(args).and_then(|cfg| Ok((crate::engine::registry_ca_files(global)?, cfg)));
@@ -160,6 +160,20 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
             reason: "s2i build needs SOURCE and BUILDER_IMAGE (and optionally TAG); see s2i build --help".into(),
         });
     };
+    let mut cfg = config_from_flags(&source, &builder, args.flags, limits)?;
+    cfg.tag = args.tag.filter(|t| !t.is_empty()).map(|t| config::parse_tag(&t)).transpose()?;
+    if args.push {
+        config::check_push(cfg.tag.as_ref())?;
+    }
+    cfg.push = args.push;
+    cfg.as_dockerfile = args.as_dockerfile.filter(|p| !p.as_os_str().is_empty());
+    Ok(cfg)
+}
+
+/// SOURCE and BUILDER with the flags of a build (what `s2i build` and `s2i verify` share), made
+/// into a config that is untagged, pushes nothing and writes no Dockerfile.
+pub fn config_from_flags(source: &str, builder: &str, args: BuildFlags, limits: Limits) -> Result<BuildConfig, BuildError> {
+    let (source, builder) = (source.to_string(), builder.to_string());
     if builder.trim().is_empty() {
         return Err(BuildError::InvalidValue { what: "builder image", value: builder, reason: "cannot be empty".into() });
     }
@@ -220,10 +234,6 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
         }
     }
     let security = security_options(&args.security_opt, &limits)?;
-    let tag = args.tag.filter(|t| !t.is_empty()).map(|t| config::parse_tag(&t)).transpose()?;
-    if args.push {
-        config::check_push(tag.as_ref())?;
-    }
     let mut injections = Vec::new();
     for spec in &args.inject {
         injections.extend(mapping::parse_specs(spec, "--inject")?);
@@ -255,7 +265,7 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
             keep_symlinks: args.keep_symlinks,
         },
         builder_image: builder,
-        tag,
+        tag: None,
         scripts_url,
         destination,
         env: env_vars,
@@ -280,12 +290,12 @@ pub fn config_from_args(args: BuildArgs) -> Result<BuildConfig, BuildError> {
         injections,
         runtime,
         labels: parse_labels(&args.labels)?,
-        as_dockerfile: args.as_dockerfile.filter(|p| !p.as_os_str().is_empty()),
+        as_dockerfile: None,
         image_scripts_url: Some(args.image_scripts_url).filter(|u| !u.is_empty()),
         build_method: args.build_method,
         dockercfg_path: args.common.dockercfg_path,
         limits,
-        push: args.push,
+        push: false,
     })
 }
 
@@ -344,19 +354,19 @@ fn parse_labels(values: &[String]) -> Result<Vec<(String, String)>, BuildError> 
 /// Flags that cannot go together, refused before any work (the reference prints an error and exits 0).
 fn refuse_conflicts(args: &BuildArgs) -> Result<(), BuildError> {
     let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
-    let dockerfile_method = args.build_method == s2i_core::BuildMethod::Dockerfile;
+    let dockerfile_method = args.flags.build_method == s2i_core::BuildMethod::Dockerfile;
     if args.as_dockerfile.is_some() {
         if args.run {
             return Err(BuildError::conflict("--run", "--as-dockerfile"));
         }
-        if set(&args.runtime_image) {
+        if set(&args.flags.runtime_image) {
             return Err(BuildError::conflict("--runtime-image", "--as-dockerfile"));
         }
         if dockerfile_method {
             return Err(BuildError::DockerfileTwice);
         }
     }
-    if dockerfile_method && set(&args.runtime_image) {
+    if dockerfile_method && set(&args.flags.runtime_image) {
         return Err(BuildError::conflict("--runtime-image", "--build-method=dockerfile"));
     }
     if args.push && args.as_dockerfile.is_some() {

@@ -8,6 +8,9 @@ mod create;
 mod generate;
 mod rebuild;
 mod usage;
+mod verify;
+
+pub use verify::ERROR_EXIT as VERIFY_ERROR_EXIT;
 
 use std::future::Future;
 
@@ -20,24 +23,41 @@ use tracing::warn;
 use crate::cli::{Cli, Command};
 use crate::s2ifile::Pending;
 
-pub async fn run(cli: Cli, pending: Option<Pending>) -> Result<(), BuildError> {
+/// A command that failed: its error, rendered once by the binary, and the exit code to end with.
+pub struct Failed {
+    pub error: BuildError,
+    pub exit_code: u8,
+}
+
+impl From<BuildError> for Failed {
+    fn from(error: BuildError) -> Failed {
+        let exit_code = error.exit_code().clamp(1, 255) as u8;
+        Failed { error, exit_code }
+    }
+}
+
+/// Run the command; `Ok` holds its exit code (0, or a verdict's).
+pub async fn run(cli: Cli, pending: Option<Pending>) -> Result<u8, Failed> {
+    let done = |r: Result<(), BuildError>| r.map(|()| 0).map_err(Failed::from);
     match cli.command {
         None => {
             use clap::CommandFactory;
             let _ = Cli::command().print_help();
-            Ok(())
+            Ok(0)
         }
-        Some(Command::Build(args)) => build::run(&cli.global, *args, pending).await,
+        Some(Command::Build(args)) => done(build::run(&cli.global, *args, pending).await),
         Some(Command::Version) => {
             println!("s2i v{} (commit {})", crate::VERSION, crate::GIT_COMMIT);
-            Ok(())
+            Ok(0)
         }
-        Some(Command::Rebuild(args)) => rebuild::run(&cli.global, args).await,
-        Some(Command::Usage(args)) => usage::run(&cli.global, args).await,
-        Some(Command::Create(args)) => create::run(args),
-        Some(Command::Generate(args)) => generate::run(&cli.global, args).await,
-        Some(Command::Completion(args)) => completion::run(args),
-        Some(Command::CopyBinary(args)) => copy_binary::run(args),
+        Some(Command::Rebuild(args)) => done(rebuild::run(&cli.global, args).await),
+        Some(Command::Usage(args)) => done(usage::run(&cli.global, args).await),
+        Some(Command::Create(args)) => done(create::run(args)),
+        Some(Command::Generate(args)) => done(generate::run(&cli.global, args).await),
+        Some(Command::Completion(args)) => done(completion::run(args)),
+        Some(Command::CopyBinary(args)) => done(copy_binary::run(args)),
+        // Every error of verify is 2: its 1 means "they differ".
+        Some(Command::Verify(args)) => verify::run(&cli.global, *args).await.map_err(|error| Failed { error, exit_code: VERIFY_ERROR_EXIT }),
     }
 }
 
@@ -47,6 +67,17 @@ pub async fn run(cli: Cli, pending: Option<Pending>) -> Result<(), BuildError> {
 pub async fn interruptible<T>(
     engine: Option<&dyn Engine>,
     limits: &Limits,
+    work: impl Future<Output = Result<T, BuildError>>,
+) -> Result<T, BuildError> {
+    interruptible_removing(engine, limits, &[], work).await
+}
+
+/// [`interruptible`] for work that makes images of its own, named in advance: whatever happens,
+/// they are removed after the containers, within the same clean-up time limit.
+pub async fn interruptible_removing<T>(
+    engine: Option<&dyn Engine>,
+    limits: &Limits,
+    images: &[String],
     work: impl Future<Output = Result<T, BuildError>>,
 ) -> Result<T, BuildError> {
     let mut signals = Signals::install()?;
@@ -59,10 +90,14 @@ pub async fn interruptible<T>(
     };
     // On every path: nothing this run created may outlive it.
     if let Some(engine) = engine {
+        let clean_up = async {
+            engine.remove_leftovers().await;
+            remove_images(engine, images).await;
+        };
         tokio::select! {
-            cleaned = tokio::time::timeout(limits.cleanup_time, engine.remove_leftovers()) => {
+            cleaned = tokio::time::timeout(limits.cleanup_time, clean_up) => {
                 if cleaned.is_err() {
-                    warn!("The engine did not finish removing the build's containers within {} s (S2I_LIMIT_CLEANUP_TIME); some may be left", limits.cleanup_time.as_secs());
+                    warn!("The engine did not finish removing the build's containers and images within {} s (S2I_LIMIT_CLEANUP_TIME); some may be left", limits.cleanup_time.as_secs());
                 }
             }
             _ = signals.next() => {
@@ -72,6 +107,21 @@ pub async fn interruptible<T>(
         }
     }
     outcome
+}
+
+/// Remove `images` that exist (an interruption may have come before some were made).
+async fn remove_images(engine: &dyn Engine, images: &[String]) {
+    for image in images {
+        match engine.inspect_image(image).await {
+            Ok(Some(_)) => {
+                if let Err(e) = engine.remove_image(image).await {
+                    warn!("could not remove the image {image}: {e}");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => warn!("could not look for the image {image} to remove it: {e}"),
+        }
+    }
 }
 
 /// SIGINT, SIGTERM, SIGHUP and SIGQUIT, received as one stream.

@@ -21,3 +21,4 @@ mod security;
 mod sources;
 mod static_binary;
 mod ui;
+mod verify;

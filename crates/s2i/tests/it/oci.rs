@@ -81,7 +81,7 @@ impl Oci {
     }
 
     /// `s2i ARGS --engine oci --oci-store STORE --loglevel 1`, the Docker socket unreachable.
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         self.command_on(self.store(), args)
     }
 
@@ -92,7 +92,7 @@ impl Oci {
         cmd
     }
 
-    fn run(&self, args: &[&str]) -> (i32, String, String) {
+    pub(crate) fn run(&self, args: &[&str]) -> (i32, String, String) {
         self.run_with(self.command(args))
     }
 
@@ -103,7 +103,7 @@ impl Oci {
         (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
     }
 
-    fn note_containers(&self, stderr: &str) {
+    pub(crate) fn note_containers(&self, stderr: &str) {
         let mut seen = self.containers.lock().unwrap();
         for line in stderr.lines() {
             if let Some(rest) = line.split("created container ").nth(1) {
@@ -126,7 +126,7 @@ impl Oci {
     }
 
     /// The store's images: tag name → manifest digest.
-    fn store_tags(&self) -> HashMap<String, String> {
+    pub(crate) fn store_tags(&self) -> HashMap<String, String> {
         let index: Value = serde_json::from_slice(&std::fs::read(self.store().join("index.json")).unwrap()).unwrap();
         index["manifests"]
             .as_array()

@@ -22,7 +22,7 @@ fn regex_escape(s: &str) -> String {
 #[test]
 fn help_texts_match_their_snapshots() {
     let env = TestEnv::new("help");
-    for (args, name) in [(&["--help"][..], "s2i-help"), (&["build", "--help"][..], "build-help"), (&["rebuild", "--help"][..], "rebuild-help")] {
+    for (args, name) in [(&["--help"][..], "s2i-help"), (&["build", "--help"][..], "build-help"), (&["rebuild", "--help"][..], "rebuild-help"), (&["verify", "--help"][..], "verify-help")] {
         // A fixed width, whatever the terminal the tests run in.
         let out = env.s2i().args(args).env("COLUMNS", "100").output().unwrap();
         assert!(out.status.success());
