@@ -51,6 +51,10 @@ pub enum ImageError {
     #[error("{0}")]
     Diff(String),
 
+    /// The engine was told to remove what it made while this ran (an interruption).
+    #[error(transparent)]
+    Cancelled(#[from] crate::cancel::Cancelled),
+
     /// Unpacking layers needs root (owners, device nodes, trusted xattrs).
     #[error("{0} needs root: run s2i as root for --engine oci")]
     NotRoot(&'static str),

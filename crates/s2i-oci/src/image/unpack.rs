@@ -28,6 +28,8 @@ use tracing::{debug, warn};
 
 use super::error::{ImageError, Result};
 use super::tar_read::{self, EntryHeader, Kind};
+use crate::cancel::Cancel;
+use crate::fsroot::{self, Regular};
 
 /// What whiteout entries (`.wh.NAME`, `.wh..wh..opq`) become.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +66,8 @@ pub struct Unpack<'a> {
     /// Unpacked layers below this one, top first: where a hard link to a file of an earlier layer
     /// finds its target when layers are unpacked into separate overlay lower dirs.
     pub lowers: &'a [PathBuf],
+    /// Checked before each entry and each read of a file copied from a lower layer.
+    pub cancel: &'a Cancel,
 }
 
 /// Applies the tar `input` to the directory `root` and returns `input` read up to the end of the
@@ -223,6 +227,7 @@ impl Unpacker<'_> {
     }
 
     fn entry(&mut self, h: &EntryHeader, data: &mut dyn Read) -> Result<()> {
+        self.opts.cancel.check()?;
         self.stats.entries += 1;
         let kind = match h.kind {
             Kind::Unknown(t) => {
@@ -408,22 +413,31 @@ impl Unpacker<'_> {
             return Ok(());
         }
         // The target is in an earlier layer, unpacked into its own directory: copy it (the two
-        // lower dirs are separate trees, so this layer's copy is its own file).
+        // lower dirs are separate trees, so this layer's copy is its own file). Only a regular
+        // file is opened, and only through `open_regular`: a FIFO there would block the open for
+        // ever, and a device node of the layer (any numbers) would open the host's device.
         for lower in self.opts.lowers {
             let lower_root = open_root(lower)?;
             let Ok(tdir) = open_in_root(&lower_root, tparent, OFlags::PATH | OFlags::DIRECTORY) else { continue };
-            let src = match rfs::openat(&tdir, tname, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
-                Ok(fd) => fd,
-                Err(Errno::NOENT) => continue,
+            let src = match fsroot::open_regular_at(&tdir, tname) {
+                Ok(Regular::File(file, st)) => (file, st),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(self.io_err(h, "opening the link target in an earlier layer", e)),
+                Ok(Regular::Not { kind: FileType::CharacterDevice, rdev: 0 }) => {
+                    break; // removed by a whiteout of a layer in between
+                }
+                Ok(Regular::Not { kind, .. }) => {
+                    return Err(self.err(
+                        h,
+                        format!(
+                            "a hard link to {} of an earlier layer ({}): only regular files are copied from one layer to the next",
+                            fsroot::kind_name(kind),
+                            String::from_utf8_lossy(link)
+                        ),
+                    ))
+                }
             };
-            let st = rfs::fstat(&src).map_err(|e| self.io_err(h, "inspecting the link target", e))?;
-            if FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0 {
-                break; // removed by a whiteout of a layer in between
-            }
-            if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-                return Err(self.err(h, "a hard link to something other than a file of an earlier layer"));
-            }
+            let (src, st) = src;
             let dst = rfs::openat(
                 parent,
                 name,
@@ -432,7 +446,7 @@ impl Unpacker<'_> {
             )
             .map_err(|e| self.io_err(h, "creating the file", e))?;
             let mut dst = File::from(dst);
-            io::copy(&mut File::from(src), &mut dst).map_err(|e| self.io_err(h, "copying the link target", e))?;
+            io::copy(&mut self.opts.cancel.reader(src), &mut dst).map_err(|e| self.io_err(h, "copying the link target", e))?;
             rfs::fchown(&dst, Some(rfs::Uid::from_raw(st.st_uid)), Some(rfs::Gid::from_raw(st.st_gid)))
                 .map_err(|e| self.io_err(h, "setting its owner", e))?;
             rfs::fchmod(&dst, Mode::from_raw_mode(st.st_mode & 0o7777)).map_err(|e| self.io_err(h, "setting its mode", e))?;

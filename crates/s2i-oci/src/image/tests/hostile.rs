@@ -5,10 +5,11 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use super::*;
+use crate::cancel::Cancel;
 use crate::image::{unpack, ImageError, Unpack, Whiteouts};
 
 fn apply(root: &Path, tar: &[u8], whiteouts: Whiteouts) -> Result<(), ImageError> {
-    let opts = Unpack { name: "test layer", whiteouts, under: "", lowers: &[] };
+    let opts = Unpack { name: "test layer", whiteouts, under: "", lowers: &[], cancel: &Cancel::never() };
     unpack(root, tar, &opts).map(|_| ())
 }
 
@@ -179,7 +180,7 @@ fn plain_mode_and_a_prefix_for_archives_copied_into_a_container() {
     fs::create_dir_all(root.join("etc")).unwrap();
     std::os::unix::fs::symlink(&canary.dir, root.join("tmp/link")).unwrap();
     let tar = raw_tar(&[Raw::file(".wh.kept", "a file"), Raw::file("link/pwned", "x"), Raw::file("src/app.py", "print()")]);
-    let opts = Unpack { name: "upload", whiteouts: Whiteouts::Plain, under: "/tmp", lowers: &[] };
+    let opts = Unpack { name: "upload", whiteouts: Whiteouts::Plain, under: "/tmp", lowers: &[], cancel: &Cancel::never() };
     unpack(&root, &tar[..], &opts).unwrap();
     assert_eq!(fs::read_to_string(root.join("tmp/.wh.kept")).unwrap(), "a file");
     assert_eq!(fs::read_to_string(root.join("tmp/src/app.py")).unwrap(), "print()");
@@ -217,4 +218,52 @@ fn oversized_records_and_cut_layers_are_refused() {
     cut.truncate(cut.len() - 1024);
     let err = apply(tmp.path(), &cut, Whiteouts::Apply).unwrap_err().to_string();
     assert!(err.contains("cut short"), "{err}");
+}
+
+/// Layer 1 holds a FIFO (or a device node), layer 2 a hard link to it. Unpacked as overlay lower
+/// dirs, the link's target is in another directory and was copied: the FIFO's open blocked the
+/// unpack for ever (and Ctrl-C could not end it), the device's opened the host's device (here
+/// /dev/zero's numbers, 1:5, and /dev/null's, 1:3) as root. Now each is refused at once, naming
+/// the entry, its target and what it is; never opened. Applied in order into one directory (the
+/// copy fallback) the link is an ordinary hard link within the tree, opened by nobody.
+#[test]
+fn hard_links_to_fifos_and_devices_of_an_earlier_layer_are_refused_never_opened() {
+    require_root();
+    let cases = [
+        ("FIFO", Raw::new("a/fifo", tar::EntryType::Fifo), "a FIFO"),
+        ("/dev/zero", Raw { dev: (1, 5), ..Raw::new("a/fifo", tar::EntryType::Char) }, "a character device"),
+        ("/dev/null", Raw { dev: (1, 3), ..Raw::new("a/fifo", tar::EntryType::Char) }, "a character device"),
+        ("a block device", Raw { dev: (7, 0), ..Raw::new("a/fifo", tar::EntryType::Block) }, "a block device"),
+    ];
+    for (what, special, named) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let (l1, l2, flat) = (tmp.path().join("l1"), tmp.path().join("l2"), tmp.path().join("flat"));
+        for d in [&l1, &l2, &flat] {
+            fs::create_dir(d).unwrap();
+        }
+        let lower = raw_tar(&[Raw::dir("a/"), special]);
+        let upper = raw_tar(&[Raw::dir("b/"), Raw::hardlink("b/link", "a/fifo")]);
+        let (l1c, l2c, flatc) = (l1.clone(), l2.clone(), flat.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            apply(&l1c, &lower, Whiteouts::Overlay).unwrap();
+            let lowers = [l1c.clone()];
+            let opts = Unpack { name: "layer 2", whiteouts: Whiteouts::Overlay, under: "", lowers: &lowers, cancel: &Cancel::never() };
+            let overlay = unpack(&l2c, &upper[..], &opts).map(|_| ());
+            apply(&flatc, &lower, Whiteouts::Apply).unwrap();
+            let flat = apply(&flatc, &upper, Whiteouts::Apply);
+            let _ = tx.send((overlay, flat));
+        });
+        let (overlay, flat_result) =
+            rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap_or_else(|_| panic!("{what}: the unpack hung on the hard link's target"));
+        let err = overlay.expect_err(what).to_string();
+        assert!(
+            err.contains("\"b/link\"") && err.contains("a hard link to ") && err.contains(named) && err.contains("a/fifo"),
+            "{what}: {err}"
+        );
+        assert!(!l2.join("b/link").exists(), "{what}: nothing is made at the link");
+        flat_result.unwrap_or_else(|e| panic!("{what}: {e}"));
+        let (a, b) = (fs::symlink_metadata(flat.join("a/fifo")).unwrap(), fs::symlink_metadata(flat.join("b/link")).unwrap());
+        assert_eq!((a.ino(), a.nlink()), (b.ino(), 2), "{what}: one node, two names");
+    }
 }
