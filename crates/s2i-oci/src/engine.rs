@@ -424,14 +424,23 @@ impl OciEngine {
         let mut tried = Vec::new();
         let mut driver = None;
         let mut lowers: Option<Vec<PathBuf>> = None;
+        // A refused or broken image, or a cancelled unpack, fails every driver alike: it ends the
+        // search at once (another driver would only hide the reason). Other failures (a file
+        // system without overlay's xattrs, say) go on to the next driver.
+        let unpacking = |what: &'static str| {
+            move |e: image::ImageError| match e {
+                image::ImageError::Cancelled(c) => RunError::Cancelled(c),
+                e if e.faults_the_image() => RunError::Image(e),
+                e => RunError::io(what, std::io::Error::other(error_chain(&e))),
+            }
+        };
         for d in drivers {
-            // A cancelled unpack fails every driver alike: no point trying the next one.
             store.cancel.check()?;
             let attempt = (|| -> std::result::Result<(), RunError> {
                 match d {
                     RootfsDriver::Overlay | RootfsDriver::FuseOverlayfs => {
                         if lowers.is_none() {
-                            lowers = Some(store.layer_dirs(&image).map_err(|e| RunError::io("unpacking the image's layers", std::io::Error::other(error_chain(&e))))?);
+                            lowers = Some(store.layer_dirs(&image).map_err(unpacking("unpacking the image's layers"))?);
                         }
                         let (upper, work) = (dir.join("upper"), dir.join("work"));
                         for p in [&upper, &work] {
@@ -448,9 +457,7 @@ impl OciEngine {
                             rootfs::mount_fuse_overlayfs(&which(&opts.fuse_overlayfs), &dirs)
                         }
                     }
-                    RootfsDriver::Copy => store
-                        .flatten_into(&image, &rootfs)
-                        .map_err(|e| RunError::io("copying the image's files", std::io::Error::other(error_chain(&e)))),
+                    RootfsDriver::Copy => store.flatten_into(&image, &rootfs).map_err(unpacking("copying the image's files")),
                 }
             })();
             match attempt {
@@ -458,6 +465,7 @@ impl OciEngine {
                     driver = Some(d);
                     break;
                 }
+                Err(e @ (RunError::Image(_) | RunError::Cancelled(_))) => return Err(e),
                 Err(e) => {
                     debug!("rootfs driver {d} failed: {e}");
                     tried.push(format!("{d}: {}", error_chain(&e)));
@@ -709,12 +717,23 @@ impl Engine for OciEngine {
     async fn save_image(&self, name: &str, format: ArchiveFormat, out: ArchiveOutput) -> Result<()> {
         let image = self.image(name).await?;
         let store = self.cancellable_store();
-        let mut writer = tokio_util::io::SyncIoBridge::new(out);
-        self.blocking(move || -> Result<()> {
-            store.export(&image, format, &mut writer)?;
-            writer.shutdown().map_err(EngineError::Input)
-        })
-        .await?
+        // The blocking export hands chunks to this future, which writes them to `out`: when the
+        // future is dropped (an interruption) while `out` stalls (a daemon that stopped reading),
+        // the export's next send fails at once instead of waiting on `out` for ever.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
+        let export = self.blocking(move || store.export(&image, format, &mut ChannelWriter { tx }));
+        let mut out = out;
+        let copy = async move {
+            while let Some(chunk) = rx.recv().await {
+                out.write_all(&chunk?).await?;
+            }
+            out.shutdown().await
+        };
+        let (exported, copied) = tokio::join!(export, copy);
+        // A failed write to `out` ends the export too (its sends fail): that write is the cause.
+        copied.map_err(EngineError::Input)?;
+        exported??;
+        Ok(())
     }
 
     async fn load_image(&self, archive: ContainerInput) -> Result<Vec<String>> {

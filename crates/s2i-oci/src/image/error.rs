@@ -39,6 +39,11 @@ pub enum ImageError {
     #[error("layer {layer}: entry {entry:?}: {reason}")]
     Layer { layer: String, entry: String, reason: String },
 
+    /// Applying a layer entry failed on the host (a file system that refuses overlay's xattrs,
+    /// say): the entry itself may be fine.
+    #[error("layer {layer}: entry {entry:?}: {what}: {source}")]
+    Apply { layer: String, entry: String, what: String, source: std::io::Error },
+
     /// A size limit was hit; `hint` says how to raise it.
     #[error("{what} exceeds the limit of {limit} bytes ({hint})")]
     Limit { what: String, limit: u64, hint: String },
@@ -71,6 +76,12 @@ impl ImageError {
 
     pub(crate) fn layer(layer: impl std::fmt::Display, entry: impl Into<String>, reason: impl Into<String>) -> Self {
         ImageError::Layer { layer: layer.to_string(), entry: entry.into(), reason: reason.into() }
+    }
+
+    /// The image itself is at fault (a refused entry, a malformed layer, a digest that does not
+    /// match): any other way of putting its root filesystem together would fail the same way.
+    pub fn faults_the_image(&self) -> bool {
+        matches!(self, ImageError::Layer { .. } | ImageError::Tar { .. } | ImageError::DigestMismatch { .. })
     }
 }
 

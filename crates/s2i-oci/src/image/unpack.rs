@@ -28,7 +28,7 @@ use tracing::{debug, warn};
 
 use super::error::{ImageError, Result};
 use super::tar_read::{self, EntryHeader, Kind};
-use crate::cancel::Cancel;
+use crate::cancel::{Cancel, Cancelled};
 use crate::fsroot::{self, Regular};
 
 /// What whiteout entries (`.wh.NAME`, `.wh..wh..opq`) become.
@@ -168,7 +168,10 @@ impl Unpacker<'_> {
         if e.raw_os_error() == Some(libc_enosys()) {
             return kernel_unsupported();
         }
-        self.err(h, format!("{what}: {e}"))
+        if let Some(cancelled) = e.get_ref().and_then(|inner| inner.downcast_ref::<Cancelled>()) {
+            return ImageError::Cancelled(*cancelled);
+        }
+        ImageError::Apply { layer: self.opts.name.to_string(), entry: h.display_path(), what: what.to_string(), source: e }
     }
 
     /// The parent directory of an entry, made (0755, root) when missing.
@@ -400,17 +403,33 @@ impl Unpacker<'_> {
             return Err(self.err(h, "a hard link to the root directory"));
         };
         let tname = OsStr::from_bytes(tname);
-        let found = match open_in_root(&self.root, tparent, OFlags::PATH | OFlags::DIRECTORY) {
-            Ok(tdir) => match rfs::linkat(&tdir, tname, parent, name, AtFlags::empty()) {
-                Ok(()) => true,
-                Err(Errno::NOENT) => false,
-                Err(e) => return Err(self.io_err(h, &format!("linking to {}", String::from_utf8_lossy(link)), e)),
-            },
-            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        let gone = || self.err(h, format!("hard link to {:?}, which is not in the image", String::from_utf8_lossy(link)));
+        let tdir = match open_in_root(&self.root, tparent, OFlags::PATH | OFlags::DIRECTORY) {
+            Ok(tdir) => Some(tdir),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(self.io_err(h, "opening the link target's directory", e)),
         };
-        if found {
-            return Ok(());
+        if let Some(tdir) = &tdir {
+            match rfs::statat(tdir, tname, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => {
+                    let kind = FileType::from_raw_mode(st.st_mode);
+                    match self.opts.whiteouts {
+                        // This layer's own whiteout: the target is gone.
+                        Whiteouts::Overlay if kind == FileType::CharacterDevice && st.st_rdev == 0 => return Err(gone()),
+                        // In one tree, an earlier layer's file is here too: what the overlay path
+                        // would copy (a regular file) is linked, anything else refused alike.
+                        Whiteouts::Apply if kind != FileType::RegularFile && !self.written.contains(&target.join(&b'/')) => {
+                            return Err(self.not_copied(h, kind, link))
+                        }
+                        _ => {}
+                    }
+                    rfs::linkat(tdir, tname, parent, name, AtFlags::empty())
+                        .map_err(|e| self.io_err(h, &format!("linking to {}", String::from_utf8_lossy(link)), e))?;
+                    return Ok(());
+                }
+                Err(Errno::NOENT) => {}
+                Err(e) => return Err(self.io_err(h, "inspecting the link target", e)),
+            }
         }
         // The target is in an earlier layer, unpacked into its own directory: copy it (the two
         // lower dirs are separate trees, so this layer's copy is its own file). Only a regular
@@ -426,16 +445,7 @@ impl Unpacker<'_> {
                 Ok(Regular::Not { kind: FileType::CharacterDevice, rdev: 0 }) => {
                     break; // removed by a whiteout of a layer in between
                 }
-                Ok(Regular::Not { kind, .. }) => {
-                    return Err(self.err(
-                        h,
-                        format!(
-                            "a hard link to {} of an earlier layer ({}): only regular files are copied from one layer to the next",
-                            fsroot::kind_name(kind),
-                            String::from_utf8_lossy(link)
-                        ),
-                    ))
-                }
+                Ok(Regular::Not { kind, .. }) => return Err(self.not_copied(h, kind, link)),
             };
             let (src, st) = src;
             let dst = rfs::openat(
@@ -455,7 +465,19 @@ impl Unpacker<'_> {
                 .map_err(|e| self.io_err(h, "setting its mtime", e))?;
             return Ok(());
         }
-        Err(self.err(h, format!("hard link to {:?}, which is not in the image", String::from_utf8_lossy(link))))
+        Err(gone())
+    }
+
+    /// The refusal of a hard link to something of an earlier layer that is not a regular file.
+    fn not_copied(&self, h: &EntryHeader, kind: FileType, link: &[u8]) -> ImageError {
+        self.err(
+            h,
+            format!(
+                "a hard link to {} of an earlier layer ({}): only regular files are copied from one layer to the next",
+                fsroot::kind_name(kind),
+                String::from_utf8_lossy(link)
+            ),
+        )
     }
 
     /// Owner, then mode (a chown clears setuid bits), then xattrs, on an open file or directory.

@@ -77,6 +77,10 @@ pub enum RunError {
     /// The engine was told to remove what it made while this ran (an interruption).
     #[error(transparent)]
     Cancelled(#[from] crate::cancel::Cancelled),
+
+    /// The image's layers cannot make a root filesystem, whichever driver puts it together.
+    #[error("{0}")]
+    Image(#[source] crate::image::ImageError),
 }
 
 impl RunError {

@@ -84,7 +84,9 @@ pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, after: After) -> Re
         Err(e) => return finish_failed(cfg, e, callback.as_deref(), json, started, engine_doc).await,
     };
     let image = result.tag.clone().unwrap_or_else(|| result.image_id.clone());
-    let delivered = match super::engine::deliver(&engine, global, &outputs, &image).await {
+    // Writing the archive and loading it into a daemon are interruptible too: tokio keeps its
+    // signal handlers once installed, so outside `interruptible` Ctrl-C would be swallowed.
+    let delivered = match super::interruptible(Some(&*engine), &cfg.limits, super::engine::deliver(&engine, global, &outputs, &image)).await {
         Ok(d) => d,
         Err(e) => return finish_failed(cfg, e, callback.as_deref(), json, started, engine_doc).await,
     };

@@ -509,3 +509,5 @@ fn loaded_name(output: &str) -> String {
     let name = output.lines().find_map(|l| l.strip_prefix("Loaded image: ")).unwrap_or_else(|| panic!("docker load said: {output}"));
     name.strip_prefix("docker.io/").unwrap_or(name).to_string()
 }
+
+mod signals;
