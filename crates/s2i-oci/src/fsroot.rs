@@ -45,8 +45,8 @@ pub(crate) fn open_in_root(root: impl AsFd, rel: &Path, flags: OFlags, mode: Mod
 pub(crate) enum Regular {
     /// A regular file, open for reading, and its metadata.
     File(File, Stat),
-    /// Something else, left unopened: its type, and its device numbers (`st_rdev`).
-    Not { kind: FileType, rdev: u64 },
+    /// Something else, left unopened.
+    Not(FileType),
 }
 
 /// Opens for reading the file that `path` (an `O_PATH` descriptor) refers to, only if it is a
@@ -57,7 +57,7 @@ pub(crate) fn open_regular(path: OwnedFd) -> std::io::Result<Regular> {
     let stat = rustix::fs::fstat(&path)?;
     let kind = FileType::from_raw_mode(stat.st_mode);
     if kind != FileType::RegularFile {
-        return Ok(Regular::Not { kind, rdev: stat.st_rdev });
+        return Ok(Regular::Not(kind));
     }
     let proc_path = format!("/proc/self/fd/{}", path.as_raw_fd());
     let fd = rustix::fs::open(proc_path.as_str(), OFlags::RDONLY | OFlags::NOCTTY | OFlags::CLOEXEC, Mode::empty())?;
@@ -128,7 +128,7 @@ impl RootDir {
         };
         let file = match open_regular(fd).context(|| format!("opening {}", self.describe(rel)))? {
             Regular::File(file, _) => file,
-            Regular::Not { .. } => return Ok(None),
+            Regular::Not(_) => return Ok(None),
         };
         let mut data = Vec::new();
         file

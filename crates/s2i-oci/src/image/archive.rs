@@ -189,7 +189,7 @@ fn open_regular(path: &Path) -> io::Result<File> {
     let fd = rustix::fs::open(path, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
     match fsroot::open_regular(fd)? {
         Regular::File(file, _) => Ok(file),
-        Regular::Not { kind, .. } => Err(io::Error::other(format!("{} is not a regular file", fsroot::kind_name(kind)))),
+        Regular::Not(kind) => Err(io::Error::other(format!("{} is not a regular file", fsroot::kind_name(kind)))),
     }
 }
 

@@ -128,7 +128,8 @@ struct LayerWriter<'a, W: Write> {
     cancel: &'a Cancel,
 }
 
-fn xattrs_of(fd: &impl AsFd) -> io::Result<Vec<(String, Vec<u8>)>> {
+/// Every xattr of an open file, name and value.
+pub(crate) fn xattrs_of(fd: &impl AsFd) -> io::Result<Vec<(String, Vec<u8>)>> {
     let mut names = vec![0u8; 4096];
     let n = match rfs::flistxattr(fd, &mut names[..]) {
         Ok(n) => n,
@@ -296,7 +297,7 @@ impl<W: Write> LayerWriter<'_, W> {
                 // block the open, a device would open the host's.
                 let file = match fsroot::open_regular_at(dir, name_os).map_err(|e| self.err(path, e))? {
                     Regular::File(file, _) => file,
-                    Regular::Not { kind, .. } => {
+                    Regular::Not(kind) => {
                         return Err(self.err(path, io::Error::other(format!("it became {} while the layer was written", fsroot::kind_name(kind)))))
                     }
                 };

@@ -103,7 +103,7 @@ impl Walk<'_> {
                 // container may still be running) would block the open, a device would open the host's.
                 let file = match fsroot::open_regular_at(dir, name).map_err(|e| RunError::io(format!("opening {}", shown()), e))? {
                     Regular::File(file, _) => file,
-                    Regular::Not { kind, .. } => {
+                    Regular::Not(kind) => {
                         return Err(RunError::BadEntry { entry: shown(), reason: format!("it became {} while it was archived", fsroot::kind_name(kind)) })
                     }
                 };
