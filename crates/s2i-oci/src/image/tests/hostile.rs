@@ -276,3 +276,31 @@ fn hard_links_to_fifos_and_devices_of_an_earlier_layer_are_refused_never_opened(
         assert_eq!((a.ino(), a.nlink(), b.file_type().is_fifo()), (b.ino(), 2, true), "{mode:?}: one FIFO, two names");
     }
 }
+
+/// Names over the kernel's limits (a 256-byte name; a path of 20 names of 255 bytes, over
+/// PATH_MAX) are refused with the entry named, in each whiteout mode, and nothing is written
+/// outside the root.
+#[test]
+fn names_over_the_kernels_limits_are_refused_with_the_entry() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let canary = Canary::new(tmp.path());
+    let long = "n".repeat(256);
+    let deep = vec!["d".repeat(255); 20].join("/");
+    for mode in [Whiteouts::Overlay, Whiteouts::Apply, Whiteouts::Plain] {
+        for (what, path) in [("a 256-byte name", long.clone()), ("a path over PATH_MAX", deep.clone())] {
+            let root = tmp.path().join("root");
+            fs::create_dir(&root).unwrap();
+            let mut b = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_size(1);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, &path, &b"x"[..]).unwrap();
+            let err = apply(&root, &b.into_inner().unwrap(), mode).expect_err(what).to_string();
+            assert!(err.contains(&path[..255]) && err.contains("name too long"), "{what} ({mode:?}): {err}");
+            canary.assert_untouched();
+            crate::image::unpack::remove_tree(&root).unwrap();
+        }
+    }
+}

@@ -132,8 +132,11 @@ fn builder_config() -> Value {
     })
 }
 
-/// A tar of `entries` (path, type, link target, device numbers) made with the `tar` crate.
-fn layer(entries: &[(&str, tar::EntryType, Option<&str>, (u32, u32))]) -> Vec<u8> {
+/// One entry of a hand-made layer: path, type, link target, device numbers.
+type LayerEntry<'a> = (&'a str, tar::EntryType, Option<&'a str>, (u32, u32));
+
+/// A tar of `entries` made with the `tar` crate.
+fn layer(entries: &[LayerEntry<'_>]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (path, kind, link, (major, minor)) in entries {
         let mut h = tar::Header::new_ustar();
