@@ -12,7 +12,11 @@
 //! For overlay lower dirs each layer is unpacked alone into its own directory, as Docker's
 //! overlay2 driver does: a later layer's entries do not follow symlinks of the layers below
 //! (containerd, which unpacks onto a mount of the lower layers, would). Layers made from
-//! overlay diffs never depend on that.
+//! overlay diffs never depend on that. A hard link to a file of a layer below is a copy of it,
+//! found where overlay will show it (opaque directories, whiteouts and symlinks of any layer
+//! count); only a regular file is copied, opened through [`fsroot::open_regular`] (a FIFO's open
+//! would block for ever, a device node's would reach the host's device), and anything else is
+//! refused, in one tree as in lower dirs, so that every rootfs driver gives the same result.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -267,8 +271,8 @@ impl Unpacker<'_> {
         };
         let parent = self.parent(h, parent_comps)?;
         if self.opts.whiteouts == Whiteouts::Apply {
-            let (dev, ino, _) = self.written_key(h, &parent, b"")?;
-            self.touched.insert((dev, ino));
+            let id = self.dir_id(h, &parent)?;
+            self.touched.insert(id);
         }
 
         if self.opts.whiteouts != Whiteouts::Plain && name.starts_with(WHITEOUT_PREFIX) {
@@ -556,10 +560,16 @@ impl Unpacker<'_> {
         rfs::futimens(&dst, &Timestamps { last_access: mtime, last_modification: mtime }).map_err(|e| self.io_err(h, "setting its mtime", e))
     }
 
+    /// A directory's device and inode.
+    fn dir_id(&self, h: &EntryHeader, dir: &impl AsFd) -> Result<(u64, u64)> {
+        let st = rfs::fstat(dir).map_err(|e| self.io_err(h, "inspecting its directory", e))?;
+        Ok((st.st_dev, st.st_ino))
+    }
+
     /// The key of `name` in `dir` in `written`.
     fn written_key(&self, h: &EntryHeader, dir: &impl AsFd, name: &[u8]) -> Result<(u64, u64, Vec<u8>)> {
-        let st = rfs::fstat(dir).map_err(|e| self.io_err(h, "inspecting its directory", e))?;
-        Ok((st.st_dev, st.st_ino, name.to_vec()))
+        let (dev, ino) = self.dir_id(h, dir)?;
+        Ok((dev, ino, name.to_vec()))
     }
 
     /// Removes from `dir`, at every depth, what this tar did not write, but for the directories
