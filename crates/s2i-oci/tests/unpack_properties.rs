@@ -1183,6 +1183,16 @@ fn start_watchdog() {
     });
 }
 
+/// Puts this thread in a mount namespace of its own, its mounts private: a case's overlay mount is
+/// seen by no other process (a container started meanwhile would copy it and could keep its
+/// unmount busy), and goes with the thread if the run dies.
+fn private_mounts() {
+    // SAFETY: NEWNS (and the FS it implies) unshares no file descriptors.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }.expect("a mount namespace of this thread's own");
+    let private = rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC;
+    rustix::mount::mount_change("/", private).expect("making this namespace's mounts private");
+}
+
 fn cases(default: u32) -> u32 {
     std::env::var("S2I_UNPACK_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -1201,6 +1211,7 @@ fn run(cases: u32, through_store: bool) {
             .map(|t| {
                 let share = cases / threads + u32::from(t < cases % threads);
                 scope.spawn(move || {
+                    private_mounts();
                     let me = RUNNERS.fetch_add(1, Ordering::SeqCst) as usize;
                     let config = Config { cases: share, failure_persistence: None, ..Config::default() };
                     let result = TestRunner::new(config).run(&gen_layers(), |layers| {
@@ -1288,6 +1299,7 @@ fn cases_the_property_found() {
     ];
     assert!(rustix::process::geteuid().is_root(), "the unpack properties need root: run them as root");
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    private_mounts();
     for (what, layers) in cases {
         if let Err(e) = check_case(&layers, false) {
             panic!("{what}:\n{e}\n{layers:#?}");
