@@ -100,11 +100,9 @@ struct HostFile {
 
 impl TarPart for HostFile {
     fn append(self: Box<Self>, sink: &mut TarSink<'_>) -> io::Result<()> {
-        let file = std::fs::File::open(&self.source)?;
+        let file = crate::fsutil::open_regular(&self.source)?
+            .ok_or_else(|| io::Error::other(format!("{} is not a regular file", self.source.display())))?;
         let meta = file.metadata()?;
-        if !meta.is_file() {
-            return Err(io::Error::other(format!("{} is not a regular file", self.source.display())));
-        }
         sink.file(&self.name, 0o666, None, meta.len(), io::Read::take(file, meta.len()))
     }
 }

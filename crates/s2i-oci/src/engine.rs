@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -21,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Child;
 use tracing::{debug, info, warn};
 
+use crate::cancel::{Cancel, Cancelled};
 use crate::image::{self, CommitChanges, Diff, Image, Lease, Store, RUNTIME_MOUNT_POINTS};
 use crate::run::bundle::{self, Bind, BundleParams, EtcFiles, Network, NetworkMode, Rlimits};
 use crate::run::cgroup::{Cgroups, ContainerCgroup};
@@ -176,13 +178,14 @@ pub struct OciEngine {
     containers: Mutex<HashMap<String, Arc<Container>>>,
     /// Names handed to create_container, by name: a container is found by either.
     names: Mutex<HashMap<String, String>>,
-    /// Ids being created right now, for remove_leftovers to wait out.
-    creating: Mutex<Vec<String>>,
     /// The rootfs driver that worked last, tried first next time.
     good_driver: Mutex<Option<RootfsDriver>>,
-    /// Counts remove_leftovers calls: a creation that saw one start while it was under way removes
-    /// its own container when it finishes. Later creations are fine (a build's `--run`, say).
-    sweeps: AtomicU64,
+    /// Counts remove_leftovers calls. Blocking work started before one is cancelled by it
+    /// ([`Cancel::when_moved`]), and a creation that saw one start while it was under way removes
+    /// its own container. Later work is fine (a build's `--run`, say).
+    sweeps: Arc<AtomicU64>,
+    /// Blocking work under way, for remove_leftovers to wait out once it has cancelled it.
+    jobs: Arc<AtomicUsize>,
     /// The registry client, made at the first pull or push (it remembers each registry's endpoint).
     registry: Mutex<Option<Arc<RegistryClient>>>,
 }
@@ -200,6 +203,27 @@ fn run_err(op: &str, e: RunError) -> EngineError {
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> std::result::Result<T, EngineError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| api("the oci engine", e))
+}
+
+/// How long remove_leftovers waits for cancelled blocking work to stop (each piece checks between
+/// entries and reads, and removes what it made on its way out), before it goes on without it.
+const JOBS_STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// One piece of blocking work under way; counted in `OciEngine::jobs` until it is dropped, on
+/// the blocking thread, once the work and its own clean-up are done.
+struct Job(Arc<AtomicUsize>);
+
+impl Job {
+    fn start(jobs: &Arc<AtomicUsize>) -> Job {
+        jobs.fetch_add(1, Ordering::SeqCst);
+        Job(jobs.clone())
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn random_id() -> String {
@@ -250,9 +274,9 @@ impl OciEngine {
             rlimits: Rlimits::from_host(),
             containers: Mutex::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
-            creating: Mutex::new(Vec::new()),
             good_driver: Mutex::new(None),
-            sweeps: AtomicU64::new(0),
+            sweeps: Arc::new(AtomicU64::new(0)),
+            jobs: Arc::new(AtomicUsize::new(0)),
             registry: Mutex::new(None),
         })
     }
@@ -291,13 +315,35 @@ impl OciEngine {
         self.find(id_or_name).ok_or_else(|| run_err("finding the container", RunError::NoSuchContainer(id_or_name.to_string())))
     }
 
-    async fn image(&self, name: &str) -> Result<Image> {
-        let store = self.store.clone();
-        let n = name.to_string();
-        blocking(move || store.get(&n)).await??.ok_or_else(|| EngineError::ImageNotFound(name.to_string()))
+    /// What remove_leftovers will cancel: blocking work started now.
+    fn cancel(&self) -> Cancel {
+        Cancel::when_moved(&self.sweeps)
     }
 
-    /// Everything of create_container that touches the disk; runs on a blocking thread.
+    /// The store, for blocking work that remove_leftovers stops.
+    fn cancellable_store(&self) -> Store {
+        self.store.with_cancel(self.cancel())
+    }
+
+    /// Runs `f` on a blocking thread, counted as a job that remove_leftovers waits out.
+    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+        let job = Job::start(&self.jobs);
+        blocking(move || {
+            let _job = job;
+            f()
+        })
+        .await
+    }
+
+    async fn image(&self, name: &str) -> Result<Image> {
+        let store = self.cancellable_store();
+        let n = name.to_string();
+        self.blocking(move || store.get(&n)).await??.ok_or_else(|| EngineError::ImageNotFound(name.to_string()))
+    }
+
+    /// Everything of create_container that touches the disk; runs on a blocking thread. A
+    /// container that cannot be made, or whose making is cancelled (`store`'s cancel), is
+    /// removed here, whatever became of the caller.
     #[allow(clippy::too_many_arguments)]
     fn make_container(
         store: &Store,
@@ -314,6 +360,40 @@ impl OciEngine {
         security: Security,
     ) -> std::result::Result<Container, RunError> {
         let (lock, dir) = state.claim(id)?;
+        // The claim stays held (a duplicate of the locked descriptor) while a failure is removed.
+        let held = lock.try_clone().map_err(|e| RunError::io(format!("locking container {id}"), e))?;
+        let made = Self::fill_container(store, cgroups, opts, drivers, id, spec, image, process, network_mode, binds, security, lock, dir);
+        let failure = match made {
+            Ok(c) if !store.cancel.is_cancelled() => return Ok(c),
+            Ok(c) => {
+                drop(c);
+                RunError::Cancelled(Cancelled)
+            }
+            Err(e) => e,
+        };
+        if let Err(e) = container::remove_files(state, id) {
+            warn!("could not remove the container {id} that was being made: {}", error_chain(&e));
+        }
+        drop(held);
+        Err(failure)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fill_container(
+        store: &Store,
+        cgroups: &Cgroups,
+        opts: &OciEngineOptions,
+        drivers: Vec<RootfsDriver>,
+        id: &str,
+        spec: &ContainerSpec,
+        image: Image,
+        process: ProcessPlan,
+        network_mode: NetworkMode,
+        binds: Vec<Bind>,
+        security: Security,
+        lock: std::fs::File,
+        dir: PathBuf,
+    ) -> std::result::Result<Container, RunError> {
         let mut info = ContainerInfo { id: id.to_string(), name: spec.name.clone(), ..Default::default() };
         container::write_info(&dir, &info)?;
         let lease = store.lease().map_err(|e| RunError::io("holding the image store", std::io::Error::other(e.to_string())))?;
@@ -324,12 +404,23 @@ impl OciEngine {
         let mut tried = Vec::new();
         let mut driver = None;
         let mut lowers: Option<Vec<PathBuf>> = None;
+        // A refused or broken image, or a cancelled unpack, fails every driver alike: it ends the
+        // search at once (another driver would only hide the reason). Other failures (a file
+        // system without overlay's xattrs, say) go on to the next driver.
+        let unpacking = |what: &'static str| {
+            move |e: image::ImageError| match e {
+                image::ImageError::Cancelled(c) => RunError::Cancelled(c),
+                e if e.faults_the_image() => RunError::Image(e),
+                e => RunError::io(what, std::io::Error::other(error_chain(&e))),
+            }
+        };
         for d in drivers {
+            store.cancel.check()?;
             let attempt = (|| -> std::result::Result<(), RunError> {
                 match d {
                     RootfsDriver::Overlay | RootfsDriver::FuseOverlayfs => {
                         if lowers.is_none() {
-                            lowers = Some(store.layer_dirs(&image).map_err(|e| RunError::io("unpacking the image's layers", std::io::Error::other(error_chain(&e))))?);
+                            lowers = Some(store.layer_dirs(&image).map_err(unpacking("unpacking the image's layers"))?);
                         }
                         let (upper, work) = (dir.join("upper"), dir.join("work"));
                         for p in [&upper, &work] {
@@ -346,9 +437,7 @@ impl OciEngine {
                             rootfs::mount_fuse_overlayfs(&which(&opts.fuse_overlayfs), &dirs)
                         }
                     }
-                    RootfsDriver::Copy => store
-                        .flatten_into(&image, &rootfs)
-                        .map_err(|e| RunError::io("copying the image's files", std::io::Error::other(error_chain(&e)))),
+                    RootfsDriver::Copy => store.flatten_into(&image, &rootfs).map_err(unpacking("copying the image's files")),
                 }
             })();
             match attempt {
@@ -356,6 +445,7 @@ impl OciEngine {
                     driver = Some(d);
                     break;
                 }
+                Err(e @ (RunError::Image(_) | RunError::Cancelled(_))) => return Err(e),
                 Err(e) => {
                     debug!("rootfs driver {d} failed: {e}");
                     tried.push(format!("{d}: {}", error_chain(&e)));
@@ -581,9 +671,9 @@ impl Engine for OciEngine {
     }
 
     async fn inspect_image(&self, name: &str) -> Result<Option<ImageInfo>> {
-        let store = self.store.clone();
+        let store = self.cancellable_store();
         let n = name.to_string();
-        Ok(blocking(move || store.get(&n)).await??.map(|i| i.info()))
+        Ok(self.blocking(move || store.get(&n)).await??.map(|i| i.info()))
     }
 
     async fn pull_image(&self, name: &str, auth: Option<&RegistryAuth>, progress: &mut dyn ProgressSink) -> Result<()> {
@@ -593,7 +683,7 @@ impl Engine for OciEngine {
             return Ok(());
         }
         let client = self.registry()?;
-        image::remote::pull(&self.store, &client, name, credentials(auth), progress).await?;
+        image::remote::pull(&Arc::new(self.cancellable_store()), &client, name, credentials(auth), progress).await?;
         Ok(())
     }
 
@@ -603,24 +693,35 @@ impl Engine for OciEngine {
         }
         let image = self.image(name).await?;
         let client = self.registry()?;
-        image::remote::push(&self.store, &client, &image, name, credentials(auth), progress).await
+        image::remote::push(&Arc::new(self.cancellable_store()), &client, &image, name, credentials(auth), progress).await
     }
 
     async fn save_image(&self, name: &str, format: ArchiveFormat, out: ArchiveOutput) -> Result<()> {
         let image = self.image(name).await?;
-        let store = self.store.clone();
-        let mut writer = tokio_util::io::SyncIoBridge::new(out);
-        blocking(move || -> Result<()> {
-            store.export(&image, format, &mut writer)?;
-            writer.shutdown().map_err(EngineError::Input)
-        })
-        .await?
+        let store = self.cancellable_store();
+        // The blocking export hands chunks to this future, which writes them to `out`: when the
+        // future is dropped (an interruption) while `out` stalls (a daemon that stopped reading),
+        // the export's next send fails at once instead of waiting on `out` for ever.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
+        let export = self.blocking(move || store.export(&image, format, &mut ChannelWriter { tx }));
+        let mut out = out;
+        let copy = async move {
+            while let Some(chunk) = rx.recv().await {
+                out.write_all(&chunk?).await?;
+            }
+            out.shutdown().await
+        };
+        let (exported, copied) = tokio::join!(export, copy);
+        // A failed write to `out` ends the export too (its sends fail): that write is the cause.
+        copied.map_err(EngineError::Input)?;
+        exported??;
+        Ok(())
     }
 
     async fn load_image(&self, archive: ContainerInput) -> Result<Vec<String>> {
-        let store = self.store.clone();
+        let store = self.cancellable_store();
         let mut reader = tokio_util::io::SyncIoBridge::new(archive);
-        let images = blocking(move || store.import_archive(&mut reader)).await??;
+        let images = self.blocking(move || store.import_archive(&mut reader)).await??;
         Ok(images
             .into_iter()
             .flat_map(|i| if i.names.is_empty() { vec![i.id.clone()] } else { i.names.clone() })
@@ -674,24 +775,18 @@ impl Engine for OciEngine {
         let process = ProcessPlan { args, env, cwd, user };
 
         let id = random_id();
-        let sweeps = self.sweeps.load(Ordering::SeqCst);
-        self.creating.lock().unwrap().push(id.clone());
         let drivers = container::drivers_to_try(self.opts.rootfs_driver, *self.good_driver.lock().unwrap());
-        let (store, state, cgroups, opts, spec2, id2) =
-            (self.store.clone(), self.state.clone(), self.cgroups.clone(), self.opts.clone(), spec.clone(), id.clone());
-        let made = blocking(move || Self::make_container(&store, &state, &cgroups, &opts, drivers, &id2, &spec2, image, process, network_mode, binds, security)).await;
-        self.creating.lock().unwrap().retain(|i| *i != id);
-        let made = match made {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                let _ = container::teardown(&self.state, &self.runtime, &id, None).await;
-                return Err(run_err(&op, e));
-            }
-            Err(e) => return Err(e),
-        };
+        let store = self.cancellable_store();
+        let cancel = store.cancel.clone();
+        let (state, cgroups, opts, spec2, id2) = (self.state.clone(), self.cgroups.clone(), self.opts.clone(), spec.clone(), id.clone());
+        // A failed or cancelled creation removes its own container (see make_container).
+        let made = self
+            .blocking(move || Self::make_container(&store, &state, &cgroups, &opts, drivers, &id2, &spec2, image, process, network_mode, binds, security))
+            .await?
+            .map_err(|e| run_err(&op, e))?;
         *self.good_driver.lock().unwrap() = Some(made.driver);
         let c = Arc::new(made);
-        if self.sweeps.load(Ordering::SeqCst) != sweeps {
+        if cancel.is_cancelled() {
             // remove_leftovers ran while this was being made: nothing may outlive it.
             let lock = c.lock.lock().unwrap().take();
             let _ = container::teardown(&self.state, &self.runtime, &id, lock).await;
@@ -756,13 +851,14 @@ impl Engine for OciEngine {
         let op = format!("copying files to {path} in the container");
         let reader = tokio_util::io::SyncIoBridge::new(tar);
         let path = path.to_string();
-        blocking(move || -> Result<()> {
+        let cancel = self.cancel();
+        self.blocking(move || -> Result<()> {
             let root = c.root().map_err(|e| run_err(&op, e))?;
             if root.open_in(Path::new(&path), rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY, rustix::fs::Mode::empty()).is_err() {
                 return Err(EngineError::Api { op, message: format!("Could not find the file {path} in container {}", c.id), status: Some(404) });
             }
             let name = format!("the archive copied to {path}");
-            let opts = image::Unpack { name: &name, whiteouts: image::Whiteouts::Plain, under: &path, lowers: &[] };
+            let opts = image::Unpack { name: &name, whiteouts: image::Whiteouts::Plain, under: &path, lowers: &[], cancel: &cancel };
             image::unpack(&c.rootfs(), reader, &opts).map_err(|e| api(&op, error_chain(&e)))?;
             Ok(())
         })
@@ -792,8 +888,8 @@ impl Engine for OciEngine {
             comment: String::new(),
         };
         let tag = commit_tag(spec);
-        let store = self.store.clone();
-        let image = blocking(move || {
+        let store = self.cancellable_store();
+        let image = self.blocking(move || {
             let exclude = c.excluded_paths();
             let (upper, rootfs) = (c.dir.join("upper"), c.rootfs());
             let diff = match c.driver {
@@ -816,9 +912,9 @@ impl Engine for OciEngine {
     }
 
     async fn remove_image(&self, name: &str) -> Result<()> {
-        let store = self.store.clone();
+        let store = self.cancellable_store();
         let n = name.to_string();
-        blocking(move || store.remove(&n)).await??;
+        self.blocking(move || store.remove(&n)).await??;
         Ok(())
     }
 
@@ -832,10 +928,11 @@ impl Engine for OciEngine {
         }
         // A bounded channel: the walk waits while nobody reads.
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
+        let (job, cancel) = (Job::start(&self.jobs), self.cancel());
         tokio::task::spawn_blocking(move || {
-            let _keep = c;
+            let (_job, _keep) = (job, c);
             let mut w = ChannelWriter { tx: tx.clone() };
-            if let Err(e) = archive::archive(&root, &p, &mut w) {
+            if let Err(e) = archive::archive(&root, &p, &mut w, &cancel) {
                 let _ = tx.blocking_send(Err(std::io::Error::other(error_chain(&e))));
             }
         });
@@ -858,20 +955,24 @@ impl Engine for OciEngine {
     }
 
     async fn remove_leftovers(&self) {
+        // Cancels the blocking work of every call made so far (unpacking, copies, commits,
+        // archives); each stops within an entry or a read and removes what it was making, a
+        // container under creation included. Wait for that first: a copy into a container must
+        // not run while the container is removed.
         self.sweeps.fetch_add(1, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + JOBS_STOP_WAIT;
+        while self.jobs.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let left = self.jobs.load(Ordering::SeqCst);
+        if left > 0 {
+            warn!("{left} piece(s) of the engine's work did not stop within {} s of being cancelled", JOBS_STOP_WAIT.as_secs());
+        }
         let ids: Vec<String> = self.containers.lock().unwrap().keys().cloned().collect();
         for id in ids {
             if let Err(e) = self.remove_container(&id).await {
                 warn!("could not remove container {id}: {e}");
             }
-        }
-        // A creation still on its blocking thread removes its own container when it finishes
-        // (it sees the count move); wait for it briefly so that the caller can rely on a clean state.
-        for _ in 0..600 {
-            if self.creating.lock().unwrap().is_empty() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
 }

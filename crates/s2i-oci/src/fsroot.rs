@@ -3,13 +3,18 @@
 //! planted by an image layer or a build script, never reaches a host path. The one place that
 //! makes that call, for the image side (layers unpacked into a directory) and the run side (files
 //! copied into and out of a container, users read from its /etc/passwd) alike.
+//!
+//! Also the one way to open, for reading, a file of a tree that is not ours ([`open_regular`]):
+//! a FIFO there would block the open for ever, and a device node (which a layer may carry with
+//! any numbers) would open the host's device.
 
 use std::ffi::OsStr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
-use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
+use rustix::fs::{openat2, FileType, Mode, OFlags, ResolveFlags, Stat};
 use rustix::io::Errno;
 
 use crate::run::error::{IoContext, Result, RunError};
@@ -33,6 +38,49 @@ pub(crate) fn open_in_root(root: impl AsFd, rel: &Path, flags: OFlags, mode: Mod
             Err(Errno::AGAIN) if tries < 16 => tries += 1,
             other => return other,
         }
+    }
+}
+
+/// What [`open_regular`] found.
+pub(crate) enum Regular {
+    /// A regular file, open for reading, and its metadata.
+    File(File, Stat),
+    /// Something else, left unopened.
+    Not(FileType),
+}
+
+/// Opens for reading the file that `path` (an `O_PATH` descriptor) refers to, only if it is a
+/// regular file. The type is read from the `O_PATH` handle, which opens nothing (no FIFO
+/// rendezvous, no device driver); the same inode is then opened through `/proc/self/fd`, so a
+/// rename or a swap in the tree between the two steps cannot put another file there.
+pub(crate) fn open_regular(path: OwnedFd) -> std::io::Result<Regular> {
+    let stat = rustix::fs::fstat(&path)?;
+    let kind = FileType::from_raw_mode(stat.st_mode);
+    if kind != FileType::RegularFile {
+        return Ok(Regular::Not(kind));
+    }
+    let proc_path = format!("/proc/self/fd/{}", path.as_raw_fd());
+    let fd = rustix::fs::open(proc_path.as_str(), OFlags::RDONLY | OFlags::NOCTTY | OFlags::CLOEXEC, Mode::empty())?;
+    Ok(Regular::File(File::from(fd), stat))
+}
+
+/// `name` in `dir`, never through a final symlink, opened by [`open_regular`].
+pub(crate) fn open_regular_at(dir: impl AsFd, name: &OsStr) -> std::io::Result<Regular> {
+    let path = rustix::fs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+    open_regular(path)
+}
+
+/// What a file type is called in messages.
+pub(crate) fn kind_name(kind: FileType) -> &'static str {
+    match kind {
+        FileType::RegularFile => "a regular file",
+        FileType::Directory => "a directory",
+        FileType::Symlink => "a symbolic link",
+        FileType::Fifo => "a FIFO",
+        FileType::Socket => "a socket",
+        FileType::CharacterDevice => "a character device",
+        FileType::BlockDevice => "a block device",
+        _ => "a file of an unknown type",
     }
 }
 
@@ -69,20 +117,21 @@ impl RootDir {
         Ok(Some((fd, name)))
     }
 
-    /// A regular file's content, at most `limit` bytes; `None` when it does not exist.
+    /// A regular file's content, at most `limit` bytes; `None` when it does not exist or is not
+    /// a regular file (a FIFO or a device there is never opened).
     pub(crate) fn read_file(&self, rel: &Path, limit: u64) -> Result<Option<Vec<u8>>> {
         use std::io::Read;
-        let fd = match self.open_raw(rel, OFlags::RDONLY, Mode::empty()) {
+        let fd = match self.open_raw(rel, OFlags::PATH, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::NOENT) | Err(Errno::NOTDIR) | Err(Errno::LOOP) => return Ok(None),
             Err(e) => return Err(RunError::io(format!("opening {}", self.describe(rel)), e.into())),
         };
-        let stat = rustix::fs::fstat(&fd).context(|| self.describe(rel))?;
-        if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
-            return Ok(None);
-        }
+        let file = match open_regular(fd).context(|| format!("opening {}", self.describe(rel)))? {
+            Regular::File(file, _) => file,
+            Regular::Not(_) => return Ok(None),
+        };
         let mut data = Vec::new();
-        std::fs::File::from(fd)
+        file
             .take(limit + 1)
             .read_to_end(&mut data)
             .context(|| format!("reading {}", self.describe(rel)))?;
@@ -141,6 +190,27 @@ mod tests {
         assert_eq!(root.read_file(Path::new("abs"), 100).unwrap(), None);
         let err = root.read_file(Path::new("etc/passwd"), 3).unwrap_err();
         assert!(err.to_string().contains("larger than 3 bytes"), "{err}");
+    }
 
+    /// An image's /etc/passwd that is a FIFO blocked the open for ever; a device node there (the
+    /// numbers of /dev/zero) opened the host's device. Neither is opened now: both read as missing.
+    #[test]
+    fn fifos_and_devices_are_never_opened() {
+        assert!(rustix::process::geteuid().is_root(), "making device nodes needs root: run the tests as root");
+        let host = tempfile::tempdir().unwrap();
+        let root_dir = host.path().join("root");
+        std::fs::create_dir_all(root_dir.join("etc")).unwrap();
+        let etc = rustix::fs::open(root_dir.join("etc"), OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        rustix::fs::mknodat(&etc, "passwd", FileType::Fifo, Mode::from_raw_mode(0o644), 0).unwrap();
+        rustix::fs::mknodat(&etc, "group", FileType::CharacterDevice, Mode::from_raw_mode(0o644), rustix::fs::makedev(1, 5)).unwrap();
+        symlink("/etc/passwd", root_dir.join("etc/link")).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let root = RootDir::open(&root_dir).unwrap();
+            let read = |p: &str| root.read_file(Path::new(p), 1 << 20).map_err(|e| e.to_string());
+            let _ = tx.send((read("etc/passwd"), read("etc/group"), read("etc/link")));
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("reading a FIFO or a device in the image hung");
+        assert_eq!(got, (Ok(None), Ok(None), Ok(None)));
     }
 }

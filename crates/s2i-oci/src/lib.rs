@@ -2,6 +2,7 @@
 //! containers run by an OCI runtime over an overlay of their layers ([`run`]), both behind the
 //! same [`s2i_engine::Engine`] trait as the Docker API engine.
 
+pub mod cancel;
 mod fsroot;
 pub mod image;
 pub mod run;

@@ -66,6 +66,8 @@ pub enum Answer {
     },
     /// `200 OK`, chunked, zeros without end (until the client hangs up).
     Endless,
+    /// No answer at all, not even a status line, until the client hangs up (or 10 minutes).
+    Silence,
 }
 
 impl Answer {
@@ -288,6 +290,11 @@ fn answer_scripted(mut writer: TcpStream, answer: Answer) {
             let _ = writer.write_all(&sent);
             let _ = writer.flush();
             // Silence; the client's idle limit must end it (or the peer hangs up).
+            let mut probe = [0u8; 1];
+            let _ = writer.set_read_timeout(Some(Duration::from_secs(600)));
+            let _ = writer.read(&mut probe);
+        }
+        Answer::Silence => {
             let mut probe = [0u8; 1];
             let _ = writer.set_read_timeout(Some(Duration::from_secs(600)));
             let _ = writer.read(&mut probe);

@@ -46,7 +46,8 @@
 //! `python` (the Python base), `podman` (a private Podman service, a rootless
 //! user), `registry` ([`TestRegistry`]: a real registry with TLS and auth),
 //! `http` ([`HttpServer`]: files, a POST recorder, scripted answers), `proxy`
-//! ([`FreezableProxy`]: a daemon that stops answering), `pty`
+//! ([`FreezableProxy`]: a daemon that stops answering), `image_archive`
+//! ([`write_docker_archive`]: hand-made images with special files or huge layers), `pty`
 //! ([`run_with_tty_stderr`]), `fake` (an in-memory engine for flow tests and
 //! fault injection), `env` ([`TestEnv`]), `static_bin` (the static s2i binary,
 //! [`static_s2i`], and the minimal s2i image made from it, [`s2i_image`]); and
@@ -63,6 +64,7 @@ mod env;
 #[allow(missing_docs)]
 pub mod fake;
 mod http;
+mod image_archive;
 mod lock;
 mod podman;
 mod proxy;
@@ -80,6 +82,7 @@ pub use engine::{
 pub use python::{other_python_base_image, python_base_image, python_base_image_for, OTHER_PYTHON_SUITE, PYTHON_BASE_IMAGE};
 pub use env::{s2i_bin, TestEnv};
 pub use http::{Answer, HttpServer, RecordedRequest};
+pub use image_archive::{write_docker_archive, Layer};
 pub use podman::{podman_service, PodmanService, RootlessPodman};
 pub use proxy::FreezableProxy;
 pub use pty::{run_with_tty_stderr, TtyRun};

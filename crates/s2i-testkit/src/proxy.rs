@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +14,8 @@ pub struct FreezableProxy {
     path: PathBuf,
     frozen: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
+    /// Bytes passed from clients to the daemon.
+    sent: Arc<AtomicU64>,
     _dir: tempfile::TempDir,
 }
 
@@ -24,7 +26,8 @@ impl FreezableProxy {
         let path = dir.path().join("docker.sock");
         let listener = UnixListener::bind(&path).expect("binding the proxy socket");
         let (frozen, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-        let (f, st, up) = (frozen.clone(), stop.clone(), upstream.to_path_buf());
+        let sent = Arc::new(AtomicU64::new(0));
+        let (f, st, up, counted) = (frozen.clone(), stop.clone(), upstream.to_path_buf(), sent.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if st.load(Ordering::SeqCst) {
@@ -32,14 +35,15 @@ impl FreezableProxy {
                 }
                 let Ok(client) = conn else { continue };
                 let Ok(server) = UnixStream::connect(&up) else { continue };
-                for (from, to) in [(client.try_clone(), server.try_clone()), (server.try_clone(), client.try_clone())] {
+                let upstream = Some(counted.clone());
+                for (from, to, count) in [(client.try_clone(), server.try_clone(), upstream), (server.try_clone(), client.try_clone(), None)] {
                     let (Ok(from), Ok(to)) = (from, to) else { continue };
                     let (f, st) = (f.clone(), st.clone());
-                    std::thread::spawn(move || relay(from, to, &f, &st));
+                    std::thread::spawn(move || relay(from, to, &f, &st, count.as_deref()));
                 }
             }
         });
-        FreezableProxy { path, frozen, stop, _dir: dir }
+        FreezableProxy { path, frozen, stop, sent, _dir: dir }
     }
 
     /// `unix://…` for `DOCKER_HOST`.
@@ -56,6 +60,11 @@ impl FreezableProxy {
     pub fn thaw(&self) {
         self.frozen.store(false, Ordering::SeqCst);
     }
+
+    /// How many bytes clients have sent to the daemon so far (say, how far an image load got).
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for FreezableProxy {
@@ -66,7 +75,7 @@ impl Drop for FreezableProxy {
     }
 }
 
-fn relay(mut from: UnixStream, mut to: UnixStream, frozen: &AtomicBool, stop: &AtomicBool) {
+fn relay(mut from: UnixStream, mut to: UnixStream, frozen: &AtomicBool, stop: &AtomicBool, count: Option<&AtomicU64>) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match from.read(&mut buf) {
@@ -78,6 +87,9 @@ fn relay(mut from: UnixStream, mut to: UnixStream, frozen: &AtomicBool, stop: &A
         }
         if to.write_all(&buf[..n]).is_err() {
             break;
+        }
+        if let Some(c) = count {
+            c.fetch_add(n as u64, Ordering::SeqCst);
         }
     }
     let _ = to.shutdown(std::net::Shutdown::Write);

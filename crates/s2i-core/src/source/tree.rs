@@ -2,7 +2,7 @@
 //! `--exclude` and the scripts moved out of `.s2i/bin` left out during the walk.
 
 use std::collections::HashSet;
-use std::fs::{self, File, Metadata};
+use std::fs::{self, Metadata};
 use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -90,8 +90,15 @@ impl SourceTree {
             return walked;
         }
         if ft.is_file() {
-            let file = match File::open(abs) {
-                Ok(f) => f,
+            // Opened only if it still is a regular file: a FIFO put there since the walk saw it
+            // must not hold the build (and its Ctrl-C) for ever.
+            let file = match crate::fsutil::open_regular(abs) {
+                Ok(Some(f)) => f,
+                Ok(None) => {
+                    warn!("Skipping {}: it is no longer a regular file", abs.display());
+                    out.sink.left_out();
+                    return Ok(());
+                }
                 Err(e) => {
                     warn!("Skipping unreadable file {}: {e}", abs.display());
                     out.sink.left_out();

@@ -21,6 +21,7 @@ use super::spec::{self, Descriptor, DockerArchiveEntry, Index, Manifest};
 use super::store::{normalize_name, read_capped, Image, Store};
 use super::tar_read::{self, Kind};
 use super::unpack::split_path;
+use crate::fsroot::{self, Regular};
 
 /// How many files an imported archive may hold (each is staged in a temp file).
 const MAX_ARCHIVE_FILES: usize = 100_000;
@@ -182,14 +183,14 @@ impl Source<'_> {
     }
 }
 
-/// A regular file, never through a final symlink.
+/// A regular file, never through a final symlink; a FIFO or a device there is not opened.
 fn open_regular(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new().read(true).custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32).open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::other("not a regular file"));
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(path, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+    match fsroot::open_regular(fd)? {
+        Regular::File(file, _) => Ok(file),
+        Regular::Not(kind) => Err(io::Error::other(format!("{} is not a regular file", fsroot::kind_name(kind)))),
     }
-    Ok(file)
 }
 
 /// `a/./b//c` → `a/b/c`; `None` when `..` climbs out.
@@ -271,6 +272,7 @@ impl Store {
 
     fn import_stream(&self, input: &mut dyn Read, name: &str) -> Result<Vec<Imported>> {
         let _lease = self.lease()?;
+        let input = self.cancel.reader(input);
         let mut files: HashMap<String, StagedFile> = HashMap::new();
         let mut links: HashMap<String, String> = HashMap::new();
         tar_read::for_each_entry(input, name, |h, data| {
@@ -450,7 +452,8 @@ impl Store {
                 return Err(ImageError::archive(self.root().display(), format!("blob {digest} has {actual} bytes, its descriptor says {size}")));
             }
             let mut h = file_header(size);
-            tar.append_data(&mut h, format!("blobs/sha256/{}", digest.hex()), io::BufReader::with_capacity(256 << 10, file))
+            let data = io::BufReader::with_capacity(256 << 10, self.cancel.reader(file));
+            tar.append_data(&mut h, format!("blobs/sha256/{}", digest.hex()), data)
                 .map_err(io_err)?;
         }
         let mut desc = Descriptor::new(

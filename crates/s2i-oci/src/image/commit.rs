@@ -11,7 +11,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
-use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -27,6 +26,8 @@ use super::spec::{self, Descriptor, Manifest};
 use super::store::{normalize_name, require_root, Image, Store};
 use super::tar_read::{self, Kind};
 use super::unpack::{list_dir, open_root, split_path, OPAQUE_XATTR};
+use crate::cancel::Cancel;
+use crate::fsroot::{self, Regular};
 
 /// Where the runtime mounts things into a container's root filesystem; what ends up at these
 /// paths in the upper dir is the runtime's, not the image's.
@@ -124,9 +125,11 @@ struct LayerWriter<'a, W: Write> {
     base: Option<&'a BTreeMap<Vec<u8>, BaseEntry>>,
     upper: bool,
     entries: u64,
+    cancel: &'a Cancel,
 }
 
-fn xattrs_of(fd: &impl AsFd) -> io::Result<Vec<(String, Vec<u8>)>> {
+/// Every xattr of an open file, name and value.
+pub(crate) fn xattrs_of(fd: &impl AsFd) -> io::Result<Vec<(String, Vec<u8>)>> {
     let mut names = vec![0u8; 4096];
     let n = match rfs::flistxattr(fd, &mut names[..]) {
         Ok(n) => n,
@@ -241,6 +244,7 @@ impl<W: Write> LayerWriter<'_, W> {
     }
 
     fn entry(&mut self, dir: &OwnedFd, name: &[u8], path: &[u8]) -> Result<()> {
+        self.cancel.check()?;
         let name_os = OsStr::from_bytes(name);
         let st = rfs::statat(dir, name_os, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| self.err(path, e))?;
         let ft = FileType::from_raw_mode(st.st_mode);
@@ -289,12 +293,18 @@ impl<W: Write> LayerWriter<'_, W> {
                         return self.append(&mut h, path, io::empty());
                     }
                 }
-                let fd = rfs::openat(dir, name_os, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-                    .map_err(|e| self.err(path, e))?;
+                // Opened only if it still is a regular file: a FIFO put there since the stat would
+                // block the open, a device would open the host's.
+                let file = match fsroot::open_regular_at(dir, name_os).map_err(|e| self.err(path, e))? {
+                    Regular::File(file, _) => file,
+                    Regular::Not(kind) => {
+                        return Err(self.err(path, io::Error::other(format!("it became {} while the layer was written", fsroot::kind_name(kind)))))
+                    }
+                };
                 let mut h = self.header(&st, tar::EntryType::Regular);
                 h.set_size(st.st_size as u64);
-                self.pax_xattrs(path, &fd)?;
-                let file = File::from(fd);
+                self.pax_xattrs(path, &file)?;
+                let file = self.cancel.reader(file);
                 let mut data = ExactReader { inner: io::BufReader::with_capacity(128 << 10, file).take(st.st_size as u64), left: st.st_size as u64 };
                 self.append(&mut h, path, &mut data)
             }
@@ -404,7 +414,7 @@ impl Store {
         let mut state: BTreeMap<Vec<u8>, BaseEntry> = BTreeMap::new();
         for desc in &image.manifest.layers {
             let name = format!("layer {}", desc.digest);
-            let file = io::BufReader::new(self.open_blob(&desc.digest)?);
+            let file = io::BufReader::new(self.cancel.reader(self.open_blob(&desc.digest)?));
             let raw: Box<dyn Read> = match spec::layer_compression(&desc.media_type).map_err(ImageError::Unsupported)? {
                 spec::Compression::None => Box::new(file),
                 spec::Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
@@ -484,6 +494,7 @@ impl Store {
             base: base_state.as_ref(),
             upper,
             entries: 0,
+            cancel: &self.cancel,
         };
         let root = open_root(dir)?;
         w.walk(&root, b"")?;
@@ -553,6 +564,8 @@ impl Store {
         layers.push(layer);
         let manifest = Manifest::new(Descriptor::new(spec::OCI_CONFIG, config_digest, config_size), layers);
         let (digest, size) = self.put_json_blob(&manifest)?;
+        // An interrupted build moves no tag, however far its commit got.
+        self.cancel.check()?;
         self.add_manifest(&Descriptor::new(spec::OCI_MANIFEST, digest.clone(), size), tag.as_slice())?;
         let index = self.read_index()?;
         self.load_image(&digest, &index)

@@ -39,6 +39,11 @@ pub enum ImageError {
     #[error("layer {layer}: entry {entry:?}: {reason}")]
     Layer { layer: String, entry: String, reason: String },
 
+    /// Applying a layer entry failed on the host (a file system that refuses overlay's xattrs,
+    /// say): the entry itself may be fine.
+    #[error("layer {layer}: entry {entry:?}: {what}: {source}")]
+    Apply { layer: String, entry: String, what: String, source: std::io::Error },
+
     /// A size limit was hit; `hint` says how to raise it.
     #[error("{what} exceeds the limit of {limit} bytes ({hint})")]
     Limit { what: String, limit: u64, hint: String },
@@ -56,6 +61,10 @@ pub enum ImageError {
     #[error("the OCI store {} belongs to uid {owner}, not to uid {user} who runs s2i; the store must be private to the user s2i runs as (chown it, or name another with --oci-store)", path.display())]
     StoreNotOwned { path: PathBuf, owner: u32, user: u32 },
 
+    /// The engine was told to remove what it made while this ran (an interruption).
+    #[error(transparent)]
+    Cancelled(#[from] crate::cancel::Cancelled),
+
     /// Unpacking layers needs root (owners, device nodes, trusted xattrs).
     #[error("{0} needs root: run s2i as root for --engine oci")]
     NotRoot(&'static str),
@@ -72,6 +81,12 @@ impl ImageError {
 
     pub(crate) fn layer(layer: impl std::fmt::Display, entry: impl Into<String>, reason: impl Into<String>) -> Self {
         ImageError::Layer { layer: layer.to_string(), entry: entry.into(), reason: reason.into() }
+    }
+
+    /// The image itself is at fault (a refused entry, a malformed layer, a digest that does not
+    /// match): any other way of putting its root filesystem together would fail the same way.
+    pub fn faults_the_image(&self) -> bool {
+        matches!(self, ImageError::Layer { .. } | ImageError::Tar { .. } | ImageError::DigestMismatch { .. })
     }
 }
 

@@ -27,6 +27,7 @@ use super::digest::{Digest, HashingReader, HashingWriter};
 use super::error::{ImageError, Result};
 use super::spec::{self, Descriptor, ImageConfig, Index, Manifest, ANNOTATION_REF_NAME, OCI_LAYOUT_VERSION};
 use super::unpack::{self, Unpack, Whiteouts};
+use crate::cancel::Cancel;
 
 /// Size limits for what the store reads from untrusted sources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,23 +126,38 @@ pub struct Lease(#[allow(dead_code)] File);
 pub struct Store {
     root: PathBuf,
     limits: Limits,
+    /// Stops this handle's long work (unpacking, commits, archives, blobs written) between
+    /// entries and reads; see [`Store::with_cancel`].
+    pub(crate) cancel: Cancel,
 }
 
 fn io_at<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ImageError + 'a {
     move |e| ImageError::io(op, path, e)
 }
 
-fn flock(path: &Path, op: FlockOperation) -> Result<Option<File>> {
+/// Locks `path` (made when missing). A non-blocking `op` gives `None` when another process holds
+/// the lock; a blocking one waits for it, polling, until `cancel` stops it (a lock held for the
+/// whole unpack of a large layer by another process must not hold up an interruption).
+fn flock(path: &Path, op: FlockOperation, cancel: &Cancel) -> Result<Option<File>> {
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)
         .map_err(io_at("opening the lock file", path))?;
+    let (attempt, waits) = match op {
+        FlockOperation::LockExclusive => (FlockOperation::NonBlockingLockExclusive, true),
+        FlockOperation::LockShared => (FlockOperation::NonBlockingLockShared, true),
+        other => (other, false),
+    };
     loop {
-        match rustix::fs::flock(&file, op) {
+        match rustix::fs::flock(&file, attempt) {
             Ok(()) => return Ok(Some(file)),
             Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::WOULDBLOCK) if waits => {
+                cancel.check()?;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
             Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
             Err(e) => return Err(ImageError::io("locking", path, e.into())),
         }
@@ -161,7 +177,7 @@ impl Store {
     /// nothing is written into a store others can reach.
     pub fn open(root: &Path) -> Result<Store> {
         make_private(root)?;
-        let store = Store { root: root.to_path_buf(), limits: Limits::default() };
+        let store = Store { root: root.to_path_buf(), limits: Limits::default(), cancel: Cancel::never() };
         for dir in [store.blobs_dir(), store.s2i_dir().join("layers"), store.tmp_dir()] {
             private_dirs(&dir)?;
         }
@@ -198,6 +214,12 @@ impl Store {
         self.limits = limits;
     }
 
+    /// The same store, for work that `cancel` stops: it fails with [`ImageError::Cancelled`]
+    /// within one entry or read once cancelled, and leaves no temp file or directory.
+    pub fn with_cancel(&self, cancel: Cancel) -> Store {
+        Store { root: self.root.clone(), limits: self.limits, cancel }
+    }
+
     pub(crate) fn blobs_dir(&self) -> PathBuf {
         self.root.join("blobs/sha256")
     }
@@ -223,12 +245,12 @@ impl Store {
     }
 
     fn index_lock(&self) -> Result<File> {
-        Ok(flock(&self.s2i_dir().join("index.lock"), FlockOperation::LockExclusive)?.expect("blocking lock"))
+        Ok(flock(&self.s2i_dir().join("index.lock"), FlockOperation::LockExclusive, &self.cancel)?.expect("blocking lock"))
     }
 
     /// Keeps the sweep from removing blobs and layer dirs while it is held.
     pub fn lease(&self) -> Result<Lease> {
-        Ok(Lease(flock(&self.s2i_dir().join("gc.lock"), FlockOperation::LockShared)?.expect("blocking lock")))
+        Ok(Lease(flock(&self.s2i_dir().join("gc.lock"), FlockOperation::LockShared, &self.cancel)?.expect("blocking lock")))
     }
 
     pub(crate) fn temp_file(&self) -> Result<tempfile::NamedTempFile> {
@@ -259,7 +281,7 @@ impl Store {
         let tmp = self.temp_file()?;
         let mut w = HashingWriter::new(io::BufWriter::new(tmp));
         let limit = self.limits.max_blob_bytes;
-        let copied = io::copy(&mut input.take(limit + 1), &mut w)
+        let copied = io::copy(&mut self.cancel.reader(input).take(limit + 1), &mut w)
             .map_err(|source| ImageError::Stream { what: what.to_string(), source })?;
         if copied > limit {
             return Err(self.limits.blob_error(what));
@@ -523,7 +545,7 @@ impl Store {
     /// Removes blobs, unpacked layers and temp files nothing refers to, unless some process
     /// holds a [`Lease`] (then the next removal does it).
     pub fn sweep(&self) -> Result<()> {
-        let Some(_gc) = flock(&self.s2i_dir().join("gc.lock"), FlockOperation::NonBlockingLockExclusive)? else {
+        let Some(_gc) = flock(&self.s2i_dir().join("gc.lock"), FlockOperation::NonBlockingLockExclusive, &self.cancel)? else {
             debug!("the OCI store is in use; leaving the sweep to a later removal");
             return Ok(());
         };
@@ -570,6 +592,7 @@ impl Store {
         let chain = image.chain_ids();
         let mut dirs: Vec<PathBuf> = Vec::with_capacity(chain.len());
         for (i, chain_id) in chain.iter().enumerate() {
+            self.cancel.check()?;
             let dir = self.layer_dir(chain_id);
             if !dir.is_dir() {
                 let lowers: Vec<PathBuf> = dirs.iter().rev().cloned().collect();
@@ -588,7 +611,7 @@ impl Store {
 
     fn unpack_layer_dir(&self, image: &Image, i: usize, dir: &Path, lowers: &[PathBuf]) -> Result<()> {
         let lock_path = dir.with_extension("lock");
-        let _lock = flock(&lock_path, FlockOperation::LockExclusive)?;
+        let _lock = flock(&lock_path, FlockOperation::LockExclusive, &self.cancel)?;
         if dir.is_dir() {
             return Ok(()); // another process unpacked it while we waited
         }
@@ -608,14 +631,14 @@ impl Store {
         let diff_id = &image.diff_ids[i];
         let name = format!("{} of image {}", desc.digest, short_id(&image.id));
         let compression = spec::layer_compression(&desc.media_type).map_err(ImageError::Unsupported)?;
-        let file = io::BufReader::with_capacity(256 << 10, self.open_blob(&desc.digest)?);
+        let file = io::BufReader::with_capacity(256 << 10, self.cancel.reader(self.open_blob(&desc.digest)?));
         let raw: Box<dyn Read> = match compression {
             spec::Compression::None => Box::new(file),
             spec::Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
         };
         // The root of a layer dir is the container's `/` where no layer says otherwise.
         rustix::fs::chmod(dir, rustix::fs::Mode::from_raw_mode(0o755)).map_err(|e| ImageError::io("setting the mode of", dir, e.into()))?;
-        let opts = Unpack { name: &name, whiteouts, under: "", lowers };
+        let opts = Unpack { name: &name, whiteouts, under: "", lowers, cancel: &self.cancel };
         let (rest, stats) = unpack::unpack(dir, HashingReader::new(raw), &opts)?;
         let (actual, _) = rest.finish().map_err(|source| ImageError::Stream { what: format!("layer {name}"), source })?;
         if &actual != diff_id {

@@ -12,7 +12,11 @@
 //! For overlay lower dirs each layer is unpacked alone into its own directory, as Docker's
 //! overlay2 driver does: a later layer's entries do not follow symlinks of the layers below
 //! (containerd, which unpacks onto a mount of the lower layers, would). Layers made from
-//! overlay diffs never depend on that.
+//! overlay diffs never depend on that. A hard link to a file of a layer below is a copy of it,
+//! found where overlay will show it (opaque directories, whiteouts and symlinks of any layer
+//! count); only a regular file is copied, opened through [`fsroot::open_regular`] (a FIFO's open
+//! would block for ever, a device node's would reach the host's device), and anything else is
+//! refused, in one tree as in lower dirs, so that every rootfs driver gives the same result.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -26,8 +30,11 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timespec, Timesta
 use rustix::io::Errno;
 use tracing::{debug, warn};
 
+use super::commit::xattrs_of;
 use super::error::{ImageError, Result};
 use super::tar_read::{self, EntryHeader, Kind};
+use crate::cancel::{Cancel, Cancelled};
+use crate::fsroot::{self, Regular};
 
 /// What whiteout entries (`.wh.NAME`, `.wh..wh..opq`) become.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +71,8 @@ pub struct Unpack<'a> {
     /// Unpacked layers below this one, top first: where a hard link to a file of an earlier layer
     /// finds its target when layers are unpacked into separate overlay lower dirs.
     pub lowers: &'a [PathBuf],
+    /// Checked before each entry and each read of a file copied from a lower layer.
+    pub cancel: &'a Cancel,
 }
 
 /// Applies the tar `input` to the directory `root` and returns `input` read up to the end of the
@@ -78,6 +87,7 @@ pub fn unpack<R: Read>(root: &Path, input: R, opts: &Unpack<'_>) -> Result<(R, U
         opts,
         under: split_path(opts.under.as_bytes()).map_err(|r| ImageError::layer(opts.name, opts.under, r))?,
         written: HashSet::new(),
+        touched: HashSet::new(),
         dir_times: Vec::new(),
         stats: UnpackStats::default(),
     };
@@ -120,6 +130,11 @@ fn kernel_unsupported() -> ImageError {
     )
 }
 
+/// A symlink target's components: `.` and empty ones dropped, `..` kept.
+fn split_link(target: &[u8]) -> Vec<Vec<u8>> {
+    target.split(|c| *c == b'/').filter(|c| !c.is_empty() && *c != b".").map(<[u8]>::to_vec).collect()
+}
+
 /// `target` joined to `base` lexically, `..` stopping at the root (as the kernel resolves it
 /// with `RESOLVE_IN_ROOT`).
 fn clean_in_root(mut base: Vec<Vec<u8>>, target: &[u8]) -> Vec<Vec<u8>> {
@@ -147,8 +162,13 @@ struct Unpacker<'a> {
     root_real: PathBuf,
     opts: &'a Unpack<'a>,
     under: Vec<Vec<u8>>,
-    /// Paths this tar wrote, for opaque whiteouts in `Whiteouts::Apply` (they keep the layer's own).
-    written: HashSet<Vec<u8>>,
+    /// In `Whiteouts::Apply`, what this tar wrote, as its directory's device and inode and its
+    /// name (wherever the entry's path led, through symlinks included): an opaque directory keeps
+    /// these, and a hard link to anything but a regular file must name one of them.
+    written: HashSet<(u64, u64, Vec<u8>)>,
+    /// In `Whiteouts::Apply`, the directories this tar put entries in (a whiteout too): an opaque
+    /// directory keeps them, and those on the way to them, as the layer's own directory would.
+    touched: HashSet<(u64, u64)>,
     /// Directory mtimes, set last: creating their children changes them.
     dir_times: Vec<(Vec<Vec<u8>>, u64)>,
     stats: UnpackStats,
@@ -164,7 +184,10 @@ impl Unpacker<'_> {
         if e.raw_os_error() == Some(libc_enosys()) {
             return kernel_unsupported();
         }
-        self.err(h, format!("{what}: {e}"))
+        if let Some(cancelled) = e.get_ref().and_then(|inner| inner.downcast_ref::<Cancelled>()) {
+            return ImageError::Cancelled(*cancelled);
+        }
+        ImageError::Apply { layer: self.opts.name.to_string(), entry: h.display_path(), what: what.to_string(), source: e }
     }
 
     /// The parent directory of an entry, made (0755, root) when missing.
@@ -223,6 +246,7 @@ impl Unpacker<'_> {
     }
 
     fn entry(&mut self, h: &EntryHeader, data: &mut dyn Read) -> Result<()> {
+        self.opts.cancel.check()?;
         self.stats.entries += 1;
         let kind = match h.kind {
             Kind::Unknown(t) => {
@@ -246,27 +270,39 @@ impl Unpacker<'_> {
             return Ok(());
         };
         let parent = self.parent(h, parent_comps)?;
+        if self.opts.whiteouts == Whiteouts::Apply {
+            let id = self.dir_id(h, &parent)?;
+            self.touched.insert(id);
+        }
 
         if self.opts.whiteouts != Whiteouts::Plain && name.starts_with(WHITEOUT_PREFIX) {
             return self.whiteout(h, &parent, parent_comps, name);
         }
         let name_os = OsStr::from_bytes(name);
         if self.opts.whiteouts == Whiteouts::Apply {
-            self.written.insert(comps.join(&b'/'));
+            let key = self.written_key(h, &parent, name)?;
+            self.written.insert(key);
         }
 
         if kind == Kind::Dir {
+            let mut replaced = false;
             match rfs::statat(&parent, name_os, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
                 Ok(_) => {
                     self.remove(h, &parent, name)?;
                     self.mkdir(h, &parent, name_os)?;
+                    replaced = true;
                 }
                 Err(Errno::NOENT) => self.mkdir(h, &parent, name_os)?,
                 Err(e) => return Err(self.io_err(h, "inspecting", e)),
             }
             let fd = rfs::openat(&parent, name_os, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
                 .map_err(|e| self.io_err(h, "opening the directory", e))?;
+            if replaced && self.opts.whiteouts == Whiteouts::Overlay {
+                // What this layer put here (a file, a whiteout) hid the lower layers' directory at
+                // this path; the directory that takes its place must hide it too.
+                rfs::fsetxattr(&fd, OPAQUE_XATTR, b"y", XattrFlags::empty()).map_err(|e| self.io_err(h, &format!("setting {OPAQUE_XATTR}"), e))?;
+            }
             self.set_fd_meta(h, &fd)?;
             self.dir_times.push((comps.clone(), h.mtime));
             return Ok(());
@@ -341,20 +377,11 @@ impl Unpacker<'_> {
                         .map_err(|e| self.io_err(h, &format!("setting {OPAQUE_XATTR}"), e))?;
                 }
                 _ => {
-                    // Everything of the earlier layers goes; what this layer put there stays.
+                    // Everything of the earlier layers goes, at every depth; what this layer put
+                    // there stays, with the directories on the way to it.
                     let dir = open_in_root(&self.root, parent_comps, OFlags::RDONLY | OFlags::DIRECTORY)
                         .map_err(|e| self.io_err(h, "opening the opaque directory", e))?;
-                    let prefix = parent_comps.join(&b'/');
-                    for child in list_dir(&dir).map_err(|e| self.io_err(h, "listing the opaque directory", e))? {
-                        let mut full = prefix.clone();
-                        if !full.is_empty() {
-                            full.push(b'/');
-                        }
-                        full.extend_from_slice(&child);
-                        if !self.written.contains(&full) {
-                            remove_all_at(&dir, &child).map_err(|e| self.io_err(h, "emptying the opaque directory", e))?;
-                        }
-                    }
+                    self.keep_written(&dir).map_err(|e| self.io_err(h, "emptying the opaque directory", e))?;
                 }
             }
             return Ok(());
@@ -394,54 +421,188 @@ impl Unpacker<'_> {
         let Some((tname, tparent)) = target.split_last() else {
             return Err(self.err(h, "a hard link to the root directory"));
         };
-        let tname = OsStr::from_bytes(tname);
-        let found = match open_in_root(&self.root, tparent, OFlags::PATH | OFlags::DIRECTORY) {
-            Ok(tdir) => match rfs::linkat(&tdir, tname, parent, name, AtFlags::empty()) {
-                Ok(()) => true,
-                Err(Errno::NOENT) => false,
-                Err(e) => return Err(self.io_err(h, &format!("linking to {}", String::from_utf8_lossy(link)), e)),
-            },
-            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        let gone = || self.err(h, format!("hard link to {:?}, which is not in the image", String::from_utf8_lossy(link)));
+        let linked = |tdir: &OwnedFd, tname: &[u8]| {
+            rfs::linkat(tdir, OsStr::from_bytes(tname), parent, name, AtFlags::empty())
+                .map_err(|e| self.io_err(h, &format!("linking to {}", String::from_utf8_lossy(link)), e))
+        };
+        if self.opts.whiteouts == Whiteouts::Overlay {
+            // The target is where overlay will show it: in this layer, or in one below.
+            return match self.find_in_union(&target).map_err(|e| self.io_err(h, "looking up the link target", e))? {
+                None => Err(gone()),
+                Some((0, tdir, tname)) => linked(&tdir, &tname),
+                Some((_, tdir, tname)) => self.copy_from_lower(h, &tdir, &tname, parent, name, link),
+            };
+        }
+        let tdir = match open_in_root(&self.root, tparent, OFlags::PATH | OFlags::DIRECTORY) {
+            Ok(tdir) => tdir,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(gone()),
             Err(e) => return Err(self.io_err(h, "opening the link target's directory", e)),
         };
-        if found {
-            return Ok(());
+        let st = match rfs::statat(&tdir, OsStr::from_bytes(tname), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return Err(gone()),
+            Err(e) => return Err(self.io_err(h, "inspecting the link target", e)),
+        };
+        let kind = FileType::from_raw_mode(st.st_mode);
+        // In one tree an earlier layer's file is at hand too: what the overlay path would copy
+        // (a regular file) is linked, anything else refused alike.
+        if self.opts.whiteouts == Whiteouts::Apply && kind != FileType::RegularFile && !self.written.contains(&self.written_key(h, &tdir, tname)?) {
+            return Err(self.not_copied(h, kind, link));
         }
-        // The target is in an earlier layer, unpacked into its own directory: copy it (the two
-        // lower dirs are separate trees, so this layer's copy is its own file).
-        for lower in self.opts.lowers {
-            let lower_root = open_root(lower)?;
-            let Ok(tdir) = open_in_root(&lower_root, tparent, OFlags::PATH | OFlags::DIRECTORY) else { continue };
-            let src = match rfs::openat(&tdir, tname, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
-                Ok(fd) => fd,
-                Err(Errno::NOENT) => continue,
-                Err(e) => return Err(self.io_err(h, "opening the link target in an earlier layer", e)),
-            };
-            let st = rfs::fstat(&src).map_err(|e| self.io_err(h, "inspecting the link target", e))?;
-            if FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0 {
-                break; // removed by a whiteout of a layer in between
-            }
-            if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-                return Err(self.err(h, "a hard link to something other than a file of an earlier layer"));
-            }
-            let dst = rfs::openat(
-                parent,
-                name,
-                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o600),
-            )
-            .map_err(|e| self.io_err(h, "creating the file", e))?;
-            let mut dst = File::from(dst);
-            io::copy(&mut File::from(src), &mut dst).map_err(|e| self.io_err(h, "copying the link target", e))?;
-            rfs::fchown(&dst, Some(rfs::Uid::from_raw(st.st_uid)), Some(rfs::Gid::from_raw(st.st_gid)))
-                .map_err(|e| self.io_err(h, "setting its owner", e))?;
-            rfs::fchmod(&dst, Mode::from_raw_mode(st.st_mode & 0o7777)).map_err(|e| self.io_err(h, "setting its mode", e))?;
-            let mtime = Timespec { tv_sec: st.st_mtime, tv_nsec: st.st_mtime_nsec as _ };
-            rfs::futimens(&dst, &Timestamps { last_access: mtime, last_modification: mtime })
-                .map_err(|e| self.io_err(h, "setting its mtime", e))?;
-            return Ok(());
+        linked(&tdir, tname)
+    }
+
+    /// Where `path` is in what overlay will show of this layer over the lower layers: the index
+    /// of the layer that holds it (0: this one), its directory there and its name; `None` when
+    /// nothing is there. As overlay looks it up: per name, the topmost layer's entry; a directory
+    /// goes on down the layers below it that have a directory there, until an opaque one; a
+    /// whiteout hides. Symlinks on the way resolve in that union, inside the root; the last
+    /// component is not followed.
+    fn find_in_union(&self, path: &[Vec<u8>]) -> io::Result<Option<(usize, OwnedFd, Vec<u8>)>> {
+        let mut roots = vec![(0, self.root.try_clone()?)];
+        for (i, lower) in self.opts.lowers.iter().enumerate() {
+            roots.push((i + 1, rfs::open(lower, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?));
         }
-        Err(self.err(h, format!("hard link to {:?}, which is not in the image", String::from_utf8_lossy(link))))
+        // The directories of each level of the path so far, top layer first.
+        let mut levels: Vec<Vec<(usize, OwnedFd)>> = vec![roots];
+        let mut pending: std::collections::VecDeque<Vec<u8>> = path.iter().cloned().collect();
+        let mut links = 0;
+        while let Some(comp) = pending.pop_front() {
+            if comp == b".." {
+                if levels.len() > 1 {
+                    levels.pop();
+                }
+                continue;
+            }
+            let stack = levels.last().expect("the root level");
+            let name = OsStr::from_bytes(&comp);
+            // The topmost entry (its place in `stack`, its stat), and the directories below it.
+            let mut top: Option<(usize, rfs::Stat)> = None;
+            let mut below = Vec::new();
+            for (at, (layer, dir)) in stack.iter().enumerate() {
+                let st = match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) => st,
+                    Err(Errno::NOENT) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                let kind = FileType::from_raw_mode(st.st_mode);
+                if kind == FileType::CharacterDevice && st.st_rdev == 0 {
+                    break; // a whiteout
+                }
+                if top.is_none() {
+                    top = Some((at, st));
+                }
+                if kind != FileType::Directory {
+                    break;
+                }
+                let sub = rfs::openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+                let opaque = rfs::fgetxattr(&sub, OPAQUE_XATTR, &mut [0u8; 1][..]).is_ok_and(|n| n == 1);
+                below.push((*layer, sub));
+                if opaque {
+                    break;
+                }
+            }
+            let Some((at, st)) = top else { return Ok(None) };
+            let (layer, dir) = &stack[at];
+            if pending.is_empty() {
+                return Ok(Some((*layer, dir.try_clone()?, comp)));
+            }
+            match FileType::from_raw_mode(st.st_mode) {
+                FileType::Directory => levels.push(below),
+                FileType::Symlink => {
+                    links += 1;
+                    if links > 40 {
+                        return Err(io::Error::from_raw_os_error(Errno::LOOP.raw_os_error()));
+                    }
+                    let target = rfs::readlinkat(dir, name, Vec::new())?;
+                    if target.as_bytes().starts_with(b"/") {
+                        levels.truncate(1);
+                    }
+                    for c in split_link(target.as_bytes()).into_iter().rev() {
+                        pending.push_front(c);
+                    }
+                }
+                _ => return Err(io::Error::from_raw_os_error(Errno::NOTDIR.raw_os_error())),
+            }
+        }
+        Ok(None)
+    }
+
+    /// A hard link to a file of a lower layer, made as a copy of it (the layers are separate
+    /// trees): content, owner, mode, xattrs, mtime. Only a regular file is opened, and only
+    /// through `open_regular`: a FIFO there would block the open for ever, and a device node of
+    /// the layer (any numbers) would open the host's device.
+    fn copy_from_lower(&self, h: &EntryHeader, tdir: &OwnedFd, tname: &[u8], parent: &OwnedFd, name: &OsStr, link: &[u8]) -> Result<()> {
+        let (src, st) = match fsroot::open_regular_at(tdir, OsStr::from_bytes(tname)) {
+            Ok(Regular::File(file, st)) => (file, st),
+            Ok(Regular::Not(kind)) => return Err(self.not_copied(h, kind, link)),
+            Err(e) => return Err(self.io_err(h, "opening the link target in an earlier layer", e)),
+        };
+        let dst = rfs::openat(
+            parent,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| self.io_err(h, "creating the file", e))?;
+        let mut dst = File::from(dst);
+        io::copy(&mut self.opts.cancel.reader(&src), &mut dst).map_err(|e| self.io_err(h, "copying the link target", e))?;
+        rfs::fchown(&dst, Some(rfs::Uid::from_raw(st.st_uid)), Some(rfs::Gid::from_raw(st.st_gid)))
+            .map_err(|e| self.io_err(h, "setting its owner", e))?;
+        rfs::fchmod(&dst, Mode::from_raw_mode(st.st_mode & 0o7777)).map_err(|e| self.io_err(h, "setting its mode", e))?;
+        // After the owner (a chown clears file capabilities): the same xattrs as the target.
+        let xattrs = xattrs_of(&src).map_err(|e| self.io_err(h, "reading the link target's xattrs", e))?;
+        for (key, value) in xattrs.iter().filter(|(k, _)| xattr_allowed(k)) {
+            rfs::fsetxattr(&dst, key.as_str(), value, XattrFlags::empty()).map_err(|e| self.io_err(h, &format!("setting the xattr {key}"), e))?;
+        }
+        let mtime = Timespec { tv_sec: st.st_mtime, tv_nsec: st.st_mtime_nsec as _ };
+        rfs::futimens(&dst, &Timestamps { last_access: mtime, last_modification: mtime }).map_err(|e| self.io_err(h, "setting its mtime", e))
+    }
+
+    /// A directory's device and inode.
+    fn dir_id(&self, h: &EntryHeader, dir: &impl AsFd) -> Result<(u64, u64)> {
+        let st = rfs::fstat(dir).map_err(|e| self.io_err(h, "inspecting its directory", e))?;
+        Ok((st.st_dev, st.st_ino))
+    }
+
+    /// The key of `name` in `dir` in `written`.
+    fn written_key(&self, h: &EntryHeader, dir: &impl AsFd, name: &[u8]) -> Result<(u64, u64, Vec<u8>)> {
+        let (dev, ino) = self.dir_id(h, dir)?;
+        Ok((dev, ino, name.to_vec()))
+    }
+
+    /// Removes from `dir`, at every depth, what this tar did not write, but for the directories
+    /// on the way to something it wrote. Whether anything is left.
+    fn keep_written(&self, dir: &OwnedFd) -> io::Result<bool> {
+        let st = rfs::fstat(dir)?;
+        let mut kept = false;
+        for child in list_dir(dir)? {
+            let mut keep = self.written.contains(&(st.st_dev, st.st_ino, child.clone()));
+            let cst = rfs::statat(dir, OsStr::from_bytes(&child), AtFlags::SYMLINK_NOFOLLOW)?;
+            if FileType::from_raw_mode(cst.st_mode) == FileType::Directory {
+                let sub = rfs::openat(dir, OsStr::from_bytes(&child), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+                keep |= self.keep_written(&sub)? || self.touched.contains(&(cst.st_dev, cst.st_ino));
+            }
+            if keep {
+                kept = true;
+            } else {
+                remove_all_at(dir, &child)?;
+            }
+        }
+        Ok(kept)
+    }
+
+    /// The refusal of a hard link to something of an earlier layer that is not a regular file.
+    fn not_copied(&self, h: &EntryHeader, kind: FileType, link: &[u8]) -> ImageError {
+        self.err(
+            h,
+            format!(
+                "a hard link to {} of an earlier layer ({}): only regular files are copied from one layer to the next",
+                fsroot::kind_name(kind),
+                String::from_utf8_lossy(link)
+            ),
+        )
     }
 
     /// Owner, then mode (a chown clears setuid bits), then xattrs, on an open file or directory.

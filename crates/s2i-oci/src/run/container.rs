@@ -113,30 +113,37 @@ fn read_info(dir: &Path) -> Option<ContainerInfo> {
 /// kills its processes and removes its own cgroup), the mounts (rootfs, network namespace), s2i's
 /// cgroup parents, the directory, then the lock.
 pub async fn teardown(state: &StateDir, runtime: &Runtime, id: &str, lock: Option<File>) -> Result<()> {
-    let dir = state.container_dir(id);
-    let info = read_info(&dir);
     runtime.delete(id).await?;
     let state = state.clone();
     let id = id.to_string();
     tokio::task::spawn_blocking(move || {
-        let dir = state.container_dir(&id);
-        if dir.exists() {
-            netns::remove(&dir.join("netns"))?;
-            for m in rootfs::mount_points_under(&dir)? {
-                rootfs::unmount(&m)?;
-            }
-            if let Some(info) = &info {
-                cgroup::remove_dirs(&info.cgroups)?;
-            }
-            rootfs::remove_tree(&dir)?;
-        }
-        let _ = std::fs::remove_file(state.lock_path(&id));
+        remove_files(&state, &id)?;
         drop(lock);
         debug!("removed container {id}");
         Ok(())
     })
     .await
     .map_err(|e| RunError::io("removing a container", std::io::Error::other(e.to_string())))?
+}
+
+/// What [`teardown`] removes after the runtime's container: the mounts, s2i's cgroup parents,
+/// the directory and the lock file (the caller drops the lock after this). On its own, for a
+/// container whose making failed or was cancelled, before the runtime ever knew it.
+pub fn remove_files(state: &StateDir, id: &str) -> Result<()> {
+    let dir = state.container_dir(id);
+    if dir.exists() {
+        let info = read_info(&dir);
+        netns::remove(&dir.join("netns"))?;
+        for m in rootfs::mount_points_under(&dir)? {
+            rootfs::unmount(&m)?;
+        }
+        if let Some(info) = &info {
+            cgroup::remove_dirs(&info.cgroups)?;
+        }
+        rootfs::remove_tree(&dir)?;
+    }
+    let _ = std::fs::remove_file(state.lock_path(id));
+    Ok(())
 }
 
 /// Remove the containers of processes that died: those whose lock nobody holds.

@@ -76,6 +76,14 @@ pub enum RunError {
 
     #[error("{path} is still mounted after unmounting it; s2i leaves the directory in place rather than delete through a mount")]
     StillMounted { path: PathBuf },
+
+    /// The engine was told to remove what it made while this ran (an interruption).
+    #[error(transparent)]
+    Cancelled(#[from] crate::cancel::Cancelled),
+
+    /// The image's layers cannot make a root filesystem, whichever driver puts it together.
+    #[error("{0}")]
+    Image(#[source] crate::image::ImageError),
 }
 
 impl RunError {

@@ -90,7 +90,9 @@ pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, registries: Registr
         Err(e) => return report_failure(cfg, e, callback.as_deref(), json, started, engine_doc).await,
     };
     let image = result.tag.clone().unwrap_or_else(|| result.image_id.clone());
-    let delivered = match crate::delivery::deliver(&engine, global, &outputs, &image).await {
+    // Writing the archive and loading it into a daemon are interruptible too: tokio keeps its
+    // signal handlers once installed, so outside `interruptible` Ctrl-C would be swallowed.
+    let delivered = match super::interruptible(Some(&*engine), &cfg.limits, crate::delivery::deliver(&engine, global, &outputs, &image)).await {
         Ok(d) => d,
         Err(e) => return report_failure(cfg, e, callback.as_deref(), json, started, engine_doc).await,
     };

@@ -858,3 +858,5 @@ fn the_static_binary_resolves_registry_names_without_the_c_library() {
     assert!(stderr.contains("cannot resolve registry.s2i-nowhere.test: it is not in /etc/hosts and there is no nameserver"), "{stderr}");
     t.assert_clean();
 }
+
+mod signals;

@@ -5,10 +5,11 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use super::*;
+use crate::cancel::Cancel;
 use crate::image::{unpack, ImageError, Unpack, Whiteouts};
 
 fn apply(root: &Path, tar: &[u8], whiteouts: Whiteouts) -> Result<(), ImageError> {
-    let opts = Unpack { name: "test layer", whiteouts, under: "", lowers: &[] };
+    let opts = Unpack { name: "test layer", whiteouts, under: "", lowers: &[], cancel: &Cancel::never() };
     unpack(root, tar, &opts).map(|_| ())
 }
 
@@ -179,7 +180,7 @@ fn plain_mode_and_a_prefix_for_archives_copied_into_a_container() {
     fs::create_dir_all(root.join("etc")).unwrap();
     std::os::unix::fs::symlink(&canary.dir, root.join("tmp/link")).unwrap();
     let tar = raw_tar(&[Raw::file(".wh.kept", "a file"), Raw::file("link/pwned", "x"), Raw::file("src/app.py", "print()")]);
-    let opts = Unpack { name: "upload", whiteouts: Whiteouts::Plain, under: "/tmp", lowers: &[] };
+    let opts = Unpack { name: "upload", whiteouts: Whiteouts::Plain, under: "/tmp", lowers: &[], cancel: &Cancel::never() };
     unpack(&root, &tar[..], &opts).unwrap();
     assert_eq!(fs::read_to_string(root.join("tmp/.wh.kept")).unwrap(), "a file");
     assert_eq!(fs::read_to_string(root.join("tmp/src/app.py")).unwrap(), "print()");
@@ -217,4 +218,89 @@ fn oversized_records_and_cut_layers_are_refused() {
     cut.truncate(cut.len() - 1024);
     let err = apply(tmp.path(), &cut, Whiteouts::Apply).unwrap_err().to_string();
     assert!(err.contains("cut short"), "{err}");
+}
+
+/// Layer 1 holds a FIFO (or a device node), layer 2 a hard link to it. Unpacked as overlay lower
+/// dirs, the link's target is in another directory and was copied: the FIFO's open blocked the
+/// unpack for ever (and Ctrl-C could not end it), the device's opened the host's device (here
+/// /dev/zero's numbers, 1:5, and /dev/null's, 1:3) as root. Now each is refused at once, naming
+/// the entry, its target and what it is; never opened. Applied in order into one directory (the
+/// copy driver), where a link would open nothing, it is refused alike: an image gives the same
+/// root filesystem, or the same error, whichever driver puts it together. Within one layer, a
+/// hard link to a FIFO is an ordinary link in both.
+#[test]
+fn hard_links_to_fifos_and_devices_of_an_earlier_layer_are_refused_never_opened() {
+    require_root();
+    let cases = [
+        ("FIFO", Raw::new("a/fifo", tar::EntryType::Fifo), "a FIFO"),
+        ("/dev/zero", Raw { dev: (1, 5), ..Raw::new("a/fifo", tar::EntryType::Char) }, "a character device"),
+        ("/dev/null", Raw { dev: (1, 3), ..Raw::new("a/fifo", tar::EntryType::Char) }, "a character device"),
+        ("a block device", Raw { dev: (7, 0), ..Raw::new("a/fifo", tar::EntryType::Block) }, "a block device"),
+    ];
+    for (what, special, named) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let (l1, l2, flat) = (tmp.path().join("l1"), tmp.path().join("l2"), tmp.path().join("flat"));
+        for d in [&l1, &l2, &flat] {
+            fs::create_dir(d).unwrap();
+        }
+        let lower = raw_tar(&[Raw::dir("a/"), special]);
+        let upper = raw_tar(&[Raw::dir("b/"), Raw::hardlink("b/link", "a/fifo")]);
+        let (l1c, l2c, flatc) = (l1.clone(), l2.clone(), flat.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            apply(&l1c, &lower, Whiteouts::Overlay).unwrap();
+            let lowers = [l1c.clone()];
+            let opts = Unpack { name: "layer 2", whiteouts: Whiteouts::Overlay, under: "", lowers: &lowers, cancel: &Cancel::never() };
+            let overlay = unpack(&l2c, &upper[..], &opts).map(|_| ());
+            apply(&flatc, &lower, Whiteouts::Apply).unwrap();
+            let flat = apply(&flatc, &upper, Whiteouts::Apply);
+            let _ = tx.send((overlay, flat));
+        });
+        let (overlay, flat_result) =
+            rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap_or_else(|_| panic!("{what}: the unpack hung on the hard link's target"));
+        let expected = format!("entry \"b/link\": a hard link to {named} of an earlier layer (a/fifo)");
+        for (mode, result) in [("overlay", overlay), ("flat", flat_result)] {
+            let err = result.expect_err(what);
+            assert!(matches!(err, ImageError::Layer { .. }) && err.to_string().contains(&expected), "{what}, {mode}: {err}");
+        }
+        assert!(!l2.join("b/link").exists() && !flat.join("b/link").exists(), "{what}: nothing is made at the link");
+    }
+
+    let tmp = tempfile::tempdir().unwrap();
+    let one_layer = raw_tar(&[Raw::new("fifo", tar::EntryType::Fifo), Raw::hardlink("link", "fifo")]);
+    for mode in [Whiteouts::Overlay, Whiteouts::Apply] {
+        let root = tmp.path().join(format!("{mode:?}"));
+        fs::create_dir(&root).unwrap();
+        apply(&root, &one_layer, mode).unwrap();
+        let (a, b) = (fs::symlink_metadata(root.join("fifo")).unwrap(), fs::symlink_metadata(root.join("link")).unwrap());
+        assert_eq!((a.ino(), a.nlink(), b.file_type().is_fifo()), (b.ino(), 2, true), "{mode:?}: one FIFO, two names");
+    }
+}
+
+/// Names over the kernel's limits (a 256-byte name; a path of 20 names of 255 bytes, over
+/// PATH_MAX) are refused with the entry named, in each whiteout mode, and nothing is written
+/// outside the root.
+#[test]
+fn names_over_the_kernels_limits_are_refused_with_the_entry() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let canary = Canary::new(tmp.path());
+    let long = "n".repeat(256);
+    let deep = vec!["d".repeat(255); 20].join("/");
+    for mode in [Whiteouts::Overlay, Whiteouts::Apply, Whiteouts::Plain] {
+        for (what, path) in [("a 256-byte name", long.clone()), ("a path over PATH_MAX", deep.clone())] {
+            let root = tmp.path().join("root");
+            fs::create_dir(&root).unwrap();
+            let mut b = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_size(1);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, &path, &b"x"[..]).unwrap();
+            let err = apply(&root, &b.into_inner().unwrap(), mode).expect_err(what).to_string();
+            assert!(err.contains(&path[..255]) && err.contains("name too long"), "{what} ({mode:?}): {err}");
+            canary.assert_untouched();
+            crate::image::unpack::remove_tree(&root).unwrap();
+        }
+    }
 }
