@@ -41,6 +41,9 @@ const SCRIPTS_URL_LABEL: &str = "io.openshift.s2i.scripts-url";
 /// Variables a runtime or a pipeline sets for itself, whatever the image says: not compared.
 const ENV_SET_BY_RUNTIME: &[&str] = &["HOME", "HOSTNAME", "TERM"];
 
+/// How many entries of the builder's top layer are compared with the root.
+const TOP_LAYER_ENTRIES: usize = 2000;
+
 /// How the engine is set up.
 #[derive(Debug, Clone)]
 pub struct InPlaceOptions {
@@ -243,6 +246,7 @@ impl InPlaceEngine {
             None => {
                 let env = |k: &str| std::env::var(k).ok();
                 check_runs_in(&image.info(), name, &self.opts.root, &env)?;
+                self.check_top_layer(image, name).await?;
                 *self.own.lock().unwrap() = Some(image.id.clone());
             }
         }
@@ -253,6 +257,23 @@ impl InPlaceEngine {
             *self.baseline.lock().unwrap() = Some(Arc::new(snap));
         }
         Ok(())
+    }
+
+    /// The files of the builder's top layer (its first entries) are in the root as the layer
+    /// has them: the environment can match by chance, the layer that made the builder cannot.
+    async fn check_top_layer(&self, image: &Image, name: &str) -> Result<()> {
+        let client = self.registry()?;
+        let Some(repo) = self.origin_repo(&client, image)? else { return Ok(()) };
+        let Some(top) = image.remote_layers().pop() else { return Ok(()) };
+        let op = format!("checking that s2i runs in a container of {name}");
+        let stream = repo.blob(&top).await.map_err(|e| EngineError::Failed { op: op.clone(), source: Box::new(e) })?;
+        let reader = tokio_util::io::SyncIoBridge::new(stream.into_reader());
+        let (root, excluded) = (self.opts.root.clone(), self.excluded.clone());
+        let found = blocking(move || snapshot::compare_layer(reader, &root, &excluded, TOP_LAYER_ENTRIES)).await?.map_err(|e| api(&op, e))?;
+        match found {
+            None => Ok(()),
+            Some(why) => Err(api(op, format!("{why} in the builder's top layer: this process does not run in {name} (the step's image must be the builder given to s2i)"))),
+        }
     }
 
     fn origin_repo<'c>(&self, client: &'c RegistryClient, image: &Image) -> Result<Option<s2i_registry::client::Repository<'c>>> {

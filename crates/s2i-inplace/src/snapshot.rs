@@ -174,6 +174,50 @@ fn unescape(field: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Compare the first `max` entries of a layer tar (gzip or plain) with the root: `Some(what
+/// differs)` for the first file, directory or symlink that is not there as the layer has it.
+/// Whiteouts and excluded paths are skipped; nothing is followed or opened.
+pub fn compare_layer(input: impl Read, root: &Path, excluded: &Excluded, max: usize) -> Result<Option<String>> {
+    let mut input = io::BufReader::new(input);
+    let gzip = io::BufRead::fill_buf(&mut input).map_err(|e| SnapshotError::io("reading the layer for", b"", e))?.starts_with(&[0x1f, 0x8b]);
+    let reader: Box<dyn Read> = if gzip { Box::new(flate2::read::GzDecoder::new(input)) } else { Box::new(input) };
+    let mut archive = tar::Archive::new(reader);
+    let entries = archive.entries().map_err(|e| SnapshotError::io("reading the layer for", b"", e))?;
+    for entry in entries.take(max) {
+        let entry = entry.map_err(|e| SnapshotError::io("reading the layer for", b"", e))?;
+        let raw = entry.path_bytes();
+        let rel = relative(&raw);
+        let name = rel.rsplit(|c| *c == b'/').next().unwrap_or_default();
+        if rel.is_empty() || name.starts_with(b".wh.") || excluded.contains(&rel) || rel.split(|c| *c == b'/').any(|c| c == b"..") {
+            continue;
+        }
+        let shown = absolute(&rel).display().to_string();
+        let here = rfs::statat(rfs::CWD, root.join(OsStr::from_bytes(&rel)), AtFlags::SYMLINK_NOFOLLOW);
+        let kind = here.as_ref().ok().map(|st| FileType::from_raw_mode(st.st_mode));
+        let header = entry.header();
+        let differs = match header.entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => match &here {
+                Ok(st) if kind == Some(FileType::RegularFile) => (st.st_size as u64 != header.size().unwrap_or(0)).then(|| format!("{shown} has another size")),
+                _ => Some(format!("{shown} (a file) is missing")),
+            },
+            tar::EntryType::Directory => (kind != Some(FileType::Directory)).then(|| format!("{shown} (a directory) is missing")),
+            tar::EntryType::Symlink => match kind {
+                Some(FileType::Symlink) => {
+                    let target = rfs::readlinkat(rfs::CWD, root.join(OsStr::from_bytes(&rel)), Vec::new()).ok();
+                    let want = entry.link_name_bytes();
+                    (target.as_ref().map(|t| t.as_bytes()) != want.as_deref()).then(|| format!("{shown} links elsewhere"))
+                }
+                _ => Some(format!("{shown} (a symlink) is missing")),
+            },
+            _ => None,
+        };
+        if differs.is_some() {
+            return Ok(differs);
+        }
+    }
+    Ok(None)
+}
+
 /// The root as the first walk saw it.
 pub struct Snapshot {
     root: PathBuf,
@@ -569,6 +613,30 @@ mod tests {
         ];
         assert_eq!(seen, want, "exactly the changes");
         assert_eq!(stats.whiteouts, 3);
+    }
+
+    #[test]
+    fn a_layer_is_compared_with_the_root() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        std::fs::create_dir_all(root.join("usr/libexec/s2i")).unwrap();
+        std::fs::write(root.join("usr/libexec/s2i/assemble"), "#!/bin/sh\n").unwrap();
+        let layer = |files: &[(&str, &str)]| {
+            let mut b = tar::Builder::new(Vec::new());
+            for (path, data) in files {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(data.len() as u64);
+                h.set_mode(0o755);
+                b.append_data(&mut h, path, data.as_bytes()).unwrap();
+            }
+            b.into_inner().unwrap()
+        };
+        let same = layer(&[("usr/libexec/s2i/assemble", "#!/bin/sh\n"), ("usr/libexec/s2i/.wh.gone", "")]);
+        assert_eq!(compare_layer(&same[..], root, &Excluded::default(), 10).unwrap(), None);
+        let other = layer(&[("usr/libexec/s2i/assemble", "#!/bin/sh\nexit 1\n")]);
+        assert_eq!(compare_layer(&other[..], root, &Excluded::default(), 10).unwrap().as_deref(), Some("/usr/libexec/s2i/assemble has another size"));
+        let missing = layer(&[("usr/libexec/s2i/assemble-runtime", "x")]);
+        assert!(compare_layer(&missing[..], root, &Excluded::default(), 10).unwrap().unwrap().contains("assemble-runtime (a file) is missing"));
     }
 
     #[test]

@@ -255,6 +255,13 @@ pub async fn fetch_layers(store: &Arc<Store>, repo: &Repository<'_>, image: &Ima
     Ok(())
 }
 
+impl Image {
+    /// The image's layers as a registry names them, bottom first.
+    pub fn remote_layers(&self) -> Vec<RemoteDescriptor> {
+        self.manifest.layers.iter().map(remote_descriptor).collect()
+    }
+}
+
 fn remote_descriptor(blob: &Descriptor) -> RemoteDescriptor {
     RemoteDescriptor {
         media_type: blob.media_type.clone(),
