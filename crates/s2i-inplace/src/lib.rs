@@ -43,6 +43,8 @@ const ENV_SET_BY_RUNTIME: &[&str] = &["HOME", "HOSTNAME", "TERM"];
 
 /// How many entries of the builder's top layer are compared with the root.
 const TOP_LAYER_ENTRIES: usize = 2000;
+/// How many layers, from the top, may be read to find a regular file to compare.
+const TOP_LAYERS: usize = 4;
 
 /// How the engine is set up.
 #[derive(Debug, Clone)]
@@ -259,21 +261,33 @@ impl InPlaceEngine {
         Ok(())
     }
 
-    /// The files of the builder's top layer (its first entries) are in the root as the layer
-    /// has them: the environment can match by chance, the layer that made the builder cannot.
+    /// The files of the builder's top layers (the first entries of each, top down, until a
+    /// regular file was compared) are in the root as the layers have them: the environment can
+    /// match by chance, the layers that made the builder cannot.
     async fn check_top_layer(&self, image: &Image, name: &str) -> Result<()> {
         let client = self.registry()?;
         let Some(repo) = self.origin_repo(&client, image)? else { return Ok(()) };
-        let Some(top) = image.remote_layers().pop() else { return Ok(()) };
         let op = format!("checking that s2i runs in a container of {name}");
-        let stream = repo.blob(&top).await.map_err(|e| EngineError::Failed { op: op.clone(), source: Box::new(e) })?;
-        let reader = tokio_util::io::SyncIoBridge::new(stream.into_reader());
-        let (root, excluded) = (self.opts.root.clone(), self.excluded.clone());
-        let found = blocking(move || snapshot::compare_layer(reader, &root, &excluded, TOP_LAYER_ENTRIES)).await?.map_err(|e| api(&op, e))?;
-        match found {
-            None => Ok(()),
-            Some(why) => Err(api(op, format!("{why} in the builder's top layer: this process does not run in {name} (the step's image must be the builder given to s2i)"))),
+        let mut above = std::collections::HashSet::new();
+        for layer in image.remote_layers().into_iter().rev().take(TOP_LAYERS) {
+            let stream = repo.blob(&layer).await.map_err(|e| EngineError::Failed { op: op.clone(), source: Box::new(e) })?;
+            let reader = tokio_util::io::SyncIoBridge::new(stream.into_reader());
+            let (root, excluded) = (self.opts.root.clone(), self.excluded.clone());
+            let (compared, back) = blocking(move || {
+                let r = snapshot::compare_layer(reader, &root, &excluded, TOP_LAYER_ENTRIES, &mut above);
+                (r, above)
+            })
+            .await?;
+            above = back;
+            let compared = compared.map_err(|e| api(&op, e))?;
+            if let Some(why) = compared.differs {
+                return Err(api(op, format!("{why} in the builder's top layers: this process does not run in {name} (the step's image must be the builder given to s2i)")));
+            }
+            if compared.files > 0 {
+                break;
+            }
         }
+        Ok(())
     }
 
     fn origin_repo<'c>(&self, client: &'c RegistryClient, image: &Image) -> Result<Option<s2i_registry::client::Repository<'c>>> {

@@ -174,36 +174,78 @@ fn unescape(field: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Compare the first `max` entries of a layer tar (gzip or plain) with the root: `Some(what
-/// differs)` for the first file, directory or symlink that is not there as the layer has it.
-/// Whiteouts and excluded paths are skipped; nothing is followed or opened.
-pub fn compare_layer(input: impl Read, root: &Path, excluded: &Excluded, max: usize) -> Result<Option<String>> {
+/// What [`compare_layer`] found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Compared {
+    /// The first path not in the root as the layer has it.
+    pub differs: Option<String>,
+    /// How many regular files were compared.
+    pub files: usize,
+}
+
+/// Compare the first `max` entries of a layer tar (gzip or plain) with the root. `above`: the
+/// paths that layers above this one set or removed (skipped, with what is under them), and to
+/// which this layer's paths are added. Whiteouts and excluded paths are skipped; nothing is
+/// followed or opened.
+pub fn compare_layer(input: impl Read, root: &Path, excluded: &Excluded, max: usize, above: &mut std::collections::HashSet<Vec<u8>>) -> Result<Compared> {
     let mut input = io::BufReader::new(input);
     let gzip = io::BufRead::fill_buf(&mut input).map_err(|e| SnapshotError::io("reading the layer for", b"", e))?.starts_with(&[0x1f, 0x8b]);
     let reader: Box<dyn Read> = if gzip { Box::new(flate2::read::GzDecoder::new(input)) } else { Box::new(input) };
     let mut archive = tar::Archive::new(reader);
     let entries = archive.entries().map_err(|e| SnapshotError::io("reading the layer for", b"", e))?;
+    let mut out = Compared::default();
+    let mut here_set = Vec::new();
+    let shadowed = |rel: &[u8], above: &std::collections::HashSet<Vec<u8>>| {
+        let mut prefix = rel;
+        loop {
+            if above.contains(prefix) {
+                return true;
+            }
+            match prefix.iter().rposition(|c| *c == b'/') {
+                Some(i) => prefix = &prefix[..i],
+                None => return false,
+            }
+        }
+    };
     for entry in entries.take(max) {
         let entry = entry.map_err(|e| SnapshotError::io("reading the layer for", b"", e))?;
         let raw = entry.path_bytes();
         let rel = relative(&raw);
-        let name = rel.rsplit(|c| *c == b'/').next().unwrap_or_default();
-        if rel.is_empty() || name.starts_with(b".wh.") || excluded.contains(&rel) || rel.split(|c| *c == b'/').any(|c| c == b"..") {
+        let name = rel.rsplit(|c| *c == b'/').next().unwrap_or_default().to_vec();
+        if rel.is_empty() || excluded.contains(&rel) || rel.split(|c| *c == b'/').any(|c| c == b"..") {
+            continue;
+        }
+        if let Some(gone) = name.strip_prefix(b".wh.") {
+            if gone != b".wh..opq" {
+                let parent = &rel[..rel.len() - name.len()];
+                here_set.push([parent, gone].concat());
+            }
+            continue;
+        }
+        let header = entry.header();
+        let kind = header.entry_type();
+        if kind != tar::EntryType::Directory {
+            here_set.push(rel.clone());
+        }
+        if shadowed(&rel, above) {
             continue;
         }
         let shown = absolute(&rel).display().to_string();
-        let here = rfs::statat(rfs::CWD, root.join(OsStr::from_bytes(&rel)), AtFlags::SYMLINK_NOFOLLOW);
-        let kind = here.as_ref().ok().map(|st| FileType::from_raw_mode(st.st_mode));
-        let header = entry.header();
-        let differs = match header.entry_type() {
-            tar::EntryType::Regular | tar::EntryType::Continuous => match &here {
-                Ok(st) if kind == Some(FileType::RegularFile) => (st.st_size as u64 != header.size().unwrap_or(0)).then(|| format!("{shown} has another size")),
-                _ => Some(format!("{shown} (a file) is missing")),
-            },
-            tar::EntryType::Directory => (kind != Some(FileType::Directory)).then(|| format!("{shown} (a directory) is missing")),
-            tar::EntryType::Symlink => match kind {
+        let full = root.join(OsStr::from_bytes(&rel));
+        let here = rfs::statat(rfs::CWD, &full, AtFlags::SYMLINK_NOFOLLOW);
+        let found = here.as_ref().ok().map(|st| FileType::from_raw_mode(st.st_mode));
+        let differs = match kind {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                out.files += 1;
+                match &here {
+                    Ok(st) if found == Some(FileType::RegularFile) => (st.st_size as u64 != header.size().unwrap_or(0)).then(|| format!("{shown} has another size")),
+                    _ => Some(format!("{shown} (a file) is missing")),
+                }
+            }
+            tar::EntryType::Directory => (found != Some(FileType::Directory)).then(|| format!("{shown} (a directory) is missing")),
+            tar::EntryType::Symlink => match found {
                 Some(FileType::Symlink) => {
-                    let target = rfs::readlinkat(rfs::CWD, root.join(OsStr::from_bytes(&rel)), Vec::new()).ok();
+                    let target = rfs::readlinkat(rfs::CWD, &full, Vec::new()).ok();
                     let want = entry.link_name_bytes();
                     (target.as_ref().map(|t| t.as_bytes()) != want.as_deref()).then(|| format!("{shown} links elsewhere"))
                 }
@@ -212,10 +254,12 @@ pub fn compare_layer(input: impl Read, root: &Path, excluded: &Excluded, max: us
             _ => None,
         };
         if differs.is_some() {
-            return Ok(differs);
+            out.differs = differs;
+            return Ok(out);
         }
     }
-    Ok(None)
+    above.extend(here_set);
+    Ok(out)
 }
 
 /// The root as the first walk saw it.
@@ -631,12 +675,18 @@ mod tests {
             }
             b.into_inner().unwrap()
         };
+        let none = &mut std::collections::HashSet::new();
         let same = layer(&[("usr/libexec/s2i/assemble", "#!/bin/sh\n"), ("usr/libexec/s2i/.wh.gone", "")]);
-        assert_eq!(compare_layer(&same[..], root, &Excluded::default(), 10).unwrap(), None);
+        assert_eq!(compare_layer(&same[..], root, &Excluded::default(), 10, none).unwrap(), Compared { differs: None, files: 1 });
         let other = layer(&[("usr/libexec/s2i/assemble", "#!/bin/sh\nexit 1\n")]);
-        assert_eq!(compare_layer(&other[..], root, &Excluded::default(), 10).unwrap().as_deref(), Some("/usr/libexec/s2i/assemble has another size"));
+        assert_eq!(
+            compare_layer(&other[..], root, &Excluded::default(), 10, &mut Default::default()).unwrap().differs.as_deref(),
+            Some("/usr/libexec/s2i/assemble has another size")
+        );
+        // A lower layer's file that a layer above replaced is not compared.
+        assert_eq!(compare_layer(&other[..], root, &Excluded::default(), 10, none).unwrap().differs, None);
         let missing = layer(&[("usr/libexec/s2i/assemble-runtime", "x")]);
-        assert!(compare_layer(&missing[..], root, &Excluded::default(), 10).unwrap().unwrap().contains("assemble-runtime (a file) is missing"));
+        assert!(compare_layer(&missing[..], root, &Excluded::default(), 10, none).unwrap().differs.unwrap().contains("assemble-runtime (a file) is missing"));
     }
 
     #[test]
