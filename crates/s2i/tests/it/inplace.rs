@@ -181,7 +181,8 @@ fn two_in_place_builds_with_source_date_epoch_push_the_same_digest() {
         let (code, stdout, stderr) = pod.s2i_as(
             "1001:0",
             &src,
-            &["-e", "SOURCE_DATE_EPOCH=1700000000"],
+            // The same host name: assemble writes its environment into the image.
+            &["-e", "SOURCE_DATE_EPOCH=1700000000", "--hostname", "inplace-build"],
             &["build", "/workspace/source", &pod.builder, &out, "--push", "--output=json"],
         );
         assert_eq!(code, 0, "{stderr}");
@@ -198,8 +199,8 @@ fn another_image_than_the_builder_is_refused_and_nothing_is_pushed() {
     let env = TestEnv::new("inplace-wrong-builder");
     let registry = TestRegistry::start();
     let pod = Pod::new(&env, &registry, "sti-fake", "inplace/sti-fake:v1");
-    // A builder with other environment variables and scripts, named on the command line.
-    let (other, _) = registry.docker_push(&fixture("sti-fake-runtime"), "inplace/other:v1");
+    // Another builder on the same base, with the same environment: only its layers differ.
+    let (other, _) = registry.docker_push(&fixture("verify-env"), "inplace/other:v1");
     let src = app(&env);
     let out = registry.image("inplace/wrong:v1");
     let (code, _, stderr) = pod.s2i_as("1001:0", &src, &[], &["build", "/workspace/source", &other, &out, "--push"]);
@@ -213,5 +214,80 @@ fn another_image_than_the_builder_is_refused_and_nothing_is_pushed() {
         .output()
         .unwrap();
     assert!(!listed.status.success(), "nothing pushed");
+    env.assert_clean();
+}
+
+/// The files of the last layer of a `docker save` archive: path, and link target for symlinks.
+fn last_layer(archive: &Path) -> Vec<(String, Option<String>)> {
+    let dir = tempfile::tempdir().unwrap();
+    tar::Archive::new(std::fs::File::open(archive).unwrap()).unpack(dir.path()).unwrap();
+    let manifest: Value = serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
+    let layers = manifest[0]["Layers"].as_array().unwrap();
+    let file = std::fs::File::open(dir.path().join(layers.last().unwrap().as_str().unwrap())).unwrap();
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(file), &mut raw).ok();
+    let data = if raw.is_empty() { std::fs::read(dir.path().join(layers.last().unwrap().as_str().unwrap())).unwrap() } else { raw };
+    tar::Archive::new(&data[..])
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.path().unwrap().display().to_string(), e.link_name().unwrap().map(|l| l.display().to_string()))
+        })
+        .collect()
+}
+
+/// Hostile assemble scripts (from the source's .s2i/bin): one that deletes a file of the builder
+/// (its layer has the whiteout, the image lacks the file), writes under a mounted workspace (not
+/// in the layer) and symlinks to /proc (the link is carried, nothing read through it); one that
+/// leaves a FIFO (an error naming it, no archive written).
+#[test]
+fn hostile_assemble_scripts_give_exactly_the_root_s_changes() {
+    let env = TestEnv::new("inplace-hostile");
+    let registry = TestRegistry::start();
+    let pod = Pod::new(&env, &registry, "sti-fake", "inplace/sti-fake:v1");
+    let src = app(&env);
+    write_file(
+        &src.join(".s2i/bin/assemble"),
+        "#!/bin/sh\nset -e\ncp -Rf /tmp/src/index.html ./\nrm -f /usr/libexec/s2i/usage\necho leaked > /workspace/results/under-a-mount\nln -s /proc/self/environ ./proc-link\n",
+        0o755,
+    );
+    std::fs::set_permissions(src.join(".s2i"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(src.join(".s2i/bin"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = registry.image("inplace/hostile:v1");
+    // Root without capabilities: it owns the builder's files, nothing more.
+    let (code, _, stderr) = pod.s2i_as(
+        "0:0",
+        &src,
+        &[],
+        &["build", "/workspace/source", &pod.builder, &out, "--output-archive", "docker-archive:/workspace/results/image.tar"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let entries = last_layer(&pod.results.join("image.tar"));
+    let names: Vec<&str> = entries.iter().map(|(p, _)| p.as_str()).collect();
+    assert!(names.contains(&"usr/libexec/s2i/.wh.usage"), "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("workspace")), "nothing under a mount: {names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("proc/") || n.starts_with("etc/hosts") || n.starts_with("opt/s2i")), "{names:?}");
+    let link = entries.iter().find(|(p, _)| p == "opt/app-root/src/proc-link").unwrap_or_else(|| panic!("{names:?}"));
+    assert_eq!(link.1.as_deref(), Some("/proc/self/environ"), "the link itself");
+    assert_eq!(std::fs::read_to_string(pod.results.join("under-a-mount")).unwrap(), "leaked\n", "it went to the workspace");
+
+    let loaded = docker_output(&["load", "-i", pod.results.join("image.tar").to_str().unwrap()]);
+    assert!(loaded.contains("inplace/hostile:v1"), "{loaded}");
+    let (code, stdout, _) = docker_run(&out, &["ls", "/usr/libexec/s2i"]);
+    assert_eq!((code, stdout.as_str()), (0, "assemble\nrun\nsave-artifacts\n"));
+    docker_output(&["rmi", &out]);
+    std::fs::remove_file(pod.results.join("image.tar")).unwrap();
+
+    write_file(&src.join(".s2i/bin/assemble"), "#!/bin/sh\nset -e\ncp -Rf /tmp/src/index.html ./\nmkfifo ./a-fifo\n", 0o755);
+    let (code, _, stderr) = pod.s2i_as(
+        "1001:0",
+        &src,
+        &[],
+        &["build", "/workspace/source", &pod.builder, &out, "--output-archive", "docker-archive:/workspace/results/image.tar"],
+    );
+    assert_ne!(code, 0, "{stderr}");
+    assert!(stderr.contains("/opt/app-root/src/a-fifo (a FIFO)") && stderr.contains("cannot carry"), "{stderr}");
+    assert!(!pod.results.join("image.tar").exists(), "no archive");
     env.assert_clean();
 }
