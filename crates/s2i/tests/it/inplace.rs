@@ -329,3 +329,65 @@ fn hostile_assemble_scripts_give_exactly_the_root_s_changes() {
     assert!(!pod.results.join("image.tar").exists(), "no archive");
     env.assert_clean();
 }
+
+/// Every file under the directories a build touches, as `docker run` of `image` sees them: path,
+/// type, mode, owner, size, content digest, link target. Times are left out.
+fn files_of(image: &str) -> String {
+    let script = "find /opt /tmp /usr/libexec/s2i -xdev | sort | while read -r f; do \
+                  if [ -L \"$f\" ]; then echo \"$f link $(stat -c '%a %u:%g' \"$f\") -> $(readlink \"$f\")\"; \
+                  elif [ -f \"$f\" ]; then echo \"$f file $(stat -c '%a %u:%g %s' \"$f\") $(md5sum < \"$f\" | cut -c1-32)\"; \
+                  else echo \"$f $(stat -c '%F %a %u:%g' \"$f\")\"; fi; done";
+    let (code, stdout, stderr) = docker_run_with(&["--user", "0:0"], image, &["sh", "-c", script]);
+    assert_eq!(code, 0, "{stderr}");
+    stdout
+}
+
+/// The same source and builder through the in-place engine (in a restricted container) and
+/// through `--engine oci` give the same files (path, type, mode, owner, content, link target) and
+/// the same config, times aside.
+#[test]
+fn in_place_and_the_oci_engine_give_the_same_files_and_config() {
+    let t = crate::oci::Oci::new("inplace-vs-oci");
+    let registry = TestRegistry::start();
+    let pod = Pod::new(&t.env, &registry, "sti-fake", "inplace/sti-fake:v1");
+    let src = app(&t.env);
+    write_file(&src.join("lib/link-target"), "x\n", 0o644);
+    std::os::unix::fs::symlink("../index.html", src.join("lib/link")).unwrap();
+    std::fs::set_permissions(src.join("lib"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = registry.image("inplace/same:v1");
+    let (code, _, stderr) = pod.s2i_as(
+        "1001:0",
+        &src,
+        &[],
+        &["build", "/workspace/source", &pod.builder, &out, "--keep-symlinks", "--output-archive", "docker-archive:/workspace/results/in-place.tar"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let oci_archive = t.env.work().join("oci.tar");
+    let mut cmd = t.command(&[
+        "build", src.to_str().unwrap(), &pod.builder, &out, "--keep-symlinks", "--output-archive", &format!("docker-archive:{}", oci_archive.display()),
+    ]);
+    cmd.env("DOCKER_CONFIG", registry.docker_config_dir());
+    let done = cmd.output().unwrap();
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+
+    let mut seen = Vec::new();
+    for archive in [pod.results.join("in-place.tar"), oci_archive] {
+        let (config, _) = saved_image(&archive);
+        docker_output(&["load", "-i", archive.to_str().unwrap()]);
+        // assemble writes its environment (host names differ) into this file: its content is
+        // the one thing that may differ.
+        let files: Vec<String> =
+            files_of(&out).lines().map(|l| if l.starts_with("/opt/app-root/src/.sti-fake-assemble-env ") { l.rsplitn(3, ' ').nth(2).unwrap().to_string() } else { l.to_string() }).collect();
+        docker_output(&["rmi", &out]);
+        let mut config = config["config"].clone();
+        // The source's path is a label: /workspace/source in the pod, a temp dir on the host.
+        config["Labels"].as_object_mut().unwrap().remove("io.openshift.s2i.build.source-location");
+        config.as_object_mut().unwrap().remove("Image");
+        seen.push((files, config));
+    }
+    assert!(seen[0].0.iter().any(|l| l.starts_with("/opt/app-root/src/index.html file 644 1001:0 15 ")), "{:?}", seen[0].0);
+    assert!(seen[0].0.iter().any(|l| l.starts_with("/opt/app-root/src/lib/link link") && l.ends_with("-> ../index.html")), "{:?}", seen[0].0);
+    assert_eq!(seen[0].0, seen[1].0, "the same files");
+    assert_eq!(seen[0].1, seen[1].1, "the same config");
+    t.assert_clean();
+}
