@@ -121,8 +121,13 @@ fn a_restricted_container_of_the_builder_builds_and_pushes_an_image_that_runs() 
     let layers = manifest["layers"].as_array().unwrap();
     let builder_layers = builder_manifest["layers"].as_array().unwrap();
     assert_eq!(layers.len(), builder_layers.len() + 1, "the builder's layers and one more: {manifest}");
+    let log = registry.log();
     for (ours, theirs) in layers.iter().zip(builder_layers) {
         assert_eq!(ours["digest"], theirs["digest"], "the builder's layers as they are");
+        // Mounted from the builder's repository, never uploaded.
+        let digest = theirs["digest"].as_str().unwrap().replace(':', "%3A");
+        assert!(log.contains(&format!("/v2/inplace/app/blobs/uploads/?mount={digest}")), "{digest} was not mounted:\n{log}");
+        assert!(!log.lines().any(|l| l.contains("method=PUT") && l.contains("inplace/app/blobs/uploads") && l.contains(&digest)), "{digest} was uploaded");
     }
     assert_eq!(config["Config"]["Cmd"], serde_json::json!(["/usr/libexec/s2i/run"]), "{config}");
     assert_eq!(config["Config"]["User"], "1001");
