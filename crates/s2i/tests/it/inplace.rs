@@ -202,8 +202,8 @@ fn two_in_place_builds_with_source_date_epoch_push_the_same_digest() {
     env.assert_clean();
 }
 
-/// Not in a container of the builder: run with another image than the one named, the build is
-/// refused before anything runs, and nothing is pushed.
+/// Not in a container of the builder (in another image than the one named, or on the host), the
+/// build is refused before anything runs, and nothing is pushed.
 #[test]
 fn another_image_than_the_builder_is_refused_and_nothing_is_pushed() {
     let env = TestEnv::new("inplace-wrong-builder");
@@ -216,6 +216,25 @@ fn another_image_than_the_builder_is_refused_and_nothing_is_pushed() {
     let (code, _, stderr) = pod.s2i_as("1001:0", &src, &[], &["build", "/workspace/source", &other, &out, "--push"]);
     assert_ne!(code, 0, "{stderr}");
     assert!(stderr.contains(&format!("this process does not run in {other}")) && stderr.contains("top layer"), "{stderr}");
+    assert!(!stderr.contains("sti-fake assemble"), "nothing ran: {stderr}");
+    let listed = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", "--authfile"])
+        .arg(registry.docker_config_dir().join("config.json"))
+        .arg(format!("docker://{out}"))
+        .output()
+        .unwrap();
+    assert!(!listed.status.success(), "nothing pushed");
+
+    // On this host, outside any container of the builder: refused the same way, nothing pushed.
+    let mut cmd = env.s2i();
+    cmd.args(["build", src.to_str().unwrap(), &pod.builder, &out, "--push", "--engine", "in-place"]).env("DOCKER_CONFIG", registry.docker_config_dir());
+    let done = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("this process does not run in {}", pod.builder)) || stderr.contains("cannot build outside a container"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("sti-fake assemble"), "nothing ran: {stderr}");
     let listed = std::process::Command::new("skopeo")
         .args(["inspect", "--raw", "--tls-verify=false", "--authfile"])
