@@ -301,7 +301,7 @@ impl InPlaceEngine {
     }
 
     /// Start a created container's command as a child process (in its own process group).
-    fn spawn(&self, id: &str, stdin: bool, stdout: bool) -> Result<(Arc<Process>, tokio::process::Child)> {
+    fn spawn(&self, id: &str, stdin: bool) -> Result<(Arc<Process>, tokio::process::Child)> {
         let p = self.get(id)?;
         {
             let mut started = p.started.lock().unwrap();
@@ -316,7 +316,7 @@ impl InPlaceEngine {
             .envs(p.env.iter().map(|kv| kv.split_once('=').unwrap_or((kv.as_str(), ""))))
             .current_dir(&p.cwd)
             .stdin(if stdin { std::process::Stdio::piped() } else { std::process::Stdio::null() })
-            .stdout(if stdout { std::process::Stdio::piped() } else { std::process::Stdio::piped() })
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
@@ -522,7 +522,7 @@ impl Engine for InPlaceEngine {
     }
 
     async fn run_container(&self, id: &str, input: Option<ContainerInput>, output: &mut dyn OutputSink) -> Result<i64> {
-        let (p, mut child) = self.spawn(id, input.is_some(), true)?;
+        let (p, mut child) = self.spawn(id, input.is_some())?;
         let stdin = child.stdin.take();
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
         let pump = async {
@@ -545,7 +545,7 @@ impl Engine for InPlaceEngine {
     }
 
     async fn run_with_stdout(&self, id: &str, mut stderr: Box<dyn OutputSink>) -> Result<RunningOutput> {
-        let (p, mut child) = self.spawn(id, false, true)?;
+        let (p, mut child) = self.spawn(id, false)?;
         let stdout = child.stdout.take().ok_or_else(|| api("starting the container", "no stdout pipe"))?;
         let err_pipe = child.stderr.take();
         let exit = async move {
