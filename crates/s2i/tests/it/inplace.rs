@@ -415,3 +415,52 @@ fn in_place_and_the_oci_engine_give_the_same_files_and_config() {
     assert_eq!(seen[0].1, seen[1].1, "the same config");
     t.assert_clean();
 }
+
+/// SIGTERM (a pipeline's timeout) while assemble runs: the build and its scripts stop, s2i exits
+/// non-zero, and nothing is pushed.
+#[test]
+fn sigterm_during_assemble_stops_the_build_and_pushes_nothing() {
+    let env = TestEnv::new("inplace-sigterm");
+    let registry = TestRegistry::start();
+    let pod = Pod::new(&env, &registry, "sti-fake", "inplace/sti-fake:v1");
+    let src = app(&env);
+    let out = registry.image("inplace/interrupted:v1");
+    let name = format!("s2i-test-inplace-{}", std::process::id());
+    let bin = format!("{}:/opt/s2i/s2i:ro", static_s2i().display());
+    let source = format!("{}:/workspace/source:ro", src.display());
+    let shared = format!("{}:/workspace/shared:ro", pod.shared.display());
+    let mut child = s2i_testkit::engine_command()
+        .args(["run", "--name", &name, "--network", "host", "--user", "1001:0", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"])
+        .args(["-v", &bin, "-v", &source, "-v", &shared, "-e", "DOCKER_CONFIG=/workspace/shared", &pod.local_builder])
+        .args(["/opt/s2i/s2i", "build", "/workspace/source", &pod.builder, &out, "--push", "-e", "ASSEMBLE_SLEEP=600", "--engine", "in-place"])
+        .args(["--ca-file", "/workspace/shared/ca.pem"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0, "s2i ended before assemble slept: {seen}");
+        seen.push_str(&line);
+        if line.contains("---> sleeping") {
+            break;
+        }
+    }
+    docker_output(&["kill", "-s", "TERM", &name]);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    let _ = s2i_testkit::engine_command().args(["rm", "-f", &name]).output();
+    assert_ne!(status.code(), Some(0), "{seen}{rest}");
+    assert!(rest.contains("interrupted"), "{seen}{rest}");
+    let listed = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", "--authfile"])
+        .arg(registry.docker_config_dir().join("config.json"))
+        .arg(format!("docker://{out}"))
+        .output()
+        .unwrap();
+    assert!(!listed.status.success(), "nothing pushed");
+    env.assert_clean();
+}
