@@ -227,6 +227,55 @@ pub enum Progress<'a> {
     Layer { id: &'a str, phase: LayerPhase, current: u64, total: Option<u64> },
     /// A line about the whole image (`Digest: sha256:…`, `Status: Downloaded newer image …`).
     Status(&'a str),
+    /// A long step of the engine's own, as it starts (`finished: false`) and ends, whatever the
+    /// outcome. Reported through a [`TaskReporter`]: no method's sink covers these steps.
+    Task { task: EngineTask, subject: &'a str, finished: bool },
+}
+
+/// A long step an engine takes without a daemon to report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineTask {
+    /// Unpacking an image's layers (`subject`: the image) for a container's root file system.
+    Unpack,
+    /// Making a layer from a container's changes (`subject`: the container) for a commit.
+    Snapshot,
+}
+
+/// Where an engine reports its [`Progress::Task`] steps. Handed to an engine when it is made;
+/// clones share the one receiver.
+#[derive(Clone)]
+pub struct TaskReporter(std::sync::Arc<dyn Fn(Progress<'_>) + Send + Sync>);
+
+impl TaskReporter {
+    pub fn new(f: impl Fn(Progress<'_>) + Send + Sync + 'static) -> TaskReporter {
+        TaskReporter(std::sync::Arc::new(f))
+    }
+
+    /// Reports `task` as started, and as finished when the returned guard is dropped (on every
+    /// path, an error or a cancellation included).
+    pub fn start(&self, task: EngineTask, subject: &str) -> TaskGuard {
+        (self.0)(Progress::Task { task, subject, finished: false });
+        TaskGuard { reporter: self.clone(), task, subject: subject.to_string() }
+    }
+}
+
+impl std::fmt::Debug for TaskReporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TaskReporter")
+    }
+}
+
+/// Reports its task as finished when dropped; see [`TaskReporter::start`].
+pub struct TaskGuard {
+    reporter: TaskReporter,
+    task: EngineTask,
+    subject: String,
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        (self.reporter.0)(Progress::Task { task: self.task, subject: &self.subject, finished: true });
+    }
 }
 
 /// Receives the progress of a pull or push as it happens.

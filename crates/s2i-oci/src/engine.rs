@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use s2i_engine::{
-    ArchiveFormat, ArchiveOutput, ByteStream, CommitSpec, ContainerInput, ContainerSpec, Engine, EngineError, EngineKind,
+    ArchiveFormat, ArchiveOutput, ByteStream, CommitSpec, ContainerInput, ContainerSpec, Engine, EngineError, EngineKind, EngineTask,
     EngineVersion, ImageBuildSpec, ImageInfo, OutputSink, OutputStream, Progress, ProgressSink, RegistryAuth, Result,
-    RunningOutput,
+    RunningOutput, TaskReporter,
 };
 use s2i_registry::client::{CaFile, ClientOptions, Limits as RegistryLimits};
 use s2i_registry::{error_chain, RegistryClient, Resolved};
@@ -64,6 +64,8 @@ pub struct OciEngineOptions {
     /// The creation time of committed images, which also caps the mtimes in their layers: the
     /// same input then gives the same image. `None`: `SOURCE_DATE_EPOCH` if set, else now.
     pub source_date_epoch: Option<std::time::SystemTime>,
+    /// Where unpacking an image for a container and the snapshot of a commit are reported.
+    pub tasks: Option<TaskReporter>,
 }
 
 impl OciEngineOptions {
@@ -81,6 +83,7 @@ impl OciEngineOptions {
             registry_limits: RegistryLimits::default(),
             registry_ca_files: Vec::new(),
             source_date_epoch: None,
+            tasks: None,
         }
     }
 }
@@ -780,10 +783,12 @@ impl Engine for OciEngine {
         let cancel = store.cancel.clone();
         let (state, cgroups, opts, spec2, id2) = (self.state.clone(), self.cgroups.clone(), self.opts.clone(), spec.clone(), id.clone());
         // A failed or cancelled creation removes its own container (see make_container).
+        let unpacking = self.opts.tasks.as_ref().map(|t| t.start(EngineTask::Unpack, &spec.image));
         let made = self
             .blocking(move || Self::make_container(&store, &state, &cgroups, &opts, drivers, &id2, &spec2, image, process, network_mode, binds, security))
             .await?
             .map_err(|e| run_err(&op, e))?;
+        drop(unpacking);
         *self.good_driver.lock().unwrap() = Some(made.driver);
         let c = Arc::new(made);
         if cancel.is_cancelled() {
@@ -889,6 +894,7 @@ impl Engine for OciEngine {
         };
         let tag = commit_tag(spec);
         let store = self.cancellable_store();
+        let _snapshot = self.opts.tasks.as_ref().map(|t| t.start(EngineTask::Snapshot, &c.id[..12]));
         let image = self.blocking(move || {
             let exclude = c.excluded_paths();
             let (upper, rootfs) = (c.dir.join("upper"), c.rootfs());

@@ -27,6 +27,7 @@ impl Events {
             let line = match p {
                 Progress::Layer { id, phase, current, .. } => format!("layer {id} {phase:?} {current}"),
                 Progress::Status(s) => format!("status {s}"),
+                Progress::Task { task, subject, finished } => format!("task {task:?} {subject} {finished}"),
             };
             events.lock().unwrap().push(line);
         }

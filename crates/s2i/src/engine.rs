@@ -49,6 +49,8 @@ pub async fn connect_with(global: &GlobalArgs, limits: &Limits, fixed_time: Opti
         EngineChoice::Oci => {
             let mut opts = oci_options(&global.engine, limits, &Env::process())?;
             opts.registry_ca_files = registry_ca_files(global)?;
+            let ui = crate::ui::ui().clone();
+            opts.tasks = Some(s2i_engine::TaskReporter::new(move |event| ui.engine_task(event)));
             // SOURCE_DATE_EPOCH, when set, is the user's word: the engine reads it.
             if Env::process().text("SOURCE_DATE_EPOCH").is_none() {
                 opts.source_date_epoch = fixed_time;
