@@ -5,6 +5,7 @@
 //! Podman), `s2i-oci` (daemonless: an OCI image store and runc), and the test kit's fake.
 
 mod error;
+pub mod input;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

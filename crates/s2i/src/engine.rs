@@ -113,8 +113,8 @@ pub fn check_flags(global: &GlobalArgs, cfg: &BuildConfig, outputs: &ImageOutput
 }
 
 /// The engine the flags chose, for a JSON report written before any engine answered.
-pub fn chosen(global: &GlobalArgs) -> EngineReport {
-    EngineReport::chosen(match global.engine.kind {
+pub fn report_before_connecting(global: &GlobalArgs) -> EngineReport {
+    EngineReport::kind_only(match global.engine.kind {
         EngineChoice::Docker => "docker",
         EngineChoice::Oci => "oci",
     })

@@ -102,6 +102,11 @@ impl Ui {
 
     /// Write bytes that end in a newline to stderr, keeping the live line below them.
     fn write_err(&self, state: &mut State, bytes: &[u8]) {
+        // A live line whose step just ended goes first: redrawn under these bytes, it would
+        // flash its last text once more.
+        if Self::live_text(state).is_none() {
+            self.clear_live(state);
+        }
         let write = || {
             let mut err = std::io::stderr().lock();
             let _ = err.write_all(bytes);
@@ -445,10 +450,7 @@ impl Drop for EventBuffer {
     }
 }
 
-pub fn short_id(id: &str) -> &str {
-    let id = id.strip_prefix("sha256:").unwrap_or(id);
-    &id[..id.len().min(12)]
-}
+pub use s2i_registry::digest::short_id;
 
 /// Bytes for people: `512 B`, `12.3 KB`, `45.6 MB`, `1.2 GB` (powers of 1000, as registries show them).
 pub fn bytes(n: u64) -> String {

@@ -63,12 +63,12 @@ fn imported_images_are_found_by_name_id_and_prefix() {
     assert_eq!(img.info().labels["from"], "test");
     assert_eq!(img.config.exposed_ports, ["8080/tcp"]);
     for r in ["busybox", "busybox:latest", "docker.io/library/busybox", "127.0.0.1:5000/team/app:v1", &img.id, &img.id[7..19]] {
-        assert_eq!(store.get(r).unwrap().map(|i| i.id), Some(img.id.clone()), "{r}");
+        assert_eq!(store.find_or_import(r).unwrap().map(|i| i.id), Some(img.id.clone()), "{r}");
     }
     let by_digest = format!("busybox@{}", img.manifest_digest);
-    assert_eq!(store.get(&by_digest).unwrap().unwrap().id, img.id);
-    assert!(store.get("busybox:other").unwrap().is_none());
-    assert!(store.get("sha256:0000").unwrap().is_none());
+    assert_eq!(store.find_or_import(&by_digest).unwrap().unwrap().id, img.id);
+    assert!(store.find_or_import("busybox:other").unwrap().is_none());
+    assert!(store.find_or_import("sha256:0000").unwrap().is_none());
     // The id is the config digest, as Docker's.
     let config = fs::read(store.root().join("blobs/sha256").join(&img.id[7..])).unwrap();
     assert_eq!(Digest::of(&config).to_string(), img.id);
@@ -82,15 +82,15 @@ fn tags_move_and_removal_sweeps_what_nothing_uses() {
     let other = vec![raw_tar(&[Raw::file("only-b", "b")])];
     let b = store.import_archive(&mut &docker_archive(&other, &["app:2"], "b")[..]).unwrap().remove(0);
     store.tag(&b, "app:1").unwrap();
-    assert_eq!(store.get("app:1").unwrap().unwrap().id, b.id, "the tag moved");
-    assert_eq!(store.get(&a.id).unwrap().unwrap().names, Vec::<String>::new(), "a is untagged but kept");
+    assert_eq!(store.find_or_import("app:1").unwrap().unwrap().id, b.id, "the tag moved");
+    assert_eq!(store.find_or_import(&a.id).unwrap().unwrap().names, Vec::<String>::new(), "a is untagged but kept");
     let blob_count = || fs::read_dir(store.root().join("blobs/sha256")).unwrap().count();
     let before = blob_count();
     store.remove(&a.id).unwrap();
-    assert!(store.get(&a.id).unwrap().is_none());
+    assert!(store.find_or_import(&a.id).unwrap().is_none());
     assert_eq!(blob_count(), before - 4, "a's manifest, config and two layers are gone");
     store.remove("app:1").unwrap();
-    assert_eq!(store.get("app:2").unwrap().unwrap().id, b.id, "removing one name keeps the image");
+    assert_eq!(store.find_or_import("app:2").unwrap().unwrap().id, b.id, "removing one name keeps the image");
     store.remove("app:2").unwrap();
     assert_eq!(blob_count(), 0);
     assert!(matches!(store.remove("app:2"), Err(ImageError::NotFound(_))));
@@ -187,7 +187,7 @@ fn concurrent_import_child() {
     let store = Store::open(Path::new(&store_dir)).unwrap();
     let archive = std::env::var("S2I_OCI_TEST_ARCHIVE").unwrap();
     for _ in 0..5 {
-        let img = store.get(&format!("docker-archive:{archive}")).unwrap().unwrap();
+        let img = store.find_or_import(&format!("docker-archive:{archive}")).unwrap().unwrap();
         if rustix::process::geteuid().is_root() {
             store.layer_dirs(&img).unwrap();
         }
@@ -249,7 +249,7 @@ fn skopeo_and_umoci_read_the_store() {
     let oci_archive = tmp.path().join("copy.tar");
     run(Command::new("skopeo").arg("copy").arg(format!("oci:{}:{name}", store_dir.display())).arg(format!("oci-archive:{}:other/app:2", oci_archive.display())));
     let fresh = Store::open(&tmp.path().join("fresh")).unwrap();
-    let copy = fresh.get(&format!("oci-archive:{}", oci_archive.display())).unwrap().unwrap();
+    let copy = fresh.find_or_import(&format!("oci-archive:{}", oci_archive.display())).unwrap().unwrap();
     assert_eq!(copy.id, img.id);
     assert_eq!(copy.names, ["docker.io/other/app:2"]);
     let mut flat = Vec::new();
