@@ -228,9 +228,18 @@ pub enum Progress<'a> {
     Layer { id: &'a str, phase: LayerPhase, current: u64, total: Option<u64> },
     /// A line about the whole image (`Digest: sha256:…`, `Status: Downloaded newer image …`).
     Status(&'a str),
-    /// A long step of the engine's own, as it starts (`finished: false`) and ends, whatever the
-    /// outcome. Reported through a [`TaskReporter`]: no method's sink covers these steps.
-    Task { task: EngineTask, subject: &'a str, finished: bool },
+    /// A long step of the engine's own, as it starts and as it ends. Reported through a
+    /// [`TaskReporter`]: no method's sink covers these steps.
+    Task { task: EngineTask, subject: &'a str, state: TaskState },
+}
+
+/// Where an [`EngineTask`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    Started,
+    Done,
+    /// Ended without its result: an error, or an interruption.
+    Failed,
 }
 
 /// A long step an engine takes without a daemon to report it.
@@ -252,11 +261,11 @@ impl TaskReporter {
         TaskReporter(std::sync::Arc::new(f))
     }
 
-    /// Reports `task` as started, and as finished when the returned guard is dropped (on every
-    /// path, an error or a cancellation included).
+    /// Reports `task` as started; the returned guard reports it done ([`TaskGuard::done`]) or,
+    /// dropped without that (an error, a cancellation), failed.
     pub fn start(&self, task: EngineTask, subject: &str) -> TaskGuard {
-        (self.0)(Progress::Task { task, subject, finished: false });
-        TaskGuard { reporter: self.clone(), task, subject: subject.to_string() }
+        (self.0)(Progress::Task { task, subject, state: TaskState::Started });
+        TaskGuard { reporter: self.clone(), task, subject: subject.to_string(), state: TaskState::Failed }
     }
 }
 
@@ -266,16 +275,24 @@ impl std::fmt::Debug for TaskReporter {
     }
 }
 
-/// Reports its task as finished when dropped; see [`TaskReporter::start`].
+/// Reports its task's end when dropped: failed, unless [`TaskGuard::done`] said otherwise.
 pub struct TaskGuard {
     reporter: TaskReporter,
     task: EngineTask,
     subject: String,
+    state: TaskState,
+}
+
+impl TaskGuard {
+    /// The task produced its result.
+    pub fn done(mut self) {
+        self.state = TaskState::Done;
+    }
 }
 
 impl Drop for TaskGuard {
     fn drop(&mut self) {
-        (self.reporter.0)(Progress::Task { task: self.task, subject: &self.subject, finished: true });
+        (self.reporter.0)(Progress::Task { task: self.task, subject: &self.subject, state: self.state });
     }
 }
 

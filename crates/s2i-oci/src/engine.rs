@@ -764,7 +764,9 @@ impl Engine for OciEngine {
             .run_job(move || Self::make_container(&store, &state, &cgroups, &opts, new))
             .await?
             .map_err(|e| runtime_error(&op, e))?;
-        drop(unpacking);
+        if let Some(g) = unpacking {
+            g.done();
+        }
         *self.good_driver.lock().unwrap() = Some(made.driver);
         let c = Arc::new(made);
         if cancel.is_cancelled() {
@@ -870,7 +872,7 @@ impl Engine for OciEngine {
         };
         let tag = commit_tag(spec);
         let store = self.cancellable_store();
-        let _snapshot = self.opts.tasks.as_ref().map(|t| t.start(EngineTask::Snapshot, short_id(&c.id)));
+        let snapshot = self.opts.tasks.as_ref().map(|t| t.start(EngineTask::Snapshot, short_id(&c.id)));
         let image = self.run_job(move || {
             let exclude = c.excluded_paths();
             let (upper, rootfs) = (c.dir.join("upper"), c.rootfs());
@@ -881,6 +883,9 @@ impl Engine for OciEngine {
             store.commit(&c.image, diff, &changes, tag.as_deref())
         })
         .await??;
+        if let Some(g) = snapshot {
+            g.done();
+        }
         Ok(image.id)
     }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use s2i_core::report::{Phase, Reporter, StreamProgress, Transfer};
 use s2i_core::BuildResult;
-use s2i_engine::{EngineTask, LayerPhase, OutputStream, Progress};
+use s2i_engine::{EngineTask, LayerPhase, OutputStream, Progress, TaskState};
 
 /// How often the live line's text is brought up to date (its spinner turns on its own).
 const TICK: Duration = Duration::from_millis(200);
@@ -234,18 +234,19 @@ impl Ui {
     /// A step of the engine's own ([`Progress::Task`], from the OCI engine): on the live line
     /// while it runs; a plain line when it ends, without a terminal.
     pub fn engine_task(self: &Arc<Self>, event: Progress<'_>) {
-        let Progress::Task { task, subject, finished } = event else { return };
+        let Progress::Task { task, subject, state: task_state } = event else { return };
         let what = match task {
             EngineTask::Unpack => format!("Unpacking {subject}"),
             EngineTask::Snapshot => format!("Taking the snapshot of container {subject}"),
         };
         let mut state = self.state.lock().unwrap();
-        if !finished {
+        if task_state == TaskState::Started {
             self.step_started(&mut state, what);
             return;
         }
         let Some(took) = Self::step_finished(&mut state, &what) else { return };
-        if !self.tty && !state.quiet {
+        // A failed step says nothing more: its error is told once, by the command.
+        if task_state == TaskState::Done && !self.tty && !state.quiet {
             let done = match task {
                 EngineTask::Unpack => format!("Unpacked {subject}"),
                 EngineTask::Snapshot => format!("Took the snapshot of container {subject}"),

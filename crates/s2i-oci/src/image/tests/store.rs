@@ -12,35 +12,8 @@ use crate::image::{Digest, ImageError, Store};
 /// A `docker save` archive in the legacy form (`<id>/layer.tar`, `<config>.json`,
 /// `manifest.json` last), of plain layers.
 pub fn docker_archive(layers: &[Vec<u8>], tags: &[&str], cmd: &str) -> Vec<u8> {
-    let diff_ids: Vec<String> = layers.iter().map(|l| Digest::of(l).to_string()).collect();
-    let config = serde_json::json!({
-        "architecture": "amd64", "os": "linux", "created": "2020-01-01T00:00:00Z",
-        "config": {"Env": ["PATH=/bin"], "Cmd": [cmd], "Labels": {"from": "test"}, "ExposedPorts": {"8080/tcp": {}}},
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-    });
-    let config = serde_json::to_vec(&config).unwrap();
-    let config_name = format!("{}.json", Digest::of(&config).hex());
-    let mut b = tar::Builder::new(Vec::new());
-    let add = |b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]| {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        h.set_cksum();
-        b.append_data(&mut h, path, data).unwrap();
-    };
-    let mut paths = Vec::new();
-    for (i, l) in layers.iter().enumerate() {
-        let p = format!("{:064x}/layer.tar", i + 1);
-        add(&mut b, &p, l);
-        paths.push(p);
-    }
-    add(&mut b, &config_name, &config);
-    let manifest = serde_json::json!([{ "Config": config_name, "RepoTags": tags, "Layers": paths }]);
-    add(&mut b, "manifest.json", &serde_json::to_vec(&manifest).unwrap());
-    b.into_inner().unwrap()
+    let config = serde_json::json!({"Env": ["PATH=/bin"], "Cmd": [cmd], "Labels": {"from": "test"}, "ExposedPorts": {"8080/tcp": {}}});
+    s2i_testkit::docker_archive(layers, tags, config)
 }
 
 fn simple_layers() -> Vec<Vec<u8>> {
