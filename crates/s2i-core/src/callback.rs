@@ -7,9 +7,6 @@ use tracing::debug;
 
 use crate::error::{BuildError, Result};
 
-/// How many times a request that fails in transport is tried.
-const ATTEMPTS: u32 = 3;
-
 /// The callback's body: `labels` is left out when there are none (a build that failed before
 /// committing). Newline-terminated, as the reference sends it.
 pub fn body(success: bool, labels: &BTreeMap<String, String>) -> String {
@@ -20,7 +17,8 @@ pub fn body(success: bool, labels: &BTreeMap<String, String>) -> String {
     format!("{doc}\n")
 }
 
-/// Send the callback. Transport failures are retried (up to 3 attempts, each with the full body);
+/// Send the callback. Transport failures are retried per `s2i_registry::retry` (up to 3 tries,
+/// after 1 s then 2 s, each with the full body);
 /// an answer with a status of 300 or more is a failure, not retried, and so is a redirect (it is
 /// never followed: the outcome of a build goes only where the user said).
 pub async fn send(url: &str, success: bool, labels: &BTreeMap<String, String>) -> Result<()> {
@@ -32,25 +30,22 @@ pub async fn send(url: &str, success: bool, labels: &BTreeMap<String, String>) -
         .build()
         .map_err(|e| failed(e.to_string()))?;
     let body = body(success, labels);
-    let mut last = String::new();
-    for attempt in 1..=ATTEMPTS {
-        let sent = client.post(url).header("Content-Type", "application/json").body(body.clone()).send().await;
-        match sent {
-            Ok(resp) if resp.status().as_u16() < 300 => {
-                debug!("callback to {} answered {}", crate::redact::url(url), resp.status());
-                return Ok(());
-            }
-            Ok(resp) => return Err(failed(format!("the server answered {}", resp.status()))),
-            Err(e) => {
-                last = e.to_string();
-                debug!("callback attempt {attempt} to {} failed: {}", crate::redact::url(url), crate::redact::text(&last));
-                if attempt < ATTEMPTS {
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                }
-            }
-        }
+    // A server that cannot be reached is tried again, per the one retry policy of s2i; one that
+    // answers, whatever it answers, is not.
+    let shown = crate::redact::url(url);
+    let what = format!("sending the callback to {shown}");
+    let answer = s2i_registry::retry::retrying(
+        &what,
+        |e: &reqwest::Error| Some(crate::redact::text(&e.to_string())),
+        || client.post(url).header("Content-Type", "application/json").body(body.clone()).send(),
+    )
+    .await
+    .map_err(|e| failed(format!("{} attempts failed, the last with: {e}", s2i_registry::retry::TRIES)))?;
+    if answer.status().as_u16() >= 300 {
+        return Err(failed(format!("the server answered {}", answer.status())));
     }
-    Err(failed(format!("{ATTEMPTS} attempts failed, the last with: {last}")))
+    debug!("callback to {shown} answered {}", answer.status());
+    Ok(())
 }
 
 #[cfg(test)]

@@ -35,11 +35,12 @@ pub struct Registries {
     client_limits: ClientLimits,
     /// CA files trusted for every registry s2i asks itself (`--ca-file`, `SSL_CERT_FILE`).
     ca_files: Vec<CaFile>,
-    found: Arc<tokio::sync::Mutex<Found>>,
+    cache: Arc<tokio::sync::Mutex<CredentialCache>>,
 }
 
+/// What the lookups found so far: the Docker config, loaded once, and each registry's credentials.
 #[derive(Default)]
-struct Found {
+struct CredentialCache {
     config: Option<DockerConfig>,
     /// By registry key (`docker.io`, `127.0.0.1:5000`).
     resolved: HashMap<String, Resolved>,
@@ -62,7 +63,7 @@ impl Registries {
             warn!("--dockercfg-path {} does not exist: images are pulled and pushed without credentials", path.display());
         }
         let lookup = LookupOptions { helper_timeout: limits.credential_helper_timeout, ..Default::default() };
-        Registries { config_path, lookup, client_limits: limits.registry, ca_files: Vec::new(), found: Arc::default() }
+        Registries { config_path, lookup, client_limits: limits.registry, ca_files: Vec::new(), cache: Arc::default() }
     }
 
     /// Trust `ca_files` too when asking registries (checked already: see [`CaFile::certificates`]).
@@ -81,21 +82,21 @@ impl Registries {
     pub async fn resolve(&self, image: &ImageRef) -> Result<Resolved, CredentialsError> {
         let registry = image.registry();
         let key = registry_key(registry);
-        let mut found = self.found.lock().await;
-        if let Some(resolved) = found.resolved.get(&key) {
+        let mut cache = self.cache.lock().await;
+        if let Some(resolved) = cache.resolved.get(&key) {
             return Ok(resolved.clone());
         }
         let resolved = match &self.config_path {
             Some(path) if !path.exists() => Resolved::anonymous(format!("--dockercfg-path {} does not exist", path.display())),
             _ => {
-                if found.config.is_none() {
+                if cache.config.is_none() {
                     let location = match &self.config_path {
                         Some(path) => ConfigLocation::Explicit(path.clone()),
                         None => ConfigLocation::Default,
                     };
-                    found.config = Some(DockerConfig::load(&location)?);
+                    cache.config = Some(DockerConfig::load(&location)?);
                 }
-                found.config.as_ref().expect("loaded above").resolve(registry, &self.lookup).await?
+                cache.config.as_ref().expect("loaded above").resolve(registry, &self.lookup).await?
             }
         };
         match &resolved.credentials {
@@ -103,7 +104,7 @@ impl Registries {
             Some(c) => debug!("Registry {registry}: the credentials of {:?} from {}", c.username, resolved.source),
             None => debug!("Registry {registry}: anonymous ({})", resolved.looked_in()),
         }
-        found.resolved.insert(key, resolved.clone());
+        cache.resolved.insert(key, resolved.clone());
         Ok(resolved)
     }
 

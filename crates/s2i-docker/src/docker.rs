@@ -16,7 +16,7 @@ use bollard::query_parameters::{
 };
 use bollard::{ClientVersion, Docker};
 use futures_util::{StreamExt, TryStreamExt};
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tracing::{debug, info, warn};
 
 use crate::connect::{parse_endpoint, ConnectOptions, Transport};
@@ -344,25 +344,6 @@ async fn wait_exit_code(docker: &Docker, id: &str) -> Result<i64> {
     }
 }
 
-/// Copy `input` into the container's stdin, then close it. Returns an error only when reading
-/// `input` failed; a container that stops reading early just ends the copy.
-async fn pump_stdin(mut input: ContainerInput, stdin: &mut (dyn AsyncWrite + Send + Unpin)) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 128 * 1024];
-    let result = loop {
-        let n = match input.read(&mut buf).await {
-            Ok(0) => break Ok(()),
-            Ok(n) => n,
-            Err(e) => break Err(e),
-        };
-        if let Err(e) = stdin.write_all(&buf[..n]).await {
-            debug!("container stopped reading its input: {e}");
-            break Ok(());
-        }
-    };
-    let _ = stdin.shutdown().await;
-    result
-}
-
 /// Registry credentials as the engine reads them from the `X-Registry-Auth` header.
 fn credentials(auth: &RegistryAuth) -> DockerCredentials {
     DockerCredentials {
@@ -415,15 +396,6 @@ fn pushed_digest(status: &str) -> Option<&str> {
     let rest = &status[status.find("digest: ")? + "digest: ".len()..];
     let digest = rest.split_whitespace().next()?;
     digest.starts_with("sha256:").then_some(digest)
-}
-
-/// `repo[:tag]` → (`repo`, `tag`), the tag being `latest` when there is none.
-fn split_tag(name: &str) -> (&str, &str) {
-    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
-    match name[last_slash..].rfind(':') {
-        Some(i) => (&name[..last_slash + i], &name[last_slash + i + 1..]),
-        None => (name, "latest"),
-    }
 }
 
 fn stream_error(e: bollard::errors::Error) -> String {
@@ -663,7 +635,7 @@ impl Engine for DockerEngine {
     }
 
     async fn push_image(&self, name: &str, auth: Option<&RegistryAuth>, progress: &mut dyn ProgressSink) -> Result<String> {
-        let (repo, tag) = split_tag(name);
+        let (repo, tag) = s2i_registry::image_ref::split_tag(name);
         let opts = PushImageOptions { tag: Some(tag.to_string()), ..Default::default() };
         let mut stream = self.docker.push_image(repo, Some(opts), auth.map(credentials));
         let mut digest = None;
@@ -804,7 +776,7 @@ impl Engine for DockerEngine {
 
         let pump = async {
             match input {
-                Some(input) => pump_stdin(input, &mut stdin).await,
+                Some(input) => s2i_engine::input::pump_stdin(input, &mut stdin).await,
                 None => Ok(()),
             }
         };
@@ -1107,8 +1079,6 @@ mod tests {
         let d = format!("sha256:{}", "a".repeat(64));
         assert_eq!(pushed_digest(&format!("v1: digest: {d} size: 527")), Some(d.as_str()));
         assert_eq!(pushed_digest("Pushing"), None);
-        assert_eq!(split_tag("127.0.0.1:5000/team/app:v1"), ("127.0.0.1:5000/team/app", "v1"));
-        assert_eq!(split_tag("127.0.0.1:5000/app"), ("127.0.0.1:5000/app", "latest"));
         assert_eq!(layer_phase("Layer already exists"), Some(LayerPhase::Exists));
         assert_eq!(layer_phase("Digest: sha256:x"), None);
     }

@@ -5,6 +5,7 @@
 //! Podman), `s2i-oci` (daemonless: an OCI image store and runc), and the test kit's fake.
 
 mod error;
+pub mod input;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -231,6 +232,72 @@ pub enum Progress<'a> {
     Layer { id: &'a str, phase: LayerPhase, current: u64, total: Option<u64> },
     /// A line about the whole image (`Digest: sha256:…`, `Status: Downloaded newer image …`).
     Status(&'a str),
+    /// A long step of the engine's own, as it starts and as it ends. Reported through a
+    /// [`TaskReporter`]: no method's sink covers these steps.
+    Task { task: EngineTask, subject: &'a str, state: TaskState },
+}
+
+/// Where an [`EngineTask`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    Started,
+    Done,
+    /// Ended without its result: an error, or an interruption.
+    Failed,
+}
+
+/// A long step an engine takes without a daemon to report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineTask {
+    /// Unpacking an image's layers (`subject`: the image) for a container's root file system.
+    Unpack,
+    /// Making a layer from a container's changes (`subject`: the container) for a commit.
+    Snapshot,
+}
+
+/// Where an engine reports its [`Progress::Task`] steps. Handed to an engine when it is made;
+/// clones share the one receiver.
+#[derive(Clone)]
+pub struct TaskReporter(std::sync::Arc<dyn Fn(Progress<'_>) + Send + Sync>);
+
+impl TaskReporter {
+    pub fn new(f: impl Fn(Progress<'_>) + Send + Sync + 'static) -> TaskReporter {
+        TaskReporter(std::sync::Arc::new(f))
+    }
+
+    /// Reports `task` as started; the returned guard reports it done ([`TaskGuard::done`]) or,
+    /// dropped without that (an error, a cancellation), failed.
+    pub fn start(&self, task: EngineTask, subject: &str) -> TaskGuard {
+        (self.0)(Progress::Task { task, subject, state: TaskState::Started });
+        TaskGuard { reporter: self.clone(), task, subject: subject.to_string(), state: TaskState::Failed }
+    }
+}
+
+impl std::fmt::Debug for TaskReporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TaskReporter")
+    }
+}
+
+/// Reports its task's end when dropped: failed, unless [`TaskGuard::done`] said otherwise.
+pub struct TaskGuard {
+    reporter: TaskReporter,
+    task: EngineTask,
+    subject: String,
+    state: TaskState,
+}
+
+impl TaskGuard {
+    /// The task produced its result.
+    pub fn done(mut self) {
+        self.state = TaskState::Done;
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        (self.reporter.0)(Progress::Task { task: self.task, subject: &self.subject, state: self.state });
+    }
 }
 
 /// Receives the progress of a pull or push as it happens.

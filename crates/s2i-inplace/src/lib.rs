@@ -226,7 +226,7 @@ impl InPlaceEngine {
 
     async fn image(&self, name: &str) -> Result<Image> {
         let (store, n) = (self.store.clone(), name.to_string());
-        blocking(move || store.get(&n)).await??.ok_or_else(|| EngineError::ImageNotFound(name.to_string()))
+        blocking(move || store.find_or_import(&n)).await??.ok_or_else(|| EngineError::ImageNotFound(name.to_string()))
     }
 
     fn get(&self, id: &str) -> Result<Arc<Process>> {
@@ -431,7 +431,7 @@ impl Engine for InPlaceEngine {
 
     async fn inspect_image(&self, name: &str) -> Result<Option<ImageInfo>> {
         let (store, n) = (self.store.clone(), name.to_string());
-        Ok(blocking(move || store.get(&n)).await??.map(|i| i.info()))
+        Ok(blocking(move || store.find_or_import(&n)).await??.map(|i| i.info()))
     }
 
     async fn pull_image(&self, name: &str, auth: Option<&RegistryAuth>, progress: &mut dyn ProgressSink) -> Result<()> {

@@ -12,11 +12,12 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use s2i_engine::{
-    ArchiveFormat, ArchiveOutput, ByteStream, CommitSpec, ContainerInput, ContainerSpec, Engine, EngineError, EngineKind,
+    ArchiveFormat, ArchiveOutput, ByteStream, CommitSpec, ContainerInput, ContainerSpec, Engine, EngineError, EngineKind, EngineTask,
     EngineVersion, ImageBuildSpec, ImageInfo, OutputSink, OutputStream, Progress, ProgressSink, RegistryAuth, Result,
-    RunningOutput,
+    RunningOutput, TaskReporter,
 };
 use s2i_registry::client::{CaFile, ClientOptions, Limits as RegistryLimits};
+use s2i_registry::digest::short_id;
 use s2i_registry::{error_chain, RegistryClient, Resolved};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Child;
@@ -64,6 +65,8 @@ pub struct OciEngineOptions {
     /// The creation time of committed images, which also caps the mtimes in their layers: the
     /// same input then gives the same image. `None`: `SOURCE_DATE_EPOCH` if set, else now.
     pub source_date_epoch: Option<std::time::SystemTime>,
+    /// Where unpacking an image for a container and the snapshot of a commit are reported.
+    pub tasks: Option<TaskReporter>,
 }
 
 impl OciEngineOptions {
@@ -81,6 +84,7 @@ impl OciEngineOptions {
             registry_limits: RegistryLimits::default(),
             registry_ca_files: Vec::new(),
             source_date_epoch: None,
+            tasks: None,
         }
     }
 }
@@ -190,19 +194,19 @@ pub struct OciEngine {
     registry: Mutex<Option<Arc<RegistryClient>>>,
 }
 
-fn api(op: impl Into<String>, e: impl std::fmt::Display) -> EngineError {
+fn api_error(op: impl Into<String>, e: impl std::fmt::Display) -> EngineError {
     EngineError::Api { op: op.into(), message: e.to_string(), status: None }
 }
 
-fn run_err(op: &str, e: RunError) -> EngineError {
+fn runtime_error(op: &str, e: RunError) -> EngineError {
     match e {
         RunError::NoSuchContainer(_) => EngineError::Api { op: op.into(), message: error_chain(&e), status: Some(404) },
         other => EngineError::Api { op: op.into(), message: error_chain(&other), status: None },
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> std::result::Result<T, EngineError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| api("the oci engine", e))
+async fn on_blocking_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> std::result::Result<T, EngineError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| api_error("the oci engine", e))
 }
 
 /// How long remove_leftovers waits for cancelled blocking work to stop (each piece checks between
@@ -244,24 +248,35 @@ fn which(prog: &Path) -> PathBuf {
     if prog.components().count() > 1 {
         return prog.to_path_buf();
     }
-    std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(prog)).find(|c| c.is_file()))
-        .unwrap_or_else(|| prog.to_path_buf())
+    which::which(prog).unwrap_or_else(|_| prog.to_path_buf())
+}
+
+/// What create_container decided before any disk work, handed to the blocking thread that
+/// makes the container.
+struct NewContainer {
+    drivers: Vec<RootfsDriver>,
+    id: String,
+    spec: ContainerSpec,
+    image: Image,
+    process: ProcessPlan,
+    network_mode: NetworkMode,
+    binds: Vec<Bind>,
+    security: Security,
 }
 
 impl OciEngine {
     /// Open the store, check the runtime, and remove what crashed s2i processes left behind.
     pub async fn open(opts: OciEngineOptions) -> Result<OciEngine> {
         if !rustix::process::geteuid().is_root() {
-            return Err(run_err("starting the oci engine", RunError::NotRoot));
+            return Err(runtime_error("starting the oci engine", RunError::NotRoot));
         }
         let (root, limits) = (opts.store_root.clone(), opts.store_limits);
-        let mut store = blocking(move || Store::open(&root)).await??;
+        let mut store = on_blocking_thread(move || Store::open(&root)).await??;
         store.set_limits(limits);
-        let state = StateDir::new(store.root().join("s2i/run")).map_err(|e| run_err("starting the oci engine", e))?;
+        let state = StateDir::new(store.root().join("s2i/run")).map_err(|e| runtime_error("starting the oci engine", e))?;
         let runtime = Runtime::new(which(&opts.runtime), state.runtime_root());
-        let runtime_version = runtime.version().await.map_err(|e| run_err("starting the oci engine", e))?;
-        let cgroups = Cgroups::detect().map_err(|e| run_err("starting the oci engine", e))?;
+        let runtime_version = runtime.version().await.map_err(|e| runtime_error("starting the oci engine", e))?;
+        let cgroups = Cgroups::detect().map_err(|e| runtime_error("starting the oci engine", e))?;
         container::sweep(&state, &runtime).await;
         debug!("oci engine: store {}, {runtime_version}", store.root().display());
         Ok(OciEngine {
@@ -312,7 +327,7 @@ impl OciEngine {
     }
 
     fn get(&self, id_or_name: &str) -> Result<Arc<Container>> {
-        self.find(id_or_name).ok_or_else(|| run_err("finding the container", RunError::NoSuchContainer(id_or_name.to_string())))
+        self.find(id_or_name).ok_or_else(|| runtime_error("finding the container", RunError::NoSuchContainer(id_or_name.to_string())))
     }
 
     /// What remove_leftovers will cancel: blocking work started now.
@@ -326,9 +341,9 @@ impl OciEngine {
     }
 
     /// Runs `f` on a blocking thread, counted as a job that remove_leftovers waits out.
-    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    async fn run_job<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
         let job = Job::start(&self.jobs);
-        blocking(move || {
+        on_blocking_thread(move || {
             let _job = job;
             f()
         })
@@ -338,31 +353,19 @@ impl OciEngine {
     async fn image(&self, name: &str) -> Result<Image> {
         let store = self.cancellable_store();
         let n = name.to_string();
-        self.blocking(move || store.get(&n)).await??.ok_or_else(|| EngineError::ImageNotFound(name.to_string()))
+        self.run_job(move || store.find_or_import(&n)).await??.ok_or_else(|| EngineError::ImageNotFound(name.to_string()))
     }
 
     /// Everything of create_container that touches the disk; runs on a blocking thread. A
     /// container that cannot be made, or whose making is cancelled (`store`'s cancel), is
     /// removed here, whatever became of the caller.
-    #[allow(clippy::too_many_arguments)]
-    fn make_container(
-        store: &Store,
-        state: &StateDir,
-        cgroups: &Cgroups,
-        opts: &OciEngineOptions,
-        drivers: Vec<RootfsDriver>,
-        id: &str,
-        spec: &ContainerSpec,
-        image: Image,
-        process: ProcessPlan,
-        network_mode: NetworkMode,
-        binds: Vec<Bind>,
-        security: Security,
-    ) -> std::result::Result<Container, RunError> {
+    fn make_container(store: &Store, state: &StateDir, cgroups: &Cgroups, opts: &OciEngineOptions, new: NewContainer) -> std::result::Result<Container, RunError> {
+        let id = new.id.clone();
+        let id = id.as_str();
         let (lock, dir) = state.claim(id)?;
         // The claim stays held (a duplicate of the locked descriptor) while a failure is removed.
         let held = lock.try_clone().map_err(|e| RunError::io(format!("locking container {id}"), e))?;
-        let made = Self::fill_container(store, cgroups, opts, drivers, id, spec, image, process, network_mode, binds, security, lock, dir);
+        let made = Self::fill_container(store, cgroups, opts, new, lock, dir);
         let failure = match made {
             Ok(c) if !store.cancel.is_cancelled() => return Ok(c),
             Ok(c) => {
@@ -378,22 +381,16 @@ impl OciEngine {
         Err(failure)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn fill_container(
         store: &Store,
         cgroups: &Cgroups,
         opts: &OciEngineOptions,
-        drivers: Vec<RootfsDriver>,
-        id: &str,
-        spec: &ContainerSpec,
-        image: Image,
-        process: ProcessPlan,
-        network_mode: NetworkMode,
-        binds: Vec<Bind>,
-        security: Security,
+        new: NewContainer,
         lock: std::fs::File,
         dir: PathBuf,
     ) -> std::result::Result<Container, RunError> {
+        let NewContainer { drivers, id: id_owned, spec: spec_owned, image, process, network_mode, binds, security } = new;
+        let (id, spec) = (id_owned.as_str(), &spec_owned);
         let mut info = ContainerInfo { id: id.to_string(), name: spec.name.clone(), ..Default::default() };
         container::write_info(&dir, &info)?;
         let lease = store.lease().map_err(|e| RunError::io("holding the image store", std::io::Error::other(e.to_string())))?;
@@ -476,7 +473,7 @@ impl OciEngine {
         };
         let hostname = match network_mode {
             NetworkMode::Host => rustix::system::uname().nodename().to_string_lossy().into_owned(),
-            NetworkMode::None => id[..12].to_string(),
+            NetworkMode::None => short_id(id).to_string(),
         };
         let host_hosts = std::fs::read_to_string("/etc/hosts").ok();
         let hosts = bundle::hosts_file(network_mode, host_hosts.as_deref(), &spec.extra_hosts)?;
@@ -545,30 +542,30 @@ impl OciEngine {
         let c = self.get(id)?;
         let state = c.state();
         if state != State::Created {
-            return Err(run_err(
+            return Err(runtime_error(
                 "starting the container",
                 RunError::BadState { id: c.id.clone(), state: state.name(), what: "only a created container can be started".into() },
             ));
         }
-        self.write_config(&c).map_err(|e| run_err("starting the container", e))?;
-        let child = self.runtime.spawn_run(&c.id, &c.dir, with_stdin).map_err(|e| run_err("starting the container", e))?;
+        self.write_config(&c).map_err(|e| runtime_error("starting the container", e))?;
+        let child = self.runtime.spawn_run(&c.id, &c.dir, with_stdin).map_err(|e| runtime_error("starting the container", e))?;
         c.set_state(State::Running);
         Ok((c, child))
     }
 
     /// After the runtime exited: the process's exit code, or why it did not run or was killed.
-    fn finish(&self, c: &Container, status: std::io::Result<ExitStatus>) -> Result<i64> {
-        finish(&self.runtime, self.opts.pids_limit, c, status)
+    fn exit_code(&self, c: &Container, status: std::io::Result<ExitStatus>) -> Result<i64> {
+        exit_code_of(&self.runtime, self.opts.pids_limit, c, status)
     }
 }
 
-/// [`OciEngine::finish`] for a future that outlives the engine's borrow.
-fn finish(runtime: &Runtime, pids_limit: Option<u64>, c: &Container, status: std::io::Result<ExitStatus>) -> Result<i64> {
+/// [`OciEngine::exit_code`] for a future that outlives the engine's borrow.
+fn exit_code_of(runtime: &Runtime, pids_limit: Option<u64>, c: &Container, status: std::io::Result<ExitStatus>) -> Result<i64> {
     c.set_state(State::Stopped);
-    let status = status.map_err(|e| api("waiting for the container", e))?;
+    let status = status.map_err(|e| api_error("waiting for the container", e))?;
     if let Some(err) = runtime.run_error(&c.dir) {
         // Core recognises a missing /bin/sh by this op's message, as with Docker's start.
-        return Err(run_err("starting the container", err));
+        return Err(runtime_error("starting the container", err));
     }
     let code = match status.code() {
         Some(code) => code as i64,
@@ -576,7 +573,7 @@ fn finish(runtime: &Runtime, pids_limit: Option<u64>, c: &Container, status: std
     };
     if code == 137 && c.cgroup.oom_killed() {
         let limit_mib = c.cgroup.memory_limit.unwrap_or(0) >> 20;
-        return Err(run_err("running the container", RunError::OutOfMemory { limit_mib }));
+        return Err(runtime_error("running the container", RunError::OutOfMemory { limit_mib }));
     }
     if code != 0 {
         let hits = c.cgroup.pids_limit_hits();
@@ -591,27 +588,8 @@ fn etc_files(dir: &Path) -> EtcFiles {
     EtcFiles { hosts: dir.join("hosts"), resolv_conf: dir.join("resolv.conf"), hostname: dir.join("hostname") }
 }
 
-/// Copy `input` into the container's stdin, then close it. An error only when reading `input`
-/// failed; a container that stops reading just ends the copy.
-async fn pump_stdin(mut input: ContainerInput, mut stdin: tokio::process::ChildStdin) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 128 * 1024];
-    loop {
-        let n = match input.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) => return Err(e),
-        };
-        if let Err(e) = stdin.write_all(&buf[..n]).await {
-            debug!("the container stopped reading its input: {e}");
-            break;
-        }
-    }
-    let _ = stdin.shutdown().await;
-    Ok(())
-}
-
 /// Relay both output pipes to `sink` as they produce, until both end.
-async fn relay(
+async fn forward_output(
     mut stdout: Option<impl AsyncRead + Unpin>,
     mut stderr: Option<impl AsyncRead + Unpin>,
     sink: &mut dyn OutputSink,
@@ -673,7 +651,7 @@ impl Engine for OciEngine {
     async fn inspect_image(&self, name: &str) -> Result<Option<ImageInfo>> {
         let store = self.cancellable_store();
         let n = name.to_string();
-        Ok(self.blocking(move || store.get(&n)).await??.map(|i| i.info()))
+        Ok(self.run_job(move || store.find_or_import(&n)).await??.map(|i| i.info()))
     }
 
     async fn pull_image(&self, name: &str, auth: Option<&RegistryAuth>, progress: &mut dyn ProgressSink) -> Result<()> {
@@ -689,7 +667,7 @@ impl Engine for OciEngine {
 
     async fn push_image(&self, name: &str, auth: Option<&RegistryAuth>, progress: &mut dyn ProgressSink) -> Result<String> {
         if is_transport(name) {
-            return Err(api(format!("pushing {name}"), "name the image to push by its registry and tag; an archive is written with save_image"));
+            return Err(api_error(format!("pushing {name}"), "name the image to push by its registry and tag; an archive is written with save_image"));
         }
         let image = self.image(name).await?;
         let client = self.registry()?;
@@ -703,7 +681,7 @@ impl Engine for OciEngine {
         // future is dropped (an interruption) while `out` stalls (a daemon that stopped reading),
         // the export's next send fails at once instead of waiting on `out` for ever.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
-        let export = self.blocking(move || store.export(&image, format, &mut ChannelWriter { tx }));
+        let export = self.run_job(move || store.export(&image, format, &mut ChannelWriter { tx }));
         let mut out = out;
         let copy = async move {
             while let Some(chunk) = rx.recv().await {
@@ -721,7 +699,7 @@ impl Engine for OciEngine {
     async fn load_image(&self, archive: ContainerInput) -> Result<Vec<String>> {
         let store = self.cancellable_store();
         let mut reader = tokio_util::io::SyncIoBridge::new(archive);
-        let images = self.blocking(move || store.import_archive(&mut reader)).await??;
+        let images = self.run_job(move || store.import_archive(&mut reader)).await??;
         Ok(images
             .into_iter()
             .flat_map(|i| if i.names.is_empty() { vec![i.id.clone()] } else { i.names.clone() })
@@ -731,16 +709,16 @@ impl Engine for OciEngine {
     async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
         let op = format!("creating a container from {:?}", spec.image);
         // Everything a user could have mistyped, before anything is made.
-        let network_mode = NetworkMode::parse(spec.network_mode.as_deref()).map_err(|e| run_err(&op, e))?;
-        let binds = spec.binds.iter().map(|b| Bind::parse(b)).collect::<std::result::Result<Vec<_>, _>>().map_err(|e| run_err(&op, e))?;
-        bundle::capabilities(&spec.cap_drop).map_err(|e| run_err(&op, e))?;
-        let security = Security::from_options(&spec.security).map_err(|e| run_err(&op, e))?;
+        let network_mode = NetworkMode::parse(spec.network_mode.as_deref()).map_err(|e| runtime_error(&op, e))?;
+        let binds = spec.binds.iter().map(|b| Bind::parse(b)).collect::<std::result::Result<Vec<_>, _>>().map_err(|e| runtime_error(&op, e))?;
+        bundle::capabilities(&spec.cap_drop).map_err(|e| runtime_error(&op, e))?;
+        let security = Security::from_options(&spec.security).map_err(|e| runtime_error(&op, e))?;
         for h in &spec.extra_hosts {
-            bundle::host_line(h).map_err(|e| run_err(&op, e))?;
+            bundle::host_line(h).map_err(|e| runtime_error(&op, e))?;
         }
         if let Some(name) = &spec.name {
             if self.find(name).is_some() {
-                return Err(api(&op, format!("the container name {name:?} is already in use")));
+                return Err(api_error(&op, format!("the container name {name:?} is already in use")));
             }
         }
         let image = self.image(&spec.image).await?;
@@ -755,7 +733,7 @@ impl Engine for OciEngine {
         };
         let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
         if args.is_empty() {
-            return Err(run_err(&op, RunError::NoCommand { image: spec.image.clone() }));
+            return Err(runtime_error(&op, RunError::NoCommand { image: spec.image.clone() }));
         }
         let mut env: Vec<String> = config.env.clone();
         for kv in &spec.env {
@@ -769,7 +747,7 @@ impl Engine for OciEngine {
         let cwd = spec.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| config.working_dir.clone());
         let cwd = if cwd.is_empty() { "/".to_string() } else { cwd };
         if !cwd.starts_with('/') {
-            return Err(api(&op, format!("the working directory {cwd:?} is not an absolute path")));
+            return Err(api_error(&op, format!("the working directory {cwd:?} is not an absolute path")));
         }
         let user = spec.user.clone().filter(|u| !u.is_empty()).unwrap_or_else(|| config.user.clone());
         let process = ProcessPlan { args, env, cwd, user };
@@ -778,21 +756,26 @@ impl Engine for OciEngine {
         let drivers = container::drivers_to_try(self.opts.rootfs_driver, *self.good_driver.lock().unwrap());
         let store = self.cancellable_store();
         let cancel = store.cancel.clone();
-        let (state, cgroups, opts, spec2, id2) = (self.state.clone(), self.cgroups.clone(), self.opts.clone(), spec.clone(), id.clone());
+        let (state, cgroups, opts) = (self.state.clone(), self.cgroups.clone(), self.opts.clone());
+        let new = NewContainer { drivers, id: id.clone(), spec: spec.clone(), image, process, network_mode, binds, security };
         // A failed or cancelled creation removes its own container (see make_container).
+        let unpacking = self.opts.tasks.as_ref().map(|t| t.start(EngineTask::Unpack, &spec.image));
         let made = self
-            .blocking(move || Self::make_container(&store, &state, &cgroups, &opts, drivers, &id2, &spec2, image, process, network_mode, binds, security))
+            .run_job(move || Self::make_container(&store, &state, &cgroups, &opts, new))
             .await?
-            .map_err(|e| run_err(&op, e))?;
+            .map_err(|e| runtime_error(&op, e))?;
+        if let Some(g) = unpacking {
+            g.done();
+        }
         *self.good_driver.lock().unwrap() = Some(made.driver);
         let c = Arc::new(made);
         if cancel.is_cancelled() {
             // remove_leftovers ran while this was being made: nothing may outlive it.
             let lock = c.lock.lock().unwrap().take();
             let _ = container::teardown(&self.state, &self.runtime, &id, lock).await;
-            return Err(api(&op, "the engine removed its containers (an interruption) while this one was being made"));
+            return Err(api_error(&op, "the engine removed its containers (an interruption) while this one was being made"));
         }
-        info!("created container {} from {} ({} rootfs)", &id[..12], spec.image, c.driver);
+        info!("created container {} from {} ({} rootfs)", short_id(&id), spec.image, c.driver);
         self.containers.lock().unwrap().insert(id.clone(), c);
         if let Some(name) = &spec.name {
             self.names.lock().unwrap().insert(name.clone(), id.clone());
@@ -806,11 +789,11 @@ impl Engine for OciEngine {
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
         let pump = async {
             match (input, stdin) {
-                (Some(input), Some(stdin)) => pump_stdin(input, stdin).await,
+                (Some(input), Some(mut stdin)) => s2i_engine::input::pump_stdin(input, &mut stdin).await,
                 _ => Ok(()),
             }
         };
-        let relayed = relay(stdout, stderr, output);
+        let relayed = forward_output(stdout, stderr, output);
         let (pumped, relayed) = tokio::join!(
             async {
                 let r = pump.await;
@@ -823,24 +806,24 @@ impl Engine for OciEngine {
             relayed
         );
         let status = child.wait().await;
-        let code = self.finish(&c, status)?;
+        let code = self.exit_code(&c, status)?;
         pumped.map_err(EngineError::Input)?;
-        relayed.map_err(|e| api("reading the container's output", e))?;
+        relayed.map_err(|e| api_error("reading the container's output", e))?;
         Ok(code)
     }
 
     async fn run_with_stdout(&self, id: &str, mut stderr: Box<dyn OutputSink>) -> Result<RunningOutput> {
         let (c, mut child) = self.start(id, false).await?;
-        let stdout = child.stdout.take().ok_or_else(|| api("starting the container", "no stdout pipe"))?;
+        let stdout = child.stdout.take().ok_or_else(|| api_error("starting the container", "no stdout pipe"))?;
         let err_pipe = child.stderr.take();
         let engine_runtime = self.runtime.clone();
         let pids_limit = self.opts.pids_limit;
         let exit = async move {
-            let relayed = relay(None::<tokio::process::ChildStdout>, err_pipe, &mut *stderr).await;
+            let relayed = forward_output(None::<tokio::process::ChildStdout>, err_pipe, &mut *stderr).await;
             drop(stderr);
             let status = child.wait().await;
-            let code = finish(&engine_runtime, pids_limit, &c, status)?;
-            relayed.map_err(|e| api("reading the container's output", e))?;
+            let code = exit_code_of(&engine_runtime, pids_limit, &c, status)?;
+            relayed.map_err(|e| api_error("reading the container's output", e))?;
             Ok(code)
         };
         Ok(RunningOutput { stdout: Box::new(stdout), exit: Box::pin(exit) })
@@ -852,14 +835,14 @@ impl Engine for OciEngine {
         let reader = tokio_util::io::SyncIoBridge::new(tar);
         let path = path.to_string();
         let cancel = self.cancel();
-        self.blocking(move || -> Result<()> {
-            let root = c.root().map_err(|e| run_err(&op, e))?;
+        self.run_job(move || -> Result<()> {
+            let root = c.root().map_err(|e| runtime_error(&op, e))?;
             if root.open_in(Path::new(&path), rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY, rustix::fs::Mode::empty()).is_err() {
                 return Err(EngineError::Api { op, message: format!("Could not find the file {path} in container {}", c.id), status: Some(404) });
             }
             let name = format!("the archive copied to {path}");
             let opts = image::Unpack { name: &name, whiteouts: image::Whiteouts::Plain, under: &path, lowers: &[], cancel: &cancel };
-            image::unpack(&c.rootfs(), reader, &opts).map_err(|e| api(&op, error_chain(&e)))?;
+            image::unpack(&c.rootfs(), reader, &opts).map_err(|e| api_error(&op, error_chain(&e)))?;
             Ok(())
         })
         .await?
@@ -868,7 +851,7 @@ impl Engine for OciEngine {
     async fn commit_container(&self, id: &str, spec: &CommitSpec) -> Result<String> {
         let c = self.get(id)?;
         if c.state() == State::Running {
-            return Err(run_err(
+            return Err(runtime_error(
                 "committing the container",
                 RunError::BadState { id: c.id.clone(), state: "running", what: "stop it before committing".into() },
             ));
@@ -889,7 +872,8 @@ impl Engine for OciEngine {
         };
         let tag = commit_tag(spec);
         let store = self.cancellable_store();
-        let image = self.blocking(move || {
+        let snapshot = self.opts.tasks.as_ref().map(|t| t.start(EngineTask::Snapshot, short_id(&c.id)));
+        let image = self.run_job(move || {
             let exclude = c.excluded_paths();
             let (upper, rootfs) = (c.dir.join("upper"), c.rootfs());
             let diff = match c.driver {
@@ -899,6 +883,9 @@ impl Engine for OciEngine {
             store.commit(&c.image, diff, &changes, tag.as_deref())
         })
         .await??;
+        if let Some(g) = snapshot {
+            g.done();
+        }
         Ok(image.id)
     }
 
@@ -908,22 +895,22 @@ impl Engine for OciEngine {
         let result = container::teardown(&self.state, &self.runtime, &c.id, lock).await;
         self.containers.lock().unwrap().remove(&c.id);
         self.names.lock().unwrap().retain(|_, v| *v != c.id);
-        result.map_err(|e| run_err(&format!("removing container {}", c.id), e))
+        result.map_err(|e| runtime_error(&format!("removing container {}", c.id), e))
     }
 
     async fn remove_image(&self, name: &str) -> Result<()> {
         let store = self.cancellable_store();
         let n = name.to_string();
-        self.blocking(move || store.remove(&n)).await??;
+        self.run_job(move || store.remove(&n)).await??;
         Ok(())
     }
 
     async fn download_archive(&self, id: &str, path: &str) -> Result<Option<ByteStream>> {
         let c = self.get(id)?;
         let op = format!("copying {path} out of the container");
-        let root = c.root().map_err(|e| run_err(&op, e))?;
+        let root = c.root().map_err(|e| runtime_error(&op, e))?;
         let p = PathBuf::from(path);
-        if !archive::exists(&root, &p).map_err(|e| run_err(&op, e))? {
+        if !archive::exists(&root, &p).map_err(|e| runtime_error(&op, e))? {
             return Ok(None);
         }
         // A bounded channel: the walk waits while nobody reads.

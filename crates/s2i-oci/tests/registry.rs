@@ -27,6 +27,7 @@ impl Events {
             let line = match p {
                 Progress::Layer { id, phase, current, .. } => format!("layer {id} {phase:?} {current}"),
                 Progress::Status(s) => format!("status {s}"),
+                Progress::Task { task, subject, state } => format!("task {task:?} {subject} {state:?}"),
             };
             events.lock().unwrap().push(line);
         }

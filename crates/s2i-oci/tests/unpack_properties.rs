@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use s2i_oci::cancel::Cancel;
-use s2i_oci::image::{unpack, Digest, Store, Unpack, Whiteouts};
+use s2i_oci::image::{unpack, Store, Unpack, Whiteouts};
 use s2i_oci::run::rootfs::{mount_overlay, OverlayDirs};
 
 // ---------------------------------------------------------------------------------------------
@@ -1104,32 +1104,7 @@ fn check_case(layers: &[Vec<Entry>], through_store: bool) -> Result<(), TestCase
 // Through the store: an imported archive, its layer dirs and its flattened root.
 
 fn docker_archive(blobs: &[Vec<u8>]) -> Vec<u8> {
-    let diff_ids: Vec<String> = blobs.iter().map(|b| Digest::of(b).to_string()).collect();
-    let config = serde_json::json!({
-        "architecture": "amd64", "os": "linux",
-        "config": {"Cmd": ["/bin/sh"]},
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-    });
-    let config = serde_json::to_vec(&config).unwrap();
-    let config_name = format!("{}.json", Digest::of(&config).hex());
-    let mut b = tar::Builder::new(Vec::new());
-    let add = |b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]| {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, path, data).unwrap();
-    };
-    let mut paths = Vec::new();
-    for (i, l) in blobs.iter().enumerate() {
-        let p = format!("{:064x}/layer.tar", i + 1);
-        add(&mut b, &p, l);
-        paths.push(p);
-    }
-    add(&mut b, &config_name, &config);
-    let manifest = serde_json::json!([{ "Config": config_name, "RepoTags": ["generated:1"], "Layers": paths }]);
-    add(&mut b, "manifest.json", &serde_json::to_vec(&manifest).unwrap());
-    b.into_inner().unwrap()
+    s2i_testkit::docker_archive(blobs, &["generated:1"], serde_json::json!({"Cmd": ["/bin/sh"]}))
 }
 
 /// The layers through `Store::layer_dirs` of an imported archive; the dirs moved to

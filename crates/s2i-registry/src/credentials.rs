@@ -431,12 +431,10 @@ fn valid_helper_name(name: &str) -> bool {
 
 /// `docker-credential-NAME` on the search path, as an absolute path.
 fn find_helper(program: &str, search_path: Option<&OsString>) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
     let path = search_path.cloned().or_else(|| std::env::var_os("PATH"))?;
-    std::env::split_paths(&path)
-        .filter(|dir| dir.is_absolute())
-        .map(|dir| dir.join(program))
-        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+    // Absolute directories only: a relative one would make the helper depend on the working directory.
+    let dirs = std::env::join_paths(std::env::split_paths(&path).filter(|dir| dir.is_absolute())).ok()?;
+    which::which_in(program, Some(dirs), "/").ok()
 }
 
 /// What helpers print on stdout.

@@ -216,9 +216,26 @@ pub fn parse_output_tag(tag: &str) -> Result<ImageRef, String> {
     Ok(r)
 }
 
+/// `repo[:tag]` → (`repo`, `tag`), the tag being `latest` when there is none: what the Docker
+/// API's push and tag calls take. A port in the registry's host (`127.0.0.1:5000/app`) is not a tag.
+pub fn split_tag(name: &str) -> (&str, &str) {
+    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
+    match name[last_slash..].rfind(':') {
+        Some(i) => (&name[..last_slash + i], &name[last_slash + i + 1..]),
+        None => (name, "latest"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_tag_leaves_a_registry_port_alone() {
+        assert_eq!(split_tag("127.0.0.1:5000/team/app:v1"), ("127.0.0.1:5000/team/app", "v1"));
+        assert_eq!(split_tag("127.0.0.1:5000/app"), ("127.0.0.1:5000/app", "latest"));
+        assert_eq!(split_tag("busybox:1.36"), ("busybox", "1.36"));
+    }
 
     #[test]
     fn normalizes_like_docker() {

@@ -30,6 +30,7 @@
 mod copy;
 mod error;
 pub mod guard;
+pub mod header;
 mod reader;
 
 pub use copy::{copy_guarded, SkipCounts, Stats};

@@ -244,7 +244,7 @@ pub struct FakeEngine {
     in_place: Option<(String, u32, u32)>,
 }
 
-fn api(op: &str, message: impl Into<String>, status: Option<u16>) -> EngineError {
+fn api_error(op: &str, message: impl Into<String>, status: Option<u16>) -> EngineError {
     EngineError::Api { op: op.into(), message: message.into(), status }
 }
 
@@ -339,7 +339,7 @@ impl FakeEngine {
 
     async fn apply(&self, call: Call, op: &str) -> s2i_engine::Result<Option<Fault>> {
         match self.call(call) {
-            Some(Fault::Fail) => Err(api(op, "injected failure", Some(500))),
+            Some(Fault::Fail) => Err(api_error(op, "injected failure", Some(500))),
             Some(Fault::Hang) => {
                 self.hung.notify_one();
                 std::future::pending().await
@@ -358,7 +358,7 @@ impl FakeEngine {
     /// Run a container's command in memory.
     fn execute(&self, id: &str, stdin: Vec<u8>) -> s2i_engine::Result<(i64, Vec<u8>, Vec<u8>)> {
         let mut state = self.state.lock().unwrap();
-        let container = state.containers.get(id).ok_or_else(|| api("starting the container", "no such container", Some(404)))?;
+        let container = state.containers.get(id).ok_or_else(|| api_error("starting the container", "no such container", Some(404)))?;
         let image = state.images.get(&container.image_id).cloned().expect("a container's image exists");
         let spec = container.spec.clone();
         let mut fs = container.fs.clone();
@@ -374,13 +374,13 @@ impl FakeEngine {
         let mut stdin = Cursor::new(stdin);
         let code = if cmd.first().map(String::as_str) == Some("/bin/sh") && cmd.get(1).map(String::as_str) == Some("-c") {
             if !fs.contains_key("/bin/sh") {
-                return Err(api("starting the container", "exec: \"/bin/sh\": stat /bin/sh: no such file or directory", Some(400)));
+                return Err(api_error("starting the container", "exec: \"/bin/sh\": stat /bin/sh: no such file or directory", Some(400)));
             }
             shell(&cmd[2..].join(" "), &mut fs, &image, &env, &user, &workdir, &mut stdin, &mut stdout, &mut stderr)
         } else {
-            let Some(program) = cmd.first() else { return Err(api("starting the container", "no command", Some(400))) };
+            let Some(program) = cmd.first() else { return Err(api_error("starting the container", "no command", Some(400))) };
             if !fs.contains_key(program.as_str()) {
-                return Err(api("starting the container", format!("exec: {program:?}: no such file or directory"), Some(400)));
+                return Err(api_error("starting the container", format!("exec: {program:?}: no such file or directory"), Some(400)));
             }
             let mut rest = Vec::new();
             Read::read_to_end(&mut stdin, &mut rest).ok();
@@ -709,14 +709,14 @@ impl Engine for FakeEngine {
         self.state.lock().unwrap().transfers.push((Call::PushImage, name.into(), auth.cloned()));
         self.apply(Call::PushImage, "pushing").await?;
         let state = self.state.lock().unwrap();
-        Self::resolve_image(&state, name).ok_or_else(|| api("pushing", "no such image", Some(404)))
+        Self::resolve_image(&state, name).ok_or_else(|| api_error("pushing", "no such image", Some(404)))
     }
 
     async fn save_image(&self, name: &str, _format: ArchiveFormat, mut out: ArchiveOutput) -> s2i_engine::Result<()> {
         self.apply(Call::SaveImage, "saving").await?;
         let files = {
             let state = self.state.lock().unwrap();
-            let id = Self::resolve_image(&state, name).ok_or_else(|| api("saving", "no such image", Some(404)))?;
+            let id = Self::resolve_image(&state, name).ok_or_else(|| api_error("saving", "no such image", Some(404)))?;
             tar_of(&state.images[&id].files, "/")
         };
         out.write_all(&files).await.map_err(EngineError::Input)?;
@@ -732,7 +732,7 @@ impl Engine for FakeEngine {
     async fn create_container(&self, spec: &ContainerSpec) -> s2i_engine::Result<String> {
         self.apply(Call::CreateContainer, "creating a container").await?;
         let mut state = self.state.lock().unwrap();
-        let image_id = Self::resolve_image(&state, &spec.image).ok_or_else(|| api("creating a container", format!("No such image: {}", spec.image), Some(404)))?;
+        let image_id = Self::resolve_image(&state, &spec.image).ok_or_else(|| api_error("creating a container", format!("No such image: {}", spec.image), Some(404)))?;
         if let Some((own, _, _)) = &self.in_place {
             if state.tags.get(own) != Some(&image_id) {
                 return Err(EngineError::NotSupported { engine: EngineKind::InPlace, what: format!("start a container of {} (only of {own})", spec.image) });
@@ -740,7 +740,7 @@ impl Engine for FakeEngine {
         }
         if let Some(name) = &spec.name {
             if !state.names.insert(name.clone()) {
-                return Err(api("creating a container", format!("the name {name} is in use"), Some(409)));
+                return Err(api_error("creating a container", format!("the name {name} is in use"), Some(409)));
             }
         }
         let id = self.new_id("container").trim_start_matches("sha256:").to_string();
@@ -754,10 +754,10 @@ impl Engine for FakeEngine {
         let stdin = match input {
             Some(input) => match read_input(input, fault).await {
                 Ok(data) => data,
-                Err(e) if fault == Some(Fault::Cut) => return Err(api("reading the container's output", e.to_string(), None)),
+                Err(e) if fault == Some(Fault::Cut) => return Err(api_error("reading the container's output", e.to_string(), None)),
                 Err(e) => return Err(EngineError::Input(e)),
             },
-            None if fault == Some(Fault::Cut) => return Err(api("reading the container's output", "injected: the attach broke", None)),
+            None if fault == Some(Fault::Cut) => return Err(api_error("reading the container's output", "injected: the attach broke", None)),
             None => Vec::new(),
         };
         let (code, stdout, stderr) = self.execute(id, stdin)?;
@@ -781,9 +781,9 @@ impl Engine for FakeEngine {
         let fault = self.apply(Call::UploadArchive, "copying files into the container").await?;
         let data = read_input(tar, fault).await.map_err(EngineError::Input)?;
         let mut state = self.state.lock().unwrap();
-        let container = state.containers.get_mut(id).ok_or_else(|| api("copying files", "no such container", Some(404)))?;
+        let container = state.containers.get_mut(id).ok_or_else(|| api_error("copying files", "no such container", Some(404)))?;
         if !matches!(container.fs.get(path.trim_end_matches('/')).or(container.fs.get(path)), Some(Node::Dir { .. })) {
-            return Err(api("copying files", format!("Could not find the file {path} in container {id}"), Some(404)));
+            return Err(api_error("copying files", format!("Could not find the file {path} in container {id}"), Some(404)));
         }
         // The engine unpacks as root and keeps the owners the headers give.
         untar(&mut container.fs, path, &mut Cursor::new(data), None).map_err(EngineError::Input)
@@ -793,7 +793,7 @@ impl Engine for FakeEngine {
         self.apply(Call::CommitContainer, "committing the container").await?;
         let new_id = self.new_id("image");
         let mut state = self.state.lock().unwrap();
-        let container = state.containers.get(id).ok_or_else(|| api("committing", "no such container", Some(404)))?;
+        let container = state.containers.get(id).ok_or_else(|| api_error("committing", "no such container", Some(404)))?;
         let base = state.images[&container.image_id].clone();
         let mut info = base.info.clone();
         info.id = new_id.clone();
@@ -831,7 +831,7 @@ impl Engine for FakeEngine {
     async fn remove_image(&self, name: &str) -> s2i_engine::Result<()> {
         self.apply(Call::RemoveImage, "removing an image").await?;
         let mut state = self.state.lock().unwrap();
-        let id = Self::resolve_image(&state, name).ok_or_else(|| api("removing an image", "no such image", Some(404)))?;
+        let id = Self::resolve_image(&state, name).ok_or_else(|| api_error("removing an image", "no such image", Some(404)))?;
         state.tags.retain(|_, v| *v != id);
         state.images.remove(&id);
         Ok(())
@@ -840,7 +840,7 @@ impl Engine for FakeEngine {
     async fn download_archive(&self, id: &str, path: &str) -> s2i_engine::Result<Option<ByteStream>> {
         let fault = self.apply(Call::DownloadArchive, "copying files out of the container").await?;
         let state = self.state.lock().unwrap();
-        let container = state.containers.get(id).ok_or_else(|| api("copying files", "no such container", Some(404)))?;
+        let container = state.containers.get(id).ok_or_else(|| api_error("copying files", "no such container", Some(404)))?;
         let Some(tar) = tar_of_path(&container.fs, path) else { return Ok(None) };
         Ok(Some(match fault {
             Some(Fault::Cut) => cut(tar),
@@ -851,7 +851,7 @@ impl Engine for FakeEngine {
     async fn path_exists(&self, id: &str, path: &str) -> s2i_engine::Result<bool> {
         self.apply(Call::PathExists, "checking a path in the container").await?;
         let state = self.state.lock().unwrap();
-        let container = state.containers.get(id).ok_or_else(|| api("checking a path", "no such container", Some(404)))?;
+        let container = state.containers.get(id).ok_or_else(|| api_error("checking a path", "no such container", Some(404)))?;
         Ok(container.fs.contains_key(path))
     }
 
@@ -862,13 +862,13 @@ impl Engine for FakeEngine {
         untar(&mut ctx, "/", &mut Cursor::new(data), None).map_err(EngineError::Input)?;
         let dockerfile = match ctx.get(&join("/", &spec.dockerfile)) {
             Some(Node::File { data, .. }) => String::from_utf8_lossy(data).into_owned(),
-            _ => return Err(api("building the image", "Cannot locate specified Dockerfile", Some(500))),
+            _ => return Err(api_error("building the image", "Cannot locate specified Dockerfile", Some(500))),
         };
         let from = dockerfile.lines().find_map(|l| l.strip_prefix("FROM ")).map(|f| f.split_whitespace().next().unwrap_or_default().to_string()).unwrap_or_default();
         output.output(OutputStream::Stdout, format!("Step 1/1 : FROM {from}\n").as_bytes());
         let new_id = self.new_id("image");
         let mut state = self.state.lock().unwrap();
-        let base_id = Self::resolve_image(&state, &from).ok_or_else(|| api("building the image", format!("pull access denied for {from}"), None))?;
+        let base_id = Self::resolve_image(&state, &from).ok_or_else(|| api_error("building the image", format!("pull access denied for {from}"), None))?;
         let mut image = state.images[&base_id].clone();
         // ONBUILD COPY . DIR and the generated Dockerfile's COPY upload/src DEST: the context lands in the workdir.
         let workdir = if image.info.working_dir.is_empty() { "/tmp/src".to_string() } else { image.info.working_dir.clone() };
@@ -889,7 +889,7 @@ impl Engine for FakeEngine {
     /// Fake containers run to their end within `run_container`: none is ever running to be reached.
     async fn published_port(&self, id: &str, _port: u16) -> s2i_engine::Result<Option<std::net::SocketAddr>> {
         let state = self.state.lock().unwrap();
-        state.containers.get(id).ok_or_else(|| api("inspecting the container's ports", "no such container", Some(404)))?;
+        state.containers.get(id).ok_or_else(|| api_error("inspecting the container's ports", "no such container", Some(404)))?;
         Ok(None)
     }
 

@@ -36,6 +36,18 @@ pub fn write_docker_archive(path: &Path, tag: &str, config: serde_json::Value, l
             Layer::Zeros { path, size } => zeros_layer(path, *size),
         });
     }
+    let file = File::create(path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+    write_archive(BufWriter::new(file), &blobs, &[tag], config).flush().unwrap();
+}
+
+/// [`write_docker_archive`] of plain layer tars, in memory, with any number of tags.
+pub fn docker_archive(layers: &[Vec<u8>], tags: &[&str], config: serde_json::Value) -> Vec<u8> {
+    let blobs: Vec<(Vec<u8>, String)> = layers.iter().map(|l| (l.clone(), sha256(&[l]))).collect();
+    write_archive(Vec::new(), &blobs, tags, config)
+}
+
+/// The archive of `blobs` (each with its diff id) to `out`; returns `out`.
+fn write_archive<W: Write>(out: W, blobs: &[(Vec<u8>, String)], tags: &[&str], config: serde_json::Value) -> W {
     let diff_ids: Vec<&str> = blobs.iter().map(|(_, d)| d.as_str()).collect();
     let image_config = serde_json::json!({
         "architecture": "amd64", "os": "linux", "created": "2020-01-01T00:00:00Z",
@@ -44,8 +56,7 @@ pub fn write_docker_archive(path: &Path, tag: &str, config: serde_json::Value, l
     });
     let image_config = serde_json::to_vec(&image_config).unwrap();
     let config_name = format!("{}.json", &sha256(&[&image_config])["sha256:".len()..]);
-    let file = File::create(path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
-    let mut archive = tar::Builder::new(BufWriter::new(file));
+    let mut archive = tar::Builder::new(out);
     let mut paths = Vec::new();
     for (i, (blob, _)) in blobs.iter().enumerate() {
         let p = format!("{:064x}/layer.tar", i + 1);
@@ -53,15 +64,17 @@ pub fn write_docker_archive(path: &Path, tag: &str, config: serde_json::Value, l
         paths.push(p);
     }
     append(&mut archive, &config_name, &image_config);
-    let manifest = serde_json::json!([{ "Config": config_name, "RepoTags": [tag], "Layers": paths }]);
+    let manifest = serde_json::json!([{ "Config": config_name, "RepoTags": tags, "Layers": paths }]);
     append(&mut archive, "manifest.json", &serde_json::to_vec(&manifest).unwrap());
-    archive.into_inner().unwrap().flush().unwrap();
+    archive.into_inner().unwrap()
 }
 
-fn append(archive: &mut tar::Builder<BufWriter<File>>, path: &str, data: &[u8]) {
+fn append<W: Write>(archive: &mut tar::Builder<W>, path: &str, data: &[u8]) {
     let mut h = tar::Header::new_ustar();
     h.set_size(data.len() as u64);
     h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
     h.set_mtime(0);
     h.set_cksum();
     archive.append_data(&mut h, path, data).unwrap();

@@ -82,7 +82,7 @@ pub use engine::{
 pub use python::{other_python_base_image, python_base_image, python_base_image_for, OTHER_PYTHON_SUITE, PYTHON_BASE_IMAGE};
 pub use env::{s2i_bin, TestEnv};
 pub use http::{Answer, HttpServer, RecordedRequest};
-pub use image_archive::{write_docker_archive, Layer};
+pub use image_archive::{docker_archive, write_docker_archive, Layer};
 pub use podman::{podman_service, PodmanService, RootlessPodman};
 pub use proxy::FreezableProxy;
 pub use pty::{run_with_tty_stderr, TtyRun};

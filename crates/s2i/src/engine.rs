@@ -53,6 +53,8 @@ pub async fn connect_with(global: &GlobalArgs, limits: &Limits, fixed_time: Opti
         EngineChoice::Oci => {
             let mut opts = oci_options(&global.engine, limits, &Env::process())?;
             opts.registry_ca_files = registry_ca_files(global)?;
+            let ui = crate::ui::ui().clone();
+            opts.tasks = Some(s2i_engine::TaskReporter::new(move |event| ui.engine_task(event)));
             // SOURCE_DATE_EPOCH, when set, is the user's word: the engine reads it.
             if Env::process().text("SOURCE_DATE_EPOCH").is_none() {
                 opts.source_date_epoch = fixed_time;
@@ -144,8 +146,8 @@ pub fn check_flags(global: &GlobalArgs, cfg: &BuildConfig, outputs: &ImageOutput
 }
 
 /// The engine the flags chose, for a JSON report written before any engine answered.
-pub fn chosen(global: &GlobalArgs) -> EngineReport {
-    EngineReport::chosen(match global.engine.kind {
+pub fn report_before_connecting(global: &GlobalArgs) -> EngineReport {
+    EngineReport::kind_only(match global.engine.kind {
         EngineChoice::Docker => "docker",
         EngineChoice::Oci => "oci",
         EngineChoice::InPlace => "in-place",

@@ -127,7 +127,7 @@ impl EngineReport {
     }
 
     /// The engine the flags chose, before any answered.
-    pub fn chosen(kind: &'static str) -> EngineReport {
+    pub fn kind_only(kind: &'static str) -> EngineReport {
         EngineReport { kind, version: None, api_version: None, endpoint: None }
     }
 }
@@ -264,7 +264,7 @@ mod tests {
             cause: Box::new(cause),
         });
         let mut doc = BuildDocument::failure("python:3.12", Some("127.0.0.1:5000/team/app:v1"), &e, Duration::from_millis(2500));
-        doc.engine = Some(EngineReport::chosen("oci"));
+        doc.engine = Some(EngineReport::kind_only("oci"));
         insta::assert_snapshot!("json-failure", shown(&doc));
     }
 

@@ -23,12 +23,12 @@ const NOT_STORED: [&str; 2] = ["use_config", "help"];
 
 /// What to write to `.s2ifile` (in `dir`) once the build's config has been checked.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Pending {
+pub struct S2ifileToSave {
     pub doc: Value,
     pub dir: PathBuf,
 }
 
-impl Pending {
+impl S2ifileToSave {
     /// Write the file through a new file renamed into place: a `.s2ifile` that is a symlink is
     /// replaced, never written through.
     pub fn save(&self) {
@@ -61,7 +61,7 @@ fn from_command_line(m: &ArgMatches, id: &str) -> bool {
 
 /// Rewrite `argv` with what `.s2ifile` in `dir` holds, and say what to save after validation.
 /// Not a `--use-config` build: `argv` unchanged and nothing to save.
-pub fn restore(argv: Vec<OsString>, dir: &Path) -> (Vec<OsString>, Option<Pending>) {
+pub fn restore(argv: Vec<OsString>, dir: &Path) -> (Vec<OsString>, Option<S2ifileToSave>) {
     let Some(matches) = build_matches(&argv) else { return (argv, None) };
     let mut argv = argv;
     if let Some(stored) = read(dir) {
@@ -93,7 +93,7 @@ pub fn restore(argv: Vec<OsString>, dir: &Path) -> (Vec<OsString>, Option<Pendin
             }
         }
     }
-    let pending = build_matches(&argv).map(|m| Pending { doc: snapshot(&m), dir: dir.to_path_buf() });
+    let pending = build_matches(&argv).map(|m| S2ifileToSave { doc: snapshot(&m), dir: dir.to_path_buf() });
     (argv, pending)
 }
 

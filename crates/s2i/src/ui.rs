@@ -1,22 +1,27 @@
 //! The one place that writes to the terminal. Log lines (from `tracing`), the scripts' output,
 //! progress, the summary, errors and the JSON document all go through [`Ui`].
 //!
-//! On a terminal (stderr is a tty), and only there, long steps show a live line that is redrawn in
-//! place (streaming the source, pulls, pushes) and colours mark errors, warnings and the summary,
-//! unless `NO_COLOR` is set. Without a terminal the same events give a few plain lines. Nothing
-//! but the JSON document (and `s2i usage`'s output) ever goes to stdout.
+//! On a terminal (stderr is a tty), and only there, long steps show a live line, an `indicatif`
+//! spinner redrawn in place below everything else (streaming the source, pulls, pushes, an OCI
+//! engine unpacking an image or taking a container's snapshot, the engine committing), and colours
+//! mark errors, warnings and the summary, unless `NO_COLOR` is set. Without a terminal the same
+//! events give a few plain lines. Nothing but the JSON document (and `s2i usage`'s output) ever
+//! goes to stdout.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use s2i_core::report::{Phase, Reporter, StreamProgress, Transfer};
 use s2i_core::BuildResult;
-use s2i_engine::{LayerPhase, OutputStream, Progress};
+use s2i_engine::{EngineTask, LayerPhase, OutputStream, Progress, TaskState};
 
-/// How often a live line is redrawn.
+/// How often the live line's text is brought up to date (its spinner turns on its own).
 const TICK: Duration = Duration::from_millis(200);
+/// How often the spinner turns.
+const SPIN: Duration = Duration::from_millis(100);
 
 const RED: &str = "\x1b[1;31m";
 const YELLOW: &str = "\x1b[33m";
@@ -45,10 +50,13 @@ struct State {
     quiet: bool,
     /// `s2i usage`: the script's stdout is the command's stdout.
     container_stdout_to_stdout: bool,
-    /// The live line as last drawn, if one is on screen.
-    shown: Option<String>,
+    /// The live line, while one is on screen.
+    bar: Option<ProgressBar>,
     streaming: Option<(Arc<StreamProgress>, Instant)>,
     transfers: BTreeMap<String, TransferState>,
+    /// Steps that move no counted bytes (an engine unpacking or snapshotting, a commit), by what
+    /// the live line says of them, with when each started.
+    steps: Vec<(String, Instant)>,
     ticker: bool,
 }
 
@@ -94,13 +102,20 @@ impl Ui {
 
     /// Write bytes that end in a newline to stderr, keeping the live line below them.
     fn write_err(&self, state: &mut State, bytes: &[u8]) {
-        let mut err = std::io::stderr().lock();
-        if state.shown.take().is_some() {
-            let _ = err.write_all(b"\r\x1b[2K");
+        // A live line whose step just ended goes first: redrawn under these bytes, it would
+        // flash its last text once more.
+        if Self::live_text(state).is_none() {
+            self.clear_live(state);
         }
-        let _ = err.write_all(bytes);
-        let _ = err.flush();
-        drop(err);
+        let write = || {
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(bytes);
+            let _ = err.flush();
+        };
+        match &state.bar {
+            Some(bar) => bar.suspend(write),
+            None => write(),
+        }
         self.redraw(state);
     }
 
@@ -178,31 +193,80 @@ impl Ui {
             let bytes_done = if total > 0 { format!("{} of {}", bytes(current), bytes(total)) } else { bytes(current) };
             return Some(format!("{verb} {image}: {done}/{layers} layers, {bytes_done}, {:.0}s", t.started.elapsed().as_secs_f64()));
         }
-        let (progress, since) = state.streaming.as_ref()?;
-        let (files, sent) = progress.get();
-        let secs = since.elapsed().as_secs_f64().max(0.001);
-        Some(format!("Streaming the source: {files} entries, {} ({}/s)", bytes(sent), bytes((sent as f64 / secs) as u64)))
+        if let Some((progress, since)) = state.streaming.as_ref() {
+            let (files, sent) = progress.get();
+            let secs = since.elapsed().as_secs_f64().max(0.001);
+            return Some(format!("Streaming the source: {files} entries, {} ({}/s)", bytes(sent), bytes((sent as f64 / secs) as u64)));
+        }
+        let (what, since) = state.steps.last()?;
+        Some(format!("{what}, {:.0}s", since.elapsed().as_secs_f64()))
     }
 
+    /// Bring the live line up to date: shown, changed, or gone when nothing is under way.
     fn redraw(&self, state: &mut State) {
-        if !self.tty || state.quiet {
-            return;
+        let text = if self.tty && !state.quiet { Self::live_text(state) } else { None };
+        match (text, &state.bar) {
+            (Some(text), Some(bar)) => bar.set_message(self.paint(DIM, &text)),
+            (Some(text), None) => {
+                let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+                    .with_style(ProgressStyle::with_template("{spinner} {wide_msg}").expect("a valid template"))
+                    .with_message(self.paint(DIM, &text));
+                // Drawn now, however short the step: the spinner's own ticks come later.
+                bar.tick();
+                bar.enable_steady_tick(SPIN);
+                state.bar = Some(bar);
+            }
+            (None, Some(_)) => self.clear_live(state),
+            (None, None) => {}
         }
-        let Some(text) = Self::live_text(state) else { return };
-        let width = terminal_width().saturating_sub(1).max(20);
-        let text: String = text.chars().take(width).collect();
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r\x1b[2K{}", self.paint(DIM, &text));
-        let _ = err.flush();
-        state.shown = Some(text);
     }
 
     fn clear_live(&self, state: &mut State) {
-        if state.shown.take().is_some() {
-            let mut err = std::io::stderr().lock();
-            let _ = err.write_all(b"\r\x1b[2K");
-            let _ = err.flush();
+        if let Some(bar) = state.bar.take() {
+            bar.finish_and_clear();
         }
+    }
+
+    fn busy(state: &State) -> bool {
+        state.streaming.is_some() || !state.transfers.is_empty() || !state.steps.is_empty()
+    }
+
+    /// A step of the engine's own ([`Progress::Task`], from the OCI engine): on the live line
+    /// while it runs; a plain line when it ends, without a terminal.
+    pub fn engine_task(self: &Arc<Self>, event: Progress<'_>) {
+        let Progress::Task { task, subject, state: task_state } = event else { return };
+        let what = match task {
+            EngineTask::Unpack => format!("Unpacking {subject}"),
+            EngineTask::Snapshot => format!("Taking the snapshot of container {subject}"),
+        };
+        let mut state = self.state.lock().unwrap();
+        if task_state == TaskState::Started {
+            self.step_started(&mut state, what);
+            return;
+        }
+        let Some(took) = Self::step_finished(&mut state, &what) else { return };
+        // A failed step says nothing more: its error is told once, by the command.
+        if task_state == TaskState::Done && !self.tty && !state.quiet {
+            let done = match task {
+                EngineTask::Unpack => format!("Unpacked {subject}"),
+                EngineTask::Snapshot => format!("Took the snapshot of container {subject}"),
+            };
+            let line = format!("{done} in {:.1}s\n", took.as_secs_f64());
+            self.write_err(&mut state, line.as_bytes());
+        } else {
+            self.redraw(&mut state);
+        }
+    }
+
+    fn step_started(self: &Arc<Self>, state: &mut State, what: String) {
+        state.steps.push((what, Instant::now()));
+        self.redraw(state);
+        self.start_ticker(state);
+    }
+
+    fn step_finished(state: &mut State, what: &str) -> Option<Duration> {
+        let i = state.steps.iter().rposition(|(w, _)| w == what)?;
+        Some(state.steps.remove(i).1.elapsed())
     }
 
     /// Keep redrawing the live line while something is under way (a terminal only).
@@ -215,7 +279,7 @@ impl Ui {
         std::thread::spawn(move || loop {
             std::thread::sleep(TICK);
             let mut state = ui.state.lock().unwrap();
-            if state.streaming.is_none() && state.transfers.is_empty() {
+            if !Self::busy(&state) {
                 state.ticker = false;
                 ui.clear_live(&mut state);
                 return;
@@ -248,6 +312,9 @@ pub fn tint(on: bool, tone: Tone, text: &str) -> String {
     format!("{color}{text}{RESET}")
 }
 
+/// What the live line says while the engine commits.
+const COMMITTING: &str = "Committing the image";
+
 /// The [`Reporter`] of a command: the process's [`Ui`].
 pub struct UiReporter(pub Arc<Ui>);
 
@@ -267,7 +334,21 @@ impl Reporter for UiReporter {
         ui.write_err(&mut state, &bytes);
     }
 
+    fn phase_started(&self, phase: Phase) {
+        // The engine commits without a word (Docker's daemon can take seconds): a spinner says so.
+        if phase == Phase::Commit {
+            let ui = &self.0;
+            ui.step_started(&mut ui.state.lock().unwrap(), COMMITTING.to_string());
+        }
+    }
+
     fn phase_finished(&self, phase: Phase, took: Duration) {
+        if phase == Phase::Commit {
+            let ui = &self.0;
+            let mut state = ui.state.lock().unwrap();
+            Ui::step_finished(&mut state, COMMITTING);
+            ui.redraw(&mut state);
+        }
         tracing::info!("{}: {:.2}s", phase.as_str(), took.as_secs_f64());
     }
 
@@ -370,14 +451,7 @@ impl Drop for EventBuffer {
     }
 }
 
-fn terminal_width() -> usize {
-    rustix::termios::tcgetwinsize(std::io::stderr()).map(|w| w.ws_col as usize).ok().filter(|w| *w > 0).unwrap_or(80)
-}
-
-pub fn short_id(id: &str) -> &str {
-    let id = id.strip_prefix("sha256:").unwrap_or(id);
-    &id[..id.len().min(12)]
-}
+pub use s2i_registry::digest::short_id;
 
 /// Bytes for people: `512 B`, `12.3 KB`, `45.6 MB`, `1.2 GB` (powers of 1000, as registries show them).
 pub fn bytes(n: u64) -> String {

@@ -570,7 +570,7 @@ mod tests {
     #[test]
     fn the_json_document_has_a_stable_shape() {
         let report = sample(8, 1);
-        let doc = VerifyDocument::report(&report, Some(EngineReport::chosen("docker")), Duration::from_millis(1234));
+        let doc = VerifyDocument::report(&report, Some(EngineReport::kind_only("docker")), Duration::from_millis(1234));
         insta::assert_snapshot!("verify-json-report", serde_json::to_string_pretty(&doc).unwrap());
         let err = BuildError::VerifySide { side: "B".into(), image: "broken-builder".into(), source: Box::new(BuildError::ScriptFailed { script: "assemble".into(), image: "broken-builder".into(), code: 3, stderr_tail: String::new() }) };
         let doc = VerifyDocument::failure(&err, None, Duration::from_millis(5));

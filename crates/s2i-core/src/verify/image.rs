@@ -460,7 +460,7 @@ pub(crate) mod tests {
             );
             let app = &facts.top_layer[1];
             assert_eq!((app.size, app.mode, app.uid), (9, 0o644, 1001));
-            assert_eq!(app.sha256.as_deref(), Some(crate::verify::observe::sha256_hex(b"print(1)\n").as_str()));
+            assert_eq!(app.sha256.as_deref(), Some(s2i_registry::digest::hex_sha256(b"print(1)\n").as_str()));
             assert_eq!(facts.top_layer[2].target.as_deref(), Some("app.py"));
             let c = ImageConfig::from_json(&facts.config);
             assert_eq!(c.exposed_ports, ["8080/tcp"]);

@@ -399,19 +399,13 @@ async fn get(client: &reqwest::Client, addr: SocketAddr, probe: &HttpProbe, chec
         Ok(text) => text,
         Err(e) => {
             let bytes = e.into_bytes();
-            format!("({} bytes of binary data, sha256 {})", bytes.len(), sha256_hex(&bytes))
+            format!("({} bytes of binary data, sha256 {})", bytes.len(), s2i_registry::digest::hex_sha256(&bytes))
         }
     };
     if cut {
         text.push_str(&format!("\n[cut here: the body goes on beyond {} of {}]", Limit::VerifyOutput, checks.limits.shown(Limit::VerifyOutput)));
     }
     Ok(Answer::Got { status, headers, body: text })
-}
-
-pub(crate) fn sha256_hex(data: &[u8]) -> String {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(data);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

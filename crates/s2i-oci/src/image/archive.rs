@@ -220,7 +220,7 @@ pub(crate) fn host_arch() -> &'static str {
 }
 
 /// `docker.io/library/busybox:latest` → `busybox:latest`, as `docker save` writes names.
-fn familiar(name: &str) -> String {
+fn without_docker_hub_prefix(name: &str) -> String {
     let short = name.strip_prefix("docker.io/").unwrap_or(name);
     short.strip_prefix("library/").filter(|s| !s.contains('/')).unwrap_or(short).to_string()
 }
@@ -429,13 +429,7 @@ impl Store {
         let layout = serde_json::to_vec(&serde_json::json!({ "imageLayoutVersion": spec::OCI_LAYOUT_VERSION })).unwrap();
         append_bytes(&mut tar, "oci-layout", &layout).map_err(io_err)?;
         for dir in ["blobs/", "blobs/sha256/"] {
-            let mut h = tar::Header::new_ustar();
-            h.set_entry_type(tar::EntryType::Directory);
-            h.set_mode(0o755);
-            h.set_uid(0);
-            h.set_gid(0);
-            h.set_size(0);
-            h.set_mtime(0);
+            let mut h = s2i_tar::header::header(tar::Header::new_ustar(), tar::EntryType::Directory, 0o755, 0, 0, 0, 0);
             tar.append_data(&mut h, dir, io::empty()).map_err(io_err)?;
         }
         let mut blobs: Vec<(&Digest, u64)> = vec![(&image.manifest.config.digest, image.manifest.config.size)];
@@ -469,7 +463,7 @@ impl Store {
         if format == ArchiveFormat::DockerArchive {
             let entry = DockerArchiveEntry {
                 config: format!("blobs/sha256/{}", image.manifest.config.digest.hex()),
-                repo_tags: (!image.names.is_empty()).then(|| image.names.iter().map(|n| familiar(n)).collect()),
+                repo_tags: (!image.names.is_empty()).then(|| image.names.iter().map(|n| without_docker_hub_prefix(n)).collect()),
                 layers: image.manifest.layers.iter().map(|l| format!("blobs/sha256/{}", l.digest.hex())).collect(),
             };
             append_bytes(&mut tar, "manifest.json", &serde_json::to_vec(&[entry]).unwrap()).map_err(io_err)?;
@@ -480,14 +474,7 @@ impl Store {
 }
 
 fn file_header(size: u64) -> tar::Header {
-    let mut h = tar::Header::new_ustar();
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_mode(0o644);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_size(size);
-    h.set_mtime(0);
-    h
+    s2i_tar::header::header(tar::Header::new_ustar(), tar::EntryType::Regular, 0o644, 0, 0, 0, size)
 }
 
 fn append_bytes<W: Write>(tar: &mut tar::Builder<W>, path: &str, data: &[u8]) -> io::Result<()> {
@@ -522,8 +509,8 @@ mod tests {
         assert_eq!(normalize("./a//b/./c").as_deref(), Some("a/b/c"));
         assert_eq!(normalize("a/../b").as_deref(), Some("b"));
         assert_eq!(normalize("../x"), None);
-        assert_eq!(familiar("docker.io/library/busybox:latest"), "busybox:latest");
-        assert_eq!(familiar("docker.io/org/app:1"), "org/app:1");
-        assert_eq!(familiar("127.0.0.1:5000/app:1"), "127.0.0.1:5000/app:1");
+        assert_eq!(without_docker_hub_prefix("docker.io/library/busybox:latest"), "busybox:latest");
+        assert_eq!(without_docker_hub_prefix("docker.io/org/app:1"), "org/app:1");
+        assert_eq!(without_docker_hub_prefix("127.0.0.1:5000/app:1"), "127.0.0.1:5000/app:1");
     }
 }

@@ -18,7 +18,7 @@ impl Digest {
     }
 
     pub fn of(data: &[u8]) -> Digest {
-        Digest(format!("sha256:{}", hex::encode(Sha256::digest(data))))
+        Digest(s2i_registry::digest::sha256_digest(data))
     }
 
     pub fn hex(&self) -> &str {

@@ -9,20 +9,6 @@
 //! - `remote`: pulls from and pushes to a registry, layers streamed into and out of the blobs.
 //! - [`unpack()`]: a tar applied to a directory with every path kept inside it, for layers and
 //!   for archives copied into a container (`upload_archive`).
-//!
-//! For the runtime side (what O-run needs to know), changes to the interface of the task file:
-//! - `Diff` is an enum, `OverlayUpper { upper, exclude }` or `Rootfs { dir, exclude }`; `exclude`
-//!   lists paths inside the container (mount points, bind targets) left out of the layer;
-//!   [`RUNTIME_MOUNT_POINTS`] holds the usual ones.
-//! - `CommitChanges::entrypoint` is an `Option` (`Some(vec![])` clears, as Docker's commit of `[]`
-//!   does); there is a `working_dir` too. `created: Some(t)` also clamps the layer's mtimes.
-//! - The overlay must be mounted with `redirect_dir=off,metacopy=off` (a commit refuses an upper
-//!   dir with redirects), and the upper dir's root should be 0755: overlay takes the root
-//!   directory's attributes from the upper dir.
-//! - Hold a [`Lease`] ([`Store::lease`]) while a container uses an image's layer dirs: the sweep
-//!   after a removal skips while any lease is held.
-//! - `ImageError` converts into `EngineError` (`NotFound` → `ImageNotFound`, `Unsupported` →
-//!   `NotSupported`); [`Image::info`] gives the `ImageInfo`.
 
 mod archive;
 mod commit;

@@ -3,19 +3,18 @@
 //! held whole in memory), then records the manifest under the image's name; a push streams the
 //! store's blobs out and puts the manifest last. Progress goes out per layer.
 
-use std::future::Future;
 use std::io::{self, Read};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use s2i_engine::{EngineError, LayerPhase, Progress, ProgressSink};
 use s2i_registry::client::manifest::Descriptor as RemoteDescriptor;
 use s2i_registry::client::{BlobPush, RegistryError, Repository};
+use s2i_registry::retry::retrying;
 use s2i_registry::{ImageRef, RegistryClient, Resolved};
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::digest::Digest;
 use super::error::ImageError;
@@ -28,36 +27,9 @@ const CONCURRENT_LAYERS: usize = 3;
 const CHUNKS_IN_FLIGHT: usize = 16;
 /// Progress is reported at most once per this many bytes of a layer.
 const PROGRESS_STEP: u64 = 1 << 20;
-/// Tries of one transfer (a manifest, a config, a layer, a blob pushed) when the failures are
-/// transient (see [`RegistryError::is_transient`]); the pause before the second try, doubled
-/// for each further one. A CI job should not fail because a registry blinked once.
-const TRIES: u32 = 3;
-const FIRST_PAUSE: Duration = Duration::from_secs(1);
-
-/// Runs `attempt` until it succeeds, fails for good, or has failed transiently [`TRIES`] times.
-/// `transient` gives the reason of a failure worth another try (each is logged as a warning).
-async fn retrying<T, E, Fut>(what: &str, transient: impl Fn(&E) -> Option<String>, mut attempt: impl FnMut() -> Fut) -> Result<T, E>
-where
-    Fut: Future<Output = Result<T, E>>,
-{
-    let mut pause = FIRST_PAUSE;
-    let mut tried = 1;
-    loop {
-        match attempt().await {
-            Err(e) if tried < TRIES => match transient(&e) {
-                Some(reason) => {
-                    warn!("{what}: {reason}; trying again in {} s (try {} of {TRIES})", pause.as_secs(), tried + 1);
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                    tried += 1;
-                }
-                None => return Err(e),
-            },
-            done => return done,
-        }
-    }
-}
-
+// Each transfer (a manifest, a config, a layer, a blob pushed) is tried again per the one
+// policy of s2i (`s2i_registry::retry`) when its failure is transient
+// (`RegistryError::is_transient`).
 fn transient_registry(e: &RegistryError) -> Option<String> {
     e.is_transient().then(|| e.to_string())
 }
@@ -93,7 +65,7 @@ fn registry_error(e: io::Error, registry: &str) -> RegistryError {
     RegistryError::Unreachable { registry: registry.to_string(), detail: e.to_string(), cause: Some(Box::new(e)) }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, EngineError> {
+async fn on_blocking_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, EngineError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| EngineError::Api { op: "the OCI image store".into(), message: e.to_string(), status: None })
@@ -161,13 +133,13 @@ async fn pull_image(
     // Held until the manifest is recorded: a sweep must not take the blobs in between.
     let lease = {
         let store = store.clone();
-        blocking(move || store.lease()).await??
+        on_blocking_thread(move || store.lease()).await??
     };
 
     if !store.has_blob(&config_digest) {
         let config = retrying(&op, transient_registry, || repo.config(&manifest)).await.map_err(failed(op.clone()))?;
         let (store, digest, what) = (store.clone(), config_digest.clone(), format!("the config of {name}"));
-        blocking(move || store.put_blob(&mut &config[..], Some(&digest), &what)).await??;
+        on_blocking_thread(move || store.put_blob(&mut &config[..], Some(&digest), &what)).await??;
     }
     if !layers {
         return record(store, name, &reference, &manifest, manifest_digest, lease).await;
@@ -215,7 +187,7 @@ async fn record(
     let raw = manifest.raw.clone();
     let stored_name = normalize_name(name).ok().filter(|_| reference.digest.is_none());
     let store2 = store.clone();
-    let image = blocking(move || -> Result<Image, ImageError> {
+    let image = on_blocking_thread(move || -> Result<Image, ImageError> {
         let (digest, size) = store2.put_blob(&mut &raw.bytes[..], Some(&manifest_digest), "the manifest")?;
         let media = if raw.media_type.is_empty() { spec::OCI_MANIFEST.to_string() } else { raw.media_type.clone() };
         store2.add_manifest(&Descriptor::new(&media, digest.clone(), size), stored_name.as_slice())?;
@@ -375,7 +347,7 @@ pub async fn push(
     let repo = client.repository_of(&reference, credentials);
     let lease = {
         let store = store.clone();
-        blocking(move || store.lease()).await??
+        on_blocking_thread(move || store.lease()).await??
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let blobs: Vec<Descriptor> = image.manifest.layers.iter().cloned().chain([image.manifest.config.clone()]).collect();
@@ -399,7 +371,7 @@ pub async fn push(
     let manifest_digest = Digest::parse(&image.manifest_digest).expect("a stored digest");
     let bytes = {
         let store = store.clone();
-        blocking(move || -> Result<Vec<u8>, ImageError> {
+        on_blocking_thread(move || -> Result<Vec<u8>, ImageError> {
             let mut data = Vec::new();
             store.open_blob(&manifest_digest)?.read_to_end(&mut data).map_err(|e| ImageError::io("reading", store.blob_path(&manifest_digest), e))?;
             Ok(data)

@@ -445,7 +445,7 @@ impl Store {
     /// Names are normalised as Docker does (`busybox` is `docker.io/library/busybox:latest`);
     /// ids are `sha256:<hex>` or a unique hex prefix of one; `docker-archive:PATH`,
     /// `oci-archive:PATH[:REF]` and `oci:DIR[:REF]` are imported on the way.
-    pub fn get(&self, reference: &str) -> Result<Option<Image>> {
+    pub fn find_or_import(&self, reference: &str) -> Result<Option<Image>> {
         if let Some(transport) = super::archive::Transport::parse(reference) {
             return self.import_transport(&transport).map(Some);
         }
@@ -534,12 +534,12 @@ impl Store {
         self.sweep()
     }
 
-    /// [`Store::get`] without transports.
+    /// [`Store::find_or_import`] without transports.
     fn get_local(&self, name_or_id: &str) -> Result<Option<Image>> {
         if super::archive::Transport::parse(name_or_id).is_some() {
             return Err(ImageError::Reference { reference: name_or_id.into(), reason: "name an image of the store, not an archive".into() });
         }
-        self.get(name_or_id)
+        self.find_or_import(name_or_id)
     }
 
     /// Removes blobs, unpacked layers and temp files nothing refers to, unless some process
@@ -663,10 +663,7 @@ impl Store {
 
 /// The short form an image or layer is shown by (`sha256:0123456789ab…` → `0123456789ab`), as
 /// Docker does.
-pub(crate) fn short_id(id: &str) -> &str {
-    let hex = id.strip_prefix("sha256:").unwrap_or(id);
-    &hex[..hex.len().min(12)]
-}
+pub(crate) use s2i_registry::digest::short_id;
 
 /// A name as the store keeps it: `busybox` → `docker.io/library/busybox:latest`.
 pub fn normalize_name(name: &str) -> Result<String> {

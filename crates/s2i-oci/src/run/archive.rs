@@ -69,14 +69,7 @@ pub fn archive(root: &RootDir, path: &Path, out: impl Write, cancel: &Cancel) ->
 }
 
 fn header_for(st: &rustix::fs::Stat, kind: tar::EntryType) -> tar::Header {
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(kind);
-    h.set_mode(st.st_mode & 0o7777);
-    h.set_uid(st.st_uid as u64);
-    h.set_gid(st.st_gid as u64);
-    h.set_mtime(st.st_mtime.max(0) as u64);
-    h.set_size(0);
-    h
+    s2i_tar::header::gnu(kind, st.st_mode, st.st_uid.into(), st.st_gid.into(), st.st_mtime.max(0) as u64, 0)
 }
 
 /// One archive's walk: the first path of each multiply-linked inode, and the work's cancel.

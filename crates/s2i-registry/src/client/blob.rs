@@ -13,11 +13,6 @@ use tokio::time::Sleep;
 use super::error::RegistryError;
 use super::{Limits, IDLE_TIMEOUT_ENV};
 
-/// `sha256:<hex>` of `bytes`.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
 /// The hex part of a `sha256:` digest, checked; other algorithms are refused (registries and
 /// engines in use only make sha256).
 pub(crate) fn sha256_hex(digest: &str) -> Option<&str> {
@@ -142,6 +137,7 @@ impl Stream for BlobStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::digest::sha256_digest;
     use futures_util::StreamExt;
     use std::time::Duration;
 

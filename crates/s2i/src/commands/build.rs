@@ -14,10 +14,10 @@ use tracing::{info, warn};
 
 use crate::json_output::{BuildDocument, EngineReport};
 use crate::cli::{BuildArgs, BuildFlags, GlobalArgs, ImageOutputArgs, OutputFormat};
-use crate::s2ifile::Pending;
+use crate::s2ifile::S2ifileToSave;
 use crate::ui::{ui, UiReporter};
 
-pub async fn run(global: &GlobalArgs, args: BuildArgs, pending: Option<Pending>) -> Result<(), BuildError> {
+pub async fn run(global: &GlobalArgs, args: BuildArgs, pending: Option<S2ifileToSave>) -> Result<(), BuildError> {
     let json = args.output == OutputFormat::Json;
     let run_image = args.run;
     let outputs = args.image_outputs.clone();
@@ -73,13 +73,13 @@ pub struct ResultHandling {
 pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, registries: Registries, handling: ResultHandling) -> Result<(), BuildError> {
     let ResultHandling { json, run_image, callback, started, outputs } = handling;
     // Until an engine answers, the report names the one that was chosen.
-    let chosen = crate::engine::chosen(global);
+    let engine_report = crate::engine::report_before_connecting(global);
     if let Err(e) = crate::engine::check_flags(global, cfg, &outputs) {
-        return report_failure(cfg, e, callback.as_deref(), json, started, Some(chosen)).await;
+        return report_failure(cfg, e, callback.as_deref(), json, started, Some(engine_report)).await;
     }
     let engine = match crate::engine::connect(global, &cfg.limits).await {
         Ok(engine) => engine,
-        Err(e) => return report_failure(cfg, e, callback.as_deref(), json, started, Some(chosen)).await,
+        Err(e) => return report_failure(cfg, e, callback.as_deref(), json, started, Some(engine_report)).await,
     };
     let engine_doc = engine.version().await.ok().map(|v| EngineReport::answered(&v));
     let reporter: Arc<dyn s2i_core::Reporter> = Arc::new(UiReporter(ui().clone()));

@@ -21,7 +21,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::warn;
 
 use crate::cli::{Cli, Command};
-use crate::s2ifile::Pending;
+use crate::s2ifile::S2ifileToSave;
 
 /// A command that failed: its error, rendered once by the binary, and the exit code to end with.
 pub struct Failed {
@@ -37,7 +37,7 @@ impl From<BuildError> for Failed {
 }
 
 /// Run the command; `Ok` holds its exit code (0, or a verdict's).
-pub async fn run(cli: Cli, pending: Option<Pending>) -> Result<u8, Failed> {
+pub async fn run(cli: Cli, pending: Option<S2ifileToSave>) -> Result<u8, Failed> {
     let done = |r: Result<(), BuildError>| r.map(|()| 0).map_err(Failed::from);
     match cli.command {
         None => {

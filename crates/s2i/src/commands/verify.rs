@@ -84,7 +84,7 @@ async fn verify(global: &GlobalArgs, args: VerifyArgs, engine_doc: &mut Option<E
         }
     }
     let temp_images: Vec<String> = configs.iter().filter_map(|(_, c)| c.tag_name()).collect();
-    *engine_doc = Some(crate::engine::chosen(global));
+    *engine_doc = Some(crate::engine::report_before_connecting(global));
     // Two builds of one source are the same image only with one creation time for both, which
     // the daemonless engine can be given.
     let fixed_time = (args.twice && global.engine.kind == EngineChoice::Oci).then(reproducible_time);

@@ -189,6 +189,31 @@ fn json(stdout: &str) -> Value {
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
 
+/// What a person sees of the engine's own long steps: on a terminal, a live line while it unpacks
+/// the builder and while it takes the container's snapshot; without one, a plain line each.
+#[test]
+fn unpacking_and_the_snapshot_show_on_a_terminal_and_as_plain_lines() {
+    let t = Oci::new("oci-progress");
+    let builder = archive_of(&fixture("sti-fake"));
+    let src = app(&t.env);
+    let out = t.env.tag("app");
+    let mut cmd = t.command(&["build", src, &builder, &out]);
+    cmd.env_remove("NO_COLOR");
+    let run = s2i_testkit::run_with_tty_stderr(cmd);
+    t.note_containers(&run.terminal);
+    assert!(run.status.success(), "{}", run.terminal);
+    assert!(run.terminal.contains(&format!("Unpacking {builder}")), "a live line while the builder unpacks: {:?}", run.terminal);
+    assert!(run.terminal.contains("Taking the snapshot of container "), "a live line during the snapshot: {:?}", run.terminal);
+    assert!(!run.terminal.contains("Unpacked ") && !run.terminal.contains("Took the snapshot"), "no plain lines on a terminal: {:?}", run.terminal);
+
+    let (code, _, stderr) = t.run(&["build", src, &builder, &out]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains('\r'), "nothing redrawn in a pipe: {stderr:?}");
+    assert!(stderr.lines().any(|l| l.starts_with(&format!("Unpacked {builder} in "))), "{stderr}");
+    assert_eq!(stderr.lines().filter(|l| l.starts_with("Took the snapshot of container ")).count(), 1, "{stderr}");
+    t.assert_clean();
+}
+
 /// The plain flow: a builder from a `docker save` archive, the image written as a docker-archive
 /// and an oci-archive, Docker loads and runs the first; `--load` hands it to Docker directly, and
 /// says so plainly when no daemon answers; --run runs the result. The engine is named at

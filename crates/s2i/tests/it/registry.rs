@@ -240,8 +240,9 @@ fn a_terminal_sees_the_pull_live() {
     cmd.args(["build", "app", &s.builder, &s.env.tag("app")]).env("HOME", &s.home).env_remove("DOCKER_CONFIG").env("NO_COLOR", "1");
     let run = run_with_tty_stderr(cmd);
     assert!(run.status.success(), "{}", run.terminal);
-    let live = format!("\r\x1b[2KPulling {}: ", s.builder);
-    assert!(run.terminal.contains(&live), "a live line, redrawn in place: {:?}", run.terminal);
+    // Redrawn in place: the line cleared, a spinner, the text.
+    let live = regex::Regex::new(&format!(r"\r\x1b\[2K\S Pulling {}: ", regex::escape(&s.builder))).unwrap();
+    assert!(live.is_match(&run.terminal), "a live line, redrawn in place: {:?}", run.terminal);
     assert!(run.terminal.contains(&format!("Pulled {}: ", s.builder)), "{:?}", run.terminal);
     s.assert_clean();
 }

@@ -129,6 +129,7 @@ fn a_terminal_gets_a_live_line_and_colours_and_no_color_turns_them_off() {
     assert!(run.terminal.contains("\r\x1b[2K"), "the live line is redrawn in place: {:?}", run.terminal);
     assert!(run.terminal.contains("\x1b[32mBuilt "), "the summary is coloured: {:?}", run.terminal);
     assert!(run.terminal.contains("sti-fake assemble"), "the script's output is relayed: {:?}", run.terminal);
+    assert!(run.terminal.contains("Committing the image"), "a spinner while the engine commits: {:?}", run.terminal);
 
     let mut cmd = env.s2i();
     cmd.args(["build", "app", &builder, &out]).env("NO_COLOR", "1");

@@ -52,6 +52,30 @@ fn assert_nothing_left(id: &str) {
     assert!(left.is_empty(), "containers left: {left:?}");
 }
 
+/// Waits (two minutes at most) until a `s2i verify` says it runs both images, gives the first
+/// side's container time to come up (or be in the making), interrupts it as Ctrl-C does, and
+/// returns whether it got that far, how it ended and its stderr.
+fn interrupt_once_running(mut child: std::process::Child) -> (bool, std::process::ExitStatus, String) {
+    let stderr = child.stderr.take().unwrap();
+    let (running_tx, running_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut seen = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.starts_with("Running both images") {
+                let _ = running_tx.send(());
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        seen
+    });
+    let running = running_rx.recv_timeout(std::time::Duration::from_secs(120)).is_ok();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let status = child.wait().unwrap();
+    (running, status, reader.join().unwrap())
+}
+
 fn json(stdout: &str) -> Value {
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
@@ -292,26 +316,8 @@ fn an_interrupted_verify_leaves_nothing() {
     let src = app(&env, "app", Some("http"), Some(port));
     // Nothing answers on the port asked for: the check waits until the timeout.
     let silent = format!("{}/", free_port());
-    let mut child = env.s2i().args(["verify", &src, &a, &b, "--http", &silent, "--timeout", "5m"]).stderr(Stdio::piped()).spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (running_tx, running_rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut seen = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.starts_with("Running both images") {
-                let _ = running_tx.send(());
-            }
-            seen.push_str(&line);
-            seen.push('\n');
-        }
-        seen
-    });
-    let running = running_rx.recv_timeout(std::time::Duration::from_secs(120)).is_ok();
-    // The first side's container is up (or being made) by now.
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
-    let status = child.wait().unwrap();
-    let seen = reader.join().unwrap();
+    let child = env.s2i().args(["verify", &src, &a, &b, "--http", &silent, "--timeout", "5m"]).stderr(Stdio::piped()).spawn().unwrap();
+    let (running, status, seen) = interrupt_once_running(child);
     assert!(running, "{seen}");
     assert_eq!(status.code(), Some(2), "{seen}");
     assert!(seen.contains("error: interrupted"), "{seen}");
@@ -327,25 +333,8 @@ fn an_interrupted_verify_on_the_oci_engine_leaves_nothing() {
     let (a, b) = (archive_of(&fixture("verify-a")), archive_of(&fixture("verify-b")));
     let src = app(&t.env, "app", Some("http"), Some(free_port()));
     let silent = format!("{}/", free_port());
-    let mut child = t.command(&["verify", &src, &a, &b, "--http", &silent, "--timeout", "5m"]).stderr(Stdio::piped()).spawn().unwrap();
-    let (running_tx, running_rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut seen = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.starts_with("Running both images") {
-                let _ = running_tx.send(());
-            }
-            seen.push_str(&line);
-            seen.push('\n');
-        }
-        seen
-    });
-    let running = running_rx.recv_timeout(std::time::Duration::from_secs(120)).is_ok();
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
-    let status = child.wait().unwrap();
-    let seen = reader.join().unwrap();
+    let child = t.command(&["verify", &src, &a, &b, "--http", &silent, "--timeout", "5m"]).stderr(Stdio::piped()).spawn().unwrap();
+    let (running, status, seen) = interrupt_once_running(child);
     t.note_containers(&seen);
     assert!(running, "{seen}");
     assert_eq!(status.code(), Some(2), "{seen}");

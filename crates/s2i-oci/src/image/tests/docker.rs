@@ -17,13 +17,13 @@ fn docker_save_imports_and_our_export_loads_and_runs_in_docker() {
     s2i_testkit::docker_output(&["save", "-o", saved.to_str().unwrap(), &base_name]);
 
     let store = Store::open(&tmp.join("store")).unwrap();
-    let base = store.get(&format!("docker-archive:{}", saved.display())).unwrap().unwrap();
+    let base = store.find_or_import(&format!("docker-archive:{}", saved.display())).unwrap().unwrap();
     let docker_id = s2i_testkit::docker_output(&["image", "inspect", "--format", "{{.Id}}", &base_name]);
     assert_eq!(base.id, docker_id, "the image id is Docker's");
     assert_eq!(base.names, [format!("docker.io/{base_name}")]);
-    assert_eq!(store.get(&base_name).unwrap().unwrap().id, base.id);
+    assert_eq!(store.find_or_import(&base_name).unwrap().unwrap().id, base.id);
     // A second get of the same archive finds the blobs in place.
-    assert_eq!(store.get(&format!("docker-archive:{}", saved.display())).unwrap().unwrap().id, base.id);
+    assert_eq!(store.find_or_import(&format!("docker-archive:{}", saved.display())).unwrap().unwrap().id, base.id);
 
     // The busybox rootfs unpacks with its owners and modes.
     let dirs = store.layer_dirs(&base).unwrap();

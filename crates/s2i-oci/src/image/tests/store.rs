@@ -12,35 +12,8 @@ use crate::image::{Digest, ImageError, Store};
 /// A `docker save` archive in the legacy form (`<id>/layer.tar`, `<config>.json`,
 /// `manifest.json` last), of plain layers.
 pub fn docker_archive(layers: &[Vec<u8>], tags: &[&str], cmd: &str) -> Vec<u8> {
-    let diff_ids: Vec<String> = layers.iter().map(|l| Digest::of(l).to_string()).collect();
-    let config = serde_json::json!({
-        "architecture": "amd64", "os": "linux", "created": "2020-01-01T00:00:00Z",
-        "config": {"Env": ["PATH=/bin"], "Cmd": [cmd], "Labels": {"from": "test"}, "ExposedPorts": {"8080/tcp": {}}},
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-    });
-    let config = serde_json::to_vec(&config).unwrap();
-    let config_name = format!("{}.json", Digest::of(&config).hex());
-    let mut b = tar::Builder::new(Vec::new());
-    let add = |b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]| {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        h.set_cksum();
-        b.append_data(&mut h, path, data).unwrap();
-    };
-    let mut paths = Vec::new();
-    for (i, l) in layers.iter().enumerate() {
-        let p = format!("{:064x}/layer.tar", i + 1);
-        add(&mut b, &p, l);
-        paths.push(p);
-    }
-    add(&mut b, &config_name, &config);
-    let manifest = serde_json::json!([{ "Config": config_name, "RepoTags": tags, "Layers": paths }]);
-    add(&mut b, "manifest.json", &serde_json::to_vec(&manifest).unwrap());
-    b.into_inner().unwrap()
+    let config = serde_json::json!({"Env": ["PATH=/bin"], "Cmd": [cmd], "Labels": {"from": "test"}, "ExposedPorts": {"8080/tcp": {}}});
+    s2i_testkit::docker_archive(layers, tags, config)
 }
 
 fn simple_layers() -> Vec<Vec<u8>> {
@@ -63,12 +36,12 @@ fn imported_images_are_found_by_name_id_and_prefix() {
     assert_eq!(img.info().labels["from"], "test");
     assert_eq!(img.config.exposed_ports, ["8080/tcp"]);
     for r in ["busybox", "busybox:latest", "docker.io/library/busybox", "127.0.0.1:5000/team/app:v1", &img.id, &img.id[7..19]] {
-        assert_eq!(store.get(r).unwrap().map(|i| i.id), Some(img.id.clone()), "{r}");
+        assert_eq!(store.find_or_import(r).unwrap().map(|i| i.id), Some(img.id.clone()), "{r}");
     }
     let by_digest = format!("busybox@{}", img.manifest_digest);
-    assert_eq!(store.get(&by_digest).unwrap().unwrap().id, img.id);
-    assert!(store.get("busybox:other").unwrap().is_none());
-    assert!(store.get("sha256:0000").unwrap().is_none());
+    assert_eq!(store.find_or_import(&by_digest).unwrap().unwrap().id, img.id);
+    assert!(store.find_or_import("busybox:other").unwrap().is_none());
+    assert!(store.find_or_import("sha256:0000").unwrap().is_none());
     // The id is the config digest, as Docker's.
     let config = fs::read(store.root().join("blobs/sha256").join(&img.id[7..])).unwrap();
     assert_eq!(Digest::of(&config).to_string(), img.id);
@@ -82,15 +55,15 @@ fn tags_move_and_removal_sweeps_what_nothing_uses() {
     let other = vec![raw_tar(&[Raw::file("only-b", "b")])];
     let b = store.import_archive(&mut &docker_archive(&other, &["app:2"], "b")[..]).unwrap().remove(0);
     store.tag(&b, "app:1").unwrap();
-    assert_eq!(store.get("app:1").unwrap().unwrap().id, b.id, "the tag moved");
-    assert_eq!(store.get(&a.id).unwrap().unwrap().names, Vec::<String>::new(), "a is untagged but kept");
+    assert_eq!(store.find_or_import("app:1").unwrap().unwrap().id, b.id, "the tag moved");
+    assert_eq!(store.find_or_import(&a.id).unwrap().unwrap().names, Vec::<String>::new(), "a is untagged but kept");
     let blob_count = || fs::read_dir(store.root().join("blobs/sha256")).unwrap().count();
     let before = blob_count();
     store.remove(&a.id).unwrap();
-    assert!(store.get(&a.id).unwrap().is_none());
+    assert!(store.find_or_import(&a.id).unwrap().is_none());
     assert_eq!(blob_count(), before - 4, "a's manifest, config and two layers are gone");
     store.remove("app:1").unwrap();
-    assert_eq!(store.get("app:2").unwrap().unwrap().id, b.id, "removing one name keeps the image");
+    assert_eq!(store.find_or_import("app:2").unwrap().unwrap().id, b.id, "removing one name keeps the image");
     store.remove("app:2").unwrap();
     assert_eq!(blob_count(), 0);
     assert!(matches!(store.remove("app:2"), Err(ImageError::NotFound(_))));
@@ -187,7 +160,7 @@ fn concurrent_import_child() {
     let store = Store::open(Path::new(&store_dir)).unwrap();
     let archive = std::env::var("S2I_OCI_TEST_ARCHIVE").unwrap();
     for _ in 0..5 {
-        let img = store.get(&format!("docker-archive:{archive}")).unwrap().unwrap();
+        let img = store.find_or_import(&format!("docker-archive:{archive}")).unwrap().unwrap();
         if rustix::process::geteuid().is_root() {
             store.layer_dirs(&img).unwrap();
         }
@@ -249,7 +222,7 @@ fn skopeo_and_umoci_read_the_store() {
     let oci_archive = tmp.path().join("copy.tar");
     run(Command::new("skopeo").arg("copy").arg(format!("oci:{}:{name}", store_dir.display())).arg(format!("oci-archive:{}:other/app:2", oci_archive.display())));
     let fresh = Store::open(&tmp.path().join("fresh")).unwrap();
-    let copy = fresh.get(&format!("oci-archive:{}", oci_archive.display())).unwrap().unwrap();
+    let copy = fresh.find_or_import(&format!("oci-archive:{}", oci_archive.display())).unwrap().unwrap();
     assert_eq!(copy.id, img.id);
     assert_eq!(copy.names, ["docker.io/other/app:2"]);
     let mut flat = Vec::new();

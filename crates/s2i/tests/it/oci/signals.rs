@@ -196,6 +196,7 @@ fn a_hard_link_to_a_fifo_or_a_device_of_an_earlier_layer_fails_at_once() {
             stderr.contains("\"b/link\"") && stderr.contains(&format!("a hard link to {named} of an earlier layer (a/fifo)")),
             "{name}: the error names the entry, its target and what it is:\n{stderr}"
         );
+        assert!(!stderr.contains("Unpacked "), "{name}: an unpack that failed is not reported done:\n{stderr}");
         t.assert_clean();
         assert_no_store_temp(&t);
     }
