@@ -14,6 +14,7 @@ mod commands;
 mod engines;
 mod flows;
 mod oci;
+mod pods;
 #[cfg(feature = "python-tests")]
 mod python;
 mod registry;
