@@ -155,6 +155,11 @@ pub enum BuildError {
     #[error("{what} is not allowed: {reason}")]
     UserNotAllowed { what: String, reason: String },
 
+    /// The engine cannot do what the build needs (the in-place engine runs only its own image,
+    /// as the process's own user).
+    #[error("the {engine} engine cannot {what}")]
+    EngineCannot { engine: String, what: String },
+
     #[error("label validation failed for {image:?}: label size {size} exceeds the maximum limit 10240")]
     LabelsTooBig { image: String, size: usize },
 
@@ -303,6 +308,7 @@ impl BuildError {
                 "the builder's assemble script failed; its output above says why".into()
             }
             BuildError::OnbuildFailed { .. } => "the build output above shows the ONBUILD step that failed".into(),
+            BuildError::EngineCannot { .. } => format!("build this with {}", s2i_engine::GENERAL_ENGINES),
             BuildError::UserNotAllowed { .. } => {
                 "use a numeric user inside the --allowed-uids ranges (--assemble-user, the image's USER or its io.openshift.s2i.assemble-user label)".into()
             }

@@ -23,6 +23,18 @@ fn allowed(ranges: &[UidRange], user: &str, passwd: Option<&str>) -> bool {
     uid_of(user, passwd).is_some_and(|uid| ranges.iter().any(|r| r.contains(uid)))
 }
 
+/// Check the uid a build really runs as, when the engine cannot switch users (the in-place
+/// engine runs every script as the process's own uid).
+pub fn check_fixed_uid(ranges: &[UidRange], uid: u32) -> Result<()> {
+    if ranges.is_empty() || ranges.iter().any(|r| r.contains(uid)) {
+        return Ok(());
+    }
+    Err(BuildError::UserNotAllowed {
+        what: format!("uid {uid}, which the engine runs every script as (the process's own)"),
+        reason: format!("it is outside the allowed ranges {}", describe(ranges)),
+    })
+}
+
 /// Check one user (`user[:group]`) against the ranges; `what` says where it came from.
 pub fn check_user(ranges: &[UidRange], what: impl Into<String>, user: &str, passwd: Option<&str>) -> Result<()> {
     if ranges.is_empty() || allowed(ranges, user_part(user), passwd) {

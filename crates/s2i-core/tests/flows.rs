@@ -281,3 +281,58 @@ async fn the_save_artifacts_user_is_held_to_allowed_uids() {
     cfg.allowed_uids = s2i_core::config::parse_ranges("1000-").unwrap();
     s2i_core::build(&cfg, &services(&engine, Recorder::new())).await.unwrap();
 }
+
+/// The fake with the in-place engine's limits, holding the usual images.
+fn in_place_engine(uid: u32) -> s2i_testkit::fake::FakeEngine {
+    let engine = s2i_testkit::fake::FakeEngine::in_place(BUILDER, uid, 0);
+    engine.add_image(BUILDER, builder());
+    engine.add_image(RUNTIME, runtime());
+    engine.add_image(ONBUILD, s2i_testkit::fake::FakeImage::new().onbuild("COPY . /tmp/src").workdir("/tmp/src"));
+    engine
+}
+
+/// An engine that runs every script as the process's uid: that uid owns the input, and it is the
+/// one --allowed-uids judges (the builder's USER 1001 would pass, 0 must not).
+#[tokio::test]
+async fn a_fixed_user_engine_owns_the_input_and_is_held_to_allowed_uids() {
+    let d = tempfile::tempdir().unwrap();
+    source(d.path());
+    let engine = in_place_engine(1_000_680_000);
+    let mut cfg = config(d.path(), BUILDER, Some("app:v1"));
+    cfg.allowed_uids = s2i_core::config::parse_ranges("1000-").unwrap();
+    s2i_core::build(&cfg, &services(&engine, Recorder::new())).await.unwrap();
+    let (_, files) = engine.image("app:v1").expect("tagged");
+    assert_eq!(uid_of(&files, "/tmp/src/index.html"), Some(1_000_680_000), "the process's uid owns the input");
+
+    let engine = in_place_engine(0);
+    let err = s2i_core::build(&cfg, &services(&engine, Recorder::new())).await.unwrap_err();
+    assert!(matches!(err, BuildError::UserNotAllowed { .. }), "{err}");
+    assert!(err.to_string().contains("uid 0"), "names the uid the build runs as: {err}");
+    assert!(!engine.calls().contains(&s2i_testkit::fake::Call::CreateContainer), "refused before anything runs");
+}
+
+/// Flows that need a container of another image are refused before any work, naming the engines
+/// that can run them.
+#[tokio::test]
+async fn an_only_builder_engine_refuses_flows_that_need_another_image() {
+    let d = tempfile::tempdir().unwrap();
+    source(d.path());
+    let mut incremental = config(d.path(), BUILDER, Some("app:v1"));
+    incremental.incremental = true;
+    for (cfg, builder_name, says) in [
+        (with_runtime(config(d.path(), BUILDER, Some("slim:v1"))), BUILDER, "--runtime-image"),
+        (config(d.path(), ONBUILD, Some("app:v1")), ONBUILD, "ONBUILD"),
+        (incremental, BUILDER, "--incremental"),
+    ] {
+        let engine = s2i_testkit::fake::FakeEngine::in_place(builder_name, 1001, 0);
+        engine.add_image(BUILDER, builder());
+        engine.add_image(RUNTIME, runtime());
+        engine.add_image(ONBUILD, s2i_testkit::fake::FakeImage::new().onbuild("COPY . /tmp/src").workdir("/tmp/src"));
+        let err = s2i_core::build(&cfg, &services(&engine, Recorder::new())).await.unwrap_err();
+        assert!(matches!(err, BuildError::EngineCannot { .. }), "{err}");
+        assert!(err.to_string().contains(says) && err.to_string().contains("in-place"), "{err}");
+        assert!(err.hint().unwrap_or_default().contains("--engine oci"), "{:?}", err.hint());
+        assert!(!engine.calls().contains(&s2i_testkit::fake::Call::CreateContainer), "nothing ran");
+        assert!(engine.containers().is_empty());
+    }
+}

@@ -59,6 +59,9 @@ pub enum EngineKind {
     Podman,
     /// The daemonless engine: an image store and an OCI runtime (runc).
     Oci,
+    /// s2i inside a container of the builder itself: scripts run as child processes, the commit
+    /// is a snapshot of the root filesystem.
+    InPlace,
 }
 
 impl EngineKind {
@@ -67,6 +70,7 @@ impl EngineKind {
             EngineKind::Docker => "docker",
             EngineKind::Podman => "podman",
             EngineKind::Oci => "oci",
+            EngineKind::InPlace => "in-place",
         }
     }
 }
@@ -252,10 +256,30 @@ pub enum ArchiveFormat {
 /// A byte sink an engine writes an image archive to.
 pub type ArchiveOutput = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
 
+/// What an engine can do that the plan must know before anything runs. The default (every
+/// engine but the in-place one) allows everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EngineCapabilities {
+    /// The engine cannot switch users: every script runs as this uid and gid (the process's own).
+    pub fixed_user: Option<(u32, u32)>,
+    /// Containers can be started only from the image the process itself runs in: no runtime
+    /// image with its own scripts, no previous image to take artifacts from, no image build.
+    pub only_builder: bool,
+}
+
+/// The engines that run containers of any image as any user, named in the errors of an engine
+/// that cannot.
+pub const GENERAL_ENGINES: &str = "--engine docker, podman (--engine docker with its socket) or --engine oci";
+
 #[async_trait]
 pub trait Engine: Send + Sync {
     /// Which engine this is and its version; also proves it answers.
     async fn version(&self) -> Result<EngineVersion>;
+
+    /// What the engine can do; see [`EngineCapabilities`]. The default allows everything.
+    fn capabilities(&self) -> EngineCapabilities {
+        EngineCapabilities::default()
+    }
 
     /// `Ok(None)` when the image is not present locally.
     async fn inspect_image(&self, name: &str) -> Result<Option<ImageInfo>>;

@@ -693,7 +693,7 @@ impl Engine for OciEngine {
         }
         let image = self.image(name).await?;
         let client = self.registry()?;
-        image::remote::push(&Arc::new(self.cancellable_store()), &client, &image, name, credentials(auth), progress).await
+        image::remote::push(&Arc::new(self.cancellable_store()), &client, &image, name, credentials(auth), None, progress).await
     }
 
     async fn save_image(&self, name: &str, format: ArchiveFormat, out: ArchiveOutput) -> Result<()> {

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use s2i_engine::{
-    ArchiveFormat, ArchiveOutput, ByteStream, CommitSpec, ContainerInput, ContainerSpec, Engine, EngineError, EngineKind,
+    ArchiveFormat, ArchiveOutput, ByteStream, CommitSpec, ContainerInput, ContainerSpec, Engine, EngineCapabilities, EngineError, EngineKind,
     EngineVersion, ImageBuildSpec, ImageInfo, OutputSink, OutputStream, Progress, ProgressSink, RegistryAuth,
     RunningOutput,
 };
@@ -239,6 +239,9 @@ pub struct FakeEngine {
     state: Mutex<State>,
     counter: AtomicU64,
     hung: Arc<tokio::sync::Notify>,
+    /// The in-place engine's limits ([`FakeEngine::in_place`]): the image the process runs in and
+    /// the uid and gid every script runs as.
+    in_place: Option<(String, u32, u32)>,
 }
 
 fn api(op: &str, message: impl Into<String>, status: Option<u16>) -> EngineError {
@@ -248,6 +251,12 @@ fn api(op: &str, message: impl Into<String>, status: Option<u16>) -> EngineError
 impl FakeEngine {
     pub fn new() -> FakeEngine {
         FakeEngine::default()
+    }
+
+    /// An engine with the in-place engine's limits: containers only from `image` (the one the
+    /// process runs in), every script run as `uid:gid` whatever its spec asks.
+    pub fn in_place(image: &str, uid: u32, gid: u32) -> FakeEngine {
+        FakeEngine { in_place: Some((short_name(image), uid, gid)), ..FakeEngine::default() }
     }
 
     /// Add an image under `name` (`repo:tag`); returns its id.
@@ -358,7 +367,10 @@ impl FakeEngine {
         let mut stderr = Vec::new();
         let env: Vec<String> = image.info.env.iter().chain(spec.env.iter()).cloned().collect();
         let workdir = spec.working_dir.clone().unwrap_or_else(|| image.info.working_dir.clone());
-        let user = spec.user.clone().or_else(|| Some(image.info.user.clone()).filter(|u| !u.is_empty()));
+        let user = match &self.in_place {
+            Some((_, uid, _)) => Some(uid.to_string()),
+            None => spec.user.clone().or_else(|| Some(image.info.user.clone()).filter(|u| !u.is_empty())),
+        };
         let mut stdin = Cursor::new(stdin);
         let code = if cmd.first().map(String::as_str) == Some("/bin/sh") && cmd.get(1).map(String::as_str) == Some("-c") {
             if !fs.contains_key("/bin/sh") {
@@ -661,7 +673,15 @@ async fn read_input(mut input: ContainerInput, fault: Option<Fault>) -> std::io:
 #[async_trait]
 impl Engine for FakeEngine {
     async fn version(&self) -> s2i_engine::Result<EngineVersion> {
-        Ok(EngineVersion { kind: EngineKind::Docker, version: "fake".into(), api_version: "1.41".into(), endpoint: "fake://".into() })
+        let kind = if self.in_place.is_some() { EngineKind::InPlace } else { EngineKind::Docker };
+        Ok(EngineVersion { kind, version: "fake".into(), api_version: "1.41".into(), endpoint: "fake://".into() })
+    }
+
+    fn capabilities(&self) -> EngineCapabilities {
+        match &self.in_place {
+            Some((_, uid, gid)) => EngineCapabilities { fixed_user: Some((*uid, *gid)), only_builder: true },
+            None => EngineCapabilities::default(),
+        }
     }
 
     async fn inspect_image(&self, name: &str) -> s2i_engine::Result<Option<ImageInfo>> {
@@ -713,6 +733,11 @@ impl Engine for FakeEngine {
         self.apply(Call::CreateContainer, "creating a container").await?;
         let mut state = self.state.lock().unwrap();
         let image_id = Self::resolve_image(&state, &spec.image).ok_or_else(|| api("creating a container", format!("No such image: {}", spec.image), Some(404)))?;
+        if let Some((own, _, _)) = &self.in_place {
+            if state.tags.get(own) != Some(&image_id) {
+                return Err(EngineError::NotSupported { engine: EngineKind::InPlace, what: format!("start a container of {} (only of {own})", spec.image) });
+            }
+        }
         if let Some(name) = &spec.name {
             if !state.names.insert(name.clone()) {
                 return Err(api("creating a container", format!("the name {name} is in use"), Some(409)));

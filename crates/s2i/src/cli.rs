@@ -272,13 +272,17 @@ pub enum EngineChoice {
     Docker,
     // No daemon: images in a local OCI store, build containers run by runc (needs root).
     Oci,
+    // Inside a container of the builder itself (a Tekton step), unprivileged: the scripts run
+    // as child processes, the image is the builder's layers plus a snapshot of what changed.
+    #[value(name = "in-place")]
+    InPlace,
 }
 
 /// Flags that pick and set up the engine (valid on every subcommand).
 #[derive(Debug, Args, Clone, Default)]
 #[command(next_help_heading = "Engine options")]
 pub struct EngineArgs {
-    /// The engine: docker (a Docker or Podman daemon) or oci (no daemon: an OCI image store and runc; needs root)
+    /// The engine: docker (a Docker or Podman daemon), oci (no daemon: an OCI image store and runc; needs root) or in-place (inside a container of the builder itself, as any user: a Kubernetes pod, a Tekton step)
     #[arg(long = "engine", global = true, env = "S2I_ENGINE", hide_env_values = true, value_enum, default_value = "docker", value_name = "ENGINE")]
     pub kind: EngineChoice,
     /// The OCI engine's image store (default $XDG_DATA_HOME/s2i/oci, else ~/.local/share/s2i/oci)
@@ -299,6 +303,12 @@ pub struct ImageOutputArgs {
     /// Hand the image built by --engine oci to the Docker or Podman daemon --engine docker would use (-U/--url, $DOCKER_HOST…)
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
     pub load: bool,
+    /// With --push: write the pushed image's digest (sha256:…) to FILE (a Tekton result, IMAGE_DIGEST)
+    #[arg(long, value_name = "FILE")]
+    pub digest_file: Option<PathBuf>,
+    /// With --push: write the pushed image's reference (REGISTRY/REPO:TAG) to FILE (a Tekton result, IMAGE_URL)
+    #[arg(long, value_name = "FILE")]
+    pub image_url_file: Option<PathBuf>,
 }
 
 /// `--output-archive FORMAT:PATH`.

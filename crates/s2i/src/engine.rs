@@ -1,6 +1,7 @@
 //! The engine a command runs on (`--engine`, `S2I_ENGINE`): a Docker or Podman daemon through the
 //! Docker API (the default), reached as `-U`, `DOCKER_HOST` and the TLS flags say, or the
-//! daemonless OCI engine (an image store and runc).
+//! daemonless OCI engine (an image store and runc), or the in-place engine (inside a container of
+//! the builder itself, unprivileged).
 
 use std::ops::Deref;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use s2i_oci::engine::{MEMORY_LIMIT_ENV, PIDS_LIMIT_ENV, ROOTFS_ENV};
 use s2i_oci::image::{Store, MAX_BLOB_ENV, MAX_JSON_ENV};
 use s2i_oci::run::rootfs::RootfsDriver;
 use s2i_oci::{OciEngine, OciEngineOptions};
+use s2i_inplace::{InPlaceEngine, InPlaceOptions};
 use tracing::{info, warn};
 
 use crate::cli::{EngineArgs, EngineChoice, GlobalArgs, ImageOutputArgs};
@@ -23,6 +25,7 @@ use crate::json_output::EngineReport;
 pub enum Connected {
     Docker(DockerEngine),
     Oci(OciEngine),
+    InPlace(InPlaceEngine),
 }
 
 impl Deref for Connected {
@@ -32,6 +35,7 @@ impl Deref for Connected {
         match self {
             Connected::Docker(e) => e,
             Connected::Oci(e) => e,
+            Connected::InPlace(e) => e,
         }
     }
 }
@@ -54,6 +58,13 @@ pub async fn connect_with(global: &GlobalArgs, limits: &Limits, fixed_time: Opti
                 opts.source_date_epoch = fixed_time;
             }
             Connected::Oci(OciEngine::open(opts).await?)
+        }
+        EngineChoice::InPlace => {
+            let mut opts = InPlaceOptions { registry_ca_files: registry_ca_files(global)?, registry_limits: limits.registry, ..Default::default() };
+            if Env::process().text("SOURCE_DATE_EPOCH").is_none() {
+                opts.source_date_epoch = fixed_time;
+            }
+            Connected::InPlace(InPlaceEngine::open(opts).await?)
         }
     };
     if let Ok(v) = engine.version().await {
@@ -101,6 +112,28 @@ pub fn check_flags(global: &GlobalArgs, cfg: &BuildConfig, outputs: &ImageOutput
             "--engine oci, which runs containers but has no image builder to build a Dockerfile (use --engine docker)",
         ));
     }
+    for (flag, given) in [("--digest-file", &outputs.digest_file), ("--image-url-file", &outputs.image_url_file)] {
+        if given.is_some() && !cfg.push {
+            return Err(BuildError::conflict(flag, "a build without --push (the file holds what was pushed)"));
+        }
+    }
+    if global.engine.kind == EngineChoice::InPlace {
+        if cfg.build_method == BuildMethod::Dockerfile {
+            return Err(BuildError::conflict(
+                "--build-method=dockerfile",
+                "--engine in-place, which runs only the scripts of the builder it is in (use --engine docker)",
+            ));
+        }
+        if !cfg.container.volumes.is_empty() {
+            return Err(BuildError::conflict("-v/--volume", "--engine in-place, whose build runs in the process's own filesystem (mount the volume into the pod instead)"));
+        }
+        if !cfg.push && outputs.output_archive.is_none() {
+            return Err(BuildError::conflict(
+                "a build without --push or --output-archive",
+                "--engine in-place, which keeps no image after it exits (push the TAG with --push, or write --output-archive)",
+            ));
+        }
+    }
     if outputs.load && !oci {
         return Err(BuildError::conflict(
             "--load",
@@ -115,6 +148,7 @@ pub fn chosen(global: &GlobalArgs) -> EngineReport {
     EngineReport::chosen(match global.engine.kind {
         EngineChoice::Docker => "docker",
         EngineChoice::Oci => "oci",
+        EngineChoice::InPlace => "in-place",
     })
 }
 

@@ -81,17 +81,34 @@ impl<'a> Plan<'a> {
         phases.end(running);
         // An ONBUILD builder does its own work: no script is required of it, nothing is streamed.
         let onbuild = !builder.on_build.is_empty();
+        let capabilities = engine.capabilities();
+        if capabilities.only_builder {
+            check_only_builder(cfg, engine, onbuild).await?;
+        }
         let assemble_user = assemble_user(cfg, &builder, &builder.user);
-        // A user given by name is looked up once, here: --allowed-uids and the owner of the input
-        // both need its number.
-        let named = users::needs_passwd(&cfg.allowed_uids, &builder, cfg.assemble_user.as_deref(), labels::ASSEMBLE_USER)
-            || (!onbuild && users::is_named(assemble_user.as_deref()));
-        let passwd = match named {
-            true => crate::images::passwd(engine, &cfg.builder_image, cfg.limits.file_size).await?,
-            false => None,
+        let owner = match capabilities.fixed_user {
+            // The engine runs every script as this uid, whatever the image or the flags say: that
+            // uid is the one --allowed-uids judges, and it owns the input.
+            Some((uid, gid)) => {
+                users::check_fixed_uid(&cfg.allowed_uids, uid)?;
+                if let Some(asked) = cfg.assemble_user.as_deref().filter(|u| !u.is_empty()) {
+                    warn!("--assemble-user {asked} is ignored: the engine runs the scripts as uid {uid}, the process's own");
+                }
+                Some(Owner { uid: uid as u64, gid: gid as u64 })
+            }
+            None => {
+                // A user given by name is looked up once, here: --allowed-uids and the owner of
+                // the input both need its number.
+                let named = users::needs_passwd(&cfg.allowed_uids, &builder, cfg.assemble_user.as_deref(), labels::ASSEMBLE_USER)
+                    || (!onbuild && users::is_named(assemble_user.as_deref()));
+                let passwd = match named {
+                    true => crate::images::passwd(engine, &cfg.builder_image, cfg.limits.file_size).await?,
+                    false => None,
+                };
+                users::check_builder(&cfg.allowed_uids, &builder, &cfg.builder_image, cfg.assemble_user.as_deref(), passwd.as_deref())?;
+                users::numeric_owner(assemble_user.as_deref(), passwd.as_deref()).map(|(uid, gid)| Owner { uid, gid })
+            }
         };
-        users::check_builder(&cfg.allowed_uids, &builder, &cfg.builder_image, cfg.assemble_user.as_deref(), passwd.as_deref())?;
-        let owner = users::numeric_owner(assemble_user.as_deref(), passwd.as_deref()).map(|(uid, gid)| Owner { uid, gid });
         let (required, optional): (&[&str], &[&str]) = match onbuild {
             false => (&[scripts::ASSEMBLE, scripts::RUN], &[scripts::SAVE_ARTIFACTS]),
             true => (&[], &[scripts::ASSEMBLE, scripts::RUN]),
@@ -188,6 +205,27 @@ impl<'a> Plan<'a> {
         labels::check_size(&labels, tag.as_deref().unwrap_or(&cfg.builder_image))?;
         Ok(labels)
     }
+}
+
+/// An engine that starts containers only from the image it runs in refuses, before any work, the
+/// flows that need another image's container: an ONBUILD builder (built FROM), a runtime image
+/// (its own scripts run in it), an incremental build (save-artifacts runs in the previous image).
+async fn check_only_builder(cfg: &BuildConfig, engine: &dyn s2i_engine::Engine, onbuild: bool) -> Result<()> {
+    let engine_name = engine.version().await.map(|v| v.kind.to_string()).unwrap_or_else(|_| "chosen".into());
+    let cannot = |what: String| BuildError::EngineCannot { engine: engine_name.clone(), what };
+    if onbuild {
+        return Err(cannot(format!("build FROM the ONBUILD builder {}: it runs only the scripts of the image it is in", cfg.builder_image)));
+    }
+    if let Some(rt) = &cfg.runtime {
+        return Err(cannot(format!(
+            "run the scripts of the runtime image {} (--runtime-image): it runs only the scripts of the builder it is in",
+            rt.image
+        )));
+    }
+    if cfg.incremental {
+        return Err(cannot("run save-artifacts in the previous image (--incremental): it runs only the builder it is in".into()));
+    }
+    Ok(())
 }
 
 /// What the build knows that becomes a generated label.

@@ -28,7 +28,7 @@ mod archive;
 mod commit;
 mod digest;
 mod error;
-pub(crate) mod remote;
+pub mod remote;
 mod spec;
 mod store;
 mod tar_read;

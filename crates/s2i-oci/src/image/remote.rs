@@ -126,6 +126,24 @@ pub async fn pull(
     credentials: Resolved,
     sink: &mut dyn ProgressSink,
 ) -> Result<Image, EngineError> {
+    pull_image(store, client, name, credentials, sink, true).await
+}
+
+/// Records `name`'s manifest (for the host's platform) and config in the store, without its
+/// layers: enough to inspect it and to commit a layer on top of it; a push then takes the missing
+/// layers from the registry ([`push`]'s `layers_from`).
+pub async fn pull_config(store: &Arc<Store>, client: &RegistryClient, name: &str, credentials: Resolved) -> Result<Image, EngineError> {
+    pull_image(store, client, name, credentials, &mut |_: Progress<'_>| {}, false).await
+}
+
+async fn pull_image(
+    store: &Arc<Store>,
+    client: &RegistryClient,
+    name: &str,
+    credentials: Resolved,
+    sink: &mut dyn ProgressSink,
+    layers: bool,
+) -> Result<Image, EngineError> {
     let reference = ImageRef::parse(name).map_err(|reason| ImageError::Reference { reference: name.into(), reason })?;
     let op = format!("pulling {name}");
     let repo = client.repository_of(&reference, credentials);
@@ -151,6 +169,9 @@ pub async fn pull(
         let (store, digest, what) = (store.clone(), config_digest.clone(), format!("the config of {name}"));
         blocking(move || store.put_blob(&mut &config[..], Some(&digest), &what)).await??;
     }
+    if !layers {
+        return record(store, name, &reference, &manifest, manifest_digest, lease).await;
+    }
 
     let (tx, rx) = mpsc::unbounded_channel();
     let layers = manifest.layers().to_vec();
@@ -175,6 +196,22 @@ pub async fn pull(
         Fetch::Engine(e) => e,
     })?;
 
+    let image = record(store, name, &reference, &manifest, manifest_digest, lease).await?;
+    sink.progress(Progress::Status(&format!("Digest: {}", image.manifest_digest)));
+    sink.progress(Progress::Status(&format!("Status: Downloaded newer image for {name}")));
+    debug!("pulled {name} as {}", image.id);
+    Ok(image)
+}
+
+/// Records a pulled manifest under the image's name (a digest reference gets no name).
+async fn record(
+    store: &Arc<Store>,
+    name: &str,
+    reference: &ImageRef,
+    manifest: &s2i_registry::client::manifest::Manifest,
+    manifest_digest: Digest,
+    lease: super::store::Lease,
+) -> Result<Image, EngineError> {
     let raw = manifest.raw.clone();
     let stored_name = normalize_name(name).ok().filter(|_| reference.digest.is_none());
     let store2 = store.clone();
@@ -187,10 +224,53 @@ pub async fn pull(
     })
     .await??;
     drop(lease);
-    sink.progress(Progress::Status(&format!("Digest: {}", image.manifest_digest)));
-    sink.progress(Progress::Status(&format!("Status: Downloaded newer image for {name}")));
-    debug!("pulled {name} as {}", image.id);
     Ok(image)
+}
+
+/// Downloads the layers of the store's `image` that the store lacks from `repo` (where the image
+/// came from), each streamed into the blobs; for an image recorded by [`pull_config`] that must
+/// be written whole (an archive).
+pub async fn fetch_layers(store: &Arc<Store>, repo: &Repository<'_>, image: &Image, sink: &mut dyn ProgressSink) -> Result<(), EngineError> {
+    let op = format!("pulling the layers of {}/{}", repo.registry(), repo.path());
+    let (tx, rx) = mpsc::unbounded_channel();
+    let layers: Vec<RemoteDescriptor> = image.manifest.layers.iter().filter(|l| !store.has_blob(&l.digest)).map(remote_descriptor).collect();
+    let downloads = futures_util::stream::iter(layers.into_iter().map(move |layer| {
+        let tx = tx.clone();
+        async move {
+            let what = format!("pulling layer {}", short_id(&layer.digest));
+            let transient = |e: &Fetch| match e {
+                Fetch::Registry(e) => transient_registry(e),
+                _ => None,
+            };
+            retrying(&what, transient, || fetch_layer(store, repo, layer.clone(), &tx)).await
+        }
+    }))
+    .buffer_unordered(CONCURRENT_LAYERS)
+    .try_collect::<Vec<()>>();
+    with_progress(sink, rx, downloads).await.map_err(|e| match e {
+        Fetch::Registry(e) => failed(op.clone())(e),
+        Fetch::Store(e) => e.into(),
+        Fetch::Engine(e) => e,
+    })?;
+    Ok(())
+}
+
+impl Image {
+    /// The image's layers as a registry names them, bottom first.
+    pub fn remote_layers(&self) -> Vec<RemoteDescriptor> {
+        self.manifest.layers.iter().map(remote_descriptor).collect()
+    }
+}
+
+fn remote_descriptor(blob: &Descriptor) -> RemoteDescriptor {
+    RemoteDescriptor {
+        media_type: blob.media_type.clone(),
+        digest: blob.digest.to_string(),
+        size: blob.size,
+        urls: Vec::new(),
+        annotations: Default::default(),
+        platform: None,
+    }
 }
 
 /// How a layer fetch failed.
@@ -284,6 +364,7 @@ pub async fn push(
     image: &Image,
     name: &str,
     credentials: Resolved,
+    layers_from: Option<&Repository<'_>>,
     sink: &mut dyn ProgressSink,
 ) -> Result<String, EngineError> {
     let reference = ImageRef::parse(name).map_err(|reason| ImageError::Reference { reference: name.into(), reason })?;
@@ -301,6 +382,12 @@ pub async fn push(
     let uploads = async {
         for blob in &blobs {
             let what = format!("pushing layer {}", short_id(blob.digest.as_str()));
+            if !store.has_blob(&blob.digest) {
+                if let Some(from) = layers_from {
+                    retrying(&what, transient_engine, || copy_blob(from, &repo, blob, &tx)).await?;
+                    continue;
+                }
+            }
             retrying(&what, transient_engine, || push_blob(store, &repo, blob, &tx)).await?;
         }
         Ok::<(), EngineError>(())
@@ -352,6 +439,45 @@ async fn push_blob(store: &Arc<Store>, repo: &Repository<'_>, blob: &Descriptor,
     };
     send(events, &id, LayerPhase::Waiting, 0, Some(size));
     let pushed = repo.push_blob(&remote, body).await.map_err(failed(String::new()))?;
+    let phase = if pushed == BlobPush::Exists { LayerPhase::Exists } else { LayerPhase::Done };
+    send(events, &id, phase, size, Some(size));
+    Ok(())
+}
+
+/// A blob the store does not hold, into `to` from `from`: mounted when both are repositories of
+/// one registry (nothing moves), else streamed from one registry to the other (never written to
+/// disk).
+async fn copy_blob(from: &Repository<'_>, to: &Repository<'_>, blob: &Descriptor, events: &Events) -> Result<(), EngineError> {
+    let id = short_id(blob.digest.as_str()).to_string();
+    let size = blob.size;
+    let digest = blob.digest.to_string();
+    if to.blob_exists(&digest, true).await.map_err(failed(String::new()))?.is_some() {
+        send(events, &id, LayerPhase::Exists, size, Some(size));
+        return Ok(());
+    }
+    if from.registry() == to.registry() {
+        match to.mount_blob(&digest, from.path()).await {
+            Ok(true) => {
+                debug!("mounted {digest} from {} into {}", from.path(), to.path());
+                send(events, &id, LayerPhase::Exists, size, Some(size));
+                return Ok(());
+            }
+            Ok(false) => debug!("{} would not mount {digest} from {}: copying it", to.registry(), from.path()),
+            Err(e) => debug!("mounting {digest} from {} failed ({e}): copying it", from.path()),
+        }
+    }
+    send(events, &id, LayerPhase::Waiting, 0, Some(size));
+    let remote = remote_descriptor(blob);
+    let stream = from.blob(&remote).await.map_err(failed(String::new()))?;
+    let (counter, events2, id2) = (Arc::new(std::sync::atomic::AtomicU64::new(0)), events.clone(), id.clone());
+    let body = stream.map(move |chunk| {
+        if let Ok(c) = &chunk {
+            let now = counter.fetch_add(c.len() as u64, std::sync::atomic::Ordering::Relaxed) + c.len() as u64;
+            send(&events2, &id2, LayerPhase::Pushing, now, Some(size));
+        }
+        chunk
+    });
+    let pushed = to.push_blob(&remote, body).await.map_err(failed(String::new()))?;
     let phase = if pushed == BlobPush::Exists { LayerPhase::Exists } else { LayerPhase::Done };
     send(events, &id, phase, size, Some(size));
     Ok(())

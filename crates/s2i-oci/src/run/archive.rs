@@ -18,6 +18,17 @@ use super::error::{IoContext, Result, RunError};
 use crate::cancel::Cancel;
 use crate::fsroot::{self, Regular, RootDir};
 
+/// [`exists`] in the directory `root` given by path (`/` for the in-place engine, whose
+/// "container" is the process's own root).
+pub fn exists_under(root: &Path, path: &Path) -> Result<bool> {
+    exists(&RootDir::open(root)?, path)
+}
+
+/// [`archive`] of `path` in the directory `root` given by path.
+pub fn archive_under(root: &Path, path: &Path, out: impl Write, cancel: &Cancel) -> Result<()> {
+    archive(&RootDir::open(root)?, path, out, cancel)
+}
+
 /// Whether `path` exists in the root (not following its last component).
 pub fn exists(root: &RootDir, path: &Path) -> Result<bool> {
     let Some((parent, name)) = (match root.parent_of(path) {

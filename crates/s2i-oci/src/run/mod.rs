@@ -11,4 +11,5 @@ pub mod runc;
 pub mod seccomp;
 pub mod user;
 
+pub use archive::{archive_under, exists_under};
 pub use error::{Result, RunError};

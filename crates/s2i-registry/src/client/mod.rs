@@ -797,6 +797,24 @@ impl<'c> Repository<'c> {
         Ok(Some(content_length(resp.headers()).unwrap_or(0)))
     }
 
+    /// Ask the registry to mount `digest` from its repository `from` into this one (a
+    /// cross-repository mount: nothing is transferred). `Ok(true)` when it did; `Ok(false)` when
+    /// it would not (it does not have the blob there, the credentials do not reach `from`, or it
+    /// does not mount): the caller then uploads the blob.
+    pub async fn mount_blob(&self, digest: &str, from: &str) -> Result<bool> {
+        if blob::sha256_hex(digest).is_none() {
+            return Err(RegistryError::Protocol { registry: self.registry.clone(), detail: format!("cannot mount {digest:?}: not a sha256 digest") });
+        }
+        let path = format!("/v2/{}/blobs/uploads/", self.path);
+        let (digest, from) = (digest.to_string(), from.to_string());
+        let mut build = |http: &reqwest::Client, base: &str| {
+            http.post(format!("{base}{path}")).query(&[("mount", digest.as_str()), ("from", from.as_str())]).header(CONTENT_LENGTH, 0)
+        };
+        let resp = self.send(Access::Push, true, &mut build).await?;
+        // 201: mounted. 202: the registry started an ordinary upload instead (left to expire).
+        Ok(resp.status() == StatusCode::CREATED)
+    }
+
     /// Upload a blob unless the repository has it: `POST` an upload, then one `PUT` streaming
     /// `body` (which must yield exactly `descriptor.size` bytes of that digest; the registry
     /// checks). Progress without stalls is bounded by the idle timeout.

@@ -96,6 +96,9 @@ pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, registries: Registr
         Ok(d) => d,
         Err(e) => return report_failure(cfg, e, callback.as_deref(), json, started, engine_doc).await,
     };
+    if let Err(e) = write_pushed_files(&outputs, &result) {
+        return report_failure(cfg, e, callback.as_deref(), json, started, engine_doc).await;
+    }
     if let Some(url) = &callback {
         send_callback(url, true, &result.labels).await;
     }
@@ -120,6 +123,24 @@ pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, registries: Registr
     if run_image {
         ui().line(&format!("Running {image} as a result of the --run=true option (all its ports are published; Ctrl-C stops it)"));
         super::interruptible(Some(&*engine), &cfg.limits, s2i_core::run_image(&*engine, &image, reporter)).await?;
+    }
+    Ok(())
+}
+
+/// `--digest-file` and `--image-url-file`: what the push of the tag stored, for a pipeline's
+/// results (Tekton's IMAGE_DIGEST and IMAGE_URL). Each is written whole or not at all.
+fn write_pushed_files(outputs: &ImageOutputArgs, result: &s2i_core::BuildResult) -> Result<(), BuildError> {
+    let Some(pushed) = result.pushed.first() else { return Ok(()) };
+    for (file, text) in [(&outputs.digest_file, &pushed.digest), (&outputs.image_url_file, &pushed.name)] {
+        let Some(path) = file else { continue };
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let write = || -> std::io::Result<()> {
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+            std::io::Write::write_all(&mut tmp, text.as_bytes())?;
+            tmp.persist(path).map_err(|e| e.error)?;
+            Ok(())
+        };
+        write().map_err(|e| BuildError::io(format!("writing {}", path.display()), e))?;
     }
     Ok(())
 }

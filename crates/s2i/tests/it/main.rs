@@ -13,6 +13,7 @@ mod build;
 mod commands;
 mod engines;
 mod flows;
+mod inplace;
 mod oci;
 mod pods;
 #[cfg(feature = "python-tests")]

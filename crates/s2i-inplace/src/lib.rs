@@ -1,0 +1,699 @@
+//! The in-place engine (`--engine in-place`): s2i running inside a container of the builder image
+//! itself, as the pod's user, with no capabilities, no daemon and no mounts (a Kubernetes pod
+//! under the "restricted" profile, a Tekton step whose image is the builder).
+//!
+//! The same [`Engine`] trait as the others, read differently:
+//! - an image is its manifest and config, read from its registry (never its layers, unless an
+//!   archive must hold them), kept in a private OCI store in a temp dir;
+//! - a "container" is a child process of s2i, started with the builder's environment, working
+//!   dir and the process's own uid (the engine cannot switch users: [`EngineCapabilities`]);
+//!   it can be "created" only from the image the process runs in, which is checked;
+//! - a commit is a snapshot: the root walked before the first container and again at the commit,
+//!   the changes written as one layer ([`snapshot`]) on top of the builder's layers;
+//! - a push sends that layer and the config, and takes the builder's layers from its registry
+//!   (a cross-repository mount on the same registry, else streamed blob to blob).
+
+pub mod snapshot;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use s2i_engine::{
+    ArchiveFormat, ArchiveOutput, ByteStream, CommitSpec, ContainerInput, ContainerSpec, Engine, EngineCapabilities, EngineError,
+    EngineKind, EngineVersion, ImageBuildSpec, ImageInfo, OutputSink, OutputStream, Progress, ProgressSink, RegistryAuth, Result,
+    RunningOutput,
+};
+use s2i_oci::cancel::Cancel;
+use s2i_oci::image::{self, remote, CommitChanges, Image, ImageError, Store};
+use s2i_registry::client::{CaFile, ClientOptions, Limits as RegistryLimits};
+use s2i_registry::{error_chain, ImageRef, RegistryClient, Resolved};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tracing::{debug, info};
+
+use snapshot::{Excluded, Snapshot};
+
+/// The label naming where the builder's scripts are (`image:///usr/libexec/s2i`).
+const SCRIPTS_URL_LABEL: &str = "io.openshift.s2i.scripts-url";
+/// Variables a runtime or a pipeline sets for itself, whatever the image says: not compared.
+const ENV_SET_BY_RUNTIME: &[&str] = &["HOME", "HOSTNAME", "TERM"];
+
+/// How many entries of the builder's top layer are compared with the root.
+const TOP_LAYER_ENTRIES: usize = 2000;
+/// How many layers, from the top, may be read to find a regular file to compare.
+const TOP_LAYERS: usize = 4;
+
+/// How the engine is set up.
+#[derive(Debug, Clone)]
+pub struct InPlaceOptions {
+    /// The root filesystem the build changes: `/`.
+    pub root: PathBuf,
+    /// Where the engine keeps images (manifests, configs, the new layer); a fresh temp dir,
+    /// removed at the end, when `None`. Left out of the snapshot either way.
+    pub store_root: Option<PathBuf>,
+    pub registry_limits: RegistryLimits,
+    pub registry_ca_files: Vec<CaFile>,
+    /// The creation time of the image and the newest mtime of its layer (`SOURCE_DATE_EPOCH`).
+    pub source_date_epoch: Option<SystemTime>,
+}
+
+impl Default for InPlaceOptions {
+    fn default() -> Self {
+        InPlaceOptions {
+            root: PathBuf::from("/"),
+            store_root: None,
+            registry_limits: RegistryLimits::default(),
+            registry_ca_files: Vec::new(),
+            source_date_epoch: None,
+        }
+    }
+}
+
+/// What a "container" runs, fixed at creation.
+struct Process {
+    image: Image,
+    args: Vec<String>,
+    env: Vec<String>,
+    cwd: String,
+    /// The process group of the running command, for a kill.
+    pgid: Mutex<Option<i32>>,
+    started: Mutex<bool>,
+}
+
+/// Where an image of the store came from: its registry, for the layers the store lacks.
+#[derive(Clone)]
+struct Origin {
+    name: String,
+    auth: Option<RegistryAuth>,
+}
+
+pub struct InPlaceEngine {
+    opts: InPlaceOptions,
+    store: Arc<Store>,
+    /// The temp dir holding the store, removed with the engine.
+    _store_dir: Option<tempfile::TempDir>,
+    excluded: Excluded,
+    registry: Mutex<Option<Arc<RegistryClient>>>,
+    origins: Mutex<HashMap<String, Origin>>,
+    /// The image id checked to be the one the process runs in.
+    own: Mutex<Option<String>>,
+    /// The root before the first container.
+    baseline: Mutex<Option<Arc<Snapshot>>>,
+    containers: Mutex<HashMap<String, Arc<Process>>>,
+    counter: std::sync::atomic::AtomicU64,
+}
+
+fn api(op: impl Into<String>, message: impl std::fmt::Display) -> EngineError {
+    EngineError::Api { op: op.into(), message: message.to_string(), status: None }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| api("the in-place engine", e))
+}
+
+fn credentials(auth: Option<&RegistryAuth>) -> Resolved {
+    match auth {
+        Some(a) => Resolved::given(a.clone()),
+        None => Resolved::anonymous("no credentials were given for it"),
+    }
+}
+
+fn key(kv: &str) -> &str {
+    kv.split_once('=').map_or(kv, |(k, _)| k)
+}
+
+/// Whether this process runs in a container at all: the marker files of Docker and Podman
+/// (CRI-O), the variables of Kubernetes and systemd's container convention.
+fn in_container(root: &Path, env: &dyn Fn(&str) -> Option<String>) -> bool {
+    root.join(".dockerenv").exists()
+        || root.join("run/.containerenv").exists()
+        || env("KUBERNETES_SERVICE_HOST").is_some()
+        || env("container").is_some_and(|v| !v.is_empty())
+}
+
+/// Check that the process runs in a container of `image`: it is in a container, the image's
+/// environment is the process's (the variables a runtime sets left aside), and the image's
+/// scripts directory is there. Names what differs, never a value.
+fn check_runs_in(image: &ImageInfo, name: &str, root: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<()> {
+    if !in_container(root, env) {
+        return Err(EngineError::NotSupported {
+            engine: EngineKind::InPlace,
+            what: format!(
+                "build outside a container: run s2i inside a container of the builder {name} (a Tekton step or a pod of that image), or use --engine docker or oci here"
+            ),
+        });
+    }
+    let op = format!("checking that s2i runs in a container of {name}");
+    for kv in &image.env {
+        let Some((k, v)) = kv.split_once('=') else { continue };
+        if ENV_SET_BY_RUNTIME.contains(&k) {
+            continue;
+        }
+        match env(k) {
+            Some(here) if here == v => {}
+            here => {
+                let how = if here.is_some() { "has another value here" } else { "is not set here" };
+                return Err(api(
+                    op,
+                    format!("the builder's environment variable {k} {how}: this process does not run in {name} (the step's image must be the builder given to s2i)"),
+                ));
+            }
+        }
+    }
+    if let Some(url) = image.label(SCRIPTS_URL_LABEL) {
+        if let Some(dir) = url.strip_prefix("image://") {
+            let local = root.join(dir.trim_start_matches('/'));
+            if !local.is_dir() {
+                return Err(api(op, format!("the builder's scripts directory {dir} ({SCRIPTS_URL_LABEL}) is not here: this process does not run in {name}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl InPlaceEngine {
+    /// Open the engine: a private store (a temp dir unless `opts.store_root`), and the mount
+    /// points that the snapshot leaves out.
+    pub async fn open(opts: InPlaceOptions) -> Result<InPlaceEngine> {
+        let op = "starting the in-place engine";
+        let (root, dir) = match &opts.store_root {
+            Some(r) => (r.clone(), None),
+            None => {
+                let d = tempfile::Builder::new().prefix("s2i-in-place-").tempdir().map_err(|e| api(op, format!("creating its temp dir: {e}")))?;
+                (d.path().to_path_buf(), Some(d))
+            }
+        };
+        let store_root = root.clone();
+        let store = blocking(move || Store::open(&store_root)).await??;
+        let mut excluded = if opts.root == Path::new("/") {
+            Excluded::mount_points_and(&[]).map_err(|e| api(op, e))?
+        } else {
+            Excluded::default()
+        };
+        // The store's real path: a temp dir may be reached through a symlink.
+        excluded.add(&std::fs::canonicalize(&root).unwrap_or(root));
+        Ok(InPlaceEngine {
+            opts,
+            store: Arc::new(store),
+            _store_dir: dir,
+            excluded,
+            registry: Mutex::new(None),
+            origins: Mutex::new(HashMap::new()),
+            own: Mutex::new(None),
+            baseline: Mutex::new(None),
+            containers: Mutex::new(HashMap::new()),
+            counter: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    fn registry(&self) -> Result<Arc<RegistryClient>> {
+        let mut client = self.registry.lock().unwrap();
+        if let Some(c) = client.as_ref() {
+            return Ok(c.clone());
+        }
+        let options = ClientOptions { limits: self.opts.registry_limits, ca_files: self.opts.registry_ca_files.clone(), ..Default::default() };
+        let made = Arc::new(RegistryClient::new(options).map_err(|e| EngineError::Failed { op: "setting up the registry client".into(), source: Box::new(e) })?);
+        *client = Some(made.clone());
+        Ok(made)
+    }
+
+    async fn image(&self, name: &str) -> Result<Image> {
+        let (store, n) = (self.store.clone(), name.to_string());
+        blocking(move || store.get(&n)).await??.ok_or_else(|| EngineError::ImageNotFound(name.to_string()))
+    }
+
+    fn get(&self, id: &str) -> Result<Arc<Process>> {
+        self.containers
+            .lock()
+            .unwrap()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| EngineError::Api { op: "finding the container".into(), message: format!("no such container: {id}"), status: Some(404) })
+    }
+
+    /// The image is the one this process runs in (checked once), and the root was walked.
+    async fn claim(&self, image: &Image, name: &str) -> Result<()> {
+        let own = self.own.lock().unwrap().clone();
+        match own {
+            Some(id) if id == image.id => {}
+            Some(_) => {
+                return Err(EngineError::NotSupported {
+                    engine: EngineKind::InPlace,
+                    what: format!("start a container of {name}: it runs only the image it is in"),
+                })
+            }
+            None => {
+                let env = |k: &str| std::env::var(k).ok();
+                check_runs_in(&image.info(), name, &self.opts.root, &env)?;
+                self.check_top_layer(image, name).await?;
+                *self.own.lock().unwrap() = Some(image.id.clone());
+            }
+        }
+        if self.baseline.lock().unwrap().is_none() {
+            let (root, excluded) = (self.opts.root.clone(), self.excluded.clone());
+            let snap = blocking(move || Snapshot::take(&root, excluded)).await?.map_err(|e| api("walking the root before the build", e))?;
+            debug!("in-place: {} paths before the build", snap.len());
+            *self.baseline.lock().unwrap() = Some(Arc::new(snap));
+        }
+        Ok(())
+    }
+
+    /// The files of the builder's top layers (the first entries of each, top down, until a
+    /// regular file was compared) are in the root as the layers have them: the environment can
+    /// match by chance, the layers that made the builder cannot.
+    async fn check_top_layer(&self, image: &Image, name: &str) -> Result<()> {
+        let client = self.registry()?;
+        let Some(repo) = self.origin_repo(&client, image)? else { return Ok(()) };
+        let op = format!("checking that s2i runs in a container of {name}");
+        let mut above = std::collections::HashSet::new();
+        for layer in image.remote_layers().into_iter().rev().take(TOP_LAYERS) {
+            let stream = repo.blob(&layer).await.map_err(|e| EngineError::Failed { op: op.clone(), source: Box::new(e) })?;
+            let reader = tokio_util::io::SyncIoBridge::new(stream.into_reader());
+            let (root, excluded) = (self.opts.root.clone(), self.excluded.clone());
+            let (compared, back) = blocking(move || {
+                let r = snapshot::compare_layer(reader, &root, &excluded, TOP_LAYER_ENTRIES, &mut above);
+                (r, above)
+            })
+            .await?;
+            above = back;
+            let compared = compared.map_err(|e| api(&op, e))?;
+            if let Some(why) = compared.differs {
+                return Err(api(op, format!("{why} in the builder's top layers: this process does not run in {name} (the step's image must be the builder given to s2i)")));
+            }
+            if compared.files > 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn origin_repo<'c>(&self, client: &'c RegistryClient, image: &Image) -> Result<Option<s2i_registry::client::Repository<'c>>> {
+        let Some(origin) = self.origins.lock().unwrap().get(&image.id).cloned() else { return Ok(None) };
+        let reference = ImageRef::parse(&origin.name).map_err(|r| api(format!("reading the image name {}", origin.name), r))?;
+        Ok(Some(client.repository_of(&reference, credentials(origin.auth.as_ref()))))
+    }
+
+    /// Start a created container's command as a child process (in its own process group).
+    fn spawn(&self, id: &str, stdin: bool, stdout: bool) -> Result<(Arc<Process>, tokio::process::Child)> {
+        let p = self.get(id)?;
+        {
+            let mut started = p.started.lock().unwrap();
+            if *started {
+                return Err(api("starting the container", "only a created container can be started"));
+            }
+            *started = true;
+        }
+        let mut cmd = tokio::process::Command::new(&p.args[0]);
+        cmd.args(&p.args[1..])
+            .env_clear()
+            .envs(p.env.iter().map(|kv| kv.split_once('=').unwrap_or((kv.as_str(), ""))))
+            .current_dir(&p.cwd)
+            .stdin(if stdin { std::process::Stdio::piped() } else { std::process::Stdio::null() })
+            .stdout(if stdout { std::process::Stdio::piped() } else { std::process::Stdio::piped() })
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let child = cmd.spawn().map_err(|e| {
+            // Core recognises a missing shell by this op, as with Docker's start.
+            api("starting the container", format!("exec: {:?}: {e}", p.args[0]))
+        })?;
+        *p.pgid.lock().unwrap() = child.id().map(|pid| pid as i32);
+        Ok((p, child))
+    }
+
+    fn kill(p: &Process) {
+        if let Some(pgid) = p.pgid.lock().unwrap().take() {
+            if let Some(pid) = rustix::process::Pid::from_raw(pgid) {
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            }
+        }
+    }
+}
+
+fn exit_code(status: std::io::Result<std::process::ExitStatus>) -> Result<i64> {
+    let status = status.map_err(|e| api("waiting for the container", e))?;
+    Ok(match status.code() {
+        Some(code) => code as i64,
+        None => 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(9) as i64,
+    })
+}
+
+/// Copy `input` into the child's stdin, then close it. An error only when reading `input` failed.
+async fn pump_stdin(mut input: ContainerInput, mut stdin: tokio::process::ChildStdin) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 128 * 1024];
+    loop {
+        let n = input.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        if let Err(e) = stdin.write_all(&buf[..n]).await {
+            debug!("the build process stopped reading its input: {e}");
+            break;
+        }
+    }
+    let _ = stdin.shutdown().await;
+    Ok(())
+}
+
+/// Relay both output pipes to `sink` as they produce, until both end.
+async fn relay(mut stdout: Option<impl AsyncRead + Unpin>, mut stderr: Option<impl AsyncRead + Unpin>, sink: &mut dyn OutputSink) -> std::io::Result<()> {
+    let mut out_buf = vec![0u8; 64 * 1024];
+    let mut err_buf = vec![0u8; 64 * 1024];
+    while stdout.is_some() || stderr.is_some() {
+        tokio::select! {
+            n = async { stdout.as_mut().unwrap().read(&mut out_buf).await }, if stdout.is_some() => {
+                match n? {
+                    0 => stdout = None,
+                    n => sink.output(OutputStream::Stdout, &out_buf[..n]),
+                }
+            }
+            n = async { stderr.as_mut().unwrap().read(&mut err_buf).await }, if stderr.is_some() => {
+                match n? {
+                    0 => stderr = None,
+                    n => sink.output(OutputStream::Stderr, &err_buf[..n]),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A `Write` that hands each chunk to an async reader through a bounded channel.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tx
+            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the archive's reader went away"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn commit_tag(spec: &CommitSpec) -> Option<String> {
+    let repo = spec.repo.as_deref().filter(|r| !r.is_empty())?;
+    Some(match spec.tag.as_deref().filter(|t| !t.is_empty()) {
+        Some(tag) => format!("{repo}:{tag}"),
+        None => repo.to_string(),
+    })
+}
+
+#[async_trait]
+impl Engine for InPlaceEngine {
+    async fn version(&self) -> Result<EngineVersion> {
+        Ok(EngineVersion {
+            kind: EngineKind::InPlace,
+            version: env!("CARGO_PKG_VERSION").into(),
+            api_version: String::new(),
+            endpoint: self.store.root().display().to_string(),
+        })
+    }
+
+    fn capabilities(&self) -> EngineCapabilities {
+        EngineCapabilities {
+            fixed_user: Some((rustix::process::getuid().as_raw(), rustix::process::getgid().as_raw())),
+            only_builder: true,
+        }
+    }
+
+    async fn inspect_image(&self, name: &str) -> Result<Option<ImageInfo>> {
+        let (store, n) = (self.store.clone(), name.to_string());
+        Ok(blocking(move || store.get(&n)).await??.map(|i| i.info()))
+    }
+
+    async fn pull_image(&self, name: &str, auth: Option<&RegistryAuth>, progress: &mut dyn ProgressSink) -> Result<()> {
+        let client = self.registry()?;
+        let image = remote::pull_config(&self.store, &client, name, credentials(auth)).await?;
+        progress.progress(Progress::Status(&format!("Digest: {}", image.manifest_digest)));
+        progress.progress(Progress::Status(&format!("Status: Read the manifest and config of {name}")));
+        self.origins.lock().unwrap().insert(image.id.clone(), Origin { name: name.to_string(), auth: auth.cloned() });
+        Ok(())
+    }
+
+    async fn push_image(&self, name: &str, auth: Option<&RegistryAuth>, progress: &mut dyn ProgressSink) -> Result<String> {
+        let image = self.image(name).await?;
+        let client = self.registry()?;
+        let from = self.origin_repo(&client, &image)?;
+        remote::push(&self.store, &client, &image, name, credentials(auth), from.as_ref(), progress).await
+    }
+
+    async fn save_image(&self, name: &str, format: ArchiveFormat, out: ArchiveOutput) -> Result<()> {
+        let image = self.image(name).await?;
+        let client = self.registry()?;
+        if let Some(from) = self.origin_repo(&client, &image)? {
+            // An archive holds every layer: the builder's come from its registry, into the store once.
+            remote::fetch_layers(&self.store, &from, &image, &mut |_: Progress<'_>| {}).await?;
+        }
+        let store = self.store.clone();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
+        let export = blocking(move || store.export(&image, format, &mut ChannelWriter { tx }));
+        let mut out = out;
+        let copy = async move {
+            while let Some(chunk) = rx.recv().await {
+                out.write_all(&chunk?).await?;
+            }
+            out.shutdown().await
+        };
+        let (exported, copied) = tokio::join!(export, copy);
+        copied.map_err(EngineError::Input)?;
+        exported??;
+        Ok(())
+    }
+
+    async fn load_image(&self, _archive: ContainerInput) -> Result<Vec<String>> {
+        Err(EngineError::NotSupported { engine: EngineKind::InPlace, what: "load an image archive: it runs only the image it is in".into() })
+    }
+
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
+        let op = format!("creating a container from {:?}", spec.image);
+        if !spec.binds.is_empty() {
+            return Err(EngineError::NotSupported { engine: EngineKind::InPlace, what: "mount volumes into a build (-v): the build runs in the process's own filesystem".into() });
+        }
+        let image = self.image(&spec.image).await?;
+        self.claim(&image, &spec.image).await?;
+        let config = &image.config;
+        let entrypoint = spec.entrypoint.clone().unwrap_or_else(|| config.entrypoint.clone().unwrap_or_default());
+        let cmd = if !spec.cmd.is_empty() {
+            spec.cmd.clone()
+        } else if spec.entrypoint.is_some() {
+            Vec::new()
+        } else {
+            config.cmd.clone().unwrap_or_default()
+        };
+        let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+        if args.is_empty() {
+            return Err(api(&op, format!("{} has no command", spec.image)));
+        }
+        let mut env: Vec<String> = config.env.clone();
+        for kv in &spec.env {
+            env.retain(|e| key(e) != key(kv));
+            env.push(kv.clone());
+        }
+        if !env.iter().any(|kv| key(kv) == "PATH") {
+            env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        }
+        for inherited in ["HOME", "HOSTNAME"] {
+            if !env.iter().any(|kv| key(kv) == inherited) {
+                if let Ok(v) = std::env::var(inherited) {
+                    env.push(format!("{inherited}={v}"));
+                }
+            }
+        }
+        let cwd = spec.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| config.working_dir.clone());
+        let cwd = if cwd.is_empty() { "/".to_string() } else { cwd };
+        let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("in-place-{}-{n}", std::process::id());
+        let process = Process { image, args, env, cwd, pgid: Mutex::new(None), started: Mutex::new(false) };
+        self.containers.lock().unwrap().insert(id.clone(), Arc::new(process));
+        Ok(id)
+    }
+
+    async fn run_container(&self, id: &str, input: Option<ContainerInput>, output: &mut dyn OutputSink) -> Result<i64> {
+        let (p, mut child) = self.spawn(id, input.is_some(), true)?;
+        let stdin = child.stdin.take();
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let pump = async {
+            let r = match (input, stdin) {
+                (Some(input), Some(stdin)) => pump_stdin(input, stdin).await,
+                _ => Ok(()),
+            };
+            if r.is_err() {
+                // A truncated input: the build must not carry on with half of it.
+                Self::kill(&p);
+            }
+            r
+        };
+        let (pumped, relayed) = tokio::join!(pump, relay(stdout, stderr, output));
+        let code = exit_code(child.wait().await)?;
+        p.pgid.lock().unwrap().take();
+        pumped.map_err(EngineError::Input)?;
+        relayed.map_err(|e| api("reading the build's output", e))?;
+        Ok(code)
+    }
+
+    async fn run_with_stdout(&self, id: &str, mut stderr: Box<dyn OutputSink>) -> Result<RunningOutput> {
+        let (p, mut child) = self.spawn(id, false, true)?;
+        let stdout = child.stdout.take().ok_or_else(|| api("starting the container", "no stdout pipe"))?;
+        let err_pipe = child.stderr.take();
+        let exit = async move {
+            let relayed = relay(None::<tokio::process::ChildStdout>, err_pipe, &mut *stderr).await;
+            drop(stderr);
+            let code = exit_code(child.wait().await)?;
+            p.pgid.lock().unwrap().take();
+            relayed.map_err(|e| api("reading the build's output", e))?;
+            Ok(code)
+        };
+        Ok(RunningOutput { stdout: Box::new(stdout), exit: Box::pin(exit) })
+    }
+
+    async fn upload_archive(&self, id: &str, path: &str, tar: ContainerInput) -> Result<()> {
+        self.get(id)?;
+        let op = format!("copying files to {path}");
+        let reader = tokio_util::io::SyncIoBridge::new(tar);
+        let (root, path) = (self.opts.root.clone(), path.to_string());
+        blocking(move || -> Result<()> {
+            let name = format!("the archive copied to {path}");
+            let cancel = Cancel::never();
+            let opts = image::Unpack { name: &name, whiteouts: image::Whiteouts::Plain, under: &path, lowers: &[], cancel: &cancel };
+            image::unpack(&root, reader, &opts).map_err(|e| api(&op, error_chain(&e)))?;
+            Ok(())
+        })
+        .await?
+    }
+
+    async fn commit_container(&self, id: &str, spec: &CommitSpec) -> Result<String> {
+        let p = self.get(id)?;
+        let snap = self.baseline.lock().unwrap().clone().ok_or_else(|| api("committing the container", "the root was never walked"))?;
+        let created = match self.opts.source_date_epoch {
+            Some(t) => Some(t),
+            None => image::source_date_epoch()?,
+        };
+        let clamp = created.map(|t| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
+        let changes = CommitChanges {
+            cmd: spec.cmd.clone(),
+            entrypoint: Some(spec.entrypoint.clone()),
+            user: spec.user.clone(),
+            working_dir: String::new(),
+            env: spec.env.clone(),
+            labels: spec.labels.clone(),
+            created,
+            comment: String::new(),
+        };
+        let tag = commit_tag(spec);
+        let store = self.store.clone();
+        let base = p.image.clone();
+        let committed = blocking(move || {
+            store.commit_tar(&base, &changes, tag.as_deref(), |out| {
+                let stats = snap.write_layer(out, clamp).map_err(|e| ImageError::Diff(e.to_string()))?;
+                info!("The build changed {} paths ({} removed, {} bytes of files)", stats.entries, stats.whiteouts, stats.bytes);
+                Ok(stats.entries)
+            })
+        })
+        .await?
+        .map_err(|e| match e {
+            ImageError::Diff(message) => api("taking the snapshot of the build", message),
+            other => other.into(),
+        })?;
+        let origin = self.origins.lock().unwrap().get(&p.image.id).cloned();
+        if let Some(origin) = origin {
+            self.origins.lock().unwrap().insert(committed.id.clone(), origin);
+        }
+        Ok(committed.id)
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        if let Some(p) = self.containers.lock().unwrap().remove(id) {
+            Self::kill(&p);
+        }
+        Ok(())
+    }
+
+    async fn remove_image(&self, name: &str) -> Result<()> {
+        let (store, n) = (self.store.clone(), name.to_string());
+        blocking(move || store.remove(&n)).await??;
+        Ok(())
+    }
+
+    async fn download_archive(&self, id: &str, path: &str) -> Result<Option<ByteStream>> {
+        self.get(id)?;
+        let op = format!("copying {path} out of the build's filesystem");
+        let (root, p) = (self.opts.root.clone(), PathBuf::from(path));
+        if !s2i_oci::run::exists_under(&root, &p).map_err(|e| api(&op, error_chain(&e)))? {
+            return Ok(None);
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
+        tokio::task::spawn_blocking(move || {
+            let mut w = ChannelWriter { tx: tx.clone() };
+            if let Err(e) = s2i_oci::run::archive_under(&root, &p, &mut w, &Cancel::never()) {
+                let _ = tx.blocking_send(Err(std::io::Error::other(error_chain(&e))));
+            }
+        });
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+        Ok(Some(Box::pin(stream)))
+    }
+
+    async fn build_image(&self, _context: ContainerInput, _spec: &ImageBuildSpec, _output: &mut dyn OutputSink) -> Result<String> {
+        Err(EngineError::NotSupported {
+            engine: EngineKind::InPlace,
+            what: "build FROM an ONBUILD builder or a Dockerfile: it runs only the image it is in (use --engine docker for these)".into(),
+        })
+    }
+
+    async fn published_port(&self, id: &str, port: u16) -> Result<Option<std::net::SocketAddr>> {
+        let p = self.get(id)?;
+        let running = p.pgid.lock().unwrap().is_some();
+        // A child process shares the pod's network: its port is the pod's own.
+        Ok(running.then(|| std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port))))
+    }
+
+    async fn remove_leftovers(&self) {
+        let all: Vec<Arc<Process>> = self.containers.lock().unwrap().drain().map(|(_, p)| p).collect();
+        for p in all {
+            Self::kill(&p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(env: &[&str], labels: &[(&str, &str)]) -> ImageInfo {
+        ImageInfo {
+            env: env.iter().map(|s| s.to_string()).collect(),
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_process_must_run_in_the_builder() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("usr/libexec/s2i")).unwrap();
+        let img = image(&["PATH=/usr/bin", "APP_ROOT=/opt/app-root", "HOME=/opt/app-root/src"], &[(SCRIPTS_URL_LABEL, "image:///usr/libexec/s2i")]);
+        let vars = |pairs: &'static [(&'static str, &'static str)]| move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
+
+        let err = check_runs_in(&img, "b", root.path(), &vars(&[("PATH", "/usr/bin"), ("APP_ROOT", "/opt/app-root")])).unwrap_err();
+        assert!(err.to_string().contains("outside a container"), "{err}");
+
+        std::fs::write(root.path().join(".dockerenv"), "").unwrap();
+        // HOME is the pipeline's to set (Tekton does).
+        check_runs_in(&img, "b", root.path(), &vars(&[("PATH", "/usr/bin"), ("APP_ROOT", "/opt/app-root"), ("HOME", "/tekton/home")])).unwrap();
+        let err = check_runs_in(&img, "b", root.path(), &vars(&[("PATH", "/usr/bin"), ("APP_ROOT", "/srv")])).unwrap_err();
+        assert!(err.to_string().contains("APP_ROOT has another value") && !err.to_string().contains("/srv"), "names, never values: {err}");
+        let err = check_runs_in(&img, "b", root.path(), &vars(&[("PATH", "/usr/bin")])).unwrap_err();
+        assert!(err.to_string().contains("APP_ROOT is not set"), "{err}");
+        std::fs::remove_dir_all(root.path().join("usr/libexec/s2i")).unwrap();
+        let err = check_runs_in(&img, "b", root.path(), &vars(&[("PATH", "/usr/bin"), ("APP_ROOT", "/opt/app-root")])).unwrap_err();
+        assert!(err.to_string().contains("scripts directory /usr/libexec/s2i"), "{err}");
+    }
+}

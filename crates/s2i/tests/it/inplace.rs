@@ -1,0 +1,293 @@
+//! The in-place engine (`--engine in-place`) in a simulated restricted pod: a container of the
+//! builder image itself, as a non-root user (`--user UID:0`), every capability dropped, no
+//! privilege escalation, Docker's default seccomp profile (never `--privileged`), the static s2i
+//! binary mounted read-only, the source as a volume, pushing to the test kit's registry (TLS and
+//! htpasswd) on loopback. Docker then pulls what was pushed and runs it.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use s2i_testkit::{docker_output, docker_run, docker_run_with, fixture, static_s2i, write_file, TestEnv, TestRegistry};
+use serde_json::Value;
+
+/// A pod's view: the builder's container with the restricted security context.
+struct Pod<'a> {
+    registry: &'a TestRegistry,
+    /// The builder as the pod runs it (a local image of the daemon) and as s2i names it (in the
+    /// registry): the same image.
+    local_builder: String,
+    builder: String,
+    /// Readable by any uid: the registry's CA and a Docker config logged in to it.
+    shared: PathBuf,
+    results: PathBuf,
+}
+
+impl<'a> Pod<'a> {
+    fn new(env: &'a TestEnv, registry: &'a TestRegistry, fixture_name: &str, repo: &str) -> Pod<'a> {
+        let local_builder = fixture(fixture_name);
+        let (builder, _) = registry.docker_push(&local_builder, repo);
+        let shared = env.work().join("pod-shared");
+        std::fs::create_dir_all(&shared).unwrap();
+        std::fs::copy(registry.ca_cert(), shared.join("ca.pem")).unwrap();
+        std::fs::copy(registry.docker_config_dir().join("config.json"), shared.join("config.json")).unwrap();
+        for f in ["ca.pem", "config.json"] {
+            std::fs::set_permissions(shared.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let results = env.work().join("pod-results");
+        std::fs::create_dir_all(&results).unwrap();
+        // As an emptyDir is: writable by the step's user, whoever it is.
+        std::fs::set_permissions(&results, std::fs::Permissions::from_mode(0o777)).unwrap();
+        Pod { registry, local_builder, builder, shared, results }
+    }
+
+    /// `s2i ARGS` in the pod as `user`, with `src` as the source workspace at /workspace/source;
+    /// `extra` docker options before the image.
+    fn s2i_as(&self, user: &str, src: &Path, extra: &[&str], args: &[&str]) -> (i32, String, String) {
+        let bin = format!("{}:/opt/s2i/s2i:ro", static_s2i().display());
+        let source = format!("{}:/workspace/source:ro", src.display());
+        let shared = format!("{}:/workspace/shared:ro", self.shared.display());
+        let results = format!("{}:/workspace/results", self.results.display());
+        let mut options = vec![
+            "--network", "host", "--user", user, "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+            "-v", &bin, "-v", &source, "-v", &shared, "-v", &results, "-e", "DOCKER_CONFIG=/workspace/shared",
+        ];
+        options.extend_from_slice(extra);
+        let mut cmd = vec!["/opt/s2i/s2i"];
+        cmd.extend_from_slice(args);
+        cmd.extend_from_slice(&["--engine", "in-place", "--ca-file", "/workspace/shared/ca.pem"]);
+        docker_run_with(&options, &self.local_builder, &cmd)
+    }
+
+    fn build(&self, user: &str, src: &Path, out: &str, more: &[&str]) -> (i32, String, String) {
+        let mut args = vec!["build", "/workspace/source", &self.builder, out, "--push", "--output=json"];
+        args.extend_from_slice(more);
+        self.s2i_as(user, src, &[], &args)
+    }
+
+    fn result(&self, name: &str) -> String {
+        std::fs::read_to_string(self.results.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    /// The manifest and config of a pushed image, read with the registry's user.
+    fn remote(&self, image: &str) -> (Value, Value) {
+        let pulled = self.registry.docker_pull(image);
+        let config: Value = serde_json::from_str(&docker_output(&["image", "inspect", pulled.name()])).unwrap();
+        drop(pulled);
+        let out = std::process::Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false", "--authfile"])
+            .arg(self.registry.docker_config_dir().join("config.json"))
+            .arg(format!("docker://{image}"))
+            .output()
+            .expect("skopeo");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        (serde_json::from_slice(&out.stdout).unwrap(), config[0].clone())
+    }
+}
+
+fn json(stdout: &str) -> Value {
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+fn app(env: &TestEnv) -> PathBuf {
+    let src = env.work().join("app");
+    write_file(&src.join("index.html"), "<h1>hello</h1>\n", 0o644);
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o755)).unwrap();
+    src
+}
+
+/// The whole path of a Tekton step: the builder's own container as a restricted user builds,
+/// pushes (the builder's layers mounted from its repository, then one new layer) and writes the
+/// digest and the reference for the pipeline's results; Docker pulls the image and runs it.
+#[test]
+fn a_restricted_container_of_the_builder_builds_and_pushes_an_image_that_runs() {
+    let env = TestEnv::new("inplace-push");
+    let registry = TestRegistry::start();
+    let pod = Pod::new(&env, &registry, "sti-fake", "inplace/sti-fake:v1");
+    let src = app(&env);
+    let out = registry.image("inplace/app:v1");
+    let (code, stdout, stderr) =
+        pod.build("1001:0", &src, &out, &["--digest-file", "/workspace/results/IMAGE_DIGEST", "--image-url-file", "/workspace/results/IMAGE_URL"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("---> sti-fake assemble (uid 1001, in /opt/app-root/src)"), "{stderr}");
+    let doc = json(&stdout);
+    assert_eq!(doc["engine"]["kind"], "in-place", "{doc}");
+    let digest = doc["pushed"][0]["digest"].as_str().unwrap_or_else(|| panic!("{doc}")).to_string();
+    assert_eq!(pod.result("IMAGE_DIGEST"), digest);
+    assert_eq!(pod.result("IMAGE_URL"), doc["pushed"][0]["name"].as_str().unwrap());
+
+    let (manifest, config) = pod.remote(&out);
+    let (builder_manifest, _) = pod.remote(&pod.builder);
+    let layers = manifest["layers"].as_array().unwrap();
+    let builder_layers = builder_manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), builder_layers.len() + 1, "the builder's layers and one more: {manifest}");
+    for (ours, theirs) in layers.iter().zip(builder_layers) {
+        assert_eq!(ours["digest"], theirs["digest"], "the builder's layers as they are");
+    }
+    assert_eq!(config["Config"]["Cmd"], serde_json::json!(["/usr/libexec/s2i/run"]), "{config}");
+    assert_eq!(config["Config"]["User"], "1001");
+    assert_eq!(config["Config"]["Labels"]["io.openshift.s2i.build.image"], pod.builder.as_str());
+
+    let pulled = registry.docker_pull(&out);
+    let (code, stdout, stderr) = docker_run(pulled.name(), &[]);
+    assert_eq!((code, stdout.as_str()), (0, "sti-fake run: .sti-fake-assemble-env .sti-fake-assembled index.html \n"), "{stderr}");
+    drop(pulled);
+    assert!(!stderr.contains(&registry.user().password));
+    env.assert_clean();
+}
+
+/// OpenShift's arbitrary uid in group 0 builds with a builder made for it (group-writable
+/// directories); --allowed-uids judges that uid, and refuses root before anything runs or is
+/// pushed.
+#[test]
+fn an_arbitrary_uid_in_group_0_builds_and_allowed_uids_judges_the_uid_that_runs() {
+    let env = TestEnv::new("inplace-uid");
+    let registry = TestRegistry::start();
+    let pod = Pod::new(&env, &registry, "sti-fake", "inplace/sti-fake:v1");
+    let src = app(&env);
+    let out = registry.image("inplace/openshift:v1");
+    let (code, _, stderr) = pod.build("1000680000:0", &src, &out, &["--allowed-uids", "1000-"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("---> sti-fake assemble (uid 1000680000, in /opt/app-root/src)"), "{stderr}");
+    let pulled = registry.docker_pull(&out);
+    assert_eq!(docker_run(pulled.name(), &["cat", "index.html"]).1, "<h1>hello</h1>\n");
+    drop(pulled);
+
+    let refused = registry.image("inplace/refused:v1");
+    let (code, _, stderr) = pod.build("0:0", &src, &refused, &["--allowed-uids", "1000-"]);
+    assert_ne!(code, 0, "{stderr}");
+    assert!(stderr.contains("uid 0") && stderr.contains("not allowed"), "{stderr}");
+    assert!(!stderr.contains("sti-fake assemble"), "nothing ran: {stderr}");
+    assert!(std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", "--authfile"])
+        .arg(registry.docker_config_dir().join("config.json"))
+        .arg(format!("docker://{refused}"))
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap(), "nothing pushed");
+    env.assert_clean();
+}
+
+/// Two in-place builds of the same input with SOURCE_DATE_EPOCH push the same digest.
+#[test]
+fn two_in_place_builds_with_source_date_epoch_push_the_same_digest() {
+    let env = TestEnv::new("inplace-reproducible");
+    let registry = TestRegistry::start();
+    let pod = Pod::new(&env, &registry, "sti-fake", "inplace/sti-fake:v1");
+    let src = app(&env);
+    let mut digests = Vec::new();
+    for n in 1..=2 {
+        let out = registry.image(&format!("inplace/repro:v{n}"));
+        let (code, stdout, stderr) = pod.s2i_as(
+            "1001:0",
+            &src,
+            // The same host name: assemble writes its environment into the image.
+            &["-e", "SOURCE_DATE_EPOCH=1700000000", "--hostname", "inplace-build"],
+            &["build", "/workspace/source", &pod.builder, &out, "--push", "--output=json"],
+        );
+        assert_eq!(code, 0, "{stderr}");
+        digests.push(json(&stdout)["pushed"][0]["digest"].as_str().unwrap().to_string());
+    }
+    assert_eq!(digests[0], digests[1], "the same input, the same image");
+    env.assert_clean();
+}
+
+/// Not in a container of the builder: run with another image than the one named, the build is
+/// refused before anything runs, and nothing is pushed.
+#[test]
+fn another_image_than_the_builder_is_refused_and_nothing_is_pushed() {
+    let env = TestEnv::new("inplace-wrong-builder");
+    let registry = TestRegistry::start();
+    let pod = Pod::new(&env, &registry, "sti-fake", "inplace/sti-fake:v1");
+    // Another builder on the same base, with the same environment: only its layers differ.
+    let (other, _) = registry.docker_push(&fixture("verify-env"), "inplace/other:v1");
+    let src = app(&env);
+    let out = registry.image("inplace/wrong:v1");
+    let (code, _, stderr) = pod.s2i_as("1001:0", &src, &[], &["build", "/workspace/source", &other, &out, "--push"]);
+    assert_ne!(code, 0, "{stderr}");
+    assert!(stderr.contains(&format!("this process does not run in {other}")) && stderr.contains("top layer"), "{stderr}");
+    assert!(!stderr.contains("assemble"), "nothing ran: {stderr}");
+    let listed = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", "--authfile"])
+        .arg(registry.docker_config_dir().join("config.json"))
+        .arg(format!("docker://{out}"))
+        .output()
+        .unwrap();
+    assert!(!listed.status.success(), "nothing pushed");
+    env.assert_clean();
+}
+
+/// The files of the last layer of a `docker save` archive: path, and link target for symlinks.
+fn last_layer(archive: &Path) -> Vec<(String, Option<String>)> {
+    let dir = tempfile::tempdir().unwrap();
+    tar::Archive::new(std::fs::File::open(archive).unwrap()).unpack(dir.path()).unwrap();
+    let manifest: Value = serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
+    let layers = manifest[0]["Layers"].as_array().unwrap();
+    let file = std::fs::File::open(dir.path().join(layers.last().unwrap().as_str().unwrap())).unwrap();
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(file), &mut raw).ok();
+    let data = if raw.is_empty() { std::fs::read(dir.path().join(layers.last().unwrap().as_str().unwrap())).unwrap() } else { raw };
+    tar::Archive::new(&data[..])
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.path().unwrap().display().to_string(), e.link_name().unwrap().map(|l| l.display().to_string()))
+        })
+        .collect()
+}
+
+/// Hostile assemble scripts (from the source's .s2i/bin): one that deletes a file of the builder
+/// (its layer has the whiteout, the image lacks the file), writes under a mounted workspace (not
+/// in the layer) and symlinks to /proc (the link is carried, nothing read through it); one that
+/// leaves a FIFO (an error naming it, no archive written).
+#[test]
+fn hostile_assemble_scripts_give_exactly_the_root_s_changes() {
+    let env = TestEnv::new("inplace-hostile");
+    let registry = TestRegistry::start();
+    let pod = Pod::new(&env, &registry, "sti-fake", "inplace/sti-fake:v1");
+    let src = app(&env);
+    write_file(
+        &src.join(".s2i/bin/assemble"),
+        "#!/bin/sh\nset -e\ncp -Rf /tmp/src/index.html ./\nrm -f /usr/libexec/s2i/usage\necho leaked > /workspace/results/under-a-mount\nln -s /proc/self/environ ./proc-link\n",
+        0o755,
+    );
+    std::fs::set_permissions(src.join(".s2i"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(src.join(".s2i/bin"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = registry.image("inplace/hostile:v1");
+    // Root without capabilities: it owns the builder's files, nothing more.
+    let (code, _, stderr) = pod.s2i_as(
+        "0:0",
+        &src,
+        &[],
+        &["build", "/workspace/source", &pod.builder, &out, "--output-archive", "docker-archive:/workspace/results/image.tar"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let entries = last_layer(&pod.results.join("image.tar"));
+    let names: Vec<&str> = entries.iter().map(|(p, _)| p.as_str()).collect();
+    assert!(names.contains(&"usr/libexec/s2i/.wh.usage"), "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("workspace")), "nothing under a mount: {names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("proc/") || n.starts_with("etc/hosts") || n.starts_with("opt/s2i")), "{names:?}");
+    let link = entries.iter().find(|(p, _)| p == "opt/app-root/src/proc-link").unwrap_or_else(|| panic!("{names:?}"));
+    assert_eq!(link.1.as_deref(), Some("/proc/self/environ"), "the link itself");
+    assert_eq!(std::fs::read_to_string(pod.results.join("under-a-mount")).unwrap(), "leaked\n", "it went to the workspace");
+
+    let loaded = docker_output(&["load", "-i", pod.results.join("image.tar").to_str().unwrap()]);
+    assert!(loaded.contains("inplace/hostile:v1"), "{loaded}");
+    let (code, stdout, _) = docker_run(&out, &["ls", "/usr/libexec/s2i"]);
+    assert_eq!((code, stdout.as_str()), (0, "assemble\nrun\nsave-artifacts\n"));
+    docker_output(&["rmi", &out]);
+    std::fs::remove_file(pod.results.join("image.tar")).unwrap();
+
+    write_file(&src.join(".s2i/bin/assemble"), "#!/bin/sh\nset -e\ncp -Rf /tmp/src/index.html ./\nmkfifo ./a-fifo\n", 0o755);
+    let (code, _, stderr) = pod.s2i_as(
+        "1001:0",
+        &src,
+        &[],
+        &["build", "/workspace/source", &pod.builder, &out, "--output-archive", "docker-archive:/workspace/results/image.tar"],
+    );
+    assert_ne!(code, 0, "{stderr}");
+    assert!(stderr.contains("/opt/app-root/src/a-fifo (a FIFO)") && stderr.contains("cannot carry"), "{stderr}");
+    assert!(!pod.results.join("image.tar").exists(), "no archive");
+    env.assert_clean();
+}
