@@ -257,11 +257,14 @@ fn shipwright_strategy() -> PathBuf {
     s2i_testkit::repo_path("deploy/shipwright/s2i.yaml")
 }
 
+/// An ENV_VARS item that would run commands if the Task pasted params into its script's text.
+const TRICK: &str = "TRICK=$(id -u) `uname`; exit 9";
+
 /// The Task's own steps, from deploy/tekton/s2i.yaml, as OpenShift runs them (uid 1000680000 in
 /// group 0): the build pushes to the registry with the dockerconfig workspace's credentials and
 /// trusts it through the ca-bundle workspace; Docker pulls the image and runs it: the app is
-/// installed (by that uid), ENV_VARS reached assemble, the digest in IMAGE_DIGEST is the
-/// registry's and IMAGE_URL names the image. No credential and nothing of the pod's volumes is in
+/// installed (by that uid), ENV_VARS reached assemble as they were (one that looks like shell
+/// code too), the digest in IMAGE_DIGEST is the registry's and IMAGE_URL names the image. No credential and nothing of the pod's volumes is in
 /// the image.
 #[test]
 fn the_tekton_task_builds_and_pushes_from_a_restricted_pod() {
@@ -272,7 +275,7 @@ fn the_tekton_task_builds_and_pushes_from_a_restricted_pod() {
         .param("BUILDER_IMAGE", &cluster.builder)
         .param("IMAGE", &out)
         .param("S2I_IMAGE", &s2i_image())
-        .array_param("ENV_VARS", &["GREETING=hello there", "MODE=pod"])
+        .array_param("ENV_VARS", &["GREETING=hello there", "MODE=pod", TRICK])
         .workspace("source", &app(&env, "src", "one.txt"))
         .workspace("dockerconfig", &cluster.docker_config)
         .workspace("ca-bundle", &cluster.ca)
@@ -289,6 +292,8 @@ fn the_tekton_task_builds_and_pushes_from_a_restricted_pod() {
     assert_eq!(stdout, "sti-fake run: .sti-fake-assemble-env .sti-fake-assembled artifacts index.html \n");
     let (_, env_seen, _) = docker_run(pulled.name(), &["cat", ".sti-fake-assemble-env"]);
     assert!(env_seen.lines().any(|l| l == "GREETING=hello there") && env_seen.lines().any(|l| l == "MODE=pod"), "{env_seen}");
+    // The value reached assemble as it was, never run by the step's shell.
+    assert!(env_seen.lines().any(|l| l == TRICK), "{env_seen}");
     let (_, owner, _) = docker_run(pulled.name(), &["stat", "-c", "%u:%g", "index.html"]);
     assert_eq!(owner.trim(), format!("{OPENSHIFT_UID}:0"));
     let (_, found, _) = docker_run(pulled.name(), &["sh", "-c", "ls -d /tekton /s2i-bin /workspace 2>/dev/null; find / -xdev -name config.json -path '*.docker*' 2>/dev/null; true"]);
