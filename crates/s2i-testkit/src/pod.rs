@@ -58,6 +58,9 @@ const SHP_SOURCE_ROOT: &str = "/workspace/source";
 const SHP_OUTPUT_DIRECTORY: &str = "/workspace/output-image";
 const SHP_RESULTS: [&str; 4] = ["shp-image-digest", "shp-image-size", "shp-error-reason", "shp-error-message"];
 
+/// The declared workspaces: name to (mount path, optional, read-only).
+type Workspaces = BTreeMap<String, (String, bool, bool)>;
+
 /// A param's value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum ParamValue {
@@ -287,7 +290,7 @@ impl TaskPod {
     }
 
     /// The declared workspaces: name to (mount path, optional, read-only).
-    fn declared_workspaces(&self) -> BTreeMap<String, (String, bool, bool)> {
+    fn declared_workspaces(&self) -> Workspaces {
         match self.flavor {
             PodFlavor::TektonTask => self.spec["workspaces"]
                 .as_array()
@@ -615,7 +618,7 @@ fn image_config(image: &str) -> Value {
 struct Vars<'a> {
     file: &'a Path,
     params: &'a BTreeMap<String, ParamValue>,
-    workspaces: &'a BTreeMap<String, (String, bool, bool)>,
+    workspaces: &'a Workspaces,
     bound: &'a BTreeMap<String, PathBuf>,
     results: Vec<String>,
 }
@@ -730,7 +733,7 @@ fn check_type(p: &Value) {
 mod tests {
     use super::*;
 
-    fn vars_check(params: &[(&str, ParamValue)]) -> (BTreeMap<String, ParamValue>, BTreeMap<String, (String, bool, bool)>) {
+    fn vars_check(params: &[(&str, ParamValue)]) -> (BTreeMap<String, ParamValue>, Workspaces) {
         let params = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         let ws = [("source".to_string(), ("/workspace/source".to_string(), false, false)), ("cache".to_string(), ("/workspace/cache".to_string(), true, false))]
             .into_iter()
