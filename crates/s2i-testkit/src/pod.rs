@@ -77,6 +77,7 @@ pub struct TaskPod {
     workspaces: BTreeMap<String, PathBuf>,
     volumes: BTreeMap<String, PathBuf>,
     mounts: Vec<(PathBuf, String, bool)>,
+    output_directory: Option<PathBuf>,
     run_as_user: Option<u32>,
     run_as_group: Option<u32>,
 }
@@ -151,18 +152,19 @@ impl PodOutcome {
 }
 
 impl TaskPod {
-    /// The Tekton Task (`tekton.dev/v1`) in the YAML file `file`. Panics if the file holds no such
+    /// The Tekton Task (`tekton.dev/v1`) named `name` in the YAML file `file`. Panics if the file holds no such
     /// document or it is not valid (see the module's doc).
-    pub fn tekton_task(file: &Path) -> TaskPod {
-        Self::load(file, PodFlavor::TektonTask)
+    pub fn tekton_task(file: &Path, name: &str) -> TaskPod {
+        Self::load(file, PodFlavor::TektonTask, name)
     }
 
-    /// The Shipwright build strategy (`shipwright.io/v1beta1`) in the YAML file `file`.
-    pub fn shipwright_strategy(file: &Path) -> TaskPod {
-        Self::load(file, PodFlavor::ShipwrightStrategy)
+    /// The Shipwright build strategy (`shipwright.io/v1beta1`) named `name` in the YAML file
+    /// `file`.
+    pub fn shipwright_strategy(file: &Path, name: &str) -> TaskPod {
+        Self::load(file, PodFlavor::ShipwrightStrategy, name)
     }
 
-    fn load(file: &Path, flavor: PodFlavor) -> TaskPod {
+    fn load(file: &Path, flavor: PodFlavor, name: &str) -> TaskPod {
         let text = fs::read_to_string(file).unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
         let (api, kinds): (&str, &[&str]) = match flavor {
             PodFlavor::TektonTask => ("tekton.dev/v1", &["Task"]),
@@ -171,12 +173,12 @@ impl TaskPod {
         let mut found = None;
         for doc in serde_yaml_ng::Deserializer::from_str(&text) {
             let doc: Value = serde::Deserialize::deserialize(doc).unwrap_or_else(|e| panic!("{}: not valid YAML: {e}", file.display()));
-            if doc["apiVersion"] == api && kinds.iter().any(|k| doc["kind"] == *k) {
-                assert!(found.is_none(), "{}: more than one {api} {kinds:?}", file.display());
+            if doc["apiVersion"] == api && kinds.iter().any(|k| doc["kind"] == *k) && doc["metadata"]["name"] == name {
+                assert!(found.is_none(), "{}: more than one {api} {kinds:?} named {name}", file.display());
                 found = Some(doc);
             }
         }
-        let doc = found.unwrap_or_else(|| panic!("{}: no {api} {kinds:?}", file.display()));
+        let doc = found.unwrap_or_else(|| panic!("{}: no {api} {kinds:?} named {name}", file.display()));
         check_keys(&doc, &["apiVersion", "kind", "metadata", "spec"], "the document");
         assert!(doc["metadata"]["name"].as_str().is_some_and(|n| !n.is_empty()), "{}: metadata.name is missing", file.display());
         let spec = doc["spec"].clone();
@@ -188,6 +190,7 @@ impl TaskPod {
             workspaces: BTreeMap::new(),
             volumes: BTreeMap::new(),
             mounts: Vec::new(),
+            output_directory: None,
             run_as_user: None,
             run_as_group: None,
         };
@@ -232,6 +235,14 @@ impl TaskPod {
     /// Tekton's credential initialisation puts under `/tekton/home/.docker`).
     pub fn mount(mut self, host: &Path, container: &str, read_only: bool) -> TaskPod {
         self.mounts.push((host.to_path_buf(), container.to_string(), read_only));
+        self
+    }
+
+    /// Backs Shipwright's output directory (`$(params.shp-output-directory)`, where a strategy
+    /// that leaves the push to Shipwright writes the image) with a host directory, to read the
+    /// image from afterwards.
+    pub fn output_directory(mut self, dir: &Path) -> TaskPod {
+        self.output_directory = Some(dir.to_path_buf());
         self
     }
 
@@ -451,7 +462,7 @@ impl TaskPod {
         for name in self.volumes.keys() {
             assert!(volumes.contains_key(name), "{file}: volume {name} is given but not declared");
         }
-        let output_dir = shared("output-image");
+        let output_dir = self.output_directory.clone().unwrap_or_else(|| shared("output-image"));
 
         let vars = Vars { file: &self.file, params: &params, workspaces: &workspaces, bound: &self.workspaces, results: self.declared_results() };
         let mut outcome = PodOutcome { steps: Vec::new(), results: BTreeMap::new(), step_count: self.steps().len() };
@@ -769,10 +780,12 @@ mod tests {
 
     #[test]
     fn the_projects_manifests_are_valid() {
-        let tekton = TaskPod::tekton_task(&crate::repo_path("deploy/tekton/s2i.yaml"));
+        let tekton = TaskPod::tekton_task(&crate::repo_path("deploy/tekton/s2i.yaml"), "s2i");
         assert!(tekton.declared_results().contains(&"IMAGE_DIGEST".to_string()));
         assert!(tekton.declared_results().contains(&"IMAGE_URL".to_string()));
-        let shipwright = TaskPod::shipwright_strategy(&crate::repo_path("deploy/shipwright/s2i.yaml"));
-        assert!(shipwright.declared_params().contains_key("builder-image"));
+        for name in ["s2i", "s2i-shipwright-push"] {
+            let shipwright = TaskPod::shipwright_strategy(&crate::repo_path("deploy/shipwright/s2i.yaml"), name);
+            assert!(shipwright.declared_params().contains_key("builder-image"));
+        }
     }
 }

@@ -118,7 +118,7 @@ fn container_left(args: &[String]) -> bool {
 #[test]
 fn the_pod_harness_runs_steps_as_a_restricted_pod_runs_them() {
     let env = TestEnv::new("pod-harness");
-    let outcome = TaskPod::tekton_task(&harness_task(&env))
+    let outcome = TaskPod::tekton_task(&harness_task(&env), "harness-check")
         .param("S2I_IMAGE", &s2i_image())
         .param("STEP_IMAGE", &fixture("sti-fake"))
         .array_param("WORDS", &["a b", "c"])
@@ -157,7 +157,7 @@ fn the_pod_harness_refuses_root_and_stops_at_a_failing_step() {
     let env = TestEnv::new("pod-harness-fail");
     let task = harness_task(&env);
     let pod = |image: &str, words: &[&str]| {
-        TaskPod::tekton_task(&task)
+        TaskPod::tekton_task(&task, "harness-check")
             .param("S2I_IMAGE", &s2i_image())
             .param("STEP_IMAGE", image)
             .array_param("WORDS", words)
@@ -271,7 +271,7 @@ fn the_tekton_task_builds_and_pushes_from_a_restricted_pod() {
     let env = TestEnv::new("pod-tekton");
     let cluster = Cluster::new(&env);
     let out = cluster.registry.image("team/app:v1");
-    let outcome = TaskPod::tekton_task(&tekton_task())
+    let outcome = TaskPod::tekton_task(&tekton_task(), "s2i")
         .param("BUILDER_IMAGE", &cluster.builder)
         .param("IMAGE", &out)
         .param("S2I_IMAGE", &s2i_image())
@@ -315,7 +315,7 @@ fn the_tekton_task_restores_the_previous_artifacts_from_the_cache_workspace() {
     open_to_all(&cache);
     let out = cluster.registry.image("team/inc:v1");
     let build = |src: &Path| {
-        TaskPod::tekton_task(&tekton_task())
+        TaskPod::tekton_task(&tekton_task(), "s2i")
             .param("BUILDER_IMAGE", &cluster.builder)
             .param("IMAGE", &out)
             .param("S2I_IMAGE", &s2i_image())
@@ -352,7 +352,7 @@ fn the_shipwright_strategy_builds_and_pushes_from_a_restricted_pod() {
     let out = cluster.registry.image("team/shp:v1");
     let root = env.work().join("source");
     app(&env, "source/app", "one.txt");
-    let outcome = TaskPod::shipwright_strategy(&shipwright_strategy())
+    let outcome = TaskPod::shipwright_strategy(&shipwright_strategy(), "s2i")
         .param("builder-image", &cluster.builder)
         .param("s2i-image", &s2i_image())
         .array_param("env-vars", &["GREETING=from shipwright"])
@@ -375,7 +375,7 @@ fn the_shipwright_strategy_builds_and_pushes_from_a_restricted_pod() {
     assert_eq!(found, "", "pod volumes in the image");
 
     // An insecure registry is refused, before anything runs.
-    let insecure = TaskPod::shipwright_strategy(&shipwright_strategy())
+    let insecure = TaskPod::shipwright_strategy(&shipwright_strategy(), "s2i")
         .param("builder-image", &cluster.builder)
         .param("s2i-image", &s2i_image())
         .param("shp-output-image", &out)
@@ -394,13 +394,13 @@ fn the_task_and_the_strategy_refuse_a_builder_that_runs_as_root() {
     let env = TestEnv::new("pod-root-builder");
     let src = source(&env);
     let outcomes = [
-        TaskPod::tekton_task(&tekton_task())
+        TaskPod::tekton_task(&tekton_task(), "s2i")
             .param("BUILDER_IMAGE", &base_image())
             .param("IMAGE", "127.0.0.1:1/team/app:v1")
             .param("S2I_IMAGE", &s2i_image())
             .workspace("source", &src)
             .run(),
-        TaskPod::shipwright_strategy(&shipwright_strategy())
+        TaskPod::shipwright_strategy(&shipwright_strategy(), "s2i")
             .param("builder-image", &base_image())
             .param("shp-output-image", "127.0.0.1:1/team/app:v1")
             .param("s2i-image", &s2i_image())
@@ -412,5 +412,51 @@ fn the_task_and_the_strategy_refuse_a_builder_that_runs_as_root() {
         assert_eq!(outcome.step("copy-s2i").exit_code, 0, "{}", outcome.log());
         assert_eq!(outcome.step("build").stderr, "container has runAsNonRoot and image will run as root", "{}", outcome.log());
     }
+    env.assert_clean();
+}
+
+/// The strategy that leaves the push to Shipwright (`s2i-shipwright-push`, the second document
+/// of deploy/shipwright/s2i.yaml): as OpenShift runs it, it writes the whole image as one
+/// docker-archive, the only entry of `$(params.shp-output-directory)` (what Shipwright's
+/// image-processing step loads and pushes), pushes nothing itself and sets no digest; Docker loads
+/// the archive and runs the app.
+#[test]
+fn the_shipwright_managed_push_strategy_writes_the_image_to_the_output_directory() {
+    let env = TestEnv::new("pod-shipwright-output");
+    let cluster = Cluster::new(&env);
+    let out = cluster.registry.image("team/shp-archive:v1");
+    let output = env.work().join("output-image");
+    std::fs::create_dir_all(&output).unwrap();
+    open_to_all(&output);
+    let root = env.work().join("source");
+    app(&env, "source", "one.txt");
+    let outcome = TaskPod::shipwright_strategy(&shipwright_strategy(), "s2i-shipwright-push")
+        .param("builder-image", &cluster.builder)
+        .param("s2i-image", &s2i_image())
+        .param("shp-output-image", &out)
+        .workspace("source", &root)
+        .volume("s2i-ca", &cluster.ca)
+        .mount(&cluster.docker_config, "/tekton/home/.docker", true)
+        .output_directory(&output)
+        .run_as(OPENSHIFT_UID, Some(0))
+        .run();
+    outcome.assert_succeeded();
+    assert!(outcome.results.is_empty(), "Shipwright sets the digest of this push: {:?}", outcome.results);
+    let entries: Vec<_> = std::fs::read_dir(&output).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(entries, ["image.tar"], "Shipwright loads a directory of exactly one tarball");
+    let pushed = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", "--authfile"])
+        .arg(cluster.docker_config.join("config.json"))
+        .arg(format!("docker://{out}"))
+        .output()
+        .expect("skopeo is installed (scripts/test.sh installs it)");
+    assert!(!pushed.status.success(), "the strategy pushed {out} itself");
+
+    let loaded = docker_output(&["load", "-i", output.join("image.tar").to_str().unwrap()]);
+    let _loaded = PulledImage::from_name(&out);
+    assert!(loaded.contains(&out), "{loaded}");
+    let (code, stdout, stderr) = docker_run(&out, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "sti-fake run: .sti-fake-assemble-env .sti-fake-assembled artifacts index.html \n");
     env.assert_clean();
 }
