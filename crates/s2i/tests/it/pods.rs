@@ -279,6 +279,8 @@ fn the_tekton_task_builds_and_pushes_from_a_restricted_pod() {
         .workspace("source", &app(&env, "src", "one.txt"))
         .workspace("dockerconfig", &cluster.docker_config)
         .workspace("ca-bundle", &cluster.ca)
+        // Where Tekton copies a docker secret linked to the service account ($HOME/.docker).
+        .mount(&cluster.docker_config, "/tekton/home/.docker", true)
         .run_as(OPENSHIFT_UID, Some(0))
         .run();
     outcome.assert_succeeded();
