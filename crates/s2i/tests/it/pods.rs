@@ -462,3 +462,42 @@ fn the_shipwright_managed_push_strategy_writes_the_image_to_the_output_directory
     assert_eq!(stdout, "sti-fake run: .sti-fake-assemble-env .sti-fake-assembled artifacts index.html \n");
     env.assert_clean();
 }
+
+/// The dockerconfig workspace as a `kubernetes.io/dockerconfigjson` Secret mounts it (the file
+/// `.dockerconfigjson`) works as well as a `config.json`; a workspace with neither fails the step
+/// with a message that says so, before s2i runs.
+#[test]
+fn the_tekton_task_takes_a_dockerconfigjson_secret_and_says_when_the_workspace_has_none() {
+    let env = TestEnv::new("pod-tekton-dockerconfigjson");
+    let cluster = Cluster::new(&env);
+    let secret = env.work().join("secret");
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::copy(cluster.docker_config.join("config.json"), secret.join(".dockerconfigjson")).unwrap();
+    open_to_all(&secret);
+    let empty = env.work().join("empty-secret");
+    std::fs::create_dir_all(&empty).unwrap();
+    open_to_all(&empty);
+    let out = cluster.registry.image("team/djson:v1");
+    let src = app(&env, "src", "one.txt");
+    let build = |dockerconfig: &Path| {
+        TaskPod::tekton_task(&tekton_task(), "s2i")
+            .param("BUILDER_IMAGE", &cluster.builder)
+            .param("IMAGE", &out)
+            .param("S2I_IMAGE", &s2i_image())
+            .workspace("source", &src)
+            .workspace("dockerconfig", dockerconfig)
+            .workspace("ca-bundle", &cluster.ca)
+            .run_as(OPENSHIFT_UID, Some(0))
+            .run()
+    };
+    let outcome = build(&secret);
+    outcome.assert_succeeded();
+    let (_pulled, digest) = cluster.digest_of(&out);
+    assert_eq!(outcome.result("IMAGE_DIGEST"), digest);
+
+    let outcome = build(&empty);
+    assert!(!outcome.succeeded());
+    let step = outcome.step("build");
+    assert_eq!((step.exit_code, step.stderr.as_str()), (1, "the dockerconfig workspace holds neither config.json nor .dockerconfigjson\n"));
+    env.assert_clean();
+}
