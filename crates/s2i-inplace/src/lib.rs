@@ -182,7 +182,11 @@ impl InPlaceEngine {
         let (root, dir) = match &opts.store_root {
             Some(r) => (r.clone(), None),
             None => {
-                let d = tempfile::Builder::new().prefix("s2i-in-place-").tempdir().map_err(|e| api(op, format!("creating its temp dir: {e}")))?;
+                let d = tempfile::Builder::new()
+                    .prefix("s2i-in-place-")
+                    .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                    .tempdir()
+                    .map_err(|e| api(op, format!("creating its temp dir: {e}")))?;
                 (d.path().to_path_buf(), Some(d))
             }
         };

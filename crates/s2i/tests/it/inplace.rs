@@ -121,8 +121,13 @@ fn a_restricted_container_of_the_builder_builds_and_pushes_an_image_that_runs() 
     let layers = manifest["layers"].as_array().unwrap();
     let builder_layers = builder_manifest["layers"].as_array().unwrap();
     assert_eq!(layers.len(), builder_layers.len() + 1, "the builder's layers and one more: {manifest}");
+    let log = registry.log();
     for (ours, theirs) in layers.iter().zip(builder_layers) {
         assert_eq!(ours["digest"], theirs["digest"], "the builder's layers as they are");
+        // Mounted from the builder's repository, never uploaded.
+        let digest = theirs["digest"].as_str().unwrap().replace(':', "%3A");
+        assert!(log.contains(&format!("/v2/inplace/app/blobs/uploads/?mount={digest}")), "{digest} was not mounted:\n{log}");
+        assert!(!log.lines().any(|l| l.contains("method=PUT") && l.contains("inplace/app/blobs/uploads") && l.contains(&digest)), "{digest} was uploaded");
     }
     assert_eq!(config["Config"]["Cmd"], serde_json::json!(["/usr/libexec/s2i/run"]), "{config}");
     assert_eq!(config["Config"]["User"], "1001");
@@ -177,23 +182,28 @@ fn two_in_place_builds_with_source_date_epoch_push_the_same_digest() {
     let src = app(&env);
     let mut digests = Vec::new();
     for n in 1..=2 {
-        let out = registry.image(&format!("inplace/repro:v{n}"));
+        // One tag: it is a label of the image (io.k8s.display-name).
+        let out = registry.image("inplace/repro:v1");
+        let archive = format!("docker-archive:/workspace/results/build-{n}.tar");
         let (code, stdout, stderr) = pod.s2i_as(
             "1001:0",
             &src,
             // The same host name: assemble writes its environment into the image.
             &["-e", "SOURCE_DATE_EPOCH=1700000000", "--hostname", "inplace-build"],
-            &["build", "/workspace/source", &pod.builder, &out, "--push", "--output=json"],
+            &["build", "/workspace/source", &pod.builder, &out, "--push", "--output=json", "--output-archive", &archive],
         );
         assert_eq!(code, 0, "{stderr}");
         digests.push(json(&stdout)["pushed"][0]["digest"].as_str().unwrap().to_string());
     }
+    let saved = [1, 2].map(|n| saved_image(&pod.results.join(format!("build-{n}.tar"))));
+    assert_eq!(saved[0].1, saved[1].1, "the same files");
+    assert_eq!(saved[0].0, saved[1].0, "the same config");
     assert_eq!(digests[0], digests[1], "the same input, the same image");
     env.assert_clean();
 }
 
-/// Not in a container of the builder: run with another image than the one named, the build is
-/// refused before anything runs, and nothing is pushed.
+/// Not in a container of the builder (in another image than the one named, or on the host), the
+/// build is refused before anything runs, and nothing is pushed.
 #[test]
 fn another_image_than_the_builder_is_refused_and_nothing_is_pushed() {
     let env = TestEnv::new("inplace-wrong-builder");
@@ -206,7 +216,26 @@ fn another_image_than_the_builder_is_refused_and_nothing_is_pushed() {
     let (code, _, stderr) = pod.s2i_as("1001:0", &src, &[], &["build", "/workspace/source", &other, &out, "--push"]);
     assert_ne!(code, 0, "{stderr}");
     assert!(stderr.contains(&format!("this process does not run in {other}")) && stderr.contains("top layer"), "{stderr}");
-    assert!(!stderr.contains("assemble"), "nothing ran: {stderr}");
+    assert!(!stderr.contains("sti-fake assemble"), "nothing ran: {stderr}");
+    let listed = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", "--authfile"])
+        .arg(registry.docker_config_dir().join("config.json"))
+        .arg(format!("docker://{out}"))
+        .output()
+        .unwrap();
+    assert!(!listed.status.success(), "nothing pushed");
+
+    // On this host, outside any container of the builder: refused the same way, nothing pushed.
+    let mut cmd = env.s2i();
+    cmd.args(["build", src.to_str().unwrap(), &pod.builder, &out, "--push", "--engine", "in-place"]).env("DOCKER_CONFIG", registry.docker_config_dir());
+    let done = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("this process does not run in {}", pod.builder)) || stderr.contains("cannot build outside a container"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("sti-fake assemble"), "nothing ran: {stderr}");
     let listed = std::process::Command::new("skopeo")
         .args(["inspect", "--raw", "--tls-verify=false", "--authfile"])
         .arg(registry.docker_config_dir().join("config.json"))
@@ -235,6 +264,39 @@ fn last_layer(archive: &Path) -> Vec<(String, Option<String>)> {
             (e.path().unwrap().display().to_string(), e.link_name().unwrap().map(|l| l.display().to_string()))
         })
         .collect()
+}
+
+/// The config and the last layer's entries (every header field and the content's length and
+/// bytes) of a `docker save` archive.
+fn saved_image(archive: &Path) -> (Value, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    tar::Archive::new(std::fs::File::open(archive).unwrap()).unpack(dir.path()).unwrap();
+    let manifest: Value = serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
+    let config: Value = serde_json::from_slice(&std::fs::read(dir.path().join(manifest[0]["Config"].as_str().unwrap())).unwrap()).unwrap();
+    let mut layer = std::fs::read(dir.path().join(manifest[0]["Layers"].as_array().unwrap().last().unwrap().as_str().unwrap())).unwrap();
+    if layer.starts_with(&[0x1f, 0x8b]) {
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&layer[..]), &mut plain).unwrap();
+        layer = plain;
+    }
+    let mut entries = Vec::new();
+    for e in tar::Archive::new(&layer[..]).entries().unwrap() {
+        let mut e = e.unwrap();
+        let h = e.header().clone();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        entries.push(format!(
+            "{} {:?} {:o} {}:{} {} {:?}",
+            e.path().unwrap().display(),
+            h.entry_type(),
+            h.mode().unwrap(),
+            h.uid().unwrap(),
+            h.gid().unwrap(),
+            h.mtime().unwrap(),
+            String::from_utf8_lossy(&data)
+        ));
+    }
+    (config, entries)
 }
 
 /// Hostile assemble scripts (from the source's .s2i/bin): one that deletes a file of the builder
@@ -290,4 +352,66 @@ fn hostile_assemble_scripts_give_exactly_the_root_s_changes() {
     assert!(stderr.contains("/opt/app-root/src/a-fifo (a FIFO)") && stderr.contains("cannot carry"), "{stderr}");
     assert!(!pod.results.join("image.tar").exists(), "no archive");
     env.assert_clean();
+}
+
+/// Every file under the directories a build touches, as `docker run` of `image` sees them: path,
+/// type, mode, owner, size, content digest, link target. Times are left out.
+fn files_of(image: &str) -> String {
+    let script = "find /opt /tmp /usr/libexec/s2i -xdev | sort | while read -r f; do \
+                  if [ -L \"$f\" ]; then echo \"$f link $(stat -c '%a %u:%g' \"$f\") -> $(readlink \"$f\")\"; \
+                  elif [ -f \"$f\" ]; then echo \"$f file $(stat -c '%a %u:%g %s' \"$f\") $(md5sum < \"$f\" | cut -c1-32)\"; \
+                  else echo \"$f $(stat -c '%F %a %u:%g' \"$f\")\"; fi; done";
+    let (code, stdout, stderr) = docker_run_with(&["--user", "0:0"], image, &["sh", "-c", script]);
+    assert_eq!(code, 0, "{stderr}");
+    stdout
+}
+
+/// The same source and builder through the in-place engine (in a restricted container) and
+/// through `--engine oci` give the same files (path, type, mode, owner, content, link target) and
+/// the same config, times aside.
+#[test]
+fn in_place_and_the_oci_engine_give_the_same_files_and_config() {
+    let t = crate::oci::Oci::new("inplace-vs-oci");
+    let registry = TestRegistry::start();
+    let pod = Pod::new(&t.env, &registry, "sti-fake", "inplace/sti-fake:v1");
+    let src = app(&t.env);
+    write_file(&src.join("lib/link-target"), "x\n", 0o644);
+    std::os::unix::fs::symlink("../index.html", src.join("lib/link")).unwrap();
+    std::fs::set_permissions(src.join("lib"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = registry.image("inplace/same:v1");
+    let (code, _, stderr) = pod.s2i_as(
+        "1001:0",
+        &src,
+        &[],
+        &["build", "/workspace/source", &pod.builder, &out, "--keep-symlinks", "--output-archive", "docker-archive:/workspace/results/in-place.tar"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let oci_archive = t.env.work().join("oci.tar");
+    let mut cmd = t.command(&[
+        "build", src.to_str().unwrap(), &pod.builder, &out, "--keep-symlinks", "--output-archive", &format!("docker-archive:{}", oci_archive.display()),
+    ]);
+    cmd.env("DOCKER_CONFIG", registry.docker_config_dir());
+    let done = cmd.output().unwrap();
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+
+    let mut seen = Vec::new();
+    for archive in [pod.results.join("in-place.tar"), oci_archive] {
+        let (config, _) = saved_image(&archive);
+        docker_output(&["load", "-i", archive.to_str().unwrap()]);
+        // assemble writes its environment (host names differ) into this file: its content is
+        // the one thing that may differ.
+        let files: Vec<String> =
+            files_of(&out).lines().map(|l| if l.starts_with("/opt/app-root/src/.sti-fake-assemble-env ") { l.rsplitn(3, ' ').nth(2).unwrap().to_string() } else { l.to_string() }).collect();
+        docker_output(&["rmi", &out]);
+        let mut config = config["config"].clone();
+        // The source's path is a label: /workspace/source in the pod, a temp dir on the host.
+        config["Labels"].as_object_mut().unwrap().remove("io.openshift.s2i.build.source-location");
+        config.as_object_mut().unwrap().remove("Image");
+        seen.push((files, config));
+    }
+    assert!(seen[0].0.iter().any(|l| l.starts_with("/opt/app-root/src/index.html file 644 1001:0 15 ")), "{:?}", seen[0].0);
+    assert!(seen[0].0.iter().any(|l| l.starts_with("/opt/app-root/src/lib/link link") && l.ends_with("-> ../index.html")), "{:?}", seen[0].0);
+    assert_eq!(seen[0].0, seen[1].0, "the same files");
+    assert_eq!(seen[0].1, seen[1].1, "the same config");
+    t.assert_clean();
 }
