@@ -50,7 +50,9 @@
 //! ([`write_docker_archive`]: hand-made images with special files or huge layers), `pty`
 //! ([`run_with_tty_stderr`]), `fake` (an in-memory engine for flow tests and
 //! fault injection), `env` ([`TestEnv`]), `static_bin` (the static s2i binary,
-//! [`static_s2i`], and the minimal s2i image made from it, [`s2i_image`]); and
+//! [`static_s2i`], and the minimal s2i image made from it, [`s2i_image`]), `pod` ([`TaskPod`]:
+//! the steps of a Tekton Task or a Shipwright strategy, read from its YAML file, run as a pod
+//! runs them); and
 //! [`write_file`], [`git`].
 
 #![warn(missing_docs)]
@@ -66,6 +68,7 @@ pub mod fake;
 mod http;
 mod image_archive;
 mod lock;
+mod pod;
 mod podman;
 mod proxy;
 mod pty;
@@ -83,6 +86,7 @@ pub use python::{other_python_base_image, python_base_image, python_base_image_f
 pub use env::{s2i_bin, TestEnv};
 pub use http::{Answer, HttpServer, RecordedRequest};
 pub use image_archive::{docker_archive, write_docker_archive, Layer};
+pub use pod::{PodFlavor, PodOutcome, StepOutcome, TaskPod};
 pub use podman::{podman_service, PodmanService, RootlessPodman};
 pub use proxy::FreezableProxy;
 pub use pty::{run_with_tty_stderr, TtyRun};

@@ -15,6 +15,7 @@ mod engines;
 mod flows;
 mod inplace;
 mod oci;
+mod pods;
 #[cfg(feature = "python-tests")]
 mod python;
 mod registry;
