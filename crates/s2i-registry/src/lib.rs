@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod digest;
 pub mod dns;
 pub mod image_ref;
+pub mod oci;
 pub mod retry;
 
 pub use credentials::{ConfigLocation, CredentialSource, Credentials, CredentialsError, DockerConfig, LookupOptions, Resolved};

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use s2i_registry::client::manifest::{Descriptor, ImageManifest, DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST};
+use s2i_registry::digest::Digest;
+use s2i_registry::oci::{Descriptor, ImageManifest, DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST};
 use s2i_registry::client::{sha256_digest, BlobPush, CaFile, ClientOptions, Limits, MANIFEST_MAX_ENV, REQUEST_TIMEOUT_ENV};
 use s2i_registry::credentials::{ConfigLocation, CredentialSource, CredentialsError, DockerConfig, LookupOptions, Resolved};
 use s2i_registry::{Credentials, ImageRef, RegistryClient, RegistryError};
@@ -83,7 +84,7 @@ fn pulls_what_docker_pushed_and_verifies_every_blob() {
         assert_eq!(m.raw.media_type, DOCKER_MANIFEST);
         assert!(m.index.is_none());
         // The config is the image Docker has: its digest is Docker's image id.
-        assert_eq!(m.config().digest, image_inspect(&base_image())["Id"].as_str().unwrap());
+        assert_eq!(m.config().digest.as_str(), image_inspect(&base_image())["Id"].as_str().unwrap());
         let config: serde_json::Value = serde_json::from_slice(&repo.config(&m).await.unwrap()).unwrap();
         let diff_ids: Vec<&str> = config["rootfs"]["diff_ids"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
         assert_eq!(diff_ids.len(), m.layers().len());
@@ -108,7 +109,7 @@ fn pulls_what_docker_pushed_and_verifies_every_blob() {
 
         // A blob altered in the registry's storage: the stream ends in an error, not in success.
         let layer = m.layers()[0].clone();
-        let file = reg.blob_file(&layer.digest);
+        let file = reg.blob_file(layer.digest.as_str());
         let mut data = std::fs::read(&file).unwrap();
         let last = data.len() - 1;
         data[last] ^= 0xff;
@@ -123,7 +124,7 @@ fn pulls_what_docker_pushed_and_verifies_every_blob() {
         }
         let err = outcome.expect_err("a tampered blob must fail");
         let inner = err.get_ref().and_then(|e| e.downcast_ref::<RegistryError>()).unwrap();
-        assert!(matches!(inner, RegistryError::DigestMismatch { expected, .. } if *expected == layer.digest), "{inner}");
+        assert!(matches!(inner, RegistryError::DigestMismatch { expected, .. } if *expected == layer.digest.as_str()), "{inner}");
     });
 }
 
@@ -169,7 +170,7 @@ fn pushes_an_image_that_docker_pulls_and_runs() {
         let (layer, diff_id) = layer_with_file("hello.txt", &marker);
         let layer_desc = Descriptor {
             media_type: DOCKER_LAYER_GZIP.into(),
-            digest: sha256_digest(&layer),
+            digest: Digest::of(&layer),
             size: layer.len() as u64,
             urls: vec![],
             annotations: Default::default(),
@@ -182,7 +183,7 @@ fn pushes_an_image_that_docker_pulls_and_runs() {
             history.push(serde_json::json!({"created_by": "s2i test"}));
         }
         let config = Bytes::from(serde_json::to_vec(&config).unwrap());
-        let config_desc = Descriptor { media_type: DOCKER_CONFIG.into(), digest: sha256_digest(&config), size: config.len() as u64, ..layer_desc.clone() };
+        let config_desc = Descriptor { media_type: DOCKER_CONFIG.into(), digest: Digest::of(&config), size: config.len() as u64, ..layer_desc.clone() };
         assert_eq!(to.push_blob(&config_desc, once(config.clone())).await.unwrap(), BlobPush::Uploaded);
         let mut layers = m.layers().to_vec();
         layers.push(layer_desc.clone());
@@ -470,7 +471,7 @@ fn token_auth_with_passwords_identity_tokens_and_refusals() {
     let reader = creds_of(&reg, reg.tricky_user());
     assert_eq!(fetch(&client, &image, reader.clone()).unwrap(), digest);
     let blob = Bytes::from_static(b"{}");
-    let desc = Descriptor { media_type: DOCKER_CONFIG.into(), digest: sha256_digest(&blob), size: 2, urls: vec![], annotations: Default::default(), platform: None };
+    let desc = Descriptor { media_type: DOCKER_CONFIG.into(), digest: Digest::of(&blob), size: 2, urls: vec![], annotations: Default::default(), platform: None };
     let err = rt().block_on(client.repository_of(&image, reader).push_blob(&desc, once(blob.clone()))).unwrap_err();
     assert!(matches!(&err, RegistryError::Denied { action: "pull,push", .. }), "{err:?}");
     // The ordinary user may push, with a token for pull and push.
@@ -536,7 +537,7 @@ fn assert_no_credentials(server: &s2i_testkit::HttpServer, what: &str) {
 }
 
 fn descriptor_of(bytes: &Bytes) -> Descriptor {
-    Descriptor { media_type: DOCKER_LAYER_GZIP.into(), digest: sha256_digest(bytes), size: bytes.len() as u64, urls: vec![], annotations: Default::default(), platform: None }
+    Descriptor { media_type: DOCKER_LAYER_GZIP.into(), digest: Digest::of(bytes), size: bytes.len() as u64, urls: vec![], annotations: Default::default(), platform: None }
 }
 
 /// An upload whose `Location` names another host (the registry's external URL points there) is

@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use s2i_engine::ArchiveFormat;
 use s2i_registry::ImageRef;
 
-use super::digest::{Digest, HashingWriter};
+use s2i_registry::digest::{Digest, HashingWriter};
 use super::error::{ImageError, Result};
-use super::spec::{self, Descriptor, DockerArchiveEntry, Index, Manifest};
+use s2i_registry::oci::{self, Descriptor, DockerArchiveEntry, ImageIndex, ImageManifest};
 use super::store::{normalize_name, read_capped, Image, Store};
 use super::tar_read::{self, Kind};
 use super::unpack::split_path;
@@ -333,22 +333,22 @@ impl Store {
             let config_bytes = src.read_json(self, &entry.config)?.ok_or_else(|| src.err(format!("{} is missing", entry.config)))?;
             let config_json: serde_json::Value =
                 serde_json::from_slice(&config_bytes).map_err(|e| src.err(format!("{}: {e}", entry.config)))?;
-            let diff_ids = spec::diff_ids(&config_json).map_err(|r| src.err(format!("{}: {r}", entry.config)))?;
+            let diff_ids = oci::diff_ids(&config_json).map_err(|r| src.err(format!("{}: {r}", entry.config)))?;
             if diff_ids.len() != entry.layers.len() {
                 return Err(src.err(format!("{}: {} diff ids for {} layers", entry.config, diff_ids.len(), entry.layers.len())));
             }
             let mut layers = Vec::new();
             for path in &entry.layers {
-                let media = spec::sniff_layer_media_type(&src.magic(self, path)?).map_err(ImageError::Unsupported)?;
+                let media = oci::sniff_layer_media_type(&src.magic(self, path)?).map_err(ImageError::Unsupported)?;
                 let (digest, size) = src.store_blob(self, path, None)?;
                 layers.push(Descriptor::new(media, digest, size));
             }
             let (config_digest, config_size) = src.store_blob(self, &entry.config, None)?;
-            let manifest = Manifest::new(Descriptor::new(spec::OCI_CONFIG, config_digest, config_size), layers);
+            let manifest = ImageManifest::new(Descriptor::new(oci::OCI_CONFIG, config_digest, config_size), layers);
             let (digest, size) = self.put_json_blob(&manifest)?;
             let raw_names = entry.repo_tags.clone().unwrap_or_default();
             let names = raw_names.iter().map(|n| normalize_name(n)).collect::<Result<Vec<_>>>()?;
-            let desc = Descriptor::new(spec::OCI_MANIFEST, digest.clone(), size);
+            let desc = Descriptor::new(oci::OCI_MANIFEST, digest.clone(), size);
             self.add_manifest(&desc, &names)?;
             let index = self.read_index()?;
             out.push(Imported { image: self.load_image(&digest, &index)?, raw_names });
@@ -358,7 +358,7 @@ impl Store {
 
     /// The images of an OCI layout's `index.json` (or the nested index `at`).
     fn import_oci_layout(&self, src: &mut Source<'_>, at: Option<&Descriptor>) -> Result<Vec<Imported>> {
-        let index: Index = match at {
+        let index: ImageIndex = match at {
             None => {
                 let bytes = src.read_json(self, "index.json")?.ok_or_else(|| src.err("index.json is missing"))?;
                 serde_json::from_slice(&bytes).map_err(|e| src.err(format!("index.json: {e}")))?
@@ -370,7 +370,7 @@ impl Store {
         for desc in &index.manifests {
             if desc.is_index() {
                 // A multi-platform image: ours only.
-                let nested: Index = self.read_source_json(src, desc)?.0;
+                let nested: ImageIndex = self.read_source_json(src, desc)?.0;
                 let pick = nested.manifests.iter().find(|m| {
                     m.platform.as_ref().is_some_and(|p| p.os == "linux" && p.architecture == host_arch())
                 });
@@ -397,14 +397,14 @@ impl Store {
     }
 
     fn import_oci_manifest(&self, src: &mut Source<'_>, desc: &Descriptor) -> Result<Imported> {
-        let (manifest, size): (Manifest, u64) = self.read_source_json(src, desc)?;
+        let (manifest, size): (ImageManifest, u64) = self.read_source_json(src, desc)?;
         for layer in &manifest.layers {
-            spec::layer_compression(&layer.media_type).map_err(ImageError::Unsupported)?;
+            oci::layer_compression(&layer.media_type).map_err(ImageError::Unsupported)?;
             src.store_blob(self, &format!("blobs/sha256/{}", layer.digest.hex()), Some(&layer.digest))?;
         }
         src.store_blob(self, &format!("blobs/sha256/{}", manifest.config.digest.hex()), Some(&manifest.config.digest))?;
         // The name: containerd's full one, else a ref name that is an image reference.
-        let raw = desc.annotations.get(spec::ANNOTATION_CONTAINERD_NAME).map(String::as_str).or(desc.ref_name());
+        let raw = desc.annotations.get(oci::ANNOTATION_CONTAINERD_NAME).map(String::as_str).or(desc.ref_name());
         let raw_names: Vec<String> = desc.ref_name().into_iter().chain(raw).map(str::to_string).collect();
         let names: Vec<String> = raw
             .filter(|r| r.contains([':', '/']) && ImageRef::parse(r).is_ok())
@@ -426,7 +426,7 @@ impl Store {
         let mut tar = tar::Builder::new(out);
         let io_err = |source: io::Error| ImageError::Stream { what: "writing the image archive".into(), source };
 
-        let layout = serde_json::to_vec(&serde_json::json!({ "imageLayoutVersion": spec::OCI_LAYOUT_VERSION })).unwrap();
+        let layout = serde_json::to_vec(&serde_json::json!({ "imageLayoutVersion": oci::OCI_LAYOUT_VERSION })).unwrap();
         append_bytes(&mut tar, "oci-layout", &layout).map_err(io_err)?;
         for dir in ["blobs/", "blobs/sha256/"] {
             let mut h = s2i_tar::header::header(tar::Header::new_ustar(), tar::EntryType::Directory, 0o755, 0, 0, 0, 0);
@@ -451,15 +451,15 @@ impl Store {
                 .map_err(io_err)?;
         }
         let mut desc = Descriptor::new(
-            image.manifest.media_type.as_deref().unwrap_or(spec::OCI_MANIFEST),
+            image.manifest.media_type.as_deref().unwrap_or(oci::OCI_MANIFEST),
             manifest_digest.clone(),
             image.manifest_size,
         );
         if let Some(name) = image.names.first() {
-            desc.annotations.insert(spec::ANNOTATION_REF_NAME.into(), name.clone());
-            desc.annotations.insert(spec::ANNOTATION_CONTAINERD_NAME.into(), name.clone());
+            desc.annotations.insert(oci::ANNOTATION_REF_NAME.into(), name.clone());
+            desc.annotations.insert(oci::ANNOTATION_CONTAINERD_NAME.into(), name.clone());
         }
-        append_bytes(&mut tar, "index.json", &serde_json::to_vec(&Index::new(vec![desc])).unwrap()).map_err(io_err)?;
+        append_bytes(&mut tar, "index.json", &serde_json::to_vec(&ImageIndex::new(vec![desc])).unwrap()).map_err(io_err)?;
         if format == ArchiveFormat::DockerArchive {
             let entry = DockerArchiveEntry {
                 config: format!("blobs/sha256/{}", image.manifest.config.digest.hex()),

@@ -20,9 +20,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use super::digest::{Digest, HashingWriter};
+use s2i_registry::digest::{Digest, HashingWriter};
 use super::error::{ImageError, Result};
-use super::spec::{self, Descriptor, Manifest};
+use s2i_registry::oci::{self, Descriptor, ImageManifest};
 use super::store::{normalize_name, require_root, Image, Store};
 use super::tar_read::{self, Kind};
 use super::unpack::{list_dir, open_root, split_path, OPAQUE_XATTR};
@@ -415,9 +415,9 @@ impl Store {
         for desc in &image.manifest.layers {
             let name = format!("layer {}", desc.digest);
             let file = io::BufReader::new(self.cancel.reader(self.open_blob(&desc.digest)?));
-            let raw: Box<dyn Read> = match spec::layer_compression(&desc.media_type).map_err(ImageError::Unsupported)? {
-                spec::Compression::None => Box::new(file),
-                spec::Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
+            let raw: Box<dyn Read> = match oci::layer_compression(&desc.media_type).map_err(ImageError::Unsupported)? {
+                oci::Compression::None => Box::new(file),
+                oci::Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
             };
             let mut added: HashSet<Vec<u8>> = HashSet::new();
             tar_read::for_each_entry(raw, &name, |h, _| {
@@ -515,7 +515,7 @@ impl Store {
         let (digest, size, buf) = compressed.finish();
         let tmp = buf.into_inner().map_err(|e| stream_err(e.into_error()))?;
         self.persist_blob(tmp, &digest)?;
-        Ok((Descriptor::new(spec::OCI_LAYER_GZIP, digest, size), diff_id, entries))
+        Ok((Descriptor::new(oci::OCI_LAYER_GZIP, digest, size), diff_id, entries))
     }
 
     /// A new image: `base` plus one layer made from `diff`, with `changes` applied to the base's
@@ -586,19 +586,19 @@ impl Store {
             .iter()
             .map(|l| {
                 let media = match l.media_type.as_str() {
-                    spec::DOCKER_LAYER => spec::OCI_LAYER,
-                    spec::DOCKER_LAYER_GZIP => spec::OCI_LAYER_GZIP,
+                    oci::DOCKER_LAYER => oci::OCI_LAYER,
+                    oci::DOCKER_LAYER_GZIP => oci::OCI_LAYER_GZIP,
                     other => other,
                 };
                 Descriptor::new(media, l.digest.clone(), l.size)
             })
             .collect();
         layers.push(layer);
-        let manifest = Manifest::new(Descriptor::new(spec::OCI_CONFIG, config_digest, config_size), layers);
+        let manifest = ImageManifest::new(Descriptor::new(oci::OCI_CONFIG, config_digest, config_size), layers);
         let (digest, size) = self.put_json_blob(&manifest)?;
         // An interrupted build moves no tag, however far its commit got.
         self.cancel.check()?;
-        self.add_manifest(&Descriptor::new(spec::OCI_MANIFEST, digest.clone(), size), tag.as_slice())?;
+        self.add_manifest(&Descriptor::new(oci::OCI_MANIFEST, digest.clone(), size), tag.as_slice())?;
         let index = self.read_index()?;
         self.load_image(&digest, &index)
     }

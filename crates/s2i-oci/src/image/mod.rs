@@ -12,10 +12,8 @@
 
 mod archive;
 mod commit;
-mod digest;
 mod error;
 pub mod remote;
-mod spec;
 mod store;
 mod tar_read;
 mod unpack;
@@ -25,8 +23,8 @@ mod tests;
 
 pub use archive::Transport;
 pub use commit::{source_date_epoch, CommitChanges, Diff, RUNTIME_MOUNT_POINTS};
-pub use digest::Digest;
+pub use s2i_registry::digest::Digest;
 pub use error::{ImageError, Result};
-pub use spec::ImageConfig;
+pub use s2i_registry::oci::ImageConfig;
 pub use store::{normalize_name, Image, Lease, Limits, Store, MAX_BLOB_ENV, MAX_JSON_ENV};
 pub use unpack::{unpack, Unpack, UnpackStats, Whiteouts};

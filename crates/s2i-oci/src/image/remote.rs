@@ -9,16 +9,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use s2i_engine::{EngineError, LayerPhase, Progress, ProgressSink};
-use s2i_registry::client::manifest::Descriptor as RemoteDescriptor;
 use s2i_registry::client::{BlobPush, RegistryError, Repository};
 use s2i_registry::retry::retrying;
 use s2i_registry::{ImageRef, RegistryClient, Resolved};
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use super::digest::Digest;
+use s2i_registry::digest::Digest;
 use super::error::ImageError;
-use super::spec::{self, Descriptor};
+use s2i_registry::oci::{self, Descriptor};
 use super::store::{normalize_name, short_id, Image, Store};
 
 /// Layers fetched at once (as Docker does by default).
@@ -121,13 +120,12 @@ async fn pull_image(
     let repo = client.repository_of(&reference, credentials);
     let manifest = retrying(&op, transient_registry, || repo.image_manifest(reference.reference())).await.map_err(failed(op.clone()))?;
     for layer in manifest.layers() {
-        spec::layer_compression(&layer.media_type).map_err(ImageError::Unsupported)?;
+        oci::layer_compression(&layer.media_type).map_err(ImageError::Unsupported)?;
         if !layer.urls.is_empty() {
             return Err(ImageError::Unsupported(format!("pull {name}: its layer {} lives outside the registry (a foreign layer)", layer.digest)).into());
         }
     }
-    let config_digest = Digest::parse(&manifest.config().digest)
-        .ok_or_else(|| ImageError::archive(name, format!("unsupported config digest {:?}", manifest.config().digest)))?;
+    let config_digest = manifest.config().digest.clone();
     let manifest_digest = Digest::parse(&manifest.raw.digest)
         .ok_or_else(|| ImageError::archive(name, format!("unsupported manifest digest {:?}", manifest.raw.digest)))?;
     // Held until the manifest is recorded: a sweep must not take the blobs in between.
@@ -145,28 +143,7 @@ async fn pull_image(
         return record(store, name, &reference, &manifest, manifest_digest, lease).await;
     }
 
-    let (tx, rx) = mpsc::unbounded_channel();
-    let layers = manifest.layers().to_vec();
-    let repo_ref = &repo;
-    // The stream owns the sender: once every download is done, nothing holds it.
-    let downloads = futures_util::stream::iter(layers.into_iter().map(move |layer| {
-        let tx = tx.clone();
-        async move {
-            let what = format!("pulling layer {}", short_id(&layer.digest));
-            let transient = |e: &Fetch| match e {
-                Fetch::Registry(e) => transient_registry(e),
-                _ => None,
-            };
-            retrying(&what, transient, || fetch_layer(store, repo_ref, layer.clone(), &tx)).await
-        }
-    }))
-    .buffer_unordered(CONCURRENT_LAYERS)
-    .try_collect::<Vec<()>>();
-    with_progress(sink, rx, downloads).await.map_err(|e| match e {
-        Fetch::Registry(e) => failed(op.clone())(e),
-        Fetch::Store(e) => e.into(),
-        Fetch::Engine(e) => e,
-    })?;
+    download_layers(store, &repo, manifest.layers().to_vec(), sink, &op).await?;
 
     let image = record(store, name, &reference, &manifest, manifest_digest, lease).await?;
     sink.progress(Progress::Status(&format!("Digest: {}", image.manifest_digest)));
@@ -189,7 +166,7 @@ async fn record(
     let store2 = store.clone();
     let image = on_blocking_thread(move || -> Result<Image, ImageError> {
         let (digest, size) = store2.put_blob(&mut &raw.bytes[..], Some(&manifest_digest), "the manifest")?;
-        let media = if raw.media_type.is_empty() { spec::OCI_MANIFEST.to_string() } else { raw.media_type.clone() };
+        let media = if raw.media_type.is_empty() { oci::OCI_MANIFEST.to_string() } else { raw.media_type.clone() };
         store2.add_manifest(&Descriptor::new(&media, digest.clone(), size), stored_name.as_slice())?;
         let index = store2.read_index()?;
         store2.load_image(&digest, &index)
@@ -204,12 +181,19 @@ async fn record(
 /// be written whole (an archive).
 pub async fn fetch_layers(store: &Arc<Store>, repo: &Repository<'_>, image: &Image, sink: &mut dyn ProgressSink) -> Result<(), EngineError> {
     let op = format!("pulling the layers of {}/{}", repo.registry(), repo.path());
+    let layers = image.manifest.layers.iter().filter(|l| !store.has_blob(&l.digest)).cloned().collect();
+    download_layers(store, repo, layers, sink, &op).await
+}
+
+/// Downloads `layers` from `repo` into the store's blobs, several at a time, each retried on its
+/// own, with progress to `sink`.
+async fn download_layers(store: &Arc<Store>, repo: &Repository<'_>, layers: Vec<Descriptor>, sink: &mut dyn ProgressSink, op: &str) -> Result<(), EngineError> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let layers: Vec<RemoteDescriptor> = image.manifest.layers.iter().filter(|l| !store.has_blob(&l.digest)).map(remote_descriptor).collect();
+    // The stream owns the sender: once every download is done, nothing holds it.
     let downloads = futures_util::stream::iter(layers.into_iter().map(move |layer| {
         let tx = tx.clone();
         async move {
-            let what = format!("pulling layer {}", short_id(&layer.digest));
+            let what = format!("pulling layer {}", short_id(layer.digest.as_str()));
             let transient = |e: &Fetch| match e {
                 Fetch::Registry(e) => transient_registry(e),
                 _ => None,
@@ -220,7 +204,7 @@ pub async fn fetch_layers(store: &Arc<Store>, repo: &Repository<'_>, image: &Ima
     .buffer_unordered(CONCURRENT_LAYERS)
     .try_collect::<Vec<()>>();
     with_progress(sink, rx, downloads).await.map_err(|e| match e {
-        Fetch::Registry(e) => failed(op.clone())(e),
+        Fetch::Registry(e) => failed(op.to_string())(e),
         Fetch::Store(e) => e.into(),
         Fetch::Engine(e) => e,
     })?;
@@ -229,19 +213,8 @@ pub async fn fetch_layers(store: &Arc<Store>, repo: &Repository<'_>, image: &Ima
 
 impl Image {
     /// The image's layers as a registry names them, bottom first.
-    pub fn remote_layers(&self) -> Vec<RemoteDescriptor> {
-        self.manifest.layers.iter().map(remote_descriptor).collect()
-    }
-}
-
-fn remote_descriptor(blob: &Descriptor) -> RemoteDescriptor {
-    RemoteDescriptor {
-        media_type: blob.media_type.clone(),
-        digest: blob.digest.to_string(),
-        size: blob.size,
-        urls: Vec::new(),
-        annotations: Default::default(),
-        platform: None,
+    pub fn remote_layers(&self) -> Vec<Descriptor> {
+        self.manifest.layers.clone()
     }
 }
 
@@ -253,10 +226,9 @@ enum Fetch {
 }
 
 /// One layer into the store's blobs (nothing when it is there already).
-async fn fetch_layer(store: &Arc<Store>, repo: &Repository<'_>, layer: RemoteDescriptor, events: &Events) -> Result<(), Fetch> {
-    let id = short_id(&layer.digest).to_string();
-    let digest = Digest::parse(&layer.digest)
-        .ok_or_else(|| Fetch::Store(ImageError::archive(repo.registry(), format!("unsupported layer digest {:?}", layer.digest))))?;
+async fn fetch_layer(store: &Arc<Store>, repo: &Repository<'_>, layer: Descriptor, events: &Events) -> Result<(), Fetch> {
+    let id = short_id(layer.digest.as_str()).to_string();
+    let digest = layer.digest.clone();
     if store.has_blob(&digest) {
         send(events, &id, LayerPhase::Exists, layer.size, Some(layer.size));
         return Ok(());
@@ -378,7 +350,7 @@ pub async fn push(
         })
         .await??
     };
-    let media = image.manifest.media_type.clone().unwrap_or_else(|| spec::OCI_MANIFEST.to_string());
+    let media = image.manifest.media_type.clone().unwrap_or_else(|| oci::OCI_MANIFEST.to_string());
     let tag = reference.tag.clone().unwrap_or_else(|| "latest".into());
     let bytes = Bytes::from(bytes);
     let digest = retrying(&op, transient_registry, || repo.push_manifest(&tag, &media, bytes.clone())).await.map_err(failed(op.clone()))?;
@@ -401,16 +373,8 @@ async fn push_blob(store: &Arc<Store>, repo: &Repository<'_>, blob: &Descriptor,
         }
         chunk
     });
-    let remote = RemoteDescriptor {
-        media_type: blob.media_type.clone(),
-        digest: blob.digest.to_string(),
-        size,
-        urls: Vec::new(),
-        annotations: Default::default(),
-        platform: None,
-    };
     send(events, &id, LayerPhase::Waiting, 0, Some(size));
-    let pushed = repo.push_blob(&remote, body).await.map_err(failed(String::new()))?;
+    let pushed = repo.push_blob(blob, body).await.map_err(failed(String::new()))?;
     let phase = if pushed == BlobPush::Exists { LayerPhase::Exists } else { LayerPhase::Done };
     send(events, &id, phase, size, Some(size));
     Ok(())
@@ -439,8 +403,7 @@ async fn copy_blob(from: &Repository<'_>, to: &Repository<'_>, blob: &Descriptor
         }
     }
     send(events, &id, LayerPhase::Waiting, 0, Some(size));
-    let remote = remote_descriptor(blob);
-    let stream = from.blob(&remote).await.map_err(failed(String::new()))?;
+    let stream = from.blob(blob).await.map_err(failed(String::new()))?;
     let (counter, events2, id2) = (Arc::new(std::sync::atomic::AtomicU64::new(0)), events.clone(), id.clone());
     let body = stream.map(move |chunk| {
         if let Ok(c) = &chunk {
@@ -449,7 +412,7 @@ async fn copy_blob(from: &Repository<'_>, to: &Repository<'_>, blob: &Descriptor
         }
         chunk
     });
-    let pushed = to.push_blob(&remote, body).await.map_err(failed(String::new()))?;
+    let pushed = to.push_blob(blob, body).await.map_err(failed(String::new()))?;
     let phase = if pushed == BlobPush::Exists { LayerPhase::Exists } else { LayerPhase::Done };
     send(events, &id, phase, size, Some(size));
     Ok(())

@@ -23,9 +23,9 @@ use tracing::{debug, warn};
 
 use s2i_registry::ImageRef;
 
-use super::digest::{Digest, HashingReader, HashingWriter};
+use s2i_registry::digest::{Digest, HashingReader, HashingWriter};
 use super::error::{ImageError, Result};
-use super::spec::{self, Descriptor, ImageConfig, Index, Manifest, ANNOTATION_REF_NAME, OCI_LAYOUT_VERSION};
+use s2i_registry::oci::{self, Descriptor, ImageConfig, ImageIndex, ImageManifest, ANNOTATION_REF_NAME, OCI_LAYOUT_VERSION};
 use super::unpack::{self, Unpack, Whiteouts};
 use crate::cancel::Cancel;
 
@@ -68,7 +68,7 @@ pub struct Image {
     pub config: ImageConfig,
     /// The names it is tagged with, fully qualified (`docker.io/library/busybox:latest`).
     pub names: Vec<String>,
-    pub(crate) manifest: Manifest,
+    pub(crate) manifest: ImageManifest,
     pub(crate) diff_ids: Vec<Digest>,
     /// The config blob as JSON, every field kept (a commit changes only what it sets).
     pub(crate) config_json: serde_json::Value,
@@ -95,7 +95,7 @@ impl Image {
 
     /// The manifest's descriptor (no annotations).
     pub(crate) fn descriptor(&self) -> Descriptor {
-        let media = self.manifest.media_type.as_deref().unwrap_or(spec::OCI_MANIFEST);
+        let media = self.manifest.media_type.as_deref().unwrap_or(oci::OCI_MANIFEST);
         Descriptor::new(media, Digest::parse(&self.manifest_digest).expect("a stored digest"), self.manifest_size)
     }
 
@@ -188,7 +188,7 @@ impl Store {
         }
         let _lock = store.index_lock()?;
         if !store.index_path().exists() {
-            store.write_index(&Index::new(Vec::new()))?;
+            store.write_index(&ImageIndex::new(Vec::new()))?;
         }
         Ok(store)
     }
@@ -348,7 +348,7 @@ impl Store {
 
     // ---- index ----
 
-    pub(crate) fn read_index(&self) -> Result<Index> {
+    pub(crate) fn read_index(&self) -> Result<ImageIndex> {
         let path = self.index_path();
         let file = File::open(&path).map_err(io_at("opening", &path))?;
         let bytes = read_capped(file, self.limits.max_json_bytes)
@@ -357,12 +357,12 @@ impl Store {
         serde_json::from_slice(&bytes).map_err(|e| ImageError::archive(path.display(), e.to_string()))
     }
 
-    fn write_index(&self, index: &Index) -> Result<()> {
+    fn write_index(&self, index: &ImageIndex) -> Result<()> {
         let bytes = serde_json::to_vec(index).expect("our JSON serialises");
         self.write_atomic(&self.index_path(), &bytes)
     }
 
-    fn update_index<T>(&self, change: impl FnOnce(&mut Index) -> Result<T>) -> Result<T> {
+    fn update_index<T>(&self, change: impl FnOnce(&mut ImageIndex) -> Result<T>) -> Result<T> {
         let _lock = self.index_lock()?;
         let mut index = self.read_index()?;
         let out = change(&mut index)?;
@@ -412,10 +412,10 @@ impl Store {
     // ---- images ----
 
     /// An image of the store by its manifest digest.
-    pub(crate) fn load_image(&self, manifest_digest: &Digest, index: &Index) -> Result<Image> {
-        let (manifest, manifest_size): (Manifest, u64) = self.read_json_blob(manifest_digest, "manifest")?;
+    pub(crate) fn load_image(&self, manifest_digest: &Digest, index: &ImageIndex) -> Result<Image> {
+        let (manifest, manifest_size): (ImageManifest, u64) = self.read_json_blob(manifest_digest, "manifest")?;
         let (config_json, _): (serde_json::Value, u64) = self.read_json_blob(&manifest.config.digest, "image config")?;
-        let diff_ids = spec::diff_ids(&config_json).map_err(|r| ImageError::archive(manifest.config.digest.to_string(), r))?;
+        let diff_ids = oci::diff_ids(&config_json).map_err(|r| ImageError::archive(manifest.config.digest.to_string(), r))?;
         if diff_ids.len() != manifest.layers.len() {
             return Err(ImageError::archive(
                 manifest_digest.to_string(),
@@ -476,7 +476,7 @@ impl Store {
         }
     }
 
-    fn find_by_id(&self, hex_prefix: &str, index: &Index) -> Result<Option<Image>> {
+    fn find_by_id(&self, hex_prefix: &str, index: &ImageIndex) -> Result<Option<Image>> {
         if hex_prefix.is_empty() || !hex_prefix.bytes().all(|c| c.is_ascii_hexdigit()) {
             return Ok(None);
         }
@@ -630,11 +630,11 @@ impl Store {
         let desc = &image.manifest.layers[i];
         let diff_id = &image.diff_ids[i];
         let name = format!("{} of image {}", desc.digest, short_id(&image.id));
-        let compression = spec::layer_compression(&desc.media_type).map_err(ImageError::Unsupported)?;
+        let compression = oci::layer_compression(&desc.media_type).map_err(ImageError::Unsupported)?;
         let file = io::BufReader::with_capacity(256 << 10, self.cancel.reader(self.open_blob(&desc.digest)?));
         let raw: Box<dyn Read> = match compression {
-            spec::Compression::None => Box::new(file),
-            spec::Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
+            oci::Compression::None => Box::new(file),
+            oci::Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
         };
         // The root of a layer dir is the container's `/` where no layer says otherwise.
         rustix::fs::chmod(dir, rustix::fs::Mode::from_raw_mode(0o755)).map_err(|e| ImageError::io("setting the mode of", dir, e.into()))?;

@@ -1,115 +1,13 @@
 //! Manifests as registries serve them: Docker v2 schema 2 and OCI image manifests, and the lists
 //! (Docker manifest lists, OCI indexes) that point at one per platform.
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
-pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
+use crate::oci::{Descriptor, ImageIndex, ImageManifest, Platform, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 
 /// Every manifest type we read, for an `Accept` header.
 pub(crate) const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
-
-/// A pointer to content: its type, digest and size (and, in lists, its platform).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    pub media_type: String,
-    pub digest: String,
-    pub size: u64,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub urls: Vec<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<Platform>,
-}
-
-/// An OS and CPU, as manifest lists name them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Platform {
-    pub architecture: String,
-    pub os: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-}
-
-impl Platform {
-    pub fn new(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
-        Platform { os: os.into(), architecture: architecture.into(), variant: variant.map(str::to_string) }
-    }
-
-    /// Linux on this machine's CPU, named as Go (and so Docker) names it.
-    pub fn host() -> Platform {
-        let (arch, variant) = match std::env::consts::ARCH {
-            "x86_64" => ("amd64", None),
-            "aarch64" => ("arm64", None),
-            "arm" => ("arm", Some("v7")),
-            "x86" => ("386", None),
-            "powerpc64" if cfg!(target_endian = "little") => ("ppc64le", None),
-            "loongarch64" => ("loong64", None),
-            other => (other, None),
-        };
-        Platform::new("linux", arch, variant)
-    }
-
-    /// Whether an entry of a list is for this platform. A wanted variant must match, except that
-    /// arm64 images name theirs (`v8`) or not.
-    pub fn accepts(&self, other: &Platform) -> bool {
-        if self.os != other.os || self.architecture != other.architecture {
-            return false;
-        }
-        match (&self.variant, &other.variant) {
-            (None, _) => true,
-            (Some(want), Some(have)) => want == have,
-            (Some(want), None) => self.architecture == "arm64" && want == "v8",
-        }
-    }
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
-
-/// A Docker v2 schema 2 or OCI image manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ImageManifest {
-    pub schema_version: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
-    pub config: Descriptor,
-    pub layers: Vec<Descriptor>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
-}
-
-/// A Docker manifest list or an OCI index.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ImageIndex {
-    pub schema_version: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
-    pub manifests: Vec<Descriptor>,
-}
 
 /// A manifest exactly as the registry served it: its bytes are what its digest is of.
 #[derive(Debug, Clone)]
@@ -208,14 +106,9 @@ mod tests {
     use super::*;
 
     fn entry(os: &str, arch: &str, variant: Option<&str>) -> Descriptor {
-        Descriptor {
-            media_type: DOCKER_MANIFEST.into(),
-            digest: format!("sha256:{arch}"),
-            size: 1,
-            urls: vec![],
-            annotations: Default::default(),
-            platform: Some(Platform::new(os, arch, variant)),
-        }
+        let mut entry = Descriptor::new(DOCKER_MANIFEST, crate::digest::Digest::of(arch.as_bytes()), 1);
+        entry.platform = Some(Platform::new(os, arch, variant));
+        entry
     }
 
     #[test]
@@ -246,7 +139,11 @@ mod tests {
     #[test]
     fn media_types_from_the_answer_or_the_document() {
         let raw = |media_type: &str, json: &str| RawManifest { digest: String::new(), media_type: media_type.into(), bytes: Bytes::from(json.to_string()) };
-        let image = r#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:a","size":1},"layers":[]}"#;
+        let image = format!(r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:{}","size":1}},"layers":[]}}"#, "a".repeat(64));
+        let image = image.as_str();
+        // A digest that could not name a blob (it would become a path in a store) is refused here.
+        let escaping = image.replace(&"a".repeat(64), "../../etc");
+        assert!(raw(OCI_MANIFEST, &escaping).parse().unwrap_err().contains("unsupported digest"));
         assert!(matches!(raw(OCI_MANIFEST, image).parse(), Ok(Parsed::Image(_))));
         // A generic type from a static file server: the document decides.
         assert!(matches!(raw("application/json", image).parse(), Ok(Parsed::Image(_))));

@@ -28,7 +28,8 @@ pub use crate::digest::sha256_digest;
 pub use error::RegistryError;
 pub use error::error_chain;
 pub use trust::CaFile;
-use manifest::{Descriptor, Manifest, Parsed, Platform, RawManifest};
+use manifest::{Manifest, Parsed, RawManifest};
+use crate::oci::{Descriptor, Platform};
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
@@ -722,7 +723,7 @@ impl<'c> Repository<'c> {
                     platform: platform.to_string(),
                     available: manifest::platforms_of(&index),
                 })?;
-                let chosen = self.raw_manifest(&entry.digest).await?;
+                let chosen = self.raw_manifest(entry.digest.as_str()).await?;
                 match chosen.parse().map_err(protocol)? {
                     Parsed::Image(manifest) => Ok(Manifest { raw: chosen, manifest, index: Some(raw) }),
                     Parsed::Index(_) => Err(protocol(format!("the {platform} entry is a list again"))),
@@ -746,9 +747,9 @@ impl<'c> Repository<'c> {
 
     /// A blob as a stream, verified against `descriptor`'s digest and size as it arrives.
     pub async fn blob(&self, descriptor: &Descriptor) -> Result<BlobStream> {
-        let resp = self.get_blob(&descriptor.digest).await?;
+        let resp = self.get_blob(descriptor.digest.as_str()).await?;
         let body = resp.bytes_stream();
-        Ok(BlobStream::new(Box::pin(body), &descriptor.digest, descriptor.size, &self.registry, &self.client.limits))
+        Ok(BlobStream::new(Box::pin(body), descriptor.digest.as_str(), descriptor.size, &self.registry, &self.client.limits))
     }
 
     /// An image's config blob, read whole (it is small; capped) and verified.
@@ -823,7 +824,7 @@ impl<'c> Repository<'c> {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     {
-        let digest = &descriptor.digest;
+        let digest = descriptor.digest.as_str();
         if blob::sha256_hex(digest).is_none() {
             return Err(RegistryError::Protocol { registry: self.registry.clone(), detail: format!("cannot push {digest:?}: not a sha256 digest") });
         }
@@ -900,7 +901,7 @@ impl<'c> Repository<'c> {
                 return Err(RegistryError::DigestMismatch {
                     registry: self.registry.clone(),
                     what: "an uploaded blob".into(),
-                    expected: digest.clone(),
+                    expected: digest.to_string(),
                     detail: format!("the registry stored it as {stored}"),
                 });
             }

@@ -1,37 +1,52 @@
-//! The JSON documents of an image: descriptors, manifests, indexes (OCI image spec 1.1, and the
-//! Docker v2 schema 2 media types that mean the same), `docker save`'s `manifest.json`, and the
-//! parts of an image config that s2i reads.
+//! The image and distribution documents, once for every crate: content descriptors, image
+//! manifests and indexes (OCI image spec 1.1, and the Docker v2 schema 2 media types that mean
+//! the same), platforms, `docker save`'s `manifest.json`, and the parts of an image config that
+//! s2i reads. The registry client (s2i-registry), the OCI image store (s2i-oci) and the in-place
+//! engine (s2i-inplace) all use these.
 //!
-//! Our own small types rather than a spec crate's: maps are `BTreeMap`s, so what we write is the
-//! same bytes every time (reproducible digests), and Docker's media types and config fields
-//! (`OnBuild`, `Healthcheck`…) pass through untouched. Media types and platforms are
-//! s2i-registry's; descriptors, manifests and indexes are not, because here a digest becomes a
-//! path in the store and so is a validated [`Digest`], where the registry client's are the
-//! strings a registry sent (checked when content arrives).
+//! Why our own types rather than `oci-spec`'s image module (s2i-oci does use `oci-spec` for the
+//! runtime spec): what s2i writes must be the same bytes every time, because a manifest's digest
+//! is of its bytes and builds are reproducible; `oci-spec` keeps annotations in `HashMap`s, whose
+//! order changes from run to run, where these keep `BTreeMap`s and a fixed field order. Its image
+//! configuration drops what Docker adds (`OnBuild`, `Healthcheck`…), which must pass through a
+//! rebuild untouched; and its media type is an enum that does not match Docker's list and layer
+//! types as the `&str` constants below do. A descriptor's digest is a validated [`Digest`], so a
+//! digest a registry or an archive sent can become a store path only once it has passed
+//! [`Digest::parse`].
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::digest::Digest;
+use crate::digest::Digest;
 
+/// The version an OCI layout's `oci-layout` file names.
 pub const OCI_LAYOUT_VERSION: &str = "1.0.0";
-pub use s2i_registry::client::manifest::{
-    Platform, DOCKER_LAYER, DOCKER_LAYER_GZIP, DOCKER_MANIFEST_LIST, OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD,
-    OCI_MANIFEST,
-};
-
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
 /// The annotation naming a manifest in an OCI layout's `index.json`.
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// The annotation containerd and Docker 25+ put the full image name in.
 pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
 
+/// A pointer to content: its type, digest and size (and, in lists, its platform).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {
     pub media_type: String,
     pub digest: Digest,
     pub size: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,7 +55,7 @@ pub struct Descriptor {
 
 impl Descriptor {
     pub fn new(media_type: &str, digest: Digest, size: u64) -> Descriptor {
-        Descriptor { media_type: media_type.into(), digest, size, annotations: BTreeMap::new(), platform: None }
+        Descriptor { media_type: media_type.into(), digest, size, urls: Vec::new(), annotations: BTreeMap::new(), platform: None }
     }
 
     pub fn ref_name(&self) -> Option<&str> {
@@ -52,9 +67,62 @@ impl Descriptor {
     }
 }
 
+/// An OS and CPU, as manifest lists name them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Platform {
+    pub architecture: String,
+    pub os: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    pub fn new(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
+        Platform { os: os.into(), architecture: architecture.into(), variant: variant.map(str::to_string) }
+    }
+
+    /// Linux on this machine's CPU, named as Go (and so Docker) names it.
+    pub fn host() -> Platform {
+        let (arch, variant) = match std::env::consts::ARCH {
+            "x86_64" => ("amd64", None),
+            "aarch64" => ("arm64", None),
+            "arm" => ("arm", Some("v7")),
+            "x86" => ("386", None),
+            "powerpc64" if cfg!(target_endian = "little") => ("ppc64le", None),
+            "loongarch64" => ("loong64", None),
+            other => (other, None),
+        };
+        Platform::new("linux", arch, variant)
+    }
+
+    /// Whether an entry of a list is for this platform. A wanted variant must match, except that
+    /// arm64 images name theirs (`v8`) or not.
+    pub fn accepts(&self, other: &Platform) -> bool {
+        if self.os != other.os || self.architecture != other.architecture {
+            return false;
+        }
+        match (&self.variant, &other.variant) {
+            (None, _) => true,
+            (Some(want), Some(have)) => want == have,
+            (Some(want), None) => self.architecture == "arm64" && want == "v8",
+        }
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A Docker v2 schema 2 or OCI image manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Manifest {
+pub struct ImageManifest {
     pub schema_version: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
@@ -64,24 +132,25 @@ pub struct Manifest {
     pub annotations: BTreeMap<String, String>,
 }
 
-impl Manifest {
-    pub fn new(config: Descriptor, layers: Vec<Descriptor>) -> Manifest {
-        Manifest { schema_version: 2, media_type: Some(OCI_MANIFEST.into()), config, layers, annotations: BTreeMap::new() }
-    }
-}
-
+/// A Docker manifest list or an OCI index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Index {
+pub struct ImageIndex {
     pub schema_version: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
     pub manifests: Vec<Descriptor>,
 }
 
-impl Index {
-    pub fn new(manifests: Vec<Descriptor>) -> Index {
-        Index { schema_version: 2, media_type: Some(OCI_INDEX.into()), manifests }
+impl ImageManifest {
+    pub fn new(config: Descriptor, layers: Vec<Descriptor>) -> ImageManifest {
+        ImageManifest { schema_version: 2, media_type: Some(OCI_MANIFEST.into()), config, layers, annotations: BTreeMap::new() }
+    }
+}
+
+impl ImageIndex {
+    pub fn new(manifests: Vec<Descriptor>) -> ImageIndex {
+        ImageIndex { schema_version: 2, media_type: Some(OCI_INDEX.into()), manifests }
     }
 }
 
