@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
-use s2i_core::{BuildMethod, PullPolicy};
+use s2i_core::{BuildError, BuildMethod, PullPolicy};
 
 const ABOUT: &str = "Source-to-Image (s2i): build ready-to-run container images from application source";
 
@@ -514,14 +514,23 @@ pub enum OutputFormat {
     Json,
 }
 
-// Core's enums parse with FromStr; these give clap the flags' own messages (a derived ValueEnum
-// would belong to s2i-core, which has no business knowing clap).
+// Core's enums parse with FromStr, which holds their spellings and the list of valid values;
+// these adapters only put that reason in the flags' own message (a derived ValueEnum would belong
+// to s2i-core, which has no business knowing clap).
 fn build_method(s: &str) -> Result<BuildMethod, String> {
-    s.parse::<BuildMethod>().map_err(|_| format!("invalid value {s:?}, valid values are: standard or dockerfile"))
+    s.parse::<BuildMethod>().map_err(|e| invalid_value(s, e))
 }
 
 fn pull_policy(s: &str) -> Result<PullPolicy, String> {
-    s.parse::<PullPolicy>().map_err(|_| format!("invalid value {s:?}, valid values are: always, never or if-not-present"))
+    s.parse::<PullPolicy>().map_err(|e| invalid_value(s, e))
+}
+
+/// `invalid value "x", <the core's reason>`, as the reference words it.
+fn invalid_value(s: &str, e: BuildError) -> String {
+    match e {
+        BuildError::InvalidValue { reason, .. } => format!("invalid value {s:?}, {reason}"),
+        other => other.to_string(),
+    }
 }
 
 /// `text` or `json`, listed in the help as the reference-style possible values.
