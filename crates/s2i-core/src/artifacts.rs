@@ -170,12 +170,12 @@ fn copy_checked<R: io::Read>(input: R, sink: &mut TarSink<'_>, prefix: &Path, no
             Err(GuardError::Limit(l)) => return Err(io::Error::other(Untrusted(limits.tar_limit_message(&l)))),
         };
         let name = prefix.join(&clean.path);
-        let mtime = Some(clean.mtime);
+        let mtime = Some(clean.meta.mtime);
         match &clean.kind {
-            CleanKind::Dir => sink.dir(&name, clean.mode, mtime)?,
-            CleanKind::File => sink.file(&name, clean.mode, mtime, clean.size, &mut entry)?,
+            CleanKind::Dir => sink.dir(&name, clean.meta.mode, mtime)?,
+            CleanKind::File => sink.file(&name, clean.meta.mode, mtime, clean.meta.size, &mut entry)?,
             CleanKind::Symlink { target } => sink.symlink(&name, target, mtime)?,
-            CleanKind::HardLink { target } => sink.hardlink(&name, &prefix.join(target), clean.mode, mtime)?,
+            CleanKind::HardLink { target } => sink.hardlink(&name, &prefix.join(target), clean.meta.mode, mtime)?,
         }
         trace!("A {}", name.display());
     }

@@ -552,7 +552,7 @@ impl Writer<'_> {
         h.set_size(st.st_size as u64);
         self.stats.bytes += st.st_size as u64;
         let file = std::fs::File::from(fd);
-        let data = Exact { inner: io::BufReader::with_capacity(128 << 10, file), left: st.st_size as u64 };
+        let data = s2i_tar::header::ExactReader::new(io::BufReader::with_capacity(128 << 10, file), st.st_size as u64);
         self.append(&mut h, rel, data)
     }
 }
@@ -568,28 +568,6 @@ fn same(before: &Meta, now: &Meta) -> bool {
         && before.mtime == now.mtime
         && before.ctime == now.ctime
         && (before.kind == Kind::Dir || before.size == now.size)
-}
-
-/// Reads exactly `left` bytes: a file that shrank while it was read fails rather than shifting
-/// every later entry; one that grew is cut at the size its header states.
-struct Exact<R> {
-    inner: R,
-    left: u64,
-}
-
-impl<R: Read> Read for Exact<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.left == 0 {
-            return Ok(0);
-        }
-        let max = buf.len().min(self.left.min(usize::MAX as u64) as usize);
-        let n = self.inner.read(&mut buf[..max])?;
-        if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file shrank while it was read"));
-        }
-        self.left -= n as u64;
-        Ok(n)
-    }
 }
 
 #[cfg(test)]

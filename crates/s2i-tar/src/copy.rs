@@ -71,7 +71,7 @@ impl Stats {
         match entry.kind {
             CleanKind::File => {
                 self.files += 1;
-                self.bytes += entry.size;
+                self.bytes += entry.meta.size;
             }
             CleanKind::Dir => self.dirs += 1,
             CleanKind::Symlink { .. } => self.symlinks += 1,
@@ -152,21 +152,21 @@ fn write_entry<W: Write>(
         // tar::Header's numeric setters format each number through an allocated String, and
         // its path setters want UTF-8 where a long name is cut: both are written here directly.
         let fields = header.as_old_mut();
-        put_number(&mut fields.mode, u64::from(clean.mode));
-        put_number(&mut fields.uid, clean.uid);
-        put_number(&mut fields.gid, clean.gid);
-        put_number(&mut fields.mtime, clean.mtime);
-        put_number(&mut fields.size, if clean.kind == CleanKind::File { clean.size } else { 0 });
+        put_number(&mut fields.mode, u64::from(clean.meta.mode));
+        put_number(&mut fields.uid, clean.meta.uid);
+        put_number(&mut fields.gid, clean.meta.gid);
+        put_number(&mut fields.mtime, clean.meta.mtime);
+        put_number(&mut fields.size, if clean.kind == CleanKind::File { clean.meta.size } else { 0 });
         put_name(&mut fields.name, path);
         if let Some(link) = link {
             put_name(&mut fields.linkname, link);
         }
     }
     // A name that is not UTF-8 or longer than its field is dropped: the numeric id remains.
-    if let Some(name) = clean.uname.as_deref().and_then(|n| std::str::from_utf8(n).ok()) {
+    if let Some(name) = clean.meta.uname.as_deref().and_then(|n| std::str::from_utf8(n).ok()) {
         let _ = header.set_username(name);
     }
-    if let Some(name) = clean.gname.as_deref().and_then(|n| std::str::from_utf8(n).ok()) {
+    if let Some(name) = clean.meta.gname.as_deref().and_then(|n| std::str::from_utf8(n).ok()) {
         let _ = header.set_groupname(name);
     }
     header.set_entry_type(match clean.kind {

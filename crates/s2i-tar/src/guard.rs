@@ -73,7 +73,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
 use crate::error::{lossy, GuardError, Limit, LimitExceeded, PathKind, Refusal, RefusalReason};
-use crate::reader::{EntryHeader, EntryKind, Limits};
+use crate::reader::{EntryHeader, EntryKind, EntryMeta, Limits};
 
 /// The uid and gid every entry gets (their names are cleared).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,14 +139,7 @@ pub struct CleanEntry {
     /// Relative, normalised (no `.`, `..` or empty components), never empty.
     pub path: PathBuf,
     pub kind: CleanKind,
-    pub mode: u32,
-    pub uid: u64,
-    pub gid: u64,
-    pub uname: Option<Vec<u8>>,
-    pub gname: Option<Vec<u8>>,
-    pub mtime: u64,
-    /// Bytes of data to copy: the entry's size for files, 0 for everything else.
-    pub size: u64,
+    pub meta: EntryMeta,
     /// Setuid or setgid was dropped from the mode.
     pub setid_stripped: bool,
 }
@@ -294,7 +287,7 @@ impl Guard {
             Wanted::Symlink => NodeKind::Symlink,
         };
 
-        let mut mode = header.mode & 0o7777;
+        let mut mode = header.meta.mode & 0o7777;
         let mut setid_stripped = false;
         match wanted {
             Wanted::Symlink => mode = 0o777,
@@ -313,18 +306,20 @@ impl Guard {
         }
         let (uid, gid, uname, gname) = match self.options.owner {
             Some(o) => (o.uid, o.gid, None, None),
-            None => (header.uid, header.gid, header.uname.clone(), header.gname.clone()),
+            None => (header.meta.uid, header.meta.gid, header.meta.uname.clone(), header.meta.gname.clone()),
         };
         Ok(Verdict::Accept(CleanEntry {
             path: to_path(comps.join(&b'/')),
             kind,
-            mode,
-            uid,
-            gid,
-            uname,
-            gname,
-            mtime: header.mtime,
-            size: if wanted == Wanted::File { header.size } else { 0 },
+            meta: EntryMeta {
+                mode,
+                uid,
+                gid,
+                uname,
+                gname,
+                mtime: header.meta.mtime,
+                size: if wanted == Wanted::File { header.meta.size } else { 0 },
+            },
             setid_stripped,
         }))
     }
@@ -434,7 +429,9 @@ mod tests {
     use std::path::Path;
 
     fn entry(path: &str, kind: EntryKind, target: Option<&str>) -> EntryHeader {
-        EntryHeader { link_target: target.map(|t| t.as_bytes().to_vec()), mode: 0o644, ..EntryHeader::new(path, kind) }
+        let mut header = EntryHeader { link_target: target.map(|t| t.as_bytes().to_vec()), ..EntryHeader::new(path, kind) };
+        header.meta.mode = 0o644;
+        header
     }
     fn file(path: &str) -> EntryHeader {
         entry(path, EntryKind::File, None)
@@ -558,7 +555,7 @@ mod tests {
         };
         let ok = accepted(&[symlink("a/b/l", "../../x"), symlink("a/l", ".."), symlink("l", "a/./b//c/"), symlink("a/m", "./../b")]);
         assert_eq!(ok.iter().map(target).collect::<Vec<_>>(), ["../../x", "..", "a/b/c", "../b"]);
-        assert!(ok.iter().all(|c| c.mode == 0o777));
+        assert!(ok.iter().all(|c| c.meta.mode == 0o777));
         let climbs = |target: &str, ups, depth| RefusalReason::SymlinkClimbsOut { target: target.into(), ups, depth };
         assert_eq!(refused(&[symlink("a/l", "../../x")]), (0, climbs("../../x", 2, 1)));
         assert_eq!(refused(&[symlink("l", "..")]), (0, climbs("..", 1, 0)));
@@ -619,20 +616,20 @@ mod tests {
     #[test]
     fn owner_modes_and_setid() {
         let mut e = file("bin/tool");
-        e.mode = 0o6755;
-        e.uid = 0;
-        e.uname = Some(b"root".to_vec());
+        e.meta.mode = 0o6755;
+        e.meta.uid = 0;
+        e.meta.uname = Some(b"root".to_vec());
         let mut d = dir("shared");
-        d.mode = 0o2775;
+        d.meta.mode = 0o2775;
         let mut private = file("key");
-        private.mode = 0o600;
+        private.meta.mode = 0o600;
         let mut link = hardlink("bin/alias", "bin/tool");
-        link.mode = 0o4755;
+        link.meta.mode = 0o4755;
 
         let plain = accepted(&[e.clone(), d.clone(), private.clone(), link.clone()]);
-        assert_eq!(plain.iter().map(|c| (c.mode, c.setid_stripped)).collect::<Vec<_>>(), [(0o755, true), (0o2775, false), (0o600, false), (0o755, true)]);
-        assert_eq!((plain[0].uid, plain[0].uname.as_deref()), (0, Some(&b"root"[..])));
-        assert_eq!((plain[0].size, plain[1].size), (0, 0));
+        assert_eq!(plain.iter().map(|c| (c.meta.mode, c.setid_stripped)).collect::<Vec<_>>(), [(0o755, true), (0o2775, false), (0o600, false), (0o755, true)]);
+        assert_eq!((plain[0].meta.uid, plain[0].meta.uname.as_deref()), (0, Some(&b"root"[..])));
+        assert_eq!((plain[0].meta.size, plain[1].meta.size), (0, 0));
 
         let options = GuardOptions { owner: Some(Owner { uid: 1001, gid: 0 }), strip_setid: false, normalize_modes: true };
         let mut g = Guard::new(options, &Limits::default());
@@ -640,8 +637,8 @@ mod tests {
             .iter()
             .map(|h| match g.check(h).unwrap() {
                 Verdict::Accept(c) => {
-                    assert_eq!((c.gid, c.uname.as_ref(), c.gname.as_ref()), (0, None, None));
-                    (c.mode, c.uid, c.setid_stripped)
+                    assert_eq!((c.meta.gid, c.meta.uname.as_ref(), c.meta.gname.as_ref()), (0, None, None));
+                    (c.meta.mode, c.meta.uid, c.setid_stripped)
                 }
                 other => panic!("{other:?}"),
             })
@@ -650,14 +647,14 @@ mod tests {
 
         let options = GuardOptions { strip_setid: false, ..GuardOptions::default() };
         let mut g = Guard::new(options, &Limits::default());
-        assert!(matches!(g.check(&e).unwrap(), Verdict::Accept(CleanEntry { mode: 0o6755, setid_stripped: false, .. })));
+        assert!(matches!(g.check(&e).unwrap(), Verdict::Accept(CleanEntry { meta: EntryMeta { mode: 0o6755, .. }, setid_stripped: false, .. })));
     }
 
     #[test]
     fn sizes_are_kept_for_files_only() {
         let mut f = file("f");
-        f.size = 42;
-        assert_eq!(accepted(&[f])[0].size, 42);
+        f.meta.size = 42;
+        assert_eq!(accepted(&[f])[0].meta.size, 42);
     }
 
     #[test]

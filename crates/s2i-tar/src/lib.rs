@@ -36,4 +36,4 @@ mod reader;
 pub use copy::{copy_guarded, SkipCounts, Stats};
 pub use error::{CopyError, GuardError, Limit, LimitExceeded, PathKind, Refusal, RefusalReason, TarError};
 pub use guard::{CleanEntry, CleanKind, Guard, GuardOptions, Owner, Skipped, Verdict};
-pub use reader::{Drained, Entry, EntryHeader, EntryKind, Limits, TarReader};
+pub use reader::{Drained, Entry, EntryHeader, EntryKind, EntryMeta, Limits, TarReader};

@@ -87,6 +87,24 @@ impl EntryKind {
     }
 }
 
+/// An entry's permissions, owner, time and size: as an archive states them (in an
+/// [`EntryHeader`]) and as they are to be written once the guard accepted the entry (in a
+/// [`CleanEntry`](crate::CleanEntry)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntryMeta {
+    /// Permission bits (`0o7777`); file-type bits some writers add are dropped.
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub uname: Option<Vec<u8>>,
+    pub gname: Option<Vec<u8>>,
+    /// Seconds since the epoch (fractions dropped, times before 1970 read as 0).
+    pub mtime: u64,
+    /// Bytes of data that follow (the PAX `size` when there is one); in a `CleanEntry`, the bytes
+    /// to copy: the entry's size for files, 0 for everything else.
+    pub size: u64,
+}
+
 /// An entry's header as parsed, with its GNU long-name and PAX records applied. Nothing here is
 /// checked beyond the format: [`Guard`](crate::Guard) decides what may pass.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -96,16 +114,7 @@ pub struct EntryHeader {
     /// For symlinks and hard links, the target as the archive spells it (never containing NUL).
     pub link_target: Option<Vec<u8>>,
     pub kind: EntryKind,
-    /// Permission bits (`0o7777`); file-type bits some writers add are dropped.
-    pub mode: u32,
-    pub uid: u64,
-    pub gid: u64,
-    pub uname: Option<Vec<u8>>,
-    pub gname: Option<Vec<u8>>,
-    /// Seconds since the epoch (fractions dropped, times before 1970 read as 0).
-    pub mtime: u64,
-    /// Bytes of data that follow (the PAX `size` when there is one).
-    pub size: u64,
+    pub meta: EntryMeta,
     /// `SCHILY.xattr.NAME=VALUE` records, NAME without the prefix.
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
     /// Major and minor numbers, for devices.
@@ -273,8 +282,8 @@ impl<R: Read> TarReader<R> {
         }
         match self.read_header() {
             Ok(Some(header)) => {
-                self.remaining = header.size;
-                self.padding = padding(header.size);
+                self.remaining = header.meta.size;
+                self.padding = padding(header.meta.size);
                 self.header = header;
                 Ok(Some(Entry { reader: self }))
             }
@@ -433,13 +442,7 @@ impl<R: Read> TarReader<R> {
             path,
             link_target,
             kind,
-            mode: mode as u32,
-            uid,
-            gid,
-            uname: ext.uname.or(uname),
-            gname: ext.gname.or(gname),
-            mtime,
-            size,
+            meta: EntryMeta { mode: mode as u32, uid, gid, uname: ext.uname.or(uname), gname: ext.gname.or(gname), mtime, size },
             xattrs: ext.xattrs,
             device,
         })

@@ -141,14 +141,14 @@ proptest! {
             entry.read_to_end(&mut data).unwrap();
             let h = entry.header();
             prop_assert_eq!(h.display_path(), e.path.clone());
-            prop_assert_eq!((h.mode, h.uid, h.gid, h.mtime), (e.mode, e.uid, e.uid / 2, e.mtime));
+            prop_assert_eq!((h.meta.mode, h.meta.uid, h.meta.gid, h.meta.mtime), (e.mode, e.uid, e.uid / 2, e.mtime));
             let xattrs: Vec<(Vec<u8>, Vec<u8>)> = e.xattrs.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.clone())).collect();
             prop_assert_eq!(&h.xattrs, &xattrs);
             match &e.what {
                 Built::File { data: expected } => {
                     prop_assert_eq!(h.kind, s2i_tar::EntryKind::File);
                     prop_assert_eq!(&data, expected);
-                    prop_assert_eq!(h.size, expected.len() as u64);
+                    prop_assert_eq!(h.meta.size, expected.len() as u64);
                 }
                 Built::Dir => prop_assert_eq!(h.kind, s2i_tar::EntryKind::Dir),
                 Built::Symlink { target } => {

@@ -72,8 +72,8 @@ fn archives_from_tar_builder_read_back() {
     let entries = read_all(&bytes).unwrap();
     assert_eq!(names(&entries), ["dir/file.txt", long.as_str(), "dir/link", "dir/hard", "dir/sub/"]);
     let (file, data) = &entries[0];
-    assert_eq!((file.kind, file.mode, file.uid, file.gid, file.mtime, file.size), (EntryKind::File, 0o4755, 1001, 1002, 1_600_000_000, 5));
-    assert_eq!(file.uname.as_deref(), Some(&b"app"[..]));
+    assert_eq!((file.kind, file.meta.mode, file.meta.uid, file.meta.gid, file.meta.mtime, file.meta.size), (EntryKind::File, 0o4755, 1001, 1002, 1_600_000_000, 5));
+    assert_eq!(file.meta.uname.as_deref(), Some(&b"app"[..]));
     assert_eq!(data, b"hello");
     assert_eq!(entries[1].1, b"abc");
     assert_eq!((entries[2].0.kind, entries[2].0.link_target.as_deref()), (EntryKind::Symlink, Some(far.as_bytes())));
@@ -94,7 +94,7 @@ fn a_pax_size_owns_the_bytes_that_follow_even_when_they_look_like_a_header() {
     t.block(hidden[512..].try_into().unwrap());
     let entries = read_all(&t.finish()).unwrap();
     assert_eq!(names(&entries), ["innocent"]);
-    assert_eq!(entries[0].0.size, 1024);
+    assert_eq!(entries[0].0.meta.size, 1024);
     assert_eq!(entries[0].1, hidden);
 }
 
@@ -190,16 +190,16 @@ fn pax_records_apply_to_the_next_entry_only() {
     let entries = read_all(&t.finish()).unwrap();
     assert_eq!(names(&entries), ["long/path/name", "second"]);
     let h = &entries[0].0;
-    assert_eq!((h.uid, h.gid, h.mtime), (123456789, 42, 1_700_000_000));
-    assert_eq!(h.uname.as_deref(), Some(&b"builder"[..]));
+    assert_eq!((h.meta.uid, h.meta.gid, h.meta.mtime), (123456789, 42, 1_700_000_000));
+    assert_eq!(h.meta.uname.as_deref(), Some(&b"builder"[..]));
     assert_eq!(h.xattrs, vec![(b"user.note".to_vec(), b"v\0binary".to_vec())]);
-    assert_eq!((entries[1].0.uid, entries[1].0.xattrs.len()), (1000, 0));
+    assert_eq!((entries[1].0.meta.uid, entries[1].0.xattrs.len()), (1000, 0));
 
     // A negative time reads as 0; an empty value cancels the record.
     let mut t = RawTar::new();
     t.pax(&[("mtime", b"-5.5"), ("path", b"")]).file("named", b"");
     let entries = read_all(&t.finish()).unwrap();
-    assert_eq!((names(&entries), entries[0].0.mtime), (vec!["named".to_string()], 0));
+    assert_eq!((names(&entries), entries[0].0.meta.mtime), (vec!["named".to_string()], 0));
 }
 
 #[test]
@@ -342,7 +342,7 @@ fn numbers_in_base_256_and_old_and_ustar_headers() {
     let mut t = RawTar::new();
     t.header(&h).data(b"abc");
     let entries = read_all(&t.finish()).unwrap();
-    assert_eq!((entries[0].0.uid, &entries[0].1[..]), (0o7777777 + 10, &b"abc"[..]));
+    assert_eq!((entries[0].0.meta.uid, &entries[0].1[..]), (0o7777777 + 10, &b"abc"[..]));
 
     // An owner beyond 32 bits cannot be written again: malformed.
     let mut t = RawTar::new();
@@ -532,7 +532,7 @@ fn the_largest_size_is_skipped_without_overflow() {
     let mut t = RawTar::new();
     t.header(&h).data(&[b'd'; 100]);
     let mut r = TarReader::new(&t.bytes[..]);
-    assert_eq!(r.next_entry().unwrap().unwrap().header().size, u64::MAX);
+    assert_eq!(r.next_entry().unwrap().unwrap().header().meta.size, u64::MAX);
     match r.next_entry() {
         Err(TarError::Truncated { entry: Some(e), .. }) => assert_eq!(e, "huge"),
         other => panic!("{:?}", other.map(|e| e.map(|e| e.header().clone()))),

@@ -199,21 +199,21 @@ fn zip_entries(file: File, f: &mut EachEntry<'_>) -> std::result::Result<(), Fai
         let unix_mode = zf.unix_mode();
         let is_link = unix_mode.is_some_and(|m| m & 0o170000 == 0o120000);
         let mut header = EntryHeader::new(zf.name().as_bytes().to_vec(), EntryKind::File);
-        header.mtime = zf.last_modified().map(dos_time_to_unix).unwrap_or(0);
-        header.size = zf.size();
+        header.meta.mtime = zf.last_modified().map(dos_time_to_unix).unwrap_or(0);
+        header.meta.size = zf.size();
         if zf.is_dir() {
             header.kind = EntryKind::Dir;
-            header.mode = unix_mode.map_or(0o755, |m| m & 0o7777);
-            header.size = 0;
+            header.meta.mode = unix_mode.map_or(0o755, |m| m & 0o7777);
+            header.meta.size = 0;
         } else if is_link {
             let mut target = Vec::new();
             (&mut zf).take(4096).read_to_end(&mut target)?;
             header.kind = EntryKind::Symlink;
             header.link_target = Some(target);
-            header.mode = 0o777;
-            header.size = 0;
+            header.meta.mode = 0o777;
+            header.meta.size = 0;
         } else {
-            header.mode = unix_mode.map_or(0o644, |m| m & 0o7777);
+            header.meta.mode = unix_mode.map_or(0o644, |m| m & 0o7777);
         }
         f(&header, &mut zf)?;
     }
@@ -252,7 +252,7 @@ pub(crate) fn first_pass(src: &ArchiveSource, meta_dir: &Path, cancelled: &Atomi
         &mut |entry| {
             let rel = entry.clean.path.to_string_lossy().into_owned();
             if entry.clean.kind == CleanKind::File && is_meta_file(&rel) {
-                if entry.clean.size > src.limits.file_size {
+                if entry.clean.meta.size > src.limits.file_size {
                     return Err(Failure::Unreadable(src.limits.exceeded(crate::limits::Limit::FileSize, rel).to_string()));
                 }
                 let dest = meta_dir.join(&rel);
@@ -261,7 +261,7 @@ pub(crate) fn first_pass(src: &ArchiveSource, meta_dir: &Path, cancelled: &Atomi
                 }
                 let mut out = File::create(&dest)?;
                 io::copy(&mut entry.data.take(src.limits.file_size), &mut out)?;
-                fs::set_permissions(&dest, fs::Permissions::from_mode(entry.clean.mode & 0o777))?;
+                fs::set_permissions(&dest, fs::Permissions::from_mode(entry.clean.meta.mode & 0o777))?;
             }
             Ok(())
         },
@@ -301,10 +301,10 @@ impl ArchiveStream {
                     return Ok(());
                 }
                 let path = prefix.join(&entry.clean.path);
-                let (mode, mtime) = (entry.clean.mode, Some(entry.clean.mtime));
+                let (mode, mtime) = (entry.clean.meta.mode, Some(entry.clean.meta.mtime));
                 match &entry.clean.kind {
                     CleanKind::Dir => sink.dir(&path, mode, mtime)?,
-                    CleanKind::File => sink.file(&path, mode, mtime, entry.clean.size, entry.data)?,
+                    CleanKind::File => sink.file(&path, mode, mtime, entry.clean.meta.size, entry.data)?,
                     CleanKind::Symlink { target } => sink.symlink(&path, target, mtime)?,
                     CleanKind::HardLink { target } => sink.hardlink(&path, &prefix.join(target), mode, mtime)?,
                 }

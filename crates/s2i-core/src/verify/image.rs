@@ -206,7 +206,7 @@ pub fn read_archive(input: impl Read, limits: &Limits) -> std::result::Result<Ar
                 let mut head = Vec::with_capacity(512);
                 (&mut entry).take(512).read_to_end(&mut head).map_err(|e| e.to_string())?;
                 if head.first().is_some_and(|b| *b == b'{' || *b == b'[') {
-                    if header.size > limits.file_size {
+                    if header.meta.size > limits.file_size {
                         Item::Other
                     } else {
                         let mut data = head;
@@ -216,7 +216,7 @@ pub fn read_archive(input: impl Read, limits: &Limits) -> std::result::Result<Ar
                 } else if head.starts_with(&[0x1f, 0x8b]) {
                     let gz = flate2::read::MultiGzDecoder::new(io::Cursor::new(head).chain(&mut entry));
                     Item::Layer(list_layer(gz, limits, &mut entries_seen)?)
-                } else if header.size >= 1024 && header.size % 512 == 0 {
+                } else if header.meta.size >= 1024 && header.meta.size % 512 == 0 {
                     Item::Layer(list_layer(io::Cursor::new(head).chain(&mut entry), limits, &mut entries_seen)?)
                 } else {
                     Item::Other
@@ -307,7 +307,7 @@ fn list_layer(input: impl Read, limits: &Limits, seen: &mut u64) -> std::result:
             None
         };
         let target = h.link_target().map(|t| t.to_string_lossy().into_owned());
-        listing.push(FileEntry { path, kind, size: h.size, mode: h.mode, uid: h.uid, gid: h.gid, mtime: h.mtime, target, sha256 });
+        listing.push(FileEntry { path, kind, size: h.meta.size, mode: h.meta.mode, uid: h.meta.uid, gid: h.meta.gid, mtime: h.meta.mtime, target, sha256 });
     }
     listing.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(Ok(listing))

@@ -165,28 +165,19 @@ impl<W: Write> LayerWriter<'_, W> {
         self.exclude.iter().any(|x| path == &x[..] || (path.starts_with(x) && path.get(x.len()) == Some(&b'/')))
     }
 
+    /// An mtime as the layer records it: never before 1970, never after `SOURCE_DATE_EPOCH`.
+    fn clamped(&self, mtime: i64) -> u64 {
+        let mtime = mtime.max(0) as u64;
+        self.clamp.map_or(mtime, |c| mtime.min(c))
+    }
+
     fn header(&self, st: &rfs::Stat, kind: tar::EntryType) -> tar::Header {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_mode(st.st_mode & 0o7777);
-        h.set_uid(st.st_uid as u64);
-        h.set_gid(st.st_gid as u64);
-        let mtime = st.st_mtime.max(0) as u64;
-        h.set_mtime(self.clamp.map_or(mtime, |c| mtime.min(c)));
-        h.set_size(0);
-        h
+        s2i_tar::header::gnu(kind, st.st_mode, st.st_uid as u64, st.st_gid as u64, self.clamped(st.st_mtime), 0)
     }
 
     /// An empty root-owned file entry: a whiteout.
     fn marker(&mut self, path: &[u8], mtime: i64) -> Result<()> {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_size(0);
-        let mtime = mtime.max(0) as u64;
-        h.set_mtime(self.clamp.map_or(mtime, |c| mtime.min(c)));
+        let mut h = s2i_tar::header::gnu(tar::EntryType::Regular, 0o644, 0, 0, self.clamped(mtime), 0);
         self.append(&mut h, path, io::empty())
     }
 
@@ -305,7 +296,7 @@ impl<W: Write> LayerWriter<'_, W> {
                 h.set_size(st.st_size as u64);
                 self.pax_xattrs(path, &file)?;
                 let file = self.cancel.reader(file);
-                let mut data = ExactReader { inner: io::BufReader::with_capacity(128 << 10, file).take(st.st_size as u64), left: st.st_size as u64 };
+                let mut data = s2i_tar::header::ExactReader::new(io::BufReader::with_capacity(128 << 10, file), st.st_size as u64);
                 self.append(&mut h, path, &mut data)
             }
             FileType::Symlink => {
@@ -336,27 +327,6 @@ impl<W: Write> LayerWriter<'_, W> {
 fn has_fuse_opaque_file(dir: &OwnedFd) -> bool {
     rfs::statat(dir, OsStr::from_bytes(FUSE_OPAQUE_FILE), AtFlags::SYMLINK_NOFOLLOW)
         .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile)
-}
-
-/// Reads exactly `left` bytes: a file that shrank while it was read fails rather than shifting
-/// every later entry.
-struct ExactReader<R> {
-    inner: R,
-    left: u64,
-}
-
-impl<R: Read> Read for ExactReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.left == 0 {
-            return Ok(0);
-        }
-        let n = self.inner.read(buf)?;
-        if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file shrank while it was read"));
-        }
-        self.left -= n as u64;
-        Ok(n)
-    }
 }
 
 fn join_rel(parent: &[u8], name: &[u8]) -> Vec<u8> {
