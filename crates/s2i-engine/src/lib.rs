@@ -162,6 +162,17 @@ pub struct CommitSpec {
     pub labels: HashMap<String, String>,
 }
 
+impl CommitSpec {
+    /// The full name a commit tags with: `repo[:tag]`; `None` for an untagged commit.
+    pub fn full_tag(&self) -> Option<String> {
+        let repo = self.repo.as_deref().filter(|r| !r.is_empty())?;
+        Some(match self.tag.as_deref().filter(|t| !t.is_empty()) {
+            Some(tag) => format!("{repo}:{tag}"),
+            None => repo.to_string(),
+        })
+    }
+}
+
 /// What [`Engine::build_image`] builds: a Dockerfile inside a tar build context.
 #[derive(Debug, Clone, Default)]
 pub struct ImageBuildSpec {

@@ -24,14 +24,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use s2i_engine::{
     ArchiveFormat, ArchiveOutput, ByteStream, CommitSpec, ContainerInput, ContainerSpec, Engine, EngineCapabilities, EngineError,
-    EngineKind, EngineVersion, ImageBuildSpec, ImageInfo, OutputSink, OutputStream, Progress, ProgressSink, RegistryAuth, Result,
+    EngineKind, EngineVersion, ImageBuildSpec, ImageInfo, OutputSink, Progress, ProgressSink, RegistryAuth, Result,
     RunningOutput,
 };
 use s2i_oci::cancel::Cancel;
 use s2i_oci::image::{self, remote, CommitChanges, Image, ImageError, Store};
 use s2i_registry::client::{CaFile, ClientOptions, Limits as RegistryLimits};
 use s2i_registry::{error_chain, ImageRef, RegistryClient, Resolved};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, info};
 
 use snapshot::{Excluded, Snapshot};
@@ -112,13 +112,6 @@ fn api(op: impl Into<String>, message: impl std::fmt::Display) -> EngineError {
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| api("the in-place engine", e))
-}
-
-fn credentials(auth: Option<&RegistryAuth>) -> Resolved {
-    match auth {
-        Some(a) => Resolved::given(a.clone()),
-        None => Resolved::anonymous("no credentials were given for it"),
-    }
 }
 
 fn key(kv: &str) -> &str {
@@ -297,7 +290,7 @@ impl InPlaceEngine {
     fn origin_repo<'c>(&self, client: &'c RegistryClient, image: &Image) -> Result<Option<s2i_registry::client::Repository<'c>>> {
         let Some(origin) = self.origins.lock().unwrap().get(&image.id).cloned() else { return Ok(None) };
         let reference = ImageRef::parse(&origin.name).map_err(|r| api(format!("reading the image name {}", origin.name), r))?;
-        Ok(Some(client.repository_of(&reference, credentials(origin.auth.as_ref()))))
+        Ok(Some(client.repository_of(&reference, Resolved::given_or_anonymous(origin.auth.as_ref()))))
     }
 
     /// Start a created container's command as a child process (in its own process group).
@@ -362,55 +355,6 @@ async fn pump_stdin(mut input: ContainerInput, mut stdin: tokio::process::ChildS
     Ok(())
 }
 
-/// Relay both output pipes to `sink` as they produce, until both end.
-async fn relay(mut stdout: Option<impl AsyncRead + Unpin>, mut stderr: Option<impl AsyncRead + Unpin>, sink: &mut dyn OutputSink) -> std::io::Result<()> {
-    let mut out_buf = vec![0u8; 64 * 1024];
-    let mut err_buf = vec![0u8; 64 * 1024];
-    while stdout.is_some() || stderr.is_some() {
-        tokio::select! {
-            n = async { stdout.as_mut().unwrap().read(&mut out_buf).await }, if stdout.is_some() => {
-                match n? {
-                    0 => stdout = None,
-                    n => sink.output(OutputStream::Stdout, &out_buf[..n]),
-                }
-            }
-            n = async { stderr.as_mut().unwrap().read(&mut err_buf).await }, if stderr.is_some() => {
-                match n? {
-                    0 => stderr = None,
-                    n => sink.output(OutputStream::Stderr, &err_buf[..n]),
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A `Write` that hands each chunk to an async reader through a bounded channel.
-struct ChannelWriter {
-    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
-}
-
-impl std::io::Write for ChannelWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.tx
-            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the archive's reader went away"))?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn commit_tag(spec: &CommitSpec) -> Option<String> {
-    let repo = spec.repo.as_deref().filter(|r| !r.is_empty())?;
-    Some(match spec.tag.as_deref().filter(|t| !t.is_empty()) {
-        Some(tag) => format!("{repo}:{tag}"),
-        None => repo.to_string(),
-    })
-}
-
 #[async_trait]
 impl Engine for InPlaceEngine {
     async fn version(&self) -> Result<EngineVersion> {
@@ -436,7 +380,7 @@ impl Engine for InPlaceEngine {
 
     async fn pull_image(&self, name: &str, auth: Option<&RegistryAuth>, progress: &mut dyn ProgressSink) -> Result<()> {
         let client = self.registry()?;
-        let image = remote::pull_config(&self.store, &client, name, credentials(auth)).await?;
+        let image = remote::pull_config(&self.store, &client, name, Resolved::given_or_anonymous(auth)).await?;
         progress.progress(Progress::Status(&format!("Digest: {}", image.manifest_digest)));
         progress.progress(Progress::Status(&format!("Status: Read the manifest and config of {name}")));
         self.origins.lock().unwrap().insert(image.id.clone(), Origin { name: name.to_string(), auth: auth.cloned() });
@@ -447,7 +391,7 @@ impl Engine for InPlaceEngine {
         let image = self.image(name).await?;
         let client = self.registry()?;
         let from = self.origin_repo(&client, &image)?;
-        remote::push(&self.store, &client, &image, name, credentials(auth), from.as_ref(), progress).await
+        remote::push(&self.store, &client, &image, name, Resolved::given_or_anonymous(auth), from.as_ref(), progress).await
     }
 
     async fn save_image(&self, name: &str, format: ArchiveFormat, out: ArchiveOutput) -> Result<()> {
@@ -459,7 +403,7 @@ impl Engine for InPlaceEngine {
         }
         let store = self.store.clone();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
-        let export = blocking(move || store.export(&image, format, &mut ChannelWriter { tx }));
+        let export = blocking(move || store.export(&image, format, &mut s2i_engine::input::ChannelWriter::new(tx)));
         let mut out = out;
         let copy = async move {
             while let Some(chunk) = rx.recv().await {
@@ -536,7 +480,7 @@ impl Engine for InPlaceEngine {
             }
             r
         };
-        let (pumped, relayed) = tokio::join!(pump, relay(stdout, stderr, output));
+        let (pumped, relayed) = tokio::join!(pump, s2i_engine::input::forward_output(stdout, stderr, output));
         let code = exit_code(child.wait().await)?;
         p.pgid.lock().unwrap().take();
         pumped.map_err(EngineError::Input)?;
@@ -549,7 +493,7 @@ impl Engine for InPlaceEngine {
         let stdout = child.stdout.take().ok_or_else(|| api("starting the container", "no stdout pipe"))?;
         let err_pipe = child.stderr.take();
         let exit = async move {
-            let relayed = relay(None::<tokio::process::ChildStdout>, err_pipe, &mut *stderr).await;
+            let relayed = s2i_engine::input::forward_output(None::<tokio::process::ChildStdout>, err_pipe, &mut *stderr).await;
             drop(stderr);
             let code = exit_code(child.wait().await)?;
             p.pgid.lock().unwrap().take();
@@ -592,7 +536,7 @@ impl Engine for InPlaceEngine {
             created,
             comment: String::new(),
         };
-        let tag = commit_tag(spec);
+        let tag = spec.full_tag();
         let store = self.store.clone();
         let base = p.image.clone();
         let committed = blocking(move || {
@@ -634,15 +578,9 @@ impl Engine for InPlaceEngine {
         if !s2i_oci::run::exists_under(&root, &p).map_err(|e| api(&op, error_chain(&e)))? {
             return Ok(None);
         }
-        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
-        tokio::task::spawn_blocking(move || {
-            let mut w = ChannelWriter { tx: tx.clone() };
-            if let Err(e) = s2i_oci::run::archive_under(&root, &p, &mut w, &Cancel::never()) {
-                let _ = tx.blocking_send(Err(std::io::Error::other(error_chain(&e))));
-            }
-        });
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-        Ok(Some(Box::pin(stream)))
+        Ok(Some(s2i_engine::input::blocking_stream(move |w| {
+            s2i_oci::run::archive_under(&root, &p, w, &Cancel::never()).map_err(|e| error_chain(&e))
+        })))
     }
 
     async fn build_image(&self, _context: ContainerInput, _spec: &ImageBuildSpec, _output: &mut dyn OutputSink) -> Result<String> {

@@ -13,13 +13,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use s2i_engine::{
     ArchiveFormat, ArchiveOutput, ByteStream, CommitSpec, ContainerInput, ContainerSpec, Engine, EngineError, EngineKind, EngineTask,
-    EngineVersion, ImageBuildSpec, ImageInfo, OutputSink, OutputStream, Progress, ProgressSink, RegistryAuth, Result,
+    EngineVersion, ImageBuildSpec, ImageInfo, OutputSink, Progress, ProgressSink, RegistryAuth, Result,
     RunningOutput, TaskReporter,
 };
 use s2i_registry::client::{CaFile, ClientOptions, Limits as RegistryLimits};
 use s2i_registry::digest::short_id;
 use s2i_registry::{error_chain, RegistryClient, Resolved};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::process::Child;
 use tracing::{debug, info, warn};
 
@@ -588,51 +588,6 @@ fn etc_files(dir: &Path) -> EtcFiles {
     EtcFiles { hosts: dir.join("hosts"), resolv_conf: dir.join("resolv.conf"), hostname: dir.join("hostname") }
 }
 
-/// Relay both output pipes to `sink` as they produce, until both end.
-async fn forward_output(
-    mut stdout: Option<impl AsyncRead + Unpin>,
-    mut stderr: Option<impl AsyncRead + Unpin>,
-    sink: &mut dyn OutputSink,
-) -> std::io::Result<()> {
-    let mut out_buf = vec![0u8; 64 * 1024];
-    let mut err_buf = vec![0u8; 64 * 1024];
-    while stdout.is_some() || stderr.is_some() {
-        tokio::select! {
-            n = async { stdout.as_mut().unwrap().read(&mut out_buf).await }, if stdout.is_some() => {
-                match n? {
-                    0 => stdout = None,
-                    n => sink.output(OutputStream::Stdout, &out_buf[..n]),
-                }
-            }
-            n = async { stderr.as_mut().unwrap().read(&mut err_buf).await }, if stderr.is_some() => {
-                match n? {
-                    0 => stderr = None,
-                    n => sink.output(OutputStream::Stderr, &err_buf[..n]),
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The full name a commit tags with: `repo[:tag]`.
-fn commit_tag(spec: &CommitSpec) -> Option<String> {
-    let repo = spec.repo.as_deref().filter(|r| !r.is_empty())?;
-    Some(match spec.tag.as_deref().filter(|t| !t.is_empty()) {
-        Some(tag) => format!("{repo}:{tag}"),
-        None => repo.to_string(),
-    })
-}
-
-/// The credentials core handed over, or an anonymous pull (which still gets a registry's
-/// anonymous token when it hands those out).
-fn credentials(auth: Option<&RegistryAuth>) -> Resolved {
-    match auth {
-        Some(a) => Resolved::given(a.clone()),
-        None => Resolved::anonymous("no credentials were given for it"),
-    }
-}
-
 fn is_transport(name: &str) -> bool {
     image::Transport::parse(name).is_some()
 }
@@ -661,7 +616,7 @@ impl Engine for OciEngine {
             return Ok(());
         }
         let client = self.registry()?;
-        image::remote::pull(&Arc::new(self.cancellable_store()), &client, name, credentials(auth), progress).await?;
+        image::remote::pull(&Arc::new(self.cancellable_store()), &client, name, Resolved::given_or_anonymous(auth), progress).await?;
         Ok(())
     }
 
@@ -671,7 +626,7 @@ impl Engine for OciEngine {
         }
         let image = self.image(name).await?;
         let client = self.registry()?;
-        image::remote::push(&Arc::new(self.cancellable_store()), &client, &image, name, credentials(auth), None, progress).await
+        image::remote::push(&Arc::new(self.cancellable_store()), &client, &image, name, Resolved::given_or_anonymous(auth), None, progress).await
     }
 
     async fn save_image(&self, name: &str, format: ArchiveFormat, out: ArchiveOutput) -> Result<()> {
@@ -681,7 +636,7 @@ impl Engine for OciEngine {
         // future is dropped (an interruption) while `out` stalls (a daemon that stopped reading),
         // the export's next send fails at once instead of waiting on `out` for ever.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
-        let export = self.run_job(move || store.export(&image, format, &mut ChannelWriter { tx }));
+        let export = self.run_job(move || store.export(&image, format, &mut s2i_engine::input::ChannelWriter::new(tx)));
         let mut out = out;
         let copy = async move {
             while let Some(chunk) = rx.recv().await {
@@ -793,7 +748,7 @@ impl Engine for OciEngine {
                 _ => Ok(()),
             }
         };
-        let relayed = forward_output(stdout, stderr, output);
+        let relayed = s2i_engine::input::forward_output(stdout, stderr, output);
         let (pumped, relayed) = tokio::join!(
             async {
                 let r = pump.await;
@@ -819,7 +774,7 @@ impl Engine for OciEngine {
         let engine_runtime = self.runtime.clone();
         let pids_limit = self.opts.pids_limit;
         let exit = async move {
-            let relayed = forward_output(None::<tokio::process::ChildStdout>, err_pipe, &mut *stderr).await;
+            let relayed = s2i_engine::input::forward_output(None::<tokio::process::ChildStdout>, err_pipe, &mut *stderr).await;
             drop(stderr);
             let status = child.wait().await;
             let code = exit_code_of(&engine_runtime, pids_limit, &c, status)?;
@@ -870,7 +825,7 @@ impl Engine for OciEngine {
             created,
             comment: String::new(),
         };
-        let tag = commit_tag(spec);
+        let tag = spec.full_tag();
         let store = self.cancellable_store();
         let snapshot = self.opts.tasks.as_ref().map(|t| t.start(EngineTask::Snapshot, short_id(&c.id)));
         let image = self.run_job(move || {
@@ -913,18 +868,12 @@ impl Engine for OciEngine {
         if !archive::exists(&root, &p).map_err(|e| runtime_error(&op, e))? {
             return Ok(None);
         }
-        // A bounded channel: the walk waits while nobody reads.
-        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
+        // The walk waits while nobody reads.
         let (job, cancel) = (Job::start(&self.jobs), self.cancel());
-        tokio::task::spawn_blocking(move || {
+        Ok(Some(s2i_engine::input::blocking_stream(move |w| {
             let (_job, _keep) = (job, c);
-            let mut w = ChannelWriter { tx: tx.clone() };
-            if let Err(e) = archive::archive(&root, &p, &mut w, &cancel) {
-                let _ = tx.blocking_send(Err(std::io::Error::other(error_chain(&e))));
-            }
-        });
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-        Ok(Some(Box::pin(stream)))
+            archive::archive(&root, &p, w, &cancel).map_err(|e| error_chain(&e))
+        })))
     }
 
     async fn build_image(&self, _context: ContainerInput, _spec: &ImageBuildSpec, _output: &mut dyn OutputSink) -> Result<String> {
@@ -964,24 +913,6 @@ impl Engine for OciEngine {
     }
 }
 
-/// A `Write` that hands each chunk to an async reader through a bounded channel.
-struct ChannelWriter {
-    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
-}
-
-impl std::io::Write for ChannelWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.tx
-            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the archive's reader went away"))?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -989,8 +920,8 @@ mod tests {
     #[test]
     fn commit_tags_and_ids() {
         let spec = CommitSpec { repo: Some("127.0.0.1:5000/app".into()), tag: Some("v1".into()), ..Default::default() };
-        assert_eq!(commit_tag(&spec).as_deref(), Some("127.0.0.1:5000/app:v1"));
-        assert_eq!(commit_tag(&CommitSpec::default()), None);
+        assert_eq!(spec.full_tag().as_deref(), Some("127.0.0.1:5000/app:v1"));
+        assert_eq!(CommitSpec::default().full_tag(), None);
         assert_eq!(random_id().len(), 64);
         assert_ne!(random_id(), random_id());
     }

@@ -117,6 +117,15 @@ impl Resolved {
         Resolved { credentials: Some(credentials), source: CredentialSource::Given }
     }
 
+    /// The credentials an engine was handed for an image, or anonymous access when none were
+    /// (which still gets a registry's anonymous token when it hands those out).
+    pub fn given_or_anonymous(credentials: Option<&Credentials>) -> Resolved {
+        match credentials {
+            Some(c) => Resolved::given(c.clone()),
+            None => Resolved::anonymous("no credentials were given for it"),
+        }
+    }
+
     /// Where credentials were looked for (anonymous) or found, for an error message.
     pub fn looked_in(&self) -> String {
         self.source.to_string()
