@@ -129,6 +129,50 @@ pub struct ContainerSpec {
     pub security: SecurityOptions,
 }
 
+/// The process a container of an image runs, as Docker resolves it from the spec and the
+/// image's config: the command line, the environment and the working directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessLine {
+    /// Entrypoint then command; empty when neither names one (an error for the caller).
+    pub args: Vec<String>,
+    /// The image's variables, each replaced by the spec's of the same name, and `PATH` when
+    /// neither sets it.
+    pub env: Vec<String>,
+    /// The spec's working directory, else the image's, else `/`.
+    pub cwd: String,
+}
+
+impl ContainerSpec {
+    /// What a container of an image with `config` runs for this spec.
+    pub fn process_in(&self, config: &s2i_registry::oci::ImageConfig) -> ProcessLine {
+        let entrypoint = self.entrypoint.clone().unwrap_or_else(|| config.entrypoint.clone().unwrap_or_default());
+        let cmd = if !self.cmd.is_empty() {
+            self.cmd.clone()
+        } else if self.entrypoint.is_some() {
+            Vec::new()
+        } else {
+            config.cmd.clone().unwrap_or_default()
+        };
+        let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+        let mut env: Vec<String> = config.env.clone();
+        for kv in &self.env {
+            env.retain(|e| env_key(e) != env_key(kv));
+            env.push(kv.clone());
+        }
+        if !env.iter().any(|kv| env_key(kv) == "PATH") {
+            env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        }
+        let cwd = self.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| config.working_dir.clone());
+        let cwd = if cwd.is_empty() { "/".to_string() } else { cwd };
+        ProcessLine { args, env, cwd }
+    }
+}
+
+/// The name of a `NAME=value` variable.
+pub fn env_key(kv: &str) -> &str {
+    kv.split_once('=').map_or(kv, |(k, _)| k)
+}
+
 /// `--security-opt`, in the words Docker and Podman use for it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SecurityOptions {
@@ -441,4 +485,32 @@ pub trait Engine: Send + Sync {
     /// Remove every container this engine created and has not removed yet. Used on interruption
     /// and as a last line of defence; never fails, only logs.
     async fn remove_leftovers(&self);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_line_resolves_as_docker_does() {
+        let config = s2i_registry::oci::ImageConfig {
+            env: vec!["A=image".into(), "B=image".into()],
+            entrypoint: Some(vec!["/entry".into()]),
+            cmd: Some(vec!["run".into()]),
+            working_dir: "/opt".into(),
+            ..Default::default()
+        };
+        let spec = ContainerSpec { env: vec!["B=spec".into()], ..Default::default() };
+        let p = spec.process_in(&config);
+        assert_eq!(p.args, ["/entry", "run"]);
+        assert_eq!(p.env[0], "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        assert_eq!(&p.env[1..], ["A=image", "B=spec"]);
+        assert_eq!(p.cwd, "/opt");
+        // A spec's entrypoint drops the image's command; its own command replaces it.
+        let spec = ContainerSpec { entrypoint: Some(vec!["/bin/sh".into()]), working_dir: Some("/w".into()), ..Default::default() };
+        assert_eq!((spec.process_in(&config).args, spec.process_in(&config).cwd), (vec!["/bin/sh".to_string()], "/w".to_string()));
+        let spec = ContainerSpec { cmd: vec!["x".into()], ..Default::default() };
+        assert_eq!(spec.process_in(&config).args, ["/entry", "x"]);
+        assert_eq!(ContainerSpec::default().process_in(&Default::default()).cwd, "/");
+    }
 }

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use s2i_engine::{
     ArchiveFormat, ArchiveOutput, ByteStream, CommitSpec, ContainerInput, ContainerSpec, Engine, EngineCapabilities, EngineError,
-    EngineKind, EngineVersion, ImageBuildSpec, ImageInfo, OutputSink, Progress, ProgressSink, RegistryAuth, Result,
+    EngineKind, env_key, EngineVersion, ImageBuildSpec, ImageInfo, OutputSink, ProcessLine, Progress, ProgressSink, RegistryAuth, Result,
     RunningOutput,
 };
 use s2i_oci::cancel::Cancel;
@@ -112,10 +112,6 @@ fn api(op: impl Into<String>, message: impl std::fmt::Display) -> EngineError {
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| api("the in-place engine", e))
-}
-
-fn key(kv: &str) -> &str {
-    kv.split_once('=').map_or(kv, |(k, _)| k)
 }
 
 /// Whether this process runs in a container at all: the marker files of Docker and Podman
@@ -428,36 +424,17 @@ impl Engine for InPlaceEngine {
         }
         let image = self.image(&spec.image).await?;
         self.claim(&image, &spec.image).await?;
-        let config = &image.config;
-        let entrypoint = spec.entrypoint.clone().unwrap_or_else(|| config.entrypoint.clone().unwrap_or_default());
-        let cmd = if !spec.cmd.is_empty() {
-            spec.cmd.clone()
-        } else if spec.entrypoint.is_some() {
-            Vec::new()
-        } else {
-            config.cmd.clone().unwrap_or_default()
-        };
-        let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+        let ProcessLine { args, mut env, cwd } = spec.process_in(&image.config);
         if args.is_empty() {
             return Err(api(&op, format!("{} has no command", spec.image)));
         }
-        let mut env: Vec<String> = config.env.clone();
-        for kv in &spec.env {
-            env.retain(|e| key(e) != key(kv));
-            env.push(kv.clone());
-        }
-        if !env.iter().any(|kv| key(kv) == "PATH") {
-            env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-        }
         for inherited in ["HOME", "HOSTNAME"] {
-            if !env.iter().any(|kv| key(kv) == inherited) {
+            if !env.iter().any(|kv| env_key(kv) == inherited) {
                 if let Ok(v) = std::env::var(inherited) {
                     env.push(format!("{inherited}={v}"));
                 }
             }
         }
-        let cwd = spec.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| config.working_dir.clone());
-        let cwd = if cwd.is_empty() { "/".to_string() } else { cwd };
         let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let id = format!("in-place-{}-{n}", std::process::id());
         let process = Process { image, args, env, cwd, pgid: Mutex::new(None), started: Mutex::new(false) };

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use s2i_engine::{
     ArchiveFormat, ArchiveOutput, ByteStream, CommitSpec, ContainerInput, ContainerSpec, Engine, EngineError, EngineKind, EngineTask,
-    EngineVersion, ImageBuildSpec, ImageInfo, OutputSink, Progress, ProgressSink, RegistryAuth, Result,
+    EngineVersion, ImageBuildSpec, ImageInfo, OutputSink, ProcessLine, Progress, ProgressSink, RegistryAuth, Result,
     RunningOutput, TaskReporter,
 };
 use s2i_registry::client::{CaFile, ClientOptions, Limits as RegistryLimits};
@@ -678,29 +678,10 @@ impl Engine for OciEngine {
         }
         let image = self.image(&spec.image).await?;
         let config = &image.config;
-        let entrypoint = spec.entrypoint.clone().unwrap_or_else(|| config.entrypoint.clone().unwrap_or_default());
-        let cmd = if !spec.cmd.is_empty() {
-            spec.cmd.clone()
-        } else if spec.entrypoint.is_some() {
-            Vec::new()
-        } else {
-            config.cmd.clone().unwrap_or_default()
-        };
-        let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+        let ProcessLine { args, env, cwd } = spec.process_in(config);
         if args.is_empty() {
             return Err(runtime_error(&op, RunError::NoCommand { image: spec.image.clone() }));
         }
-        let mut env: Vec<String> = config.env.clone();
-        for kv in &spec.env {
-            let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
-            env.retain(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != key);
-            env.push(kv.clone());
-        }
-        if !env.iter().any(|kv| kv.starts_with("PATH=")) {
-            env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-        }
-        let cwd = spec.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| config.working_dir.clone());
-        let cwd = if cwd.is_empty() { "/".to_string() } else { cwd };
         if !cwd.starts_with('/') {
             return Err(api_error(&op, format!("the working directory {cwd:?} is not an absolute path")));
         }
