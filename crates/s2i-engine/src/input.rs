@@ -93,3 +93,20 @@ where
     });
     Box::pin(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
 }
+
+/// A bounded channel from a blocking writer to `out`: the [`ChannelWriter`] to hand the writer,
+/// and the future that writes what it sends to `out`, then closes `out`. When the future is
+/// dropped (an interruption) or `out` fails, the writer's next write fails at once instead of
+/// waiting on `out` for ever.
+pub fn channel_to(
+    mut out: impl AsyncWrite + Unpin + Send + 'static,
+) -> (ChannelWriter, impl std::future::Future<Output = std::io::Result<()>> + Send) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
+    let copy = async move {
+        while let Some(chunk) = rx.recv().await {
+            out.write_all(&chunk?).await?;
+        }
+        out.shutdown().await
+    };
+    (ChannelWriter::new(tx), copy)
+}

@@ -21,7 +21,6 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use s2i_engine::{
     ArchiveFormat, ArchiveOutput, ByteStream, CommitSpec, ContainerInput, ContainerSpec, Engine, EngineCapabilities, EngineError,
     EngineKind, env_key, EngineVersion, ImageBuildSpec, ImageInfo, OutputSink, ProcessLine, Progress, ProgressSink, RegistryAuth, Result,
@@ -398,15 +397,8 @@ impl Engine for InPlaceEngine {
             remote::fetch_layers(&self.store, &from, &image, &mut |_: Progress<'_>| {}).await?;
         }
         let store = self.store.clone();
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
-        let export = blocking(move || store.export(&image, format, &mut s2i_engine::input::ChannelWriter::new(tx)));
-        let mut out = out;
-        let copy = async move {
-            while let Some(chunk) = rx.recv().await {
-                out.write_all(&chunk?).await?;
-            }
-            out.shutdown().await
-        };
+        let (mut writer, copy) = s2i_engine::input::channel_to(out);
+        let export = blocking(move || store.export(&image, format, &mut writer));
         let (exported, copied) = tokio::join!(export, copy);
         copied.map_err(EngineError::Input)?;
         exported??;

@@ -10,7 +10,6 @@ use std::time::Duration;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use s2i_engine::{
     ArchiveFormat, ArchiveOutput, ByteStream, CommitSpec, ContainerInput, ContainerSpec, Engine, EngineError, EngineKind, EngineTask,
     EngineVersion, ImageBuildSpec, ImageInfo, OutputSink, ProcessLine, Progress, ProgressSink, RegistryAuth, Result,
@@ -19,7 +18,6 @@ use s2i_engine::{
 use s2i_registry::client::{CaFile, ClientOptions, Limits as RegistryLimits};
 use s2i_registry::digest::short_id;
 use s2i_registry::{error_chain, RegistryClient, Resolved};
-use tokio::io::AsyncWriteExt;
 use tokio::process::Child;
 use tracing::{debug, info, warn};
 
@@ -635,15 +633,8 @@ impl Engine for OciEngine {
         // The blocking export hands chunks to this future, which writes them to `out`: when the
         // future is dropped (an interruption) while `out` stalls (a daemon that stopped reading),
         // the export's next send fails at once instead of waiting on `out` for ever.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
-        let export = self.run_job(move || store.export(&image, format, &mut s2i_engine::input::ChannelWriter::new(tx)));
-        let mut out = out;
-        let copy = async move {
-            while let Some(chunk) = rx.recv().await {
-                out.write_all(&chunk?).await?;
-            }
-            out.shutdown().await
-        };
+        let (mut writer, copy) = s2i_engine::input::channel_to(out);
+        let export = self.run_job(move || store.export(&image, format, &mut writer));
         let (exported, copied) = tokio::join!(export, copy);
         // A failed write to `out` ends the export too (its sends fail): that write is the cause.
         copied.map_err(EngineError::Input)?;
