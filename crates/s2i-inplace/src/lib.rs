@@ -495,16 +495,7 @@ impl Engine for InPlaceEngine {
             None => image::source_date_epoch()?,
         };
         let clamp = created.map(|t| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
-        let changes = CommitChanges {
-            cmd: spec.cmd.clone(),
-            entrypoint: Some(spec.entrypoint.clone()),
-            user: spec.user.clone(),
-            working_dir: String::new(),
-            env: spec.env.clone(),
-            labels: spec.labels.clone(),
-            created,
-            comment: String::new(),
-        };
+        let changes = CommitChanges::from_spec(spec, created);
         let tag = spec.full_tag();
         let store = self.store.clone();
         let base = p.image.clone();

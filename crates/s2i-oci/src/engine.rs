@@ -787,16 +787,7 @@ impl Engine for OciEngine {
             Some(t) => Some(t),
             None => image::source_date_epoch()?,
         };
-        let changes = CommitChanges {
-            cmd: spec.cmd.clone(),
-            entrypoint: Some(spec.entrypoint.clone()),
-            user: spec.user.clone(),
-            working_dir: String::new(),
-            env: spec.env.clone(),
-            labels: spec.labels.clone(),
-            created,
-            comment: String::new(),
-        };
+        let changes = CommitChanges::from_spec(spec, created);
         let tag = spec.full_tag();
         let store = self.cancellable_store();
         let snapshot = self.opts.tasks.as_ref().map(|t| t.start(EngineTask::Snapshot, short_id(&c.id)));

@@ -72,6 +72,23 @@ pub struct CommitChanges {
     pub comment: String,
 }
 
+impl CommitChanges {
+    /// What an engine's commit records: the spec's command, entrypoint, user, environment and
+    /// labels, created at `created`.
+    pub fn from_spec(spec: &s2i_engine::CommitSpec, created: Option<SystemTime>) -> CommitChanges {
+        CommitChanges {
+            cmd: spec.cmd.clone(),
+            entrypoint: Some(spec.entrypoint.clone()),
+            user: spec.user.clone(),
+            working_dir: String::new(),
+            env: spec.env.clone(),
+            labels: spec.labels.clone(),
+            created,
+            comment: String::new(),
+        }
+    }
+}
+
 /// `SOURCE_DATE_EPOCH` from the environment, if set.
 pub fn source_date_epoch() -> Result<Option<SystemTime>> {
     match std::env::var("SOURCE_DATE_EPOCH") {
