@@ -95,7 +95,7 @@ pub struct InPlaceEngine {
     /// The temp dir holding the store, removed with the engine.
     _store_dir: Option<tempfile::TempDir>,
     excluded: Excluded,
-    registry: Mutex<Option<Arc<RegistryClient>>>,
+    registry: s2i_registry::client::LazyClient,
     origins: Mutex<HashMap<String, Origin>>,
     /// The image id checked to be the one the process runs in.
     own: Mutex<Option<String>>,
@@ -192,7 +192,7 @@ impl InPlaceEngine {
             store: Arc::new(store),
             _store_dir: dir,
             excluded,
-            registry: Mutex::new(None),
+            registry: Default::default(),
             origins: Mutex::new(HashMap::new()),
             own: Mutex::new(None),
             baseline: Mutex::new(None),
@@ -202,14 +202,8 @@ impl InPlaceEngine {
     }
 
     fn registry(&self) -> Result<Arc<RegistryClient>> {
-        let mut client = self.registry.lock().unwrap();
-        if let Some(c) = client.as_ref() {
-            return Ok(c.clone());
-        }
-        let options = ClientOptions { limits: self.opts.registry_limits, ca_files: self.opts.registry_ca_files.clone(), ..Default::default() };
-        let made = Arc::new(RegistryClient::new(options).map_err(|e| EngineError::Failed { op: "setting up the registry client".into(), source: Box::new(e) })?);
-        *client = Some(made.clone());
-        Ok(made)
+        let options = || ClientOptions { limits: self.opts.registry_limits, ca_files: self.opts.registry_ca_files.clone(), ..Default::default() };
+        self.registry.get(options).map_err(|e| EngineError::Failed { op: "setting up the registry client".into(), source: Box::new(e) })
     }
 
     async fn image(&self, name: &str) -> Result<Image> {

@@ -189,7 +189,7 @@ pub struct OciEngine {
     /// Blocking work under way, for remove_leftovers to wait out once it has cancelled it.
     jobs: Arc<AtomicUsize>,
     /// The registry client, made at the first pull or push (it remembers each registry's endpoint).
-    registry: Mutex<Option<Arc<RegistryClient>>>,
+    registry: s2i_registry::client::LazyClient,
 }
 
 fn api_error(op: impl Into<String>, e: impl std::fmt::Display) -> EngineError {
@@ -290,7 +290,7 @@ impl OciEngine {
             good_driver: Mutex::new(None),
             sweeps: Arc::new(AtomicU64::new(0)),
             jobs: Arc::new(AtomicUsize::new(0)),
-            registry: Mutex::new(None),
+            registry: Default::default(),
         })
     }
 
@@ -309,14 +309,8 @@ impl OciEngine {
     }
 
     fn registry(&self) -> Result<Arc<RegistryClient>> {
-        let mut client = self.registry.lock().unwrap();
-        if let Some(c) = client.as_ref() {
-            return Ok(c.clone());
-        }
-        let options = ClientOptions { limits: self.opts.registry_limits, ca_files: self.opts.registry_ca_files.clone(), ..Default::default() };
-        let made = Arc::new(RegistryClient::new(options).map_err(|e| EngineError::Failed { op: "setting up the registry client".into(), source: Box::new(e) })?);
-        *client = Some(made.clone());
-        Ok(made)
+        let options = || ClientOptions { limits: self.opts.registry_limits, ca_files: self.opts.registry_ca_files.clone(), ..Default::default() };
+        self.registry.get(options).map_err(|e| EngineError::Failed { op: "setting up the registry client".into(), source: Box::new(e) })
     }
 
     fn find(&self, id_or_name: &str) -> Option<Arc<Container>> {

@@ -33,6 +33,24 @@ use crate::oci::{Descriptor, Platform};
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
+/// A client made on first use and shared after: an engine that never talks to a registry makes
+/// none, and one that does makes one (one connection pool, one token cache).
+#[derive(Default)]
+pub struct LazyClient(Mutex<Option<Arc<RegistryClient>>>);
+
+impl LazyClient {
+    /// The client, made with `options` the first time.
+    pub fn get(&self, options: impl FnOnce() -> ClientOptions) -> Result<Arc<RegistryClient>> {
+        let mut client = self.0.lock().unwrap();
+        if let Some(c) = client.as_ref() {
+            return Ok(c.clone());
+        }
+        let made = Arc::new(RegistryClient::new(options())?);
+        *client = Some(made.clone());
+        Ok(made)
+    }
+}
+
 /// The environment variables that change the [`Limits`], named in the errors of each limit. This
 /// crate does not read them: s2i-core does, once per run, and hands the values in.
 pub const CONNECT_TIMEOUT_ENV: &str = "S2I_REGISTRY_CONNECT_TIMEOUT";
