@@ -743,6 +743,7 @@ impl Engine for DockerEngine {
             network_mode: spec.network_mode.clone(),
             publish_all_ports: spec.publish_all_ports.then_some(true),
             shm_size: spec.shm_size,
+            tmpfs: (!spec.tmpfs.is_empty()).then(|| spec.tmpfs.iter().cloned().collect()),
             security_opt: security_opt(&spec.security, self.version.is_podman()),
             log_config: spec
                 .no_log

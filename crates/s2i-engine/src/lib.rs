@@ -120,6 +120,10 @@ pub struct ContainerSpec {
     /// network publishes nothing: the port is the host's own.
     pub publish: Vec<u16>,
     pub shm_size: Option<i64>,
+    /// tmpfs mounts: the path in the container and its mount options in Docker's `--tmpfs`
+    /// spelling (`rw,noexec,mode=1777,size=65536`). What is written there lives in memory only
+    /// and is never part of a commit.
+    pub tmpfs: Vec<(String, String)>,
     /// `--security-opt`: the seccomp filter and no-new-privileges.
     pub security: SecurityOptions,
 }

@@ -127,6 +127,8 @@ struct Container {
     network: Network,
     cap_drop: Vec<String>,
     binds: Vec<Bind>,
+    /// tmpfs mounts: the path and its mount options.
+    tmpfs: Vec<(String, Vec<String>)>,
     shm_size: u64,
     security: Security,
     cgroup: ContainerCgroup,
@@ -162,6 +164,7 @@ impl Container {
             .map(|s| s.to_string())
             .chain(["/dev/shm".to_string()])
             .chain(self.binds.iter().map(|b| b.destination.display().to_string()))
+            .chain(self.tmpfs.iter().map(|(path, _)| path.clone()))
             .collect()
     }
 }
@@ -497,6 +500,7 @@ impl OciEngine {
             network,
             cap_drop: spec.cap_drop.clone(),
             binds,
+            tmpfs: spec.tmpfs.iter().map(|(path, options)| (path.clone(), options.split(',').filter(|o| !o.is_empty()).map(str::to_string).collect())).collect(),
             shm_size: spec.shm_size.filter(|s| *s > 0).map(|s| s as u64).unwrap_or(bundle::DEFAULT_SHM_SIZE),
             security,
             cgroup,
@@ -528,6 +532,7 @@ impl OciEngine {
             network: &c.network,
             cap_drop: &c.cap_drop,
             binds: &c.binds,
+            tmpfs: &c.tmpfs,
             etc: &etc,
             cgroups_path: c.cgroup.runc_path.clone(),
             resources: c.cgroup.runc_resources,
@@ -737,6 +742,9 @@ impl Engine for OciEngine {
         let security = Security::from_options(&spec.security).map_err(|e| run_err(&op, e))?;
         for h in &spec.extra_hosts {
             bundle::host_line(h).map_err(|e| run_err(&op, e))?;
+        }
+        if let Some((path, _)) = spec.tmpfs.iter().find(|(path, _)| !path.starts_with('/') || path.split('/').any(|c| c == "..")) {
+            return Err(api(&op, format!("the tmpfs mount point {path:?} is not an absolute path")));
         }
         if let Some(name) = &spec.name {
             if self.find(name).is_some() {

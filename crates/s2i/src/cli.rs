@@ -214,6 +214,9 @@ pub struct BuildFlags {
     /// File of NAME=VALUE lines, applied after -e
     #[arg(short = 'E', long, value_name = "FILE")]
     pub environment_file: Option<PathBuf>,
+    /// A secret for assemble only, at /run/secrets/NAME, never in the image: id=NAME,src=PATH or id=NAME,env=VAR (repeatable)
+    #[arg(long = "secret", value_name = "id=NAME,src=PATH|env=VAR")]
+    pub secrets: Vec<String>,
     /// Value of the io.k8s.display-name label (default: the tag)
     #[arg(short = 'n', long, value_name = "NAME")]
     pub application_name: Option<String>,

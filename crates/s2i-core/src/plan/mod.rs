@@ -115,6 +115,10 @@ impl<'a> Plan<'a> {
 
         let ignore = IgnoreRules::load(&source.root, &cfg.limits)?;
         let env = build_environment(cfg, Some(&source.root), &ignore)?;
+        check_secret_references(cfg, Some(&source.root), &ignore)?;
+        if onbuild && !cfg.secrets.is_empty() {
+            return Err(BuildError::conflict("--secret", format!("the ONBUILD builder {} (its image build has no secrets)", cfg.builder_image)));
+        }
         let skip = scripts.moved_from_source.iter().cloned().collect::<HashSet<PathBuf>>();
         let injections = crate::inject::resolve(&cfg.injections, &builder.working_dir)?;
         let mut plan = Plan {
@@ -271,6 +275,20 @@ pub fn build_environment(cfg: &BuildConfig, app_root: Option<&Path>, ignore: &Ig
     };
     let from_file = cfg.environment_file.as_deref().map(|p| env::read_environment_file(p, &cfg.limits)).unwrap_or_default();
     Ok(env::merge(&[&from_source, &cfg.env, &from_file]))
+}
+
+/// Every `# s2i:secret ID` of the application's `.s2i/environment` (unless `.s2iignore` removes
+/// it) must be given by a `--secret`: a missing one stops the build before any container starts.
+pub fn check_secret_references(cfg: &BuildConfig, app_root: Option<&Path>, ignore: &IgnoreRules) -> Result<()> {
+    let Some(root) = app_root.filter(|_| !(ignore.is_ignored(".s2i") || ignore.is_ignored(".s2i/environment"))) else { return Ok(()) };
+    let env_file = root.join(".s2i/environment");
+    let Some(text) = crate::fsutil::read_text(&env_file, &cfg.limits)? else { return Ok(()) };
+    for reference in env::secret_references(&text, &env_file) {
+        if !cfg.secrets.iter().any(|s| s.id == reference.id) {
+            return Err(BuildError::SecretNotGiven { id: reference.id, file: PathBuf::from(".s2i/environment"), line: reference.line });
+        }
+    }
+    Ok(())
 }
 
 /// The command that runs script `name` of `scripts` (found for `image`) with `destination`.

@@ -193,6 +193,16 @@ pub fn config_from_flags(source: &str, builder: &str, args: BuildFlags, limits: 
     for e in &args.env {
         env_vars.push(config::parse_env_flag(e)?);
     }
+    let mut secrets: Vec<config::SecretSpec> = Vec::new();
+    for spec in &args.secrets {
+        let secret: config::SecretSpec = spec.parse()?;
+        if secrets.iter().any(|s| s.id == secret.id) {
+            return Err(BuildError::InvalidValue { what: "--secret", value: spec.clone(), reason: format!("the id {} is given twice", secret.id) });
+        }
+        // Now, so that a missing file stops the build before any container starts.
+        secret.check()?;
+        secrets.push(secret);
+    }
     // Repeating --allowed-uids replaces the list, as in the reference.
     let allowed_uids = match args.allowed_uids.last() {
         Some(text) => config::parse_ranges(text)?,
@@ -271,6 +281,7 @@ pub fn config_from_flags(source: &str, builder: &str, args: BuildFlags, limits: 
         scripts_url,
         destination,
         env: env_vars,
+        secrets,
         environment_file: args.environment_file,
         pull_policy: args.common.pull_policy,
         incremental: args.common.incremental,

@@ -17,6 +17,7 @@ mod oci;
 #[cfg(feature = "python-tests")]
 mod python;
 mod registry;
+mod secrets;
 mod security;
 mod sources;
 mod static_binary;
