@@ -207,8 +207,11 @@ fn a_secret_on_the_oci_engine_is_in_no_blob_of_its_store() {
     let archive = t.env.tmpdir().join("out.tar");
     let target = format!("docker-archive:{}", archive.display());
     let file_flag = format!("id=token,src={}", secret_file.display());
-    let mut cmd = t.command(&["build", src, &builder, &tag, "--secret", &file_flag, "--secret", "id=envtok,env=S2I_TEST_ENV_SECRET", "--output=json", "--output-archive", &target]);
-    cmd.args(["--loglevel", "5"]).env("S2I_TEST_ENV_SECRET", &envtok);
+    // As Oci::command runs s2i, at --loglevel 5.
+    let mut cmd = t.env.s2i();
+    cmd.args(["build", src, &builder, &tag, "--secret", &file_flag, "--secret", "id=envtok,env=S2I_TEST_ENV_SECRET", "--output=json", "--output-archive", &target]);
+    cmd.args(["--engine", "oci", "--oci-store"]).arg(t.store_dir()).args(["--loglevel", "5"]);
+    cmd.env("DOCKER_HOST", "unix:///nonexistent/docker.sock").env("S2I_TEST_ENV_SECRET", &envtok);
     let run = cmd.output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&run.stdout).into_owned(), String::from_utf8_lossy(&run.stderr).into_owned());
     t.note_containers(&stderr);
