@@ -637,6 +637,7 @@ impl Engine for DockerEngine {
             labels: config.labels.unwrap_or_default(),
             on_build,
             size: inspect.size.and_then(|s| u64::try_from(s).ok()),
+            repo_digests: inspect.repo_digests.unwrap_or_default(),
         }))
     }
 

@@ -32,6 +32,9 @@ pub struct ImageInfo {
     pub on_build: Vec<String>,
     /// Bytes on disk, when the engine says.
     pub size: Option<u64>,
+    /// `repository@sha256:…` of the manifests it was pulled or pushed as (none for an image only
+    /// built here).
+    pub repo_digests: Vec<String>,
 }
 
 impl ImageInfo {

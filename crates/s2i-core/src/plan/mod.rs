@@ -187,10 +187,80 @@ impl<'a> Plan<'a> {
             context_dir: cfg.source.context_dir.as_deref(),
             commit: self.source.commit.as_ref(),
         }));
+        labels.retain(|k, _| !labels::OCI_BUILD_KEYS.contains(&k.as_str()));
+        let (base_name, base_digest) = match &self.flow {
+            Flow::Runtime(rt) if rt.image.id == base.id => (rt.name.as_str(), base_digest(base, &rt.name)),
+            _ => (cfg.builder_image.as_str(), base_digest(base, &cfg.builder_image)),
+        };
+        labels.extend(oci_labels(&OciFacts {
+            source: Some(self.source.location.as_str()).filter(|l| is_source_url(l)),
+            revision: self.source.commit.as_ref().map(|c| c.id.as_str()),
+            ref_name: tag.as_deref(),
+            base_name,
+            base_digest: base_digest.as_deref(),
+            title: cfg.application_name.as_deref(),
+            description: cfg.description.as_deref(),
+        }));
         labels.extend(cfg.labels.iter().cloned());
         labels::add_metadata(&mut labels, metadata);
         labels::check_size(&labels, tag.as_deref().unwrap_or(&cfg.builder_image))?;
         Ok(labels)
+    }
+}
+
+/// What the build knows that becomes a standard OCI label.
+#[derive(Debug, Default, Clone)]
+pub struct OciFacts<'a> {
+    /// A URL of the source (a git remote, an archive's); never a host path.
+    pub source: Option<&'a str>,
+    /// The git commit built.
+    pub revision: Option<&'a str>,
+    pub ref_name: Option<&'a str>,
+    /// The image the result is made from: the builder, or the runtime image.
+    pub base_name: &'a str,
+    pub base_digest: Option<&'a str>,
+    pub title: Option<&'a str>,
+    pub description: Option<&'a str>,
+}
+
+/// The `org.opencontainers.image.*` labels of a result; only non-empty values, and `created`
+/// ([`labels::created_now`]) always.
+pub fn oci_labels(facts: &OciFacts) -> HashMap<String, String> {
+    let base = crate::image_ref::normalize_for_label(facts.base_name);
+    let created = labels::created_now();
+    [
+        (labels::OCI_SOURCE, facts.source),
+        (labels::OCI_REVISION, facts.revision),
+        (labels::OCI_CREATED, Some(created.as_str())),
+        (labels::OCI_REF_NAME, facts.ref_name),
+        (labels::OCI_BASE_NAME, Some(base.as_str())),
+        (labels::OCI_BASE_DIGEST, facts.base_digest),
+        (labels::OCI_TITLE, facts.title),
+        (labels::OCI_DESCRIPTION, facts.description),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| (k.to_string(), v.to_string())))
+    .collect()
+}
+
+/// Whether a source location is a URL others can fetch (a git remote, an archive's URL), not a
+/// host path (`file://` included).
+fn is_source_url(location: &str) -> bool {
+    let scheme = location.split_once("://").map(|(s, _)| s);
+    matches!(scheme, Some("http" | "https" | "git" | "ssh" | "git+ssh")) || (scheme.is_none() && location.contains('@') && location.contains(':'))
+}
+
+/// The manifest digest `image` was pulled as: the repo digest of its own repository, else its
+/// only one; `None` for an image built locally.
+pub fn base_digest(image: &ImageInfo, name: &str) -> Option<String> {
+    let wanted = crate::image_ref::normalize_for_label(name);
+    let wanted = wanted.rsplit_once(':').filter(|(_, t)| !t.contains('/')).map_or(wanted.as_str(), |(r, _)| r).to_string();
+    let digests: Vec<(&str, &str)> = image.repo_digests.iter().filter_map(|d| d.split_once('@')).collect();
+    let same = digests.iter().find(|(repo, _)| crate::image_ref::normalize_for_label(repo).starts_with(&format!("{wanted}:")) || *repo == wanted);
+    match (same, &digests[..]) {
+        (Some((_, d)), _) => Some(d.to_string()),
+        (None, [(_, d)]) => Some(d.to_string()),
+        _ => None,
     }
 }
 
@@ -316,6 +386,51 @@ fn kept_dir(cfg: &BuildConfig) -> Result<Option<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oci_labels_name_the_source_revision_and_base() {
+        let l = oci_labels(&OciFacts {
+            source: Some("https://git.example.com/app.git"),
+            revision: Some("abc"),
+            ref_name: Some("app:v1"),
+            base_name: "busybox",
+            base_digest: Some("sha256:1234"),
+            title: Some("App"),
+            ..Default::default()
+        });
+        assert_eq!(l[labels::OCI_SOURCE], "https://git.example.com/app.git");
+        assert_eq!(l[labels::OCI_REVISION], "abc");
+        assert_eq!(l[labels::OCI_REF_NAME], "app:v1");
+        assert_eq!(l[labels::OCI_BASE_NAME], "docker.io/library/busybox:latest");
+        assert_eq!(l[labels::OCI_BASE_DIGEST], "sha256:1234");
+        assert_eq!(l[labels::OCI_TITLE], "App");
+        assert!(!l.contains_key(labels::OCI_DESCRIPTION));
+        let created = &l[labels::OCI_CREATED];
+        assert!(created.len() == 20 && created.ends_with('Z') && created.as_bytes()[10] == b'T', "{created}");
+    }
+
+    #[test]
+    fn the_base_digest_is_its_own_repositorys() {
+        let image = ImageInfo {
+            repo_digests: vec!["quay.io/other/img@sha256:aaa".into(), "docker.io/library/busybox@sha256:bbb".into()],
+            ..Default::default()
+        };
+        assert_eq!(base_digest(&image, "busybox:1.36").as_deref(), Some("sha256:bbb"));
+        assert_eq!(base_digest(&image, "registry.example.com/x").as_deref(), None, "two others: none is the base's");
+        let one = ImageInfo { repo_digests: vec!["127.0.0.1:5000/b@sha256:ccc".into()], ..Default::default() };
+        assert_eq!(base_digest(&one, "localhost/b").as_deref(), Some("sha256:ccc"));
+        assert_eq!(base_digest(&ImageInfo::default(), "b"), None);
+    }
+
+    #[test]
+    fn only_urls_are_sources() {
+        for url in ["https://github.com/a/b.git", "git@github.com:a/b.git", "ssh://git@h/a.git", "http://h/a.tar.gz"] {
+            assert!(is_source_url(url), "{url}");
+        }
+        for path in ["/home/me/app", "app", "file:///home/me/app", "./a@b"] {
+            assert!(!is_source_url(path), "{path}");
+        }
+    }
 
     #[test]
     fn generated_labels_follow_the_reference() {
