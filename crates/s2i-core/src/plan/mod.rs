@@ -198,8 +198,6 @@ impl<'a> Plan<'a> {
             ref_name: tag.as_deref(),
             base_name,
             base_digest: base_digest.as_deref(),
-            title: cfg.application_name.as_deref(),
-            description: cfg.description.as_deref(),
         }));
         labels.extend(cfg.labels.iter().cloned());
         labels::add_metadata(&mut labels, metadata);
@@ -219,8 +217,6 @@ pub struct OciFacts<'a> {
     /// The image the result is made from: the builder, or the runtime image.
     pub base_name: &'a str,
     pub base_digest: Option<&'a str>,
-    pub title: Option<&'a str>,
-    pub description: Option<&'a str>,
 }
 
 /// The `org.opencontainers.image.*` labels of a result; only non-empty values, and `created`
@@ -235,8 +231,6 @@ pub fn oci_labels(facts: &OciFacts) -> HashMap<String, String> {
         (labels::OCI_REF_NAME, facts.ref_name),
         (labels::OCI_BASE_NAME, Some(base.as_str())),
         (labels::OCI_BASE_DIGEST, facts.base_digest),
-        (labels::OCI_TITLE, facts.title),
-        (labels::OCI_DESCRIPTION, facts.description),
     ]
     .into_iter()
     .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| (k.to_string(), v.to_string())))
@@ -395,16 +389,13 @@ mod tests {
             ref_name: Some("app:v1"),
             base_name: "busybox",
             base_digest: Some("sha256:1234"),
-            title: Some("App"),
-            ..Default::default()
         });
         assert_eq!(l[labels::OCI_SOURCE], "https://git.example.com/app.git");
         assert_eq!(l[labels::OCI_REVISION], "abc");
         assert_eq!(l[labels::OCI_REF_NAME], "app:v1");
         assert_eq!(l[labels::OCI_BASE_NAME], "docker.io/library/busybox:latest");
         assert_eq!(l[labels::OCI_BASE_DIGEST], "sha256:1234");
-        assert_eq!(l[labels::OCI_TITLE], "App");
-        assert!(!l.contains_key(labels::OCI_DESCRIPTION));
+        assert!(!l.contains_key(labels::OCI_TITLE) && !l.contains_key(labels::OCI_DESCRIPTION), "only the builder or --label set those");
         let created = &l[labels::OCI_CREATED];
         assert!(created.len() == 20 && created.ends_with('Z') && created.as_bytes()[10] == b'T', "{created}");
     }
