@@ -234,3 +234,61 @@ fn a_secret_on_the_oci_engine_is_in_no_blob_of_its_store() {
     assert_eq!(listing.trim(), "", "the image has no secrets");
     t.assert_clean();
 }
+
+/// A failing assemble: the build fails, its container goes, and the value is in nothing printed.
+#[test]
+fn a_failed_build_with_a_secret_leaves_nothing_and_shows_nothing() {
+    let env = TestEnv::new("secret-fail");
+    let builder = env.alias(&fixture("sti-fake"));
+    write_file(&env.work().join("app/index.html"), "hello\n", 0o644);
+    write_file(&env.work().join("app/.s2i/bin/assemble"), "#!/bin/sh\ntest -s /run/secrets/token && echo read it\nexit 3\n", 0o755);
+    let token = random_value();
+    let mut cmd = env.s2i();
+    cmd.args(["build", "app", &builder, &env.tag("app"), "--secret", "id=token,env=S2I_TEST_ENV_SECRET", "--loglevel", "5", "--output=json"]);
+    cmd.env("S2I_TEST_ENV_SECRET", &token);
+    let run = cmd.output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&run.stdout).into_owned(), String::from_utf8_lossy(&run.stderr).into_owned());
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("read it"), "assemble had the secret: {stderr}");
+    let forms = forbidden(&token);
+    assert_absent("stdout (the JSON result)", stdout.as_bytes(), &forms);
+    assert_absent("stderr at --loglevel 5", stderr.as_bytes(), &forms);
+    env.assert_clean();
+}
+
+/// Ctrl-C while assemble holds the secret: the container (and its tmpfs) goes, nothing is left.
+#[test]
+fn an_interrupted_build_with_a_secret_leaves_nothing() {
+    use std::io::{BufRead, BufReader};
+    let env = TestEnv::new("secret-int");
+    let builder = env.alias(&fixture("sti-fake"));
+    write_file(&env.work().join("app/index.html"), "hello\n", 0o644);
+    write_file(&env.work().join("app/.s2i/bin/assemble"), "#!/bin/sh\ntest -s /run/secrets/token && echo holding the secret\nexec sleep 600\n", 0o755);
+    let secret = env.work().join("token.txt");
+    std::fs::write(&secret, random_value()).unwrap();
+    let mut child = env
+        .s2i()
+        .args(["build", "app", &builder, &env.tag("app"), "--secret", &format!("id=token,src={}", secret.display())])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("holding the secret") {
+            break;
+        }
+    }
+    assert!(seen.contains("holding the secret"), "{seen}");
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "{seen}");
+    for line in lines.map_while(Result::ok) {
+        seen.push_str(&line);
+        seen.push('\n');
+    }
+    env.assert_clean();
+}
