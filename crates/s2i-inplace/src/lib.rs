@@ -482,6 +482,11 @@ impl Engine for InPlaceEngine {
         if !spec.binds.is_empty() {
             return Err(EngineError::NotSupported { engine: EngineKind::InPlace, what: "mount volumes into a build (-v): the build runs in the process's own filesystem".into() });
         }
+        if !spec.tmpfs.is_empty() {
+            // A tmpfs cannot be mounted without privileges; writing its files to the root instead
+            // would put them into the snapshot. Until a pod-provided memory volume is used, refuse.
+            return Err(EngineError::NotSupported { engine: EngineKind::InPlace, what: "give a build secrets (--secret): it cannot mount a tmpfs for them".into() });
+        }
         let image = self.image(&spec.image).await?;
         self.claim(&image, &spec.image).await?;
         let config = &image.config;

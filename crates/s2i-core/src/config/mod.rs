@@ -5,6 +5,7 @@
 //! types and the shared error and limits. What a build works with besides its settings (the
 //! engine, the registries' credentials, the reporter) travels beside it as `Services`.
 
+mod secrets;
 mod source_spec;
 mod values;
 
@@ -14,6 +15,7 @@ use std::str::FromStr;
 
 use regex::Regex;
 
+pub use secrets::{check_id as check_secret_id, SecretSource, SecretSpec, SecretValue, MAX_SECRET_SIZE, SECRETS_DIR};
 pub use source_spec::{ArchiveFormat, ParsedSource, SourceSpec};
 pub use values::{parse_env_flag, parse_ranges, EnvVar, UidRange};
 
@@ -156,6 +158,8 @@ pub struct BuildConfig {
     pub destination: Option<String>,
     /// `-e` values in flag order.
     pub env: Vec<EnvVar>,
+    /// `--secret`: build-only secrets, by name and where their values are (never the values).
+    pub secrets: Vec<SecretSpec>,
     /// `-E`: read at prepare time, after `.s2i/environment` and `-e`.
     pub environment_file: Option<PathBuf>,
     pub pull_policy: PullPolicy,

@@ -53,6 +53,7 @@ pub async fn run(global: &GlobalArgs, args: RebuildArgs) -> Result<(), BuildErro
         callback: c.callback_url.clone().filter(|u| !u.is_empty()),
         started,
         outputs: Default::default(),
+        provenance: None,
     };
     execute(global, &cfg, registries, handling).await
 }
