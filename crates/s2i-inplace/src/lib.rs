@@ -100,6 +100,8 @@ pub struct InPlaceEngine {
     origins: Mutex<HashMap<String, Origin>>,
     /// The image id checked to be the one the process runs in.
     own: Mutex<Option<String>>,
+    /// Images committed from it: the root is theirs once committed (save-artifacts runs in one).
+    committed: Mutex<std::collections::HashSet<String>>,
     /// The root before the first container.
     baseline: Mutex<Option<Arc<Snapshot>>>,
     containers: Mutex<HashMap<String, Arc<Process>>>,
@@ -207,6 +209,7 @@ impl InPlaceEngine {
             registry: Mutex::new(None),
             origins: Mutex::new(HashMap::new()),
             own: Mutex::new(None),
+            committed: Mutex::new(Default::default()),
             baseline: Mutex::new(None),
             containers: Mutex::new(HashMap::new()),
             counter: std::sync::atomic::AtomicU64::new(0),
@@ -242,7 +245,7 @@ impl InPlaceEngine {
     async fn claim(&self, image: &Image, name: &str) -> Result<()> {
         let own = self.own.lock().unwrap().clone();
         match own {
-            Some(id) if id == image.id => {}
+            Some(id) if id == image.id || self.committed.lock().unwrap().contains(&image.id) => {}
             Some(_) => {
                 return Err(EngineError::NotSupported {
                     engine: EngineKind::InPlace,
@@ -607,6 +610,7 @@ impl Engine for InPlaceEngine {
             ImageError::Diff(message) => api("taking the snapshot of the build", message),
             other => other.into(),
         })?;
+        self.committed.lock().unwrap().insert(committed.id.clone());
         let origin = self.origins.lock().unwrap().get(&p.image.id).cloned();
         if let Some(origin) = origin {
             self.origins.lock().unwrap().insert(committed.id.clone(), origin);

@@ -60,6 +60,9 @@ pub struct Plan<'a> {
     pub flow: Flow,
     /// The previous image of an incremental build, when it has artifacts to give.
     pub previous: Option<Previous>,
+    /// The artifacts kept in `--cache-dir` by the previous build, when usable (instead of the
+    /// previous image's).
+    pub cached: Option<PathBuf>,
 }
 
 /// How the image is made (the Dockerfile build method has its own plan and is not among them).
@@ -151,6 +154,7 @@ impl<'a> Plan<'a> {
             injections,
             flow: if onbuild { Flow::Onbuild } else { Flow::Standard },
             previous: None,
+            cached: None,
         };
         // The flow's own decisions, on the plan made so far; each is made once, here.
         if let (false, Some(rt)) = (onbuild, &cfg.runtime) {
@@ -158,7 +162,10 @@ impl<'a> Plan<'a> {
             plan.skip.extend(runtime.scripts.moved_from_source.iter().cloned());
             plan.flow = Flow::Runtime(Box::new(runtime));
         }
-        if cfg.incremental && !onbuild {
+        if let (true, false, Some(dir)) = (cfg.incremental, onbuild, &cfg.cache_dir) {
+            let entry = crate::cache::entry(dir, &plan.builder.id, &cfg.tag_name().unwrap_or_default());
+            plan.cached = crate::cache::find(&entry, &cfg.limits);
+        } else if cfg.incremental && !onbuild {
             // A runtime build takes the artifacts from the builder stage it kept, not the image.
             let tag = match &plan.flow {
                 Flow::Runtime(runtime) => runtime.stage_tag.clone(),
@@ -222,8 +229,10 @@ async fn check_only_builder(cfg: &BuildConfig, engine: &dyn s2i_engine::Engine, 
             rt.image
         )));
     }
-    if cfg.incremental {
-        return Err(cannot("run save-artifacts in the previous image (--incremental): it runs only the builder it is in".into()));
+    if cfg.incremental && cfg.cache_dir.is_none() {
+        return Err(cannot(
+            "run save-artifacts in the previous image (--incremental): it runs only the builder it is in; pass --cache-dir DIR to keep the artifacts of incremental builds in a directory (a workspace)".into(),
+        ));
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use s2i_engine::{CommitSpec, ContainerSpec, Engine, EngineError, ImageInfo};
 use tracing::{debug, info, warn};
 
-use crate::artifacts::{self, ArtifactsPart};
+use crate::artifacts::{self, ArtifactsPart, CachedPart};
 use crate::config::EnvVar;
 use crate::container;
 use crate::error::{BuildError, Result};
@@ -26,9 +26,23 @@ pub struct Assembled {
     pub stats: WalkStats,
 }
 
-/// Assemble with the previous image's artifacts; when they cannot be used, assemble again clean.
+/// Where the artifacts of an incremental build come from.
+#[derive(Clone, Copy)]
+enum Artifacts<'p> {
+    /// save-artifacts in a container of the previous image.
+    Image(&'p Previous),
+    /// The tar `--cache-dir` kept.
+    Cache(&'p std::path::Path),
+}
+
+/// Assemble with the previous image's (or the cache's) artifacts; when they cannot be used,
+/// assemble again clean.
 pub async fn assemble_with_fallback(plan: &Plan<'_>, engine: &dyn Engine, phases: &mut Phases) -> Result<Assembled> {
-    let previous = plan.previous.as_ref();
+    let previous = match (&plan.cached, &plan.previous) {
+        (Some(path), _) => Some(Artifacts::Cache(path)),
+        (None, Some(prev)) => Some(Artifacts::Image(prev)),
+        (None, None) => None,
+    };
     let running = phases.start(Phase::Assemble);
     let outcome = match assemble(plan, engine, previous).await {
         Err(BuildError::ArtifactsUnusable { reason, .. }) if previous.is_some() => {
@@ -51,7 +65,7 @@ enum Feed {
 }
 
 /// Run assemble in a new container fed scripts, artifacts of `previous` and the source.
-async fn assemble(plan: &Plan<'_>, engine: &dyn Engine, previous: Option<&Previous>) -> Result<Assembled> {
+async fn assemble(plan: &Plan<'_>, engine: &dyn Engine, previous: Option<Artifacts<'_>>) -> Result<Assembled> {
     let id = create_assemble_container(plan, engine, Feed::Stdin).await?;
     // The builder's files decide whether its tar unpacks the input, never what a script prints.
     let feed = match container::has_tar(engine, &id).await {
@@ -124,7 +138,7 @@ fn assemble_command(plan: &Plan<'_>, feed: Feed) -> Result<Vec<String>> {
     Ok(vec!["/bin/sh".into(), "-c".into(), line])
 }
 
-async fn run_assemble(plan: &Plan<'_>, engine: &dyn Engine, id: &str, feed: Feed, previous: Option<&Previous>) -> Result<WalkStats> {
+async fn run_assemble(plan: &Plan<'_>, engine: &dyn Engine, id: &str, feed: Feed, previous: Option<Artifacts<'_>>) -> Result<WalkStats> {
     let cfg = plan.cfg;
     let owner = stream_owner(plan, feed)?;
     crate::inject::upload(engine, id, &plan.injections, owner).await?;
@@ -133,7 +147,12 @@ async fn run_assemble(plan: &Plan<'_>, engine: &dyn Engine, id: &str, feed: Feed
         parts.push(tar_stream::file(format!("scripts/{name}"), data.to_vec(), 0o755));
     }
     let save_container = match previous {
-        Some(prev) => {
+        Some(Artifacts::Cache(path)) => {
+            parts.push(tar_stream::dir("artifacts", 0o755));
+            parts.push(Box::new(CachedPart { prefix: PathBuf::from("artifacts"), path: path.to_path_buf(), limits: cfg.limits }));
+            None
+        }
+        Some(Artifacts::Image(prev)) => {
             let (save_id, run) = start_save_artifacts(plan, engine, prev).await?;
             parts.push(tar_stream::dir("artifacts", 0o755));
             parts.push(Box::new(ArtifactsPart { prefix: PathBuf::from("artifacts"), run, limits: cfg.limits }));
