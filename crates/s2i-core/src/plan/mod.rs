@@ -215,19 +215,14 @@ impl<'a> Plan<'a> {
 }
 
 /// An engine that starts containers only from the image it runs in refuses, before any work, the
-/// flows that need another image's container: an ONBUILD builder (built FROM), a runtime image
-/// (its own scripts run in it), an incremental build (save-artifacts runs in the previous image).
+/// flows that need another image's container: an ONBUILD builder (built FROM), an incremental
+/// build without a cache directory (save-artifacts runs in the previous image). A runtime image
+/// whose assemble-runtime must run is refused when the runtime plan finds that script.
 async fn check_only_builder(cfg: &BuildConfig, engine: &dyn s2i_engine::Engine, onbuild: bool) -> Result<()> {
     let engine_name = engine.version().await.map(|v| v.kind.to_string()).unwrap_or_else(|_| "chosen".into());
     let cannot = |what: String| BuildError::EngineCannot { engine: engine_name.clone(), what };
     if onbuild {
         return Err(cannot(format!("build FROM the ONBUILD builder {}: it runs only the scripts of the image it is in", cfg.builder_image)));
-    }
-    if let Some(rt) = &cfg.runtime {
-        return Err(cannot(format!(
-            "run the scripts of the runtime image {} (--runtime-image): it runs only the scripts of the builder it is in",
-            rt.image
-        )));
     }
     if cfg.incremental && cfg.cache_dir.is_none() {
         return Err(cannot(

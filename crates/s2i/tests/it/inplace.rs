@@ -664,3 +664,56 @@ fn the_docker_engine_keeps_and_restores_artifacts_through_the_cache_dir() {
     assert!(stderr.contains("--cache-dir") && stderr.contains("--incremental"), "{stderr}");
     env.assert_clean();
 }
+
+/// --runtime-image on the in-place engine: a runtime image without scripts of its own is
+/// composed from its layers (mounted from its repository) and one layer with the mapped
+/// artifacts and the shipped run script, no container of it ever started; Docker pulls and runs
+/// the result. A runtime image whose assemble-runtime must run is refused, naming the engines
+/// that can, and nothing is pushed.
+#[test]
+fn a_runtime_image_is_composed_from_its_layers_and_the_artifacts() {
+    let env = TestEnv::new("inplace-runtime");
+    let registry = TestRegistry::start();
+    let pod = Pod::new(&env, &registry, "sti-fake", "inplace/sti-fake:v1");
+    let (runtime, _) = registry.docker_push(&s2i_testkit::base_image(), "inplace/slim:v1");
+    let src = env.work().join("app-runtime");
+    write_file(&src.join("dist/app.txt"), "shipped\n", 0o644);
+    write_file(&src.join("build-only.txt"), "not shipped\n", 0o644);
+    write_file(&src.join(".s2i/bin/run"), "#!/bin/sh\necho \"slim run: $(cat /app/dist/app.txt)\"\n", 0o755);
+    for d in [src.clone(), src.join("dist"), src.join(".s2i"), src.join(".s2i/bin")] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = registry.image("inplace/composed:v1");
+    let (code, _, stderr) = pod.build("1001:0", &src, &out, &["--runtime-image", &runtime, "-a", "/opt/app-root/src/dist:app"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (manifest, config) = pod.remote(&out);
+    let (runtime_manifest, _) = pod.remote(&runtime);
+    let layers = manifest["layers"].as_array().unwrap();
+    let runtime_layers = runtime_manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), runtime_layers.len() + 1, "the runtime image's layers and one more: {manifest}");
+    for (ours, theirs) in layers.iter().zip(runtime_layers) {
+        assert_eq!(ours["digest"], theirs["digest"], "the runtime image's layers as they are");
+    }
+    assert_eq!(config["Config"]["Cmd"], serde_json::json!(["/scripts/run"]), "{config}");
+    let pulled = registry.docker_pull(&out);
+    let (code, stdout, stderr) = docker_run(pulled.name(), &[]);
+    assert_eq!((code, stdout.as_str()), (0, "slim run: shipped\n"), "{stderr}");
+    let (_, listing, _) = docker_run(pulled.name(), &["find", "/app", "/scripts"]);
+    assert_eq!(listing, "/app\n/app/dist\n/app/dist/app.txt\n/scripts\n/scripts/run\n", "only the artifacts and the run script");
+    drop(pulled);
+
+    let (scripted, _) = registry.docker_push(&fixture("sti-fake-runtime"), "inplace/sti-fake-runtime:v1");
+    let refused = registry.image("inplace/refused-runtime:v1");
+    let (code, _, stderr) = pod.build("1001:0", &src, &refused, &["--runtime-image", &scripted]);
+    assert_ne!(code, 0, "{stderr}");
+    assert!(stderr.contains("assemble-runtime") && stderr.contains("--engine docker") && stderr.contains("podman") && stderr.contains("--engine oci"), "{stderr}");
+    assert!(!stderr.contains("sti-fake assemble"), "refused before anything ran: {stderr}");
+    let listed = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", "--authfile"])
+        .arg(registry.docker_config_dir().join("config.json"))
+        .arg(format!("docker://{refused}"))
+        .output()
+        .unwrap();
+    assert!(!listed.status.success(), "nothing pushed");
+    env.assert_clean();
+}
