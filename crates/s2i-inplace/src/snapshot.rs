@@ -611,6 +611,29 @@ impl<R: Read> Read for Exact<R> {
     }
 }
 
+/// The `user.*` extended attributes of `fd`, sorted by name. A file system without them has none.
+fn user_xattrs(fd: &OwnedFd) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let mut list = vec![0u8; 64 << 10];
+    let n = match rfs::flistxattr(fd, &mut list[..]) {
+        Ok(n) => n,
+        Err(Errno::NOTSUP) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut names: Vec<&[u8]> = list[..n].split(|b| *b == 0).filter(|n| n.starts_with(b"user.")).collect();
+    names.sort();
+    let mut out = Vec::new();
+    let mut value = vec![0u8; 64 << 10];
+    for name in names {
+        let Ok(name) = std::str::from_utf8(name) else { continue };
+        match rfs::fgetxattr(fd, name, &mut value[..]) {
+            Ok(len) => out.push((name.to_string(), value[..len].to_vec())),
+            Err(Errno::NODATA) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -765,25 +788,3 @@ mod tests {
     }
 }
 
-/// The `user.*` extended attributes of `fd`, sorted by name. A file system without them has none.
-fn user_xattrs(fd: &OwnedFd) -> io::Result<Vec<(String, Vec<u8>)>> {
-    let mut list = vec![0u8; 64 << 10];
-    let n = match rfs::flistxattr(fd, &mut list[..]) {
-        Ok(n) => n,
-        Err(Errno::NOTSUP) => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
-    let mut names: Vec<&[u8]> = list[..n].split(|b| *b == 0).filter(|n| n.starts_with(b"user.")).collect();
-    names.sort();
-    let mut out = Vec::new();
-    let mut value = vec![0u8; 64 << 10];
-    for name in names {
-        let Ok(name) = std::str::from_utf8(name) else { continue };
-        match rfs::fgetxattr(fd, name, &mut value[..]) {
-            Ok(len) => out.push((name.to_string(), value[..len].to_vec())),
-            Err(Errno::NODATA) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(out)
-}
