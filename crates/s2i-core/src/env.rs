@@ -13,6 +13,35 @@ pub fn parse_s2i_environment(text: &str, file: &Path) -> Vec<EnvVar> {
     parse_lines(text, file, |line| line.starts_with('#') || line.trim().is_empty())
 }
 
+/// The directive by which `.s2i/environment` says the build needs a secret: `# s2i:secret ID`. A
+/// comment to anything else (the reference s2i skips it), so a repository can carry it safely.
+pub const SECRET_DIRECTIVE: &str = "s2i:secret";
+
+/// A secret an application's `.s2i/environment` says its build needs, and the line that says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretReference {
+    pub id: String,
+    pub line: usize,
+}
+
+/// The `# s2i:secret ID` lines of an application's `.s2i/environment`. A directive line that
+/// does not name one valid id gets a warning naming the file and line, and is skipped.
+pub fn secret_references(text: &str, file: &Path) -> Vec<SecretReference> {
+    let mut found = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let Some(rest) = line.strip_prefix('#').map(str::trim_start).and_then(|r| r.strip_prefix(SECRET_DIRECTIVE)) else { continue };
+        if !(rest.is_empty() || rest.starts_with(char::is_whitespace)) {
+            continue;
+        }
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        match words[..] {
+            [id] if crate::config::check_secret_id(id).is_ok() => found.push(SecretReference { id: id.to_string(), line: i + 1 }),
+            _ => warn!("{}:{}: skipping {:?}: write `# {SECRET_DIRECTIVE} ID` with one id of letters, digits, '.', '_' or '-'", file.display(), i + 1, line.trim()),
+        }
+    }
+    found
+}
+
 /// Parse an `-E/--environment-file`: lines are trimmed; `#` and `//` start comments.
 pub fn parse_environment_file(text: &str, file: &Path) -> Vec<EnvVar> {
     parse_lines(text, file, |line| {
@@ -79,6 +108,15 @@ mod tests {
         let text = "# comment\nA=\"quoted\"\n\nnot a pair\n=novalue\n  B = spaced \nC=x=y\n";
         let vars = parse_s2i_environment(text, Path::new(".s2i/environment"));
         assert_eq!(vars, vec![var("A", "\"quoted\""), var("B", "spaced"), var("C", "x=y")]);
+    }
+
+    #[test]
+    fn secret_directives_are_found_and_bad_ones_skipped() {
+        let text = "A=1\n# s2i:secret pip-index\n#s2i:secret token\n# s2i:secret\n# s2i:secret a b\n# s2i:secret ../x\n# s2i:secretive x\n # s2i:secret indented\n";
+        let refs = secret_references(text, Path::new(".s2i/environment"));
+        assert_eq!(refs, vec![SecretReference { id: "pip-index".into(), line: 2 }, SecretReference { id: "token".into(), line: 3 }]);
+        // A directive is a comment: no variable comes from it.
+        assert_eq!(parse_s2i_environment(text, Path::new("e")), vec![var("A", "1")]);
     }
 
     #[test]

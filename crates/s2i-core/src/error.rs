@@ -23,6 +23,14 @@ pub enum BuildError {
     #[error("--as-dockerfile writes the Dockerfile that --build-method=dockerfile builds: use one of them")]
     DockerfileTwice,
 
+    /// A `--secret` whose value cannot be read. Names the secret and where it was looked for, never a value.
+    #[error("secret {id}: cannot read {source_of}: {reason}")]
+    SecretUnavailable { id: String, source_of: String, reason: String },
+
+    /// The application's `.s2i/environment` says the build needs a secret that no `--secret` gives.
+    #[error("{file}:{line} says the build needs the secret {id:?}, and no --secret gives it")]
+    SecretNotGiven { id: String, file: PathBuf, line: usize },
+
     #[error("an incremental Dockerfile needs the TAG of the previous image")]
     IncrementalDockerfileNeedsTag,
 
@@ -260,6 +268,10 @@ impl BuildError {
                 "give the application's source: a directory, a git repository (path or URL) or a .tar, .tar.gz, .tgz or .zip archive".into()
             }
             BuildError::ContextDirNotFound { .. } => "--context-dir is relative to the source root".into(),
+            BuildError::SecretUnavailable { id, .. } => {
+                format!("--secret id={id},src=PATH reads a regular file, --secret id={id},env=VAR a variable of s2i's environment")
+            }
+            BuildError::SecretNotGiven { id, .. } => format!("pass --secret id={id},src=PATH or --secret id={id},env=VAR"),
             BuildError::SourceParse { .. } => {
                 "give a local directory or archive, file:///abs/path, a git URL (https://, ssh://, git@host:path) or an http(s) .tar/.tar.gz/.tgz/.zip URL".into()
             }

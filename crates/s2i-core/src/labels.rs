@@ -22,6 +22,42 @@ pub const COMMIT_DATE: &str = "io.openshift.s2i.build.commit.date";
 pub const COMMIT_MESSAGE: &str = "io.openshift.s2i.build.commit.message";
 pub const DISPLAY_NAME: &str = "io.k8s.display-name";
 pub const DESCRIPTION: &str = "io.k8s.description";
+/// The OCI image spec's standard keys (annotations, and labels of the same names).
+pub const OCI_SOURCE: &str = "org.opencontainers.image.source";
+pub const OCI_REVISION: &str = "org.opencontainers.image.revision";
+pub const OCI_CREATED: &str = "org.opencontainers.image.created";
+pub const OCI_REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub const OCI_BASE_NAME: &str = "org.opencontainers.image.base.name";
+pub const OCI_BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
+pub const OCI_TITLE: &str = "org.opencontainers.image.title";
+pub const OCI_DESCRIPTION: &str = "org.opencontainers.image.description";
+/// The standard keys that describe one image's own build: what the base image carries under them
+/// describes the base, so the result never inherits them.
+pub const OCI_BUILD_KEYS: [&str; 9] = [
+    OCI_SOURCE,
+    OCI_REVISION,
+    OCI_CREATED,
+    OCI_REF_NAME,
+    OCI_BASE_NAME,
+    OCI_BASE_DIGEST,
+    "org.opencontainers.image.version",
+    "org.opencontainers.image.url",
+    "org.opencontainers.image.documentation",
+];
+
+/// `SOURCE_DATE_EPOCH` when it is set (seconds since 1970), else now, as RFC 3339 in UTC.
+pub fn created_now() -> String {
+    let epoch = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse::<i64>().ok());
+    let at = match epoch {
+        Some(secs) => time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+        None => time::OffsetDateTime::now_utc(),
+    };
+    at.replace_nanosecond(0)
+        .unwrap_or(at)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
 /// Deprecated image environment variables standing in for the labels above.
 pub const ENV_SCRIPTS_URL: &str = "STI_SCRIPTS_URL";
 pub const ENV_LOCATION: &str = "STI_LOCATION";

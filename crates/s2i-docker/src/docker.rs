@@ -609,6 +609,7 @@ impl Engine for DockerEngine {
             labels: config.labels.unwrap_or_default(),
             on_build,
             size: inspect.size.and_then(|s| u64::try_from(s).ok()),
+            repo_digests: inspect.repo_digests.unwrap_or_default(),
         }))
     }
 
@@ -715,6 +716,7 @@ impl Engine for DockerEngine {
             network_mode: spec.network_mode.clone(),
             publish_all_ports: spec.publish_all_ports.then_some(true),
             shm_size: spec.shm_size,
+            tmpfs: (!spec.tmpfs.is_empty()).then(|| spec.tmpfs.iter().cloned().collect()),
             security_opt: security_opt(&spec.security, self.version.is_podman()),
             log_config: spec
                 .no_log

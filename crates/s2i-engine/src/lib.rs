@@ -33,6 +33,9 @@ pub struct ImageInfo {
     pub on_build: Vec<String>,
     /// Bytes on disk, when the engine says.
     pub size: Option<u64>,
+    /// `repository@sha256:…` of the manifests it was pulled or pushed as (none for an image only
+    /// built here).
+    pub repo_digests: Vec<String>,
 }
 
 impl ImageInfo {
@@ -125,6 +128,10 @@ pub struct ContainerSpec {
     /// network publishes nothing: the port is the host's own.
     pub publish: Vec<u16>,
     pub shm_size: Option<i64>,
+    /// tmpfs mounts: the path in the container and its mount options in Docker's `--tmpfs`
+    /// spelling (`rw,noexec,mode=1777,size=65536`). What is written there lives in memory only
+    /// and is never part of a commit.
+    pub tmpfs: Vec<(String, String)>,
     /// `--security-opt`: the seccomp filter and no-new-privileges.
     pub security: SecurityOptions,
 }

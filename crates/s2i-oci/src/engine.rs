@@ -129,6 +129,8 @@ struct Container {
     network: Network,
     cap_drop: Vec<String>,
     binds: Vec<Bind>,
+    /// tmpfs mounts: the path and its mount options.
+    tmpfs: Vec<(String, Vec<String>)>,
     shm_size: u64,
     security: Security,
     cgroup: ContainerCgroup,
@@ -164,6 +166,7 @@ impl Container {
             .map(|s| s.to_string())
             .chain(["/dev/shm".to_string()])
             .chain(self.binds.iter().map(|b| b.destination.display().to_string()))
+            .chain(self.tmpfs.iter().map(|(path, _)| path.clone()))
             .collect()
     }
 }
@@ -486,6 +489,7 @@ impl OciEngine {
             network,
             cap_drop: spec.cap_drop.clone(),
             binds,
+            tmpfs: spec.tmpfs.iter().map(|(path, options)| (path.clone(), options.split(',').filter(|o| !o.is_empty()).map(str::to_string).collect())).collect(),
             shm_size: spec.shm_size.filter(|s| *s > 0).map(|s| s as u64).unwrap_or(bundle::DEFAULT_SHM_SIZE),
             security,
             cgroup,
@@ -517,6 +521,7 @@ impl OciEngine {
             network: &c.network,
             cap_drop: &c.cap_drop,
             binds: &c.binds,
+            tmpfs: &c.tmpfs,
             etc: &etc,
             cgroups_path: c.cgroup.runc_path.clone(),
             resources: c.cgroup.runc_resources,
@@ -655,6 +660,9 @@ impl Engine for OciEngine {
         let security = Security::from_options(&spec.security).map_err(|e| runtime_error(&op, e))?;
         for h in &spec.extra_hosts {
             bundle::host_line(h).map_err(|e| runtime_error(&op, e))?;
+        }
+        if let Some((path, _)) = spec.tmpfs.iter().find(|(path, _)| !path.starts_with('/') || path.split('/').any(|c| c == "..")) {
+            return Err(api_error(&op, format!("the tmpfs mount point {path:?} is not an absolute path")));
         }
         if let Some(name) = &spec.name {
             if self.find(name).is_some() {

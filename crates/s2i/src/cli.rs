@@ -111,6 +111,9 @@ pub struct CommonArgs {
     /// Reuse artifacts of the previous image (the tag) through its save-artifacts script
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
     pub incremental: bool,
+    /// With --incremental: keep the artifacts in DIR (save-artifacts runs after the build) and restore them from it, instead of the previous image (a Tekton workspace, a CI cache)
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
     /// Remove the previous image after a successful incremental build
     #[arg(long = "rm", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
     pub remove_previous: bool,
@@ -166,6 +169,9 @@ pub struct BuildArgs {
     /// What to print on stdout when the build ends: text (nothing) or json (one JSON document, on failure too)
     #[arg(long, default_value = "text", value_parser = output_format(), value_name = "FORMAT")]
     pub output: OutputFormat,
+    /// Write the build's provenance to FILE: an in-toto statement with a SLSA v1 provenance predicate (names, never values, of env entries and secrets)
+    #[arg(long, value_name = "FILE")]
+    pub provenance: Option<PathBuf>,
     /// Push TAG to its registry once the build succeeds (TAG must name the registry, e.g. registry.example.com/team/app:v1)
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
     pub push: bool,
@@ -214,6 +220,9 @@ pub struct BuildFlags {
     /// File of NAME=VALUE lines, applied after -e
     #[arg(short = 'E', long, value_name = "FILE")]
     pub environment_file: Option<PathBuf>,
+    /// A secret for assemble only, at /run/secrets/NAME, never in the image: id=NAME,src=PATH or id=NAME,env=VAR (repeatable)
+    #[arg(long = "secret", value_name = "id=NAME,src=PATH|env=VAR")]
+    pub secrets: Vec<String>,
     /// Value of the io.k8s.display-name label (default: the tag)
     #[arg(short = 'n', long, value_name = "NAME")]
     pub application_name: Option<String>,

@@ -48,6 +48,9 @@ pub struct BuildDocument {
     /// `--load`: what the daemon loaded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loaded: Option<Loaded>,
+    /// `--provenance`: the file the provenance statement was written to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<String>,
     /// The engine that did the work; only `kind` when it failed before one answered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine: Option<EngineReport>,
@@ -148,6 +151,7 @@ impl BuildDocument {
             pushed: pushed(&result.pushed),
             archive: None,
             loaded: None,
+            provenance: None,
             engine: None,
             error: None,
         }
@@ -196,6 +200,7 @@ impl BuildDocument {
             pushed: Vec::new(),
             archive: None,
             loaded: None,
+            provenance: None,
             engine: None,
             error: None,
         }

@@ -7,6 +7,7 @@ mod delivery;
 mod engine;
 mod json_output;
 mod logging;
+mod provenance;
 mod s2ifile;
 mod ui;
 mod verify_output;

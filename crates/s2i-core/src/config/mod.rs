@@ -5,6 +5,7 @@
 //! types and the shared error and limits. What a build works with besides its settings (the
 //! engine, the registries' credentials, the reporter) travels beside it as `Services`.
 
+mod secrets;
 mod source_spec;
 mod values;
 
@@ -14,6 +15,7 @@ use std::str::FromStr;
 
 use regex::Regex;
 
+pub use secrets::{check_id as check_secret_id, SecretSource, SecretSpec, SecretValue, MAX_SECRET_SIZE, SECRETS_DIR};
 pub use source_spec::{ArchiveFormat, ParsedSource, SourceSpec};
 pub use values::{parse_env_flag, parse_ranges, EnvVar, UidRange};
 
@@ -156,12 +158,17 @@ pub struct BuildConfig {
     pub destination: Option<String>,
     /// `-e` values in flag order.
     pub env: Vec<EnvVar>,
+    /// `--secret`: build-only secrets, by name and where their values are (never the values).
+    pub secrets: Vec<SecretSpec>,
     /// `-E`: read at prepare time, after `.s2i/environment` and `-e`.
     pub environment_file: Option<PathBuf>,
     pub pull_policy: PullPolicy,
     /// Reuse the previous image's artifacts (the tag's image, through its save-artifacts script).
     pub incremental: bool,
     pub incremental_pull_policy: PullPolicy,
+    /// `--cache-dir`: the artifacts of incremental builds are kept in and restored from this
+    /// directory, not taken from the previous image.
+    pub cache_dir: Option<PathBuf>,
     /// After a successful incremental build, remove the previous image.
     pub remove_previous: bool,
     pub quiet: bool,

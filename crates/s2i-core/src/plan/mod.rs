@@ -60,6 +60,9 @@ pub struct Plan<'a> {
     pub flow: Flow,
     /// The previous image of an incremental build, when it has artifacts to give.
     pub previous: Option<Previous>,
+    /// The artifacts kept in `--cache-dir` by the previous build, when usable (instead of the
+    /// previous image's).
+    pub cached: Option<PathBuf>,
 }
 
 /// How the image is made (the Dockerfile build method has its own plan and is not among them).
@@ -132,6 +135,10 @@ impl<'a> Plan<'a> {
 
         let ignore = IgnoreRules::load(&source.root, &cfg.limits)?;
         let env = build_environment(cfg, Some(&source.root), &ignore)?;
+        check_secret_references(cfg, Some(&source.root), &ignore)?;
+        if onbuild && !cfg.secrets.is_empty() {
+            return Err(BuildError::conflict("--secret", format!("the ONBUILD builder {} (its image build has no secrets)", cfg.builder_image)));
+        }
         let skip = scripts.moved_from_source.iter().cloned().collect::<HashSet<PathBuf>>();
         let injections = crate::inject::resolve(&cfg.injections, &builder.working_dir)?;
         let mut plan = Plan {
@@ -151,6 +158,7 @@ impl<'a> Plan<'a> {
             injections,
             flow: if onbuild { Flow::Onbuild } else { Flow::Standard },
             previous: None,
+            cached: None,
         };
         // The flow's own decisions, on the plan made so far; each is made once, here.
         if let (false, Some(rt)) = (onbuild, &cfg.runtime) {
@@ -158,7 +166,10 @@ impl<'a> Plan<'a> {
             plan.skip.extend(runtime.scripts.moved_from_source.iter().cloned());
             plan.flow = Flow::Runtime(Box::new(runtime));
         }
-        if cfg.incremental && !onbuild {
+        if let (true, false, Some(dir)) = (cfg.incremental, onbuild, &cfg.cache_dir) {
+            let entry = crate::cache::entry(dir, &plan.builder.id, &cfg.tag_name().unwrap_or_default());
+            plan.cached = crate::cache::find(&entry, &cfg.limits);
+        } else if cfg.incremental && !onbuild {
             // A runtime build takes the artifacts from the builder stage it kept, not the image.
             let tag = match &plan.flow {
                 Flow::Runtime(runtime) => runtime.stage_tag.clone(),
@@ -200,6 +211,18 @@ impl<'a> Plan<'a> {
             context_dir: cfg.source.context_dir.as_deref(),
             commit: self.source.commit.as_ref(),
         }));
+        labels.retain(|k, _| !labels::OCI_BUILD_KEYS.contains(&k.as_str()));
+        let (base_name, base_digest) = match &self.flow {
+            Flow::Runtime(rt) if rt.image.id == base.id => (rt.name.as_str(), base_digest(base, &rt.name)),
+            _ => (cfg.builder_image.as_str(), base_digest(base, &cfg.builder_image)),
+        };
+        labels.extend(oci_labels(&OciFacts {
+            source: Some(self.source.location.as_str()).filter(|l| is_source_url(l)),
+            revision: self.source.commit.as_ref().map(|c| c.id.as_str()),
+            ref_name: tag.as_deref(),
+            base_name,
+            base_digest: base_digest.as_deref(),
+        }));
         labels.extend(cfg.labels.iter().cloned());
         labels::add_metadata(&mut labels, metadata);
         labels::check_size(&labels, tag.as_deref().unwrap_or(&cfg.builder_image))?;
@@ -208,24 +231,73 @@ impl<'a> Plan<'a> {
 }
 
 /// An engine that starts containers only from the image it runs in refuses, before any work, the
-/// flows that need another image's container: an ONBUILD builder (built FROM), a runtime image
-/// (its own scripts run in it), an incremental build (save-artifacts runs in the previous image).
+/// flows that need another image's container: an ONBUILD builder (built FROM), an incremental
+/// build without a cache directory (save-artifacts runs in the previous image). A runtime image
+/// whose assemble-runtime must run is refused when the runtime plan finds that script.
 async fn check_only_builder(cfg: &BuildConfig, engine: &dyn s2i_engine::Engine, onbuild: bool) -> Result<()> {
     let engine_name = engine.version().await.map(|v| v.kind.to_string()).unwrap_or_else(|_| "chosen".into());
     let cannot = |what: String| BuildError::EngineCannot { engine: engine_name.clone(), what };
     if onbuild {
         return Err(cannot(format!("build FROM the ONBUILD builder {}: it runs only the scripts of the image it is in", cfg.builder_image)));
     }
-    if let Some(rt) = &cfg.runtime {
-        return Err(cannot(format!(
-            "run the scripts of the runtime image {} (--runtime-image): it runs only the scripts of the builder it is in",
-            rt.image
-        )));
-    }
-    if cfg.incremental {
-        return Err(cannot("run save-artifacts in the previous image (--incremental): it runs only the builder it is in".into()));
+    if cfg.incremental && cfg.cache_dir.is_none() {
+        return Err(cannot(
+            "run save-artifacts in the previous image (--incremental): it runs only the builder it is in; pass --cache-dir DIR to keep the artifacts of incremental builds in a directory (a workspace)".into(),
+        ));
     }
     Ok(())
+}
+
+/// What the build knows that becomes a standard OCI label.
+#[derive(Debug, Default, Clone)]
+pub struct OciFacts<'a> {
+    /// A URL of the source (a git remote, an archive's); never a host path.
+    pub source: Option<&'a str>,
+    /// The git commit built.
+    pub revision: Option<&'a str>,
+    pub ref_name: Option<&'a str>,
+    /// The image the result is made from: the builder, or the runtime image.
+    pub base_name: &'a str,
+    pub base_digest: Option<&'a str>,
+}
+
+/// The `org.opencontainers.image.*` labels of a result; only non-empty values, and `created`
+/// ([`labels::created_now`]) always.
+pub fn oci_labels(facts: &OciFacts) -> HashMap<String, String> {
+    let base = crate::image_ref::normalize_for_label(facts.base_name);
+    let created = labels::created_now();
+    [
+        (labels::OCI_SOURCE, facts.source),
+        (labels::OCI_REVISION, facts.revision),
+        (labels::OCI_CREATED, Some(created.as_str())),
+        (labels::OCI_REF_NAME, facts.ref_name),
+        (labels::OCI_BASE_NAME, Some(base.as_str())),
+        (labels::OCI_BASE_DIGEST, facts.base_digest),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| (k.to_string(), v.to_string())))
+    .collect()
+}
+
+/// Whether a source location is a URL others can fetch (a git remote, an archive's URL), not a
+/// host path (`file://` included).
+fn is_source_url(location: &str) -> bool {
+    let scheme = location.split_once("://").map(|(s, _)| s);
+    matches!(scheme, Some("http" | "https" | "git" | "ssh" | "git+ssh")) || (scheme.is_none() && location.contains('@') && location.contains(':'))
+}
+
+/// The manifest digest `image` was pulled as: the repo digest of its own repository, else its
+/// only one; `None` for an image built locally.
+pub fn base_digest(image: &ImageInfo, name: &str) -> Option<String> {
+    let wanted = crate::image_ref::normalize_for_label(name);
+    let wanted = wanted.rsplit_once(':').filter(|(_, t)| !t.contains('/')).map_or(wanted.as_str(), |(r, _)| r).to_string();
+    let digests: Vec<(&str, &str)> = image.repo_digests.iter().filter_map(|d| d.split_once('@')).collect();
+    let same = digests.iter().find(|(repo, _)| crate::image_ref::normalize_for_label(repo).starts_with(&format!("{wanted}:")) || *repo == wanted);
+    match (same, &digests[..]) {
+        (Some((_, d)), _) => Some(d.to_string()),
+        (None, [(_, d)]) => Some(d.to_string()),
+        _ => None,
+    }
 }
 
 /// What the build knows that becomes a generated label.
@@ -311,6 +383,20 @@ pub fn build_environment(cfg: &BuildConfig, app_root: Option<&Path>, ignore: &Ig
     Ok(env::merge(&[&from_source, &cfg.env, &from_file]))
 }
 
+/// Every `# s2i:secret ID` of the application's `.s2i/environment` (unless `.s2iignore` removes
+/// it) must be given by a `--secret`: a missing one stops the build before any container starts.
+pub fn check_secret_references(cfg: &BuildConfig, app_root: Option<&Path>, ignore: &IgnoreRules) -> Result<()> {
+    let Some(root) = app_root.filter(|_| !(ignore.is_ignored(".s2i") || ignore.is_ignored(".s2i/environment"))) else { return Ok(()) };
+    let env_file = root.join(".s2i/environment");
+    let Some(text) = crate::fsutil::read_text(&env_file, &cfg.limits)? else { return Ok(()) };
+    for reference in env::secret_references(&text, &env_file) {
+        if !cfg.secrets.iter().any(|s| s.id == reference.id) {
+            return Err(BuildError::SecretNotGiven { id: reference.id, file: PathBuf::from(".s2i/environment"), line: reference.line });
+        }
+    }
+    Ok(())
+}
+
 /// The command that runs script `name` of `scripts` (found for `image`) with `destination`.
 fn script_command(scripts: &Scripts, name: &str, destination: &str, image: &str) -> Result<String> {
     scripts.command_path(name, destination).ok_or_else(|| BuildError::ScriptsMissing {
@@ -336,6 +422,48 @@ fn kept_dir(cfg: &BuildConfig) -> Result<Option<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oci_labels_name_the_source_revision_and_base() {
+        let l = oci_labels(&OciFacts {
+            source: Some("https://git.example.com/app.git"),
+            revision: Some("abc"),
+            ref_name: Some("app:v1"),
+            base_name: "busybox",
+            base_digest: Some("sha256:1234"),
+        });
+        assert_eq!(l[labels::OCI_SOURCE], "https://git.example.com/app.git");
+        assert_eq!(l[labels::OCI_REVISION], "abc");
+        assert_eq!(l[labels::OCI_REF_NAME], "app:v1");
+        assert_eq!(l[labels::OCI_BASE_NAME], "docker.io/library/busybox:latest");
+        assert_eq!(l[labels::OCI_BASE_DIGEST], "sha256:1234");
+        assert!(!l.contains_key(labels::OCI_TITLE) && !l.contains_key(labels::OCI_DESCRIPTION), "only the builder or --label set those");
+        let created = &l[labels::OCI_CREATED];
+        assert!(created.len() == 20 && created.ends_with('Z') && created.as_bytes()[10] == b'T', "{created}");
+    }
+
+    #[test]
+    fn the_base_digest_is_its_own_repositorys() {
+        let image = ImageInfo {
+            repo_digests: vec!["quay.io/other/img@sha256:aaa".into(), "docker.io/library/busybox@sha256:bbb".into()],
+            ..Default::default()
+        };
+        assert_eq!(base_digest(&image, "busybox:1.36").as_deref(), Some("sha256:bbb"));
+        assert_eq!(base_digest(&image, "registry.example.com/x").as_deref(), None, "two others: none is the base's");
+        let one = ImageInfo { repo_digests: vec!["127.0.0.1:5000/b@sha256:ccc".into()], ..Default::default() };
+        assert_eq!(base_digest(&one, "localhost/b").as_deref(), Some("sha256:ccc"));
+        assert_eq!(base_digest(&ImageInfo::default(), "b"), None);
+    }
+
+    #[test]
+    fn only_urls_are_sources() {
+        for url in ["https://github.com/a/b.git", "git@github.com:a/b.git", "ssh://git@h/a.git", "http://h/a.tar.gz"] {
+            assert!(is_source_url(url), "{url}");
+        }
+        for path in ["/home/me/app", "app", "file:///home/me/app", "./a@b"] {
+            assert!(!is_source_url(path), "{path}");
+        }
+    }
 
     #[test]
     fn generated_labels_follow_the_reference() {

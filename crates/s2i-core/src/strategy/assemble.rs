@@ -5,11 +5,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use s2i_engine::{CommitSpec, ContainerSpec, Engine, EngineError, ImageInfo};
+use s2i_engine::{CommitSpec, ContainerInput, ContainerSpec, Engine, EngineError, ImageInfo};
+use tokio::io::AsyncReadExt;
 use tracing::{debug, info, warn};
+use zeroize::Zeroizing;
 
-use crate::artifacts::{self, ArtifactsPart};
-use crate::config::EnvVar;
+use crate::artifacts::{self, ArtifactsPart, CachedPart};
+use crate::config::{EnvVar, SecretValue, SECRETS_DIR};
 use crate::container;
 use crate::error::{BuildError, Result};
 use crate::image_ref::ImageRef;
@@ -26,9 +28,23 @@ pub struct Assembled {
     pub stats: WalkStats,
 }
 
-/// Assemble with the previous image's artifacts; when they cannot be used, assemble again clean.
+/// Where the artifacts of an incremental build come from.
+#[derive(Clone, Copy)]
+enum Artifacts<'p> {
+    /// save-artifacts in a container of the previous image.
+    Image(&'p Previous),
+    /// The tar `--cache-dir` kept.
+    Cache(&'p std::path::Path),
+}
+
+/// Assemble with the previous image's (or the cache's) artifacts; when they cannot be used,
+/// assemble again clean.
 pub async fn assemble_with_fallback(plan: &Plan<'_>, engine: &dyn Engine, phases: &mut Phases) -> Result<Assembled> {
-    let previous = plan.previous.as_ref();
+    let previous = match (&plan.cached, &plan.previous) {
+        (Some(path), _) => Some(Artifacts::Cache(path)),
+        (None, Some(prev)) => Some(Artifacts::Image(prev)),
+        (None, None) => None,
+    };
     let running = phases.start(Phase::Assemble);
     let outcome = match assemble(plan, engine, previous).await {
         Err(BuildError::ArtifactsUnusable { reason, .. }) if previous.is_some() => {
@@ -51,8 +67,10 @@ enum Feed {
 }
 
 /// Run assemble in a new container fed scripts, artifacts of `previous` and the source.
-async fn assemble(plan: &Plan<'_>, engine: &dyn Engine, previous: Option<&Previous>) -> Result<Assembled> {
-    let id = create_assemble_container(plan, engine, Feed::Stdin).await?;
+async fn assemble(plan: &Plan<'_>, engine: &dyn Engine, previous: Option<Artifacts<'_>>) -> Result<Assembled> {
+    // Read now, as the container that needs them is made; the command says only their sizes.
+    let secrets = read_secrets(plan)?;
+    let id = create_assemble_container(plan, engine, Feed::Stdin, &secrets).await?;
     // The builder's files decide whether its tar unpacks the input, never what a script prints.
     let feed = match container::has_tar(engine, &id).await {
         Ok(true) => Feed::Stdin,
@@ -67,10 +85,10 @@ async fn assemble(plan: &Plan<'_>, engine: &dyn Engine, previous: Option<&Previo
         Feed::Upload => {
             container::remove(engine, &id).await;
             info!("Image {} has no tar: the engine will copy the input into the container instead", plan.cfg.builder_image);
-            create_assemble_container(plan, engine, Feed::Upload).await?
+            create_assemble_container(plan, engine, Feed::Upload, &secrets).await?
         }
     };
-    match run_assemble(plan, engine, &id, feed, previous).await {
+    match run_assemble(plan, engine, &id, feed, previous, &secrets).await {
         Ok(stats) => Ok(Assembled { container: id, stats }),
         Err(e) => {
             container::remove(engine, &id).await;
@@ -79,15 +97,23 @@ async fn assemble(plan: &Plan<'_>, engine: &dyn Engine, previous: Option<&Previo
     }
 }
 
-async fn create_assemble_container(plan: &Plan<'_>, engine: &dyn Engine, feed: Feed) -> Result<String> {
+/// The `--secret` values of this build, in flag order.
+fn read_secrets(plan: &Plan<'_>) -> Result<Vec<(String, SecretValue)>> {
+    plan.cfg.secrets.iter().map(|s| Ok((s.id.clone(), s.read()?))).collect()
+}
+
+async fn create_assemble_container(plan: &Plan<'_>, engine: &dyn Engine, feed: Feed, secrets: &[(String, SecretValue)]) -> Result<String> {
     let cfg = plan.cfg;
-    let spec = ContainerSpec {
-        cmd: assemble_command(plan, feed)?,
+    let mut spec = ContainerSpec {
+        cmd: assemble_command(plan, feed, secrets)?,
         user: plan.assemble_user.clone(),
         env: plan.env.iter().map(EnvVar::to_kv).collect(),
-        open_stdin: feed == Feed::Stdin,
+        open_stdin: feed == Feed::Stdin || !secrets.is_empty(),
         ..container::spec(&cfg.container, &cfg.builder_image, &cfg.builder_image)
     };
+    if !secrets.is_empty() {
+        spec.tmpfs.push((SECRETS_DIR.to_string(), secrets_tmpfs_options(secrets)));
+    }
     debug!("assemble container: image {}, user {:?}, command {:?}", spec.image, spec.user, spec.cmd);
     Ok(engine.create_container(&spec).await?)
 }
@@ -110,21 +136,65 @@ fn stream_owner(plan: &Plan<'_>, feed: Feed) -> Result<Owner> {
 /// The assemble container's command: unpack stdin then assemble (or just assemble when the engine
 /// unpacked the input), then empty the injected files whatever assemble's outcome. Paths are
 /// quoted: a destination from an image label is not trusted to be a plain word.
-fn assemble_command(plan: &Plan<'_>, feed: Feed) -> Result<Vec<String>> {
+fn assemble_command(plan: &Plan<'_>, feed: Feed, secrets: &[(String, SecretValue)]) -> Result<Vec<String>> {
     let assemble = plan.command(scripts::ASSEMBLE)?;
     let quoted = crate::inject::shell_quote(&assemble);
     let mut line = match feed {
         Feed::Stdin => format!("tar -C {} -xf - && {quoted}", crate::inject::shell_quote(&plan.destination)),
-        Feed::Upload if plan.injections.is_empty() => return Ok(vec![assemble]),
+        Feed::Upload if plan.injections.is_empty() && secrets.is_empty() => return Ok(vec![assemble]),
         Feed::Upload => quoted,
     };
+    if let Some(prelude) = secrets_prelude(secrets) {
+        line = format!("{prelude} && {line}");
+    }
     if !plan.injections.is_empty() {
         line = format!("{line}; result=$?; . {}; exit $result", crate::inject::RM_SCRIPT);
     }
     Ok(vec!["/bin/sh".into(), "-c".into(), line])
 }
 
-async fn run_assemble(plan: &Plan<'_>, engine: &dyn Engine, id: &str, feed: Feed, previous: Option<&Previous>) -> Result<WalkStats> {
+/// The tmpfs the secrets are written to: in memory only, never part of a commit, writable by the
+/// assemble user whoever it is (sticky, like /tmp: each secret file is its own, mode 0400).
+fn secrets_tmpfs_options(secrets: &[(String, SecretValue)]) -> String {
+    let total: usize = secrets.iter().map(|(_, v)| v.bytes().len() + 4096).sum();
+    format!("rw,nosuid,nodev,noexec,mode=1777,size={}", total.max(64 * 1024))
+}
+
+/// The shell words that take the secrets off the front of stdin, each into its own file under
+/// /run/secrets, made by the assemble user with umask 077 and then made read-only (0400). `dd
+/// bs=1` reads exactly the secret's bytes and not one more: the input tar follows them.
+/// Only ids (checked plain words) and sizes are in the command, never a value.
+fn secrets_prelude(secrets: &[(String, SecretValue)]) -> Option<String> {
+    if secrets.is_empty() {
+        return None;
+    }
+    let writes: Vec<String> = secrets
+        .iter()
+        .map(|(id, value)| {
+            let path = format!("{SECRETS_DIR}/{id}");
+            format!("dd bs=1 count={} of={path} 2>/dev/null && chmod 0400 {path}", value.bytes().len())
+        })
+        .collect();
+    Some(format!(
+        "(umask 077 && {}) || {{ echo 's2i: cannot write the build secrets to {SECRETS_DIR} (does the builder have dd and chmod?)' >&2; exit 1; }}",
+        writes.join(" && ")
+    ))
+}
+
+/// What goes on stdin ahead of the input tar: the secrets' bytes, back to back, in the prelude's
+/// order. Held in memory that is wiped when the stream is dropped.
+fn secrets_input(secrets: &[(String, SecretValue)]) -> Option<std::io::Cursor<Zeroizing<Vec<u8>>>> {
+    if secrets.is_empty() {
+        return None;
+    }
+    let mut bytes = Zeroizing::new(Vec::with_capacity(secrets.iter().map(|(_, v)| v.bytes().len()).sum()));
+    for (_, value) in secrets {
+        bytes.extend_from_slice(value.bytes());
+    }
+    Some(std::io::Cursor::new(bytes))
+}
+
+async fn run_assemble(plan: &Plan<'_>, engine: &dyn Engine, id: &str, feed: Feed, previous: Option<Artifacts<'_>>, secrets: &[(String, SecretValue)]) -> Result<WalkStats> {
     let cfg = plan.cfg;
     let owner = stream_owner(plan, feed)?;
     crate::inject::upload(engine, id, &plan.injections, owner).await?;
@@ -133,7 +203,12 @@ async fn run_assemble(plan: &Plan<'_>, engine: &dyn Engine, id: &str, feed: Feed
         parts.push(tar_stream::file(format!("scripts/{name}"), data.to_vec(), 0o755));
     }
     let save_container = match previous {
-        Some(prev) => {
+        Some(Artifacts::Cache(path)) => {
+            parts.push(tar_stream::dir("artifacts", 0o755));
+            parts.push(Box::new(CachedPart { prefix: PathBuf::from("artifacts"), path: path.to_path_buf(), limits: cfg.limits }));
+            None
+        }
+        Some(Artifacts::Image(prev)) => {
             let (save_id, run) = start_save_artifacts(plan, engine, prev).await?;
             parts.push(tar_stream::dir("artifacts", 0o755));
             parts.push(Box::new(ArtifactsPart { prefix: PathBuf::from("artifacts"), run, limits: cfg.limits }));
@@ -159,7 +234,11 @@ async fn run_assemble(plan: &Plan<'_>, engine: &dyn Engine, id: &str, feed: Feed
     let mut log = ContainerLog::new(plan.reporter.clone(), cfg.quiet);
     let (ran, produced) = match feed {
         Feed::Stdin => {
-            let ran = engine.run_container(id, Some(Box::new(input.reader)), &mut log).await;
+            let stdin: ContainerInput = match secrets_input(secrets) {
+                Some(prefix) => Box::new(prefix.chain(input.reader)),
+                None => Box::new(input.reader),
+            };
+            let ran = engine.run_container(id, Some(stdin), &mut log).await;
             (ran, produced.await)
         }
         Feed::Upload => {
@@ -167,7 +246,10 @@ async fn run_assemble(plan: &Plan<'_>, engine: &dyn Engine, id: &str, feed: Feed
             // The engine read the whole stream before the container starts: a failure here is real.
             let produced = produced.await;
             let ran = match (&produced, uploaded) {
-                (Ok(_), Ok(())) => engine.run_container(id, None, &mut log).await,
+                (Ok(_), Ok(())) => {
+                    let stdin = secrets_input(secrets).map(|s| Box::new(s) as ContainerInput);
+                    engine.run_container(id, stdin, &mut log).await
+                }
                 (_, Err(e)) => Err(e),
                 (Err(_), Ok(())) => Ok(0),
             };

@@ -60,6 +60,8 @@ pub struct DockerfileSpec {
     pub incremental: Option<(String, ScriptPlace)>,
     /// The USER of the final image, when it must differ from the assemble user.
     pub final_user: Option<String>,
+    /// The ids of the `--secret`s: mounted on the assemble RUN line (BuildKit's secret mounts).
+    pub secrets: Vec<String>,
 }
 
 impl DockerfileSpec {
@@ -71,6 +73,10 @@ impl DockerfileSpec {
         let chown = format!("--chown={user}:0");
         let user_line = if user == "root" { String::new() } else { format!("USER {user}\n") };
         let mut d = String::new();
+        if !self.secrets.is_empty() {
+            // RUN --mount needs BuildKit's Dockerfile syntax.
+            d.push_str("# syntax=docker/dockerfile:1\n");
+        }
 
         if let Some((from, save)) = &self.incremental {
             image_name(from, "incremental image")?;
@@ -120,13 +126,36 @@ impl DockerfileSpec {
             );
         }
         let assemble = script_command(&mut d, &self.assemble, dest, scripts::ASSEMBLE)?;
-        let _ = writeln!(d, "RUN {assemble}");
+        let mounts = self.secret_mounts(user)?;
+        if !mounts.is_empty() {
+            d.push_str("# Build secrets (--secret): at /run/secrets/ID while assemble runs, never in a layer\n");
+        }
+        let _ = writeln!(d, "RUN {mounts}{assemble}");
         if let Some(u) = &self.final_user {
             let _ = writeln!(d, "USER {}", plain_word(u, "image user")?);
         }
         let run = script_command(&mut d, &self.run, dest, scripts::RUN)?;
         let _ = writeln!(d, "CMD {run}");
         Ok(d)
+    }
+}
+
+impl DockerfileSpec {
+    /// `--mount=type=secret,…` of every secret, each followed by a space. The file belongs to the
+    /// assemble user when it is a number (BuildKit takes only numbers), else it is readable by all
+    /// of the RUN step's users.
+    fn secret_mounts(&self, user: &str) -> Result<String> {
+        let owner = match user {
+            "root" | "0" => "mode=0400".to_string(),
+            u if u.bytes().all(|b| b.is_ascii_digit()) => format!("uid={u},mode=0400"),
+            _ => "mode=0444".to_string(),
+        };
+        let mut mounts = String::new();
+        for id in &self.secrets {
+            crate::config::check_secret_id(id).map_err(|reason| BuildError::InvalidValue { what: "--secret", value: id.clone(), reason })?;
+            let _ = write!(mounts, "--mount=type=secret,id={id},target={}/{id},required=true,{owner} ", crate::config::SECRETS_DIR);
+        }
+        Ok(mounts)
     }
 }
 
@@ -306,6 +335,7 @@ async fn context(req: Request<'_>) -> Result<Context> {
         Some(root) => {
             let ignore = IgnoreRules::load(root, &cfg.limits)?;
             let build_env = crate::plan::build_environment(cfg, Some(root), &ignore)?;
+            crate::plan::check_secret_references(cfg, Some(root), &ignore)?;
             let mut skip: HashSet<PathBuf> = found.moved_from_source.iter().cloned().collect();
             skip.extend(req.outputs.iter().filter_map(|o| o.strip_prefix(root).ok().map(Path::to_path_buf)));
             let prepared = prepared.expect("a source was prepared for this root");
@@ -345,6 +375,7 @@ async fn context(req: Request<'_>) -> Result<Context> {
         run,
         incremental,
         final_user: req.final_user,
+        secrets: cfg.secrets.iter().map(|s| s.id.clone()).collect(),
     }
     .render()?;
     Ok(Context { dockerfile, labels, scripts: uploaded, source, exclude: cfg.source.exclude.clone(), keep_symlinks: cfg.source.keep_symlinks })
@@ -435,6 +466,10 @@ fn clear_previous_upload(upload: &Path) -> Result<()> {
 /// `--build-method=dockerfile`: generate the Dockerfile and build it with the engine's image
 /// builder, the context streamed straight from the source walk.
 pub async fn build(cfg: &BuildConfig, services: &Services<'_>, mut phases: Phases) -> Result<BuildResult> {
+    if !cfg.secrets.is_empty() {
+        // The engines' image build API is the classic builder, which has no secret mounts.
+        return Err(BuildError::conflict("--secret", "--build-method=dockerfile (the engine's classic builder has no secret mounts; write the Dockerfile with --as-dockerfile and build it with BuildKit)"));
+    }
     let (engine, reporter) = (services.engine, services.reporter.clone());
     let running = phases.start(Phase::BuilderImage);
     let builder = crate::images::obtain(engine, &services.registries, &cfg.builder_image, cfg.pull_policy, "--pull-policy", &reporter).await?;
@@ -528,6 +563,7 @@ mod tests {
             run: ScriptPlace::Image("/usr/libexec/s2i".into()),
             incremental: None,
             final_user: None,
+            secrets: Vec::new(),
         }
     }
 
@@ -604,6 +640,26 @@ CMD /usr/libexec/s2i/run
         ), "{d}");
         assert!(!d.contains("USER root"), "{d}");
         assert!(d.ends_with("RUN /tmp/scripts/assemble\nUSER 1001\nCMD /tmp/scripts/run\n"), "{d}");
+    }
+
+    #[test]
+    fn secrets_are_mounted_on_the_assemble_step_only() {
+        let mut s = spec();
+        s.secrets = vec!["pip-index".into(), "token".into()];
+        let d = s.render().unwrap();
+        assert!(d.starts_with("# syntax=docker/dockerfile:1\n"), "{d}");
+        let runs: Vec<&str> = d.lines().filter(|l| l.starts_with("RUN")).collect();
+        assert_eq!(
+            runs,
+            ["RUN --mount=type=secret,id=pip-index,target=/run/secrets/pip-index,required=true,uid=1001,mode=0400 --mount=type=secret,id=token,target=/run/secrets/token,required=true,uid=1001,mode=0400 /usr/libexec/s2i/assemble"],
+            "{d}"
+        );
+        s.assemble_user = "default".into();
+        assert!(s.render().unwrap().contains("id=token,target=/run/secrets/token,required=true,mode=0444 "));
+        s.secrets = vec!["a,src=/etc/shadow".into()];
+        assert!(s.render().is_err());
+        // Without secrets the Dockerfile is the reference's, without a syntax line.
+        assert!(!spec().render().unwrap().contains("syntax"));
     }
 
     #[test]

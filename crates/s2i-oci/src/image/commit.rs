@@ -581,7 +581,15 @@ impl Store {
             })
             .collect();
         layers.push(layer);
-        let manifest = ImageManifest::new(Descriptor::new(oci::OCI_CONFIG, config_digest, config_size), layers);
+        let mut manifest = ImageManifest::new(Descriptor::new(oci::OCI_CONFIG, config_digest, config_size), layers);
+        // The standard keys the build set as labels are the manifest's annotations too (what
+        // registries' UIs and cosign read), except ref.name, which names a manifest in an index.
+        manifest.annotations = changes
+            .labels
+            .iter()
+            .filter(|(k, _)| k.starts_with("org.opencontainers.image.") && k.as_str() != oci::ANNOTATION_REF_NAME)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let (digest, size) = self.put_json_blob(&manifest)?;
         // An interrupted build moves no tag, however far its commit got.
         self.cancel.check()?;

@@ -59,6 +59,15 @@ impl Limits {
     }
 }
 
+/// `registry/path` of a `registry/path:tag` name.
+fn repository_of(name: &str) -> &str {
+    let name = name.split_once('@').map_or(name, |(n, _)| n);
+    match name.rfind(':') {
+        Some(i) if !name[i..].contains('/') => &name[..i],
+        _ => name,
+    }
+}
+
 /// An image in the store.
 #[derive(Debug, Clone)]
 pub struct Image {
@@ -90,6 +99,8 @@ impl Image {
             on_build: c.on_build.clone(),
             // What the registry would transfer: the layers as stored.
             size: Some(self.manifest.layers.iter().map(|l| l.size).sum()),
+            // The store keeps manifests as they were pulled: the digest is the registry's.
+            repo_digests: self.names.iter().map(|n| format!("{}@{}", repository_of(n), self.manifest_digest)).collect(),
         }
     }
 

@@ -229,6 +229,8 @@ pub struct BundleParams<'a> {
     pub network: &'a Network,
     pub cap_drop: &'a [String],
     pub binds: &'a [Bind],
+    /// tmpfs mounts: the path and its mount options.
+    pub tmpfs: &'a [(String, Vec<String>)],
     pub etc: &'a EtcFiles,
     pub cgroups_path: String,
     pub resources: RuncResources,
@@ -282,6 +284,10 @@ pub fn mounts(p: &BundleParams<'_>) -> Result<Vec<Mount>> {
     ];
     for b in p.binds {
         m.push(bind_mount(&b.source, &b.destination, b.read_only)?);
+    }
+    for (path, options) in p.tmpfs {
+        let options: Vec<&str> = options.iter().map(String::as_str).collect();
+        m.push(mount(path, "tmpfs", "tmpfs", &options)?);
     }
     Ok(m)
 }
@@ -391,6 +397,7 @@ mod tests {
             network,
             cap_drop,
             binds,
+            tmpfs: &[],
             etc,
             cgroups_path: "s2i-c1/ctr".into(),
             resources: RuncResources::default(),

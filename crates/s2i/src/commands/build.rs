@@ -21,6 +21,7 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, pending: Option<S2ifileTo
     let json = args.output == OutputFormat::Json;
     let run_image = args.run;
     let outputs = args.image_outputs.clone();
+    let provenance = args.provenance.clone().filter(|p| !p.as_os_str().is_empty());
     let callback = args.flags.common.callback_url.clone().filter(|u| !u.is_empty());
     let requested = (args.builder.clone().unwrap_or_default(), args.tag.clone().filter(|t| !t.is_empty()));
     let started = Instant::now();
@@ -40,7 +41,7 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, pending: Option<S2ifileTo
     if let Some(pending) = pending {
         pending.save();
     }
-    let handling = ResultHandling { json, run_image, callback, started, outputs };
+    let handling = ResultHandling { json, run_image, callback, started, outputs, provenance };
     if cfg.as_dockerfile.is_some() {
         let builder = crate::engine::inspect_if_reachable(global, &cfg.limits, &cfg.builder_image).await;
         let written = super::interruptible(None, &cfg.limits, s2i_core::write_dockerfile(&cfg, builder.as_ref(), true)).await;
@@ -66,12 +67,15 @@ pub struct ResultHandling {
     pub started: Instant,
     /// `--output-archive`, `--load`.
     pub outputs: ImageOutputArgs,
+    /// `--provenance FILE`.
+    pub provenance: Option<std::path::PathBuf>,
 }
 
 /// Build `cfg` with the engine (pulling and pushing with `registries`), write and load the image
 /// where asked, then send the callback, print the result and run the image as asked.
 pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, registries: Registries, handling: ResultHandling) -> Result<(), BuildError> {
-    let ResultHandling { json, run_image, callback, started, outputs } = handling;
+    let ResultHandling { json, run_image, callback, started, outputs, provenance } = handling;
+    let started_at = std::time::SystemTime::now();
     // Until an engine answers, the report names the one that was chosen.
     let engine_report = crate::engine::report_before_connecting(global);
     if let Err(e) = crate::engine::check_flags(global, cfg, &outputs) {
@@ -99,6 +103,16 @@ pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, registries: Registr
     if let Err(e) = write_pushed_files(&outputs, &result) {
         return report_failure(cfg, e, callback.as_deref(), json, started, engine_doc).await;
     }
+    // After the push and the archive: the digest it names is the one pushed.
+    if let Some(path) = &provenance {
+        let kind = engine_doc.as_ref().map_or("docker", |e| e.kind);
+        let times = crate::provenance::Times { started: started_at, finished: std::time::SystemTime::now() };
+        let statement = crate::provenance::statement(cfg, &result, kind, &times);
+        if let Err(e) = crate::provenance::write(path, &statement) {
+            return report_failure(cfg, e, callback.as_deref(), json, started, engine_doc).await;
+        }
+        info!("Provenance written to {}", path.display());
+    }
     if let Some(url) = &callback {
         send_callback(url, true, &result.labels).await;
     }
@@ -116,6 +130,7 @@ pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, registries: Registr
             engine: engine_doc,
             archive: delivered.archive,
             loaded: delivered.loaded,
+            provenance: provenance.as_ref().map(|p| p.display().to_string()),
             ..BuildDocument::success(cfg, &result, started.elapsed())
         };
         ui().json(&doc);
@@ -214,6 +229,16 @@ pub fn config_from_flags(source: &str, builder: &str, args: BuildFlags, limits: 
     for e in &args.env {
         env_vars.push(config::parse_env_flag(e)?);
     }
+    let mut secrets: Vec<config::SecretSpec> = Vec::new();
+    for spec in &args.secrets {
+        let secret: config::SecretSpec = spec.parse()?;
+        if secrets.iter().any(|s| s.id == secret.id) {
+            return Err(BuildError::InvalidValue { what: "--secret", value: spec.clone(), reason: format!("the id {} is given twice", secret.id) });
+        }
+        // Now, so that a missing file stops the build before any container starts.
+        secret.check()?;
+        secrets.push(secret);
+    }
     // Repeating --allowed-uids replaces the list, as in the reference.
     let allowed_uids = match args.allowed_uids.last() {
         Some(text) => config::parse_ranges(text)?,
@@ -292,10 +317,12 @@ pub fn config_from_flags(source: &str, builder: &str, args: BuildFlags, limits: 
         scripts_url,
         destination,
         env: env_vars,
+        secrets,
         environment_file: args.environment_file,
         pull_policy: args.common.pull_policy,
         incremental: args.common.incremental,
         incremental_pull_policy: args.common.incremental_pull_policy,
+        cache_dir: args.common.cache_dir.filter(|d| !d.as_os_str().is_empty()),
         remove_previous: args.common.remove_previous,
         quiet: args.common.quiet,
         assemble_user: args.assemble_user.filter(|u| !u.is_empty()),

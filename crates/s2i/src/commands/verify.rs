@@ -71,6 +71,9 @@ async fn verify(global: &GlobalArgs, args: VerifyArgs, engine_doc: &mut Option<E
         if args.twice {
             wanted.push(("A2", a));
         }
+        // One creation time for the labels of every build of the run: the builds of --twice
+        // then differ only where the engine stamps its own time.
+        let created = s2i_core::labels::created_now();
         for (side, builder) in wanted {
             let mut cfg = crate::commands::build::config_from_flags(source, builder, args.flags.clone(), limits)?;
             cfg.tag = Some(config::parse_tag(&temp(&side.to_lowercase()))?);
@@ -79,6 +82,11 @@ async fn verify(global: &GlobalArgs, args: VerifyArgs, engine_doc: &mut Option<E
             if side == "A2" && cfg.application_name.is_none() {
                 cfg.application_name = Some(temp("a"));
             }
+            // So does the ref.name label, and the created label is the run's.
+            if side == "A2" {
+                cfg.labels.insert(0, (s2i_core::labels::OCI_REF_NAME.to_string(), temp("a")));
+            }
+            cfg.labels.insert(0, (s2i_core::labels::OCI_CREATED.to_string(), created.clone()));
             crate::engine::check_flags(global, &cfg, &ImageOutputArgs::default())?;
             configs.push((side.to_string(), cfg));
         }

@@ -8,6 +8,7 @@
 //! The Python builder's tests take minutes (a debootstrapped base image); they run by default and
 //! can be left out with `--no-default-features` on the `s2i` crate.
 
+mod annotations;
 mod apps;
 mod build;
 mod commands;
@@ -19,6 +20,7 @@ mod pods;
 #[cfg(feature = "python-tests")]
 mod python;
 mod registry;
+mod secrets;
 mod security;
 mod sources;
 mod static_binary;

@@ -74,6 +74,11 @@ impl Oci {
         self.store.path()
     }
 
+    /// The private store's directory.
+    pub(crate) fn store_dir(&self) -> PathBuf {
+        self.store.path().to_path_buf()
+    }
+
     /// The same, running another s2i binary (the static one).
     fn with_bin(mut self, bin: PathBuf) -> Oci {
         self.env = self.env.with_bin(bin);

@@ -417,3 +417,45 @@ fn assemble_installs_a_pyproject_project_and_runs_the_builder_hooks() {
     assert_eq!((code, stdout.as_str()), (0, "Hello, project! (greeting-lib 1.0.0)\n"), "no build leftovers");
     env.assert_clean();
 }
+
+/// The private-index recipe of builders/python/README.md: pip reads the index URL, with its
+/// token, from a build secret named in `.s2i/environment`; the token reaches no layer, label or
+/// output, and a build without the secret stops at once naming the file and line.
+#[test]
+fn a_private_index_url_from_a_build_secret_never_reaches_the_image() {
+    let env = TestEnv::new("python_private_index");
+    let builder = env.alias(&python_builder());
+    let out = env.tag("greeter");
+    // The index's password (the test server takes any; pip shows it as ****).
+    let token = format!("tok-{}-{}", std::process::id(), env.id());
+    let served = env.work().join("served");
+    make_package_index(&served);
+    let server = HttpServer::serve_dir(&served);
+    let app = env.work().join("greeter");
+    std::fs::create_dir_all(&app).unwrap();
+    for f in ["app.py", "requirements.txt"] {
+        std::fs::copy(Path::new(&example("python-greeter")).join(f), app.join(f)).unwrap();
+    }
+    write_file(&app.join(".s2i/environment"), "# s2i:secret pip.conf\nPIP_CONFIG_FILE=/run/secrets/pip.conf\n", 0o644);
+    let pip_conf = env.work().join("private.conf");
+    let with_password = server.url().replacen("http://", &format!("http://build:{token}@"), 1);
+    std::fs::write(&pip_conf, format!("[global]\nindex-url = {with_password}/simple/\n")).unwrap();
+    let secret = format!("id=pip.conf,src={}", pip_conf.display());
+    let src = app.display().to_string();
+
+    let (code, _, stderr) = s2i(&env, &["build", "--network", "host", &src, &builder, &out]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains(".s2i/environment:1 says the build needs the secret \"pip.conf\""), "{stderr}");
+
+    let (code, stdout, stderr) = s2i(&env, &["build", "--network", "host", "--secret", &secret, "--output=json", &src, &builder, &out]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("Successfully installed greeting-lib-1.0.0"), "{stderr}");
+    assert!(server.requests().iter().any(|p| p.starts_with("/simple/greeting-lib")), "{:?}", server.requests());
+    assert!(!stdout.contains(&token) && !stderr.contains(&token), "{stdout}{stderr}");
+    let saved = env.tmpdir().join("saved.tar");
+    docker_output(&["save", "-o", saved.to_str().unwrap(), &out]);
+    let bytes = std::fs::read(&saved).unwrap();
+    std::fs::remove_file(&saved).unwrap();
+    assert!(!bytes.windows(token.len()).any(|w| w == token.as_bytes()), "the saved image holds the index token");
+    env.assert_clean();
+}

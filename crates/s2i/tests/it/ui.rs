@@ -70,6 +70,7 @@ fn json_documents_match_their_snapshots() {
     let mut s = settings(&env);
     s.add_filter(r#""seconds":[0-9.]+"#, r#""seconds":[SECS]"#);
     s.add_filter(r"sha256:[0-9a-f]{64}", "sha256:[DIGEST]");
+    s.add_filter(r#""org.opencontainers.image.created":"[0-9T:Z-]+""#, r#""org.opencontainers.image.created":"[TIME]""#);
     s.add_filter(r#""kind":"(docker|podman|oci)""#, r#""kind":"[ENGINE]""#);
     s.add_filter(r#""(version|api_version|endpoint)":"[^"]*""#, r#""$1":"[…]""#);
     for (name, args, code) in [
