@@ -549,10 +549,17 @@ impl Engine for InPlaceEngine {
         Ok(code)
     }
 
-    async fn run_with_stdout(&self, id: &str, mut stderr: Box<dyn OutputSink>) -> Result<RunningOutput> {
-        let (p, mut child) = self.spawn(id, false)?;
+    async fn run_with_stdout(&self, id: &str, input: Option<ContainerInput>, mut stderr: Box<dyn OutputSink>) -> Result<RunningOutput> {
+        let (p, mut child) = self.spawn(id, input.is_some())?;
         let stdout = child.stdout.take().ok_or_else(|| api("starting the container", "no stdout pipe"))?;
         let err_pipe = child.stderr.take();
+        if let (Some(input), Some(stdin)) = (input, child.stdin.take()) {
+            tokio::spawn(async move {
+                if let Err(e) = pump_stdin(input, stdin).await {
+                    debug!("feeding the build process's input failed: {e}");
+                }
+            });
+        }
         let exit = async move {
             let relayed = relay(None::<tokio::process::ChildStdout>, err_pipe, &mut *stderr).await;
             drop(stderr);
