@@ -12,13 +12,13 @@ use s2i_testkit::{docker_output, docker_run, fixture, write_file, TestEnv};
 use crate::oci::{archive_of, Oci};
 
 /// 32 random hex digits.
-fn random_value() -> String {
+pub(crate) fn random_value() -> String {
     let mut bytes = [0u8; 16];
     std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut bytes).unwrap();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn sha256_hex(data: &str) -> String {
+pub(crate) fn sha256_hex(data: &str) -> String {
     let mut child = std::process::Command::new("sha256sum")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -32,7 +32,7 @@ fn sha256_hex(data: &str) -> String {
 
 /// The forms of `value` that must appear nowhere: itself and its base64 (with every alignment of
 /// a longer base64 text, the middle of each of the three encodings).
-fn forbidden(value: &str) -> Vec<Vec<u8>> {
+pub(crate) fn forbidden(value: &str) -> Vec<Vec<u8>> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut forms = vec![value.as_bytes().to_vec()];
     for pad in 0..3 {
@@ -46,7 +46,7 @@ fn forbidden(value: &str) -> Vec<Vec<u8>> {
 }
 
 /// Panics when `data` (or, for gzip data, what it unpacks to) holds any of `forms`.
-fn assert_absent(what: &str, data: &[u8], forms: &[Vec<u8>]) {
+pub(crate) fn assert_absent(what: &str, data: &[u8], forms: &[Vec<u8>]) {
     let mut owned = Vec::new();
     let data = if data.starts_with(&[0x1f, 0x8b]) {
         flate2::read::MultiGzDecoder::new(data).read_to_end(&mut owned).map(|_| &owned[..]).unwrap_or(data)
@@ -59,7 +59,7 @@ fn assert_absent(what: &str, data: &[u8], forms: &[Vec<u8>]) {
 }
 
 /// Every file of a tar archive (and the archive's own bytes), scanned.
-fn assert_archive_clean(what: &str, archive: &Path, forms: &[Vec<u8>]) {
+pub(crate) fn assert_archive_clean(what: &str, archive: &Path, forms: &[Vec<u8>]) {
     let bytes = std::fs::read(archive).unwrap();
     assert_absent(what, &bytes, forms);
     let mut tar = tar::Archive::new(&bytes[..]);
