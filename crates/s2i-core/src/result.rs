@@ -27,6 +27,8 @@ pub struct BuildResult {
     pub builder_stage: Option<ImageRef>,
     /// What `--push` pushed: the tag, then the builder stage if one was kept.
     pub pushed: Vec<Pushed>,
+    /// The scripts fetched from an HTTP(S) scripts URL, with the digests of what was fetched.
+    pub scripts_fetched: Vec<crate::scripts::Fetched>,
 }
 
 /// Wall time per phase, in the order the phases ran.

@@ -99,7 +99,14 @@ pub fn statement(cfg: &BuildConfig, result: &BuildResult, engine: &str, times: &
     if let (Some(c), true) = (&commit, !cfg.source.location.is_empty()) {
         resolved.push(json!({ "uri": source_uri(&cfg.source.location), "digest": { "gitCommit": c }, "name": "source" }));
     }
-    if let Some(u) = &cfg.scripts_url {
+    // Each script fetched from the scripts URL with the digest of what was fetched (and run);
+    // a URL nothing was fetched from (image://, file://, or every script found elsewhere) by name.
+    if !result.scripts_fetched.is_empty() {
+        for f in &result.scripts_fetched {
+            let name = format!("scripts/{}", f.uri.rsplit('/').next().unwrap_or_default());
+            resolved.push(json!({ "uri": f.uri, "digest": { "sha256": f.sha256 }, "name": name }));
+        }
+    } else if let Some(u) = &cfg.scripts_url {
         resolved.push(json!({ "uri": s2i_core::redact::url(u), "name": "scripts" }));
     }
 

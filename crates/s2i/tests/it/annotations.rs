@@ -148,3 +148,28 @@ fn provenance_names_the_source_builder_and_names_of_env_and_secrets_never_values
     assert_eq!(leftovers.len(), 1, "only the statement, no temporary file: {leftovers:?}");
     env.assert_clean();
 }
+
+/// A scripts URL's scripts are resolved dependencies with the digest of what was fetched (and
+/// run), each by its own URL; what the URL did not have (run, from the image) is not named.
+#[test]
+fn provenance_gives_the_digest_of_each_script_fetched_from_the_scripts_url() {
+    let env = TestEnv::new("provenance-scripts");
+    let builder = env.alias(&fixture("sti-fake"));
+    let scripts = env.work().join("scripts");
+    let assemble = "#!/bin/sh\nset -e\ncp -R /tmp/src/. ./\necho assembled by the fetched script\n";
+    s2i_testkit::write_file(&scripts.join("assemble"), assemble, 0o755);
+    let server = s2i_testkit::HttpServer::serve_dir(&scripts);
+    let (src, _) = repo(&env);
+    let provenance = env.work().join("provenance.json");
+    let url = format!("{}/", server.url());
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &env.tag("app"), "--scripts-url", &url, "--provenance", provenance.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("assembled by the fetched script"), "{stderr}");
+    let statement = valid_statement(&provenance);
+    let deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"].as_array().unwrap();
+    let fetched: Vec<&Value> = deps.iter().filter(|d| d["name"].as_str().is_some_and(|n| n.starts_with("scripts"))).collect();
+    assert_eq!(fetched.len(), 1, "only assemble came from the URL: {statement}");
+    assert_eq!(fetched[0]["uri"], format!("{}/assemble", server.url().trim_end_matches('/')).as_str(), "{statement}");
+    assert_eq!(fetched[0]["digest"]["sha256"], crate::secrets::sha256_hex(assemble).as_str(), "the digest of what was fetched");
+    env.assert_clean();
+}
