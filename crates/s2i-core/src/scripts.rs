@@ -66,12 +66,7 @@ pub struct Scripts {
     pub fetched: Vec<Fetched>,
 }
 
-/// A script fetched from a URL: where (credentials removed) and the SHA-256 of what came.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fetched {
-    pub uri: String,
-    pub sha256: String,
-}
+pub use crate::result::FetchedScript as Fetched;
 
 impl Fetched {
     fn of(url: &ScriptsUrl, script: &Script) -> Option<Fetched> {
