@@ -565,13 +565,15 @@ fn nop_instruction(created_by: &str) -> Option<String> {
     Some(created_by.split_once("#(nop)")?.1.trim().to_string())
 }
 
-/// Podman's tmpfs options for Docker's: Podman has no `uid=` (an unknown option there), and
-/// copies the directory the image has at the mount point onto the tmpfs, owner and mode
-/// included, unless told `notmpcopyup`; without the copy, `mode=` holds.
+/// Podman's tmpfs options for Docker's: Podman has no `uid=` (an unknown option there); `U`
+/// gives the tmpfs to the container's user instead, and `notmpcopyup` keeps the directory the
+/// image has at the mount point (root's, in a previous image built with secrets) from being
+/// copied onto it. Both are needed for save-artifacts to write its secrets there.
 fn podman_tmpfs_options(options: &str) -> String {
     let mut kept: Vec<&str> = options.split(',').filter(|o| !o.starts_with("uid=") && !o.starts_with("gid=") && !o.is_empty()).collect();
     if !kept.contains(&"notmpcopyup") && !kept.contains(&"tmpcopyup") {
         kept.push("notmpcopyup");
+        kept.push("U");
     }
     kept.join(",")
 }

@@ -130,8 +130,8 @@ pub struct ContainerSpec {
     pub shm_size: Option<i64>,
     /// tmpfs mounts: the path in the container and its mount options in Docker's `--tmpfs`
     /// spelling (`rw,noexec,mode=1777,uid=1001,size=65536`). What is written there lives in memory
-    /// only and is never part of a commit. `uid=` gives the tmpfs its owner (Podman, which has no
-    /// such option, mounts it without copying the image's directory there, so `mode=` holds).
+    /// only and is never part of a commit. `uid=` gives the tmpfs its owner (on Podman, which has no
+    /// such option, the container's user gets it, with `U`).
     pub tmpfs: Vec<(String, String)>,
     /// `--security-opt`: the seccomp filter and no-new-privileges.
     pub security: SecurityOptions,
