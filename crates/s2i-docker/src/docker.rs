@@ -1054,6 +1054,13 @@ impl Engine for DockerEngine {
 mod tests {
     use super::*;
 
+    /// Podman refuses `uid=` as a tmpfs option: it goes, and the tmpfs is the user's by `U`.
+    #[test]
+    fn podman_gets_its_own_tmpfs_options_for_the_owner() {
+        assert_eq!(podman_tmpfs_options("rw,nosuid,mode=1777,uid=1001,size=65536"), "rw,nosuid,mode=1777,size=65536,notmpcopyup,U");
+        assert_eq!(podman_tmpfs_options("rw,tmpcopyup"), "rw,tmpcopyup", "an explicit choice stays");
+    }
+
     #[test]
     fn security_options_in_docker_and_podman_words() {
         assert_eq!(security_opt(&SecurityOptions::default(), false), None, "the engine's default profile");
