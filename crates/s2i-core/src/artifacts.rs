@@ -86,6 +86,42 @@ impl TarPart for ArtifactsPart {
     }
 }
 
+/// The artifacts a previous build kept in the cache directory (`--cache-dir`): the tar its
+/// save-artifacts wrote, checked again as it is written under `prefix`. A tar that cannot be used
+/// fails as [`ArtifactsFailed`]: the build then goes on clean.
+pub struct CachedPart {
+    pub prefix: PathBuf,
+    pub path: PathBuf,
+    pub limits: Limits,
+}
+
+impl TarPart for CachedPart {
+    fn append(self: Box<Self>, sink: &mut TarSink<'_>) -> io::Result<()> {
+        let fail = |e: io::Error| io::Error::other(ArtifactsFailed { reason: format!("the cached artifacts {} are not a usable tar: {e}", self.path.display()), cause: Some(e) });
+        let file = open_cached(&self.path).map_err(fail)?;
+        copy_checked(io::BufReader::new(file), sink, &self.prefix, false, &self.limits).map_err(fail)
+    }
+}
+
+/// Open a cached tar: a regular file, never through a symlink (the cache is a shared volume).
+pub fn open_cached(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "not a regular file"));
+    }
+    Ok(file)
+}
+
+/// Read a cached tar to its end through the same checks as when it is used, writing nothing:
+/// a stale or corrupt cache is found before any script runs (the build is then clean).
+pub fn check_cached(path: &Path, limits: &Limits) -> io::Result<()> {
+    let file = open_cached(path)?;
+    let progress = crate::report::StreamProgress::default();
+    let mut sink = TarSink::discarding(&progress);
+    copy_checked(io::BufReader::new(file), &mut sink, Path::new("artifacts"), false, limits)
+}
+
 /// A tar copied out of a container, checked, written under `prefix` with modes normalised.
 pub struct CopiedPart {
     pub prefix: PathBuf,

@@ -11,6 +11,7 @@
 //! docs/architecture.md walks through the stages.
 
 pub mod artifacts;
+pub mod cache;
 pub mod callback;
 pub mod config;
 pub mod container;

@@ -71,7 +71,20 @@ pub struct TarSink<'w> {
     now: u64,
 }
 
-impl TarSink<'_> {
+impl<'w> TarSink<'w> {
+    /// A sink that writes nothing: for reading an untrusted tar through the same checks.
+    pub(crate) fn discarding(progress: &'w StreamProgress) -> TarSink<'w> {
+        TarSink {
+            tar: tar::Builder::new(Box::new(io::sink())),
+            owner: Owner::default(),
+            progress,
+            stats: WalkStats::default(),
+            stripped: Vec::new(),
+            stripped_count: 0,
+            now: 0,
+        }
+    }
+
     fn header(&mut self, kind: tar::EntryType, path: &Path, mode: u32, mtime: Option<u64>) -> tar::Header {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(kind);

@@ -232,7 +232,7 @@ const STAGES: &[&[&str]] = &[
 
 /// Modules every stage may use: errors, limits, streams, containers, registries, reporting.
 const SHARED: &[&str] = &[
-    "artifacts", "callback", "container", "error", "fsutil", "http", "image_ref", "labels", "limits", "mapping", "redact",
+    "artifacts", "cache", "callback", "container", "error", "fsutil", "http", "image_ref", "labels", "limits", "mapping", "redact",
     "registry", "report", "result", "services", "tar_stream",
 ];
 

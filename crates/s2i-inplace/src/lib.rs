@@ -84,6 +84,10 @@ struct Process {
     /// The pod's memory volumes standing in for the spec's tmpfs mounts (the secrets), each with
     /// the names it held before: what the build adds there is removed when the process ends.
     memory_dirs: Vec<MemoryDir>,
+    /// A container of another image (a runtime image): it runs nothing, it only receives files,
+    /// kept here (where they go, the tar) until the commit makes them its layer.
+    staged: Option<Mutex<Vec<(String, tempfile::NamedTempFile)>>>,
+    name: String,
 }
 
 /// A directory of the pod on a tmpfs (an `emptyDir` with `medium: Memory`) that takes the place
@@ -143,6 +147,54 @@ impl MemoryDir {
     }
 }
 
+impl Process {
+    fn refuse_to_run(&self) -> EngineError {
+        EngineError::NotSupported {
+            engine: EngineKind::InPlace,
+            what: format!(
+                "run a command in a container of {}: it runs only the builder it is in (an image without scripts to run is composed from its layers and the files given to it)",
+                self.name
+            ),
+        }
+    }
+}
+
+/// The layer of a staged container: every tar uploaded to it, each entry under the path it was
+/// uploaded to, mtimes clamped to `clamp`. Returns the number of entries.
+fn staged_layer(staged: &[(String, tempfile::NamedTempFile)], out: &mut dyn std::io::Write, clamp: Option<u64>) -> std::io::Result<u64> {
+    let mut builder = tar::Builder::new(out);
+    let mut entries = 0;
+    for (under, file) in staged {
+        let under = Path::new(under.trim_start_matches('/'));
+        let mut archive = tar::Archive::new(std::io::BufReader::new(file.reopen()?));
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            let path = entry.path()?.into_owned();
+            let path = under.join(path.strip_prefix("./").unwrap_or(&path));
+            if path.as_os_str().is_empty() {
+                continue;
+            }
+            let mut header = entry.header().clone();
+            if let Some(c) = clamp {
+                if header.mtime().unwrap_or(0) > c {
+                    header.set_mtime(c);
+                }
+            }
+            match header.entry_type() {
+                tar::EntryType::Symlink | tar::EntryType::Link => {
+                    let target = entry.link_name()?.unwrap_or_default().into_owned();
+                    let target = if header.entry_type() == tar::EntryType::Link { under.join(target) } else { target };
+                    builder.append_link(&mut header, &path, &target)?;
+                }
+                _ => builder.append_data(&mut header, &path, &mut entry)?,
+            }
+            entries += 1;
+        }
+    }
+    builder.finish()?;
+    Ok(entries)
+}
+
 /// Where an image of the store came from: its registry, for the layers the store lacks.
 #[derive(Clone)]
 struct Origin {
@@ -160,6 +212,8 @@ pub struct InPlaceEngine {
     origins: Mutex<HashMap<String, Origin>>,
     /// The image id checked to be the one the process runs in.
     own: Mutex<Option<String>>,
+    /// Images committed from it: the root is theirs once committed (save-artifacts runs in one).
+    committed: Mutex<std::collections::HashSet<String>>,
     /// The root before the first container.
     baseline: Mutex<Option<Arc<Snapshot>>>,
     containers: Mutex<HashMap<String, Arc<Process>>>,
@@ -267,6 +321,7 @@ impl InPlaceEngine {
             registry: Mutex::new(None),
             origins: Mutex::new(HashMap::new()),
             own: Mutex::new(None),
+            committed: Mutex::new(Default::default()),
             baseline: Mutex::new(None),
             containers: Mutex::new(HashMap::new()),
             counter: std::sync::atomic::AtomicU64::new(0),
@@ -302,7 +357,7 @@ impl InPlaceEngine {
     async fn claim(&self, image: &Image, name: &str) -> Result<()> {
         let own = self.own.lock().unwrap().clone();
         match own {
-            Some(id) if id == image.id => {}
+            Some(id) if id == image.id || self.committed.lock().unwrap().contains(&image.id) => {}
             Some(_) => {
                 return Err(EngineError::NotSupported {
                     engine: EngineKind::InPlace,
@@ -363,6 +418,9 @@ impl InPlaceEngine {
     /// Start a created container's command as a child process (in its own process group).
     fn spawn(&self, id: &str, stdin: bool) -> Result<(Arc<Process>, tokio::process::Child)> {
         let p = self.get(id)?;
+        if p.staged.is_some() {
+            return Err(p.refuse_to_run());
+        }
         {
             let mut started = p.started.lock().unwrap();
             if *started {
@@ -564,6 +622,25 @@ impl Engine for InPlaceEngine {
             memory_dirs.push(dir);
         }
         let image = self.image(&spec.image).await?;
+        let own = self.own.lock().unwrap().clone();
+        if own.is_some_and(|own| own != image.id) && !self.committed.lock().unwrap().contains(&image.id) {
+            // Another image (a runtime image), after the builder's: it receives files, runs nothing.
+            let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let id = format!("in-place-staged-{}-{n}", std::process::id());
+            let process = Process {
+                image,
+                args: Vec::new(),
+                env: Vec::new(),
+                cwd: "/".into(),
+                pgid: Mutex::new(None),
+                started: Mutex::new(false),
+                memory_dirs: Vec::new(),
+                staged: Some(Mutex::new(Vec::new())),
+                name: spec.image.clone(),
+            };
+            self.containers.lock().unwrap().insert(id.clone(), Arc::new(process));
+            return Ok(id);
+        }
         self.claim(&image, &spec.image).await?;
         let config = &image.config;
         let entrypoint = spec.entrypoint.clone().unwrap_or_else(|| config.entrypoint.clone().unwrap_or_default());
@@ -597,7 +674,7 @@ impl Engine for InPlaceEngine {
         let cwd = if cwd.is_empty() { "/".to_string() } else { cwd };
         let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let id = format!("in-place-{}-{n}", std::process::id());
-        let process = Process { image, args, env, cwd, pgid: Mutex::new(None), started: Mutex::new(false), memory_dirs };
+        let process = Process { image, args, env, cwd, pgid: Mutex::new(None), started: Mutex::new(false), memory_dirs, staged: None, name: spec.image.clone() };
         self.containers.lock().unwrap().insert(id.clone(), Arc::new(process));
         Ok(id)
     }
@@ -652,8 +729,17 @@ impl Engine for InPlaceEngine {
     }
 
     async fn upload_archive(&self, id: &str, path: &str, tar: ContainerInput) -> Result<()> {
-        self.get(id)?;
+        let p = self.get(id)?;
         let op = format!("copying files to {path}");
+        if let Some(staged) = &p.staged {
+            // Kept as it came (the caller's checked stream), for the commit's layer.
+            let dir = self.store.root().to_path_buf();
+            let mut file = tempfile::Builder::new().prefix("staged-").tempfile_in(&dir).map_err(|e| api(&op, e))?;
+            let mut reader = tokio_util::io::SyncIoBridge::new(tar);
+            let file = blocking(move || std::io::copy(&mut reader, file.as_file_mut()).map(|_| file)).await?.map_err(|e| api(&op, e))?;
+            staged.lock().unwrap().push((path.to_string(), file));
+            return Ok(());
+        }
         let reader = tokio_util::io::SyncIoBridge::new(tar);
         let (root, path) = (self.opts.root.clone(), path.to_string());
         blocking(move || -> Result<()> {
@@ -687,6 +773,23 @@ impl Engine for InPlaceEngine {
         let tag = commit_tag(spec);
         let store = self.store.clone();
         let base = p.image.clone();
+        if p.staged.is_some() {
+            let process = p.clone();
+            let committed = blocking(move || {
+                let staged = process.staged.as_ref().unwrap().lock().unwrap();
+                store.commit_tar(&base, &changes, tag.as_deref(), |out| staged_layer(&staged, out, clamp).map_err(|e| ImageError::Diff(e.to_string())))
+            })
+            .await?
+            .map_err(|e| match e {
+                ImageError::Diff(message) => api("composing the image's layer", message),
+                other => other.into(),
+            })?;
+            let origin = self.origins.lock().unwrap().get(&p.image.id).cloned();
+            if let Some(origin) = origin {
+                self.origins.lock().unwrap().insert(committed.id.clone(), origin);
+            }
+            return Ok(committed.id);
+        }
         let committed = blocking(move || {
             store.commit_tar(&base, &changes, tag.as_deref(), |out| {
                 let stats = snap.write_layer(out, clamp).map_err(|e| ImageError::Diff(e.to_string()))?;
@@ -699,6 +802,7 @@ impl Engine for InPlaceEngine {
             ImageError::Diff(message) => api("taking the snapshot of the build", message),
             other => other.into(),
         })?;
+        self.committed.lock().unwrap().insert(committed.id.clone());
         let origin = self.origins.lock().unwrap().get(&p.image.id).cloned();
         if let Some(origin) = origin {
             self.origins.lock().unwrap().insert(committed.id.clone(), origin);
@@ -720,7 +824,13 @@ impl Engine for InPlaceEngine {
     }
 
     async fn download_archive(&self, id: &str, path: &str) -> Result<Option<ByteStream>> {
-        self.get(id)?;
+        let p = self.get(id)?;
+        if p.staged.is_some() {
+            // Nothing ran in it: it holds only what was uploaded (no image_metadata.json). Its
+            // image's own files are not here (the process's root is the builder's).
+            debug!("in-place: {path} of a container of {} is not read", p.name);
+            return Ok(None);
+        }
         let op = format!("copying {path} out of the build's filesystem");
         let (root, p) = (self.opts.root.clone(), PathBuf::from(path));
         if !s2i_oci::run::exists_under(&root, &p).map_err(|e| api(&op, error_chain(&e)))? {

@@ -436,6 +436,21 @@ impl Writer<'_> {
         h
     }
 
+    /// The `user.*` extended attributes of the open file or directory `fd`, as PAX records
+    /// (`SCHILY.xattr.NAME`, what Docker and containerd unpack) before its entry, sorted by name.
+    /// Other namespaces are left out: `security.*` and `trusted.*` are the runtime's to set, and
+    /// this process could not read most of them.
+    fn xattrs(&mut self, fd: &OwnedFd, rel: &[u8]) -> Result<()> {
+        let found = user_xattrs(fd).map_err(|e| SnapshotError::io("reading the extended attributes of", rel, e))?;
+        if found.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<(String, Vec<u8>)> = found.into_iter().map(|(k, v)| (format!("SCHILY.xattr.{k}"), v)).collect();
+        self.tar
+            .append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+            .map_err(|e| SnapshotError::io("writing the extended attributes of", rel, e))
+    }
+
     fn append(&mut self, h: &mut tar::Header, rel: &[u8], data: impl Read) -> Result<()> {
         self.stats.entries += 1;
         self.tar.append_data(h, Path::new(OsStr::from_bytes(rel)), data).map_err(|e| SnapshotError::io("writing the layer entry of", rel, e))
@@ -510,6 +525,9 @@ impl Writer<'_> {
                     Err(e) => return Err(SnapshotError::io("opening", rel, e)),
                 };
                 if changed {
+                    if let Some(fd) = &fd {
+                        self.xattrs(fd, rel)?;
+                    }
                     let mut h = self.header(&st, tar::EntryType::Directory);
                     self.append(&mut h, &[rel, b"/"].concat(), io::empty())?;
                 }
@@ -558,6 +576,7 @@ impl Writer<'_> {
         if FileType::from_raw_mode(again.st_mode) != FileType::RegularFile || again.st_ino != st.st_ino {
             return Err(SnapshotError::io("reading", rel, io::Error::other("it was replaced while the layer was written")));
         }
+        self.xattrs(&fd, rel)?;
         let mut h = self.header(st, tar::EntryType::Regular);
         h.set_size(st.st_size as u64);
         self.stats.bytes += st.st_size as u64;
@@ -600,6 +619,29 @@ impl<R: Read> Read for Exact<R> {
         self.left -= n as u64;
         Ok(n)
     }
+}
+
+/// The `user.*` extended attributes of `fd`, sorted by name. A file system without them has none.
+fn user_xattrs(fd: &OwnedFd) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let mut list = vec![0u8; 64 << 10];
+    let n = match rfs::flistxattr(fd, &mut list[..]) {
+        Ok(n) => n,
+        Err(Errno::NOTSUP) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut names: Vec<&[u8]> = list[..n].split(|b| *b == 0).filter(|n| n.starts_with(b"user.")).collect();
+    names.sort();
+    let mut out = Vec::new();
+    let mut value = vec![0u8; 64 << 10];
+    for name in names {
+        let Ok(name) = std::str::from_utf8(name) else { continue };
+        match rfs::fgetxattr(fd, name, &mut value[..]) {
+            Ok(len) => out.push((name.to_string(), value[..len].to_vec())),
+            Err(Errno::NODATA) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -669,6 +711,51 @@ mod tests {
         assert_eq!(stats.whiteouts, 3);
     }
 
+    /// The user.* extended attributes of changed files and directories ride along as PAX
+    /// records, sorted; an attribute set on an unchanged file makes it changed (its ctime moved).
+    #[test]
+    fn user_xattrs_are_carried_as_pax_records() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        std::fs::write(root.join("old"), "x").unwrap();
+        let snap = Snapshot::take(root, Excluded::default()).unwrap();
+        std::fs::create_dir(root.join("dir")).unwrap();
+        std::fs::write(root.join("dir/new"), "y").unwrap();
+        let set = |p: &str, k: &str, v: &[u8]| rustix::fs::setxattr(root.join(p).as_path(), k, v, rustix::fs::XattrFlags::empty()).unwrap();
+        set("dir/new", "user.b", b"2");
+        set("dir/new", "user.a", b"1");
+        set("dir", "user.d", b"dir");
+        // Only the attribute changed: the file is in the layer again, with it.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        set("old", "user.o", b"old");
+
+        let mut out = Vec::new();
+        snap.write_layer(&mut out, None).unwrap();
+        let mut archive = tar::Archive::new(&out[..]);
+        let mut seen = Vec::new();
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            let p = e.path().unwrap().display().to_string();
+            let mut records = Vec::new();
+            if let Some(exts) = e.pax_extensions().unwrap() {
+                for r in exts {
+                    let r = r.unwrap();
+                    records.push(format!("{}={}", r.key().unwrap(), r.value().unwrap()));
+                }
+            }
+            seen.push((p, records));
+        }
+        let want = |p: &str, r: &[&str]| (p.to_string(), r.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            seen,
+            vec![
+                want("dir/", &["SCHILY.xattr.user.d=dir"]),
+                want("dir/new", &["SCHILY.xattr.user.a=1", "SCHILY.xattr.user.b=2"]),
+                want("old", &["SCHILY.xattr.user.o=old"]),
+            ]
+        );
+    }
+
     #[test]
     fn a_layer_is_compared_with_the_root() {
         let d = tempfile::tempdir().unwrap();
@@ -710,3 +797,4 @@ mod tests {
         assert!(err.contains("/fifo (a FIFO)") && err.contains("/sock (a socket)"), "{err}");
     }
 }
+

@@ -111,6 +111,9 @@ pub struct CommonArgs {
     /// Reuse artifacts of the previous image (the tag) through its save-artifacts script
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
     pub incremental: bool,
+    /// With --incremental: keep the artifacts in DIR (save-artifacts runs after the build) and restore them from it, instead of the previous image (a Tekton workspace, a CI cache)
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
     /// Remove the previous image after a successful incremental build
     #[arg(long = "rm", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, value_name = "BOOL")]
     pub remove_previous: bool,

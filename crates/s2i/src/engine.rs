@@ -119,6 +119,17 @@ pub fn check_flags(global: &GlobalArgs, cfg: &BuildConfig, outputs: &ImageOutput
             return Err(BuildError::conflict(flag, "a build without --push (the file holds what was pushed)"));
         }
     }
+    if cfg.cache_dir.is_some() {
+        if !cfg.incremental {
+            return Err(BuildError::conflict("--cache-dir", "a build without --incremental (the cache holds the artifacts of incremental builds)"));
+        }
+        if cfg.runtime.is_some() {
+            return Err(BuildError::conflict("--cache-dir", "--runtime-image (the cache serves the standard flow; a runtime build takes its artifacts from its builder stage)"));
+        }
+        if cfg.build_method == BuildMethod::Dockerfile {
+            return Err(BuildError::conflict("--cache-dir", "--build-method=dockerfile"));
+        }
+    }
     if global.engine.kind == EngineChoice::InPlace {
         if cfg.build_method == BuildMethod::Dockerfile {
             return Err(BuildError::conflict(

@@ -413,7 +413,12 @@ impl Reporter for UiReporter {
         }
         let (_, layers, current, total) = t.totals();
         let verb = if kind == Transfer::Pull { "Pulled" } else { "Pushed" };
-        let line = format!("{verb} {image}: {layers} layers, {} in {:.1}s\n", bytes(total.max(current)), t.started.elapsed().as_secs_f64());
+        let took = t.started.elapsed().as_secs_f64();
+        let line = match (kind, layers) {
+            // An engine that reads only the manifest and config (the in-place engine) moved no layer.
+            (Transfer::Pull, 0) => format!("Read the manifest and config of {image} (no layer pulled) in {took:.1}s\n"),
+            _ => format!("{verb} {image}: {layers} layers, {} in {took:.1}s\n", bytes(total.max(current))),
+        };
         ui.write_err(&mut state, line.as_bytes());
     }
 }

@@ -166,6 +166,9 @@ pub struct BuildConfig {
     /// Reuse the previous image's artifacts (the tag's image, through its save-artifacts script).
     pub incremental: bool,
     pub incremental_pull_policy: PullPolicy,
+    /// `--cache-dir`: the artifacts of incremental builds are kept in and restored from this
+    /// directory, not taken from the previous image.
+    pub cache_dir: Option<PathBuf>,
     /// After a successful incremental build, remove the previous image.
     pub remove_previous: bool,
     pub quiet: bool,

@@ -60,6 +60,9 @@ pub struct Plan<'a> {
     pub flow: Flow,
     /// The previous image of an incremental build, when it has artifacts to give.
     pub previous: Option<Previous>,
+    /// The artifacts kept in `--cache-dir` by the previous build, when usable (instead of the
+    /// previous image's).
+    pub cached: Option<PathBuf>,
 }
 
 /// How the image is made (the Dockerfile build method has its own plan and is not among them).
@@ -155,6 +158,7 @@ impl<'a> Plan<'a> {
             injections,
             flow: if onbuild { Flow::Onbuild } else { Flow::Standard },
             previous: None,
+            cached: None,
         };
         // The flow's own decisions, on the plan made so far; each is made once, here.
         if let (false, Some(rt)) = (onbuild, &cfg.runtime) {
@@ -162,7 +166,10 @@ impl<'a> Plan<'a> {
             plan.skip.extend(runtime.scripts.moved_from_source.iter().cloned());
             plan.flow = Flow::Runtime(Box::new(runtime));
         }
-        if cfg.incremental && !onbuild {
+        if let (true, false, Some(dir)) = (cfg.incremental, onbuild, &cfg.cache_dir) {
+            let entry = crate::cache::entry(dir, &plan.builder.id, &cfg.tag_name().unwrap_or_default());
+            plan.cached = crate::cache::find(&entry, &cfg.limits);
+        } else if cfg.incremental && !onbuild {
             // A runtime build takes the artifacts from the builder stage it kept, not the image.
             let tag = match &plan.flow {
                 Flow::Runtime(runtime) => runtime.stage_tag.clone(),
@@ -224,22 +231,19 @@ impl<'a> Plan<'a> {
 }
 
 /// An engine that starts containers only from the image it runs in refuses, before any work, the
-/// flows that need another image's container: an ONBUILD builder (built FROM), a runtime image
-/// (its own scripts run in it), an incremental build (save-artifacts runs in the previous image).
+/// flows that need another image's container: an ONBUILD builder (built FROM), an incremental
+/// build without a cache directory (save-artifacts runs in the previous image). A runtime image
+/// whose assemble-runtime must run is refused when the runtime plan finds that script.
 async fn check_only_builder(cfg: &BuildConfig, engine: &dyn s2i_engine::Engine, onbuild: bool) -> Result<()> {
     let engine_name = engine.version().await.map(|v| v.kind.to_string()).unwrap_or_else(|_| "chosen".into());
     let cannot = |what: String| BuildError::EngineCannot { engine: engine_name.clone(), what };
     if onbuild {
         return Err(cannot(format!("build FROM the ONBUILD builder {}: it runs only the scripts of the image it is in", cfg.builder_image)));
     }
-    if let Some(rt) = &cfg.runtime {
-        return Err(cannot(format!(
-            "run the scripts of the runtime image {} (--runtime-image): it runs only the scripts of the builder it is in",
-            rt.image
-        )));
-    }
-    if cfg.incremental {
-        return Err(cannot("run save-artifacts in the previous image (--incremental): it runs only the builder it is in".into()));
+    if cfg.incremental && cfg.cache_dir.is_none() {
+        return Err(cannot(
+            "run save-artifacts in the previous image (--incremental): it runs only the builder it is in; pass --cache-dir DIR to keep the artifacts of incremental builds in a directory (a workspace)".into(),
+        ));
     }
     Ok(())
 }

@@ -30,8 +30,9 @@ pub struct RuntimePlan {
     pub scripts: Scripts,
     /// Where the artifacts and shipped scripts go: the image's working directory, else `/`.
     pub workdir: String,
-    /// The command that runs assemble-runtime.
-    pub assemble_runtime: String,
+    /// The command that runs assemble-runtime; `None` on an engine that composes the runtime
+    /// image from its layers and the artifacts, running nothing in it (the in-place engine).
+    pub assemble_runtime: Option<String>,
     /// The final image's command: the run script shipped into the workdir, else the builder's.
     pub run: String,
     /// Who runs assemble-runtime: `--assemble-runtime-user`, else the image's label, else its USER.
@@ -74,9 +75,21 @@ pub(super) async fn prepare(plan: &Plan<'_>, engine: &dyn Engine, phases: &mut P
     .await?;
     let workdir = if image.working_dir.is_empty() { "/".to_string() } else { image.working_dir.clone() };
     let in_workdir = |rel: &str| format!("{}/{rel}", workdir.trim_end_matches('/'));
+    let compose_only = engine.capabilities().only_builder;
     let assemble_runtime = match scripts.get(ASSEMBLE_RUNTIME) {
-        Some(Script::External { .. }) => in_workdir("scripts/assemble-runtime"),
-        Some(Script::InImage { dir }) => format!("{dir}/{ASSEMBLE_RUNTIME}"),
+        Some(_) if compose_only => {
+            let engine_name = engine.version().await.map(|v| v.kind.to_string()).unwrap_or_else(|_| "chosen".into());
+            return Err(BuildError::EngineCannot {
+                engine: engine_name,
+                what: format!(
+                    "run the {ASSEMBLE_RUNTIME} script of the runtime image {} (--runtime-image): it runs only the scripts of the builder it is in, and composes a runtime image without that script from its layers and the artifacts",
+                    rt.image
+                ),
+            });
+        }
+        None if compose_only => None,
+        Some(Script::External { .. }) => Some(in_workdir("scripts/assemble-runtime")),
+        Some(Script::InImage { dir }) => Some(format!("{dir}/{ASSEMBLE_RUNTIME}")),
         None => {
             return Err(BuildError::ScriptsMissing {
                 missing: vec![ASSEMBLE_RUNTIME.into()],

@@ -10,7 +10,7 @@ use tokio::io::AsyncReadExt;
 use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
-use crate::artifacts::{self, ArtifactsPart};
+use crate::artifacts::{self, ArtifactsPart, CachedPart};
 use crate::config::{EnvVar, SecretValue, SECRETS_DIR};
 use crate::container;
 use crate::error::{BuildError, Result};
@@ -28,9 +28,23 @@ pub struct Assembled {
     pub stats: WalkStats,
 }
 
-/// Assemble with the previous image's artifacts; when they cannot be used, assemble again clean.
+/// Where the artifacts of an incremental build come from.
+#[derive(Clone, Copy)]
+enum Artifacts<'p> {
+    /// save-artifacts in a container of the previous image.
+    Image(&'p Previous),
+    /// The tar `--cache-dir` kept.
+    Cache(&'p std::path::Path),
+}
+
+/// Assemble with the previous image's (or the cache's) artifacts; when they cannot be used,
+/// assemble again clean.
 pub async fn assemble_with_fallback(plan: &Plan<'_>, engine: &dyn Engine, phases: &mut Phases) -> Result<Assembled> {
-    let previous = plan.previous.as_ref();
+    let previous = match (&plan.cached, &plan.previous) {
+        (Some(path), _) => Some(Artifacts::Cache(path)),
+        (None, Some(prev)) => Some(Artifacts::Image(prev)),
+        (None, None) => None,
+    };
     let running = phases.start(Phase::Assemble);
     let outcome = match assemble(plan, engine, previous).await {
         Err(BuildError::ArtifactsUnusable { reason, .. }) if previous.is_some() => {
@@ -53,7 +67,7 @@ enum Feed {
 }
 
 /// Run assemble in a new container fed scripts, artifacts of `previous` and the source.
-async fn assemble(plan: &Plan<'_>, engine: &dyn Engine, previous: Option<&Previous>) -> Result<Assembled> {
+async fn assemble(plan: &Plan<'_>, engine: &dyn Engine, previous: Option<Artifacts<'_>>) -> Result<Assembled> {
     // Read now, as the container that needs them is made; the command says only their sizes.
     let secrets = read_secrets(plan)?;
     let id = create_assemble_container(plan, engine, Feed::Stdin, &secrets).await?;
@@ -190,7 +204,7 @@ fn secrets_input(secrets: &[(String, SecretValue)]) -> Option<std::io::Cursor<Ze
     Some(std::io::Cursor::new(bytes))
 }
 
-async fn run_assemble(plan: &Plan<'_>, engine: &dyn Engine, id: &str, feed: Feed, previous: Option<&Previous>, secrets: &[(String, SecretValue)]) -> Result<WalkStats> {
+async fn run_assemble(plan: &Plan<'_>, engine: &dyn Engine, id: &str, feed: Feed, previous: Option<Artifacts<'_>>, secrets: &[(String, SecretValue)]) -> Result<WalkStats> {
     let cfg = plan.cfg;
     let owner = stream_owner(plan, feed)?;
     crate::inject::upload(engine, id, &plan.injections, owner).await?;
@@ -199,7 +213,12 @@ async fn run_assemble(plan: &Plan<'_>, engine: &dyn Engine, id: &str, feed: Feed
         parts.push(tar_stream::file(format!("scripts/{name}"), data.to_vec(), 0o755));
     }
     let save_container = match previous {
-        Some(prev) => {
+        Some(Artifacts::Cache(path)) => {
+            parts.push(tar_stream::dir("artifacts", 0o755));
+            parts.push(Box::new(CachedPart { prefix: PathBuf::from("artifacts"), path: path.to_path_buf(), limits: cfg.limits }));
+            None
+        }
+        Some(Artifacts::Image(prev)) => {
             let (save_id, run) = start_save_artifacts(plan, engine, prev, secrets).await?;
             parts.push(tar_stream::dir("artifacts", 0o755));
             parts.push(Box::new(ArtifactsPart { prefix: PathBuf::from("artifacts"), run, limits: cfg.limits }));
@@ -302,19 +321,10 @@ async fn start_save_artifacts(plan: &Plan<'_>, engine: &dyn Engine, prev: &Previ
         user: prev.user.clone(),
         ..container::spec(&cfg.container, &cfg.builder_image, &prev.image.id)
     };
-    if let Some(prelude) = secrets_prelude(secrets) {
-        spec.cmd = vec!["/bin/sh".into(), "-c".into(), format!("{prelude} && exec {}", crate::inject::shell_quote(&prev.command))];
-        spec.open_stdin = true;
-        let uid = match (&prev.user, plan.owner) {
-            (Some(u), Some(owner)) if Some(u) == plan.assemble_user.as_ref() => Some(owner.uid),
-            (u, _) => numeric_uid(u.as_deref()),
-        };
-        spec.tmpfs.push((SECRETS_DIR.to_string(), secrets_tmpfs_options(secrets, uid)));
-    }
+    let input = give_save_artifacts_secrets(plan, &mut spec, &prev.command, secrets);
     debug!("save-artifacts container: image {}, command {:?}", spec.image, spec.cmd);
     let id = engine.create_container(&spec).await.map_err(unusable)?;
     let stderr = Box::new(ContainerLog::new(plan.reporter.clone(), false));
-    let input = secrets_input(secrets).map(|s| Box::new(s) as ContainerInput);
     match engine.run_with_stdout(&id, input, stderr).await {
         Ok(run) => Ok((id, run)),
         Err(e) => {
@@ -322,6 +332,30 @@ async fn start_save_artifacts(plan: &Plan<'_>, engine: &dyn Engine, prev: &Previ
             Err(unusable(e))
         }
     }
+}
+
+/// Make `spec`, a save-artifacts container running `command`, take the build's secrets as
+/// assemble does (the prelude, the tmpfs owned by the script's user): the stdin to give it.
+fn give_save_artifacts_secrets(plan: &Plan<'_>, spec: &mut ContainerSpec, command: &str, secrets: &[(String, SecretValue)]) -> Option<ContainerInput> {
+    let prelude = secrets_prelude(secrets)?;
+    spec.cmd = vec!["/bin/sh".into(), "-c".into(), format!("{prelude} && exec {}", crate::inject::shell_quote(command))];
+    spec.open_stdin = true;
+    let uid = match (&spec.user, plan.owner) {
+        (Some(u), Some(owner)) if Some(u) == plan.assemble_user.as_ref() => Some(owner.uid),
+        (u, _) => numeric_uid(u.as_deref()),
+    };
+    spec.tmpfs.push((SECRETS_DIR.to_string(), secrets_tmpfs_options(secrets, uid)));
+    secrets_input(secrets).map(|s| Box::new(s) as ContainerInput)
+}
+
+/// The spec of a save-artifacts container for the cache (`--cache-dir`), run in the image just
+/// committed, and its stdin: the build's secrets, read again (they were wiped after assemble).
+pub(super) fn cache_save_artifacts(plan: &Plan<'_>, image: &str, command: String) -> Result<(ContainerSpec, Option<ContainerInput>)> {
+    let cfg = plan.cfg;
+    let secrets = read_secrets(plan)?;
+    let mut spec = ContainerSpec { cmd: vec![command.clone()], user: plan.assemble_user.clone(), ..container::spec(&cfg.container, &cfg.builder_image, image) };
+    let input = give_save_artifacts_secrets(plan, &mut spec, &command, &secrets);
+    Ok((spec, input))
 }
 
 /// A start failure because the image lacks `/bin/sh` is the builder's problem, said plainly.

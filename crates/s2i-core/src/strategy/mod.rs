@@ -25,24 +25,28 @@ pub async fn build(cfg: &BuildConfig, services: &Services<'_>) -> Result<BuildRe
         true => Some(crate::config::push_target(cfg.tag.as_ref())?),
         false => None,
     };
-    let mut result = run_flow(cfg, services).await?;
+    let (mut result, cached) = run_flow(cfg, services).await?;
     if let Some(tag) = push_to {
         push(services, tag, &mut result).await?;
+    }
+    // Only now: an interrupted or failed build, or push, leaves the cache as it was.
+    if let Some(cached) = cached {
+        cached.keep()?;
     }
     Ok(result)
 }
 
-async fn run_flow(cfg: &BuildConfig, services: &Services<'_>) -> Result<BuildResult> {
+async fn run_flow(cfg: &BuildConfig, services: &Services<'_>) -> Result<(BuildResult, Option<crate::cache::Pending>)> {
     let engine = services.engine;
     let mut phases = Phases::new(services.reporter.clone());
     if cfg.build_method == BuildMethod::Dockerfile {
-        return dockerfile::build(cfg, services, phases).await;
+        return Ok((dockerfile::build(cfg, services, phases).await?, None));
     }
     let plan = Plan::prepare(cfg, services, &mut phases).await?;
     match &plan.flow {
         Flow::Standard => standard::build(&plan, engine, phases).await,
-        Flow::Runtime(runtime) => runtime::build(&plan, runtime, engine, phases).await,
-        Flow::Onbuild => onbuild::build(&plan, engine, phases).await,
+        Flow::Runtime(runtime) => Ok((runtime::build(&plan, runtime, engine, phases).await?, None)),
+        Flow::Onbuild => Ok((onbuild::build(&plan, engine, phases).await?, None)),
     }
 }
 

@@ -61,8 +61,13 @@ async fn ship(plan: &Plan<'_>, runtime: &RuntimePlan, engine: &dyn Engine, build
     let cfg = plan.cfg;
     let running = phases.start(Phase::Runtime);
     // The reference gives the runtime container the network and capabilities, not volumes or hosts.
+    // Without assemble-runtime (an engine that composes layers), the container only receives files.
+    let cmd = match &runtime.assemble_runtime {
+        Some(script) => vec!["/bin/sh".into(), "-c".into(), crate::inject::shell_quote(script)],
+        None => vec!["/bin/true".into()],
+    };
     let spec = ContainerSpec {
-        cmd: vec!["/bin/sh".into(), "-c".into(), crate::inject::shell_quote(&runtime.assemble_runtime)],
+        cmd,
         user: runtime.user.clone(),
         env: plan.env.iter().map(EnvVar::to_kv).collect(),
         binds: Vec::new(),
@@ -97,11 +102,13 @@ async fn ship(plan: &Plan<'_>, runtime: &RuntimePlan, engine: &dyn Engine, build
         // The engine unpacks the artifacts as root: they are given to the user of assemble-runtime.
         let stats = container::upload(engine, &id, &runtime.workdir, parts, StreamOptions { owner: runtime.owner, ..Default::default() }).await?;
         info!("Copied {} entries ({} bytes) into the runtime image", stats.files, stats.bytes);
-        let mut log = ContainerLog::new(plan.reporter.clone(), cfg.quiet);
-        let code = engine.run_container(&id, None, &mut log).await?;
-        let tail = log.into_stderr_tail();
-        if code != 0 {
-            return Err(BuildError::ScriptFailed { script: ASSEMBLE_RUNTIME.into(), image: runtime.name.clone(), code, stderr_tail: tail });
+        if runtime.assemble_runtime.is_some() {
+            let mut log = ContainerLog::new(plan.reporter.clone(), cfg.quiet);
+            let code = engine.run_container(&id, None, &mut log).await?;
+            let tail = log.into_stderr_tail();
+            if code != 0 {
+                return Err(BuildError::ScriptFailed { script: ASSEMBLE_RUNTIME.into(), image: runtime.name.clone(), code, stderr_tail: tail });
+            }
         }
         phases.end(running);
         assemble::commit(plan, engine, &id, &runtime.image, runtime.run.clone(), cfg.tag.as_ref(), phases).await

@@ -322,6 +322,7 @@ pub fn config_from_flags(source: &str, builder: &str, args: BuildFlags, limits: 
         pull_policy: args.common.pull_policy,
         incremental: args.common.incremental,
         incremental_pull_policy: args.common.incremental_pull_policy,
+        cache_dir: args.common.cache_dir.filter(|d| !d.as_os_str().is_empty()),
         remove_previous: args.common.remove_previous,
         quiet: args.common.quiet,
         assemble_user: args.assemble_user.filter(|u| !u.is_empty()),

@@ -24,6 +24,9 @@ pub async fn run(global: &GlobalArgs, args: RebuildArgs) -> Result<(), BuildErro
     if c.incremental {
         return Err(BuildError::RebuildFlag { flag: "--incremental" });
     }
+    if c.cache_dir.is_some() {
+        return Err(BuildError::RebuildFlag { flag: "--cache-dir" });
+    }
     if c.remove_previous {
         return Err(BuildError::RebuildFlag { flag: "--rm" });
     }

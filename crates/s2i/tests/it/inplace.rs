@@ -406,6 +406,8 @@ fn in_place_and_the_oci_engine_give_the_same_files_and_config() {
         let mut config = config["config"].clone();
         // The source's path is a label: /workspace/source in the pod, a temp dir on the host.
         config["Labels"].as_object_mut().unwrap().remove("io.openshift.s2i.build.source-location");
+        // A timestamp: the config "less timestamps" is what must match.
+        config["Labels"].as_object_mut().unwrap().remove("org.opencontainers.image.created");
         config.as_object_mut().unwrap().remove("Image");
         seen.push((files, config));
     }
@@ -545,5 +547,258 @@ fn a_secret_lives_in_the_pod_s_memory_volume_and_nowhere_else() {
     assert!(!stderr.contains("assembled with the secret"), "{stderr}");
     assert_absent("stderr of the refused build", stderr.as_bytes(), &forms);
     assert_absent("stdout of the refused build", stdout.as_bytes(), &forms);
+    env.assert_clean();
+}
+
+/// A cache workspace as a pod has it: a directory any uid can write.
+fn cache_dir(env: &TestEnv) -> PathBuf {
+    let dir = env.work().join("pod-cache");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    dir
+}
+
+/// The cache's files, with their contents.
+fn cache_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()).map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())).collect();
+    files.sort();
+    files
+}
+
+impl Pod<'_> {
+    /// An incremental build with the cache workspace at /workspace/cache.
+    fn cached_build(&self, src: &Path, cache: &Path, out: &str, more: &[&str]) -> (i32, String, String) {
+        let volume = format!("{}:/workspace/cache", cache.display());
+        let mut args = vec!["build", "/workspace/source", &self.builder, out, "--push", "--incremental", "--cache-dir", "/workspace/cache"];
+        args.extend_from_slice(more);
+        self.s2i_as("1001:0", src, &["-v", &volume], &args)
+    }
+}
+
+/// A source whose build leaves artifacts (sti-fake's save-artifacts keeps `artifacts/`).
+fn app_with_artifacts(env: &TestEnv) -> PathBuf {
+    let src = env.work().join("app-artifacts");
+    write_file(&src.join("index.html"), "<h1>first</h1>\n", 0o644);
+    write_file(&src.join("artifacts/first.txt"), "kept by the first build\n", 0o644);
+    for d in [src.clone(), src.join("artifacts")] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    src
+}
+
+fn has_first_artifact(registry: &TestRegistry, out: &str) -> bool {
+    let pulled = registry.docker_pull(out);
+    let (code, stdout, _) = docker_run(pulled.name(), &["cat", "/opt/app-root/src/artifacts/first.txt"]);
+    code == 0 && stdout == "kept by the first build\n"
+}
+
+/// --incremental with --cache-dir: the first build keeps save-artifacts' tar in the workspace,
+/// the second (another source, without those files) restores it to /tmp/artifacts before
+/// assemble; a cache entry that is corrupt is a warning and a clean build, and is written anew.
+/// Without --cache-dir, --incremental is refused with the flag to pass.
+#[test]
+fn a_second_incremental_build_restores_the_first_ones_artifacts_from_the_cache_dir() {
+    let env = TestEnv::new("inplace-cache");
+    let registry = TestRegistry::start();
+    let pod = Pod::new(&env, &registry, "sti-fake", "inplace/sti-fake:v1");
+    let cache = cache_dir(&env);
+    let out = registry.image("inplace/cached:v1");
+
+    let (code, _, stderr) = pod.build("1001:0", &app(&env), &out, &["--incremental"]);
+    assert_ne!(code, 0, "{stderr}");
+    assert!(stderr.contains("--cache-dir"), "says what to pass: {stderr}");
+
+    let (code, _, stderr) = pod.cached_build(&app_with_artifacts(&env), &cache, &out, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("restoring artifacts"), "a first build is clean: {stderr}");
+    assert!(stderr.contains("Read the manifest and config of ") && !stderr.contains("0 layers"), "says what was read: {stderr}");
+    let kept = cache_files(&cache);
+    assert_eq!(kept.len(), 1, "one entry, no sidecar left: {:?}", kept.iter().map(|f| &f.0).collect::<Vec<_>>());
+    assert!(kept[0].0.starts_with("s2i-artifacts-") && kept[0].0.ends_with(".tar"), "{}", kept[0].0);
+
+    // The second build's source has no artifacts of its own: what the image has came from the cache.
+    let (code, _, stderr) = pod.cached_build(&app(&env), &cache, &out, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("---> restoring artifacts"), "{stderr}");
+    assert!(has_first_artifact(&registry, &out), "the first build's artifacts are in the second image");
+
+    // Another output name is another entry: nothing restored.
+    let other = registry.image("inplace/other:v1");
+    let (code, _, stderr) = pod.cached_build(&app(&env), &cache, &other, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("restoring artifacts"), "{stderr}");
+
+    // A corrupt entry: a warning, a clean build, and a good entry again afterwards.
+    let entry = cache.join(&kept[0].0);
+    std::fs::write(&entry, "this is not a tar archive\n".repeat(100)).unwrap();
+    let (code, _, stderr) = pod.cached_build(&app_with_artifacts(&env), &cache, &out, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("Clean build will be performed") && stderr.contains("not usable"), "{stderr}");
+    assert!(!stderr.contains("---> restoring artifacts"), "{stderr}");
+    let (code, _, stderr) = pod.cached_build(&app(&env), &cache, &out, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("---> restoring artifacts"), "the entry was written anew: {stderr}");
+    env.assert_clean();
+}
+
+/// SIGTERM while the second build's assemble runs: the cache entry is the first build's, byte
+/// for byte, and no sidecar is left.
+#[test]
+fn sigterm_during_an_incremental_build_leaves_the_cache_as_it_was() {
+    let env = TestEnv::new("inplace-cache-sigterm");
+    let registry = TestRegistry::start();
+    let pod = Pod::new(&env, &registry, "sti-fake", "inplace/sti-fake:v1");
+    let cache = cache_dir(&env);
+    let out = registry.image("inplace/cached-term:v1");
+    let (code, _, stderr) = pod.cached_build(&app_with_artifacts(&env), &cache, &out, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let before = cache_files(&cache);
+    assert_eq!(before.len(), 1);
+
+    let src = app(&env);
+    let name = format!("s2i-test-inplace-cache-{}", std::process::id());
+    let bin = format!("{}:/opt/s2i/s2i:ro", static_s2i().display());
+    let source = format!("{}:/workspace/source:ro", src.display());
+    let shared = format!("{}:/workspace/shared:ro", pod.shared.display());
+    let volume = format!("{}:/workspace/cache", cache.display());
+    let mut child = s2i_testkit::engine_command()
+        .args(["run", "--name", &name, "--network", "host", "--user", "1001:0", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"])
+        .args(["-v", &bin, "-v", &source, "-v", &shared, "-v", &volume, "-e", "DOCKER_CONFIG=/workspace/shared", &pod.local_builder])
+        .args(["/opt/s2i/s2i", "build", "/workspace/source", &pod.builder, &out, "--push", "-e", "ASSEMBLE_SLEEP=600", "--engine", "in-place"])
+        .args(["--incremental", "--cache-dir", "/workspace/cache", "--ca-file", "/workspace/shared/ca.pem"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0, "s2i ended before assemble slept: {seen}");
+        seen.push_str(&line);
+        if line.contains("---> sleeping") {
+            break;
+        }
+    }
+    docker_output(&["kill", "-s", "TERM", &name]);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    let _ = s2i_testkit::engine_command().args(["rm", "-f", &name]).output();
+    assert_ne!(status.code(), Some(0), "{seen}{rest}");
+    assert!(cache_files(&cache) == before, "the cache is the first build's: {seen}{rest}");
+    env.assert_clean();
+}
+
+/// A cache volume too small for the artifacts: the build fails naming the cache directory and
+/// the full volume, before anything is pushed, and the volume holds no sidecar.
+#[test]
+fn a_full_cache_volume_fails_the_build_before_the_push() {
+    let env = TestEnv::new("inplace-cache-full");
+    let registry = TestRegistry::start();
+    let pod = Pod::new(&env, &registry, "sti-fake", "inplace/sti-fake:v1");
+    let src = app_with_artifacts(&env);
+    // Artifacts bigger than the volume.
+    let big: String = (0..40_000).map(|i| format!("{i:08}\n")).collect();
+    write_file(&src.join("artifacts/big.txt"), &big, 0o644);
+    let out = registry.image("inplace/cached-full:v1");
+    let (code, _, stderr) = pod.s2i_as(
+        "1001:0",
+        &src,
+        &["--tmpfs", "/workspace/cache:size=64k,mode=1777"],
+        &["build", "/workspace/source", &pod.builder, &out, "--push", "--incremental", "--cache-dir", "/workspace/cache"],
+    );
+    assert_ne!(code, 0, "{stderr}");
+    assert!(stderr.contains("/workspace/cache") && stderr.contains("full"), "{stderr}");
+    let listed = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", "--authfile"])
+        .arg(registry.docker_config_dir().join("config.json"))
+        .arg(format!("docker://{out}"))
+        .output()
+        .unwrap();
+    assert!(!listed.status.success(), "nothing pushed");
+    env.assert_clean();
+}
+
+/// --cache-dir is not the in-place engine's alone: with Docker, save-artifacts runs in a
+/// container of the new image (the source's own .s2i/bin script), its tar is kept in the
+/// directory, and the next build restores it even when the previous image is gone.
+#[test]
+fn the_docker_engine_keeps_and_restores_artifacts_through_the_cache_dir() {
+    let env = TestEnv::new("cache-docker");
+    let builder = env.alias(&fixture("sti-fake"));
+    let out = env.tag("app");
+    let src = crate::apps::incremental_app(&env).to_string();
+    let cache = env.work().join("cache");
+    let cache_arg = cache.to_str().unwrap();
+
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &out, "--incremental", "--cache-dir", cache_arg, "-e", "BUILD_NO=1"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("---> installed deps") && stderr.contains("---> saving deps"), "{stderr}");
+    assert_eq!(cache_files(&cache).len(), 1);
+    // The previous image is gone: the artifacts can only come from the cache.
+    docker_output(&["rmi", &out]);
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &out, "--incremental", "--cache-dir", cache_arg, "-e", "BUILD_NO=2"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("---> reusing deps from build-1"), "{stderr}");
+    assert_eq!(docker_run(&out, &["cat", "deps/installed"]).1, "build-1\n");
+
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &out, "--cache-dir", cache_arg]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("--cache-dir") && stderr.contains("--incremental"), "{stderr}");
+    env.assert_clean();
+}
+
+/// --runtime-image on the in-place engine: a runtime image without scripts of its own is
+/// composed from its layers (mounted from its repository) and one layer with the mapped
+/// artifacts and the shipped run script, no container of it ever started; Docker pulls and runs
+/// the result. A runtime image whose assemble-runtime must run is refused, naming the engines
+/// that can, and nothing is pushed.
+#[test]
+fn a_runtime_image_is_composed_from_its_layers_and_the_artifacts() {
+    let env = TestEnv::new("inplace-runtime");
+    let registry = TestRegistry::start();
+    let pod = Pod::new(&env, &registry, "sti-fake", "inplace/sti-fake:v1");
+    let (runtime, _) = registry.docker_push(&s2i_testkit::base_image(), "inplace/slim:v1");
+    let src = env.work().join("app-runtime");
+    write_file(&src.join("dist/app.txt"), "shipped\n", 0o644);
+    write_file(&src.join("build-only.txt"), "not shipped\n", 0o644);
+    write_file(&src.join(".s2i/bin/run"), "#!/bin/sh\necho \"slim run: $(cat /app/dist/app.txt)\"\n", 0o755);
+    for d in [src.clone(), src.join("dist"), src.join(".s2i"), src.join(".s2i/bin")] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = registry.image("inplace/composed:v1");
+    let (code, _, stderr) = pod.build("1001:0", &src, &out, &["--runtime-image", &runtime, "-a", "/opt/app-root/src/dist:app"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (manifest, config) = pod.remote(&out);
+    let (runtime_manifest, _) = pod.remote(&runtime);
+    let layers = manifest["layers"].as_array().unwrap();
+    let runtime_layers = runtime_manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), runtime_layers.len() + 1, "the runtime image's layers and one more: {manifest}");
+    for (ours, theirs) in layers.iter().zip(runtime_layers) {
+        assert_eq!(ours["digest"], theirs["digest"], "the runtime image's layers as they are");
+    }
+    assert_eq!(config["Config"]["Cmd"], serde_json::json!(["/scripts/run"]), "{config}");
+    let pulled = registry.docker_pull(&out);
+    let (code, stdout, stderr) = docker_run(pulled.name(), &[]);
+    assert_eq!((code, stdout.as_str()), (0, "slim run: shipped\n"), "{stderr}");
+    let (_, listing, _) = docker_run(pulled.name(), &["find", "/app", "/scripts"]);
+    assert_eq!(listing, "/app\n/app/dist\n/app/dist/app.txt\n/scripts\n/scripts/run\n", "only the artifacts and the run script");
+    drop(pulled);
+
+    let (scripted, _) = registry.docker_push(&fixture("sti-fake-runtime"), "inplace/sti-fake-runtime:v1");
+    let refused = registry.image("inplace/refused-runtime:v1");
+    let (code, _, stderr) = pod.build("1001:0", &src, &refused, &["--runtime-image", &scripted]);
+    assert_ne!(code, 0, "{stderr}");
+    assert!(stderr.contains("assemble-runtime") && stderr.contains("--engine docker") && stderr.contains("podman") && stderr.contains("--engine oci"), "{stderr}");
+    assert!(!stderr.contains("sti-fake assemble"), "refused before anything ran: {stderr}");
+    let listed = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", "--authfile"])
+        .arg(registry.docker_config_dir().join("config.json"))
+        .arg(format!("docker://{refused}"))
+        .output()
+        .unwrap();
+    assert!(!listed.status.success(), "nothing pushed");
     env.assert_clean();
 }

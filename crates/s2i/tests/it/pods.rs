@@ -308,7 +308,6 @@ fn the_tekton_task_builds_and_pushes_from_a_restricted_pod() {
 /// workspace, the second restores it before assemble, so its image holds the first source's
 /// artifact beside its own.
 #[test]
-#[ignore = "needs the in-place engine's --cache-dir (issue #19 part B, branch inplace), which refuses --incremental until then"]
 fn the_tekton_task_restores_the_previous_artifacts_from_the_cache_workspace() {
     let env = TestEnv::new("pod-tekton-cache");
     let cluster = Cluster::new(&env);
