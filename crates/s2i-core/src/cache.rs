@@ -75,10 +75,11 @@ impl Pending {
     }
 }
 
-/// Run save-artifacts as `spec` says (a container of the image just committed) and write its tar
+/// Run save-artifacts as `spec` says (a container of the image just committed, `input` on its
+/// stdin: the secrets' prelude takes them) and write its tar
 /// to a sidecar beside `entry`. A script that fails keeps nothing (a warning); a sidecar that
 /// cannot be written (a full volume) is the build's error.
-pub async fn save(engine: &dyn Engine, spec: &ContainerSpec, reporter: Arc<dyn Reporter>, limits: &Limits, entry: PathBuf) -> Result<Option<Pending>> {
+pub async fn save(engine: &dyn Engine, spec: &ContainerSpec, input: Option<s2i_engine::ContainerInput>, reporter: Arc<dyn Reporter>, limits: &Limits, entry: PathBuf) -> Result<Option<Pending>> {
     let dir = entry.parent().unwrap_or(Path::new(".")).to_path_buf();
     let place = |e: std::io::Error| {
         let full = matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
@@ -95,7 +96,7 @@ pub async fn save(engine: &dyn Engine, spec: &ContainerSpec, reporter: Arc<dyn R
 
     let id = engine.create_container(spec).await?;
     let stderr = Box::new(ContainerLog::new(reporter, false));
-    let run = match engine.run_with_stdout(&id, stderr).await {
+    let run = match engine.run_with_stdout(&id, input, stderr).await {
         Ok(run) => run,
         Err(e) => {
             container::remove(engine, &id).await;

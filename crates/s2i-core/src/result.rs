@@ -27,6 +27,15 @@ pub struct BuildResult {
     pub builder_stage: Option<ImageRef>,
     /// What `--push` pushed: the tag, then the builder stage if one was kept.
     pub pushed: Vec<Pushed>,
+    /// The scripts fetched from an HTTP(S) scripts URL, with the digests of what was fetched.
+    pub scripts_fetched: Vec<FetchedScript>,
+}
+
+/// A script fetched from a URL: where (credentials removed) and the SHA-256 (hex) of what came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedScript {
+    pub uri: String,
+    pub sha256: String,
 }
 
 /// Wall time per phase, in the order the phases ran.

@@ -61,6 +61,24 @@ pub struct Scripts {
     pub found: BTreeMap<String, Script>,
     /// Source files moved into `scripts/` (left out of `src/`), relative to the application root.
     pub moved_from_source: Vec<PathBuf>,
+    /// The scripts fetched over HTTP(S) and used, with the digest of the bytes fetched (what the
+    /// build ran), for the provenance.
+    pub fetched: Vec<Fetched>,
+}
+
+pub use crate::result::FetchedScript as Fetched;
+
+impl Fetched {
+    fn of(url: &ScriptsUrl, script: &Script) -> Option<Fetched> {
+        use sha2::Digest;
+        match (url, script) {
+            (ScriptsUrl::Http(_), Script::External { data, origin }) => {
+                let hash = sha2::Sha256::digest(data);
+                Some(Fetched { uri: origin.clone(), sha256: hash.iter().map(|b| format!("{b:02x}")).collect() })
+            }
+            _ => None,
+        }
+    }
 }
 
 impl Scripts {
@@ -145,7 +163,10 @@ impl Resolver<'_> {
             let mut found = None;
             if let (Some(url), Some(raw)) = (&user_url, shown_url.as_deref()) {
                 match fetch(&http, url, name, self.limits).await? {
-                    Outcome::Found(s) => found = Some(s),
+                    Outcome::Found(s) => {
+                        scripts.fetched.extend(Fetched::of(url, &s));
+                        found = Some(s)
+                    }
                     Outcome::Missing(why) => {
                         user_url_failures.push(format!("{name}: {why}"));
                         reasons.push(format!("{raw}: {why}"));
@@ -165,7 +186,10 @@ impl Resolver<'_> {
             if found.is_none() {
                 if let Some(url) = &image_url {
                     match fetch(&http, url, name, self.limits).await? {
-                        Outcome::Found(s) => found = Some(s),
+                        Outcome::Found(s) => {
+                            scripts.fetched.extend(Fetched::of(url, &s));
+                            found = Some(s)
+                        }
                         Outcome::Missing(why) => reasons.push(format!("the image's {}: {why}", labels::SCRIPTS_URL)),
                     }
                 }

@@ -565,6 +565,19 @@ fn nop_instruction(created_by: &str) -> Option<String> {
     Some(created_by.split_once("#(nop)")?.1.trim().to_string())
 }
 
+/// Podman's tmpfs options for Docker's: Podman has no `uid=` (an unknown option there); `U`
+/// gives the tmpfs to the container's user instead, and `notmpcopyup` keeps the directory the
+/// image has at the mount point (root's, in a previous image built with secrets) from being
+/// copied onto it. Both are needed for save-artifacts to write its secrets there.
+fn podman_tmpfs_options(options: &str) -> String {
+    let mut kept: Vec<&str> = options.split(',').filter(|o| !o.starts_with("uid=") && !o.starts_with("gid=") && !o.is_empty()).collect();
+    if !kept.contains(&"notmpcopyup") && !kept.contains(&"tmpcopyup") {
+        kept.push("notmpcopyup");
+        kept.push("U");
+    }
+    kept.join(",")
+}
+
 /// `HostConfig.SecurityOpt`: Docker takes a seccomp profile's JSON itself (its CLI reads the
 /// file), Podman's compatible API a path that the service opens.
 fn security_opt(security: &SecurityOptions, podman: bool) -> Option<Vec<String>> {
@@ -716,7 +729,10 @@ impl Engine for DockerEngine {
             network_mode: spec.network_mode.clone(),
             publish_all_ports: spec.publish_all_ports.then_some(true),
             shm_size: spec.shm_size,
-            tmpfs: (!spec.tmpfs.is_empty()).then(|| spec.tmpfs.iter().cloned().collect()),
+            tmpfs: (!spec.tmpfs.is_empty()).then(|| {
+                let podman = self.version.is_podman();
+                spec.tmpfs.iter().map(|(path, options)| (path.clone(), if podman { podman_tmpfs_options(options) } else { options.clone() })).collect()
+            }),
             security_opt: security_opt(&spec.security, self.version.is_podman()),
             log_config: spec
                 .no_log
@@ -832,8 +848,8 @@ impl Engine for DockerEngine {
         Ok(code.expect("the loop ends only after the exit"))
     }
 
-    async fn run_with_stdout(&self, id: &str, mut stderr: Box<dyn OutputSink>) -> Result<RunningOutput> {
-        let opts = AttachContainerOptions { stdout: true, stderr: true, stream: true, ..Default::default() };
+    async fn run_with_stdout(&self, id: &str, input: Option<ContainerInput>, mut stderr: Box<dyn OutputSink>) -> Result<RunningOutput> {
+        let opts = AttachContainerOptions { stdin: input.is_some(), stdout: true, stderr: true, stream: true, ..Default::default() };
         let attached = self
             .docker
             .attach_container(id, Some(opts))
@@ -846,6 +862,16 @@ impl Engine for DockerEngine {
         let (writer, reader) = tokio::io::duplex(256 * 1024);
         let (docker, id) = (self.docker.clone(), id.to_string());
         let mut output = attached.output;
+        // The input goes in while the caller reads the output; a container that stops reading it
+        // ends the copy, its exit code tells the rest.
+        if let Some(input) = input {
+            let mut stdin = attached.input;
+            tokio::spawn(async move {
+                if let Err(e) = s2i_engine::input::pump_stdin(input, &mut stdin).await {
+                    debug!("feeding the container's input failed: {e}");
+                }
+            });
+        }
         let pump = tokio::spawn(async move {
             let mut writer = Some(writer);
             while let Some(item) = output.next().await {
@@ -1027,6 +1053,13 @@ impl Engine for DockerEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Podman refuses `uid=` as a tmpfs option: it goes, and the tmpfs is the user's by `U`.
+    #[test]
+    fn podman_gets_its_own_tmpfs_options_for_the_owner() {
+        assert_eq!(podman_tmpfs_options("rw,nosuid,mode=1777,uid=1001,size=65536"), "rw,nosuid,mode=1777,size=65536,notmpcopyup,U");
+        assert_eq!(podman_tmpfs_options("rw,tmpcopyup"), "rw,tmpcopyup", "an explicit choice stays");
+    }
 
     #[test]
     fn security_options_in_docker_and_podman_words() {

@@ -129,8 +129,9 @@ pub struct ContainerSpec {
     pub publish: Vec<u16>,
     pub shm_size: Option<i64>,
     /// tmpfs mounts: the path in the container and its mount options in Docker's `--tmpfs`
-    /// spelling (`rw,noexec,mode=1777,size=65536`). What is written there lives in memory only
-    /// and is never part of a commit.
+    /// spelling (`rw,noexec,mode=1777,uid=1001,size=65536`). What is written there lives in memory
+    /// only and is never part of a commit. `uid=` gives the tmpfs its owner (on Podman, which has no
+    /// such option, the container's user gets it, with `U`).
     pub tmpfs: Vec<(String, String)>,
     /// `--security-opt`: the seccomp filter and no-new-privileges.
     pub security: SecurityOptions,
@@ -443,9 +444,11 @@ pub trait Engine: Send + Sync {
         output: &mut dyn OutputSink,
     ) -> Result<i64>;
 
-    /// Start a created container without input and hand back its stdout as a stream; its stderr
-    /// goes to `stderr`. Read `stdout` to the end, then await `exit`.
-    async fn run_with_stdout(&self, id: &str, stderr: Box<dyn OutputSink>) -> Result<RunningOutput>;
+    /// Start a created container and hand back its stdout as a stream; its stderr goes to
+    /// `stderr`. `input`, when given, is fed to its stdin (then closed) while it runs, as
+    /// [`Engine::run_container`] does (the spec must have `open_stdin`); a container that stops
+    /// reading early is no error. Read `stdout` to the end, then await `exit`.
+    async fn run_with_stdout(&self, id: &str, input: Option<ContainerInput>, stderr: Box<dyn OutputSink>) -> Result<RunningOutput>;
 
     /// Have the engine unpack a tar stream into `path` of a created or stopped container. The
     /// engine extracts it itself, so the image needs no tar; `path` must exist.

@@ -80,10 +80,70 @@ struct Process {
     /// The process group of the running command, for a kill.
     pgid: Mutex<Option<i32>>,
     started: Mutex<bool>,
+    /// The pod's memory volumes standing in for the spec's tmpfs mounts (the secrets), each with
+    /// the names it held before: what the build adds there is removed when the process ends.
+    memory_dirs: Vec<MemoryDir>,
     /// A container of another image (a runtime image): it runs nothing, it only receives files,
     /// kept here (where they go, the tar) until the commit makes them its layer.
     staged: Option<Mutex<Vec<(String, tempfile::NamedTempFile)>>>,
     name: String,
+}
+
+/// A directory of the pod on a tmpfs (an `emptyDir` with `medium: Memory`) that takes the place
+/// of a tmpfs mount, which the engine cannot make without privileges.
+struct MemoryDir {
+    path: PathBuf,
+    before: std::collections::HashSet<std::ffi::OsString>,
+}
+
+/// `TMPFS_MAGIC` of statfs(2): the file system that keeps its files in memory only.
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+impl MemoryDir {
+    /// `path` must be a writable directory on a tmpfs: the pod's memory volume. Anything else is
+    /// an error that says so; a secret is never written to disk instead.
+    fn claim(path: &Path) -> Result<MemoryDir> {
+        let refuse = |why: String| EngineError::NotSupported {
+            engine: EngineKind::InPlace,
+            what: format!(
+                "give the build secrets (--secret): {} {why}; the build step needs a memory volume there (an emptyDir with medium: Memory mounted at {}), and a secret is never written to disk",
+                path.display(),
+                path.display()
+            ),
+        };
+        let fs = rustix::fs::statfs(path).map_err(|e| refuse(format!("cannot be used ({e})")))?;
+        if fs.f_type as i64 != TMPFS_MAGIC {
+            return Err(refuse(format!("is not on a memory file system (tmpfs; its file system type is {:#x})", fs.f_type as i64)));
+        }
+        let meta = std::fs::symlink_metadata(path).map_err(|e| refuse(format!("cannot be used ({e})")))?;
+        if !meta.is_dir() {
+            return Err(refuse("is not a directory".into()));
+        }
+        rustix::fs::access(path, rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK)
+            .map_err(|_| refuse(format!("is not writable by uid {}", rustix::process::getuid().as_raw())))?;
+        let before = std::fs::read_dir(path)
+            .and_then(|d| d.map(|e| e.map(|e| e.file_name())).collect::<std::io::Result<_>>())
+            .map_err(|e| refuse(format!("cannot be read ({e})")))?;
+        Ok(MemoryDir { path: path.to_path_buf(), before })
+    }
+
+    /// Remove what the build put there (the secrets), keeping what the pod had.
+    fn empty(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.path) else { return };
+        for entry in entries.flatten() {
+            if self.before.contains(&entry.file_name()) {
+                continue;
+            }
+            let path = entry.path();
+            let removed = match entry.file_type() {
+                Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+                _ => std::fs::remove_file(&path),
+            };
+            if let Err(e) = removed {
+                tracing::warn!("could not remove {} from the memory volume: {e}", path.display());
+            }
+        }
+    }
 }
 
 impl Process {
@@ -146,7 +206,7 @@ pub struct InPlaceEngine {
     store: Arc<Store>,
     /// The temp dir holding the store, removed with the engine.
     _store_dir: Option<tempfile::TempDir>,
-    excluded: Excluded,
+    excluded: Mutex<Excluded>,
     registry: s2i_registry::client::LazyClient,
     origins: Mutex<HashMap<String, Origin>>,
     /// The image id checked to be the one the process runs in.
@@ -245,7 +305,7 @@ impl InPlaceEngine {
             opts,
             store: Arc::new(store),
             _store_dir: dir,
-            excluded,
+            excluded: Mutex::new(excluded),
             registry: Default::default(),
             origins: Mutex::new(HashMap::new()),
             own: Mutex::new(None),
@@ -294,7 +354,7 @@ impl InPlaceEngine {
             }
         }
         if self.baseline.lock().unwrap().is_none() {
-            let (root, excluded) = (self.opts.root.clone(), self.excluded.clone());
+            let (root, excluded) = (self.opts.root.clone(), self.excluded.lock().unwrap().clone());
             let snap = blocking(move || Snapshot::take(&root, excluded)).await?.map_err(|e| api("walking the root before the build", e))?;
             debug!("in-place: {} paths before the build", snap.len());
             *self.baseline.lock().unwrap() = Some(Arc::new(snap));
@@ -313,7 +373,7 @@ impl InPlaceEngine {
         for layer in image.remote_layers().into_iter().rev().take(TOP_LAYERS) {
             let stream = repo.blob(&layer).await.map_err(|e| EngineError::Failed { op: op.clone(), source: Box::new(e) })?;
             let reader = tokio_util::io::SyncIoBridge::new(stream.into_reader());
-            let (root, excluded) = (self.opts.root.clone(), self.excluded.clone());
+            let (root, excluded) = (self.opts.root.clone(), self.excluded.lock().unwrap().clone());
             let (compared, back) = blocking(move || {
                 let r = snapshot::compare_layer(reader, &root, &excluded, TOP_LAYER_ENTRIES, &mut above);
                 (r, above)
@@ -373,6 +433,14 @@ impl InPlaceEngine {
             if let Some(pid) = rustix::process::Pid::from_raw(pgid) {
                 let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
             }
+        }
+        Self::ended(p);
+    }
+
+    /// The process is gone (exited, failed or killed): its secrets go from the memory volumes.
+    fn ended(p: &Process) {
+        for dir in &p.memory_dirs {
+            dir.empty();
         }
     }
 }
@@ -466,10 +534,18 @@ impl Engine for InPlaceEngine {
         if !spec.binds.is_empty() {
             return Err(EngineError::NotSupported { engine: EngineKind::InPlace, what: "mount volumes into a build (-v): the build runs in the process's own filesystem".into() });
         }
-        if !spec.tmpfs.is_empty() {
-            // A tmpfs cannot be mounted without privileges; writing its files to the root instead
-            // would put them into the snapshot. Until a pod-provided memory volume is used, refuse.
-            return Err(EngineError::NotSupported { engine: EngineKind::InPlace, what: "give a build secrets (--secret): it cannot mount a tmpfs for them".into() });
+        // A tmpfs cannot be mounted without privileges: the pod gives one (a memory volume) at
+        // the same path, left out of the snapshot, and emptied when the process ends.
+        let mut memory_dirs = Vec::new();
+        for (path, _) in &spec.tmpfs {
+            let dir = MemoryDir::claim(&self.opts.root.join(path.trim_start_matches('/')))?;
+            let baseline = self.baseline.lock().unwrap().clone();
+            match baseline {
+                None => self.excluded.lock().unwrap().add(Path::new(path)),
+                Some(snap) if snap.excludes(Path::new(path)) => {}
+                Some(_) => return Err(api(&op, format!("{path} was walked with the root before the build: it cannot be a memory volume now"))),
+            }
+            memory_dirs.push(dir);
         }
         let image = self.image(&spec.image).await?;
         let own = self.own.lock().unwrap().clone();
@@ -484,6 +560,7 @@ impl Engine for InPlaceEngine {
                 cwd: "/".into(),
                 pgid: Mutex::new(None),
                 started: Mutex::new(false),
+                memory_dirs: Vec::new(),
                 staged: Some(Mutex::new(Vec::new())),
                 name: spec.image.clone(),
             };
@@ -504,7 +581,7 @@ impl Engine for InPlaceEngine {
         }
         let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let id = format!("in-place-{}-{n}", std::process::id());
-        let process = Process { image, args, env, cwd, pgid: Mutex::new(None), started: Mutex::new(false), staged: None, name: spec.image.clone() };
+        let process = Process { image, args, env, cwd, pgid: Mutex::new(None), started: Mutex::new(false), memory_dirs, staged: None, name: spec.image.clone() };
         self.containers.lock().unwrap().insert(id.clone(), Arc::new(process));
         Ok(id)
     }
@@ -525,22 +602,33 @@ impl Engine for InPlaceEngine {
             r
         };
         let (pumped, relayed) = tokio::join!(pump, s2i_engine::input::forward_output(stdout, stderr, output));
-        let code = exit_code(child.wait().await)?;
+        let waited = child.wait().await;
         p.pgid.lock().unwrap().take();
+        Self::ended(&p);
+        let code = exit_code(waited)?;
         pumped.map_err(EngineError::Input)?;
         relayed.map_err(|e| api("reading the build's output", e))?;
         Ok(code)
     }
 
-    async fn run_with_stdout(&self, id: &str, mut stderr: Box<dyn OutputSink>) -> Result<RunningOutput> {
-        let (p, mut child) = self.spawn(id, false)?;
+    async fn run_with_stdout(&self, id: &str, input: Option<ContainerInput>, mut stderr: Box<dyn OutputSink>) -> Result<RunningOutput> {
+        let (p, mut child) = self.spawn(id, input.is_some())?;
         let stdout = child.stdout.take().ok_or_else(|| api("starting the container", "no stdout pipe"))?;
         let err_pipe = child.stderr.take();
+        if let (Some(input), Some(stdin)) = (input, child.stdin.take()) {
+            tokio::spawn(async move {
+                if let Err(e) = pump_stdin(input, stdin).await {
+                    debug!("feeding the build process's input failed: {e}");
+                }
+            });
+        }
         let exit = async move {
             let relayed = s2i_engine::input::forward_output(None::<tokio::process::ChildStdout>, err_pipe, &mut *stderr).await;
             drop(stderr);
-            let code = exit_code(child.wait().await)?;
+            let waited = child.wait().await;
             p.pgid.lock().unwrap().take();
+            Self::ended(&p);
+            let code = exit_code(waited)?;
             relayed.map_err(|e| api("reading the build's output", e))?;
             Ok(code)
         };
@@ -683,6 +771,29 @@ mod tests {
             labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             ..Default::default()
         }
+    }
+
+    /// The secrets' directory must be a memory volume: one on disk is refused with an error that
+    /// says what the step needs; on a tmpfs (/dev/shm here) what the build adds goes at its end,
+    /// what the pod had stays.
+    #[test]
+    fn secrets_go_only_to_a_memory_volume_and_leave_with_the_process() {
+        let disk = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        assert_ne!(rustix::fs::statfs(disk.path()).unwrap().f_type as i64, TMPFS_MAGIC, "the target dir is on disk");
+        let err = MemoryDir::claim(disk.path()).err().expect("a directory on disk is refused").to_string();
+        assert!(err.contains("is not on a memory file system") && err.contains("emptyDir with medium: Memory"), "{err}");
+        let err = MemoryDir::claim(&disk.path().join("absent")).err().expect("a missing directory is refused").to_string();
+        assert!(err.contains("cannot be used") && err.contains("never written to disk"), "{err}");
+
+        let memory = tempfile::tempdir_in("/dev/shm").expect("/dev/shm is a tmpfs");
+        std::fs::create_dir(memory.path().join("kubernetes.io")).unwrap();
+        let dir = MemoryDir::claim(memory.path()).unwrap();
+        std::fs::write(memory.path().join("token"), "s3cr3t").unwrap();
+        std::fs::create_dir_all(memory.path().join("more/deep")).unwrap();
+        std::fs::write(memory.path().join("more/deep/key"), "k").unwrap();
+        dir.empty();
+        let left: Vec<_> = std::fs::read_dir(memory.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("kubernetes.io")]);
     }
 
     #[test]

@@ -134,6 +134,11 @@ impl Excluded {
         }
     }
 
+    /// Whether the absolute path `p` is left out.
+    pub fn covers(&self, p: &Path) -> bool {
+        self.contains(&relative(p.as_os_str().as_bytes()))
+    }
+
     fn contains(&self, rel: &[u8]) -> bool {
         self.0.iter().any(|x| rel == &x[..] || (rel.starts_with(x) && rel.get(x.len()) == Some(&b'/')))
     }
@@ -313,6 +318,11 @@ impl Snapshot {
         snap.entries.insert(Vec::new(), meta(&st));
         snap.record_dir(&fd, b"")?;
         Ok(snap)
+    }
+
+    /// Whether the walk left the absolute path `p` out.
+    pub fn excludes(&self, p: &Path) -> bool {
+        self.excluded.covers(p)
     }
 
     /// How many paths the walk recorded.

@@ -741,10 +741,15 @@ impl Engine for OciEngine {
         Ok(code)
     }
 
-    async fn run_with_stdout(&self, id: &str, mut stderr: Box<dyn OutputSink>) -> Result<RunningOutput> {
-        let (c, mut child) = self.start(id, false).await?;
+    async fn run_with_stdout(&self, id: &str, input: Option<ContainerInput>, mut stderr: Box<dyn OutputSink>) -> Result<RunningOutput> {
+        let (c, mut child) = self.start(id, input.is_some()).await?;
         let stdout = child.stdout.take().ok_or_else(|| api_error("starting the container", "no stdout pipe"))?;
         let err_pipe = child.stderr.take();
+        // The input goes in while the caller reads the output: its own task, ended with the run.
+        let pump = match (input, child.stdin.take()) {
+            (Some(input), Some(mut stdin)) => Some(tokio::spawn(async move { s2i_engine::input::pump_stdin(input, &mut stdin).await })),
+            _ => None,
+        };
         let engine_runtime = self.runtime.clone();
         let pids_limit = self.opts.pids_limit;
         let exit = async move {
@@ -752,6 +757,9 @@ impl Engine for OciEngine {
             drop(stderr);
             let status = child.wait().await;
             let code = exit_code_of(&engine_runtime, pids_limit, &c, status)?;
+            if let Some(pump) = pump {
+                pump.await.map_err(|e| api_error("feeding the container's input", e))?.map_err(EngineError::Input)?;
+            }
             relayed.map_err(|e| api_error("reading the container's output", e))?;
             Ok(code)
         };

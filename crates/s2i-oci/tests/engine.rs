@@ -267,7 +267,7 @@ async fn run_with_stdout_streams_with_bounded_memory() {
     let id = t.create(&sh(&format!("echo starting >&2; head -c {SIZE} /dev/zero; exit 7"))).await;
     let cap = Captured::default();
     let before = peak_rss_kib();
-    let mut running = t.engine.run_with_stdout(&id, Box::new(cap.sink())).await.unwrap();
+    let mut running = t.engine.run_with_stdout(&id, None, Box::new(cap.sink())).await.unwrap();
     let mut buf = vec![0u8; 64 << 10];
     let mut total = 0u64;
     loop {

@@ -766,9 +766,13 @@ impl Engine for FakeEngine {
         Ok(code)
     }
 
-    async fn run_with_stdout(&self, id: &str, mut stderr: Box<dyn OutputSink>) -> s2i_engine::Result<RunningOutput> {
+    async fn run_with_stdout(&self, id: &str, input: Option<ContainerInput>, mut stderr: Box<dyn OutputSink>) -> s2i_engine::Result<RunningOutput> {
         let fault = self.apply(Call::RunWithStdout, "running the container").await?;
-        let (code, stdout, err) = self.execute(id, Vec::new())?;
+        let stdin = match input {
+            Some(input) => read_input(input, None).await.map_err(EngineError::Input)?,
+            None => Vec::new(),
+        };
+        let (code, stdout, err) = self.execute(id, stdin)?;
         stderr.output(OutputStream::Stderr, &err);
         let stdout: ContainerInput = match fault {
             Some(Fault::Cut) => Box::new(tokio_util::io::StreamReader::new(cut(stdout))),

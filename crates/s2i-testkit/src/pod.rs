@@ -20,7 +20,8 @@
 //! Every workspace is mounted on every step (at `/workspace/NAME` or its `mountPath`, read-only
 //! when declared so), the results directory at `/tekton/results`, a home at `/tekton/home`, and
 //! each `emptyDir` volume of the Task where a step's `volumeMounts` put it: fresh host directories
-//! of mode 0777, as an `emptyDir` is. The containers use the host's network, so that a registry
+//! of mode 0777, as an `emptyDir` is; one with `medium: Memory` is a tmpfs of mode 1777 (each
+//! step that mounts it gets its own: what one step writes there the next does not see). The containers use the host's network, so that a registry
 //! on the host's loopback ([`crate::TestRegistry`]) answers at `127.0.0.1`, as a registry does
 //! from a pod. A step that fails ends the pod (the later steps do not run), and every container
 //! is removed afterwards.
@@ -445,8 +446,15 @@ impl TaskPod {
         let home_dir = shared("home");
         let scripts_dir = shared("scripts");
         let mut volumes: BTreeMap<String, PathBuf> = BTreeMap::new();
+        let mut memory: Vec<String> = Vec::new();
         for v in self.spec["volumes"].as_array().into_iter().flatten() {
             let name = v["name"].as_str().expect("validated").to_string();
+            match v["emptyDir"]["medium"].as_str() {
+                None | Some("") => {}
+                Some("Memory") if !self.volumes.contains_key(&name) => memory.push(name.clone()),
+                Some("Memory") => {}
+                Some(other) => panic!("{file}: volume {name}: emptyDir medium {other:?} is not Memory or empty"),
+            }
             let host = match self.volumes.get(&name) {
                 Some(host) => {
                     assert!(self.flavor == PodFlavor::TektonTask || v["overridable"] == true, "{file}: volume {name} is not overridable");
@@ -521,26 +529,28 @@ impl TaskPod {
             }
 
             // Mounts.
-            let mut mount = |host: &Path, at: &str, ro: bool| {
-                args.extend(["-v".into(), format!("{}:{at}{}", host.display(), if ro { ":ro" } else { "" })]);
+            let mut mount = |host: Option<&Path>, at: &str, ro: bool| match host {
+                Some(host) => args.extend(["-v".into(), format!("{}:{at}{}", host.display(), if ro { ":ro" } else { "" })]),
+                None => args.extend(["--tmpfs".into(), format!("{at}:rw,mode=1777")]),
             };
-            mount(&results_dir, "/tekton/results", false);
-            mount(&home_dir, "/tekton/home", false);
-            mount(&scripts_dir, "/tekton/scripts", true);
+            mount(Some(&results_dir), "/tekton/results", false);
+            mount(Some(&home_dir), "/tekton/home", false);
+            mount(Some(&scripts_dir), "/tekton/scripts", true);
             for (ws, host) in &self.workspaces {
                 let (path, _, ro) = &workspaces[ws];
-                mount(host, path, *ro);
+                mount(Some(host), path, *ro);
             }
             if self.flavor == PodFlavor::ShipwrightStrategy && self.mentions(step, "shp-output-directory") {
-                mount(&output_dir, SHP_OUTPUT_DIRECTORY, false);
+                mount(Some(&output_dir), SHP_OUTPUT_DIRECTORY, false);
             }
             for m in step["volumeMounts"].as_array().into_iter().flatten() {
                 let v = m["name"].as_str().expect("validated");
                 let at = vars.string(m["mountPath"].as_str().unwrap_or_else(|| panic!("{file}: a volumeMount of {name} has no mountPath")));
-                mount(&volumes[v], &at, m["readOnly"] == true);
+                let host = (!memory.iter().any(|name| name == v)).then(|| volumes[v].as_path());
+                mount(host, &at, m["readOnly"] == true);
             }
             for (host, at, ro) in &self.mounts {
-                mount(host, at, *ro);
+                mount(Some(host), at, *ro);
             }
 
             for e in step["env"].as_array().into_iter().flatten() {

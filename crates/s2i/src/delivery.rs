@@ -15,6 +15,8 @@ use crate::json_output::{ArchiveWritten, Loaded};
 #[derive(Debug, Default)]
 pub struct Delivered {
     pub archive: Option<ArchiveWritten>,
+    /// The manifest digest of an OCI archive written (a docker-archive has no manifest digest).
+    pub archive_digest: Option<String>,
     pub loaded: Option<Loaded>,
 }
 
@@ -33,6 +35,9 @@ pub async fn deliver(engine: &Connected, global: &GlobalArgs, outputs: &ImageOut
         let shown = format!("{}:{}", format_name(archive.format), archive.path.display());
         crate::ui::ui().line(&format!("Wrote {image} to {shown}"));
         delivered.archive = Some(ArchiveWritten { format: format_name(archive.format), path: archive.path.display().to_string() });
+        if archive.format == ArchiveFormat::OciArchive {
+            delivered.archive_digest = oci_archive_manifest_digest(&archive.path);
+        }
     }
     if outputs.load {
         let Connected::Oci(oci) = engine else { unreachable!("check_flags refuses --load without --engine oci") };
@@ -41,6 +46,28 @@ pub async fn deliver(engine: &Connected, global: &GlobalArgs, outputs: &ImageOut
         delivered.loaded = Some(Loaded { endpoint, images: names });
     }
     Ok(delivered)
+}
+
+/// The digest of the one manifest that the index of the OCI archive at `path` names, if it names
+/// exactly one (read back from what s2i just wrote).
+fn oci_archive_manifest_digest(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).ok()?;
+    let mut archive = tar::Archive::new(file);
+    for entry in archive.entries().ok()? {
+        let entry = entry.ok()?;
+        let name = entry.path().ok()?.to_string_lossy().trim_start_matches("./").to_string();
+        if name != "index.json" {
+            continue;
+        }
+        let mut text = Vec::new();
+        entry.take(1 << 20).read_to_end(&mut text).ok()?;
+        let index: serde_json::Value = serde_json::from_slice(&text).ok()?;
+        let manifests = index["manifests"].as_array()?;
+        let [only] = manifests.as_slice() else { return None };
+        return only["digest"].as_str().filter(|d| d.starts_with("sha256:")).map(str::to_string);
+    }
+    None
 }
 
 /// The archive is written next to its final name and renamed into place: a failed write leaves

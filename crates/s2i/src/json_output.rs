@@ -245,6 +245,7 @@ mod tests {
             size: Some(1 << 20),
             builder_stage: None,
             pushed: vec![Pushed { name: "127.0.0.1:5000/team/app:v1".into(), digest: digest('2') }],
+            scripts_fetched: Vec::new(),
         };
         let mut doc = BuildDocument::success(&cfg, &result, Duration::from_millis(1900));
         doc.engine = Some(EngineReport {

@@ -29,13 +29,15 @@ fn digest_set(digest: &str) -> Option<Value> {
     Some(json!({ alg: hex }))
 }
 
-/// The statement for `result`, built from `cfg`. `engine` is `docker`, `podman` or `oci`.
-pub fn statement(cfg: &BuildConfig, result: &BuildResult, engine: &str, times: &Times) -> Value {
+/// The statement for `result`, built from `cfg`. `engine` is `docker`, `podman` or `oci`;
+/// `archive_digest` the manifest digest of the OCI archive `--output-archive` wrote, if any.
+pub fn statement(cfg: &BuildConfig, result: &BuildResult, engine: &str, times: &Times, archive_digest: Option<&str>) -> Value {
     let label = |k: &str| result.labels.get(k).filter(|v| !v.is_empty()).cloned();
-    // The digest of what was pushed, else the image id (what the engine stored).
+    // The digest of what was pushed, else of the manifest of the archive written, else the image
+    // id (what the engine stored).
     let (subject_name, subject_digest) = match result.pushed.first() {
         Some(p) => (p.name.clone(), p.digest.clone()),
-        None => (result.tag.clone().unwrap_or_else(|| "_".into()), result.image_id.clone()),
+        None => (result.tag.clone().unwrap_or_else(|| "_".into()), archive_digest.map_or_else(|| result.image_id.clone(), str::to_string)),
     };
     let commit = label(labels::COMMIT_ID);
     let base_name = label(labels::OCI_BASE_NAME);
@@ -99,7 +101,14 @@ pub fn statement(cfg: &BuildConfig, result: &BuildResult, engine: &str, times: &
     if let (Some(c), true) = (&commit, !cfg.source.location.is_empty()) {
         resolved.push(json!({ "uri": source_uri(&cfg.source.location), "digest": { "gitCommit": c }, "name": "source" }));
     }
-    if let Some(u) = &cfg.scripts_url {
+    // Each script fetched from the scripts URL with the digest of what was fetched (and run);
+    // a URL nothing was fetched from (image://, file://, or every script found elsewhere) by name.
+    if !result.scripts_fetched.is_empty() {
+        for f in &result.scripts_fetched {
+            let name = format!("scripts/{}", f.uri.rsplit('/').next().unwrap_or_default());
+            resolved.push(json!({ "uri": f.uri, "digest": { "sha256": f.sha256 }, "name": name }));
+        }
+    } else if let Some(u) = &cfg.scripts_url {
         resolved.push(json!({ "uri": s2i_core::redact::url(u), "name": "scripts" }));
     }
 

@@ -112,7 +112,8 @@ async fn create_assemble_container(plan: &Plan<'_>, engine: &dyn Engine, feed: F
         ..container::spec(&cfg.container, &cfg.builder_image, &cfg.builder_image)
     };
     if !secrets.is_empty() {
-        spec.tmpfs.push((SECRETS_DIR.to_string(), secrets_tmpfs_options(secrets)));
+        let uid = plan.owner.map(|o| o.uid).or_else(|| numeric_uid(plan.assemble_user.as_deref()));
+        spec.tmpfs.push((SECRETS_DIR.to_string(), secrets_tmpfs_options(secrets, uid)));
     }
     debug!("assemble container: image {}, user {:?}, command {:?}", spec.image, spec.user, spec.cmd);
     Ok(engine.create_container(&spec).await?)
@@ -154,10 +155,19 @@ fn assemble_command(plan: &Plan<'_>, feed: Feed, secrets: &[(String, SecretValue
 }
 
 /// The tmpfs the secrets are written to: in memory only, never part of a commit, writable by the
-/// assemble user whoever it is (sticky, like /tmp: each secret file is its own, mode 0400).
-fn secrets_tmpfs_options(secrets: &[(String, SecretValue)]) -> String {
+/// assemble user whoever it is (sticky, like /tmp: each secret file is its own, mode 0400), and
+/// owned by `uid` when it is known: Docker and Podman copy the mode and owner of a directory the
+/// image already has at the mount point (a previous image has /run/secrets, root's, 0755) onto
+/// the tmpfs, and `mode=` alone then leaves it unwritable.
+fn secrets_tmpfs_options(secrets: &[(String, SecretValue)], uid: Option<u64>) -> String {
     let total: usize = secrets.iter().map(|(_, v)| v.bytes().len() + 4096).sum();
-    format!("rw,nosuid,nodev,noexec,mode=1777,size={}", total.max(64 * 1024))
+    let owner = uid.map(|u| format!(",uid={u}")).unwrap_or_default();
+    format!("rw,nosuid,nodev,noexec,mode=1777{owner},size={}", total.max(64 * 1024))
+}
+
+/// The uid of a container's user when it is a number (`1001`, `1001:0`).
+fn numeric_uid(user: Option<&str>) -> Option<u64> {
+    user?.split(':').next()?.parse().ok()
 }
 
 /// The shell words that take the secrets off the front of stdin, each into its own file under
@@ -209,7 +219,7 @@ async fn run_assemble(plan: &Plan<'_>, engine: &dyn Engine, id: &str, feed: Feed
             None
         }
         Some(Artifacts::Image(prev)) => {
-            let (save_id, run) = start_save_artifacts(plan, engine, prev).await?;
+            let (save_id, run) = start_save_artifacts(plan, engine, prev, secrets).await?;
             parts.push(tar_stream::dir("artifacts", 0o755));
             parts.push(Box::new(ArtifactsPart { prefix: PathBuf::from("artifacts"), run, limits: cfg.limits }));
             Some(save_id)
@@ -300,25 +310,52 @@ fn stream_failure(e: &std::io::Error) -> BuildError {
     }
 }
 
-/// Start save-artifacts in a container of the previous image; its stdout becomes the artifacts stream.
-async fn start_save_artifacts(plan: &Plan<'_>, engine: &dyn Engine, prev: &Previous) -> Result<(String, s2i_engine::RunningOutput)> {
+/// Start save-artifacts in a container of the previous image; its stdout becomes the artifacts
+/// stream. The secrets are at /run/secrets for it too, handed over as for assemble: a tmpfs of
+/// this container alone, the values on stdin (it reads nothing else there).
+async fn start_save_artifacts(plan: &Plan<'_>, engine: &dyn Engine, prev: &Previous, secrets: &[(String, SecretValue)]) -> Result<(String, s2i_engine::RunningOutput)> {
     let cfg = plan.cfg;
     let unusable = |e: EngineError| BuildError::ArtifactsUnusable { reason: e.to_string(), cause: Some(Box::new(e)) };
-    let spec = ContainerSpec {
+    let mut spec = ContainerSpec {
         cmd: vec![prev.command.clone()],
         user: prev.user.clone(),
         ..container::spec(&cfg.container, &cfg.builder_image, &prev.image.id)
     };
+    let input = give_save_artifacts_secrets(plan, &mut spec, &prev.command, secrets);
     debug!("save-artifacts container: image {}, command {:?}", spec.image, spec.cmd);
     let id = engine.create_container(&spec).await.map_err(unusable)?;
     let stderr = Box::new(ContainerLog::new(plan.reporter.clone(), false));
-    match engine.run_with_stdout(&id, stderr).await {
+    match engine.run_with_stdout(&id, input, stderr).await {
         Ok(run) => Ok((id, run)),
         Err(e) => {
             container::remove(engine, &id).await;
             Err(unusable(e))
         }
     }
+}
+
+/// Make `spec`, a save-artifacts container running `command`, take the build's secrets as
+/// assemble does (the prelude, the tmpfs owned by the script's user): the stdin to give it.
+fn give_save_artifacts_secrets(plan: &Plan<'_>, spec: &mut ContainerSpec, command: &str, secrets: &[(String, SecretValue)]) -> Option<ContainerInput> {
+    let prelude = secrets_prelude(secrets)?;
+    spec.cmd = vec!["/bin/sh".into(), "-c".into(), format!("{prelude} && exec {}", crate::inject::shell_quote(command))];
+    spec.open_stdin = true;
+    let uid = match (&spec.user, plan.owner) {
+        (Some(u), Some(owner)) if Some(u) == plan.assemble_user.as_ref() => Some(owner.uid),
+        (u, _) => numeric_uid(u.as_deref()),
+    };
+    spec.tmpfs.push((SECRETS_DIR.to_string(), secrets_tmpfs_options(secrets, uid)));
+    secrets_input(secrets).map(|s| Box::new(s) as ContainerInput)
+}
+
+/// The spec of a save-artifacts container for the cache (`--cache-dir`), run in the image just
+/// committed, and its stdin: the build's secrets, read again (they were wiped after assemble).
+pub(super) fn cache_save_artifacts(plan: &Plan<'_>, image: &str, command: String) -> Result<(ContainerSpec, Option<ContainerInput>)> {
+    let cfg = plan.cfg;
+    let secrets = read_secrets(plan)?;
+    let mut spec = ContainerSpec { cmd: vec![command.clone()], user: plan.assemble_user.clone(), ..container::spec(&cfg.container, &cfg.builder_image, image) };
+    let input = give_save_artifacts_secrets(plan, &mut spec, &command, &secrets);
+    Ok((spec, input))
 }
 
 /// A start failure because the image lacks `/bin/sh` is the builder's problem, said plainly.

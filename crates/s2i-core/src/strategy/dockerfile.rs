@@ -545,6 +545,8 @@ pub async fn build(cfg: &BuildConfig, services: &Services<'_>, mut phases: Phase
         size: None,
         builder_stage: None,
         pushed: Vec::new(),
+        // The Dockerfile's scripts are not hashed yet (the provenance then names the URL alone).
+        scripts_fetched: Vec::new(),
     })
 }
 

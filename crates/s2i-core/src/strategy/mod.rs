@@ -86,5 +86,6 @@ fn result_of_build(plan: &Plan<'_>, image_id: String, labels: std::collections::
         size: None,
         builder_stage: None,
         pushed: Vec::new(),
+        scripts_fetched: plan.scripts.fetched.clone(),
     }
 }

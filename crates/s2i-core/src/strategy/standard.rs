@@ -39,6 +39,6 @@ async fn save_artifacts(plan: &Plan<'_>, engine: &dyn Engine, image: &str, dir: 
         return Ok(None);
     };
     let entry = cache::entry(dir, &plan.builder.id, &cfg.tag_name().unwrap_or_default());
-    let spec = s2i_engine::ContainerSpec { cmd: vec![command], user: plan.assemble_user.clone(), ..container::spec(&cfg.container, &cfg.builder_image, image) };
-    cache::save(engine, &spec, plan.reporter.clone(), &cfg.limits, entry).await
+    let (spec, input) = assemble::cache_save_artifacts(plan, image, command)?;
+    cache::save(engine, &spec, input, plan.reporter.clone(), &cfg.limits, entry).await
 }

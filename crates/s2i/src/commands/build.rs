@@ -107,7 +107,7 @@ pub async fn execute(global: &GlobalArgs, cfg: &BuildConfig, registries: Registr
     if let Some(path) = &provenance {
         let kind = engine_doc.as_ref().map_or("docker", |e| e.kind);
         let times = crate::provenance::Times { started: started_at, finished: std::time::SystemTime::now() };
-        let statement = crate::provenance::statement(cfg, &result, kind, &times);
+        let statement = crate::provenance::statement(cfg, &result, kind, &times, delivered.archive_digest.as_deref());
         if let Err(e) = crate::provenance::write(path, &statement) {
             return report_failure(cfg, e, callback.as_deref(), json, started, engine_doc).await;
         }

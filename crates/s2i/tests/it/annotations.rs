@@ -148,3 +148,58 @@ fn provenance_names_the_source_builder_and_names_of_env_and_secrets_never_values
     assert_eq!(leftovers.len(), 1, "only the statement, no temporary file: {leftovers:?}");
     env.assert_clean();
 }
+
+/// A scripts URL's scripts are resolved dependencies with the digest of what was fetched (and
+/// run), each by its own URL; what the URL did not have (run, from the image) is not named.
+#[test]
+fn provenance_gives_the_digest_of_each_script_fetched_from_the_scripts_url() {
+    let env = TestEnv::new("provenance-scripts");
+    let builder = env.alias(&fixture("sti-fake"));
+    let scripts = env.work().join("scripts");
+    let assemble = "#!/bin/sh\nset -e\ncp -R /tmp/src/. ./\necho assembled by the fetched script\n";
+    s2i_testkit::write_file(&scripts.join("assemble"), assemble, 0o755);
+    let server = s2i_testkit::HttpServer::serve_dir(&scripts);
+    let (src, _) = repo(&env);
+    let provenance = env.work().join("provenance.json");
+    let url = format!("{}/", server.url());
+    let (code, _, stderr) = env.run(&["build", &src, &builder, &env.tag("app"), "--scripts-url", &url, "--provenance", provenance.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("assembled by the fetched script"), "{stderr}");
+    let statement = valid_statement(&provenance);
+    let deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"].as_array().unwrap();
+    let fetched: Vec<&Value> = deps.iter().filter(|d| d["name"].as_str().is_some_and(|n| n.starts_with("scripts"))).collect();
+    assert_eq!(fetched.len(), 1, "only assemble came from the URL: {statement}");
+    assert_eq!(fetched[0]["uri"], format!("{}/assemble", server.url().trim_end_matches('/')).as_str(), "{statement}");
+    assert_eq!(fetched[0]["digest"]["sha256"], crate::secrets::sha256_hex(assemble).as_str(), "the digest of what was fetched");
+    env.assert_clean();
+}
+
+/// Nothing pushed, an OCI archive written: the subject's digest is the archive's manifest digest
+/// (what a registry will store when the archive is copied there), not the image id.
+#[test]
+fn provenance_of_an_oci_archive_names_its_manifest_digest() {
+    let t = Oci::new("provenance-oci-archive");
+    let builder = crate::oci::archive_of(&fixture("sti-fake"));
+    let (src, _) = repo(&t.env);
+    let archive = t.env.tmpdir().join("out.tar");
+    let provenance = t.env.work().join("provenance.json");
+    let target = format!("oci-archive:{}", archive.display());
+    let (code, stdout, stderr) =
+        t.run(&["build", &src, &builder, &t.env.tag("app"), "--output-archive", &target, "--provenance", provenance.to_str().unwrap(), "--output=json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    let mut tar = tar::Archive::new(std::fs::File::open(&archive).unwrap());
+    let index: Value = tar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .find(|e| e.path().unwrap().to_string_lossy().trim_start_matches("./") == "index.json")
+        .map(|e| serde_json::from_reader(e).unwrap())
+        .expect("an index.json in the archive");
+    let manifest = index["manifests"][0]["digest"].as_str().unwrap();
+    let statement = valid_statement(&provenance);
+    assert_eq!(statement["subject"][0]["digest"]["sha256"], manifest.trim_start_matches("sha256:"), "{statement}");
+    assert_ne!(manifest, doc["image_id"].as_str().unwrap(), "the manifest's digest, not the config's");
+    std::fs::remove_file(&archive).unwrap();
+    t.assert_clean();
+}

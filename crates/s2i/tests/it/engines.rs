@@ -252,7 +252,7 @@ fn containers_get_eof_on_stdin_and_keep_their_exit_codes() {
 
     let (stdout, code) = rt.block_on(async {
         let id = engine.create_container(&spec("stdout", "echo out; echo err >&2; exit 4", false)).await.unwrap();
-        let mut running = engine.run_with_stdout(&id, Box::new(|_: OutputStream, _: &[u8]| {})).await.unwrap();
+        let mut running = engine.run_with_stdout(&id, None, Box::new(|_: OutputStream, _: &[u8]| {})).await.unwrap();
         let mut stdout = String::new();
         tokio::io::AsyncReadExt::read_to_string(&mut running.stdout, &mut stdout).await.unwrap();
         let code = running.exit.await.unwrap();

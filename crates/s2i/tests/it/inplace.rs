@@ -467,6 +467,89 @@ fn sigterm_during_assemble_stops_the_build_and_pushes_nothing() {
     env.assert_clean();
 }
 
+/// `--secret` in the pod: the step's memory volume at /run/secrets (what an emptyDir with
+/// medium: Memory is: a tmpfs, `--tmpfs` here) takes the secret for assemble; the value is in no
+/// pushed blob, the config, the results or anything s2i printed, and the volume is empty again
+/// when the build ends. A pod without that volume gets an error that says what it needs, before
+/// anything is written or pushed.
+#[test]
+fn a_secret_lives_in_the_pod_s_memory_volume_and_nowhere_else() {
+    use crate::secrets::{assert_absent, assert_archive_clean, forbidden, random_value, sha256_hex};
+    let env = TestEnv::new("inplace-secret");
+    let registry = TestRegistry::start();
+    let pod = Pod::new(&env, &registry, "sti-fake", "inplace/sti-fake:v1");
+    let src = app(&env);
+    write_file(
+        &src.join(".s2i/bin/assemble"),
+        "#!/bin/sh\nset -e\ncp -R /tmp/src/. ./\n\
+         sha256sum /run/secrets/token | cut -d' ' -f1 > token.sha\n\
+         stat -c '%a %u' /run/secrets/token > token.stat\n\
+         echo assembled with the secret\n",
+        0o755,
+    );
+    for d in [".s2i", ".s2i/bin"] {
+        std::fs::set_permissions(src.join(d), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let token = random_value();
+    let secrets = env.work().join("secrets");
+    write_file(&secrets.join("token"), &token, 0o644);
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mount = format!("{}:/workspace/secrets:ro", secrets.display());
+    let out = registry.image("inplace/secret-app:v1");
+    let args = [
+        "build", "/workspace/source", pod.builder.as_str(), out.as_str(), "--push", "--output=json", "--loglevel", "5",
+        "--secret", "id=token,src=/workspace/secrets/token", "--digest-file", "/workspace/results/IMAGE_DIGEST",
+    ];
+    // A check at the end of the same step: the memory volume holds nothing once s2i is done.
+    let (code, stdout, stderr) = pod.s2i_as("1001:0", &src, &["-v", &mount, "--tmpfs", "/run/secrets:rw,mode=1777"], &args);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("assembled with the secret"), "{stderr}");
+    let forms = forbidden(&token);
+    assert_absent("stdout (the JSON result)", stdout.as_bytes(), &forms);
+    assert_absent("stderr at --loglevel 5", stderr.as_bytes(), &forms);
+    assert_absent("the digest result", pod.result("IMAGE_DIGEST").as_bytes(), &forms);
+
+    let pulled = registry.docker_pull(&out);
+    let read = |f: &str| docker_run(pulled.name(), &["cat", f]).1.trim().to_string();
+    assert_eq!(read("token.sha"), sha256_hex(&token), "assemble read the secret");
+    assert_eq!(read("token.stat"), "400 1001", "the build's uid wrote it, for itself alone");
+    let (_, listing, _) = docker_run(pulled.name(), &["sh", "-c", "ls -A /run/secrets 2>/dev/null; true"]);
+    assert_eq!(listing.trim(), "", "the image has no secrets");
+    let saved = env.tmpdir().join("pushed.tar");
+    docker_output(&["save", "-o", saved.to_str().unwrap(), pulled.name()]);
+    assert_archive_clean("the pushed image (every layer and the config)", &saved, &forms);
+    std::fs::remove_file(&saved).unwrap();
+    assert_absent("the pushed image's inspect", docker_output(&["image", "inspect", pulled.name()]).as_bytes(), &forms);
+    drop(pulled);
+
+    // Emptied when the build ends: s2i, then a look at the volume, in one container.
+    let script = format!(
+        "/opt/s2i/s2i build /workspace/source {} {} --push --engine in-place --ca-file /workspace/shared/ca.pem --secret id=token,src=/workspace/secrets/token >/dev/null 2>&1; echo \"exit=$? left=$(ls -A /run/secrets)\"",
+        pod.builder,
+        registry.image("inplace/secret-app:v2")
+    );
+    let bin = format!("{}:/opt/s2i/s2i:ro", static_s2i().display());
+    let (source, shared) = (format!("{}:/workspace/source:ro", src.display()), format!("{}:/workspace/shared:ro", pod.shared.display()));
+    let options = [
+        "--network", "host", "--user", "1001:0", "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "-v", &bin, "-v", &source, "-v", &shared,
+        "-v", &mount, "--tmpfs", "/run/secrets:rw,mode=1777", "-e", "DOCKER_CONFIG=/workspace/shared", "--entrypoint", "/bin/sh",
+    ];
+    let (_, said, stderr) = docker_run_with(&options, &pod.local_builder, &["-c", &script]);
+    assert_eq!(said.trim(), "exit=0 left=", "{stderr}");
+
+    // No memory volume: refused, saying what the step needs; nothing pushed.
+    let refused = registry.image("inplace/secret-app:refused");
+    let mut args = args.to_vec();
+    args[3] = refused.as_str();
+    let (code, stdout, stderr) = pod.s2i_as("1001:0", &src, &["-v", &mount], &args);
+    assert_ne!(code, 0, "{stderr}");
+    assert!(stderr.contains("/run/secrets") && stderr.contains("emptyDir with medium: Memory") && stderr.contains("never written to disk"), "{stderr}");
+    assert!(!stderr.contains("assembled with the secret"), "{stderr}");
+    assert_absent("stderr of the refused build", stderr.as_bytes(), &forms);
+    assert_absent("stdout of the refused build", stdout.as_bytes(), &forms);
+    env.assert_clean();
+}
+
 /// A cache workspace as a pod has it: a directory any uid can write.
 fn cache_dir(env: &TestEnv) -> PathBuf {
     let dir = env.work().join("pod-cache");

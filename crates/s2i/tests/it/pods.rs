@@ -500,3 +500,74 @@ fn the_tekton_task_takes_a_dockerconfigjson_secret_and_says_when_the_workspace_h
     assert_eq!((step.exit_code, step.stderr.as_str()), (1, "the dockerconfig workspace holds neither config.json nor .dockerconfigjson\n"));
     env.assert_clean();
 }
+
+/// `--secret` from the pod: each key of the Task's `secrets` workspace (the strategy's
+/// `s2i-secrets` volume) is at /run/secrets/KEY for assemble, on the step's memory volume; the
+/// value is in no pushed blob, the config, the results or any step's output.
+#[test]
+fn the_task_and_the_strategy_hand_a_secret_to_assemble_and_nowhere_else() {
+    use crate::secrets::{assert_absent, assert_archive_clean, forbidden, random_value, sha256_hex};
+    let env = TestEnv::new("pod-secrets");
+    let cluster = Cluster::new(&env);
+    let token = random_value();
+    let secrets = env.work().join("secret-volume");
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::write(secrets.join("token"), &token).unwrap();
+    open_to_all(&secrets);
+    let forms = forbidden(&token);
+    let with_assemble = |root: &Path| {
+        write_file(
+            &root.join(".s2i/bin/assemble"),
+            "#!/bin/sh\nset -e\ncp -R /tmp/src/. ./\nsha256sum /run/secrets/token | cut -d' ' -f1 > token.sha\necho assembled with the secret\n",
+            0o755,
+        );
+    };
+    let check = |outcome: &PodOutcome, out: &str| {
+        outcome.assert_succeeded();
+        assert!(said(outcome, "build").contains("assembled with the secret"), "{}", outcome.log());
+        for step in &outcome.steps {
+            assert_absent(&format!("step {}'s output", step.name), format!("{}{}", step.stdout, step.stderr).as_bytes(), &forms);
+        }
+        for (name, value) in &outcome.results {
+            assert_absent(&format!("result {name}"), value.as_bytes(), &forms);
+        }
+        let (pulled, _) = cluster.digest_of(out);
+        assert_eq!(docker_run(pulled.name(), &["cat", "token.sha"]).1.trim(), sha256_hex(&token));
+        let saved = env.tmpdir().join("pushed.tar");
+        docker_output(&["save", "-o", saved.to_str().unwrap(), pulled.name()]);
+        assert_archive_clean("the pushed image", &saved, &forms);
+        std::fs::remove_file(&saved).unwrap();
+    };
+
+    let src = app(&env, "src", "one.txt");
+    with_assemble(&src);
+    let out = cluster.registry.image("team/secret-tekton:v1");
+    let outcome = TaskPod::tekton_task(&tekton_task(), "s2i")
+        .param("BUILDER_IMAGE", &cluster.builder)
+        .param("IMAGE", &out)
+        .param("S2I_IMAGE", &s2i_image())
+        .workspace("source", &src)
+        .workspace("secrets", &secrets)
+        .workspace("ca-bundle", &cluster.ca)
+        .mount(&cluster.docker_config, "/tekton/home/.docker", true)
+        .run_as(OPENSHIFT_UID, Some(0))
+        .run();
+    check(&outcome, &out);
+
+    let root = env.work().join("source");
+    app(&env, "source/app", "one.txt");
+    with_assemble(&root.join("app"));
+    let out = cluster.registry.image("team/secret-shp:v1");
+    let outcome = TaskPod::shipwright_strategy(&shipwright_strategy(), "s2i")
+        .param("builder-image", &cluster.builder)
+        .param("s2i-image", &s2i_image())
+        .param("shp-output-image", &out)
+        .param("shp-source-context", "/workspace/source/app")
+        .workspace("source", &root)
+        .volume("s2i-ca", &cluster.ca)
+        .volume("s2i-secrets", &secrets)
+        .mount(&cluster.docker_config, "/tekton/home/.docker", true)
+        .run();
+    check(&outcome, &out);
+    env.assert_clean();
+}

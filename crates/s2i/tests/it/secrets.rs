@@ -1,4 +1,4 @@
-//! `--secret`: a random value is readable by assemble (which writes its hash into the image) and
+//! `--secret`: a random value is readable by assemble and save-artifacts (which write its hash into the image) and
 //! is found nowhere else: not in a layer, the config, the history, a label, the JSON result, or
 //! anything s2i printed at --loglevel 5, in plain or base64. On the engine under test (Docker, or
 //! Podman with S2I_TEST_ENGINE=podman) and on `--engine oci`.
@@ -12,13 +12,13 @@ use s2i_testkit::{docker_output, docker_run, fixture, write_file, TestEnv};
 use crate::oci::{archive_of, Oci};
 
 /// 32 random hex digits.
-fn random_value() -> String {
+pub(crate) fn random_value() -> String {
     let mut bytes = [0u8; 16];
     std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut bytes).unwrap();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn sha256_hex(data: &str) -> String {
+pub(crate) fn sha256_hex(data: &str) -> String {
     let mut child = std::process::Command::new("sha256sum")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -32,7 +32,7 @@ fn sha256_hex(data: &str) -> String {
 
 /// The forms of `value` that must appear nowhere: itself and its base64 (with every alignment of
 /// a longer base64 text, the middle of each of the three encodings).
-fn forbidden(value: &str) -> Vec<Vec<u8>> {
+pub(crate) fn forbidden(value: &str) -> Vec<Vec<u8>> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut forms = vec![value.as_bytes().to_vec()];
     for pad in 0..3 {
@@ -46,7 +46,7 @@ fn forbidden(value: &str) -> Vec<Vec<u8>> {
 }
 
 /// Panics when `data` (or, for gzip data, what it unpacks to) holds any of `forms`.
-fn assert_absent(what: &str, data: &[u8], forms: &[Vec<u8>]) {
+pub(crate) fn assert_absent(what: &str, data: &[u8], forms: &[Vec<u8>]) {
     let mut owned = Vec::new();
     let data = if data.starts_with(&[0x1f, 0x8b]) {
         flate2::read::MultiGzDecoder::new(data).read_to_end(&mut owned).map(|_| &owned[..]).unwrap_or(data)
@@ -59,7 +59,7 @@ fn assert_absent(what: &str, data: &[u8], forms: &[Vec<u8>]) {
 }
 
 /// Every file of a tar archive (and the archive's own bytes), scanned.
-fn assert_archive_clean(what: &str, archive: &Path, forms: &[Vec<u8>]) {
+pub(crate) fn assert_archive_clean(what: &str, archive: &Path, forms: &[Vec<u8>]) {
     let bytes = std::fs::read(archive).unwrap();
     assert_absent(what, &bytes, forms);
     let mut tar = tar::Archive::new(&bytes[..]);
@@ -291,4 +291,114 @@ fn an_interrupted_build_with_a_secret_leaves_nothing() {
         seen.push('\n');
     }
     env.assert_clean();
+}
+
+/// An incremental app: assemble records the secret's hash and takes `deps` from the artifacts
+/// when there are some; save-artifacts fails unless it can read the secret, and records in what
+/// it saves the secret's hash and the file's mode and owner as it saw them.
+fn incremental_secret_app(env: &TestEnv) -> &'static str {
+    write_file(&env.work().join("inc/index.html"), "hello\n", 0o644);
+    write_file(
+        &env.work().join("inc/.s2i/bin/assemble"),
+        "#!/bin/sh\nset -e\ncp -R /tmp/src/. ./\n\
+         sha256sum /run/secrets/token | cut -d' ' -f1 > token.sha\n\
+         if [ -f /tmp/artifacts/deps/saved.sha ]; then cp -R /tmp/artifacts/deps ./deps; echo '---> reusing deps'; else mkdir -p deps; echo '---> fresh deps'; fi\n",
+        0o755,
+    );
+    write_file(
+        &env.work().join("inc/.s2i/bin/save-artifacts"),
+        "#!/bin/sh\nset -e\ncd /opt/app-root/src\n\
+         test -r /run/secrets/token || { echo 'save-artifacts: no secret' >&2; exit 3; }\n\
+         sha256sum /run/secrets/token | cut -d' ' -f1 > deps/saved.sha\n\
+         stat -c '%a %u' /run/secrets/token > deps/saved.stat\n\
+         echo '---> saved with the secret' >&2\n\
+         tar cf - deps\n",
+        0o755,
+    );
+    "inc"
+}
+
+/// What the second build of [`incremental_secret_app`] must show: save-artifacts read the secret
+/// (else the build would have gone on clean), and its stdout and stderr hold no form of it.
+fn assert_incremental_with_secret(image: &str, token: &str, stdout: &str, stderr: &str, forms: &[Vec<u8>]) {
+    assert!(stderr.contains("---> saved with the secret") && stderr.contains("---> reusing deps"), "{stderr}");
+    assert!(!stderr.contains("Clean build will be performed because"), "{stderr}");
+    let read = |f: &str| docker_run(image, &["cat", f]).1.trim().to_string();
+    assert_eq!(read("deps/saved.sha"), sha256_hex(token), "save-artifacts read the secret");
+    assert_eq!(read("deps/saved.stat"), "400 1001", "only the save-artifacts user can read it");
+    assert_eq!(read("token.sha"), sha256_hex(token), "assemble read the secret");
+    let (_, listing, _) = docker_run(image, &["sh", "-c", "ls -A /run/secrets 2>/dev/null; true"]);
+    assert_eq!(listing.trim(), "", "the image has no secrets");
+    assert_absent("stdout (the JSON result)", stdout.as_bytes(), forms);
+    assert_absent("stderr at --loglevel 5", stderr.as_bytes(), forms);
+}
+
+/// Incremental: save-artifacts, in a container of the previous image, has the secret too (the
+/// issue says assemble and save-artifacts), and it is nowhere in what the build leaves.
+#[test]
+fn save_artifacts_reads_the_secret_in_an_incremental_build() {
+    let env = TestEnv::new("secret-inc");
+    let builder = env.alias(&fixture("sti-fake"));
+    let src = incremental_secret_app(&env);
+    let token = random_value();
+    let out = env.tag("app");
+    let build = || {
+        let mut cmd = env.s2i();
+        cmd.args(["build", src, &builder, &out, "--incremental", "--secret", "id=token,env=S2I_TEST_ENV_SECRET", "--loglevel", "5", "--output=json"]);
+        cmd.env("S2I_TEST_ENV_SECRET", &token);
+        let run = cmd.output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&run.stdout).into_owned(), String::from_utf8_lossy(&run.stderr).into_owned());
+        assert!(run.status.success(), "{stderr}");
+        (stdout, stderr)
+    };
+    let (_, first) = build();
+    assert!(first.contains("---> fresh deps"), "{first}");
+    let previous = docker_output(&["image", "inspect", "--format", "{{.Id}}", &out]).trim().to_string();
+    let (stdout, stderr) = build();
+    let forms = forbidden(&token);
+    assert_incremental_with_secret(&out, &token, &stdout, &stderr, &forms);
+    for image in [out.as_str(), previous.as_str()] {
+        let saved = env.tmpdir().join("saved.tar");
+        docker_output(&["save", "-o", saved.to_str().unwrap(), image]);
+        assert_archive_clean(&format!("the saved image {image}"), &saved, &forms);
+        std::fs::remove_file(&saved).unwrap();
+        assert_absent("the image's inspect (config, labels)", docker_output(&["image", "inspect", image]).as_bytes(), &forms);
+    }
+    docker_output(&["rmi", &previous]);
+    env.assert_clean();
+}
+
+/// The same on `--engine oci`: the save-artifacts container gets the secret on its stdin, and no
+/// blob of the store holds it.
+#[test]
+fn save_artifacts_reads_the_secret_on_the_oci_engine() {
+    let t = Oci::new("oci-secret-inc");
+    let builder = archive_of(&fixture("sti-fake"));
+    let src = incremental_secret_app(&t.env);
+    let token = random_value();
+    let tag = t.env.tag("app");
+    let archive = t.env.tmpdir().join("out.tar");
+    let target = format!("docker-archive:{}", archive.display());
+    let build = |extra: &[&str]| {
+        let mut cmd = t.env.s2i();
+        cmd.args(["build", src, &builder, &tag, "--incremental", "--secret", "id=token,env=S2I_TEST_ENV_SECRET", "--output=json"]).args(extra);
+        cmd.args(["--engine", "oci", "--oci-store"]).arg(t.store_dir()).args(["--loglevel", "5"]);
+        cmd.env("DOCKER_HOST", "unix:///nonexistent/docker.sock").env("S2I_TEST_ENV_SECRET", &token);
+        let run = cmd.output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&run.stdout).into_owned(), String::from_utf8_lossy(&run.stderr).into_owned());
+        t.note_containers(&stderr);
+        assert!(run.status.success(), "{stderr}");
+        (stdout, stderr)
+    };
+    let (_, first) = build(&[]);
+    assert!(first.contains("---> fresh deps"), "{first}");
+    let (stdout, stderr) = build(&["--output-archive", &target]);
+    let forms = forbidden(&token);
+    assert_archive_clean("the written archive", &archive, &forms);
+    assert_tree_clean(&t.store_dir(), &forms);
+    let loaded = docker_output(&["load", "-i", archive.to_str().unwrap()]);
+    std::fs::remove_file(&archive).unwrap();
+    assert!(loaded.contains(&tag), "{loaded}");
+    assert_incremental_with_secret(&tag, &token, &stdout, &stderr, &forms);
+    t.assert_clean();
 }
