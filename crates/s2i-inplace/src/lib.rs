@@ -219,12 +219,12 @@ pub struct InPlaceEngine {
     counter: std::sync::atomic::AtomicU64,
 }
 
-fn api(op: impl Into<String>, message: impl std::fmt::Display) -> EngineError {
+fn api_error(op: impl Into<String>, message: impl std::fmt::Display) -> EngineError {
     EngineError::Api { op: op.into(), message: message.to_string(), status: None }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| api("the in-place engine", e))
+async fn on_blocking_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| api_error("the in-place engine", e))
 }
 
 /// Whether this process runs in a container at all: the marker files of Docker and Podman
@@ -258,7 +258,7 @@ fn check_runs_in(image: &ImageInfo, name: &str, root: &Path, env: &dyn Fn(&str) 
             Some(here) if here == v => {}
             here => {
                 let how = if here.is_some() { "has another value here" } else { "is not set here" };
-                return Err(api(
+                return Err(api_error(
                     op,
                     format!("the builder's environment variable {k} {how}: this process does not run in {name} (the step's image must be the builder given to s2i)"),
                 ));
@@ -269,7 +269,7 @@ fn check_runs_in(image: &ImageInfo, name: &str, root: &Path, env: &dyn Fn(&str) 
         if let Some(dir) = url.strip_prefix("image://") {
             let local = root.join(dir.trim_start_matches('/'));
             if !local.is_dir() {
-                return Err(api(op, format!("the builder's scripts directory {dir} ({SCRIPTS_URL_LABEL}) is not here: this process does not run in {name}")));
+                return Err(api_error(op, format!("the builder's scripts directory {dir} ({SCRIPTS_URL_LABEL}) is not here: this process does not run in {name}")));
             }
         }
     }
@@ -288,14 +288,14 @@ impl InPlaceEngine {
                     .prefix("s2i-in-place-")
                     .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
                     .tempdir()
-                    .map_err(|e| api(op, format!("creating its temp dir: {e}")))?;
+                    .map_err(|e| api_error(op, format!("creating its temp dir: {e}")))?;
                 (d.path().to_path_buf(), Some(d))
             }
         };
         let store_root = root.clone();
-        let store = blocking(move || Store::open(&store_root)).await??;
+        let store = on_blocking_thread(move || Store::open(&store_root)).await??;
         let mut excluded = if opts.root == Path::new("/") {
-            Excluded::mount_points_and(&[]).map_err(|e| api(op, e))?
+            Excluded::mount_points_and(&[]).map_err(|e| api_error(op, e))?
         } else {
             Excluded::default()
         };
@@ -323,7 +323,7 @@ impl InPlaceEngine {
 
     async fn image(&self, name: &str) -> Result<Image> {
         let (store, n) = (self.store.clone(), name.to_string());
-        blocking(move || store.find_or_import(&n)).await??.ok_or_else(|| EngineError::ImageNotFound(name.to_string()))
+        on_blocking_thread(move || store.find_or_import(&n)).await??.ok_or_else(|| EngineError::ImageNotFound(name.to_string()))
     }
 
     fn get(&self, id: &str) -> Result<Arc<Process>> {
@@ -355,7 +355,7 @@ impl InPlaceEngine {
         }
         if self.baseline.lock().unwrap().is_none() {
             let (root, excluded) = (self.opts.root.clone(), self.excluded.lock().unwrap().clone());
-            let snap = blocking(move || Snapshot::take(&root, excluded)).await?.map_err(|e| api("walking the root before the build", e))?;
+            let snap = on_blocking_thread(move || Snapshot::take(&root, excluded)).await?.map_err(|e| api_error("walking the root before the build", e))?;
             debug!("in-place: {} paths before the build", snap.len());
             *self.baseline.lock().unwrap() = Some(Arc::new(snap));
         }
@@ -374,15 +374,15 @@ impl InPlaceEngine {
             let stream = repo.blob(&layer).await.map_err(|e| EngineError::Failed { op: op.clone(), source: Box::new(e) })?;
             let reader = tokio_util::io::SyncIoBridge::new(stream.into_reader());
             let (root, excluded) = (self.opts.root.clone(), self.excluded.lock().unwrap().clone());
-            let (compared, back) = blocking(move || {
+            let (compared, back) = on_blocking_thread(move || {
                 let r = snapshot::compare_layer(reader, &root, &excluded, TOP_LAYER_ENTRIES, &mut above);
                 (r, above)
             })
             .await?;
             above = back;
-            let compared = compared.map_err(|e| api(&op, e))?;
+            let compared = compared.map_err(|e| api_error(&op, e))?;
             if let Some(why) = compared.differs {
-                return Err(api(op, format!("{why} in the builder's top layers: this process does not run in {name} (the step's image must be the builder given to s2i)")));
+                return Err(api_error(op, format!("{why} in the builder's top layers: this process does not run in {name} (the step's image must be the builder given to s2i)")));
             }
             if compared.files > 0 {
                 break;
@@ -393,7 +393,7 @@ impl InPlaceEngine {
 
     fn origin_repo<'c>(&self, client: &'c RegistryClient, image: &Image) -> Result<Option<s2i_registry::client::Repository<'c>>> {
         let Some(origin) = self.origins.lock().unwrap().get(&image.id).cloned() else { return Ok(None) };
-        let reference = ImageRef::parse(&origin.name).map_err(|r| api(format!("reading the image name {}", origin.name), r))?;
+        let reference = ImageRef::parse(&origin.name).map_err(|r| api_error(format!("reading the image name {}", origin.name), r))?;
         Ok(Some(client.repository_of(&reference, Resolved::given_or_anonymous(origin.auth.as_ref()))))
     }
 
@@ -406,7 +406,7 @@ impl InPlaceEngine {
         {
             let mut started = p.started.lock().unwrap();
             if *started {
-                return Err(api("starting the container", "only a created container can be started"));
+                return Err(api_error("starting the container", "only a created container can be started"));
             }
             *started = true;
         }
@@ -422,7 +422,7 @@ impl InPlaceEngine {
             .kill_on_drop(true);
         let child = cmd.spawn().map_err(|e| {
             // Core recognises a missing shell by this op, as with Docker's start.
-            api("starting the container", format!("exec: {:?}: {e}", p.args[0]))
+            api_error("starting the container", format!("exec: {:?}: {e}", p.args[0]))
         })?;
         *p.pgid.lock().unwrap() = child.id().map(|pid| pid as i32);
         Ok((p, child))
@@ -446,7 +446,7 @@ impl InPlaceEngine {
 }
 
 fn exit_code(status: std::io::Result<std::process::ExitStatus>) -> Result<i64> {
-    let status = status.map_err(|e| api("waiting for the container", e))?;
+    let status = status.map_err(|e| api_error("waiting for the container", e))?;
     Ok(match status.code() {
         Some(code) => code as i64,
         None => 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(9) as i64,
@@ -490,7 +490,7 @@ impl Engine for InPlaceEngine {
 
     async fn inspect_image(&self, name: &str) -> Result<Option<ImageInfo>> {
         let (store, n) = (self.store.clone(), name.to_string());
-        Ok(blocking(move || store.find_or_import(&n)).await??.map(|i| i.info()))
+        Ok(on_blocking_thread(move || store.find_or_import(&n)).await??.map(|i| i.info()))
     }
 
     async fn pull_image(&self, name: &str, auth: Option<&RegistryAuth>, progress: &mut dyn ProgressSink) -> Result<()> {
@@ -518,7 +518,7 @@ impl Engine for InPlaceEngine {
         }
         let store = self.store.clone();
         let (mut writer, copy) = s2i_engine::input::channel_to(out);
-        let export = blocking(move || store.export(&image, format, &mut writer));
+        let export = on_blocking_thread(move || store.export(&image, format, &mut writer));
         let (exported, copied) = tokio::join!(export, copy);
         copied.map_err(EngineError::Input)?;
         exported??;
@@ -543,7 +543,7 @@ impl Engine for InPlaceEngine {
             match baseline {
                 None => self.excluded.lock().unwrap().add(Path::new(path)),
                 Some(snap) if snap.excludes(Path::new(path)) => {}
-                Some(_) => return Err(api(&op, format!("{path} was walked with the root before the build: it cannot be a memory volume now"))),
+                Some(_) => return Err(api_error(&op, format!("{path} was walked with the root before the build: it cannot be a memory volume now"))),
             }
             memory_dirs.push(dir);
         }
@@ -570,7 +570,7 @@ impl Engine for InPlaceEngine {
         self.claim(&image, &spec.image).await?;
         let ProcessLine { args, mut env, cwd } = spec.process_in(&image.config);
         if args.is_empty() {
-            return Err(api(&op, format!("{} has no command", spec.image)));
+            return Err(api_error(&op, format!("{} has no command", spec.image)));
         }
         for inherited in ["HOME", "HOSTNAME"] {
             if !env.iter().any(|kv| env_key(kv) == inherited) {
@@ -607,13 +607,13 @@ impl Engine for InPlaceEngine {
         Self::ended(&p);
         let code = exit_code(waited)?;
         pumped.map_err(EngineError::Input)?;
-        relayed.map_err(|e| api("reading the build's output", e))?;
+        relayed.map_err(|e| api_error("reading the build's output", e))?;
         Ok(code)
     }
 
     async fn run_with_stdout(&self, id: &str, input: Option<ContainerInput>, mut stderr: Box<dyn OutputSink>) -> Result<RunningOutput> {
         let (p, mut child) = self.spawn(id, input.is_some())?;
-        let stdout = child.stdout.take().ok_or_else(|| api("starting the container", "no stdout pipe"))?;
+        let stdout = child.stdout.take().ok_or_else(|| api_error("starting the container", "no stdout pipe"))?;
         let err_pipe = child.stderr.take();
         if let (Some(input), Some(stdin)) = (input, child.stdin.take()) {
             tokio::spawn(async move {
@@ -629,7 +629,7 @@ impl Engine for InPlaceEngine {
             p.pgid.lock().unwrap().take();
             Self::ended(&p);
             let code = exit_code(waited)?;
-            relayed.map_err(|e| api("reading the build's output", e))?;
+            relayed.map_err(|e| api_error("reading the build's output", e))?;
             Ok(code)
         };
         Ok(RunningOutput { stdout: Box::new(stdout), exit: Box::pin(exit) })
@@ -641,19 +641,19 @@ impl Engine for InPlaceEngine {
         if let Some(staged) = &p.staged {
             // Kept as it came (the caller's checked stream), for the commit's layer.
             let dir = self.store.root().to_path_buf();
-            let mut file = tempfile::Builder::new().prefix("staged-").tempfile_in(&dir).map_err(|e| api(&op, e))?;
+            let mut file = tempfile::Builder::new().prefix("staged-").tempfile_in(&dir).map_err(|e| api_error(&op, e))?;
             let mut reader = tokio_util::io::SyncIoBridge::new(tar);
-            let file = blocking(move || std::io::copy(&mut reader, file.as_file_mut()).map(|_| file)).await?.map_err(|e| api(&op, e))?;
+            let file = on_blocking_thread(move || std::io::copy(&mut reader, file.as_file_mut()).map(|_| file)).await?.map_err(|e| api_error(&op, e))?;
             staged.lock().unwrap().push((path.to_string(), file));
             return Ok(());
         }
         let reader = tokio_util::io::SyncIoBridge::new(tar);
         let (root, path) = (self.opts.root.clone(), path.to_string());
-        blocking(move || -> Result<()> {
+        on_blocking_thread(move || -> Result<()> {
             let name = format!("the archive copied to {path}");
             let cancel = Cancel::never();
             let opts = image::Unpack { name: &name, whiteouts: image::Whiteouts::Plain, under: &path, lowers: &[], cancel: &cancel };
-            image::unpack(&root, reader, &opts).map_err(|e| api(&op, error_chain(&e)))?;
+            image::unpack(&root, reader, &opts).map_err(|e| api_error(&op, error_chain(&e)))?;
             Ok(())
         })
         .await?
@@ -661,7 +661,7 @@ impl Engine for InPlaceEngine {
 
     async fn commit_container(&self, id: &str, spec: &CommitSpec) -> Result<String> {
         let p = self.get(id)?;
-        let snap = self.baseline.lock().unwrap().clone().ok_or_else(|| api("committing the container", "the root was never walked"))?;
+        let snap = self.baseline.lock().unwrap().clone().ok_or_else(|| api_error("committing the container", "the root was never walked"))?;
         let created = match self.opts.source_date_epoch {
             Some(t) => Some(t),
             None => image::source_date_epoch()?,
@@ -673,13 +673,13 @@ impl Engine for InPlaceEngine {
         let base = p.image.clone();
         if p.staged.is_some() {
             let process = p.clone();
-            let committed = blocking(move || {
+            let committed = on_blocking_thread(move || {
                 let staged = process.staged.as_ref().unwrap().lock().unwrap();
                 store.commit_tar(&base, &changes, tag.as_deref(), |out| staged_layer(&staged, out, clamp).map_err(|e| ImageError::Diff(e.to_string())))
             })
             .await?
             .map_err(|e| match e {
-                ImageError::Diff(message) => api("composing the image's layer", message),
+                ImageError::Diff(message) => api_error("composing the image's layer", message),
                 other => other.into(),
             })?;
             let origin = self.origins.lock().unwrap().get(&p.image.id).cloned();
@@ -688,7 +688,7 @@ impl Engine for InPlaceEngine {
             }
             return Ok(committed.id);
         }
-        let committed = blocking(move || {
+        let committed = on_blocking_thread(move || {
             store.commit_tar(&base, &changes, tag.as_deref(), |out| {
                 let stats = snap.write_layer(out, clamp).map_err(|e| ImageError::Diff(e.to_string()))?;
                 info!("The build changed {} paths ({} removed, {} bytes of files)", stats.entries, stats.whiteouts, stats.bytes);
@@ -697,7 +697,7 @@ impl Engine for InPlaceEngine {
         })
         .await?
         .map_err(|e| match e {
-            ImageError::Diff(message) => api("taking the snapshot of the build", message),
+            ImageError::Diff(message) => api_error("taking the snapshot of the build", message),
             other => other.into(),
         })?;
         self.committed.lock().unwrap().insert(committed.id.clone());
@@ -717,7 +717,7 @@ impl Engine for InPlaceEngine {
 
     async fn remove_image(&self, name: &str) -> Result<()> {
         let (store, n) = (self.store.clone(), name.to_string());
-        blocking(move || store.remove(&n)).await??;
+        on_blocking_thread(move || store.remove(&n)).await??;
         Ok(())
     }
 
@@ -731,7 +731,7 @@ impl Engine for InPlaceEngine {
         }
         let op = format!("copying {path} out of the build's filesystem");
         let (root, p) = (self.opts.root.clone(), PathBuf::from(path));
-        if !s2i_oci::run::exists_under(&root, &p).map_err(|e| api(&op, error_chain(&e)))? {
+        if !s2i_oci::run::exists_under(&root, &p).map_err(|e| api_error(&op, error_chain(&e)))? {
             return Ok(None);
         }
         Ok(Some(s2i_engine::input::blocking_stream(move |w| {
