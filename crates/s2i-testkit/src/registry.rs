@@ -194,6 +194,23 @@ impl TestRegistry {
         self.docker_config.path()
     }
 
+    /// The raw manifest the registry serves for `image` (skopeo reads it with the registry's
+    /// user), or `None` when it has none.
+    pub fn raw_manifest(&self, image: &str) -> Option<Vec<u8>> {
+        let out = std::process::Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false", "--authfile"])
+            .arg(self.docker_config_dir().join("config.json"))
+            .arg(format!("docker://{image}"))
+            .output()
+            .expect("skopeo is installed (scripts/test.sh installs it)");
+        out.status.success().then_some(out.stdout)
+    }
+
+    /// Whether the registry holds `image`: whether anything was pushed there.
+    pub fn holds(&self, image: &str) -> bool {
+        self.raw_manifest(image).is_some()
+    }
+
     /// Where the registry stores its blobs and repositories (its filesystem storage root).
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")

@@ -196,6 +196,23 @@ impl<'a> Plan<'a> {
         script_command(&self.scripts, name, &self.destination, &self.cfg.builder_image)
     }
 
+    /// The OCI standard labels of a result made from `base` (the builder, or the runtime image).
+    pub fn oci_labels(&self, base: &ImageInfo) -> HashMap<String, String> {
+        let cfg = self.cfg;
+        let tag = cfg.tag_name();
+        let (base_name, base_digest) = match &self.flow {
+            Flow::Runtime(rt) if rt.image.id == base.id => (rt.name.as_str(), base_digest(base, &rt.name)),
+            _ => (cfg.builder_image.as_str(), base_digest(base, &cfg.builder_image)),
+        };
+        oci_labels(&OciFacts {
+            source: Some(self.source.location.as_str()).filter(|l| is_source_url(l)),
+            revision: self.source.commit.as_ref().map(|c| c.id.as_str()),
+            ref_name: tag.as_deref(),
+            base_name,
+            base_digest: base_digest.as_deref(),
+        })
+    }
+
     /// The labels of the output image: `base`'s, the generated ones, `--label`, then what assemble
     /// wrote to image_metadata.json (provenance labels excepted).
     pub fn labels(&self, base: &ImageInfo, metadata: Vec<(String, String)>) -> Result<HashMap<String, String>> {
@@ -212,17 +229,7 @@ impl<'a> Plan<'a> {
             commit: self.source.commit.as_ref(),
         }));
         labels.retain(|k, _| !labels::OCI_BUILD_KEYS.contains(&k.as_str()));
-        let (base_name, base_digest) = match &self.flow {
-            Flow::Runtime(rt) if rt.image.id == base.id => (rt.name.as_str(), base_digest(base, &rt.name)),
-            _ => (cfg.builder_image.as_str(), base_digest(base, &cfg.builder_image)),
-        };
-        labels.extend(oci_labels(&OciFacts {
-            source: Some(self.source.location.as_str()).filter(|l| is_source_url(l)),
-            revision: self.source.commit.as_ref().map(|c| c.id.as_str()),
-            ref_name: tag.as_deref(),
-            base_name,
-            base_digest: base_digest.as_deref(),
-        }));
+        labels.extend(self.oci_labels(base));
         labels.extend(cfg.labels.iter().cloned());
         labels::add_metadata(&mut labels, metadata);
         labels::check_size(&labels, tag.as_deref().unwrap_or(&cfg.builder_image))?;
@@ -281,7 +288,7 @@ pub fn oci_labels(facts: &OciFacts) -> HashMap<String, String> {
 
 /// Whether a source location is a URL others can fetch (a git remote, an archive's URL), not a
 /// host path (`file://` included).
-fn is_source_url(location: &str) -> bool {
+pub(crate) fn is_source_url(location: &str) -> bool {
     let scheme = location.split_once("://").map(|(s, _)| s);
     matches!(scheme, Some("http" | "https" | "git" | "ssh" | "git+ssh")) || (scheme.is_none() && location.contains('@') && location.contains(':'))
 }

@@ -356,6 +356,17 @@ async fn context(req: Request<'_>) -> Result<Context> {
     })
     .into_iter()
     .collect();
+    // The OCI standard keys, as the other flows write them: the builder is the base. `created` is
+    // when s2i wrote the Dockerfile (SOURCE_DATE_EPOCH when set).
+    let location = source.as_ref().map(|(p, _, _)| p.location.as_str());
+    let base_digest = req.builder.and_then(|b| crate::plan::base_digest(b, &cfg.builder_image));
+    labels.extend(crate::plan::oci_labels(&crate::plan::OciFacts {
+        source: location.filter(|l| crate::plan::is_source_url(l)),
+        revision: source.as_ref().and_then(|(p, _, _)| p.commit.as_ref()).map(|c| c.id.as_str()),
+        ref_name: tag.as_deref(),
+        base_name: &cfg.builder_image,
+        base_digest: base_digest.as_deref(),
+    }));
     labels.extend(cfg.labels.iter().cloned());
     if let Some(url) = cfg.scripts_url.as_deref().filter(|u| !u.is_empty()) {
         labels.insert(labels::SCRIPTS_URL.into(), redact::url(url));

@@ -42,7 +42,9 @@ pub async fn build(plan: &Plan<'_>, engine: &dyn Engine, mut phases: Phases) -> 
         reason: format!("no valid entrypoint specified: an ONBUILD build needs an executable {} in the source", ENTRYPOINTS.join(", ")),
     })?;
     let env_from_source = source_env(plan)?;
-    let dockerfile = dockerfile(&cfg.builder_image, &env_from_source, shipped.iter().any(|(n, _)| n == scripts::ASSEMBLE), &entry)?;
+    // Only the OCI standard keys: the reference labels an ONBUILD result with nothing of its own.
+    let labels: std::collections::BTreeMap<String, String> = plan.oci_labels(&plan.builder).into_iter().collect();
+    let dockerfile = dockerfile(&cfg.builder_image, &env_from_source, &labels, shipped.iter().any(|(n, _)| n == scripts::ASSEMBLE), &entry)?;
 
     // The generated Dockerfile and the shipped scripts replace files of the same name.
     let mut replaced: Vec<PathBuf> = vec!["Dockerfile".into()];
@@ -93,9 +95,13 @@ fn entrypoint(root: &Path, shipped_run: bool) -> Option<String> {
     })
 }
 
-fn dockerfile(builder: &str, env: &[(String, String)], run_assemble: bool, entry: &str) -> Result<String> {
+fn dockerfile(builder: &str, env: &[(String, String)], labels: &std::collections::BTreeMap<String, String>, run_assemble: bool, entry: &str) -> Result<String> {
     use super::dockerfile::{env_name, quote};
     let mut d = format!("FROM {builder}\n");
+    if !labels.is_empty() {
+        let lines: Vec<String> = labels.iter().map(|(k, v)| format!("{}={}", quote(k), quote(v))).collect();
+        d.push_str(&format!("LABEL {}\n", lines.join(" \\\n    ")));
+    }
     if !env.is_empty() {
         let lines = env.iter().map(|(k, v)| Ok(format!("{}={}", env_name(k)?, quote(v)))).collect::<Result<Vec<String>>>()?;
         d.push_str(&format!("ENV {}\n", lines.join(" \\\n    ")));
@@ -115,14 +121,22 @@ mod tests {
     fn the_dockerfile_escapes_values_so_none_adds_an_instruction() {
         let env = vec![("A".to_string(), "plain".to_string()), ("B".to_string(), "x\"\nRUN evil $HOME \\".to_string())];
         assert_eq!(
-            dockerfile("builder:1", &env, true, "run").unwrap(),
+            dockerfile("builder:1", &env, &Default::default(), true, "run").unwrap(),
             "FROM builder:1\nENV A=\"plain\" \\\n    B=\"x\\\"\\nRUN evil \\$HOME \\\\\"\nRUN sh assemble\nENTRYPOINT [\"./run\"]\n"
         );
-        assert_eq!(dockerfile("b", &[], false, "start.sh").unwrap(), "FROM b\nENTRYPOINT [\"./start.sh\"]\n");
+        assert_eq!(dockerfile("b", &[], &Default::default(), false, "start.sh").unwrap(), "FROM b\nENTRYPOINT [\"./start.sh\"]\n");
         let bad = vec![("A B".to_string(), "1".to_string())];
-        assert!(dockerfile("b", &bad, false, "run").is_err(), "a name with a space would add an instruction");
+        assert!(dockerfile("b", &bad, &Default::default(), false, "run").is_err(), "a name with a space would add an instruction");
         let cr = vec![("A".to_string(), "x\rRUN evil".to_string())];
-        assert!(dockerfile("b", &cr, false, "run").unwrap().contains("A=\"x\\rRUN evil\""), "\\r is escaped");
+        assert!(dockerfile("b", &cr, &Default::default(), false, "run").unwrap().contains("A=\"x\\rRUN evil\""), "\\r is escaped");
+    }
+
+    #[test]
+    fn labels_are_quoted_so_none_adds_an_instruction() {
+        let labels = [("org.opencontainers.image.ref.name".to_string(), "app:v1\nRUN evil".to_string())].into_iter().collect();
+        let d = dockerfile("b", &[], &labels, false, "run").unwrap();
+        assert!(d.starts_with("FROM b\nLABEL \"org.opencontainers.image.ref.name\"=\"app:v1\\nRUN evil\"\n"), "{d}");
+        assert_eq!(d.lines().filter(|l| l.starts_with("RUN")).count(), 0, "{d}");
     }
 
     #[test]

@@ -163,6 +163,9 @@ fn build_method_dockerfile_builds_through_the_engine() {
     assert_eq!(cfg["User"], "1001");
     assert_eq!(image_label(&out, "team").as_deref(), Some("x"));
     assert_eq!(image_label(&out, "io.openshift.s2i.scripts-url").as_deref(), Some("image:///usr/libexec/s2i"));
+    // The OCI standard keys, as the other flows write them.
+    assert_eq!(image_label(&out, "org.opencontainers.image.ref.name").as_deref(), Some(out.as_str()));
+    assert_eq!(image_label(&out, "org.opencontainers.image.base.name"), Some(format!("docker.io/{builder}")));
     assert!(image_env(&out).contains(&"A=1".to_string()));
     let (code, run_out, _) = docker_run(&out, &[]);
     assert_eq!(code, 0);

@@ -229,6 +229,10 @@ fn onbuild_builders_build_from_the_source_with_their_triggers() {
     let cfg = image_config(&out);
     assert_eq!(cfg["Entrypoint"], serde_json::json!(["./run"]));
     assert_eq!(cfg["User"], "1001");
+    // The OCI standard keys, as on every result; the reference adds no label of its own here.
+    assert_eq!(cfg["Labels"]["org.opencontainers.image.ref.name"], out.as_str(), "{}", cfg["Labels"]);
+    assert_eq!(cfg["Labels"]["org.opencontainers.image.base.name"], format!("docker.io/{builder}").as_str(), "{}", cfg["Labels"]);
+    assert!(cfg["Labels"]["org.opencontainers.image.created"].is_string(), "{}", cfg["Labels"]);
 
     // ONBUILD USER lines are held to --allowed-uids too.
     let (code, _, stderr) = env.run(&["build", "ob", &builder, &env.tag("refused"), "-u", "2000-"]);

@@ -74,14 +74,8 @@ impl<'a> Pod<'a> {
         let pulled = self.registry.docker_pull(image);
         let config: Value = serde_json::from_str(&docker_output(&["image", "inspect", pulled.name()])).unwrap();
         drop(pulled);
-        let out = std::process::Command::new("skopeo")
-            .args(["inspect", "--raw", "--tls-verify=false", "--authfile"])
-            .arg(self.registry.docker_config_dir().join("config.json"))
-            .arg(format!("docker://{image}"))
-            .output()
-            .expect("skopeo");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        (serde_json::from_slice(&out.stdout).unwrap(), config[0].clone())
+        let manifest = self.registry.raw_manifest(image).unwrap_or_else(|| panic!("the registry has no manifest of {image}"));
+        (serde_json::from_slice(&manifest).unwrap(), config[0].clone())
     }
 }
 
@@ -99,6 +93,47 @@ fn app(env: &TestEnv) -> PathBuf {
 /// The whole path of a Tekton step: the builder's own container as a restricted user builds,
 /// pushes (the builder's layers mounted from its repository, then one new layer) and writes the
 /// digest and the reference for the pipeline's results; Docker pulls the image and runs it.
+impl Pod<'_> {
+    /// `s2i build` of `src` to `out` with `args` in the pod as uid 1001:0 (`volumes`: more docker options),
+    /// stopped with SIGTERM, as a pipeline's timeout stops a step, once assemble says it sleeps
+    /// (sti-fake with ASSEMBLE_SLEEP). Returns s2i's exit code, its stderr up to the signal, and
+    /// the rest.
+    fn terminated_while_assembling(&self, src: &Path, out: &str, what: &str, volumes: &[&str], args: &[&str]) -> (Option<i32>, String, String) {
+        let name = format!("s2i-test-inplace-{what}-{}", std::process::id());
+        let bin = format!("{}:/opt/s2i/s2i:ro", static_s2i().display());
+        let source = format!("{}:/workspace/source:ro", src.display());
+        let shared = format!("{}:/workspace/shared:ro", self.shared.display());
+        let mut child = s2i_testkit::engine_command()
+            .args(["run", "--name", &name, "--network", "host", "--user", "1001:0", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"])
+            .args(["-v", &bin, "-v", &source, "-v", &shared])
+            .args(volumes)
+            .args(["-e", "DOCKER_CONFIG=/workspace/shared", &self.local_builder])
+            .args(["/opt/s2i/s2i", "build", "/workspace/source", &self.builder, out, "--engine", "in-place"])
+            .args(args)
+            .args(["--ca-file", "/workspace/shared/ca.pem"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0, "s2i ended before assemble slept: {seen}");
+            seen.push_str(&line);
+            if line.contains("---> sleeping") {
+                break;
+            }
+        }
+        docker_output(&["kill", "-s", "TERM", &name]);
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+        let status = child.wait().unwrap();
+        let _ = s2i_testkit::engine_command().args(["rm", "-f", &name]).output();
+        (status.code(), seen, rest)
+    }
+}
+
 #[test]
 fn a_restricted_container_of_the_builder_builds_and_pushes_an_image_that_runs() {
     let env = TestEnv::new("inplace-push");
@@ -163,13 +198,7 @@ fn an_arbitrary_uid_in_group_0_builds_and_allowed_uids_judges_the_uid_that_runs(
     assert_ne!(code, 0, "{stderr}");
     assert!(stderr.contains("uid 0") && stderr.contains("not allowed"), "{stderr}");
     assert!(!stderr.contains("sti-fake assemble"), "nothing ran: {stderr}");
-    assert!(std::process::Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false", "--authfile"])
-        .arg(registry.docker_config_dir().join("config.json"))
-        .arg(format!("docker://{refused}"))
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap(), "nothing pushed");
+    assert!(!registry.holds(&refused), "nothing pushed");
     env.assert_clean();
 }
 
@@ -217,13 +246,7 @@ fn another_image_than_the_builder_is_refused_and_nothing_is_pushed() {
     assert_ne!(code, 0, "{stderr}");
     assert!(stderr.contains(&format!("this process does not run in {other}")) && stderr.contains("top layer"), "{stderr}");
     assert!(!stderr.contains("sti-fake assemble"), "nothing ran: {stderr}");
-    let listed = std::process::Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false", "--authfile"])
-        .arg(registry.docker_config_dir().join("config.json"))
-        .arg(format!("docker://{out}"))
-        .output()
-        .unwrap();
-    assert!(!listed.status.success(), "nothing pushed");
+    assert!(!registry.holds(&out), "nothing pushed");
 
     // On this host, outside any container of the builder: refused the same way, nothing pushed.
     let mut cmd = env.s2i();
@@ -236,13 +259,7 @@ fn another_image_than_the_builder_is_refused_and_nothing_is_pushed() {
         "{stderr}"
     );
     assert!(!stderr.contains("sti-fake assemble"), "nothing ran: {stderr}");
-    let listed = std::process::Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false", "--authfile"])
-        .arg(registry.docker_config_dir().join("config.json"))
-        .arg(format!("docker://{out}"))
-        .output()
-        .unwrap();
-    assert!(!listed.status.success(), "nothing pushed");
+    assert!(!registry.holds(&out), "nothing pushed");
     env.assert_clean();
 }
 
@@ -427,43 +444,10 @@ fn sigterm_during_assemble_stops_the_build_and_pushes_nothing() {
     let pod = Pod::new(&env, &registry, "sti-fake", "inplace/sti-fake:v1");
     let src = app(&env);
     let out = registry.image("inplace/interrupted:v1");
-    let name = format!("s2i-test-inplace-{}", std::process::id());
-    let bin = format!("{}:/opt/s2i/s2i:ro", static_s2i().display());
-    let source = format!("{}:/workspace/source:ro", src.display());
-    let shared = format!("{}:/workspace/shared:ro", pod.shared.display());
-    let mut child = s2i_testkit::engine_command()
-        .args(["run", "--name", &name, "--network", "host", "--user", "1001:0", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"])
-        .args(["-v", &bin, "-v", &source, "-v", &shared, "-e", "DOCKER_CONFIG=/workspace/shared", &pod.local_builder])
-        .args(["/opt/s2i/s2i", "build", "/workspace/source", &pod.builder, &out, "--push", "-e", "ASSEMBLE_SLEEP=600", "--engine", "in-place"])
-        .args(["--ca-file", "/workspace/shared/ca.pem"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        assert!(std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0, "s2i ended before assemble slept: {seen}");
-        seen.push_str(&line);
-        if line.contains("---> sleeping") {
-            break;
-        }
-    }
-    docker_output(&["kill", "-s", "TERM", &name]);
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    let status = child.wait().unwrap();
-    let _ = s2i_testkit::engine_command().args(["rm", "-f", &name]).output();
-    assert_ne!(status.code(), Some(0), "{seen}{rest}");
+    let (code, seen, rest) = pod.terminated_while_assembling(&src, &out, "sigterm", &[], &["--push", "-e", "ASSEMBLE_SLEEP=600"]);
+    assert_ne!(code, Some(0), "{seen}{rest}");
     assert!(rest.contains("interrupted"), "{seen}{rest}");
-    let listed = std::process::Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false", "--authfile"])
-        .arg(registry.docker_config_dir().join("config.json"))
-        .arg(format!("docker://{out}"))
-        .output()
-        .unwrap();
-    assert!(!listed.status.success(), "nothing pushed");
+    assert!(!registry.holds(&out), "nothing pushed");
     env.assert_clean();
 }
 
@@ -657,36 +641,15 @@ fn sigterm_during_an_incremental_build_leaves_the_cache_as_it_was() {
     assert_eq!(before.len(), 1);
 
     let src = app(&env);
-    let name = format!("s2i-test-inplace-cache-{}", std::process::id());
-    let bin = format!("{}:/opt/s2i/s2i:ro", static_s2i().display());
-    let source = format!("{}:/workspace/source:ro", src.display());
-    let shared = format!("{}:/workspace/shared:ro", pod.shared.display());
     let volume = format!("{}:/workspace/cache", cache.display());
-    let mut child = s2i_testkit::engine_command()
-        .args(["run", "--name", &name, "--network", "host", "--user", "1001:0", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"])
-        .args(["-v", &bin, "-v", &source, "-v", &shared, "-v", &volume, "-e", "DOCKER_CONFIG=/workspace/shared", &pod.local_builder])
-        .args(["/opt/s2i/s2i", "build", "/workspace/source", &pod.builder, &out, "--push", "-e", "ASSEMBLE_SLEEP=600", "--engine", "in-place"])
-        .args(["--incremental", "--cache-dir", "/workspace/cache", "--ca-file", "/workspace/shared/ca.pem"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        assert!(std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0, "s2i ended before assemble slept: {seen}");
-        seen.push_str(&line);
-        if line.contains("---> sleeping") {
-            break;
-        }
-    }
-    docker_output(&["kill", "-s", "TERM", &name]);
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    let status = child.wait().unwrap();
-    let _ = s2i_testkit::engine_command().args(["rm", "-f", &name]).output();
-    assert_ne!(status.code(), Some(0), "{seen}{rest}");
+    let (code, seen, rest) = pod.terminated_while_assembling(
+        &src,
+        &out,
+        "cache-sigterm",
+        &["-v", &volume],
+        &["--push", "-e", "ASSEMBLE_SLEEP=600", "--incremental", "--cache-dir", "/workspace/cache"],
+    );
+    assert_ne!(code, Some(0), "{seen}{rest}");
     assert!(cache_files(&cache) == before, "the cache is the first build's: {seen}{rest}");
     env.assert_clean();
 }
@@ -711,13 +674,7 @@ fn a_full_cache_volume_fails_the_build_before_the_push() {
     );
     assert_ne!(code, 0, "{stderr}");
     assert!(stderr.contains("/workspace/cache") && stderr.contains("full"), "{stderr}");
-    let listed = std::process::Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false", "--authfile"])
-        .arg(registry.docker_config_dir().join("config.json"))
-        .arg(format!("docker://{out}"))
-        .output()
-        .unwrap();
-    assert!(!listed.status.success(), "nothing pushed");
+    assert!(!registry.holds(&out), "nothing pushed");
     env.assert_clean();
 }
 
@@ -793,12 +750,6 @@ fn a_runtime_image_is_composed_from_its_layers_and_the_artifacts() {
     assert_ne!(code, 0, "{stderr}");
     assert!(stderr.contains("assemble-runtime") && stderr.contains("--engine docker") && stderr.contains("podman") && stderr.contains("--engine oci"), "{stderr}");
     assert!(!stderr.contains("sti-fake assemble"), "refused before anything ran: {stderr}");
-    let listed = std::process::Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false", "--authfile"])
-        .arg(registry.docker_config_dir().join("config.json"))
-        .arg(format!("docker://{refused}"))
-        .output()
-        .unwrap();
-    assert!(!listed.status.success(), "nothing pushed");
+    assert!(!registry.holds(&refused), "nothing pushed");
     env.assert_clean();
 }
