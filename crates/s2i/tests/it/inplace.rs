@@ -17,6 +17,8 @@ struct Pod<'a> {
     /// registry): the same image.
     local_builder: String,
     builder: String,
+    /// The builder's manifest digest in the registry.
+    builder_digest: String,
     /// Readable by any uid: the registry's CA and a Docker config logged in to it.
     shared: PathBuf,
     results: PathBuf,
@@ -25,7 +27,7 @@ struct Pod<'a> {
 impl<'a> Pod<'a> {
     fn new(env: &'a TestEnv, registry: &'a TestRegistry, fixture_name: &str, repo: &str) -> Pod<'a> {
         let local_builder = fixture(fixture_name);
-        let (builder, _) = registry.docker_push(&local_builder, repo);
+        let (builder, builder_digest) = registry.docker_push(&local_builder, repo);
         let shared = env.work().join("pod-shared");
         std::fs::create_dir_all(&shared).unwrap();
         std::fs::copy(registry.ca_cert(), shared.join("ca.pem")).unwrap();
@@ -38,7 +40,7 @@ impl<'a> Pod<'a> {
         std::fs::create_dir_all(&results).unwrap();
         // As an emptyDir is: writable by the step's user, whoever it is.
         std::fs::set_permissions(&results, std::fs::Permissions::from_mode(0o777)).unwrap();
-        Pod { registry, local_builder, builder, shared, results }
+        Pod { registry, local_builder, builder, builder_digest, shared, results }
     }
 
     /// `s2i ARGS` in the pod as `user`, with `src` as the source workspace at /workspace/source;
@@ -167,6 +169,9 @@ fn a_restricted_container_of_the_builder_builds_and_pushes_an_image_that_runs() 
     assert_eq!(config["Config"]["Cmd"], serde_json::json!(["/usr/libexec/s2i/run"]), "{config}");
     assert_eq!(config["Config"]["User"], "1001");
     assert_eq!(config["Config"]["Labels"]["io.openshift.s2i.build.image"], pod.builder.as_str());
+    // The standard keys are the manifest's annotations too, the builder's digest among them.
+    assert_eq!(manifest["annotations"]["org.opencontainers.image.base.name"], pod.builder.as_str(), "{manifest}");
+    assert_eq!(manifest["annotations"]["org.opencontainers.image.base.digest"], pod.builder_digest.as_str(), "{manifest}");
 
     let pulled = registry.docker_pull(&out);
     let (code, stdout, stderr) = docker_run(pulled.name(), &[]);
