@@ -18,7 +18,9 @@ use s2i_testkit::{
 /// OpenShift's kind of user: an arbitrary uid of the namespace's range, in group 0.
 const OPENSHIFT_UID: u32 = 1_000_680_000;
 
-/// A Task of the test's own, with the real Task's first step and a step that reports what it sees.
+/// A Task of the test's own, with the real Task's first step and a step that reports what it sees,
+/// both under the restricted securityContext of its stepTemplate (which the harness applies as
+/// Tekton does); the last step's own securityContext replaces the template's.
 const HARNESS_TASK: &str = r#"
 apiVersion: tekton.dev/v1
 kind: Task
@@ -42,6 +44,14 @@ spec:
   volumes:
     - name: s2i-bin
       emptyDir: {}
+  stepTemplate:
+    securityContext:
+      runAsNonRoot: true
+      allowPrivilegeEscalation: false
+      capabilities:
+        drop: ["ALL"]
+      seccompProfile:
+        type: RuntimeDefault
   steps:
     - name: copy-s2i
       image: $(params.S2I_IMAGE)
@@ -50,13 +60,6 @@ spec:
       volumeMounts:
         - name: s2i-bin
           mountPath: /s2i-bin
-      securityContext:
-        runAsNonRoot: true
-        allowPrivilegeEscalation: false
-        capabilities:
-          drop: ["ALL"]
-        seccompProfile:
-          type: RuntimeDefault
     - name: look
       image: $(params.STEP_IMAGE)
       workingDir: $(workspaces.source.path)
@@ -64,13 +67,6 @@ spec:
         - name: s2i-bin
           mountPath: /s2i-bin
           readOnly: true
-      securityContext:
-        runAsNonRoot: true
-        allowPrivilegeEscalation: false
-        capabilities:
-          drop: ["ALL"]
-        seccompProfile:
-          type: RuntimeDefault
       env:
         - name: BOUND
           value: $(workspaces.unbound.bound)
