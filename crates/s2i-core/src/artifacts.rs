@@ -103,14 +103,17 @@ impl TarPart for CachedPart {
     }
 }
 
-/// Open a cached tar: a regular file, never through a symlink (the cache is a shared volume).
+/// Open a cached tar: a regular file, never through a symlink (the cache is a shared volume),
+/// and nothing else is ever opened: the type is read on an `O_PATH` handle first (a FIFO planted
+/// there would otherwise block the open forever), then that same inode is opened.
 pub fn open_cached(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
-    if !file.metadata()?.is_file() {
+    let handle = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW).open(path)?;
+    if !handle.metadata()?.is_file() {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "not a regular file"));
     }
-    Ok(file)
+    std::fs::File::open(format!("/proc/self/fd/{}", handle.as_raw_fd()))
 }
 
 /// Read a cached tar to its end through the same checks as when it is used, writing nothing:
@@ -232,6 +235,22 @@ pub fn is_untrusted(e: &io::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_cache_entry_that_is_a_fifo_or_a_link_is_refused_without_blocking() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("entry.tar");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        // Opening a FIFO for reading blocks until a writer comes: this returns at once.
+        let e = super::open_cached(&fifo).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
+        let real = d.path().join("real.tar");
+        std::fs::write(&real, b"").unwrap();
+        let link = d.path().join("link.tar");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(super::open_cached(&link).is_err(), "a symlink is not followed");
+        assert!(super::open_cached(&real).is_ok());
+    }
     use super::*;
     use tokio::io::AsyncReadExt;
 
