@@ -395,6 +395,10 @@ pub struct EngineCapabilities {
     /// Containers can be started only from the image the process itself runs in: no runtime
     /// image with its own scripts, no previous image to take artifacts from, no image build.
     pub only_builder: bool,
+    /// The engine writes the input into the container's files itself ([`Engine::upload_archive`])
+    /// rather than through the image's `tar` on stdin: the in-place engine, whose container is
+    /// its own root, saves a pipe, a process and most of the file system calls of a `tar -x`.
+    pub unpacks_input: bool,
 }
 
 /// The engines that run containers of any image as any user, named in the errors of an engine

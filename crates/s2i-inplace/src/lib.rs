@@ -485,6 +485,7 @@ impl Engine for InPlaceEngine {
         EngineCapabilities {
             fixed_user: Some((rustix::process::getuid().as_raw(), rustix::process::getgid().as_raw())),
             only_builder: true,
+            unpacks_input: true,
         }
     }
 

@@ -679,7 +679,7 @@ impl Engine for FakeEngine {
 
     fn capabilities(&self) -> EngineCapabilities {
         match &self.in_place {
-            Some((_, uid, gid)) => EngineCapabilities { fixed_user: Some((*uid, *gid)), only_builder: true },
+            Some((_, uid, gid)) => EngineCapabilities { fixed_user: Some((*uid, *gid)), only_builder: true, unpacks_input: false },
             None => EngineCapabilities::default(),
         }
     }

@@ -62,7 +62,8 @@ pub async fn assemble_with_fallback(plan: &Plan<'_>, engine: &dyn Engine, phases
 enum Feed {
     /// Streamed on stdin to `tar -xf -` in the container, as the reference does.
     Stdin,
-    /// Unpacked by the engine into the created container (builders without tar).
+    /// Unpacked by the engine into the created container (builders without tar, and engines
+    /// that unpack faster than the image's tar).
     Upload,
 }
 
@@ -70,22 +71,23 @@ enum Feed {
 async fn assemble(plan: &Plan<'_>, engine: &dyn Engine, previous: Option<Artifacts<'_>>) -> Result<Assembled> {
     // Read now, as the container that needs them is made; the command says only their sizes.
     let secrets = read_secrets(plan)?;
-    let id = create_assemble_container(plan, engine, Feed::Stdin, &secrets).await?;
-    // The builder's files decide whether its tar unpacks the input, never what a script prints.
-    let feed = match container::has_tar(engine, &id).await {
-        Ok(true) => Feed::Stdin,
-        Ok(false) => Feed::Upload,
-        Err(e) => {
-            container::remove(engine, &id).await;
-            return Err(e);
-        }
-    };
-    let id = match feed {
-        Feed::Stdin => id,
-        Feed::Upload => {
-            container::remove(engine, &id).await;
-            info!("Image {} has no tar: the engine will copy the input into the container instead", plan.cfg.builder_image);
-            create_assemble_container(plan, engine, Feed::Upload, &secrets).await?
+    let (id, feed) = if engine.capabilities().unpacks_input {
+        // The engine unpacks faster than the image's tar would (the in-place engine's own root).
+        (create_assemble_container(plan, engine, Feed::Upload, &secrets).await?, Feed::Upload)
+    } else {
+        let id = create_assemble_container(plan, engine, Feed::Stdin, &secrets).await?;
+        // The builder's files decide whether its tar unpacks the input, never what a script prints.
+        match container::has_tar(engine, &id).await {
+            Ok(true) => (id, Feed::Stdin),
+            Ok(false) => {
+                container::remove(engine, &id).await;
+                info!("Image {} has no tar: the engine will copy the input into the container instead", plan.cfg.builder_image);
+                (create_assemble_container(plan, engine, Feed::Upload, &secrets).await?, Feed::Upload)
+            }
+            Err(e) => {
+                container::remove(engine, &id).await;
+                return Err(e);
+            }
         }
     };
     match run_assemble(plan, engine, &id, feed, previous, &secrets).await {

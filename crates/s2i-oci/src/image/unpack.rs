@@ -89,6 +89,8 @@ pub fn unpack<R: Read>(root: &Path, input: R, opts: &Unpack<'_>) -> Result<(R, U
         written: HashSet::new(),
         touched: HashSet::new(),
         dir_times: Vec::new(),
+        parent: None,
+        defaults: Defaults::of_process(),
         stats: UnpackStats::default(),
     };
     let input = tar_read::for_each_entry(input, opts.name, |h, data| u.entry(h, data))?;
@@ -171,7 +173,44 @@ struct Unpacker<'a> {
     touched: HashSet<(u64, u64)>,
     /// Directory mtimes, set last: creating their children changes them.
     dir_times: Vec<(Vec<Vec<u8>>, u64)>,
+    /// The parent directory of the last regular file, kept for the next one in the same directory
+    /// (every other kind of entry drops it: it may change where a path leads).
+    parent: Option<Parent>,
+    /// What a new file gets without being asked: this process's ids and umask, so that a file
+    /// whose header asks for just that needs no `fchown`/`fchmod` (on a FUSE root each call is a
+    /// round trip to its daemon).
+    defaults: Defaults,
     stats: UnpackStats,
+}
+
+/// An open parent directory and the path it was opened at.
+struct Parent {
+    comps: Vec<Vec<u8>>,
+    fd: OwnedFd,
+    /// Set-group-ID: files made in it take its group, not the process's.
+    setgid: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Defaults {
+    uid: u32,
+    gid: u32,
+    /// `None` when /proc does not say: every mode is then set explicitly.
+    umask: Option<u32>,
+}
+
+impl Defaults {
+    fn of_process() -> Defaults {
+        Defaults { uid: rustix::process::geteuid().as_raw(), gid: rustix::process::getegid().as_raw(), umask: umask_of_process() }
+    }
+}
+
+/// The process's umask, read from /proc (reading it with `umask(2)` means setting it, which would
+/// race with other threads making files).
+fn umask_of_process() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/thread-self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(line.trim(), 8).ok()
 }
 
 impl Unpacker<'_> {
@@ -269,7 +308,13 @@ impl Unpacker<'_> {
             }
             return Ok(());
         };
-        let parent = self.parent(h, parent_comps)?;
+        let parent = match kind {
+            Kind::File if !name.starts_with(WHITEOUT_PREFIX) => self.file_parent(h, parent_comps)?,
+            _ => {
+                self.parent = None;
+                self.parent(h, parent_comps)?
+            }
+        };
         if self.opts.whiteouts == Whiteouts::Apply {
             let id = self.dir_id(h, &parent)?;
             self.touched.insert(id);
@@ -308,22 +353,11 @@ impl Unpacker<'_> {
             return Ok(());
         }
 
+        if kind == Kind::File {
+            return self.file(h, &parent, name, data);
+        }
         self.remove_existing(h, &parent, name)?;
         match kind {
-            Kind::File => {
-                let fd = rfs::openat(
-                    &parent,
-                    name_os,
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(|e| self.io_err(h, "creating the file", e))?;
-                let mut file = File::from(fd);
-                let n = io::copy(data, &mut file).map_err(|e| self.io_err(h, "writing the file", e))?;
-                self.stats.bytes += n;
-                self.set_fd_meta(h, &file)?;
-                set_times_fd(&file, h.mtime).map_err(|e| self.io_err(h, "setting its mtime", e))?;
-            }
             Kind::Symlink => {
                 let target = h.link.as_deref().ok_or_else(|| self.err(h, "a symlink without a target"))?;
                 if target.is_empty() || target.contains(&0) {
@@ -361,6 +395,50 @@ impl Unpacker<'_> {
             _ => unreachable!("handled above"),
         }
         Ok(())
+    }
+
+    /// The parent directory of a regular file: the previous file's when it is the same path.
+    fn file_parent(&mut self, h: &EntryHeader, comps: &[Vec<u8>]) -> Result<OwnedFd> {
+        if let Some(p) = self.parent.as_ref().filter(|p| p.comps == comps) {
+            return p.fd.try_clone().map_err(|e| self.io_err(h, "opening its parent directory", e));
+        }
+        let fd = self.parent(h, comps)?;
+        let st = rfs::fstat(&fd).map_err(|e| self.io_err(h, "inspecting its directory", e))?;
+        let kept = fd.try_clone().map_err(|e| self.io_err(h, "opening its parent directory", e))?;
+        self.parent = Some(Parent { comps: comps.to_vec(), fd: kept, setgid: st.st_mode & 0o2000 != 0 });
+        Ok(fd)
+    }
+
+    /// A regular file: made with the mode it asks for when the process's umask gives exactly
+    /// that and its owner is the process's (no `fchown`, no `fchmod`), else made 0600 and then
+    /// given its owner and mode. Whatever was at its name goes first (found by the failing
+    /// exclusive create: no lookup for the usual new file).
+    fn file(&mut self, h: &EntryHeader, parent: &OwnedFd, name: &[u8], data: &mut dyn Read) -> Result<()> {
+        let d = self.defaults;
+        let setgid = self.parent.as_ref().is_some_and(|p| p.setgid);
+        let mode = h.mode & 0o7777;
+        let owned = (h.uid, h.gid) == (d.uid as u64, d.gid as u64) && !setgid;
+        let exact = owned && d.umask.is_some_and(|u| mode == mode & 0o777 & !u);
+        let create_mode = Mode::from_raw_mode(if exact { mode } else { 0o600 });
+        let name_os = OsStr::from_bytes(name);
+        let create = || rfs::openat(parent, name_os, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC, create_mode);
+        let fd = match create() {
+            Err(Errno::EXIST) => {
+                self.remove_existing(h, parent, name)?;
+                create()
+            }
+            other => other,
+        }
+        .map_err(|e| self.io_err(h, "creating the file", e))?;
+        let mut file = File::from(fd);
+        let n = io::copy(data, &mut file).map_err(|e| self.io_err(h, "writing the file", e))?;
+        self.stats.bytes += n;
+        if exact {
+            self.set_xattrs(h, &file)?;
+        } else {
+            self.set_fd_meta(h, &file)?;
+        }
+        set_times_fd(&file, h.mtime).map_err(|e| self.io_err(h, "setting its mtime", e))
     }
 
     fn mkdir(&self, h: &EntryHeader, parent: &OwnedFd, name: &OsStr) -> Result<()> {
@@ -610,6 +688,10 @@ impl Unpacker<'_> {
         rfs::fchown(fd, Some(rfs::Uid::from_raw(h.uid as u32)), Some(rfs::Gid::from_raw(h.gid as u32)))
             .map_err(|e| self.io_err(h, "setting its owner", e))?;
         rfs::fchmod(fd, Mode::from_raw_mode(h.mode & 0o7777)).map_err(|e| self.io_err(h, "setting its mode", e))?;
+        self.set_xattrs(h, fd)
+    }
+
+    fn set_xattrs(&mut self, h: &EntryHeader, fd: &impl AsFd) -> Result<()> {
         for (key, value) in &h.xattrs {
             if !xattr_allowed(key) {
                 debug!("{}: {:?}: leaving out the xattr {key}", self.opts.name, h.display_path());

@@ -304,3 +304,46 @@ fn names_over_the_kernels_limits_are_refused_with_the_entry() {
         }
     }
 }
+
+/// A regular file gets exactly its header's mode and owner whether or not the process's umask
+/// and ids already give them (the unpacker skips `fchmod`/`fchown` only when they do), replaces
+/// whatever was at its name, and lands where its parent path leads now, not where it led for the
+/// file before it (the parent directory kept from one file to the next).
+#[test]
+fn files_get_their_own_mode_and_owner_and_follow_their_parent_path() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    fs::create_dir_all(root.join("d/x/deep")).unwrap();
+    fs::write(root.join("d/x/deep/old"), "old").unwrap();
+    let tar = raw_tar(&[
+        Raw::dir("d"),
+        Raw::file("d/a", "a").mode(0o644),
+        Raw::file("d/b", "b").mode(0o666),
+        Raw::file("d/c", "c").mode(0o4755),
+        Raw::file("d/e", "e").mode(0o640).owner(1234, 5678),
+        Raw::file("d/x", "a file where a tree was"),
+        Raw::dir("g").mode(0o2775).owner(0, 4321),
+        Raw::file("g/f", "f"),
+        Raw::dir("p"),
+        Raw::file("p/one", "1"),
+        Raw::dir("q"),
+        Raw::symlink("p", "q"),
+        Raw::file("p/two", "2"),
+    ]);
+    apply(&root, &tar, Whiteouts::Plain).unwrap();
+    let meta = |p: &str| fs::symlink_metadata(root.join(p)).unwrap();
+    assert_eq!(meta("d/a").mode() & 0o7777, 0o644);
+    assert_eq!(meta("d/b").mode() & 0o7777, 0o666, "a mode the umask would narrow");
+    assert_eq!(meta("d/c").mode() & 0o7777, 0o4755, "set-user-ID kept");
+    assert_eq!((meta("d/a").uid(), meta("d/a").gid()), (0, 0));
+    assert_eq!((meta("d/e").uid(), meta("d/e").gid(), meta("d/e").mode() & 0o7777), (1234, 5678, 0o640));
+    assert_eq!(fs::read_to_string(root.join("d/x")).unwrap(), "a file where a tree was");
+    assert_eq!(meta("g/f").gid(), 0, "the header's group, not the set-group-ID directory's");
+    assert!(meta("p").file_type().is_symlink());
+    assert_eq!(fs::read_to_string(root.join("q/two")).unwrap(), "2", "through the symlink that replaced p");
+    assert!(!root.join("q/one").exists());
+    for f in ["d/a", "d/b", "d/e", "g/f", "q/two"] {
+        assert_eq!(meta(f).mtime(), 1_600_000_000, "{f}: the header's mtime");
+    }
+}
