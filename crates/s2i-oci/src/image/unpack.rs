@@ -90,7 +90,7 @@ pub fn unpack<R: Read>(root: &Path, input: R, opts: &Unpack<'_>) -> Result<(R, U
         touched: HashSet::new(),
         dir_times: Vec::new(),
         parent: None,
-        defaults: Defaults::of_process(),
+        ids: (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw()),
         stats: UnpackStats::default(),
     };
     let input = tar_read::for_each_entry(input, opts.name, |h, data| u.entry(h, data))?;
@@ -176,10 +176,9 @@ struct Unpacker<'a> {
     /// The parent directory of the last regular file, kept for the next one in the same directory
     /// (every other kind of entry drops it: it may change where a path leads).
     parent: Option<Parent>,
-    /// What a new file gets without being asked: this process's ids and umask, so that a file
-    /// whose header asks for just that needs no `fchown`/`fchmod` (on a FUSE root each call is a
-    /// round trip to its daemon).
-    defaults: Defaults,
+    /// The process's effective uid and gid, which a new file gets without an `fchown` (on a
+    /// FUSE root every call is a round trip to its daemon).
+    ids: (u32, u32),
     stats: UnpackStats,
 }
 
@@ -187,30 +186,6 @@ struct Unpacker<'a> {
 struct Parent {
     comps: Vec<Vec<u8>>,
     fd: OwnedFd,
-    /// Set-group-ID: files made in it take its group, not the process's.
-    setgid: bool,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Defaults {
-    uid: u32,
-    gid: u32,
-    /// `None` when /proc does not say: every mode is then set explicitly.
-    umask: Option<u32>,
-}
-
-impl Defaults {
-    fn of_process() -> Defaults {
-        Defaults { uid: rustix::process::geteuid().as_raw(), gid: rustix::process::getegid().as_raw(), umask: umask_of_process() }
-    }
-}
-
-/// The process's umask, read from /proc (reading it with `umask(2)` means setting it, which would
-/// race with other threads making files).
-fn umask_of_process() -> Option<u32> {
-    let status = std::fs::read_to_string("/proc/thread-self/status").ok()?;
-    let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
-    u32::from_str_radix(line.trim(), 8).ok()
 }
 
 impl Unpacker<'_> {
@@ -309,7 +284,8 @@ impl Unpacker<'_> {
             return Ok(());
         };
         let parent = match kind {
-            Kind::File if !name.starts_with(WHITEOUT_PREFIX) => self.file_parent(h, parent_comps)?,
+            // A whiteout may remove a directory: it drops the kept parent, unless it is a plain file.
+            Kind::File if self.opts.whiteouts == Whiteouts::Plain || !name.starts_with(WHITEOUT_PREFIX) => self.file_parent(h, parent_comps)?,
             _ => {
                 self.parent = None;
                 self.parent(h, parent_comps)?
@@ -403,23 +379,21 @@ impl Unpacker<'_> {
             return p.fd.try_clone().map_err(|e| self.io_err(h, "opening its parent directory", e));
         }
         let fd = self.parent(h, comps)?;
-        let st = rfs::fstat(&fd).map_err(|e| self.io_err(h, "inspecting its directory", e))?;
         let kept = fd.try_clone().map_err(|e| self.io_err(h, "opening its parent directory", e))?;
-        self.parent = Some(Parent { comps: comps.to_vec(), fd: kept, setgid: st.st_mode & 0o2000 != 0 });
+        self.parent = Some(Parent { comps: comps.to_vec(), fd: kept });
         Ok(fd)
     }
 
-    /// A regular file: made with the mode it asks for when the process's umask gives exactly
-    /// that and its owner is the process's (no `fchown`, no `fchmod`), else made 0600 and then
-    /// given its owner and mode. Whatever was at its name goes first (found by the failing
-    /// exclusive create: no lookup for the usual new file).
+    /// A regular file. Made with the permission bits it asks for when it asks for the process's
+    /// own ids (else 0600, until it has its owner); the owner and mode are then set only where
+    /// the new file's differ from the header's (a umask, a default ACL or a set-group-ID
+    /// directory can make them differ; `fstat` of a file just made costs no round trip on FUSE).
+    /// Whatever was at its name goes first, found by the failing exclusive create: no lookup for
+    /// the usual new file.
     fn file(&mut self, h: &EntryHeader, parent: &OwnedFd, name: &[u8], data: &mut dyn Read) -> Result<()> {
-        let d = self.defaults;
-        let setgid = self.parent.as_ref().is_some_and(|p| p.setgid);
         let mode = h.mode & 0o7777;
-        let owned = (h.uid, h.gid) == (d.uid as u64, d.gid as u64) && !setgid;
-        let exact = owned && d.umask.is_some_and(|u| mode == mode & 0o777 & !u);
-        let create_mode = Mode::from_raw_mode(if exact { mode } else { 0o600 });
+        let own_ids = (h.uid, h.gid) == (self.ids.0 as u64, self.ids.1 as u64);
+        let create_mode = Mode::from_raw_mode(if own_ids { mode & 0o777 } else { 0o600 });
         let name_os = OsStr::from_bytes(name);
         let create = || rfs::openat(parent, name_os, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC, create_mode);
         let fd = match create() {
@@ -433,10 +407,12 @@ impl Unpacker<'_> {
         let mut file = File::from(fd);
         let n = io::copy(data, &mut file).map_err(|e| self.io_err(h, "writing the file", e))?;
         self.stats.bytes += n;
-        if exact {
-            self.set_xattrs(h, &file)?;
-        } else {
+        let st = rfs::fstat(&file).map_err(|e| self.io_err(h, "inspecting the file", e))?;
+        if (st.st_uid as u64, st.st_gid as u64) != (h.uid, h.gid) || st.st_mode & 0o7777 != mode {
+            // fchown clears set-ID bits: the mode is always set after it.
             self.set_fd_meta(h, &file)?;
+        } else {
+            self.set_xattrs(h, &file)?;
         }
         set_times_fd(&file, h.mtime).map_err(|e| self.io_err(h, "setting its mtime", e))
     }

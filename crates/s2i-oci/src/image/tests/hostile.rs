@@ -325,6 +325,7 @@ fn files_get_their_own_mode_and_owner_and_follow_their_parent_path() {
         Raw::file("d/x", "a file where a tree was"),
         Raw::dir("g").mode(0o2775).owner(0, 4321),
         Raw::file("g/f", "f"),
+        Raw::file("g/.wh.plain", "an ordinary file in plain mode"),
         Raw::dir("p"),
         Raw::file("p/one", "1"),
         Raw::dir("q"),
@@ -340,6 +341,7 @@ fn files_get_their_own_mode_and_owner_and_follow_their_parent_path() {
     assert_eq!((meta("d/e").uid(), meta("d/e").gid(), meta("d/e").mode() & 0o7777), (1234, 5678, 0o640));
     assert_eq!(fs::read_to_string(root.join("d/x")).unwrap(), "a file where a tree was");
     assert_eq!(meta("g/f").gid(), 0, "the header's group, not the set-group-ID directory's");
+    assert_eq!(meta("g/.wh.plain").gid(), 0, "the header's group, not the set-group-ID directory's");
     assert!(meta("p").file_type().is_symlink());
     assert_eq!(fs::read_to_string(root.join("q/two")).unwrap(), "2", "through the symlink that replaced p");
     assert!(!root.join("q/one").exists());
