@@ -753,6 +753,32 @@ fn check_type(p: &Value) {
     }
 }
 
+/// Tekton's `stepTemplate`: what a step does not set itself comes from the template; `env` and
+/// `volumeMounts` are merged, the step's own entry winning for a name (a mount path) both have.
+fn apply_step_template(spec: &mut Value) {
+    let Some(template) = spec.get("stepTemplate").and_then(Value::as_object).cloned() else { return };
+    let Some(steps) = spec.get_mut("steps").and_then(Value::as_array_mut) else { return };
+    for step in steps.iter_mut().filter_map(Value::as_object_mut) {
+        for (key, value) in &template {
+            let merged_by = match key.as_str() {
+                "env" => Some("name"),
+                "volumeMounts" => Some("mountPath"),
+                _ => None,
+            };
+            match (step.get_mut(key), merged_by) {
+                (None, _) => {
+                    step.insert(key.clone(), value.clone());
+                }
+                (Some(Value::Array(own)), Some(id)) => {
+                    let inherited: Vec<Value> = value.as_array().into_iter().flatten().filter(|t| !own.iter().any(|o| o[id] == t[id])).cloned().collect();
+                    own.splice(0..0, inherited);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -799,32 +825,6 @@ mod tests {
         for name in ["s2i", "s2i-shipwright-push"] {
             let shipwright = TaskPod::shipwright_strategy(&crate::repo_path("deploy/shipwright/s2i.yaml"), name);
             assert!(shipwright.declared_params().contains_key("builder-image"));
-        }
-    }
-}
-
-/// Tekton's `stepTemplate`: what a step does not set itself comes from the template; `env` and
-/// `volumeMounts` are merged, the step's own entry winning for a name (a mount path) both have.
-fn apply_step_template(spec: &mut Value) {
-    let Some(template) = spec.get("stepTemplate").and_then(Value::as_object).cloned() else { return };
-    let Some(steps) = spec.get_mut("steps").and_then(Value::as_array_mut) else { return };
-    for step in steps.iter_mut().filter_map(Value::as_object_mut) {
-        for (key, value) in &template {
-            let merged_by = match key.as_str() {
-                "env" => Some("name"),
-                "volumeMounts" => Some("mountPath"),
-                _ => None,
-            };
-            match (step.get_mut(key), merged_by) {
-                (None, _) => {
-                    step.insert(key.clone(), value.clone());
-                }
-                (Some(Value::Array(own)), Some(id)) => {
-                    let inherited: Vec<Value> = value.as_array().into_iter().flatten().filter(|t| !own.iter().any(|o| o[id] == t[id])).cloned().collect();
-                    own.splice(0..0, inherited);
-                }
-                _ => {}
-            }
         }
     }
 }
