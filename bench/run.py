@@ -158,10 +158,39 @@ while v=$(grep VmHWM /proc/$p/status 2>/dev/null) && [ -n "$v" ]; do h=$(echo $v
 wait $p; r=$?; read t1 _ < /proc/uptime; echo "peak-rss-kib $h" >&2; echo "s2i-seconds $t0 $t1" >&2; exit $r"""
 
 
+# Which runtime plays the kubelet: Docker (its storage driver here is fuse-overlayfs) or a private
+# rootful Podman with the kernel's overlay, the kind of root a Kubernetes node gives a pod.
+POD_RUNTIME = {"name": "docker"}
+
+
+def podman(*args):
+    d = os.path.join(WORK, "podman")
+    return ["podman", "--root", f"{d}/root", "--runroot", f"{d}/run", "--tmpdir", f"{d}/tmp", "--storage-driver", "overlay",
+            "--cgroup-manager", "cgroupfs", "--events-backend", "file", *args]
+
+
+def podman_ulimits():
+    """Podman's default ulimits ask runc for more than this machine's hard limits: ask for those."""
+    limits = {}
+    for line in open("/proc/self/limits"):
+        for name, key in [("Max open files", "nofile"), ("Max processes", "nproc")]:
+            if line.startswith(name):
+                hard = line[len(name):].split()[1]
+                n = 32768 if key == "nproc" else 1 << 20
+                if hard != "unlimited":
+                    n = min(int(hard), n)
+                limits[key] = n
+    return [a for k, n in limits.items() for a in ("--ulimit", f"{k}={n}:{n}")]
+
+
 def pod_run(mounts, image, cmd, user=INPLACE_USER):
-    """`docker run` as a restricted pod runs a step: a non-root uid in group 0, every capability
-    dropped, no privilege escalation, Docker's default seccomp profile (never --privileged)."""
-    args = ["docker", "run", "--rm", "--network", "host", "--user", user, "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
+    """`docker run` (or `podman run`) as a restricted pod runs a step: a non-root uid in group 0,
+    every capability dropped, no privilege escalation, the runtime's default seccomp profile
+    (never --privileged)."""
+    run = ["docker", "run"] if POD_RUNTIME["name"] == "docker" else podman("run", *podman_ulimits())
+    if POD_RUNTIME["name"] == "podman":
+        image = POD_RUNTIME["images"][image]
+    args = [*run, "--rm", "--network", "host", "--user", user, "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
     for m in mounts:
         args += ["-v", m]
     return args + [image, *cmd]
@@ -216,6 +245,13 @@ def prepare_inplace():
     for local, remote in [(BUILDER, "bench/builder:latest"), (base, "bench/runtime-plain:latest")]:
         sh("docker", "tag", local, f"127.0.0.1:{port}/{remote}")
         sh("docker", "push", "-q", f"127.0.0.1:{port}/{remote}")
+    if POD_RUNTIME["name"] == "podman":
+        # The pod's image, pulled by the Podman "kubelet" from the registry, as a node would.
+        subprocess.run(["rm", "-rf", os.path.join(WORK, "podman")], check=True)
+        remote = f"127.0.0.1:{port}/bench/builder:latest"
+        sh(*podman("pull", "-q", "--tls-verify=false", remote))
+        POD_RUNTIME["images"] = {BUILDER: remote}
+        POD_RUNTIME["driver"] = sh(*podman("info", "--format", "{{.Store.GraphDriverName}}"))
     # The incremental workload's first build, whose save-artifacts fills the cache; and the oci
     # side's, under the name it pushes to (its previous image, with the 200 MB of artifacts).
     subprocess.run(inplace(os.path.join(WORK, "inc-seed"), "inc", ["--incremental", "--cache-dir", "/workspace/cache"]), check=True, capture_output=True)
@@ -302,8 +338,8 @@ def try_buildah():
               f"-t {reg}/bench/out-buildah:latest /tmp/ctx && buildah --storage-driver vfs --root /tmp/b/root --runroot /tmp/b/run "
               f"push --tls-verify=false {reg}/bench/out-buildah:latest")
     cmd = pod_run(mounts, base, ["sh", "-c", script]) [:]
-    cmd.insert(2, "-e")
-    cmd.insert(3, "HOME=/tmp")
+    at = cmd.index("run") + 1
+    cmd[at:at] = ["-e", "HOME=/tmp"]
     start = time.monotonic()
     p = subprocess.run(cmd, capture_output=True, text=True)
     took = time.monotonic() - start
@@ -513,9 +549,13 @@ def render_oci(results, runs, sides):
 
 
 def render_inplace(results, runs, sides, delta, buildah):
+    if POD_RUNTIME["name"] == "podman":
+        pod = f"a private rootful Podman ({sh('podman', '--version')}, {POD_RUNTIME['driver']} storage: the kernel's overlay, as a Kubernetes node's), its default seccomp"
+    else:
+        pod = "Docker (its fuse-overlayfs storage), Docker's default seccomp"
     first = header(runs, sides) + (
         f" The in-place engine: the static s2i in a container of the builder as uid {INPLACE_USER}, --cap-drop ALL, "
-        "no-new-privileges, Docker's default seccomp; builder read from and image pushed to a local TLS registry "
+        f"no-new-privileges, run by {pod}; builder read from and image pushed to a local TLS registry "
         "(docker-registry, 127.0.0.1). \"in-place\" is the whole `docker run` (the container's start and stop "
         "included), \"s2i process\" the s2i process alone, timed inside the container (/proc/uptime, 10 ms steps). "
         "The oci side pushes its image to the same registry, so that it does the same work."
@@ -560,7 +600,10 @@ def main():
     ap.add_argument("--only", default="")
     ap.add_argument("--engines", default="docker,oci", help="docker, oci, inplace (comma-separated): which s2i sides run beside the floor")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--pod-runtime", default="docker", choices=["docker", "podman"],
+                    help="what runs the in-place side's container: Docker, or a private rootful Podman with kernel overlay")
     args = ap.parse_args()
+    POD_RUNTIME["name"] = args.pod_runtime
     engines = [e for e in args.engines.split(",") if e]
     sides = [s for s, e in [("s2i", "docker"), ("floor", None), ("oci", "oci"), ("inplace", "inplace")] if e is None or e in engines]
     prepare()
@@ -593,7 +636,8 @@ def main():
             delta["placement"] = placement_floor(args.runs)
         buildah = try_buildah()
         stop_registry()
-        tables.append(("<!-- inplace-results -->", "<!-- /inplace-results -->", render_inplace(results, args.runs, sides, delta, buildah)))
+        marker = "inplace-results" if args.pod_runtime == "docker" else "inplace-podman-results"
+        tables.append((f"<!-- {marker} -->", f"<!-- /{marker} -->", render_inplace(results, args.runs, sides, delta, buildah)))
     for _, _, table in tables:
         print(table)
     for image in ["s2i-bench/out-s2i", "s2i-bench/out-floor", "s2i-bench/rt-s2i", "s2i-bench/rt-floor"]:
@@ -602,7 +646,7 @@ def main():
         # A run for the in-place engine writes its own section only: the other tables keep their
         # own runs (more of them, on a quieter machine).
         if "inplace" in sides:
-            tables = [t for t in tables if t[0] == "<!-- inplace-results -->"]
+            tables = [t for t in tables if t[0].startswith("<!-- inplace")]
         for start, end, table in tables:
             write_section(start, end, table)
 
