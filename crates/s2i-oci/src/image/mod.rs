@@ -13,6 +13,7 @@
 mod archive;
 mod commit;
 mod error;
+mod pgzip;
 pub mod remote;
 mod store;
 mod tar_read;
