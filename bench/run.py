@@ -344,9 +344,12 @@ def try_buildah():
     p = subprocess.run(cmd, capture_output=True, text=True)
     took = time.monotonic() - start
     if p.returncode != 0:
+        print("buildah's output:\n" + p.stderr[-3000:], file=sys.stderr)
         lines = [l for l in p.stderr.strip().splitlines() if l.strip()]
-        # The first refusal says why; what follows is buildah failing to read its child's status.
-        why = [l for l in lines if "not permitted" in l or "unshare" in l] or lines[-1:]
+        # The first refusal says why (Docker's seccomp refuses the user namespace; Podman's allows
+        # it, but one uid cannot become root's group there); what follows is buildah failing to
+        # read its child's status.
+        why = [l for l in lines if "not permitted" in l or "unshare" in l or l.startswith("Error during")] or lines[-1:]
         return None, (why[0] if why else f"exit {p.returncode}")[:300]
     return took, None
 
