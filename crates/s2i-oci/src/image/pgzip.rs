@@ -32,7 +32,6 @@ struct Job {
 
 pub(crate) struct ParallelGz<W: Write> {
     inner: Option<W>,
-    level: Compression,
     buf: Vec<u8>,
     crc: Crc,
     jobs: Option<SyncSender<Job>>,
@@ -40,7 +39,6 @@ pub(crate) struct ParallelGz<W: Write> {
     pending: VecDeque<Receiver<Reply>>,
     max_pending: usize,
     workers: Vec<JoinHandle<()>>,
-    header_written: bool,
 }
 
 /// How many threads compress: the CPUs this process may use (its cgroup's quota counts), at most
@@ -50,7 +48,10 @@ pub(crate) fn default_threads() -> usize {
 }
 
 impl<W: Write> ParallelGz<W> {
-    pub(crate) fn new(inner: W, level: Compression, threads: usize) -> io::Result<Self> {
+    pub(crate) fn new(mut inner: W, level: Compression, threads: usize) -> io::Result<Self> {
+        // No name, no mtime (0), "fastest" (4) or "best" (2) in XFL, unknown OS (255).
+        let xfl = if level.level() <= 1 { 4 } else if level.level() >= 9 { 2 } else { 0 };
+        inner.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 255])?;
         let threads = threads.max(1);
         let (jobs, queue) = sync_channel::<Job>(threads);
         let queue = Arc::new(Mutex::new(queue));
@@ -77,14 +78,12 @@ impl<W: Write> ParallelGz<W> {
         }
         Ok(ParallelGz {
             inner: Some(inner),
-            level,
             buf: Vec::with_capacity(BLOCK),
             crc: Crc::new(),
             jobs: Some(jobs),
             pending: VecDeque::new(),
             max_pending: threads + 1,
             workers,
-            header_written: false,
         })
     }
 
@@ -92,21 +91,10 @@ impl<W: Write> ParallelGz<W> {
         self.inner.as_mut().expect("the writer is there until finish")
     }
 
-    fn write_header(&mut self) -> io::Result<()> {
-        if !self.header_written {
-            // No name, no mtime (0), "fastest" (4) or "best" (2) in XFL, unknown OS (255).
-            let xfl = if self.level.level() <= 1 { 4 } else if self.level.level() >= 9 { 2 } else { 0 };
-            self.inner().write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 255])?;
-            self.header_written = true;
-        }
-        Ok(())
-    }
-
     /// Writes the oldest block's compressed bytes (waiting for them).
     fn write_oldest(&mut self) -> io::Result<()> {
         let Some(reply) = self.pending.pop_front() else { return Ok(()) };
         let out = reply.recv().map_err(|_| io::Error::other("a compression thread ended"))??;
-        self.write_header()?;
         self.inner().write_all(&out)
     }
 
@@ -128,7 +116,6 @@ impl<W: Write> ParallelGz<W> {
         while !self.pending.is_empty() {
             self.write_oldest()?;
         }
-        self.write_header()?;
         let (crc, len) = (self.crc.sum(), self.crc.amount());
         let mut trailer = [0u8; 8];
         trailer[..4].copy_from_slice(&crc.to_le_bytes());
